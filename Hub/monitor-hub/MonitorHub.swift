@@ -1,0 +1,40 @@
+import ArgumentParser
+import FleetwatchHub
+
+/// `monitor-hub`: the fleetwatch hub and its operator commands.
+@main
+struct MonitorHub: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "monitor-hub",
+        abstract: "The fleetwatch hub: ingest, storage and control for a fleet of trading bots.",
+        subcommands: [Serve.self, Migrate.self, Bots.self],
+        defaultSubcommand: Serve.self)
+}
+
+/// Options every subcommand shares.
+struct CommonOptions: ParsableArguments {
+    @Option(help: "production, development, or the path of a JSON configuration file.")
+    var config: String?
+
+    @Option(help: "PostgreSQL URL (postgres://user:password@host:port/db). Without it the hub runs a private cluster in --data-dir.")
+    var databaseURL: String?
+
+    @Option(help: "Directory of the embedded PostgreSQL cluster.")
+    var dataDir: String?
+
+    @Option(help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String?
+
+    /// The configuration from profile/file, environment, then these flags.
+    func load() throws -> HubConfiguration {
+        do {
+            var c = try HubConfiguration.load(config: config)
+            if let databaseURL { c.databaseURL = databaseURL }
+            if let dataDir { c.dataDirectory = dataDir }
+            if let logLevel { c.logLevel = try HubConfiguration.level(logLevel, from: "--log-level") }
+            return c
+        } catch let error as ConfigurationError {
+            throw ValidationError(error.description)
+        }
+    }
+}

@@ -1,0 +1,137 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "fleetwatch",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "FleetwatchProtocol", targets: ["FleetwatchProtocol"]),
+        .library(name: "FleetwatchAgent", targets: ["FleetwatchAgent"]),
+        .library(name: "FleetwatchHub", targets: ["FleetwatchHub"]),
+        .executable(name: "monitor-hub", targets: ["MonitorHub"]),
+        .executable(name: "fleetwatch-simbot", targets: ["SimBot"]),
+        .executable(name: "fleetwatch-bench", targets: ["FleetwatchBench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "3.12.3"),
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.2"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // Wire protocol shared by agent and hub: frames, sample batches, compression. No server code.
+        .target(
+            name: "FleetwatchProtocol",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "CompressNIO", package: "compress-nio"),
+            ]
+        ),
+        // The in-process agent library a bot links.
+        .target(
+            name: "FleetwatchAgent",
+            dependencies: [
+                "FleetwatchProtocol",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The ordered SQL migrations and review views, embedded into the hub binary.
+        .target(
+            name: "FleetwatchSchema",
+            path: "schema",
+            resources: [.embedInCode("migrations/V0001__foundation.sql")]
+        ),
+        // Storage: PostgreSQL schema migrations, batch writer, bot registry, embedded cluster.
+        .target(
+            name: "FleetwatchStorage",
+            dependencies: [
+                "FleetwatchProtocol", "FleetwatchSchema", "FleetwatchIngest",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Ingest: the agent WebSocket endpoint, session state machine, authentication, limits.
+        .target(
+            name: "FleetwatchIngest",
+            dependencies: [
+                "FleetwatchProtocol",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        // App wiring: configuration, HTTP server, services.
+        .target(
+            name: "FleetwatchHub",
+            dependencies: [
+                "FleetwatchProtocol", "FleetwatchIngest", "FleetwatchStorage", "FleetwatchSchema",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Test doubles shipped as a target: manual clock, in-memory stores, private PostgreSQL.
+        .target(
+            name: "FleetwatchTestSupport",
+            dependencies: ["FleetwatchProtocol", "FleetwatchAgent", "FleetwatchIngest", "FleetwatchStorage"]
+        ),
+        .executableTarget(
+            name: "MonitorHub",
+            dependencies: [
+                "FleetwatchHub",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Hub/monitor-hub"
+        ),
+        .executableTarget(
+            name: "SimBot",
+            dependencies: [
+                "FleetwatchAgent",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Agent/simbot"
+        ),
+        .executableTarget(
+            name: "FleetwatchBench",
+            dependencies: [
+                "FleetwatchProtocol", "FleetwatchAgent", "FleetwatchStorage", "FleetwatchTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/fleetwatch-bench"
+        ),
+        .testTarget(
+            name: "FleetwatchProtocolTests",
+            dependencies: ["FleetwatchProtocol"],
+            resources: [.copy("Golden")]
+        ),
+        .testTarget(
+            name: "FleetwatchAgentTests",
+            dependencies: ["FleetwatchAgent", "FleetwatchTestSupport"]
+        ),
+        .testTarget(
+            name: "FleetwatchHubTests",
+            dependencies: ["FleetwatchHub", "FleetwatchIngest", "FleetwatchTestSupport"]
+        ),
+        .testTarget(
+            name: "FleetwatchIntegrationTests",
+            dependencies: ["FleetwatchHub", "FleetwatchAgent", "FleetwatchStorage", "FleetwatchTestSupport"]
+        ),
+    ]
+)

@@ -1,0 +1,64 @@
+/// Everything an agent needs to know. Every field but the hub address, bot id and token has a default.
+public struct AgentConfiguration: Sendable {
+    /// The hub's agent endpoint, e.g. `ws://127.0.0.1:8000/agent/v1` (or `wss://` for TLS).
+    public var hubURL: String
+    /// The bot's id at the hub.
+    public var botID: String
+    /// The bot's secret token, issued by `monitor-hub bots add`.
+    public var token: String
+    /// How often metrics are snapshotted and sent.
+    public var flushInterval: Duration = .seconds(1)
+    /// Buffer sizes: samples held while the hub is away, samples per batch.
+    public var buffer = BatchBuffer.Configuration()
+    /// Reconnect pacing.
+    public var backoff = Backoff()
+    /// Most batches sent and not yet acknowledged.
+    public var sendWindow = 64
+    /// A directory for the on-disk spool; nil keeps unacknowledged batches in memory only.
+    public var spoolDirectory: String?
+    /// Largest size of the spool directory.
+    public var spoolMaxBytes = 64 << 20
+    /// Poll the bot's own memory, CPU and log file size.
+    public var processCollector = true
+    /// The log file whose size `log_file_size_mb` reports.
+    public var logFilePath: String?
+    /// How long a collector may take at each flush.
+    public var collectorTimeout: Duration = .milliseconds(500)
+    /// Duration observations kept per metric between two flushes; more are dropped and counted.
+    public var durationCapacity = 4096
+    /// An unchanged string state is reported again after this long.
+    public var stateRepeatInterval: Duration = .seconds(60)
+    /// Heartbeat interval until the hub's welcome says otherwise.
+    public var heartbeatInterval: Duration = .seconds(5)
+    /// Largest frame accepted from the hub.
+    public var maxFrameBytes = 1 << 20
+    /// Reported to the hub's bot registry.
+    public var agentVersion = AgentConfiguration.libraryVersion
+
+    /// This library's version.
+    public static let libraryVersion = "fleetwatch-agent-swift/0.1.0"
+
+    public init(hubURL: String, botID: String, token: String) {
+        self.hubURL = hubURL
+        self.botID = botID
+        self.token = token
+    }
+}
+
+/// What the agent is doing, for the bot's own logs and health checks.
+public struct AgentStatus: Sendable, Equatable {
+    /// Connected to a hub and streaming.
+    public var connected: Bool
+    /// Samples waiting (pending and unacknowledged).
+    public var bufferedSamples: Int
+    /// Batches sent or waiting, not yet acknowledged.
+    public var unackedBatches: Int
+    /// Samples dropped for lack of buffer space since start.
+    public var droppedSamples: Int64
+    /// Batches the hub acknowledged since start.
+    public var ackedBatches: Int64
+    /// The hub's close code last time, if any.
+    public var lastCloseCode: UInt16?
+    /// The last connection error, if any.
+    public var lastError: String?
+}

@@ -1,0 +1,171 @@
+import FleetwatchProtocol
+import Logging
+import NIOCore
+import NIOWebSocket
+import ServiceLifecycle
+import Synchronization
+import WSClient
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The monitoring agent a bot runs in-process.
+///
+/// ```swift
+/// let agent = try MonitorAgent(configuration: .init(hubURL: "ws://hub:8000/agent/v1", botID: "kraken-1", token: token))
+/// let trades = agent.counter("trades_executed")
+/// Task { try await agent.run() }
+/// trades.increment()
+/// ```
+/// Recording never blocks, throws or allocates; `run()` flushes, connects and reconnects until cancelled
+/// or until graceful shutdown, and never throws for network trouble.
+public final class MonitorAgent: Service, Sendable {
+    public let configuration: AgentConfiguration
+    let registry: MetricRegistry
+    let collectors: CollectorRunner
+    let core: AgentCore
+    let logger: Logger
+
+    /// - Parameter onSeal: called with every batch as it is sealed (tests and benchmarks use it).
+    public init(configuration: AgentConfiguration, logger: Logger = Logger(label: "fleetwatch.agent"),
+                onSeal: (@Sendable (SealedBatch) -> Void)? = nil) throws {
+        self.configuration = configuration
+        self.logger = logger
+        registry = MetricRegistry(durationCapacity: configuration.durationCapacity,
+                                  stateRepeatMs: Int64(Backoff.seconds(configuration.stateRepeatInterval) * 1000))
+        collectors = CollectorRunner(timeout: configuration.collectorTimeout, logger: logger)
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        let epoch = UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec / 1000)
+        core = try AgentCore(configuration: configuration, epoch: epoch, logger: logger, onSeal: onSeal)
+        if configuration.processCollector {
+            collectors.add(ProcessCollector(logFilePath: configuration.logFilePath))
+        }
+    }
+
+    /// The counter named `name`, created on first use.
+    public func counter(_ name: String) -> CounterHandle { registry.counter(name) }
+    /// The gauge named `name`, created on first use.
+    public func gauge(_ name: String) -> GaugeHandle { registry.gauge(name) }
+    /// The duration metric named `name`, created on first use.
+    public func duration(_ name: String) -> DurationHandle { registry.duration(name) }
+    /// The string state named `name`, created on first use.
+    public func state(_ name: String) -> StateHandle { registry.state(name) }
+
+    /// Adds a collector polled at each flush.
+    public func register(_ collector: any MetricCollector) { collectors.add(collector) }
+
+    /// This run's boot epoch.
+    public var epoch: UInt64 { get async { await core.epoch } }
+
+    /// Where the agent stands.
+    public var status: AgentStatus { get async { await core.status } }
+
+    /// Takes one snapshot of every metric and collector and queues it for sending.
+    public func flush() async {
+        let now = CoarseClock.preciseNowMs()
+        var (series, refused) = registry.snapshot(nowMs: now)
+        series += await collectors.collect(nowMs: now)
+        let dropped = await core.droppedSamples
+        if dropped > 0 {
+            series.append(Series(name: "fleetwatch_agent_dropped_samples", kind: .counter,
+                                 timestamps: [now], values: [Double(dropped)]))
+        }
+        if refused > 0 {
+            registry.counter("fleetwatch_agent_refused_values").increment(by: refused)
+        }
+        await core.add(series)
+    }
+
+    /// Flushes every `flushInterval` and keeps a connection to the hub, until cancelled or shut down.
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.flushLoop() }
+                group.addTask { await self.connectionLoop() }
+                await group.waitForAll()
+            }
+        }
+        await flush()
+        await core.sealPending()
+        await core.stop()
+    }
+
+    private func flushLoop() async {
+        let clock = ContinuousClock()
+        var next = clock.now.advanced(by: configuration.flushInterval)
+        while !Task.isCancelled {
+            do { try await clock.sleep(until: next) } catch { return }
+            next = next.advanced(by: configuration.flushInterval)
+            if next < clock.now { next = clock.now.advanced(by: configuration.flushInterval) }
+            await flush()
+        }
+    }
+
+    private func connectionLoop() async {
+        var action = await core.start()
+        while !Task.isCancelled {
+            switch action {
+            case .connect:
+                action = await connectOnce()
+            case .wait(let delay):
+                do { try await Task.sleep(for: delay) } catch { return }
+                action = await core.waited()
+            default:
+                return
+            }
+        }
+    }
+
+    private func connectOnce() async -> ConnectionStateMachine.Action {
+        let config = WebSocketClientConfiguration(maxFrameSize: configuration.maxFrameBytes, closeTimeout: .seconds(2))
+        do {
+            let close = try await WebSocketClient.connect(url: configuration.hubURL, configuration: config,
+                                                          logger: logger) { inbound, outbound, _ in
+                try await self.session(inbound: inbound, outbound: outbound)
+            }
+            let code = close.map { CloseCode(rawValue: UInt16(webSocketErrorCode: $0.closeCode)) }
+            return await core.closed(code: code, error: nil)
+        } catch {
+            if !Task.isCancelled { logger.debug("connection to \(configuration.hubURL) failed: \(error)") }
+            return await core.closed(code: nil, error: error)
+        }
+    }
+
+    private func session(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter) async throws {
+        let (hello, wake) = await core.opened(botID: configuration.botID, token: configuration.token,
+                                              agentVersion: configuration.agentVersion)
+        try await outbound.write(.binary(hello))
+        let maxFrame = configuration.maxFrameBytes
+        let tick = configuration.heartbeatInterval / 4
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for try await message in inbound.messages(maxSize: maxFrame) {
+                    guard case .binary(let bytes) = message else { continue }
+                    await self.core.received(try Frame.decode(bytes))
+                }
+            }
+            group.addTask {
+                var iterator = wake.makeAsyncIterator()
+                let ticker = Task {
+                    while !Task.isCancelled {
+                        try await Task.sleep(for: tick)
+                        await self.core.received(.heartbeat(Heartbeat(sentAtMs: 0)))
+                    }
+                }
+                defer { ticker.cancel() }
+                while true {
+                    let work = await self.core.nextWork()
+                    if work.closeSilent {
+                        try await outbound.close(.unknown(CloseCode.heartbeatTimeout.rawValue), reason: "hub silent")
+                        return
+                    }
+                    for frame in work.frames { try await outbound.write(.binary(frame)) }
+                    guard await iterator.next() != nil else { return }
+                }
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+}

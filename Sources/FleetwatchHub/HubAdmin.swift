@@ -1,0 +1,95 @@
+import FleetwatchStorage
+import Foundation
+import Logging
+import PostgresNIO
+
+/// One-shot operator commands against the hub's database: migrations and bot tokens.
+public struct HubAdmin: Sendable {
+    let configuration: HubConfiguration
+    let logger: Logger
+
+    public init(configuration: HubConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public struct BotSummary: Sendable {
+        public let name: String
+        public let profile: String
+        public let hasToken: Bool
+        public let connected: Bool
+        public let lastSeen: Date?
+    }
+
+    /// Runs `body` against a migrated database.
+    func withDatabase<T: Sendable>(_ body: @Sendable @escaping (PostgresClient) async throws -> T) async throws -> T {
+        let database = try await HubDatabase.open(configuration, logger: logger)
+        defer { database.close() }
+        let logger = self.logger
+        return try await withPostgresClient(database.makeClient(maxConnections: 2, logger: logger)) { client in
+            try await Migrator(client: client, logger: logger).migrate()
+            return try await body(client)
+        }
+    }
+
+    public func migrate() async throws -> [Int] {
+        let database = try await HubDatabase.open(configuration, logger: logger)
+        defer { database.close() }
+        let logger = self.logger
+        return try await withPostgresClient(database.makeClient(maxConnections: 2, logger: logger)) { client in
+            try await Migrator(client: client, logger: logger).migrate()
+        }
+    }
+
+    /// Registers `bot` and returns its new token.
+    public func addBot(_ bot: String, profile: String) async throws -> String {
+        let token = BotToken.generate()
+        let hash = BotToken.hash(token)
+        let logger = self.logger
+        let inserted = try await withDatabase { client in
+            try await client.query("""
+                INSERT INTO bots (name, profile, token_hash, token_issued_at) VALUES (\(bot), \(profile), \(hash), now())
+                ON CONFLICT (name) DO NOTHING RETURNING id
+                """, logger: logger).decode(Int32.self).first { _ in true } != nil
+        }
+        guard inserted else { throw StorageError("bot \(bot) already exists; use `monitor-hub bots rotate-token \(bot)` for a new token") }
+        return token
+    }
+
+    /// Replaces `bot`'s token and returns the new one.
+    public func rotateToken(_ bot: String) async throws -> String {
+        let token = BotToken.generate()
+        let hash = BotToken.hash(token)
+        try await setHash(bot, hash)
+        return token
+    }
+
+    /// Removes `bot`'s token: its agents are refused until a new token is issued.
+    public func revoke(_ bot: String) async throws {
+        try await setHash(bot, nil)
+    }
+
+    private func setHash(_ bot: String, _ hash: [UInt8]?) async throws {
+        let logger = self.logger
+        let found = try await withDatabase { client in
+            try await client.query("""
+                UPDATE bots SET token_hash = \(hash), token_issued_at = now() WHERE name = \(bot) RETURNING id
+                """, logger: logger).decode(Int32.self).first { _ in true } != nil
+        }
+        guard found else { throw StorageError("no bot named \(bot); add it with `monitor-hub bots add \(bot)`") }
+    }
+
+    public func listBots() async throws -> [BotSummary] {
+        let logger = self.logger
+        return try await withDatabase { client in
+            var out: [BotSummary] = []
+            let rows = try await client.query("""
+                SELECT name, profile, token_hash IS NOT NULL, connection_id IS NOT NULL, last_seen_at FROM bots ORDER BY name
+                """, logger: logger)
+            for try await (n, p, t, c, l) in rows.decode((String, String, Bool, Bool, Date?).self) {
+                out.append(BotSummary(name: n, profile: p, hasToken: t, connected: c, lastSeen: l))
+            }
+            return out
+        }
+    }
+}

@@ -1,0 +1,129 @@
+import Foundation
+import Logging
+
+extension HubConfiguration {
+    /// Builds a configuration: defaults, then the profile or JSON file named by `config`, then
+    /// `FLEETWATCH_*` environment variables. Command-line flags are applied by the caller last.
+    public static func load(config: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> HubConfiguration {
+        var c = HubConfiguration()
+        switch config {
+        case nil, "default":
+            break
+        case "production":
+            c.profile = "production"
+            c.monitoring.healthCheckInterval = 180
+            c.monitoring.enableEmergencyShutdown = true
+        case "development":
+            c.profile = "development"
+            c.monitoring.healthCheckInterval = 600
+            c.monitoring.enableEmergencyShutdown = false
+            c.logLevel = .debug
+        case let path?:
+            guard FileManager.default.fileExists(atPath: path) else {
+                throw ConfigurationError("--config \(path): no such file, and not a built-in profile (production, development)")
+            }
+            try c.apply(file: path)
+        }
+        try c.apply(environment: environment)
+        return c
+    }
+
+    mutating func apply(file path: String) throws {
+        let data: Data
+        do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+            throw ConfigurationError("\(path): cannot read: \(error.localizedDescription)")
+        }
+        let f: ConfigFile
+        do { f = try JSONDecoder().decode(ConfigFile.self, from: data) } catch let error as DecodingError {
+            throw ConfigurationError("\(path): \(ConfigFile.explain(error))")
+        }
+        profile = path
+        if let m = f.monitoring {
+            if let v = m.health_check_interval { monitoring.healthCheckInterval = v }
+            if let v = m.enable_emergency_shutdown { monitoring.enableEmergencyShutdown = v }
+        }
+        if let d = f.dashboard {
+            if let v = d.enabled { dashboardEnabled = v }
+            if let v = d.port { port = v }
+        }
+        if let h = f.hub {
+            if let v = h.host { host = v }
+            if let v = h.port { port = v }
+            if let v = h.database_url { databaseURL = v }
+            if let v = h.data_dir { dataDirectory = v }
+            if let v = h.auto_register { autoRegister = v }
+            if let v = h.id { ingest.hubID = v }
+            if let v = h.log_level { logLevel = try Self.level(v, from: "\(path): hub.log_level") }
+            if let v = h.max_frame_bytes { ingest.maxFrameBytes = v }
+            if let v = h.max_payload_bytes { ingest.limits.maxPayloadBytes = v }
+            if let v = h.max_samples_per_batch { ingest.limits.maxSamples = v }
+            if let v = h.heartbeat_interval { ingest.heartbeatInterval = .milliseconds(Int64(v * 1000)) }
+            if let v = h.max_sample_age { ingest.validator.maxAgeMs = Int64(v * 1000) }
+            if let v = h.max_sample_future { ingest.validator.maxFutureMs = Int64(v * 1000) }
+        }
+    }
+
+    mutating func apply(environment env: [String: String]) throws {
+        if let v = env["FLEETWATCH_HOST"] { host = v }
+        if let v = env["FLEETWATCH_PORT"] {
+            guard let p = Int(v), (0...65535).contains(p) else { throw ConfigurationError("FLEETWATCH_PORT=\(v) is not a port number") }
+            port = p
+        }
+        if let v = env["FLEETWATCH_DATABASE_URL"], !v.isEmpty { databaseURL = v }
+        if let v = env["FLEETWATCH_DATA_DIR"] { dataDirectory = v }
+        if let v = env["FLEETWATCH_HUB_ID"] { ingest.hubID = v }
+        if let v = env["FLEETWATCH_AUTO_REGISTER"] { autoRegister = ["1", "true", "yes"].contains(v.lowercased()) }
+        if let v = env["FLEETWATCH_LOG_LEVEL"] { logLevel = try Self.level(v, from: "FLEETWATCH_LOG_LEVEL") }
+    }
+
+    /// Parses a log level name.
+    public static func level(_ s: String, from source: String) throws -> Logger.Level {
+        guard let l = Logger.Level(rawValue: s.lowercased()) else {
+            throw ConfigurationError("\(source)=\(s): use one of trace, debug, info, notice, warning, error, critical")
+        }
+        return l
+    }
+}
+
+/// The JSON configuration file: the reference system's `monitoring_config.json` shape plus a `hub` section.
+struct ConfigFile: Decodable {
+    struct Monitoring: Decodable {
+        var health_check_interval: Double?
+        var enable_emergency_shutdown: Bool?
+    }
+    struct Dashboard: Decodable {
+        var enabled: Bool?
+        var port: Int?
+    }
+    struct Hub: Decodable {
+        var host: String?
+        var port: Int?
+        var database_url: String?
+        var data_dir: String?
+        var auto_register: Bool?
+        var id: String?
+        var log_level: String?
+        var max_frame_bytes: Int?
+        var max_payload_bytes: Int?
+        var max_samples_per_batch: Int?
+        var heartbeat_interval: Double?
+        var max_sample_age: Double?
+        var max_sample_future: Double?
+    }
+    var monitoring: Monitoring?
+    var dashboard: Dashboard?
+    var hub: Hub?
+    var thresholds: [String: Double]?
+
+    /// A decoding error as a sentence naming the key.
+    static func explain(_ error: DecodingError) -> String {
+        func path(_ c: [any CodingKey]) -> String { c.map(\.stringValue).joined(separator: ".") }
+        switch error {
+        case .typeMismatch(let type, let ctx): return "\(path(ctx.codingPath)) must be a \(type)"
+        case .valueNotFound(let type, let ctx): return "\(path(ctx.codingPath)) must be a \(type), not null"
+        case .keyNotFound(let key, let ctx): return "\(path(ctx.codingPath + [key])) is missing"
+        case .dataCorrupted(let ctx): return "not valid JSON (\(ctx.debugDescription)) at \(path(ctx.codingPath))"
+        @unknown default: return "\(error)"
+        }
+    }
+}

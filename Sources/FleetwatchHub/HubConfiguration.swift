@@ -1,0 +1,45 @@
+import FleetwatchIngest
+import Foundation
+import Logging
+
+/// Everything the hub needs to run. Every field has a default; see `load` for where values come from.
+public struct HubConfiguration: Sendable {
+    /// Address the HTTP/WebSocket server binds to (dashboard, API, agents).
+    public var host = "127.0.0.1"
+    /// Port of the HTTP/WebSocket server.
+    public var port = 8000
+    /// PostgreSQL address; nil runs a private cluster under `dataDirectory`.
+    public var databaseURL: String?
+    /// Where the embedded cluster lives.
+    public var dataDirectory = "./fleetwatch-data"
+    /// Connections in the PostgreSQL pool.
+    public var databaseConnections = 16
+    /// Let unknown bots register themselves with the token they present (demo only).
+    public var autoRegister = false
+    /// Serve the dashboard.
+    public var dashboardEnabled = true
+    public var logLevel: Logger.Level = .info
+    /// The profile this configuration came from: `default`, `production`, `development` or a file path.
+    public var profile = "default"
+    /// Monitoring settings of the reference system, used by the alerting and emergency features.
+    public var monitoring = MonitoringSettings()
+    /// Ingest limits and timings.
+    public var ingest = IngestConfiguration()
+
+    public init() {}
+}
+
+/// The reference system's `monitoring` section.
+public struct MonitoringSettings: Sendable, Equatable {
+    /// Seconds between health checks (the reference default is 300).
+    public var healthCheckInterval: Double = 300
+    /// Whether rules may stop a bot automatically.
+    public var enableEmergencyShutdown = false
+    public init() {}
+}
+
+/// A configuration value that cannot be used, with the place it came from.
+public struct ConfigurationError: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

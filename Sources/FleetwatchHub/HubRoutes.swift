@@ -1,0 +1,68 @@
+import FleetwatchIngest
+import FleetwatchSchema
+import Foundation
+import Hummingbird
+import Logging
+import PostgresNIO
+
+/// HTTP endpoints of the foundation: health and the bot registry.
+struct HubRoutes: Sendable {
+    let client: PostgresClient
+    let counters: IngestCounters
+    let logger: Logger
+
+    struct BotRecord: ResponseEncodable {
+        let id: String
+        let profile: String
+        let connected: Bool
+        let connectedHub: String?
+        let agentVersion: String?
+        let firstSeen: Date?
+        let lastSeen: Date?
+        let createdAt: Date
+    }
+
+    struct IngestStats: ResponseEncodable {
+        let batchesStored: Int64
+        let samplesStored: Int64
+        let samplesRefused: Int64
+        let duplicateBatches: Int64
+        let closesByCode: [String: Int64]
+    }
+
+    func register(on router: Router<BasicRequestContext>) {
+        router.get("/health/live") { _, _ in HTTPResponse.Status.ok }
+        router.get("/health/ready") { _, _ -> Response in
+            do {
+                let version = try await client.query("SELECT COALESCE(max(version), 0) FROM schema_migrations", logger: logger)
+                    .decode(Int.self).first { _ in true } ?? 0
+                guard version >= Schema.latestVersion else {
+                    return Response(status: .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: "migrations pending\n")))
+                }
+                return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ready\n")))
+            } catch {
+                return Response(status: .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: "database unavailable\n")))
+            }
+        }
+        router.get("/api/bots") { _, _ -> [BotRecord] in
+            let rows = try await client.query("""
+                SELECT name, profile, connection_id IS NOT NULL, connected_hub, agent_version,
+                       first_seen_at, last_seen_at, created_at
+                FROM bots ORDER BY name
+                """, logger: logger)
+            var out: [BotRecord] = []
+            for try await (name, profile, connected, hub, version, first, last, created)
+                in rows.decode((String, String, Bool, String?, String?, Date?, Date?, Date).self) {
+                out.append(BotRecord(id: name, profile: profile, connected: connected, connectedHub: hub,
+                                     agentVersion: version, firstSeen: first, lastSeen: last, createdAt: created))
+            }
+            return out
+        }
+        router.get("/api/ingest") { _, _ -> IngestStats in
+            let s = counters.snapshot
+            return IngestStats(batchesStored: s.batchesStored, samplesStored: s.samplesStored,
+                               samplesRefused: s.samplesRefused, duplicateBatches: s.duplicates,
+                               closesByCode: Dictionary(uniqueKeysWithValues: s.closes.map { (String($0.key), $0.value) }))
+        }
+    }
+}

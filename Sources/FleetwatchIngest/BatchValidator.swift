@@ -1,0 +1,49 @@
+import FleetwatchProtocol
+
+/// Refuses single samples the hub will not store, keeping the rest of the batch.
+///
+/// Refused: NaN and infinite values (PostgreSQL could hold them, but no threshold or average can use them),
+/// and timestamps outside [now − maxAge, now + maxFuture]. A refused sample is counted, logged and dropped;
+/// the batch is still acknowledged, so one bad value never blocks a bot's stream.
+public struct BatchValidator: Sendable {
+    /// How old a sample may be, in milliseconds (default 7 days: a spool can hold a long outage).
+    public var maxAgeMs: Int64
+    /// How far ahead of the hub's clock a sample may be, in milliseconds (default 5 minutes).
+    public var maxFutureMs: Int64
+
+    public init(maxAgeMs: Int64 = 7 * 86_400_000, maxFutureMs: Int64 = 300_000) {
+        self.maxAgeMs = maxAgeMs
+        self.maxFutureMs = maxFutureMs
+    }
+
+    public func validate(_ frame: BatchFrame, payload: BatchPayload, nowMs: Int64) -> ValidatedBatch {
+        let low = nowMs - maxAgeMs, high = nowMs + maxFutureMs
+        var refused = 0
+        var first = Int64.max
+        var kept: [Series] = []
+        kept.reserveCapacity(payload.series.count)
+        for s in payload.series {
+            var clean = true
+            for (i, t) in s.timestamps.enumerated() where t < low || t > high || (s.kind != .state && !s.values[i].isFinite) {
+                clean = false
+                break
+            }
+            if clean {
+                if let m = s.timestamps.min() { first = min(first, m) }
+                kept.append(s)
+                continue
+            }
+            var out = Series(name: s.name, kind: s.kind, timestamps: [])
+            for (i, t) in s.timestamps.enumerated() {
+                let ok = t >= low && t <= high && (s.kind == .state || s.values[i].isFinite)
+                guard ok else { refused += 1; continue }
+                out.timestamps.append(t)
+                if s.kind == .state { out.states.append(s.states[i]) } else { out.values.append(s.values[i]) }
+                first = min(first, t)
+            }
+            if out.count > 0 { kept.append(out) }
+        }
+        return ValidatedBatch(epoch: frame.bootEpoch, sequence: frame.sequence, sentSamples: payload.sampleCount,
+                              series: kept, refusedSamples: refused, firstTimestampMs: first == .max ? nil : first)
+    }
+}

@@ -1,0 +1,30 @@
+import FleetwatchProtocol
+import Synchronization
+
+/// Ingest figures since the hub started: batches, samples, duplicates and closes by reason.
+public final class IngestCounters: Sendable {
+    public struct Snapshot: Sendable, Equatable {
+        public var batchesStored: Int64 = 0
+        public var samplesStored: Int64 = 0
+        public var samplesRefused: Int64 = 0
+        public var duplicates: Int64 = 0
+        public var closes: [UInt16: Int64] = [:]
+    }
+    private let state = Mutex(Snapshot())
+
+    public init() {}
+
+    func stored(batch: ValidatedBatch) {
+        state.withLock {
+            $0.batchesStored += 1
+            $0.samplesStored += Int64(batch.storedSamples)
+            $0.samplesRefused += Int64(batch.refusedSamples)
+        }
+    }
+
+    func duplicate() { state.withLock { $0.duplicates += 1 } }
+
+    func count(_ code: CloseCode) { state.withLock { $0.closes[code.rawValue, default: 0] += 1 } }
+
+    public var snapshot: Snapshot { state.withLock { $0 } }
+}

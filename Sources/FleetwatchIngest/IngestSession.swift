@@ -1,0 +1,172 @@
+import FleetwatchProtocol
+import Foundation
+import Logging
+import NIOCore
+
+/// What the transport must do for a session.
+public enum IngestOutput: Sendable, Equatable {
+    case send(Frame)
+    case close(CloseCode, String)
+}
+
+/// Drives one agent connection: decodes messages, authenticates, validates and stores batches, acks.
+/// Used from a single task (the connection's); the transport feeds it messages and ticks.
+public final class IngestSession {
+    let configuration: IngestConfiguration
+    let store: any IngestStore
+    let logger: Logger
+    let remote: String
+    var machine: IngestSessionMachine
+    public private(set) var session: BotSession?
+    let connectionID = UUID()
+    let counters: IngestCounters?
+
+    public init(configuration: IngestConfiguration, store: any IngestStore, remote: String, logger: Logger,
+                counters: IngestCounters? = nil) {
+        self.configuration = configuration
+        self.store = store
+        self.remote = remote
+        self.logger = logger
+        self.counters = counters
+        machine = IngestSessionMachine(nowMs: Self.nowMs(),
+                                       heartbeatMs: Self.ms(configuration.heartbeatInterval),
+                                       helloTimeoutMs: Self.ms(configuration.helloTimeout))
+    }
+
+    /// Handles one binary message from the agent.
+    public func handle(_ message: ByteBuffer) async -> [IngestOutput] {
+        let decision: IngestSessionMachine.Decision
+        do {
+            let frame = try Frame.decode(message, maxFrameBytes: configuration.maxFrameBytes)
+            decision = machine.received(frame, nowMs: Self.nowMs())
+        } catch let error as WireError {
+            decision = machine.undecodable(error)
+        } catch {
+            decision = machine.undecodable(WireError(.truncated, "\(error)"))
+        }
+        return await perform(decision)
+    }
+
+    /// A text message or other non-binary input.
+    public func handleText() -> [IngestOutput] {
+        closeOutput(machine.undecodable(WireError(.unknownFrameType, "text frames are not part of the protocol")))
+    }
+
+    /// Periodic: heartbeats and timeouts.
+    public func tick() -> [IngestOutput] {
+        switch machine.tick(nowMs: Self.nowMs()) {
+        case .none: return []
+        case .sendHeartbeat:
+            machine.sent(nowMs: Self.nowMs())
+            return [.send(.heartbeat(Heartbeat(sentAtMs: UInt64(Self.nowMs()))))]
+        case .close(let code, let reason):
+            log(code, reason)
+            return [.close(code, reason)]
+        }
+    }
+
+    /// The connection ended: give the bot's lease back.
+    public func finish() async {
+        if let session { await store.release(session) }
+    }
+
+    private func perform(_ decision: IngestSessionMachine.Decision) async -> [IngestOutput] {
+        switch decision {
+        case .ignore, .commandResult:
+            return []
+        case .close:
+            return closeOutput(decision)
+        case .authenticate(let hello):
+            return await authenticate(hello)
+        case .store(let batch):
+            return await store(batch)
+        }
+    }
+
+    private func authenticate(_ hello: Hello) async -> [IngestOutput] {
+        guard hello.bootEpoch <= UInt64(Int64.max) else {
+            return closeOutput(machine.undecodable(WireError(.invalidField, "boot epoch above 2^63")))
+        }
+        do {
+            switch try await store.authenticate(hello, connectionID: connectionID, hub: configuration.hubID) {
+            case .refused(let why):
+                logger.warning("refused agent from \(remote) claiming bot '\(hello.botID)': \(why)")
+                counters?.count(.authenticationFailed)
+                return closeOutput(machine.refused())
+            case .accepted(let s):
+                session = s
+                machine.authenticated(nowMs: Self.nowMs())
+                logger.info("bot \(s.botName) connected from \(remote), agent \(hello.agentVersion), epoch \(s.epoch), stored up to \(s.storedSequence)")
+                let l = configuration.limits
+                return [.send(.welcome(Welcome(bootEpoch: s.epoch, storedSequence: s.storedSequence,
+                                               heartbeatIntervalMs: UInt32(Self.ms(configuration.heartbeatInterval)),
+                                               maxFrameBytes: UInt32(configuration.maxFrameBytes),
+                                               maxPayloadBytes: UInt32(l.maxPayloadBytes),
+                                               maxSamplesPerBatch: UInt32(l.maxSamples))))]
+            }
+        } catch {
+            logger.error("cannot authenticate bot '\(hello.botID)': storage failed: \(error)")
+            return closeOutput(.close(.storageUnavailable, "storage unavailable"))
+        }
+    }
+
+    private func store(_ frame: BatchFrame) async -> [IngestOutput] {
+        guard let session else { return [] }
+        guard frame.sequence <= UInt64(Int64.max), frame.bootEpoch <= UInt64(Int64.max) else {
+            return closeOutput(machine.undecodable(WireError(.invalidField, "sequence or epoch above 2^63")))
+        }
+        let payload: BatchPayload
+        do {
+            payload = try frame.inflate(limits: configuration.limits)
+        } catch let error as WireError {
+            return closeOutput(machine.undecodable(error))
+        } catch {
+            return closeOutput(machine.undecodable(WireError(.corruptPayload, "\(error)")))
+        }
+        let batch = configuration.validator.validate(frame, payload: payload, nowMs: Self.nowMs())
+        if batch.refusedSamples > 0 {
+            logger.warning("bot \(session.botName) batch \(frame.bootEpoch)/\(frame.sequence): refused \(batch.refusedSamples) samples (non-finite value or timestamp outside the accepted window)")
+        }
+        do {
+            let outcome = try await store.store(batch, session: session)
+            switch outcome {
+            case .stored:
+                counters?.stored(batch: batch)
+                machine.sent(nowMs: Self.nowMs())
+                return [.send(.ack(Ack(bootEpoch: frame.bootEpoch, sequence: frame.sequence, outcome: .stored)))]
+            case .duplicate:
+                counters?.duplicate()
+                machine.sent(nowMs: Self.nowMs())
+                return [.send(.ack(Ack(bootEpoch: frame.bootEpoch, sequence: frame.sequence, outcome: .duplicate)))]
+            case .leaseLost:
+                return closeOutput(.close(.replaced, "another connection took over bot \(session.botName)"))
+            }
+        } catch {
+            logger.error("bot \(session.botName) batch \(frame.bootEpoch)/\(frame.sequence) not stored: \(error)")
+            return closeOutput(.close(.storageUnavailable, "storage unavailable; batch not acknowledged"))
+        }
+    }
+
+    private func closeOutput(_ decision: IngestSessionMachine.Decision) -> [IngestOutput] {
+        guard case .close(let code, let reason) = decision else { return [] }
+        log(code, reason)
+        counters?.count(code)
+        return [.close(code, reason)]
+    }
+
+    private func log(_ code: CloseCode, _ reason: String) {
+        let who = session?.botName ?? "unauthenticated agent"
+        if code == .heartbeatTimeout || code == .replaced {
+            logger.info("closing \(who) from \(remote): \(code): \(reason)")
+        } else {
+            logger.warning("closing \(who) from \(remote): \(code): \(reason)")
+        }
+    }
+
+    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+
+    static func ms(_ d: Duration) -> Int64 {
+        let (s, a) = d.components
+        return s * 1000 + a / 1_000_000_000_000_000
+    }
+}

@@ -1,0 +1,184 @@
+import NIOCore
+
+/// How one series' values are packed. See `docs/protocol.md`.
+enum ValueEncoding: UInt8 {
+    /// Each value's IEEE-754 bits XOR the previous value's bits, 8 bytes little-endian.
+    case floatXor = 0
+    /// Values are integers after scaling by 10^scale; zigzag varint deltas of those integers.
+    case decimal = 1
+    /// A dictionary of distinct strings, then one varint index per sample.
+    case stateDictionary = 2
+}
+
+@usableFromInline let decimalPowers: [Double] = [1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9]
+
+extension BatchPayload {
+    /// Appends the uncompressed payload bytes.
+    public func encode(into buffer: inout ByteBuffer) {
+        let base = series.lazy.compactMap { $0.timestamps.min() }.min() ?? 0
+        buffer.writeVarint(UInt64(max(base, 0)))
+        buffer.writeVarint(UInt64(series.count))
+        for s in series {
+            buffer.writeWireString(s.name)
+            buffer.writeInteger(s.kind.rawValue)
+            buffer.writeVarint(UInt64(s.count))
+            var previous = base
+            for t in s.timestamps {
+                buffer.writeZigzag(t &- previous)
+                previous = t
+            }
+            if s.kind == .state {
+                Self.encodeStates(s.states, into: &buffer)
+            } else if let scale = Self.decimalScale(of: s.values) {
+                buffer.writeInteger(ValueEncoding.decimal.rawValue)
+                buffer.writeInteger(scale)
+                let power = decimalPowers[Int(scale)]
+                var previous: Int64 = 0
+                for v in s.values {
+                    let m = Int64((v * power).rounded())
+                    buffer.writeZigzag(m &- previous)
+                    previous = m
+                }
+            } else {
+                buffer.writeInteger(ValueEncoding.floatXor.rawValue)
+                var previous: UInt64 = 0
+                for v in s.values {
+                    buffer.writeInteger(v.bitPattern ^ previous, endianness: .little)
+                    previous = v.bitPattern
+                }
+            }
+        }
+    }
+
+    private static func encodeStates(_ states: [String], into buffer: inout ByteBuffer) {
+        buffer.writeInteger(ValueEncoding.stateDictionary.rawValue)
+        var dictionary: [String] = []
+        var index: [String: Int] = [:]
+        var indices: [Int] = []
+        indices.reserveCapacity(states.count)
+        for s in states {
+            if let i = index[s] {
+                indices.append(i)
+            } else {
+                index[s] = dictionary.count
+                indices.append(dictionary.count)
+                dictionary.append(s)
+            }
+        }
+        buffer.writeVarint(UInt64(dictionary.count))
+        for s in dictionary { buffer.writeWireString(s) }
+        for i in indices { buffer.writeVarint(UInt64(i)) }
+    }
+
+    /// The smallest scale 0…9 at which every value is an exact integer below 2^53, or nil.
+    static func decimalScale(of values: [Double]) -> UInt8? {
+        scales: for (k, power) in decimalPowers.enumerated() {
+            for v in values {
+                let scaled = (v * power).rounded()
+                guard scaled.isFinite, abs(scaled) <= 9_007_199_254_740_992, scaled / power == v,
+                      v != 0 || v.sign == .plus
+                else { continue scales }
+            }
+            return UInt8(k)
+        }
+        return nil
+    }
+
+    /// Decodes an uncompressed payload, enforcing `limits` before allocating.
+    public static func decode(_ buffer: ByteBuffer, limits: BatchLimits) throws -> BatchPayload {
+        var buffer = buffer
+        let base = try buffer.readVarint("base timestamp")
+        guard base <= UInt64(Int64.max) else { throw WireError(.invalidField, "base timestamp out of range") }
+        let seriesCount = try buffer.readVarint("series count")
+        guard seriesCount <= UInt64(limits.maxSeries) else {
+            throw WireError(.limitExceeded, "batch has \(seriesCount) series, the limit is \(limits.maxSeries)")
+        }
+        var remaining = limits.maxSamples
+        var series: [Series] = []
+        series.reserveCapacity(Int(seriesCount))
+        for _ in 0..<seriesCount {
+            series.append(try decodeSeries(&buffer, base: Int64(base), remaining: &remaining))
+        }
+        if buffer.readableBytes > 0 {
+            throw WireError(.trailingBytes, "\(buffer.readableBytes) bytes after the last series")
+        }
+        return BatchPayload(series: series)
+    }
+
+    private static func decodeSeries(_ buffer: inout ByteBuffer, base: Int64, remaining: inout Int) throws -> Series {
+        let name = try buffer.readWireString(maxBytes: WireProtocol.maxMetricNameBytes, "metric name")
+        guard WireProtocol.isValidName(name, maxBytes: WireProtocol.maxMetricNameBytes) else {
+            throw WireError(.invalidField, "metric name must be 1–128 characters of A–Z a–z 0–9 _ . : - /")
+        }
+        let rawKind = try buffer.readLE(UInt8.self, "metric kind")
+        guard let kind = MetricKind(rawValue: rawKind) else {
+            throw WireError(.invalidField, "metric kind \(rawKind) of \(name) is unknown")
+        }
+        let count64 = try buffer.readVarint("sample count")
+        guard count64 > 0, count64 <= UInt64(remaining), count64 <= UInt64(buffer.readableBytes) else {
+            throw WireError(.limitExceeded, "series \(name) claims \(count64) samples; too many for this batch")
+        }
+        let count = Int(count64)
+        remaining -= count
+        var timestamps = [Int64]()
+        timestamps.reserveCapacity(count)
+        var t = base
+        for _ in 0..<count {
+            let (next, overflow) = t.addingReportingOverflow(Zigzag.decode(try buffer.readVarint("timestamp")))
+            guard !overflow, next >= 0 else { throw WireError(.invalidField, "timestamp of \(name) out of range") }
+            t = next
+            timestamps.append(t)
+        }
+        let rawEncoding = try buffer.readLE(UInt8.self, "value encoding")
+        guard let encoding = ValueEncoding(rawValue: rawEncoding),
+              (encoding == .stateDictionary) == (kind == .state)
+        else {
+            throw WireError(.invalidField, "value encoding \(rawEncoding) does not fit \(kind) series \(name)")
+        }
+        switch encoding {
+        case .stateDictionary:
+            return Series(name: name, kind: kind, timestamps: timestamps,
+                          states: try decodeStates(&buffer, count: count))
+        case .decimal:
+            let scale = try buffer.readLE(UInt8.self, "decimal scale")
+            guard Int(scale) < decimalPowers.count else { throw WireError(.invalidField, "decimal scale \(scale) > 9") }
+            let power = decimalPowers[Int(scale)]
+            var values = [Double]()
+            values.reserveCapacity(count)
+            var m: Int64 = 0
+            for _ in 0..<count {
+                m = m &+ Zigzag.decode(try buffer.readVarint("value"))
+                values.append(Double(m) / power)
+            }
+            return Series(name: name, kind: kind, timestamps: timestamps, values: values)
+        case .floatXor:
+            guard buffer.readableBytes >= count * 8 else { throw WireError(.truncated, "payload ends inside values of \(name)") }
+            var values = [Double]()
+            values.reserveCapacity(count)
+            var previous: UInt64 = 0
+            for _ in 0..<count {
+                previous ^= buffer.readInteger(endianness: .little, as: UInt64.self)!
+                values.append(Double(bitPattern: previous))
+            }
+            return Series(name: name, kind: kind, timestamps: timestamps, values: values)
+        }
+    }
+
+    private static func decodeStates(_ buffer: inout ByteBuffer, count: Int) throws -> [String] {
+        let size = try buffer.readVarint("state dictionary size")
+        guard size > 0, size <= UInt64(count) else { throw WireError(.invalidField, "state dictionary size \(size) is invalid") }
+        var dictionary: [String] = []
+        dictionary.reserveCapacity(Int(size))
+        for _ in 0..<size {
+            dictionary.append(try buffer.readWireString(maxBytes: WireProtocol.maxStateBytes, "state"))
+        }
+        var states = [String]()
+        states.reserveCapacity(count)
+        for _ in 0..<count {
+            let i = try buffer.readVarint("state index")
+            guard i < size else { throw WireError(.invalidField, "state index \(i) outside a dictionary of \(size)") }
+            states.append(dictionary[Int(i)])
+        }
+        return states
+    }
+}

@@ -1,0 +1,36 @@
+/// Constants of fleetwatch wire protocol v1. The byte layout is documented in `docs/protocol.md`.
+public enum WireProtocol {
+    /// The protocol version this library speaks.
+    public static let version: UInt16 = 1
+    /// The WebSocket path agents connect to.
+    public static let agentPath = "/agent/v1"
+    /// Longest accepted bot id, in UTF-8 bytes.
+    public static let maxBotIDBytes = 128
+    /// Longest accepted bot token, in UTF-8 bytes.
+    public static let maxTokenBytes = 256
+    /// Longest accepted agent version string, in UTF-8 bytes.
+    public static let maxAgentVersionBytes = 64
+    /// Longest accepted metric name, in UTF-8 bytes.
+    public static let maxMetricNameBytes = 128
+    /// Longest accepted string state value, in UTF-8 bytes.
+    public static let maxStateBytes = 256
+    /// Size of the fixed batch frame header: type, epoch, sequence, sample count, raw length.
+    public static let batchHeaderBytes = 1 + 8 + 8 + 4 + 4
+
+    /// Whether `name` is a valid bot id or metric name: ASCII letters, digits and `_ . : - /`.
+    public static func isValidName(_ name: String, maxBytes: Int) -> Bool {
+        let utf8 = name.utf8
+        guard !utf8.isEmpty, utf8.count <= maxBytes else { return false }
+        for byte in utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "."),
+                 UInt8(ascii: ":"), UInt8(ascii: "-"), UInt8(ascii: "/"):
+                continue
+            default:
+                return false
+            }
+        }
+        return true
+    }
+}

@@ -1,0 +1,30 @@
+import Crypto
+import Foundation
+
+/// Bot tokens: 32 random bytes shown once as `fwb_<base64url>`; only their SHA-256 is stored.
+/// A token has 256 bits of entropy, so a fast hash is enough (no password-style stretching needed).
+public enum BotToken {
+    /// A new random token.
+    public static func generate() -> String {
+        var rng = SystemRandomNumberGenerator()
+        let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        let b64 = Data(bytes).base64EncodedString()
+            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "=", with: "")
+        return "fwb_" + b64
+    }
+
+    /// The stored form of a token.
+    public static func hash(_ token: String) -> [UInt8] {
+        Array(SHA256.hash(data: Data(token.utf8)))
+    }
+
+    /// Compares a presented token with a stored hash in constant time.
+    public static func matches(_ token: String, hash stored: [UInt8]) -> Bool {
+        let presented = hash(token)
+        guard presented.count == stored.count else { return false }
+        var diff: UInt8 = 0
+        for i in 0..<presented.count { diff |= presented[i] ^ stored[i] }
+        return diff == 0
+    }
+}

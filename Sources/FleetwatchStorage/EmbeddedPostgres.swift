@@ -1,0 +1,154 @@
+import Foundation
+import Logging
+
+/// A private PostgreSQL cluster in a data directory, created and started from the installed server
+/// binaries, so a newcomer needs no database set-up. PostgreSQL refuses to run as root: when the hub
+/// runs as root, the cluster runs as the `postgres` system user (`runuser`).
+public struct EmbeddedPostgres: Sendable {
+    /// Where the cluster lives: `<dataDirectory>/pg` (cluster), `pg.log`, `pg-password`.
+    public var dataDirectory: String
+    /// TCP port on 127.0.0.1; 0 picks a free one at first start and keeps it.
+    public var port: Int
+    /// Directory of `initdb`/`pg_ctl`; nil finds it via `pg_config --bindir` or /usr/lib/postgresql.
+    public var binDirectory: String?
+    /// The unprivileged user that runs the cluster when the hub runs as root.
+    public var systemUser: String = "postgres"
+    let logger: Logger
+
+    public init(dataDirectory: String, port: Int = 0, binDirectory: String? = nil, logger: Logger) {
+        self.dataDirectory = (dataDirectory as NSString).standardizingPath
+        self.port = port
+        self.binDirectory = binDirectory
+        self.logger = logger
+    }
+
+    var clusterDirectory: String { dataDirectory + "/pg" }
+    var passwordFile: String { dataDirectory + "/pg-password" }
+    var logFile: String { dataDirectory + "/pg.log" }
+    var isRoot: Bool { geteuid() == 0 }
+
+    /// Creates the cluster if needed, starts it if it is not running, creates the `fleetwatch` database,
+    /// and returns its address.
+    public func start() throws -> DatabaseURL {
+        let bin = try findBinDirectory()
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+        if !fm.fileExists(atPath: clusterDirectory + "/PG_VERSION") {
+            try initialize(bin: bin)
+        }
+        let password = try String(contentsOfFile: passwordFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        var chosenPort = port
+        if let running = runningPort() {
+            chosenPort = running
+            logger.info("embedded PostgreSQL already running on port \(running)")
+        } else {
+            if chosenPort == 0 { chosenPort = (try? Int(String(contentsOfFile: dataDirectory + "/pg-port", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) ?? 0 }
+            if chosenPort == 0 { chosenPort = try Self.freePort() }
+            try "\(chosenPort)\n".write(toFile: dataDirectory + "/pg-port", atomically: true, encoding: .utf8)
+            try run(bin + "/pg_ctl", ["-D", clusterDirectory, "-l", logFile, "-w", "-t", "60", "-o",
+                                      "-p \(chosenPort) -c listen_addresses=127.0.0.1 -c unix_socket_directories='\(clusterDirectory)'",
+                                      "start"], asPostgres: true)
+            logger.info("embedded PostgreSQL started on 127.0.0.1:\(chosenPort) (data in \(clusterDirectory), log in \(logFile))")
+        }
+        return DatabaseURL(host: "127.0.0.1", port: chosenPort, username: "fleetwatch", password: password, database: "fleetwatch")
+    }
+
+    /// Stops the cluster (fast shutdown: open transactions roll back, committed data is safe).
+    public func stop() {
+        guard let bin = try? findBinDirectory() else { return }
+        do {
+            try run(bin + "/pg_ctl", ["-D", clusterDirectory, "-m", "fast", "-w", "stop"], asPostgres: true)
+            logger.info("embedded PostgreSQL stopped")
+        } catch {
+            logger.warning("could not stop embedded PostgreSQL: \(error)")
+        }
+    }
+
+    private func initialize(bin: String) throws {
+        let fm = FileManager.default
+        logger.info("creating embedded PostgreSQL cluster in \(clusterDirectory)")
+        var rng = SystemRandomNumberGenerator()
+        let password = (0..<24).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &rng)) }.joined()
+        try password.write(toFile: passwordFile, atomically: true, encoding: .utf8)
+        try fm.setAttributes([.posixPermissions: 0o600], ofItemAtPath: passwordFile)
+        try fm.createDirectory(atPath: clusterDirectory, withIntermediateDirectories: true)
+        let pwfile = clusterDirectory + ".pwfile"
+        try password.write(toFile: pwfile, atomically: true, encoding: .utf8)
+        defer { try? fm.removeItem(atPath: pwfile) }
+        if isRoot {
+            try run("/bin/chown", ["-R", "\(systemUser):", clusterDirectory, pwfile], asPostgres: false)
+            try run("/bin/chmod", ["0700", clusterDirectory], asPostgres: false)
+            fm.createFile(atPath: logFile, contents: nil)
+            try run("/bin/chown", ["\(systemUser):", logFile], asPostgres: false)
+        }
+        try run(bin + "/initdb", ["-D", clusterDirectory, "-U", "fleetwatch", "--pwfile=\(pwfile)",
+                                  "--auth=scram-sha-256", "-E", "UTF8", "--locale=C"], asPostgres: true)
+        let conf = """
+
+            # fleetwatch embedded defaults
+            shared_buffers = 256MB
+            max_connections = 200
+            synchronous_commit = on
+            wal_compression = on
+            checkpoint_timeout = 15min
+            max_wal_size = 2GB
+            """
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: clusterDirectory + "/postgresql.conf"))
+        handle.seekToEndOfFile()
+        handle.write(Data(conf.utf8))
+        try handle.close()
+    }
+
+    /// The port of a cluster already running from this directory, if any.
+    private func runningPort() -> Int? {
+        guard let pid = try? String(contentsOfFile: clusterDirectory + "/postmaster.pid", encoding: .utf8) else { return nil }
+        let lines = pid.split(separator: "\n", omittingEmptySubsequences: false)
+        guard lines.count > 3, let p = Int32(lines[0]), kill(p, 0) == 0 else { return nil }
+        return Int(lines[3])
+    }
+
+    func findBinDirectory() throws -> String {
+        if let binDirectory { return binDirectory }
+        if let out = try? capture("/usr/bin/pg_config", ["--bindir"]), FileManager.default.fileExists(atPath: out + "/initdb") {
+            return out
+        }
+        let root = "/usr/lib/postgresql"
+        let versions = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).compactMap(Int.init).sorted()
+        if let v = versions.last, FileManager.default.fileExists(atPath: "\(root)/\(v)/bin/initdb") {
+            return "\(root)/\(v)/bin"
+        }
+        throw StorageError("PostgreSQL server binaries not found. Install them (apt-get install postgresql) or pass --database-url.")
+    }
+
+    private func run(_ tool: String, _ args: [String], asPostgres: Bool) throws {
+        let (path, argv) = asPostgres && isRoot ? ("/usr/sbin/runuser", ["-u", systemUser, "--", tool] + args) : (tool, args)
+        let result = try Spawn.run(path, argv)
+        guard result.status == 0 else {
+            throw StorageError("\((tool as NSString).lastPathComponent) failed (exit \(result.status)): \(result.stderr.trimmingCharacters(in: .whitespacesAndNewlines)) — see \(logFile)")
+        }
+    }
+
+    private func capture(_ tool: String, _ args: [String]) throws -> String {
+        let result = try Spawn.run(tool, args)
+        return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw StorageError("cannot open a socket to find a free port") }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let ok = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0
+            }
+        }
+        guard ok else { throw StorageError("cannot find a free port") }
+        return Int(UInt16(bigEndian: addr.sin_port))
+    }
+}

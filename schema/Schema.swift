@@ -1,0 +1,24 @@
+/// One ordered schema migration, embedded from `schema/migrations/VNNNN__name.sql`.
+public struct Migration: Sendable {
+    /// Position in the order; recorded in `schema_migrations.version`.
+    public let version: Int
+    /// The file's name without number and extension.
+    public let name: String
+    /// The SQL, applied in one transaction.
+    public let sql: String
+}
+
+/// The migrations of this build of the hub, in order.
+public enum Schema {
+    /// Every migration, in the order to apply them.
+    public static let migrations: [Migration] = [
+        Migration(version: 1, name: "foundation", sql: decode(PackageResources.V0001__foundation_sql)),
+    ]
+
+    /// The latest version this build knows.
+    public static var latestVersion: Int { migrations.last?.version ?? 0 }
+
+    private static func decode(_ bytes: [UInt8]) -> String {
+        String(decoding: bytes, as: UTF8.self)
+    }
+}
