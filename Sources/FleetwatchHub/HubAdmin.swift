@@ -69,7 +69,7 @@ public struct HubAdmin: Sendable {
         try await setHash(bot, nil)
     }
 
-    private func setHash(_ bot: String, _ hash: [UInt8]?) async throws {
+    private func setHash(_ bot: String, _ hash: ByteBuffer?) async throws {
         let logger = self.logger
         let found = try await withDatabase { client in
             try await client.query("""

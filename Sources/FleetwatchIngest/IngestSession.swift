@@ -105,7 +105,7 @@ public final class IngestSession {
                                                maxSamplesPerBatch: UInt32(l.maxSamples))))]
             }
         } catch {
-            logger.error("cannot authenticate bot '\(hello.botID)': storage failed: \(error)")
+            logger.error("cannot authenticate bot '\(hello.botID)': storage failed: \(String(reflecting: error))")
             return closeOutput(.close(.storageUnavailable, "storage unavailable"))
         }
     }
@@ -142,7 +142,7 @@ public final class IngestSession {
                 return closeOutput(.close(.replaced, "another connection took over bot \(session.botName)"))
             }
         } catch {
-            logger.error("bot \(session.botName) batch \(frame.bootEpoch)/\(frame.sequence) not stored: \(error)")
+            logger.error("bot \(session.botName) batch \(frame.bootEpoch)/\(frame.sequence) not stored: \(String(reflecting: error))")
             return closeOutput(.close(.storageUnavailable, "storage unavailable; batch not acknowledged"))
         }
     }

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import NIOCore
 
 /// Bot tokens: 32 random bytes shown once as `fwb_<base64url>`; only their SHA-256 is stored.
 /// A token has 256 bits of entropy, so a fast hash is enough (no password-style stretching needed).
@@ -14,14 +15,15 @@ public enum BotToken {
         return "fwb_" + b64
     }
 
-    /// The stored form of a token.
-    public static func hash(_ token: String) -> [UInt8] {
-        Array(SHA256.hash(data: Data(token.utf8)))
+    /// The stored form of a token (bytea).
+    public static func hash(_ token: String) -> ByteBuffer {
+        ByteBuffer(bytes: Array(SHA256.hash(data: Data(token.utf8))))
     }
 
     /// Compares a presented token with a stored hash in constant time.
-    public static func matches(_ token: String, hash stored: [UInt8]) -> Bool {
-        let presented = hash(token)
+    public static func matches(_ token: String, hash storedBuffer: ByteBuffer) -> Bool {
+        let presented = Array(SHA256.hash(data: Data(token.utf8)))
+        let stored = Array(storedBuffer.readableBytesView)
         guard presented.count == stored.count else { return false }
         var diff: UInt8 = 0
         for i in 0..<presented.count { diff |= presented[i] ^ stored[i] }

@@ -24,7 +24,7 @@ public final class PostgresIngestStore: IngestStore {
 
     public func authenticate(_ hello: Hello, connectionID: UUID, hub: String) async throws -> AuthOutcome {
         var row = try await client.query("SELECT id, token_hash FROM bots WHERE name = \(hello.botID)", logger: logger)
-            .decode((Int32, [UInt8]?).self).first { _ in true }
+            .decode((Int32, ByteBuffer?).self).first { _ in true }
         if row == nil, autoRegister {
             let hash = BotToken.hash(hello.token)
             try await client.query("""
@@ -33,7 +33,7 @@ public final class PostgresIngestStore: IngestStore {
                 """, logger: logger)
             logger.notice("auto-registered bot \(hello.botID)")
             row = try await client.query("SELECT id, token_hash FROM bots WHERE name = \(hello.botID)", logger: logger)
-                .decode((Int32, [UInt8]?).self).first { _ in true }
+                .decode((Int32, ByteBuffer?).self).first { _ in true }
         }
         guard let (botID, storedHash) = row else { return .refused("unknown bot id") }
         guard let storedHash else { return .refused("no token issued or token revoked") }

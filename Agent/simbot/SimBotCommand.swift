@@ -1,0 +1,62 @@
+import ArgumentParser
+import FleetwatchAgent
+import Foundation
+import Logging
+
+/// `fleetwatch-simbot`: one or more simulated trading bots, each with its own agent and connection.
+@main
+struct SimBotCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fleetwatch-simbot",
+        abstract: "Simulated trading bots reporting to a fleetwatch hub through the agent library.")
+
+    @Option(help: "The hub's agent endpoint.") var hub = "ws://127.0.0.1:8000/agent/v1"
+    @Option(help: "How many bots to run in this process.") var bots = 1
+    @Option(help: "Bot id (with --bots 1) or id prefix (bots are PREFIX-1, PREFIX-2, …).") var botId = "sim-bot"
+    @Option(help: "The bot token (the same for every bot of this process).") var token: String
+    @Option(help: "Trades per second per bot.") var tradeRate = 2.0
+    @Option(help: "Share of trades that succeed (0–1).") var successRate = 0.95
+    @Option(help: "Share of API calls that fail (0–1).") var apiErrorRate = 0.0008
+    @Option(help: "Seconds between agent flushes.") var flushInterval = 1.0
+    @Option(help: "Spool directory (a subdirectory per bot); none by default.") var spool: String?
+    @Flag(help: "Report this process's real memory and CPU instead of simulated figures.") var realProcessMetrics = false
+    @Option(help: "Stop after this many seconds (default: run until interrupted).") var duration: Double?
+    @Option(help: "trace, debug, info, notice, warning, error.") var logLevel = "notice"
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .notice
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        var simulated: [SimulatedBot] = []
+        for i in 1...max(bots, 1) {
+            let id = bots == 1 ? botId : "\(botId)-\(i)"
+            var c = AgentConfiguration(hubURL: hub, botID: id, token: token)
+            c.flushInterval = .milliseconds(Int64(flushInterval * 1000))
+            c.processCollector = realProcessMetrics
+            c.spoolDirectory = spool.map { "\($0)/\(id)" }
+            let agent = try MonitorAgent(configuration: c, logger: Logger(label: "agent.\(id)"))
+            var rates = SimulatedBot.Rates()
+            rates.tradesPerSecond = tradeRate
+            rates.successRate = successRate
+            rates.apiErrorRate = apiErrorRate
+            simulated.append(SimulatedBot(agent: agent, rates: rates, simulateResources: !realProcessMetrics))
+        }
+        print("running \(simulated.count) simulated bot(s) against \(hub)")
+        let bots = simulated
+        await withTaskGroup(of: Void.self) { group in
+            for bot in bots {
+                group.addTask { try? await bot.agent.run() }
+                group.addTask { await bot.run() }
+            }
+            if let duration {
+                group.addTask { try? await Task.sleep(for: .milliseconds(Int64(duration * 1000))) }
+                await group.next()
+                group.cancelAll()
+            }
+            await group.waitForAll()
+        }
+    }
+}
