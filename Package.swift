@@ -90,7 +90,10 @@ let package = Package(
         // Test doubles shipped as a target: manual clock, in-memory stores, private PostgreSQL.
         .target(
             name: "FleetwatchTestSupport",
-            dependencies: ["FleetwatchProtocol", "FleetwatchAgent", "FleetwatchIngest", "FleetwatchStorage"]
+            dependencies: [
+                "FleetwatchProtocol", "FleetwatchAgent", "FleetwatchIngest", "FleetwatchStorage",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ]
         ),
         .executableTarget(
             name: "MonitorHub",

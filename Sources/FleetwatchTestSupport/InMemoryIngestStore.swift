@@ -1,0 +1,44 @@
+import FleetwatchIngest
+import FleetwatchProtocol
+import Foundation
+
+/// An `IngestStore` in memory, for unit tests: bots with tokens, leases, and the stored batches.
+public actor InMemoryIngestStore: IngestStore {
+    public struct StoredBatch: Sendable, Equatable {
+        public let bot: String
+        public let batch: ValidatedBatch
+    }
+    private var tokens: [String: String]
+    private var leases: [String: UUID] = [:]
+    private var keys: Set<String> = []
+    public private(set) var stored: [StoredBatch] = []
+    /// When set, `store` throws (PostgreSQL down).
+    public var failing = false
+
+    public init(tokens: [String: String]) { self.tokens = tokens }
+
+    public func setFailing(_ value: Bool) { failing = value }
+
+    public func authenticate(_ hello: Hello, connectionID: UUID, hub: String) async throws -> AuthOutcome {
+        guard let token = tokens[hello.botID] else { return .refused("unknown bot id") }
+        guard token == hello.token else { return .refused("wrong token") }
+        leases[hello.botID] = connectionID
+        let high = stored.filter { $0.bot == hello.botID && $0.batch.epoch == hello.bootEpoch }.map(\.batch.sequence).max() ?? 0
+        return .accepted(BotSession(botID: 1, botName: hello.botID, connectionID: connectionID,
+                                    epoch: hello.bootEpoch, storedSequence: high))
+    }
+
+    public func store(_ batch: ValidatedBatch, session: BotSession) async throws -> StoreOutcome {
+        struct Down: Error {}
+        if failing { throw Down() }
+        guard leases[session.botName] == session.connectionID else { return .leaseLost }
+        let key = "\(session.botName)/\(batch.epoch)/\(batch.sequence)"
+        guard keys.insert(key).inserted else { return .duplicate }
+        stored.append(StoredBatch(bot: session.botName, batch: batch))
+        return .stored
+    }
+
+    public func release(_ session: BotSession) async {
+        if leases[session.botName] == session.connectionID { leases[session.botName] = nil }
+    }
+}

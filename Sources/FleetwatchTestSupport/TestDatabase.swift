@@ -1,0 +1,44 @@
+import FleetwatchStorage
+import Foundation
+import Logging
+import PostgresNIO
+
+/// A fresh database on the test PostgreSQL server named by `FLEETWATCH_TEST_DATABASE_URL`
+/// (`scripts/test` starts a private cluster and sets it). Each test gets its own database.
+public struct TestDatabase: Sendable {
+    public let url: DatabaseURL
+
+    /// The server's address, or nil when the variable is not set (tests that need it are skipped).
+    public static var serverURL: DatabaseURL? {
+        ProcessInfo.processInfo.environment["FLEETWATCH_TEST_DATABASE_URL"].flatMap { try? DatabaseURL($0) }
+    }
+
+    /// Creates `fw_test_<random>` on the test server.
+    public static func create(logger: Logger = Logger(label: "test")) async throws -> TestDatabase {
+        guard var url = serverURL else {
+            throw TestSupportError("FLEETWATCH_TEST_DATABASE_URL is not set; run the suite with scripts/test")
+        }
+        url.database = "fw_test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
+        try await DatabaseBootstrap.createDatabaseIfMissing(url, logger: logger)
+        return TestDatabase(url: url)
+    }
+
+    /// Runs `body` with a running client on this database.
+    public func withClient<T: Sendable>(_ body: @Sendable @escaping (PostgresClient) async throws -> T) async throws -> T {
+        let client = PostgresClient(configuration: url.clientConfiguration(maxConnections: 4), backgroundLogger: Logger(label: "test.db"))
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { await client.run(); return nil }
+            group.addTask { try await body(client) }
+            defer { group.cancelAll() }
+            while let r = try await group.next() { if let r { return r } }
+            throw CancellationError()
+        }
+    }
+}
+
+/// Where the package's built executables are (`FLEETWATCH_BIN_DIR`, default `.build/debug`).
+public func builtExecutable(_ name: String) -> String {
+    let dir = ProcessInfo.processInfo.environment["FLEETWATCH_BIN_DIR"]
+        ?? FileManager.default.currentDirectoryPath + "/.build/debug"
+    return dir + "/" + name
+}
