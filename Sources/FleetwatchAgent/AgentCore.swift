@@ -160,3 +160,8 @@ actor AgentCore {
         return (frames, false)
     }
 }
+
+extension AgentCore {
+    /// Unacknowledged batches, oldest first (for tests).
+    var unackedForTests: [SealedBatch] { Array(buffer.unackedBatches) }
+}
