@@ -1,0 +1,58 @@
+import FleetwatchHub
+import Foundation
+import Testing
+
+@Suite struct ConfigurationTests {
+    static func file(_ json: String) throws -> String {
+        let path = NSTemporaryDirectory() + "fw-config-\(UUID().uuidString).json"
+        try json.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    @Test func profiles() throws {
+        let prod = try HubConfiguration.load(config: "production", environment: [:])
+        #expect(prod.monitoring.enableEmergencyShutdown && prod.monitoring.healthCheckInterval == 180)
+        let dev = try HubConfiguration.load(config: "development", environment: [:])
+        #expect(!dev.monitoring.enableEmergencyShutdown && dev.monitoring.healthCheckInterval == 600)
+        #expect(try HubConfiguration.load(config: nil, environment: [:]).port == 8000)
+    }
+
+    /// The reference system's monitoring_config.json works as is.
+    @Test func referenceConfigFile() throws {
+        let path = try Self.file("""
+            {"monitoring": {"health_check_interval": 300.0, "enable_emergency_shutdown": true},
+             "thresholds": {"memory_usage_mb": 450.0, "trading_success_rate_percent": 88.0, "daily_pnl_loss_limit": -40.0},
+             "alerts": {"enabled": true, "console_alerts": true, "log_alerts": true},
+             "dashboard": {"enabled": true, "port": 8000}}
+            """)
+        let c = try HubConfiguration.load(config: path, environment: [:])
+        #expect(c.monitoring.enableEmergencyShutdown)
+        #expect(c.port == 8000)
+    }
+
+    @Test func environmentOverridesTheFile() throws {
+        let path = try Self.file(#"{"hub": {"port": 9000, "database_url": "postgres://a@b/c"}}"#)
+        let c = try HubConfiguration.load(config: path, environment: ["FLEETWATCH_PORT": "9100", "FLEETWATCH_DATABASE_URL": "postgres://x@y/z"])
+        #expect(c.port == 9100)
+        #expect(c.databaseURL == "postgres://x@y/z")
+    }
+
+    @Test(arguments: [
+        (#"{"dashboard": {"port": "eighty"}}"#, "dashboard.port"),
+        (#"{"monitoring": {"enable_emergency_shutdown": "yes"}}"#, "monitoring.enable_emergency_shutdown"),
+        (#"{"thresholds": {"memory_usage_mb": "lots"}}"#, "thresholds.memory_usage_mb"),
+        (#"{"monitoring": "#, "not valid JSON"),
+    ])
+    func badFilesGiveAClearError(json: String, mentions: String) throws {
+        let path = try Self.file(json)
+        let error = try #require(throws: ConfigurationError.self) { try HubConfiguration.load(config: path, environment: [:]) }
+        #expect(error.description.contains(mentions), "\(error.description)")
+        #expect(error.description.contains(path))
+    }
+
+    @Test func missingFileAndBadEnvironment() {
+        #expect(throws: ConfigurationError.self) { try HubConfiguration.load(config: "/nonexistent.json", environment: [:]) }
+        #expect(throws: ConfigurationError.self) { try HubConfiguration.load(config: nil, environment: ["FLEETWATCH_PORT": "x"]) }
+        #expect(throws: ConfigurationError.self) { try HubConfiguration.load(config: nil, environment: ["FLEETWATCH_LOG_LEVEL": "loud"]) }
+    }
+}

@@ -1,0 +1,150 @@
+import FleetwatchIngest
+import FleetwatchProtocol
+import FleetwatchTestSupport
+import Foundation
+import Logging
+import NIOCore
+import Testing
+
+@Suite struct IngestSessionTests {
+    static let epoch: UInt64 = 1_764_072_000_000_000
+
+    static func session(_ store: InMemoryIngestStore, _ configure: (inout IngestConfiguration) -> Void = { _ in }) -> IngestSession {
+        var c = IngestConfiguration()
+        configure(&c)
+        return IngestSession(configuration: c, store: store, remote: "test", logger: Logger(label: "test"))
+    }
+
+    static func hello(bot: String = "bot-1", token: String = "secret") -> ByteBuffer {
+        Frame.hello(Hello(botID: bot, token: token, agentVersion: "t", bootEpoch: epoch, lastAckedSequence: 0)).encoded()
+    }
+
+    static func batch(_ seq: UInt64, values: [Double] = [1, 2], timestamps: [Int64]? = nil) throws -> ByteBuffer {
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let ts = timestamps ?? values.indices.map { now - Int64($0) }
+        let payload = BatchPayload(series: [Series(name: "m", kind: .gauge, timestamps: ts, values: values)])
+        return Frame.batch(try BatchFrame.make(bootEpoch: epoch, sequence: seq, payload: payload)).encoded()
+    }
+
+    static func closeCode(_ out: [IngestOutput]) -> CloseCode? {
+        if case .close(let code, _)? = out.last { return code }
+        return nil
+    }
+
+    @Test func helloWelcomeBatchAckAndDuplicate() async throws {
+        let store = InMemoryIngestStore(tokens: ["bot-1": "secret"])
+        let s = Self.session(store)
+        let welcome = await s.handle(Self.hello())
+        guard case .send(.welcome(let w))? = welcome.first else { Issue.record("no welcome: \(welcome)"); return }
+        #expect(w.bootEpoch == Self.epoch && w.storedSequence == 0)
+        #expect(await s.handle(try Self.batch(1)) == [.send(.ack(Ack(bootEpoch: Self.epoch, sequence: 1, outcome: .stored)))])
+        #expect(await s.handle(try Self.batch(1)) == [.send(.ack(Ack(bootEpoch: Self.epoch, sequence: 1, outcome: .duplicate)))])
+        #expect(await store.stored.count == 1)
+        // A reconnect learns what is stored.
+        let again = await Self.session(store).handle(Self.hello())
+        guard case .send(.welcome(let w2))? = again.first else { Issue.record("no welcome"); return }
+        #expect(w2.storedSequence == 1)
+    }
+
+    @Test(arguments: [("bot-1", "wrong"), ("nobody", "secret")])
+    func wrongTokenOrUnknownBot(bot: String, token: String) async throws {
+        let store = InMemoryIngestStore(tokens: ["bot-1": "secret"])
+        let out = await Self.session(store).handle(Self.hello(bot: bot, token: token))
+        #expect(Self.closeCode(out) == .authenticationFailed)
+    }
+
+    @Test func firstFrameMustBeHello() async throws {
+        let out = await Self.session(InMemoryIngestStore(tokens: [:])).handle(try Self.batch(1))
+        #expect(Self.closeCode(out) == .helloExpected)
+    }
+
+    @Test func unknownVersionIsRefused() async throws {
+        var hello = Self.hello()
+        hello.setInteger(UInt16(9), at: 1, endianness: .little)
+        let out = await Self.session(InMemoryIngestStore(tokens: ["bot-1": "secret"])).handle(hello)
+        #expect(Self.closeCode(out) == .unsupportedVersion)
+    }
+
+    @Test func badBatchesCloseWithTheirReason() async throws {
+        let store = InMemoryIngestStore(tokens: ["bot-1": "secret"])
+        var raw = ByteBuffer()
+        raw.writeRepeatingByte(0, count: 8 << 20)
+        let bomb = Frame.batch(BatchFrame(bootEpoch: Self.epoch, sequence: 1, sampleCount: 1, rawLength: 1000,
+                                          compressed: try Zlib.compress(raw))).encoded()
+        let garbage = Frame.batch(BatchFrame(bootEpoch: Self.epoch, sequence: 1, sampleCount: 1, rawLength: 10,
+                                             compressed: ByteBuffer(bytes: [1, 2, 3, 4]))).encoded()
+        var huge = try Self.batch(1)
+        huge.writeRepeatingByte(7, count: 2 << 20)
+        for (message, code) in [(bomb, CloseCode.payloadTooLarge), (garbage, .badBatch), (huge, .frameTooLarge)] {
+            let s = Self.session(store)
+            _ = await s.handle(Self.hello())
+            #expect(Self.closeCode(await s.handle(message)) == code)
+        }
+        #expect(await store.stored.isEmpty)
+    }
+
+    @Test func refusedSamplesAreDroppedButTheBatchIsAcked() async throws {
+        let store = InMemoryIngestStore(tokens: ["bot-1": "secret"])
+        let s = Self.session(store)
+        _ = await s.handle(Self.hello())
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let out = await s.handle(try Self.batch(1, values: [1, .nan, .infinity, 4, 5],
+                                                timestamps: [now, now, now, now - 8 * 86_400_000, now + 3_600_000]))
+        #expect(out == [.send(.ack(Ack(bootEpoch: Self.epoch, sequence: 1, outcome: .stored)))])
+        let stored = try #require(await store.stored.first)
+        #expect(stored.batch.sentSamples == 5)
+        #expect(stored.batch.refusedSamples == 4)
+        #expect(stored.batch.series[0].values == [1])
+    }
+
+    @Test func storageDownMeansNoAck() async throws {
+        let store = InMemoryIngestStore(tokens: ["bot-1": "secret"])
+        let s = Self.session(store)
+        _ = await s.handle(Self.hello())
+        await store.setFailing(true)
+        #expect(Self.closeCode(await s.handle(try Self.batch(1))) == .storageUnavailable)
+    }
+
+    @Test func aNewerConnectionReplacesTheOlder() async throws {
+        let store = InMemoryIngestStore(tokens: ["bot-1": "secret"])
+        let old = Self.session(store), new = Self.session(store)
+        _ = await old.handle(Self.hello())
+        _ = await new.handle(Self.hello())
+        #expect(Self.closeCode(await old.handle(try Self.batch(1))) == .replaced)
+        #expect(Self.closeCode(await new.handle(try Self.batch(1))) == nil)
+    }
+
+    @Test func textFramesAreRefused() {
+        #expect(Self.closeCode(Self.session(InMemoryIngestStore(tokens: [:])).handleText()) == .protocolError)
+    }
+}
+
+@Suite struct IngestSessionMachineTests {
+    @Test func helloTimeoutHeartbeatsAndSilence() {
+        var clock = ManualClock()
+        var m = IngestSessionMachine(nowMs: clock.nowMs, heartbeatMs: 1000, helloTimeoutMs: 5000)
+        clock.advance(ms: 5001)
+        guard case .close(.helloExpected, _) = m.tick(nowMs: clock.nowMs) else { Issue.record("no hello timeout"); return }
+
+        var s = IngestSessionMachine(nowMs: clock.nowMs, heartbeatMs: 1000, helloTimeoutMs: 5000)
+        let hello = Hello(botID: "b", token: "t", agentVersion: "v", bootEpoch: 1, lastAckedSequence: 0)
+        #expect(s.received(.hello(hello), nowMs: clock.nowMs) == .authenticate(hello))
+        s.authenticated(nowMs: clock.nowMs)
+        clock.advance(ms: 1000)
+        #expect(s.tick(nowMs: clock.nowMs) == .sendHeartbeat)
+        s.sent(nowMs: clock.nowMs)
+        #expect(s.received(.heartbeat(Heartbeat(sentAtMs: 0)), nowMs: clock.nowMs) == .ignore)
+        clock.advance(ms: 2001)
+        guard case .close(.heartbeatTimeout, _) = s.tick(nowMs: clock.nowMs) else { Issue.record("no silence close"); return }
+    }
+
+    @Test func agentMayNotSendHubFrames() {
+        var m = IngestSessionMachine(nowMs: 0, heartbeatMs: 1000, helloTimeoutMs: 5000)
+        _ = m.received(.hello(Hello(botID: "b", token: "t", agentVersion: "v", bootEpoch: 1, lastAckedSequence: 0)), nowMs: 0)
+        m.authenticated(nowMs: 0)
+        guard case .close(.protocolError, _) = m.received(.ack(Ack(bootEpoch: 1, sequence: 1, outcome: .stored)), nowMs: 0) else {
+            Issue.record("ack from agent accepted")
+            return
+        }
+    }
+}
