@@ -134,6 +134,11 @@ actor AgentCore {
         spool?.remove(removed)
     }
 
+    /// Wakes the writer for its periodic checks (heartbeats, silence) without counting as a frame heard.
+    func poke() {
+        wake?.yield()
+    }
+
     /// What the writer should do now: frames to send, or close a silent connection.
     func nextWork() -> (frames: [ByteBuffer], closeSilent: Bool) {
         let now = CoarseClock.preciseNowMs()
@@ -150,7 +155,7 @@ actor AgentCore {
             for b in buffer.nextToSend(limit: sendWindow) {
                 if b.frame.readableBytes > hubMaxFrameBytes {
                     logger.error("batch \(b.sequence) is \(b.frame.readableBytes) bytes, above the hub's limit; dropped")
-                    if let dropped = buffer.dropOldest() { spool?.remove([dropped]) }
+                    if let dropped = buffer.drop(epoch: b.epoch, sequence: b.sequence) { spool?.remove([dropped]) }
                     continue
                 }
                 frames.append(b.frame)

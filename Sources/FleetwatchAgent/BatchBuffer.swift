@@ -167,6 +167,16 @@ public struct BatchBuffer: Sendable {
         return b
     }
 
+    /// Drops one batch (the hub can never accept it) and counts its samples as dropped.
+    public mutating func drop(epoch: UInt64, sequence: UInt64) -> SealedBatch? {
+        guard let i = sealed[head...].firstIndex(where: { $0.epoch == epoch && $0.sequence == sequence }) else { return nil }
+        let b = sealed.remove(at: i)
+        if i < head + sentCount { sentCount -= 1 }
+        sealedSamples -= b.sampleCount
+        droppedSamples += Int64(b.sampleCount)
+        return b
+    }
+
     private mutating func enforceCapacity() -> [SealedBatch] {
         var dropped: [SealedBatch] = []
         while bufferedSamples > configuration.capacity {

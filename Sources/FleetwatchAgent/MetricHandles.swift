@@ -1,3 +1,4 @@
+import FleetwatchProtocol
 import Synchronization
 
 /// A running total. `increment` is one relaxed atomic add: no lock, no allocation, never throws.
@@ -95,7 +96,7 @@ public final class StateHandle: Sendable {
             guard s.version != s.reportedVersion || nowMs - s.reportedAtMs >= repeatMs else { return nil }
             s.reportedVersion = s.version
             s.reportedAtMs = nowMs
-            return String(value.utf8.prefix(256)) ?? value
+            return WireProtocol.truncated(value, maxBytes: WireProtocol.maxStateBytes)
         }
     }
 }

@@ -137,7 +137,7 @@ public final class MonitorAgent: Service, Sendable {
                                               agentVersion: configuration.agentVersion)
         try await outbound.write(.binary(hello))
         let maxFrame = configuration.maxFrameBytes
-        let tick = configuration.heartbeatInterval / 4
+        let tick = min(configuration.heartbeatInterval / 4, .milliseconds(250))
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 for try await message in inbound.messages(maxSize: maxFrame) {
@@ -150,7 +150,7 @@ public final class MonitorAgent: Service, Sendable {
                 let ticker = Task {
                     while !Task.isCancelled {
                         try await Task.sleep(for: tick)
-                        await self.core.received(.heartbeat(Heartbeat(sentAtMs: 0)))
+                        await self.core.poke()
                     }
                 }
                 defer { ticker.cancel() }

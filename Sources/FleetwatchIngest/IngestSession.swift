@@ -119,7 +119,10 @@ public final class IngestSession {
         do {
             payload = try frame.inflate(limits: configuration.limits)
         } catch let error as WireError {
-            return closeOutput(machine.undecodable(error))
+            // Whatever is wrong inside a batch, the agent must drop that batch rather than resend it forever:
+            // 4003/4004 keep their meaning, everything else becomes 4005.
+            let code = error.closeCode == .payloadTooLarge ? error : WireError(.corruptPayload, error.detail)
+            return closeOutput(machine.undecodable(code))
         } catch {
             return closeOutput(machine.undecodable(WireError(.corruptPayload, "\(error)")))
         }

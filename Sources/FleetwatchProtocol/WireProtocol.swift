@@ -17,6 +17,17 @@ public enum WireProtocol {
     /// Size of the fixed batch frame header: type, epoch, sequence, sample count, raw length.
     public static let batchHeaderBytes = 1 + 8 + 8 + 4 + 4
 
+    /// `string` cut to at most `maxBytes` UTF-8 bytes on a character boundary.
+    public static func truncated(_ string: String, maxBytes: Int) -> String {
+        guard string.utf8.count > maxBytes else { return string }
+        var out = ""
+        for c in string {
+            if out.utf8.count + c.utf8.count > maxBytes { break }
+            out.append(c)
+        }
+        return out
+    }
+
     /// Whether `name` is a valid bot id or metric name: ASCII letters, digits and `_ . : - /`.
     public static func isValidName(_ name: String, maxBytes: Int) -> Bool {
         let utf8 = name.utf8

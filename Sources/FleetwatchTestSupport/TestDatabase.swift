@@ -42,3 +42,12 @@ public func builtExecutable(_ name: String) -> String {
         ?? FileManager.default.currentDirectoryPath + "/.build/debug"
     return dir + "/" + name
 }
+
+extension AsyncSequence where Self: Sendable {
+    /// Every element, in order.
+    public func all() async throws -> [Element] {
+        var out: [Element] = []
+        for try await e in self { out.append(e) }
+        return out
+    }
+}

@@ -83,6 +83,21 @@ import Testing
         #expect(await store.stored.isEmpty)
     }
 
+    /// Anything wrong inside a batch closes with 4005, the code on which the agent drops that batch.
+    @Test func malformedBatchContentIsABadBatch() async throws {
+        var raw = ByteBuffer()
+        raw.writeVarint(0); raw.writeVarint(1); raw.writeWireString("bad name!")
+        raw.writeInteger(MetricKind.gauge.rawValue); raw.writeVarint(1); raw.writeZigzag(0)
+        raw.writeInteger(UInt8(1)); raw.writeInteger(UInt8(0)); raw.writeZigzag(1)
+        let frame = Frame.batch(BatchFrame(bootEpoch: Self.epoch, sequence: 1, sampleCount: 1, rawLength: UInt32(raw.readableBytes),
+                                           compressed: try Zlib.compress(raw))).encoded()
+        let s = Self.session(InMemoryIngestStore(tokens: ["bot-1": "secret"]))
+        _ = await s.handle(Self.hello())
+        let code = Self.closeCode(await s.handle(frame))
+        #expect(code == .badBatch)
+        #expect(code?.dropsOffendingBatch == true)
+    }
+
     @Test func refusedSamplesAreDroppedButTheBatchIsAcked() async throws {
         let store = InMemoryIngestStore(tokens: ["bot-1": "secret"])
         let s = Self.session(store)

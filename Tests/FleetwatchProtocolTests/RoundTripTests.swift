@@ -57,3 +57,12 @@ import Testing
         }
     }
 }
+
+@Suite struct TruncationTests {
+    @Test func cutsOnCharacterBoundaries() {
+        let s = String(repeating: "é", count: 200)   // 400 bytes
+        let t = WireProtocol.truncated(s, maxBytes: 255)
+        #expect(t.utf8.count == 254)
+        #expect(WireProtocol.truncated("ok", maxBytes: 256) == "ok")
+    }
+}

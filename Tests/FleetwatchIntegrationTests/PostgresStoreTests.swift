@@ -1,0 +1,110 @@
+import FleetwatchIngest
+import FleetwatchProtocol
+import FleetwatchSchema
+import FleetwatchStorage
+import FleetwatchTestSupport
+import Foundation
+import Logging
+import PostgresNIO
+import Testing
+
+@Suite(.enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
+struct PostgresStoreTests {
+    let logger = Logger(label: "test")
+
+    func batch(_ seq: UInt64, epoch: UInt64 = 5, values: [Double] = [1.5, 2.5], nowMs: Int64 = Int64(Date().timeIntervalSince1970 * 1000)) -> ValidatedBatch {
+        let series = [Series(name: "daily_pnl", kind: .gauge, timestamps: values.indices.map { nowMs + Int64($0) }, values: values),
+                      Series(name: "websocket_status", kind: .state, timestamps: [nowMs], states: ["connected"])]
+        return ValidatedBatch(epoch: epoch, sequence: seq, sentSamples: values.count + 1, series: series, refusedSamples: 0,
+                              firstTimestampMs: nowMs)
+    }
+
+    @Test func migrationsAreRecordedAndRunOnce() async throws {
+        let db = try await TestDatabase.create()
+        try await db.withClient { (client: PostgresClient) async throws -> Void in
+            let m = Migrator(client: client, logger: logger)
+            #expect(try await m.migrate() == Schema.migrations.map(\.version))
+            #expect(try await m.migrate().isEmpty)
+            #expect(try await m.currentVersion() == Schema.latestVersion)
+        }
+    }
+
+    @Test func storesEachBatchExactlyOnce() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["bot-1"], token: "secret", in: db)
+        try await db.withClient { (client: PostgresClient) async throws -> Void in
+            let store = PostgresIngestStore(client: client, logger: logger)
+            try await PartitionMaintainer(client: client, logger: logger).ensureWindow()
+            let hello = Hello(botID: "bot-1", token: "secret", agentVersion: "t", bootEpoch: 5, lastAckedSequence: 0)
+            guard case .accepted(let session) = try await store.authenticate(hello, connectionID: UUID(), hub: "h") else {
+                Issue.record("refused"); return
+            }
+            #expect(try await store.store(batch(1), session: session) == .stored)
+            #expect(try await store.store(batch(1), session: session) == .duplicate)
+            #expect(try await store.store(batch(2, values: [3]), session: session) == .stored)
+            let rows = try await client.query("""
+                SELECT metric, value, state FROM sample_points WHERE bot = 'bot-1' ORDER BY seq, ts, metric
+                """, logger: logger).decode((String, Double?, String?).self).all()
+            #expect(rows.count == 5)
+            #expect(rows.compactMap(\.1) == [1.5, 2.5, 3])
+            #expect(rows.compactMap(\.2) == ["connected", "connected"])
+            // A reconnect learns the stored high-water mark.
+            guard case .accepted(let again) = try await store.authenticate(hello, connectionID: UUID(), hub: "h") else { return }
+            #expect(again.storedSequence == 2)
+            // The first connection lost its lease to the second.
+            #expect(try await store.store(batch(3), session: session) == .leaseLost)
+            #expect(try await store.store(batch(3), session: again) == .stored)
+        }
+    }
+
+    @Test func authenticationRefusals() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["bot-1"], token: "secret", in: db)
+        try await db.withClient { (client: PostgresClient) async throws -> Void in
+            let store = PostgresIngestStore(client: client, logger: logger)
+            func auth(_ bot: String, _ token: String) async throws -> AuthOutcome {
+                try await store.authenticate(Hello(botID: bot, token: token, agentVersion: "t", bootEpoch: 1, lastAckedSequence: 0),
+                                             connectionID: UUID(), hub: "h")
+            }
+            #expect(try await auth("bot-1", "nope") == .refused("wrong token"))
+            #expect(try await auth("ghost", "secret") == .refused("unknown bot id"))
+            try await client.query("UPDATE bots SET token_hash = NULL WHERE name = 'bot-1'", logger: logger)
+            #expect(try await auth("bot-1", "secret") == .refused("no token issued or token revoked"))
+            let open = PostgresIngestStore(client: client, logger: logger, autoRegister: true)
+            guard case .accepted = try await open.authenticate(Hello(botID: "new-bot", token: "tofu", agentVersion: "t", bootEpoch: 1,
+                                                                     lastAckedSequence: 0), connectionID: UUID(), hub: "h") else {
+                Issue.record("auto-register refused"); return
+            }
+            let again = try await open.authenticate(Hello(botID: "new-bot", token: "other", agentVersion: "t", bootEpoch: 1,
+                                                          lastAckedSequence: 0), connectionID: UUID(), hub: "h")
+            #expect(again == .refused("wrong token"))
+        }
+    }
+
+    @Test func missingPartitionIsCreatedOnDemand() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["bot-1"], token: "secret", in: db)
+        try await db.withClient { (client: PostgresClient) async throws -> Void in
+            let store = PostgresIngestStore(client: client, logger: logger)
+            guard case .accepted(let session) = try await store.authenticate(
+                Hello(botID: "bot-1", token: "secret", agentVersion: "t", bootEpoch: 5, lastAckedSequence: 0), connectionID: UUID(), hub: "h")
+            else { return }
+            let threeDaysAgo = Int64(Date().timeIntervalSince1970 * 1000) - 3 * 86_400_000
+            #expect(try await store.store(batch(1, nowMs: threeDaysAgo), session: session) == .stored)
+            let partitions = try await client.query("""
+                SELECT count(*) FROM pg_inherits WHERE inhparent = 'samples'::regclass
+                """, logger: logger).decode(Int64.self).all()
+            #expect(partitions == [1])
+        }
+    }
+
+    @Test func sqlSplitterKeepsFunctionBodiesWhole() {
+        let parts = SQLSplitter.split("""
+            CREATE TABLE a (x text DEFAULT ';'); -- a comment; with a semicolon
+            CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$;
+            /* block; comment */ SELECT 'it''s; fine';
+            """)
+        #expect(parts.count == 3)
+        #expect(parts[1].hasSuffix("END $$"))
+    }
+}

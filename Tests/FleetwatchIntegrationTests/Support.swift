@@ -1,0 +1,128 @@
+import FleetwatchAgent
+import FleetwatchProtocol
+import FleetwatchStorage
+import FleetwatchTestSupport
+import Foundation
+import Logging
+import PostgresNIO
+import Testing
+
+/// Tests in this target need the test PostgreSQL (`scripts/test` provides it).
+let hasDatabase = TestDatabase.serverURL != nil
+
+/// A hub process on its own port and database.
+final class HubUnderTest: @unchecked Sendable {
+    let database: TestDatabase
+    let port: Int
+    let name: String
+    var process: ChildProcess?
+    let logPath: String
+
+    init(database: TestDatabase, port: Int? = nil, name: String = "hub-a") throws {
+        self.database = database
+        self.port = try port ?? freeTCPPort()
+        self.name = name
+        let dir = ProcessInfo.processInfo.environment["FLEETWATCH_TEST_ARTIFACTS"] ?? NSTemporaryDirectory()
+        logPath = "\(dir)/\(database.url.database)-\(name).log"
+    }
+
+    var agentURL: String { "ws://127.0.0.1:\(port)/agent/v1" }
+
+    func start(extra: [String] = []) async throws {
+        process = try ChildProcess(builtExecutable("monitor-hub"),
+                                   ["serve", "--database-url", database.url.urlString, "--port", "\(port)",
+                                    "--hub-id", name, "--log-level", "info"] + extra,
+                                   logPath: logPath)
+        try await waitReady()
+    }
+
+    func waitReady() async throws {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while ContinuousClock.now < deadline {
+            if try await Self.httpGet(port: port, path: "/health/ready") == 200 { return }
+            guard process?.isRunning == true else { throw TestSupportError("hub exited: \(process?.log.suffix(2000) ?? "")") }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TestSupportError("hub not ready after 60 s: \(process?.log.suffix(2000) ?? "")")
+    }
+
+    func kill(_ signal: Int32) async {
+        await process?.stop(signal: signal)
+    }
+
+    var log: String { process?.log ?? "" }
+
+    /// Status code of a GET on loopback, or nil if nothing answers.
+    static func httpGet(port: Int, path: String) async throws -> Int? {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+        guard connected else { return nil }
+        let request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        _ = request.withCString { send(fd, $0, strlen($0), 0) }
+        var buf = [UInt8](repeating: 0, count: 64)
+        let n = recv(fd, &buf, 64, 0)
+        guard n > 12 else { return nil }
+        return Int(String(decoding: buf[9..<12], as: UTF8.self))
+    }
+}
+
+/// Registers bots with known tokens directly in the database.
+func registerBots(_ names: [String], token: String, in db: TestDatabase) async throws {
+    try await db.withClient { client in
+        try await Migrator(client: client, logger: Logger(label: "test")).migrate()
+        for name in names {
+            let hash = BotToken.hash(token)
+            try await client.query("INSERT INTO bots (name, token_hash) VALUES (\(name), \(hash))", logger: Logger(label: "test"))
+        }
+    }
+}
+
+/// Collects every batch an agent seals, decoded, for comparison with PostgreSQL.
+final class SealedLedger: @unchecked Sendable {
+    struct Entry: Hashable { let bot: String; let epoch: UInt64; let seq: UInt64; let count: Int; let sum: Double }
+    private let lock = NSLock()
+    private var entries: [Entry] = []
+
+    func observer(bot: String) -> @Sendable (SealedBatch) -> Void {
+        { batch in
+            guard case .batch(let f)? = try? Frame.decode(batch.frame), let p = try? f.inflate(limits: BatchLimits()) else { return }
+            let sum = p.series.flatMap(\.values).reduce(0, +)
+            self.lock.withLock { self.entries.append(Entry(bot: bot, epoch: batch.epoch, seq: batch.sequence, count: p.sampleCount, sum: sum)) }
+        }
+    }
+
+    var all: [Entry] { lock.withLock { entries } }
+}
+
+/// What PostgreSQL holds, batch by batch: (bot, epoch, seq) → (samples, sum of values, rows).
+func storedBatches(_ db: TestDatabase) async throws -> [SealedLedger.Entry: Int] {
+    try await db.withClient { client in
+        let rows = try await client.query("""
+            SELECT b.name, s.epoch, s.seq, (cardinality(s.vals) + COALESCE(cardinality(s.states), 0))::int8,
+                   COALESCE((SELECT sum(v) FROM unnest(s.vals) v), 0)::float8, count(*) OVER (PARTITION BY s.bot_id, s.epoch, s.seq)
+            FROM samples s JOIN bots b ON b.id = s.bot_id
+            """, logger: Logger(label: "test"))
+        var out: [SealedLedger.Entry: Int] = [:]
+        for try await (bot, epoch, seq, count, sum, rows) in rows.decode((String, Int64, Int64, Int64, Double, Int64).self) {
+            out[SealedLedger.Entry(bot: bot, epoch: UInt64(epoch), seq: UInt64(seq), count: Int(count), sum: sum)] = Int(rows)
+        }
+        return out
+    }
+}
+
+/// Waits until `condition` holds or `timeout` passes.
+func eventually(_ timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    return try await condition()
+}
