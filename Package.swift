@@ -134,7 +134,11 @@ let package = Package(
         ),
         .testTarget(
             name: "FleetwatchIntegrationTests",
-            dependencies: ["FleetwatchHub", "FleetwatchAgent", "FleetwatchStorage", "FleetwatchTestSupport"]
+            dependencies: [
+                "FleetwatchHub", "FleetwatchAgent", "FleetwatchStorage", "FleetwatchTestSupport",
+                .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ]
         ),
     ]
 )

@@ -30,13 +30,21 @@ public struct PartitionMaintainer: Service {
     }
 
     public func run() async throws {
-        while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            do {
-                try await ensureWindow()
-            } catch {
-                logger.error("could not create sample partitions: \(error)")
+        do {
+            try await cancelWhenGracefulShutdown {
+                while true {
+                    do {
+                        try await ensureWindow()
+                    } catch is CancellationError {
+                        throw CancellationError()
+                    } catch {
+                        logger.error("could not create sample partitions: \(String(reflecting: error))")
+                    }
+                    try await Task.sleep(for: .seconds(3600))
+                }
             }
-            try? await Task.sleep(for: .seconds(3600))
+        } catch is CancellationError {
+            return
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -71,8 +72,18 @@ public struct TestSupportError: Error, CustomStringConvertible {
     public init(_ description: String) { self.description = description }
 }
 
-/// A free TCP port on 127.0.0.1 (bind to 0, read it, close).
+private let handedOutPorts = Mutex<Set<Int>>([])
+
+/// A free TCP port on 127.0.0.1 (bind to 0, read it, close), never the same twice in one test run.
 public func freeTCPPort() throws -> Int {
+    for _ in 0..<50 {
+        let port = try ephemeralPort()
+        if handedOutPorts.withLock({ $0.insert(port).inserted }) { return port }
+    }
+    throw TestSupportError("no unused port found")
+}
+
+private func ephemeralPort() throws -> Int {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { throw TestSupportError("socket() failed") }
     defer { close(fd) }
