@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "monitor-hub", targets: ["MonitorHub"]),
         .executable(name: "fleetwatch-simbot", targets: ["SimBot"]),
         .executable(name: "fleetwatch-bench", targets: ["FleetwatchBench"]),
+        .library(name: "fleetwatch_malloc_count", type: .dynamic, targets: ["CMallocCount"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -116,9 +117,13 @@ let package = Package(
             dependencies: [
                 "FleetwatchProtocol", "FleetwatchAgent", "FleetwatchStorage", "FleetwatchTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "WSClient", package: "swift-websocket"),
             ],
             path: "Benchmarks/fleetwatch-bench"
         ),
+        // LD_PRELOAD shim that counts allocations for the record-call benchmark.
+        .target(name: "CMallocCount", path: "Benchmarks/malloc-count"),
         .testTarget(
             name: "FleetwatchProtocolTests",
             dependencies: ["FleetwatchProtocol"],

@@ -25,7 +25,8 @@ public struct Backoff: Sendable, Equatable {
         return .nanoseconds(Int64(seconds * 1e9))
     }
 
-    static func seconds(_ d: Duration) -> Double {
+    /// A duration in seconds.
+    public static func seconds(_ d: Duration) -> Double {
         let (s, a) = d.components
         return Double(s) + Double(a) / 1e18
     }

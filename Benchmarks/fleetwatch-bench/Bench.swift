@@ -1,0 +1,15 @@
+import ArgumentParser
+
+/// `fleetwatch-bench`: the figures in docs/benchmarks.md. Build with `-c release`; `scripts/bench` runs them all.
+@main
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fleetwatch-bench",
+        abstract: "Benchmarks for fleetwatch's hot paths (run release builds).",
+        subcommands: [RecordBench.self, WireBench.self, IngestBench.self, MemoryBench.self, MemoryChild.self])
+}
+
+/// Prints a result line in a stable `name: value unit` form for docs/benchmarks.md.
+func report(_ name: String, _ value: Double, _ unit: String, digits: Int = 2) {
+    print("\(name): \(String(format: "%.\(digits)f", value)) \(unit)")
+}

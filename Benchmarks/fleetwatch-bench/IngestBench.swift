@@ -1,0 +1,184 @@
+import ArgumentParser
+import FleetwatchAgent
+import FleetwatchProtocol
+import FleetwatchStorage
+import FleetwatchTestSupport
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+import Synchronization
+import WSClient
+
+/// Hub ingest throughput with N concurrent agents, next to PostgreSQL's own COPY of the same rows.
+struct IngestBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ingest", abstract: "Samples/s stored with concurrent agents vs COPY.")
+
+    @Option(help: "PostgreSQL server URL (a fresh database is created on it).") var databaseURL: String
+    @Option var agents = 50
+    @Option(help: "Seconds of load.") var seconds = 20.0
+    @Option(help: "Metrics per batch.") var metrics = 50
+    @Option(help: "Samples per metric per batch (ticks).") var ticks = 20
+    @Option(help: "Batches in flight per agent.") var window = 4
+    @Option(help: "The monitor-hub binary (default: next to this one).") var hubBinary: String?
+
+    func run() async throws {
+        var logger = Logger(label: "bench")
+        logger.logLevel = .warning
+        let bots = (1...agents).map { "bench-\($0)" }
+        let db = try await BenchDatabase.create(server: databaseURL, bots: bots, token: "bench-token", logger: logger)
+        let port = try freeTCPPort()
+        let bin = hubBinary ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("monitor-hub").path
+        let hub = try ChildProcess(bin, ["serve", "--database-url", db.url.urlString, "--port", "\(port)", "--log-level", "warning"],
+                                   logPath: NSTemporaryDirectory() + "fleetwatch-bench-hub.log")
+        defer { kill(hub.pid, SIGKILL) }
+        try await waitForPort(port)
+
+        let nowMs = Int64(Date().timeIntervalSince1970 * 1000) - Int64(ticks) * 1000
+        let payload = RealisticBatches.payload(metrics: metrics, ticks: ticks, startMs: nowMs)
+        let template = try BatchFrame.make(bootEpoch: 1, sequence: 1, payload: payload)
+        let perBatch = payload.sampleCount
+        print("ingest: \(agents) agents, \(perBatch)-sample batches (\(metrics) metrics x \(ticks)), window \(window), \(seconds) s")
+
+        let acked = SharedCounter()
+        let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
+        let start = ContinuousClock.now
+        let window = self.window
+        let agentLogger = logger
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (i, bot) in bots.enumerated() {
+                group.addTask {
+                    try await runAgent(bot: bot, epoch: UInt64(1000 + i), port: port, template: template,
+                                       deadline: deadline, acked: acked, window: window, logger: agentLogger)
+                }
+            }
+            try await group.waitForAll()
+        }
+        let elapsed = Backoff.seconds(ContinuousClock.now - start)
+        let batches = acked.value
+        let samples = Double(batches) * Double(perBatch)
+        report("hub ingest samples/s stored (\(agents) agents)", samples / elapsed, "samples/s", digits: 0)
+        report("hub ingest batches/s", Double(batches) / elapsed, "batches/s", digits: 0)
+        let size = try await db.sizes(logger: logger)
+        report("samples table bytes/sample (with index)", Double(size.samples) / samples, "bytes")
+        report("batch ledger bytes/sample", Double(size.ledger) / samples, "bytes")
+        report("total bytes/sample on disk", Double(size.samples + size.ledger) / samples, "bytes")
+        kill(hub.pid, SIGTERM)
+
+        // The ceiling: COPY of the same rows into a fresh database with the same schema and indexes.
+        let copyDB = try await BenchDatabase.create(server: databaseURL, bots: bots, token: "bench-token", logger: logger)
+        let rowsPerStream = Int(batches) / 2
+        let copyRate = try await copyCeiling(db: copyDB, template: template, payload: payload, rows: rowsPerStream,
+                                             streams: 2, bots: agents, logger: logger)
+        report("PostgreSQL COPY ceiling samples/s (2 streams, same rows)", copyRate, "samples/s", digits: 0)
+        report("hub ingest as % of COPY ceiling", samples / elapsed / copyRate * 100, "%", digits: 1)
+    }
+
+    func waitForPort(_ port: Int) async throws {
+        for _ in 0..<300 {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            var addr = sockaddr_in()
+            addr.sin_family = sa_family_t(AF_INET)
+            addr.sin_port = in_port_t(UInt16(port).bigEndian)
+            addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+            let ok = withUnsafePointer(to: &addr) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            }
+            close(fd)
+            if ok { return }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw TestSupportError("hub did not start")
+    }
+
+    func copyCeiling(db: BenchDatabase, template: BatchFrame, payload: BatchPayload, rows: Int, streams: Int, bots: Int,
+                     logger: Logger) async throws -> Double {
+        // One text COPY row per batch, exactly what the hub writes (see PostgresIngestStore).
+        let t0 = Date(timeIntervalSince1970: Double(payload.series.flatMap(\.timestamps).min()!) / 1000)
+        let iso = ISO8601DateFormatter()
+        iso.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        let start = iso.string(from: t0)
+        let first = payload.series.flatMap(\.timestamps).min()!
+        var ids: [String] = [], offs: [String] = [], vals: [String] = []
+        for (i, s) in payload.series.enumerated() {
+            for (t, v) in zip(s.timestamps, s.values) {
+                ids.append(String(i + 1)); offs.append(String(t - first)); vals.append(String(v))
+            }
+        }
+        try await db.withClient(logger: logger) { client in
+            try await client.query("""
+                INSERT INTO metrics (id, name, kind) SELECT g, 'm' || g, 'gauge' FROM generate_series(1, \(payload.series.count)) g
+                """, logger: logger)
+        }
+        let arrays = "{\(ids.joined(separator: ","))}\t{\(offs.joined(separator: ","))}\t{\(vals.joined(separator: ","))}"
+        let samplesPerRow = Double(payload.sampleCount)
+        let begin = ContinuousClock.now
+        try await db.withClient(logger: logger) { client in
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for stream in 0..<streams {
+                    group.addTask {
+                        try await client.withConnection { conn in
+                            try await conn.copyFrom(table: "samples", columns: ["bot_id", "t_start", "epoch", "seq", "metric_ids",
+                                                                               "offsets_ms", "vals"], logger: logger) { writer in
+                                var buf = ByteBuffer()
+                                for r in 0..<rows {
+                                    buf.writeString("\(r % bots + 1)\t\(start)\t\(stream + 1)\t\(r + 1)\t\(arrays)\n")
+                                    if buf.readableBytes > 1 << 18 { try await writer.write(buf); buf.clear() }
+                                }
+                                if buf.readableBytes > 0 { try await writer.write(buf) }
+                            }
+                            try await conn.copyFrom(table: "ingest_batches", columns: ["bot_id", "epoch", "seq", "sample_count",
+                                                                                      "stored_count", "first_ts", "hub"], logger: logger) { writer in
+                                var buf = ByteBuffer()
+                                for r in 0..<rows {
+                                    buf.writeString("\(r % bots + 1)\t\(stream + 1)\t\(r + 1)\t\(payload.sampleCount)\t\(payload.sampleCount)\t\(start)\tcopy\n")
+                                    if buf.readableBytes > 1 << 18 { try await writer.write(buf); buf.clear() }
+                                }
+                                if buf.readableBytes > 0 { try await writer.write(buf) }
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+        }
+        let elapsed = Backoff.seconds(ContinuousClock.now - begin)
+        return Double(rows * streams) * samplesPerRow / elapsed
+    }
+}
+
+/// One load-generating agent: hello, then batches with up to `window` in flight until the deadline.
+func runAgent(bot: String, epoch: UInt64, port: Int, template: BatchFrame, deadline: ContinuousClock.Instant,
+              acked: SharedCounter, window: Int = 4, logger: Logger) async throws {
+    let hello = Frame.hello(Hello(botID: bot, token: "bench-token", agentVersion: "bench", bootEpoch: epoch, lastAckedSequence: 0)).encoded()
+    _ = try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/agent/v1", configuration: .init(maxFrameSize: 1 << 21),
+                                          logger: logger) { inbound, outbound, _ in
+        try await outbound.write(.binary(hello))
+        var iterator = inbound.messages(maxSize: 1 << 20).makeAsyncIterator()
+        guard case .binary? = try await iterator.next() else { return }   // welcome
+        var seq: UInt64 = 0, inFlight = 0
+        func send() async throws {
+            seq += 1
+            var frame = template
+            frame.bootEpoch = epoch
+            frame.sequence = seq
+            try await outbound.write(.binary(Frame.batch(frame).encoded()))
+            inFlight += 1
+        }
+        while inFlight < window { try await send() }
+        while inFlight > 0, let message = try await iterator.next() {
+            guard case .binary(let bytes) = message, case .ack = try Frame.decode(bytes) else { continue }
+            inFlight -= 1
+            acked.add(1)
+            if ContinuousClock.now < deadline { try await send() }
+        }
+        try await outbound.close(.normalClosure, reason: nil)
+    }
+}
+
+/// A counter shared by load-generating tasks.
+final class SharedCounter: Sendable {
+    private let count = Atomic<Int64>(0)
+    func add(_ n: Int64) { count.wrappingAdd(n, ordering: .relaxed) }
+    var value: Int64 { count.load(ordering: .relaxed) }
+}
