@@ -41,7 +41,7 @@ struct BenchDatabase {
             let samples = try await client.query("""
                 SELECT COALESCE(sum(pg_total_relation_size(inhrelid)), 0)::int8 FROM pg_inherits WHERE inhparent = 'samples'::regclass
                 """, logger: logger).decode(Int64.self).all().first ?? 0
-            let ledger = try await client.query("SELECT pg_total_relation_size('ingest_batches')::int8", logger: logger)
+            let ledger = try await client.query("SELECT pg_total_relation_size('ingest_streams')::int8", logger: logger)
                 .decode(Int64.self).all().first ?? 0
             let rows = try await client.query("SELECT count(*) FROM samples", logger: logger).decode(Int64.self).all().first ?? 0
             return (samples, ledger, rows)

@@ -127,14 +127,15 @@ struct IngestBench: AsyncParsableCommand {
                                 }
                                 if buf.readableBytes > 0 { try await writer.write(buf) }
                             }
-                            try await conn.copyFrom(table: "ingest_batches", columns: ["bot_id", "epoch", "seq", "sample_count",
-                                                                                      "stored_count", "first_ts", "hub"], logger: logger) { writer in
+                            // The ledger: one row per (bot, epoch), as the hub keeps it.
+                            try await conn.copyFrom(table: "ingest_streams", columns: ["bot_id", "epoch", "stored_through", "batches",
+                                                                                      "samples_sent", "samples_stored", "first_stored_at",
+                                                                                      "last_stored_at", "hub"], logger: logger) { writer in
                                 var buf = ByteBuffer()
-                                for r in 0..<rows {
-                                    buf.writeString("\(r % bots + 1)\t\(stream + 1)\t\(r + 1)\t\(payload.sampleCount)\t\(payload.sampleCount)\t\(start)\tcopy\n")
-                                    if buf.readableBytes > 1 << 18 { try await writer.write(buf); buf.clear() }
+                                for b in 0..<bots {
+                                    buf.writeString("\(b + 1)\t\(stream + 1)\t\(rows)\t\(rows / bots)\t0\t0\t\(start)\t\(start)\tcopy\n")
                                 }
-                                if buf.readableBytes > 0 { try await writer.write(buf) }
+                                try await writer.write(buf)
                             }
                         }
                     }

@@ -33,7 +33,8 @@ public struct HubApplication: Sendable {
         let partitions = PartitionMaintainer(client: client, logger: logger)
         try await partitions.ensureWindow()
 
-        let store = PostgresIngestStore(client: client, logger: logger, autoRegister: configuration.autoRegister)
+        let store = PostgresIngestStore(client: client, logger: logger, autoRegister: configuration.autoRegister,
+                                        hubID: configuration.ingest.hubID)
         let app = makeApplication(client: client, store: store, onListening: onListening)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: partitions), .init(service: app)],

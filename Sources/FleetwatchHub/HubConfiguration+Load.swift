@@ -37,6 +37,7 @@ extension HubConfiguration {
         do { f = try JSONDecoder().decode(ConfigFile.self, from: data) } catch let error as DecodingError {
             throw ConfigurationError("\(path): \(ConfigFile.explain(error))")
         }
+        try ConfigFile.checkKeys(data, file: path)
         profile = path
         if let m = f.monitoring {
             if let v = m.health_check_interval { monitoring.healthCheckInterval = v }
@@ -61,6 +62,22 @@ extension HubConfiguration {
             if let v = h.max_sample_age { ingest.validator.maxAgeMs = Int64(v * 1000) }
             if let v = h.max_sample_future { ingest.validator.maxFutureMs = Int64(v * 1000) }
         }
+        try validate(source: path)
+    }
+
+    /// Refuses values the hub cannot run with.
+    func validate(source: String) throws {
+        func require(_ ok: Bool, _ what: String) throws {
+            if !ok { throw ConfigurationError("\(source): \(what)") }
+        }
+        try require((0...65535).contains(port), "port must be 0–65535")
+        try require((1024...(64 << 20)).contains(ingest.maxFrameBytes), "hub.max_frame_bytes must be 1024–67108864")
+        try require((1024...(256 << 20)).contains(ingest.limits.maxPayloadBytes), "hub.max_payload_bytes must be 1024–268435456")
+        try require((1...1_000_000).contains(ingest.limits.maxSamples), "hub.max_samples_per_batch must be 1–1000000")
+        try require(ingest.heartbeatInterval >= .milliseconds(100) && ingest.heartbeatInterval <= .seconds(3600),
+                    "hub.heartbeat_interval must be 0.1–3600 seconds")
+        try require(ingest.validator.maxAgeMs > 0 && ingest.validator.maxFutureMs >= 0, "hub.max_sample_age must be > 0 and hub.max_sample_future ≥ 0")
+        try require(monitoring.healthCheckInterval > 0, "monitoring.health_check_interval must be > 0")
     }
 
     mutating func apply(environment env: [String: String]) throws {
@@ -114,6 +131,28 @@ struct ConfigFile: Decodable {
     var dashboard: Dashboard?
     var hub: Hub?
     var thresholds: [String: Double]?
+
+    static let sections: [String: Set<String>] = [
+        "monitoring": ["health_check_interval", "enable_emergency_shutdown"],
+        "dashboard": ["enabled", "port"],
+        "hub": ["host", "port", "database_url", "data_dir", "auto_register", "id", "log_level", "max_frame_bytes",
+                "max_payload_bytes", "max_samples_per_batch", "heartbeat_interval", "max_sample_age", "max_sample_future"],
+    ]
+    static let freeSections: Set<String> = ["thresholds", "alerts"]
+
+    /// Refuses unknown sections and keys, so a typo is an error instead of a silently ignored setting.
+    static func checkKeys(_ data: Data, file: String) throws {
+        guard let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return }
+        for (section, value) in root {
+            if freeSections.contains(section) { continue }
+            guard let known = sections[section] else {
+                throw ConfigurationError("\(file): unknown section \"\(section)\" (known: \((Array(sections.keys) + freeSections).sorted().joined(separator: ", ")))")
+            }
+            for key in (value as? [String: Any] ?? [:]).keys where !known.contains(key) {
+                throw ConfigurationError("\(file): unknown key \"\(section).\(key)\" (known: \(known.sorted().joined(separator: ", ")))")
+            }
+        }
+    }
 
     /// A decoding error as a sentence naming the key.
     static func explain(_ error: DecodingError) -> String {

@@ -13,9 +13,10 @@ public struct HubDatabase: Sendable {
             return HubDatabase(url: try DatabaseURL(string), embedded: nil)
         }
         let embedded = EmbeddedPostgres(dataDirectory: configuration.dataDirectory, logger: logger)
-        let url = try embedded.start()
+        let (url, startedHere) = try embedded.start()
         try await DatabaseBootstrap.createDatabaseIfMissing(url, logger: logger)
-        return HubDatabase(url: url, embedded: embedded)
+        // A cluster that was already running belongs to another process (a running hub): leave it running.
+        return HubDatabase(url: url, embedded: startedHere ? embedded : nil)
     }
 
     /// A client for this database (run it before use).
@@ -23,7 +24,7 @@ public struct HubDatabase: Sendable {
         PostgresClient(configuration: url.clientConfiguration(maxConnections: maxConnections), backgroundLogger: logger)
     }
 
-    /// Stops the embedded cluster, if this hub started one.
+    /// Stops the embedded cluster, if this process started it.
     public func close() {
         embedded?.stop()
     }

@@ -61,6 +61,7 @@ public final class IngestSession {
             return [.send(.heartbeat(Heartbeat(sentAtMs: UInt64(Self.nowMs()))))]
         case .close(let code, let reason):
             log(code, reason)
+            counters?.count(code)
             return [.close(code, reason)]
         }
     }
@@ -91,7 +92,6 @@ public final class IngestSession {
             switch try await store.authenticate(hello, connectionID: connectionID, hub: configuration.hubID) {
             case .refused(let why):
                 logger.warning("refused agent from \(remote) claiming bot '\(hello.botID)': \(why)")
-                counters?.count(.authenticationFailed)
                 return closeOutput(machine.refused())
             case .accepted(let s):
                 session = s

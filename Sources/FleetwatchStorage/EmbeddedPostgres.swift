@@ -27,9 +27,9 @@ public struct EmbeddedPostgres: Sendable {
     var logFile: String { dataDirectory + "/pg.log" }
     var isRoot: Bool { geteuid() == 0 }
 
-    /// Creates the cluster if needed, starts it if it is not running, creates the `fleetwatch` database,
-    /// and returns its address.
-    public func start() throws -> DatabaseURL {
+    /// Creates the cluster if needed, starts it if it is not running, and returns its address and whether
+    /// this call started it (only then should the caller stop it: a hub may be using a running cluster).
+    public func start() throws -> (url: DatabaseURL, startedHere: Bool) {
         let bin = try findBinDirectory()
         let fm = FileManager.default
         try fm.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
@@ -38,6 +38,7 @@ public struct EmbeddedPostgres: Sendable {
         }
         let password = try String(contentsOfFile: passwordFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         var chosenPort = port
+        var startedHere = false
         if let running = runningPort() {
             chosenPort = running
             logger.info("embedded PostgreSQL already running on port \(running)")
@@ -49,9 +50,11 @@ public struct EmbeddedPostgres: Sendable {
             try run(bin + "/pg_ctl", ["-D", clusterDirectory, "-l", logFile, "-w", "-t", "60", "-o",
                                       "-p \(chosenPort) -c listen_addresses=127.0.0.1 -c unix_socket_directories='\(clusterDirectory)'",
                                       "start"], asPostgres: true)
+            startedHere = true
             logger.info("embedded PostgreSQL started on 127.0.0.1:\(chosenPort) (data in \(clusterDirectory), log in \(logFile))")
         }
-        return DatabaseURL(host: "127.0.0.1", port: chosenPort, username: "fleetwatch", password: password, database: "fleetwatch")
+        return (DatabaseURL(host: "127.0.0.1", port: chosenPort, username: "fleetwatch", password: password, database: "fleetwatch"),
+                startedHere)
     }
 
     /// Stops the cluster (fast shutdown: open transactions roll back, committed data is safe).

@@ -11,15 +11,21 @@ public final class PostgresIngestStore: IngestStore {
     let autoRegister: Bool
     let metrics: MetricDictionary
     let partitions: PartitionMaintainer
+    let writer: BatchWriter
 
     /// - Parameter autoRegister: let an unknown bot register itself with the token it presents
     ///   (trust on first use, for demos); otherwise bots must be added with `monitor-hub bots add`.
-    public init(client: PostgresClient, logger: Logger, autoRegister: Bool = false, maxMetrics: Int = 10_000) {
+    /// - Parameters:
+    ///   - hubID: this replica's name, recorded with each stored batch.
+    ///   - maxGroup: most batches written by one statement.
+    public init(client: PostgresClient, logger: Logger, autoRegister: Bool = false, maxMetrics: Int = 10_000,
+                hubID: String = "hub", maxGroup: Int = 64) {
         self.client = client
         self.logger = logger
         self.autoRegister = autoRegister
         metrics = MetricDictionary(client: client, logger: logger, maxMetrics: maxMetrics)
         partitions = PartitionMaintainer(client: client, logger: logger)
+        writer = BatchWriter(client: client, logger: logger, hubID: hubID, partitions: partitions, maxGroup: maxGroup)
     }
 
     public func authenticate(_ hello: Hello, connectionID: UUID, hub: String) async throws -> AuthOutcome {
@@ -52,7 +58,7 @@ public final class PostgresIngestStore: IngestStore {
             logger.notice("bot \(hello.botID): new connection \(connectionID) replaces \(oldConnection) held by \(oldHub ?? "?")")
         }
         let stored = try await client.query("""
-            SELECT COALESCE(max(seq), 0) FROM ingest_batches WHERE bot_id = \(botID) AND epoch = \(epoch)
+            SELECT COALESCE(max(stored_through), 0) FROM ingest_streams WHERE bot_id = \(botID) AND epoch = \(epoch)
             """, logger: logger).decode(Int64.self).first { _ in true } ?? 0
         return .accepted(BotSession(botID: botID, botName: hello.botID, connectionID: connectionID,
                                     epoch: hello.bootEpoch, storedSequence: UInt64(stored)))
@@ -60,38 +66,7 @@ public final class PostgresIngestStore: IngestStore {
 
     public func store(_ batch: ValidatedBatch, session: BotSession) async throws -> StoreOutcome {
         let rows = try await SampleRows(batch: batch, ids: metrics.ids(for: batch.series))
-        do {
-            return try await insert(batch, rows: rows, session: session)
-        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23514" {
-            // No partition for the batch's day yet: create it and try once more.
-            try await partitions.ensure(dayOf: rows.start)
-            return try await insert(batch, rows: rows, session: session)
-        }
-    }
-
-    private func insert(_ batch: ValidatedBatch, rows: SampleRows, session: BotSession) async throws -> StoreOutcome {
-        let epoch = Int64(batch.epoch), seq = Int64(batch.sequence)
-        let sent = Int32(batch.sentSamples), kept = Int32(rows.count)
-        let firstTs: Date? = rows.count > 0 ? rows.start : nil
-        let result = try await client.query("""
-            WITH lease AS (
-                UPDATE bots SET last_seen_at = now()
-                WHERE id = \(session.botID) AND connection_id = \(session.connectionID) RETURNING id
-            ), b AS (
-                INSERT INTO ingest_batches (bot_id, epoch, seq, sample_count, stored_count, first_ts, hub)
-                SELECT id, \(epoch), \(seq), \(sent), \(kept), \(firstTs), connected_hub FROM lease JOIN bots USING (id)
-                ON CONFLICT DO NOTHING RETURNING bot_id
-            ), s AS (
-                INSERT INTO samples (bot_id, t_start, epoch, seq, metric_ids, offsets_ms, vals,
-                                     state_metric_ids, state_offsets_ms, states)
-                SELECT bot_id, \(rows.start), \(epoch), \(seq), \(rows.metricIDs), \(rows.offsets), \(rows.values),
-                       \(rows.stateMetricIDs), \(rows.stateOffsets), \(rows.states)
-                FROM b WHERE \(kept) > 0
-            )
-            SELECT (SELECT count(*) FROM lease), (SELECT count(*) FROM b)
-            """, logger: logger).decode((Int64, Int64).self).first { _ in true }
-        guard let (owned, inserted) = result, owned > 0 else { return .leaseLost }
-        return inserted > 0 ? .stored : .duplicate
+        return try await writer.store(rows, batch: batch, session: session)
     }
 
     public func release(_ session: BotSession) async {

@@ -42,6 +42,10 @@ import Testing
         (#"{"monitoring": {"enable_emergency_shutdown": "yes"}}"#, "monitoring.enable_emergency_shutdown"),
         (#"{"thresholds": {"memory_usage_mb": "lots"}}"#, "thresholds.memory_usage_mb"),
         (#"{"monitoring": "#, "not valid JSON"),
+        (#"{"hub": {"prot": 8000}}"#, "hub.prot"),
+        (#"{"dashbord": {"port": 8000}}"#, "dashbord"),
+        (#"{"hub": {"heartbeat_interval": 0}}"#, "heartbeat_interval"),
+        (#"{"hub": {"max_frame_bytes": -1}}"#, "max_frame_bytes"),
     ])
     func badFilesGiveAClearError(json: String, mentions: String) throws {
         let path = try Self.file(json)

@@ -15,8 +15,7 @@ CREATE TABLE bots (
     current_epoch    bigint,
     connection_id    uuid,               -- the live connection holding the bot's lease; NULL: offline
     connected_hub    text,               -- the hub replica holding that connection
-    connected_at     timestamptz,
-    rejected_samples bigint NOT NULL DEFAULT 0   -- samples the hub refused (non-finite, out of window)
+    connected_at     timestamptz
 );
 
 -- Metric names, shared by the whole fleet; samples refer to them by a 2-byte id.
@@ -27,18 +26,21 @@ CREATE TABLE metrics (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 
--- The batch ledger: one row per stored (bot, boot epoch, sequence). Its primary key is what makes
--- storage exactly-once: a resent batch finds its row and is acknowledged without being stored again.
-CREATE TABLE ingest_batches (
-    bot_id       integer NOT NULL,
-    epoch        bigint NOT NULL,
-    seq          bigint NOT NULL,
-    sample_count integer NOT NULL,       -- samples the agent sent
-    stored_count integer NOT NULL,       -- samples stored (sent minus refused)
-    first_ts     timestamptz,
-    received_at  timestamptz NOT NULL DEFAULT now(),
-    hub          text NOT NULL,
-    PRIMARY KEY (bot_id, epoch, seq)
+-- The batch ledger: one row per (bot, boot epoch) holding the highest sequence stored. Agents send the
+-- batches of an epoch in increasing sequence order (docs/protocol.md), so a batch whose sequence is at or
+-- below `stored_through` was stored before: it is acknowledged as a duplicate and not stored again. The
+-- row is updated in the same statement (hence transaction) that stores the batch's samples.
+CREATE TABLE ingest_streams (
+    bot_id          integer NOT NULL,
+    epoch           bigint NOT NULL,
+    stored_through  bigint NOT NULL,
+    batches         bigint NOT NULL,        -- batches stored in this epoch
+    samples_sent    bigint NOT NULL,        -- samples the agent sent in them
+    samples_stored  bigint NOT NULL,        -- samples stored (sent minus refused)
+    first_stored_at timestamptz NOT NULL,
+    last_stored_at  timestamptz NOT NULL,
+    hub             text NOT NULL,          -- replica that stored the latest batch
+    PRIMARY KEY (bot_id, epoch)
 );
 
 -- Raw samples, one row per stored batch, partitioned by day of the batch's first sample (UTC).

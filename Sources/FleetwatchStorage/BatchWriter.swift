@@ -1,0 +1,148 @@
+import FleetwatchIngest
+import Foundation
+import Logging
+import PostgresNIO
+
+/// Stores batches from many connections in groups: one SQL statement (one transaction, one commit) for up
+/// to `maxGroup` batches. While a group is being written, new batches queue up and form the next group,
+/// so commits and round trips shrink as load grows, and an idle hub still writes each batch at once.
+actor BatchWriter {
+    struct Item {
+        let rows: SampleRows
+        let batch: ValidatedBatch
+        let session: BotSession
+        let continuation: CheckedContinuation<StoreOutcome, any Error>
+        var streamKey: String { "\(session.botID)/\(batch.epoch)" }
+    }
+
+    private let client: PostgresClient
+    private let logger: Logger
+    private let hubID: String
+    private let partitions: PartitionMaintainer
+    private let maxGroup: Int
+    private let maxConcurrent: Int
+    private var queue: [Item] = []
+    private var running = 0
+
+    init(client: PostgresClient, logger: Logger, hubID: String, partitions: PartitionMaintainer,
+         maxGroup: Int = 64, maxConcurrent: Int = 2) {
+        self.client = client
+        self.logger = logger
+        self.hubID = hubID
+        self.partitions = partitions
+        self.maxGroup = maxGroup
+        self.maxConcurrent = maxConcurrent
+    }
+
+    func store(_ rows: SampleRows, batch: ValidatedBatch, session: BotSession) async throws -> StoreOutcome {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.append(Item(rows: rows, batch: batch, session: session, continuation: continuation))
+            startFlushIfIdle()
+        }
+    }
+
+    private func startFlushIfIdle() {
+        guard running < maxConcurrent, !queue.isEmpty else { return }
+        running += 1
+        let group = takeGroup()
+        Task { await self.flush(group) }
+    }
+
+    /// Up to `maxGroup` items with distinct (bot, epoch): the ledger row of a stream is updated once per statement.
+    private func takeGroup() -> [Item] {
+        var seen = Set<String>()
+        var group: [Item] = []
+        var rest: [Item] = []
+        for item in queue {
+            if group.count < maxGroup, seen.insert(item.streamKey).inserted { group.append(item) } else { rest.append(item) }
+        }
+        queue = rest
+        return group
+    }
+
+    private func flush(_ group: [Item]) async {
+        do {
+            let outcomes: [StoreOutcome]
+            do {
+                outcomes = try await write(group)
+            } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23514" {
+                // A batch for a day without a partition: create the partitions and try once more.
+                for item in group where item.rows.count > 0 { try await partitions.ensure(dayOf: item.rows.start) }
+                outcomes = try await write(group)
+            }
+            for (item, outcome) in zip(group, outcomes) { item.continuation.resume(returning: outcome) }
+        } catch {
+            for item in group { item.continuation.resume(throwing: error) }
+        }
+        running -= 1
+        startFlushIfIdle()
+    }
+
+    /// One statement: lease check, ledger upsert (only above the stream's high-water mark), sample rows.
+    private func write(_ group: [Item]) async throws -> [StoreOutcome] {
+        var botIDs: [Int32] = [], conns: [UUID] = [], epochs: [Int64] = [], seqs: [Int64] = []
+        var sent: [Int32] = [], kept: [Int32] = [], starts: [Date] = []
+        var lo: [Int32] = [], hi: [Int32] = [], slo: [Int32] = [], shi: [Int32] = []
+        var ids: [Int16] = [], offsets: [Int32] = [], values: [Double] = []
+        var sids: [Int16] = [], soffsets: [Int32] = [], states: [String] = []
+        for item in group {
+            let r = item.rows
+            botIDs.append(item.session.botID)
+            conns.append(item.session.connectionID)
+            epochs.append(Int64(item.batch.epoch))
+            seqs.append(Int64(item.batch.sequence))
+            sent.append(Int32(item.batch.sentSamples))
+            kept.append(Int32(r.count))
+            starts.append(r.count > 0 ? r.start : Date())
+            lo.append(Int32(ids.count + 1))
+            ids += r.metricIDs; offsets += r.offsets; values += r.values
+            hi.append(Int32(ids.count))
+            slo.append(Int32(sids.count + 1))
+            sids += r.stateMetricIDs ?? []; soffsets += r.stateOffsets ?? []; states += r.states ?? []
+            shi.append(Int32(sids.count))
+        }
+        let rows = try await client.query("""
+            WITH input AS (
+                SELECT * FROM unnest(\(botIDs)::int4[], \(conns)::uuid[], \(epochs)::int8[], \(seqs)::int8[], \(sent)::int4[],
+                                     \(kept)::int4[], \(starts)::timestamptz[], \(lo)::int4[], \(hi)::int4[], \(slo)::int4[], \(shi)::int4[])
+                    WITH ORDINALITY AS u(bot_id, conn, epoch, seq, sent, kept, t_start, lo, hi, slo, shi, n)
+            ), lease AS (
+                UPDATE bots b SET last_seen_at = now() FROM input i
+                WHERE b.id = i.bot_id AND b.connection_id = i.conn RETURNING b.id, b.connection_id
+            ), owned AS (
+                SELECT i.* FROM input i JOIN lease l ON l.id = i.bot_id AND l.connection_id = i.conn
+            ), stored AS (
+                INSERT INTO ingest_streams AS s (bot_id, epoch, stored_through, batches, samples_sent, samples_stored,
+                                                 first_stored_at, last_stored_at, hub)
+                SELECT bot_id, epoch, seq, 1, sent, kept, now(), now(), \(hubID) FROM owned
+                ON CONFLICT (bot_id, epoch) DO UPDATE SET
+                    stored_through = EXCLUDED.stored_through, batches = s.batches + 1,
+                    samples_sent = s.samples_sent + EXCLUDED.samples_sent,
+                    samples_stored = s.samples_stored + EXCLUDED.samples_stored,
+                    last_stored_at = EXCLUDED.last_stored_at, hub = EXCLUDED.hub
+                WHERE s.stored_through < EXCLUDED.stored_through
+                RETURNING bot_id, epoch, stored_through AS seq
+            ), inserted AS (
+                INSERT INTO samples (bot_id, t_start, epoch, seq, metric_ids, offsets_ms, vals,
+                                     state_metric_ids, state_offsets_ms, states)
+                SELECT o.bot_id, o.t_start, o.epoch, o.seq,
+                       (\(ids)::int2[])[o.lo:o.hi], (\(offsets)::int4[])[o.lo:o.hi], (\(values)::float8[])[o.lo:o.hi],
+                       CASE WHEN o.shi >= o.slo THEN (\(sids)::int2[])[o.slo:o.shi] END,
+                       CASE WHEN o.shi >= o.slo THEN (\(soffsets)::int4[])[o.slo:o.shi] END,
+                       CASE WHEN o.shi >= o.slo THEN (\(states)::text[])[o.slo:o.shi] END
+                FROM owned o JOIN stored s USING (bot_id, epoch, seq)
+                WHERE o.kept > 0
+            )
+            SELECT i.n, l.id IS NOT NULL, s.seq IS NOT NULL
+            FROM input i
+            LEFT JOIN lease l ON l.id = i.bot_id AND l.connection_id = i.conn
+            LEFT JOIN stored s ON s.bot_id = i.bot_id AND s.epoch = i.epoch AND s.seq = i.seq
+            ORDER BY i.n
+            """, logger: logger)
+        var outcomes = [StoreOutcome](repeating: .leaseLost, count: group.count)
+        for try await (n, owned, stored) in rows.decode((Int64, Bool, Bool).self) {
+            outcomes[Int(n) - 1] = !owned ? .leaseLost : (stored ? .stored : .duplicate)
+        }
+        return outcomes
+    }
+}
