@@ -86,36 +86,38 @@ extension BatchPayload {
 
     /// Decodes an uncompressed payload, enforcing `limits` before allocating.
     public static func decode(_ buffer: ByteBuffer, limits: BatchLimits) throws -> BatchPayload {
-        var buffer = buffer
-        let base = try buffer.readVarint("base timestamp")
-        guard base <= UInt64(Int64.max) else { throw WireError(.invalidField, "base timestamp out of range") }
-        let seriesCount = try buffer.readVarint("series count")
-        guard seriesCount <= UInt64(limits.maxSeries) else {
-            throw WireError(.limitExceeded, "batch has \(seriesCount) series, the limit is \(limits.maxSeries)")
+        try buffer.withUnsafeReadableBytes { raw in
+            var r = WireReader(raw)
+            let base = try r.varint("base timestamp")
+            guard base <= UInt64(Int64.max) else { throw WireError(.invalidField, "base timestamp out of range") }
+            let seriesCount = try r.varint("series count")
+            guard seriesCount <= UInt64(limits.maxSeries) else {
+                throw WireError(.limitExceeded, "batch has \(seriesCount) series, the limit is \(limits.maxSeries)")
+            }
+            var remaining = limits.maxSamples
+            var series: [Series] = []
+            series.reserveCapacity(Int(seriesCount))
+            for _ in 0..<seriesCount {
+                series.append(try decodeSeries(&r, base: Int64(base), remaining: &remaining))
+            }
+            if r.remaining > 0 {
+                throw WireError(.trailingBytes, "\(r.remaining) bytes after the last series")
+            }
+            return BatchPayload(series: series)
         }
-        var remaining = limits.maxSamples
-        var series: [Series] = []
-        series.reserveCapacity(Int(seriesCount))
-        for _ in 0..<seriesCount {
-            series.append(try decodeSeries(&buffer, base: Int64(base), remaining: &remaining))
-        }
-        if buffer.readableBytes > 0 {
-            throw WireError(.trailingBytes, "\(buffer.readableBytes) bytes after the last series")
-        }
-        return BatchPayload(series: series)
     }
 
-    private static func decodeSeries(_ buffer: inout ByteBuffer, base: Int64, remaining: inout Int) throws -> Series {
-        let name = try buffer.readWireString(maxBytes: WireProtocol.maxMetricNameBytes, "metric name")
+    private static func decodeSeries(_ r: inout WireReader, base: Int64, remaining: inout Int) throws -> Series {
+        let name = try r.string(maxBytes: WireProtocol.maxMetricNameBytes, "metric name")
         guard WireProtocol.isValidName(name, maxBytes: WireProtocol.maxMetricNameBytes) else {
             throw WireError(.invalidField, "metric name must be 1–128 characters of A–Z a–z 0–9 _ . : - /")
         }
-        let rawKind = try buffer.readLE(UInt8.self, "metric kind")
+        let rawKind = try r.byte("metric kind")
         guard let kind = MetricKind(rawValue: rawKind) else {
             throw WireError(.invalidField, "metric kind \(rawKind) of \(name) is unknown")
         }
-        let count64 = try buffer.readVarint("sample count")
-        guard count64 > 0, count64 <= UInt64(remaining), count64 <= UInt64(buffer.readableBytes) else {
+        let count64 = try r.varint("sample count")
+        guard count64 > 0, count64 <= UInt64(remaining), count64 <= UInt64(r.remaining) else {
             throw WireError(.limitExceeded, "series \(name) claims \(count64) samples; too many for this batch")
         }
         let count = Int(count64)
@@ -124,12 +126,12 @@ extension BatchPayload {
         timestamps.reserveCapacity(count)
         var t = base
         for _ in 0..<count {
-            let (next, overflow) = t.addingReportingOverflow(Zigzag.decode(try buffer.readVarint("timestamp")))
+            let (next, overflow) = t.addingReportingOverflow(Zigzag.decode(try r.varint("timestamp")))
             guard !overflow, next >= 0 else { throw WireError(.invalidField, "timestamp of \(name) out of range") }
             t = next
             timestamps.append(t)
         }
-        let rawEncoding = try buffer.readLE(UInt8.self, "value encoding")
+        let rawEncoding = try r.byte("value encoding")
         guard let encoding = ValueEncoding(rawValue: rawEncoding),
               (encoding == .stateDictionary) == (kind == .state)
         else {
@@ -137,45 +139,44 @@ extension BatchPayload {
         }
         switch encoding {
         case .stateDictionary:
-            return Series(name: name, kind: kind, timestamps: timestamps,
-                          states: try decodeStates(&buffer, count: count))
+            return Series(name: name, kind: kind, timestamps: timestamps, states: try decodeStates(&r, count: count))
         case .decimal:
-            let scale = try buffer.readLE(UInt8.self, "decimal scale")
+            let scale = try r.byte("decimal scale")
             guard Int(scale) < decimalPowers.count else { throw WireError(.invalidField, "decimal scale \(scale) > 9") }
             let power = decimalPowers[Int(scale)]
             var values = [Double]()
             values.reserveCapacity(count)
             var m: Int64 = 0
             for _ in 0..<count {
-                m = m &+ Zigzag.decode(try buffer.readVarint("value"))
+                m = m &+ Zigzag.decode(try r.varint("value"))
                 values.append(Double(m) / power)
             }
             return Series(name: name, kind: kind, timestamps: timestamps, values: values)
         case .floatXor:
-            guard buffer.readableBytes >= count * 8 else { throw WireError(.truncated, "payload ends inside values of \(name)") }
+            guard r.remaining >= count * 8 else { throw WireError(.truncated, "payload ends inside values of \(name)") }
             var values = [Double]()
             values.reserveCapacity(count)
             var previous: UInt64 = 0
             for _ in 0..<count {
-                previous ^= buffer.readInteger(endianness: .little, as: UInt64.self)!
+                previous ^= try r.uint64LE("value")
                 values.append(Double(bitPattern: previous))
             }
             return Series(name: name, kind: kind, timestamps: timestamps, values: values)
         }
     }
 
-    private static func decodeStates(_ buffer: inout ByteBuffer, count: Int) throws -> [String] {
-        let size = try buffer.readVarint("state dictionary size")
+    private static func decodeStates(_ r: inout WireReader, count: Int) throws -> [String] {
+        let size = try r.varint("state dictionary size")
         guard size > 0, size <= UInt64(count) else { throw WireError(.invalidField, "state dictionary size \(size) is invalid") }
         var dictionary: [String] = []
         dictionary.reserveCapacity(Int(size))
         for _ in 0..<size {
-            dictionary.append(try buffer.readWireString(maxBytes: WireProtocol.maxStateBytes, "state"))
+            dictionary.append(try r.string(maxBytes: WireProtocol.maxStateBytes, "state"))
         }
         var states = [String]()
         states.reserveCapacity(count)
         for _ in 0..<count {
-            let i = try buffer.readVarint("state index")
+            let i = try r.varint("state index")
             guard i < size else { throw WireError(.invalidField, "state index \(i) outside a dictionary of \(size)") }
             states.append(dictionary[Int(i)])
         }

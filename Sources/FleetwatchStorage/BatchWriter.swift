@@ -126,7 +126,8 @@ actor BatchWriter {
                 INSERT INTO samples (bot_id, t_start, epoch, seq, metric_ids, offsets_ms, vals,
                                      state_metric_ids, state_offsets_ms, states)
                 SELECT o.bot_id, o.t_start, o.epoch, o.seq,
-                       (\(ids)::int2[])[o.lo:o.hi], (\(offsets)::int4[])[o.lo:o.hi], (\(values)::float8[])[o.lo:o.hi],
+                       (\(BinaryArray(ids))::int2[])[o.lo:o.hi], (\(BinaryArray(offsets))::int4[])[o.lo:o.hi],
+                       (\(BinaryArray(values))::float8[])[o.lo:o.hi],
                        CASE WHEN o.shi >= o.slo THEN (\(sids)::int2[])[o.slo:o.shi] END,
                        CASE WHEN o.shi >= o.slo THEN (\(soffsets)::int4[])[o.slo:o.shi] END,
                        CASE WHEN o.shi >= o.slo THEN (\(states)::text[])[o.slo:o.shi] END
