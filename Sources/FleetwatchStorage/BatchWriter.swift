@@ -85,6 +85,10 @@ actor BatchWriter {
         var lo: [Int32] = [], hi: [Int32] = [], slo: [Int32] = [], shi: [Int32] = []
         var ids: [Int16] = [], offsets: [Int32] = [], values: [Double] = []
         var sids: [Int16] = [], soffsets: [Int32] = [], states: [String] = []
+        let total = group.reduce(0) { $0 + $1.rows.metricIDs.count }
+        ids.reserveCapacity(total)
+        offsets.reserveCapacity(total)
+        values.reserveCapacity(total)
         for item in group {
             let r = item.rows
             botIDs.append(item.session.botID)
