@@ -75,6 +75,11 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
+        // Alerting core: threshold profiles, rule evaluation, alert life. Pure: no I/O.
+        .target(
+            name: "FleetwatchAlerting",
+            dependencies: ["FleetwatchProtocol"]
+        ),
         // App wiring: configuration, HTTP server, services.
         .target(
             name: "FleetwatchHub",
@@ -128,6 +133,10 @@ let package = Package(
             name: "FleetwatchProtocolTests",
             dependencies: ["FleetwatchProtocol"],
             resources: [.copy("Golden")]
+        ),
+        .testTarget(
+            name: "FleetwatchAlertingTests",
+            dependencies: ["FleetwatchAlerting", "FleetwatchProtocol"]
         ),
         .testTarget(
             name: "FleetwatchAgentTests",

@@ -1,17 +1,16 @@
 import FleetwatchStorage
+import FleetwatchTestSupport
 import Foundation
 import Logging
 import PostgresNIO
 
 /// A fresh, migrated database for one benchmark run, with `bots` registered under `token`.
 struct BenchDatabase {
-    let url: DatabaseURL
+    let database: TestDatabase
+    var url: DatabaseURL { database.url }
 
     static func create(server: String, bots: [String], token: String, logger: Logger) async throws -> BenchDatabase {
-        var url = try DatabaseURL(server)
-        url.database = "fw_bench_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(10).lowercased()
-        try await DatabaseBootstrap.createDatabaseIfMissing(url, logger: logger)
-        let db = BenchDatabase(url: url)
+        let db = BenchDatabase(database: try await TestDatabase.create(on: DatabaseURL(server), prefix: "fw_bench_", logger: logger))
         try await db.withClient(logger: logger) { client in
             try await Migrator(client: client, logger: logger).migrate()
             try await PartitionMaintainer(client: client, logger: logger).ensureWindow()
@@ -24,14 +23,7 @@ struct BenchDatabase {
     }
 
     func withClient<T: Sendable>(logger: Logger, _ body: @Sendable @escaping (PostgresClient) async throws -> T) async throws -> T {
-        let client = PostgresClient(configuration: url.clientConfiguration(maxConnections: 4), backgroundLogger: logger)
-        return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { await client.run(); return nil }
-            group.addTask { try await body(client) }
-            defer { group.cancelAll() }
-            while let r = try await group.next() { if let r { return r } }
-            throw CancellationError()
-        }
+        try await database.withClient(logger: logger, body)
     }
 
     /// On-disk bytes of the samples partitions (with indexes, TOAST) and of the batch ledger.
@@ -49,10 +41,3 @@ struct BenchDatabase {
     }
 }
 
-extension AsyncSequence where Self: Sendable {
-    func all() async throws -> [Element] {
-        var out: [Element] = []
-        for try await e in self { out.append(e) }
-        return out
-    }
-}

@@ -30,46 +30,31 @@ public final class MetricRegistry: Sendable {
     }
 
     func counter(_ name: String) -> CounterHandle {
-        let name = Self.sanitize(name)
-        return handles.withLock { h in
-            if let c = h.counters[name] { return c }
-            let c = CounterHandle(name: name)
-            h.counters[name] = c
-            h.names[name] = .counter
-            return c
-        }
+        handle(name, .counter, \.counters) { CounterHandle(name: $0) }
     }
 
     func gauge(_ name: String) -> GaugeHandle {
-        let name = Self.sanitize(name)
-        return handles.withLock { h in
-            if let g = h.gauges[name] { return g }
-            let g = GaugeHandle(name: name)
-            h.gauges[name] = g
-            h.names[name] = .gauge
-            return g
-        }
+        handle(name, .gauge, \.gauges) { GaugeHandle(name: $0) }
     }
 
     func duration(_ name: String) -> DurationHandle {
-        let name = Self.sanitize(name)
-        return handles.withLock { h in
-            if let d = h.durations[name] { return d }
-            let d = DurationHandle(name: name, capacity: durationCapacity)
-            h.durations[name] = d
-            h.names[name] = .duration
-            return d
-        }
+        handle(name, .duration, \.durations) { [durationCapacity] in DurationHandle(name: $0, capacity: durationCapacity) }
     }
 
     func state(_ name: String) -> StateHandle {
+        handle(name, .state, \.states) { StateHandle(name: $0) }
+    }
+
+    /// The handle named `name` in `table`, created with `make` on first use.
+    private func handle<H: Sendable>(_ name: String, _ kind: MetricKind, _ table: WritableKeyPath<Handles, [String: H]>,
+                           make: (String) -> H) -> H {
         let name = Self.sanitize(name)
         return handles.withLock { h in
-            if let s = h.states[name] { return s }
-            let s = StateHandle(name: name)
-            h.states[name] = s
-            h.names[name] = .state
-            return s
+            if let existing = h[keyPath: table][name] { return existing }
+            let created = make(name)
+            h[keyPath: table][name] = created
+            h.names[name] = kind
+            return created
         }
     }
 

@@ -45,7 +45,7 @@ public struct EmbeddedPostgres: Sendable {
         } else {
             if chosenPort == 0 { chosenPort = (try? Int(String(contentsOfFile: dataDirectory + "/pg-port", encoding: .utf8)
                 .trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0) ?? 0 }
-            if chosenPort == 0 { chosenPort = try Self.freePort() }
+            if chosenPort == 0 { chosenPort = try LoopbackPort.free() }
             try "\(chosenPort)\n".write(toFile: dataDirectory + "/pg-port", atomically: true, encoding: .utf8)
             try run(bin + "/pg_ctl", ["-D", clusterDirectory, "-l", logFile, "-w", "-t", "60", "-o",
                                       "-p \(chosenPort) -c listen_addresses=127.0.0.1 -c unix_socket_directories='\(clusterDirectory)'",
@@ -135,23 +135,5 @@ public struct EmbeddedPostgres: Sendable {
     private func capture(_ tool: String, _ args: [String]) throws -> String {
         let result = try Spawn.run(tool, args)
         return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-    }
-
-    static func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw StorageError("cannot open a socket to find a free port") }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        addr.sin_port = 0
-        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0
-            }
-        }
-        guard ok else { throw StorageError("cannot find a free port") }
-        return Int(UInt16(bigEndian: addr.sin_port))
     }
 }

@@ -15,17 +15,24 @@ public struct TestDatabase: Sendable {
 
     /// Creates `fw_test_<random>` on the test server.
     public static func create(logger: Logger = Logger(label: "test")) async throws -> TestDatabase {
-        guard var url = serverURL else {
+        guard let url = serverURL else {
             throw TestSupportError("FLEETWATCH_TEST_DATABASE_URL is not set; run the suite with scripts/test")
         }
-        url.database = "fw_test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
+        return try await create(on: url, prefix: "fw_test_", logger: logger)
+    }
+
+    /// Creates `<prefix><random>` on `server`.
+    public static func create(on server: DatabaseURL, prefix: String, logger: Logger) async throws -> TestDatabase {
+        var url = server
+        url.database = prefix + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(12).lowercased()
         try await DatabaseBootstrap.createDatabaseIfMissing(url, logger: logger)
         return TestDatabase(url: url)
     }
 
     /// Runs `body` with a running client on this database.
-    public func withClient<T: Sendable>(_ body: @Sendable @escaping (PostgresClient) async throws -> T) async throws -> T {
-        let client = PostgresClient(configuration: url.clientConfiguration(maxConnections: 4), backgroundLogger: Logger(label: "test.db"))
+    public func withClient<T: Sendable>(logger: Logger = Logger(label: "test.db"),
+                                        _ body: @Sendable @escaping (PostgresClient) async throws -> T) async throws -> T {
+        let client = PostgresClient(configuration: url.clientConfiguration(maxConnections: 4), backgroundLogger: logger)
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { await client.run(); return nil }
             group.addTask { try await body(client) }

@@ -1,0 +1,121 @@
+import FleetwatchAlerting
+import FleetwatchProtocol
+import Testing
+
+@Suite struct RuleEvaluatorTests {
+    static func gauge(_ name: String, _ values: [Double], at t0: Int64 = 1_000_000) -> Series {
+        Series(name: name, kind: .gauge, timestamps: values.indices.map { t0 + Int64($0) * 1000 }, values: values)
+    }
+
+    static func counter(_ name: String, _ value: Double, at t: Int64) -> Series {
+        Series(name: name, kind: .counter, timestamps: [t], values: [value])
+    }
+
+    /// Table: metric values → whether the rule is breached under the default profile.
+    @Test(arguments: [
+        ("memory_usage_mb", "memory_usage_mb", [480.0, 510], true),
+        ("memory_usage_mb", "memory_usage_mb", [480.0, 499.9], false),
+        ("log_file_size_mb", "log_file_size_mb", [8.5], true),
+        ("trading_success_rate_percent", "success_rate", [90, 84.9], true),
+        ("trading_success_rate_percent", "success_rate", [85.0], false),
+        ("daily_pnl_loss_limit", "daily_pnl", [-10, -50.01], true),
+        ("daily_pnl_loss_limit", "daily_pnl", [-49.99], false),
+        ("websocket_latency_ms", "websocket_latency_ms", [1000.5], true),
+        ("trade_execution_time_ms", "trade_execution_time", [120, 5200, 80], true),
+        ("balance_manager_response_ms", "balance_check_time", [1999], false),
+    ])
+    func thresholdRules(rule: String, metric: String, values: [Double], breached: Bool) throws {
+        var e = RuleEvaluator(profile: .standard)
+        let o = try #require(e.evaluate([Self.gauge(metric, values)]).first { $0.ruleID == rule })
+        let r = try #require(ThresholdProfile.standard.rule(rule))
+        #expect(AlertTracker.breached(r, value: o.value, firing: false) == breached)
+    }
+
+    @Test func stateRules() throws {
+        var e = RuleEvaluator(profile: .standard)
+        let s = Series(name: "websocket_status", kind: .state, timestamps: [1, 2], states: ["connected", "reconnecting"])
+        let o = try #require(e.evaluate([s]).first { $0.ruleID == "websocket_status" })
+        #expect(o.value == 1 && o.state == "reconnecting")
+        let ok = Series(name: "balance_manager_health", kind: .state, timestamps: [3], states: ["healthy"])
+        #expect(e.evaluate([ok]).first { $0.ruleID == "balance_manager_health" }?.value == 0)
+    }
+
+    /// WebSocket reconnects per hour: counts rises within the last hour, across batches and counter restarts.
+    @Test func rateOverAWindow() {
+        var e = RuleEvaluator(profile: .standard)
+        var last: Observation?
+        let t0: Int64 = 10_000_000
+        // 4 reconnects in the first 10 minutes, then the bot restarts (counter back to 0) and reconnects 3 times.
+        for (i, v) in [0.0, 1, 2, 3, 4, 0, 1, 2, 3].enumerated() {
+            last = e.evaluate([Self.counter("websocket_reconnects", v, at: t0 + Int64(i) * 60_000)])
+                .first { $0.ruleID == "websocket_reconnects_per_hour" }
+        }
+        #expect(last?.value == 7)
+        // 61 minutes later the first minute has left the window.
+        last = e.evaluate([Self.counter("websocket_reconnects", 3, at: t0 + 3_700_000)]).first { $0.ruleID == "websocket_reconnects_per_hour" }
+        // The baseline is the last reading at or before the window's start (minute 1, value 1): the rises
+        // after it are 3 before the restart and 3 after it.
+        #expect(last?.value == 6)
+    }
+
+    @Test func rateBelowWaitsForAFullWindow() {
+        var e = RuleEvaluator(profile: .standard)
+        #expect(e.evaluate([Self.counter("nonces_generated", 0, at: 0)]).allSatisfy { $0.ruleID != "nonce_generation_rate_per_sec" })
+        #expect(e.evaluate([Self.counter("nonces_generated", 1000, at: 10_000)]).allSatisfy { $0.ruleID != "nonce_generation_rate_per_sec" })
+        let o = e.evaluate([Self.counter("nonces_generated", 30_000, at: 60_000)]).first { $0.ruleID == "nonce_generation_rate_per_sec" }
+        #expect(o?.value == 500)
+    }
+
+    /// API error rate = errors / calls over the window, in percent.
+    @Test func ratioOfTwoCounters() {
+        var e = RuleEvaluator(profile: .standard)
+        _ = e.evaluate([Self.counter("api_calls", 1000, at: 0), Self.counter("api_errors", 5, at: 0)])
+        let o = e.evaluate([Self.counter("api_calls", 11_000, at: 60_000), Self.counter("api_errors", 20, at: 60_000)])
+            .first { $0.ruleID == "api_error_rate_percent" }
+        #expect(o?.value == 0.15)
+        #expect(AlertTracker.breached(ThresholdProfile.standard.rule("api_error_rate_percent")!, value: 0.15, firing: false))
+    }
+
+    @Test func profilesCarryTheReferenceValues() {
+        #expect(ThresholdProfile.production.rule("memory_usage_mb")?.limit == 400)
+        #expect(ThresholdProfile.production.rule("trading_success_rate_percent")?.limit == 90)
+        #expect(ThresholdProfile.production.rule("daily_pnl_loss_limit")?.limit == -25)
+        #expect(ThresholdProfile.production.rule("api_error_rate_percent")?.limit == 0.05)
+        #expect(ThresholdProfile.production.enableEmergencyShutdown)
+        #expect(ThresholdProfile.development.rule("memory_usage_mb")?.limit == 600)
+        #expect(ThresholdProfile.development.rule("daily_pnl_loss_limit")?.limit == -100)
+        #expect(!ThresholdProfile.development.enableEmergencyShutdown)
+        let (custom, unknown) = ThresholdProfile.standard.overriding(["memory_usage_mb": 450, "nope": 1])
+        #expect(custom.rule("memory_usage_mb")?.limit == 450)
+        #expect(unknown == ["nope"])
+    }
+}
+
+@Suite struct AlertTrackerTests {
+    static let memory = ThresholdProfile.standard.rule("memory_usage_mb")!   // > 500, WARNING, hysteresis 10
+
+    @Test func firesOnceRepeatsAfterCooldownAndResolvesWithHysteresis() {
+        var t = AlertTracker()
+        let c = Cooldowns()
+        var now: Int64 = 0
+        #expect(t.observe(Self.memory, value: 490, nowMs: now, cooldowns: c) == nil)
+        #expect(t.observe(Self.memory, value: 520, nowMs: now, cooldowns: c) == .fired(value: 520))
+        now += 9 * 60_000
+        #expect(t.observe(Self.memory, value: 530, nowMs: now, cooldowns: c) == nil)            // within 10 min
+        now += 60_000
+        #expect(t.observe(Self.memory, value: 530, nowMs: now, cooldowns: c) == .repeated(value: 530, firingForMs: 600_000))
+        #expect(t.observe(Self.memory, value: 495, nowMs: now + 1, cooldowns: c) == nil)        // inside hysteresis band
+        #expect(t.observe(Self.memory, value: 489, nowMs: now + 2, cooldowns: c) == .resolved(value: 489, firedForMs: 600_002))
+        #expect(t.state == .quiet)
+    }
+
+    @Test(arguments: [(AlertLevel.info, Int64(5 * 60_000)), (.warning, 10 * 60_000), (.critical, 30 * 60_000)])
+    func cooldownPerLevel(level: AlertLevel, cooldown: Int64) {
+        var rule = Self.memory
+        rule.level = level
+        var t = AlertTracker()
+        _ = t.observe(rule, value: 999, nowMs: 0, cooldowns: Cooldowns())
+        #expect(t.observe(rule, value: 999, nowMs: cooldown - 1, cooldowns: Cooldowns()) == nil)
+        #expect(t.observe(rule, value: 999, nowMs: cooldown, cooldowns: Cooldowns()) != nil)
+    }
+}
