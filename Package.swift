@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.2"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         // Wire protocol shared by agent and hub: frames, sample batches, compression. No server code.
@@ -53,13 +54,16 @@ let package = Package(
         .target(
             name: "FleetwatchSchema",
             path: "schema",
-            resources: [.embedInCode("migrations/V0001__foundation.sql")]
+            resources: [
+                .embedInCode("migrations/V0001__foundation.sql"),
+                .embedInCode("migrations/V0002__alerts.sql"),
+            ]
         ),
         // Storage: PostgreSQL schema migrations, batch writer, bot registry, embedded cluster.
         .target(
             name: "FleetwatchStorage",
             dependencies: [
-                "FleetwatchProtocol", "FleetwatchSchema", "FleetwatchIngest",
+                "FleetwatchProtocol", "FleetwatchSchema", "FleetwatchIngest", "FleetwatchAlerting",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -78,13 +82,26 @@ let package = Package(
         // Alerting core: threshold profiles, rule evaluation, alert life. Pure: no I/O.
         .target(
             name: "FleetwatchAlerting",
-            dependencies: ["FleetwatchProtocol"]
+            dependencies: ["FleetwatchProtocol", .product(name: "Logging", package: "swift-log")]
+        ),
+        // Alert channels and the fan-out dispatcher with retries and the delivery ledger.
+        .target(
+            name: "FleetwatchNotify",
+            dependencies: [
+                "FleetwatchAlerting",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
         ),
         // App wiring: configuration, HTTP server, services.
         .target(
             name: "FleetwatchHub",
             dependencies: [
                 "FleetwatchProtocol", "FleetwatchIngest", "FleetwatchStorage", "FleetwatchSchema",
+                "FleetwatchAlerting", "FleetwatchNotify",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -151,6 +168,8 @@ let package = Package(
             dependencies: [
                 "FleetwatchHub", "FleetwatchAgent", "FleetwatchStorage", "FleetwatchTestSupport",
                 .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
             ]
         ),

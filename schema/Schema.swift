@@ -13,6 +13,7 @@ public enum Schema {
     /// Every migration, in the order to apply them.
     public static let migrations: [Migration] = [
         Migration(version: 1, name: "foundation", sql: decode(PackageResources.V0001__foundation_sql)),
+        Migration(version: 2, name: "alerts", sql: decode(PackageResources.V0002__alerts_sql)),
     ]
 
     /// The latest version this build knows.

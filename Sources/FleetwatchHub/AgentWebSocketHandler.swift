@@ -12,6 +12,7 @@ struct AgentWebSocketHandler: Sendable {
     let store: any IngestStore
     let counters: IngestCounters
     let logger: Logger
+    let onStored: (@Sendable (BotSession, ValidatedBatch) -> Void)?
 
     enum Event: Sendable {
         case message(ByteBuffer)
@@ -22,7 +23,7 @@ struct AgentWebSocketHandler: Sendable {
 
     func handle(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, remote: String) async throws {
         let session = IngestSession(configuration: configuration, store: store, remote: remote, logger: logger,
-                                    counters: counters)
+                                    counters: counters, onStored: onStored)
         let (events, continuation) = AsyncStream.makeStream(of: Event.self)
         let maxMessage = configuration.maxFrameBytes * 2
         let tick = configuration.heartbeatInterval / 4

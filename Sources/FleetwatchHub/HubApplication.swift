@@ -1,4 +1,6 @@
+import FleetwatchAlerting
 import FleetwatchIngest
+import FleetwatchNotify
 import FleetwatchProtocol
 import FleetwatchStorage
 import Foundation
@@ -13,10 +15,18 @@ public struct HubApplication: Sendable {
     public let configuration: HubConfiguration
     public let logger: Logger
     public let counters = IngestCounters()
+    /// Extra alert channels registered by code that embeds the hub (called like any other channel).
+    public var alertHandlers: [any Notifier] = []
 
     public init(configuration: HubConfiguration, logger: Logger) {
         self.configuration = configuration
         self.logger = logger
+    }
+
+    /// Registers a custom alert handler (the reference system's `register_dashboard_callback`).
+    public mutating func registerAlertHandler(name: String, minimumLevel: AlertLevel = .info,
+                                              _ handler: @escaping @Sendable (AlertEvent) async throws -> Void) {
+        alertHandlers.append(CallbackNotifier(name: name, minimumLevel: minimumLevel, handler))
     }
 
     /// Runs until SIGTERM/SIGINT (or `shutdown` is triggered). `onListening` gets the bound port.
@@ -33,23 +43,34 @@ public struct HubApplication: Sendable {
         let partitions = PartitionMaintainer(client: client, logger: logger)
         try await partitions.ensureWindow()
 
+        try await ThresholdAdmin(client: client, logger: logger).applyConfigurationProfile(configuration)
         let store = PostgresIngestStore(client: client, logger: logger, autoRegister: configuration.autoRegister,
                                         hubID: configuration.ingest.hubID)
-        let app = makeApplication(client: client, store: store, onListening: onListening)
+        let alerting = makeAlerting(client: client)
+        let app = makeApplication(client: client, store: store, alerting: alerting, onListening: onListening)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: partitions), .init(service: alerting.listener)]
+        if let watcher = alerting.watcher { services.append(.init(service: watcher)) }
+        if let engine = alerting.engine { services.append(.init(service: AlertEngineService(engine: engine))) }
+        services.append(.init(service: app))
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: partitions), .init(service: app)],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()
         logger.info("hub stopped")
     }
 
-    func makeApplication(client: PostgresClient, store: any IngestStore,
+    func makeApplication(client: PostgresClient, store: any IngestStore, alerting: Alerting,
                          onListening: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
         let router = Router()
         HubRoutes(client: client, counters: counters, logger: logger).register(on: router)
+        AlertRoutes(client: client, feed: alerting.feed, logger: logger).register(on: router)
+        var onStored: (@Sendable (BotSession, ValidatedBatch) -> Void)?
+        if let engine = alerting.engine {
+            onStored = { session, batch in engine.submit(bot: session.botName, series: batch.series) }
+        }
         let handler = AgentWebSocketHandler(configuration: configuration.ingest, store: store, counters: counters,
-                                            logger: logger)
+                                            logger: logger, onStored: onStored)
         let ws = WebSocketServerConfiguration(maxFrameSize: configuration.ingest.maxFrameBytes * 2,
                                               autoPing: .enabled(timePeriod: .seconds(30)),
                                               closeTimeout: .seconds(5))

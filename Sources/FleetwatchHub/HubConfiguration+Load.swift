@@ -62,6 +62,28 @@ extension HubConfiguration {
             if let v = h.max_sample_age { ingest.validator.maxAgeMs = Int64(v * 1000) }
             if let v = h.max_sample_future { ingest.validator.maxFutureMs = Int64(v * 1000) }
         }
+        if let t = f.thresholds { thresholds = t }
+        if let a = f.alerts {
+            if let v = a.enabled { alerts.enabled = v }
+            if let v = a.console_alerts { alerts.console = v }
+            if let v = a.log_alerts { alerts.log = v }
+            if let v = a.dashboard_alerts { alerts.dashboard = v }
+            if let v = a.email_notifications { alerts.email = v }
+            if let v = a.webhook_notifications { alerts.webhook = v }
+            if let v = a.console_min_level { alerts.consoleMinimumLevel = v }
+            if let v = a.no_data_seconds { alerts.noDataSeconds = v }
+            if let w = a.webhook {
+                alerts.webhookURL = w.url
+                alerts.webhookSecret = w.secret
+                if let v = w.timeout { alerts.webhookTimeout = .milliseconds(Int64(v * 1000)) }
+                if let v = w.min_level { alerts.webhookMinimumLevel = v }
+            }
+            if let c = a.cooldowns {
+                if let v = c.info { alerts.cooldownInfo = v }
+                if let v = c.warning { alerts.cooldownWarning = v }
+                if let v = c.critical { alerts.cooldownCritical = v }
+            }
+        }
         try validate(source: path)
     }
 
@@ -78,6 +100,12 @@ extension HubConfiguration {
                     "hub.heartbeat_interval must be 0.1–3600 seconds")
         try require(ingest.validator.maxAgeMs > 0 && ingest.validator.maxFutureMs >= 0, "hub.max_sample_age must be > 0 and hub.max_sample_future ≥ 0")
         try require(monitoring.healthCheckInterval > 0, "monitoring.health_check_interval must be > 0")
+        for (key, level) in [("alerts.console_min_level", alerts.consoleMinimumLevel), ("alerts.webhook.min_level", alerts.webhookMinimumLevel)] {
+            try require(["INFO", "WARNING", "CRITICAL"].contains(level), "\(key) must be INFO, WARNING or CRITICAL")
+        }
+        try require(!alerts.webhook || alerts.webhookURL != nil, "alerts.webhook_notifications needs alerts.webhook.url")
+        try require(alerts.noDataSeconds >= 5, "alerts.no_data_seconds must be at least 5")
+        try require(alerts.cooldownInfo >= 0 && alerts.cooldownWarning >= 0 && alerts.cooldownCritical >= 0, "alerts.cooldowns must be ≥ 0")
     }
 
     mutating func apply(environment env: [String: String]) throws {
@@ -127,10 +155,34 @@ struct ConfigFile: Decodable {
         var max_sample_age: Double?
         var max_sample_future: Double?
     }
+    struct Alerts: Decodable {
+        struct Webhook: Decodable {
+            var url: String
+            var secret: String?
+            var timeout: Double?
+            var min_level: String?
+        }
+        struct Cooldowns: Decodable {
+            var info: Double?
+            var warning: Double?
+            var critical: Double?
+        }
+        var enabled: Bool?
+        var console_alerts: Bool?
+        var log_alerts: Bool?
+        var dashboard_alerts: Bool?
+        var email_notifications: Bool?
+        var webhook_notifications: Bool?
+        var console_min_level: String?
+        var no_data_seconds: Double?
+        var webhook: Webhook?
+        var cooldowns: Cooldowns?
+    }
     var monitoring: Monitoring?
     var dashboard: Dashboard?
     var hub: Hub?
     var thresholds: [String: Double]?
+    var alerts: Alerts?
 
     static let sections: [String: Set<String>] = [
         "monitoring": ["health_check_interval", "enable_emergency_shutdown"],
@@ -139,11 +191,19 @@ struct ConfigFile: Decodable {
                 "max_payload_bytes", "max_samples_per_batch", "heartbeat_interval", "max_sample_age", "max_sample_future"],
     ]
     static let freeSections: Set<String> = ["thresholds", "alerts"]
+    static let alertKeys: Set<String> = ["enabled", "console_alerts", "log_alerts", "dashboard_alerts", "email_notifications",
+                                         "webhook_notifications", "console_min_level", "no_data_seconds", "webhook", "cooldowns", "email"]
 
     /// Refuses unknown sections and keys, so a typo is an error instead of a silently ignored setting.
     static func checkKeys(_ data: Data, file: String) throws {
         guard let root = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return }
         for (section, value) in root {
+            if section == "alerts" {
+                for key in (value as? [String: Any] ?? [:]).keys where !alertKeys.contains(key) {
+                    throw ConfigurationError("\(file): unknown key \"alerts.\(key)\" (known: \(alertKeys.sorted().joined(separator: ", ")))")
+                }
+                continue
+            }
             if freeSections.contains(section) { continue }
             guard let known = sections[section] else {
                 throw ConfigurationError("\(file): unknown section \"\(section)\" (known: \((Array(sections.keys) + freeSections).sorted().joined(separator: ", ")))")

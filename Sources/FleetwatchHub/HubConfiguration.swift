@@ -25,7 +25,34 @@ public struct HubConfiguration: Sendable {
     public var monitoring = MonitoringSettings()
     /// Ingest limits and timings.
     public var ingest = IngestConfiguration()
+    /// Alert channels, cooldowns and the no-data rule.
+    public var alerts = AlertSettings()
+    /// Threshold limits from the configuration file (the reference `thresholds` section), applied as the
+    /// profile `custom` on top of the default rule set.
+    public var thresholds: [String: Double] = [:]
 
+    public init() {}
+}
+
+/// The reference system's `alerts` section, with the channels' settings.
+public struct AlertSettings: Sendable {
+    public var enabled = true
+    public var console = true
+    public var log = true
+    public var dashboard = true
+    public var email = false
+    public var webhook = false
+    public var webhookURL: String?
+    public var webhookSecret: String?
+    public var webhookTimeout: Duration = .seconds(5)
+    public var webhookMinimumLevel = "WARNING"
+    public var consoleMinimumLevel = "INFO"
+    /// Repeat intervals, seconds.
+    public var cooldownInfo: Double = 300
+    public var cooldownWarning: Double = 600
+    public var cooldownCritical: Double = 1800
+    /// A bot silent this long raises "bot silent" (CRITICAL).
+    public var noDataSeconds: Double = 120
     public init() {}
 }
 

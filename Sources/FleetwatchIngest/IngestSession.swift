@@ -20,14 +20,17 @@ public final class IngestSession {
     public private(set) var session: BotSession?
     let connectionID = UUID()
     let counters: IngestCounters?
+    let onStored: (@Sendable (BotSession, ValidatedBatch) -> Void)?
 
+    /// - Parameter onStored: called after each newly stored batch (alert evaluation); must not block.
     public init(configuration: IngestConfiguration, store: any IngestStore, remote: String, logger: Logger,
-                counters: IngestCounters? = nil) {
+                counters: IngestCounters? = nil, onStored: (@Sendable (BotSession, ValidatedBatch) -> Void)? = nil) {
         self.configuration = configuration
         self.store = store
         self.remote = remote
         self.logger = logger
         self.counters = counters
+        self.onStored = onStored
         machine = IngestSessionMachine(nowMs: Self.nowMs(),
                                        heartbeatMs: Self.ms(configuration.heartbeatInterval),
                                        helloTimeoutMs: Self.ms(configuration.helloTimeout))
@@ -135,6 +138,7 @@ public final class IngestSession {
             switch outcome {
             case .stored:
                 counters?.stored(batch: batch)
+                onStored?(session, batch)
                 machine.sent(nowMs: Self.nowMs())
                 return [.send(.ack(Ack(bootEpoch: frame.bootEpoch, sequence: frame.sequence, outcome: .stored)))]
             case .duplicate:

@@ -1,0 +1,151 @@
+import FleetwatchProtocol
+import Logging
+
+/// Evaluates every stored batch against its bot's rules and drives the alerts' lives through the store.
+///
+/// `submit` never waits for evaluation: batches are queued per bot and evaluated in arrival order by one
+/// task per bot, so a slow database or channel never delays ingest.
+public actor AlertEngine {
+    /// Where each bot's rules come from.
+    public typealias ProfileSource = @Sendable (_ bot: String) async throws -> ThresholdProfile
+
+    struct BotState {
+        var evaluator: RuleEvaluator
+        var firing: Set<String>
+        var loadedAtMs: Int64
+        var lastBatchMs: Int64
+    }
+
+    let store: any AlertStore
+    let sink: any AlertSink
+    let profiles: ProfileSource
+    let cooldowns: Cooldowns
+    let logger: Logger
+    /// How long a bot's rules are cached before they are read again.
+    let profileTTLMs: Int64
+    /// The no-data rule, resolved when a bot that was silent reports again.
+    let noDataRule: Rule?
+    let noDataMs: Int64
+    private var bots: [String: BotState] = [:]
+    private var queues: [String: [[Series]]] = [:]
+    private var running: Set<String> = []
+    private let started = ContinuousClock.now
+    private nonisolated let input: AsyncStream<(String, [Series])>
+    private nonisolated let inputContinuation: AsyncStream<(String, [Series])>.Continuation
+
+    public init(store: any AlertStore, sink: any AlertSink, profiles: @escaping ProfileSource, cooldowns: Cooldowns = Cooldowns(),
+                profileTTLMs: Int64 = 2_000, noDataRule: Rule? = nil, noDataMs: Int64 = 120_000, logger: Logger) {
+        self.noDataRule = noDataRule
+        self.noDataMs = noDataMs
+        (input, inputContinuation) = AsyncStream.makeStream(of: (String, [Series]).self)
+        self.store = store
+        self.sink = sink
+        self.profiles = profiles
+        self.cooldowns = cooldowns
+        self.profileTTLMs = profileTTLMs
+        self.logger = logger
+    }
+
+    /// Hands a stored batch of `bot` to the engine without waiting; batches keep their order.
+    public nonisolated func submit(bot: String, series: [Series]) {
+        inputContinuation.yield((bot, series))
+    }
+
+    /// Evaluates submitted batches until cancelled.
+    public func run() async {
+        for await (bot, series) in input {
+            enqueue(bot: bot, series: series)
+        }
+    }
+
+    /// Stops accepting batches; `run` returns once the queue is read.
+    public nonisolated func finish() {
+        inputContinuation.finish()
+    }
+
+    private func enqueue(bot: String, series: [Series]) {
+        queues[bot, default: []].append(series)
+        guard running.insert(bot).inserted else { return }
+        Task { await self.drain(bot) }
+    }
+
+    /// Resolves `ruleID` for `bot` (used when a silent bot reports again).
+    public func clear(bot: String, rule: Rule) async {
+        do {
+            if let event = try await store.resolve(bot: bot, rule: rule, value: 0, state: nil) { await sink.deliver(event) }
+            bots[bot]?.firing.remove(rule.id)
+        } catch {
+            logger.error("alerting: cannot resolve \(rule.id) of \(bot): \(String(reflecting: error))")
+        }
+    }
+
+    /// Waits until every queued batch has been evaluated (tests, graceful shutdown).
+    public func idle() async {
+        while !running.isEmpty { try? await Task.sleep(for: .milliseconds(5)) }
+    }
+
+    private func drain(_ bot: String) async {
+        while let next = queues[bot]?.first {
+            queues[bot]?.removeFirst()
+            await evaluate(bot: bot, series: next)
+        }
+        queues[bot] = nil
+        running.remove(bot)
+    }
+
+    private func evaluate(bot: String, series: [Series]) async {
+        do {
+            var state = try await botState(bot)
+            let now = nowMs()
+            // A bot back from silence (or seen first by this replica) resolves its no-data alert.
+            if let rule = noDataRule, state.lastBatchMs == 0 || now - state.lastBatchMs >= noDataMs / 2 {
+                if let event = try await store.resolve(bot: bot, rule: rule, value: 0, state: nil) { await sink.deliver(event) }
+            }
+            state.lastBatchMs = now
+            let observations = state.evaluator.evaluate(series)
+            for o in observations {
+                guard let rule = state.evaluator.profile.rule(o.ruleID) else { continue }
+                let firing = state.firing.contains(rule.id)
+                let breached = AlertTracker.breached(rule, value: o.value, firing: firing)
+                var event: AlertEvent?
+                if breached && !firing {
+                    event = try await store.fire(bot: bot, rule: rule, value: o.value, state: o.state)
+                    state.firing.insert(rule.id)
+                } else if breached {
+                    event = try await store.repeatIfDue(bot: bot, rule: rule, value: o.value, state: o.state,
+                                                       cooldownMs: cooldowns.ms(for: rule.level))
+                } else if firing {
+                    event = try await store.resolve(bot: bot, rule: rule, value: o.value, state: o.state)
+                    state.firing.remove(rule.id)
+                }
+                if var e = event {
+                    e.silenced = try await store.isSilenced(bot: bot, metric: rule.metric)
+                    await sink.deliver(e)
+                }
+            }
+            bots[bot] = state
+        } catch {
+            logger.error("alerting: evaluating a batch of \(bot) failed: \(String(reflecting: error))")
+            bots[bot] = nil   // reload state from the store next time
+        }
+    }
+
+    private func nowMs() -> Int64 {
+        let (sec, atto) = (ContinuousClock.now - started).components
+        return sec * 1000 + atto / 1_000_000_000_000_000
+    }
+
+    private func botState(_ bot: String) async throws -> BotState {
+        let now = nowMs()
+        if var s = bots[bot] {
+            if now - s.loadedAtMs >= profileTTLMs {
+                s.evaluator.update(profile: try await profiles(bot))
+                s.loadedAtMs = now
+            }
+            return s
+        }
+        return BotState(evaluator: RuleEvaluator(profile: try await profiles(bot)),
+                        firing: try await store.firingRules(bot: bot), loadedAtMs: now, lastBatchMs: 0)
+    }
+}
+

@@ -1,0 +1,103 @@
+import FleetwatchAlerting
+import FleetwatchNotify
+import Foundation
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+
+/// The dashboard channel: recent alert events of the whole fleet, from every replica. Events travel
+/// through PostgreSQL NOTIFY, so viewers of any replica see alerts raised by any other.
+public actor AlertFeed {
+    public struct Entry: Sendable, Codable {
+        /// Position in this replica's feed; ask for `after` the last one seen.
+        public let seq: Int64
+        public let event: AlertEvent
+    }
+    private var entries: [Entry] = []
+    private var next: Int64 = 1
+    let capacity: Int
+
+    public init(capacity: Int = 1000) { self.capacity = capacity }
+
+    func append(_ event: AlertEvent) {
+        entries.append(Entry(seq: next, event: event))
+        next += 1
+        if entries.count > capacity { entries.removeFirst(entries.count - capacity) }
+    }
+
+    /// Events after `seq`, oldest first.
+    public func events(after seq: Int64, limit: Int = 200) -> [Entry] {
+        Array(entries.lazy.filter { $0.seq > seq }.prefix(limit))
+    }
+
+    static let channel = "fleetwatch_alerts"
+
+    static func encode(_ event: AlertEvent) -> String {
+        let e = JSONEncoder()
+        e.dateEncodingStrategy = .iso8601
+        return String(decoding: (try? e.encode(event)) ?? Data(), as: UTF8.self)
+    }
+
+    static func decode(_ payload: String) -> AlertEvent? {
+        let d = JSONDecoder()
+        d.dateDecodingStrategy = .iso8601
+        return try? d.decode(AlertEvent.self, from: Data(payload.utf8))
+    }
+}
+
+/// Publishes alert events with `pg_notify` for every replica's feed.
+struct DashboardNotifier: Notifier {
+    let name = "dashboard"
+    let minimumLevel: AlertLevel
+    let client: PostgresClient
+    let logger: Logger
+
+    func notify(_ event: AlertEvent) async throws {
+        try await client.query("SELECT pg_notify(\(AlertFeed.channel), \(AlertFeed.encode(event)))", logger: logger)
+    }
+}
+
+/// Listens for alert events from all replicas and fills the local feed; reconnects if the listen fails.
+struct AlertFeedListener: Service {
+    let client: PostgresClient
+    let feed: AlertFeed
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    try await client.withConnection { conn in
+                        try await conn.listen(on: AlertFeed.channel) { notifications in
+                            for try await n in notifications {
+                                if let event = AlertFeed.decode(n.payload) { await feed.append(event) }
+                            }
+                        }
+                    }
+                } catch {
+                    if Task.isCancelled { return }
+                    logger.warning("alert feed: listen failed, retrying: \(String(reflecting: error))")
+                    try? await Task.sleep(for: .seconds(1))
+                }
+            }
+        }
+    }
+}
+
+/// Every delivery attempt, in the `notifications` table.
+struct PostgresNotificationLedger: NotificationLedger {
+    let client: PostgresClient
+    let hubID: String
+    let logger: Logger
+
+    func record(_ event: AlertEvent, channel: String, attempt: Int, outcome: String, error: String?, durationMs: Double) async {
+        do {
+            try await client.query("""
+                INSERT INTO notifications (alert_id, event, channel, attempt, outcome, error, hub, duration_ms)
+                VALUES (\(event.alertID), \(event.kind.rawValue), \(channel), \(attempt), \(outcome), \(error), \(hubID), \(durationMs))
+                """, logger: logger)
+        } catch {
+            logger.error("notification ledger: cannot record \(channel) attempt \(attempt) of alert \(event.alertID): \(String(reflecting: error))")
+        }
+    }
+}

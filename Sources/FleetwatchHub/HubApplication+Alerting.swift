@@ -1,0 +1,70 @@
+import FleetwatchAlerting
+import FleetwatchNotify
+import FleetwatchStorage
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+
+extension HubApplication {
+    /// The alerting pieces of one replica.
+    struct Alerting {
+        let engine: AlertEngine?
+        let dispatcher: Dispatcher
+        let feed: AlertFeed
+        let listener: AlertFeedListener
+        let watcher: SilentBotWatcher?
+    }
+
+    func makeAlerting(client: PostgresClient) -> Alerting {
+        let a = configuration.alerts
+        let feed = AlertFeed()
+        var notifiers: [any Notifier] = []
+        if a.console { notifiers.append(ConsoleNotifier(minimumLevel: AlertLevel(rawValue: a.consoleMinimumLevel) ?? .info)) }
+        if a.log { notifiers.append(LogNotifier(logger: logger)) }
+        if a.dashboard { notifiers.append(DashboardNotifier(minimumLevel: .info, client: client, logger: logger)) }
+        if a.webhook, let url = a.webhookURL {
+            var w = WebhookNotifier.Configuration(url: url, secret: a.webhookSecret)
+            w.timeout = a.webhookTimeout
+            w.minimumLevel = AlertLevel(rawValue: a.webhookMinimumLevel) ?? .warning
+            notifiers.append(WebhookNotifier(configuration: w))
+        }
+        if a.email {
+            logger.warning("alerts.email_notifications is set, but this build has no email channel yet; no email will be sent")
+        }
+        notifiers += alertHandlers
+        let dispatcher = Dispatcher(notifiers: notifiers,
+                                    ledger: PostgresNotificationLedger(client: client, hubID: configuration.ingest.hubID, logger: logger),
+                                    logger: logger)
+        let store = PostgresAlertStore(client: client, logger: logger)
+        let profiles = PostgresProfileSource(client: client, logger: logger)
+        var cooldowns = Cooldowns()
+        cooldowns.infoMs = Int64(a.cooldownInfo * 1000)
+        cooldowns.warningMs = Int64(a.cooldownWarning * 1000)
+        cooldowns.criticalMs = Int64(a.cooldownCritical * 1000)
+        let noDataMs = Int64(a.noDataSeconds * 1000)
+        let engine = a.enabled
+            ? AlertEngine(store: store, sink: dispatcher, profiles: { try await profiles.profile(bot: $0) }, cooldowns: cooldowns,
+                          noDataRule: SilentBotWatcher.rule, noDataMs: noDataMs, logger: logger)
+            : nil
+        let watcher = a.enabled
+            ? SilentBotWatcher(client: client, store: store, sink: dispatcher, silentAfter: .milliseconds(noDataMs),
+                               interval: .milliseconds(max(1000, noDataMs / 4)), logger: logger)
+            : nil
+        return Alerting(engine: engine, dispatcher: dispatcher, feed: feed,
+                        listener: AlertFeedListener(client: client, feed: feed, logger: logger), watcher: watcher)
+    }
+}
+
+/// Runs the alert engine in the service group; on shutdown it stops taking batches and drains.
+struct AlertEngineService: Service {
+    let engine: AlertEngine
+
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            await engine.run()
+        } onGracefulShutdown: {
+            engine.finish()
+        }
+        await engine.idle()
+    }
+}

@@ -1,0 +1,92 @@
+import AsyncHTTPClient
+import Crypto
+import FleetwatchAlerting
+import Foundation
+import NIOCore
+import NIOHTTP1
+
+/// HTTP POST of a JSON body per alert event (documented in docs/alerts.md), signed with HMAC-SHA256 in
+/// `X-Fleetwatch-Signature: sha256=<hex>`. The body's `text` field makes it work as is with Slack,
+/// Discord and Mattermost incoming webhooks. 5xx, 429 and network errors are retryable; other 4xx are not.
+public struct WebhookNotifier: Notifier {
+    public struct Configuration: Sendable {
+        public var url: String
+        /// Key for the signature header; nil sends no signature.
+        public var secret: String?
+        public var timeout: Duration = .seconds(5)
+        public var minimumLevel: AlertLevel = .warning
+        public init(url: String, secret: String? = nil) {
+            self.url = url
+            self.secret = secret
+        }
+    }
+
+    public let name = "webhook"
+    public var minimumLevel: AlertLevel { configuration.minimumLevel }
+    let configuration: Configuration
+    let client: HTTPClient
+
+    public init(configuration: Configuration, client: HTTPClient = .shared) {
+        self.configuration = configuration
+        self.client = client
+    }
+
+    /// The JSON body for `event`.
+    public static func body(_ event: AlertEvent) throws -> Data {
+        struct Body: Encodable {
+            let text: String
+            let event: String
+            let alert_id: Int64
+            let bot: String
+            let rule: String
+            let metric: String
+            let level: String
+            let value: Double
+            let limit: Double
+            let state: String?
+            let summary: String
+            let fired_at: Date
+            let at: Date
+        }
+        let encoder = JSONEncoder()
+        encoder.dateEncodingStrategy = .iso8601
+        encoder.outputFormatting = [.sortedKeys]
+        return try encoder.encode(Body(text: event.headline, event: event.kind.rawValue, alert_id: event.alertID, bot: event.bot,
+                                       rule: event.ruleID, metric: event.metric, level: event.level.rawValue, value: event.value,
+                                       limit: event.limit, state: event.state, summary: event.summary, fired_at: event.firedAt,
+                                       at: event.at))
+    }
+
+    /// `sha256=<hex of HMAC-SHA256(secret, body)>`.
+    public static func signature(body: Data, secret: String) -> String {
+        let mac = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Data(secret.utf8)))
+        return "sha256=" + mac.map { String(format: "%02x", $0) }.joined()
+    }
+
+    public func notify(_ event: AlertEvent) async throws {
+        let body = try Self.body(event)
+        var request = HTTPClientRequest(url: configuration.url)
+        request.method = .POST
+        request.headers.add(name: "Content-Type", value: "application/json")
+        request.headers.add(name: "User-Agent", value: "fleetwatch-hub")
+        request.headers.add(name: "X-Fleetwatch-Event", value: event.kind.rawValue)
+        if let secret = configuration.secret {
+            request.headers.add(name: "X-Fleetwatch-Signature", value: Self.signature(body: body, secret: secret))
+        }
+        request.body = .bytes(ByteBuffer(bytes: body))
+        let (s, a) = configuration.timeout.components
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(request, timeout: .nanoseconds(s * 1_000_000_000 + a / 1_000_000_000))
+        } catch {
+            throw NotifyError("webhook \(configuration.url) unreachable: \(error)", retryable: true)
+        }
+        _ = try? await response.body.collect(upTo: 64 * 1024)
+        let code = Int(response.status.code)
+        switch code {
+        case 200..<300: return
+        case 429, 500..<600: throw NotifyError("webhook answered \(code)", retryable: true)
+        default: throw NotifyError("webhook answered \(code); not retried", retryable: false)
+        }
+    }
+}

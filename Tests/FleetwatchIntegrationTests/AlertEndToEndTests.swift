@@ -1,0 +1,157 @@
+import Crypto
+import FleetwatchAgent
+import FleetwatchTestSupport
+import Foundation
+import Hummingbird
+import Logging
+import NIOCore
+import Testing
+
+/// A real HTTP receiver for webhooks: records every request; answers 500 to the first `failFirst` ones.
+actor WebhookReceiver {
+    struct Received: Sendable {
+        let body: Data
+        let signature: String?
+        let json: [String: String]
+    }
+    private(set) var received: [Received] = []
+    private var failuresLeft: Int
+    init(failFirst: Int) { failuresLeft = failFirst }
+
+    func record(_ body: Data, signature: String?) -> Bool {
+        let object = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any] ?? [:]
+        received.append(Received(body: body, signature: signature, json: object.mapValues { "\($0)" }))
+        if failuresLeft > 0 { failuresLeft -= 1; return false }
+        return true
+    }
+
+    func events(_ kind: String) -> [Received] { received.filter { $0.json["event"] == kind } }
+
+    /// Starts the HTTP server on a free port; returns the port and the task running it.
+    func start() async throws -> (Int, Task<Void, any Error>) {
+        let router = Router()
+        router.post("/hook") { request, _ -> HTTPResponse.Status in
+            let body = try await request.body.collect(upTo: 1 << 20)
+            let ok = await self.record(Data(body.readableBytesView), signature: request.headers[.init("X-Fleetwatch-Signature")!])
+            return ok ? .ok : .internalServerError
+        }
+        let port = try freeTCPPort()
+        var logger = Logger(label: "webhook")
+        logger.logLevel = .warning
+        let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: logger)
+        let task = Task { try await app.runService(gracefulShutdownSignals: []) }
+        return (port, task)
+    }
+}
+
+@Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
+struct AlertEndToEndTests {
+    static let secret = "webhook-secret"
+
+    static func config(webhookPort: Int) throws -> String {
+        let path = NSTemporaryDirectory() + "fw-alerts-\(UUID().uuidString).json"
+        try """
+            {"alerts": {"console_alerts": false, "webhook_notifications": true, "no_data_seconds": 600,
+                        "webhook": {"url": "http://127.0.0.1:\(webhookPort)/hook", "secret": "\(secret)", "min_level": "WARNING"}}}
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    static func agent(_ bot: String, hub: String) throws -> MonitorAgent {
+        var c = AgentConfiguration(hubURL: hub, botID: bot, token: "secret")
+        c.flushInterval = .seconds(3600)
+        c.processCollector = false
+        c.backoff = Backoff(initial: .milliseconds(50), maximum: .milliseconds(300))
+        var logger = Logger(label: "agent")
+        logger.logLevel = .warning
+        return try MonitorAgent(configuration: c, logger: logger)
+    }
+
+    static func send(_ agent: MonitorAgent, memory: Double) async throws {
+        agent.gauge("memory_usage_mb").set(memory)
+        await agent.flush()
+        _ = try await eventually(.seconds(20)) {
+            let s = await agent.status
+            return s.unackedBatches == 0 && s.bufferedSamples == 0
+        }
+    }
+
+    @Test(.timeLimit(.minutes(3)))
+    func memoryAlertFiresOnceIsSignedRetriedAndResolves() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["alert-1"], token: "secret", in: db)
+        let receiver = WebhookReceiver(failFirst: 1)
+        let (webhookPort, server) = try await receiver.start()
+        defer { server.cancel() }
+        let hub = try HubUnderTest(database: db)
+        try await hub.start(extra: ["--config", try Self.config(webhookPort: webhookPort)])
+        let agent = try Self.agent("alert-1", hub: hub.agentURL)
+        let task = Task { try await agent.run() }
+        defer { task.cancel() }
+
+        try await Self.send(agent, memory: 200)
+        try await Self.send(agent, memory: 650)                 // above 500: WARNING fires
+        try await Self.send(agent, memory: 700)                 // still above: no repeat within the cooldown
+        #expect(try await eventually { await receiver.events("fired").count == 2 })   // 500, then 200 on retry
+        try await Self.send(agent, memory: 300)                 // back below 490 (hysteresis): resolved
+        #expect(try await eventually { await receiver.events("resolved").count == 1 })
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(await receiver.events("fired").count == 2)
+
+        let fired = try #require(await receiver.events("fired").last)
+        #expect(fired.json["bot"] == "alert-1")
+        #expect(fired.json["rule"] == "memory_usage_mb")
+        #expect(fired.json["level"] == "WARNING")
+        #expect(fired.json["value"] == "650")
+        #expect(fired.json["text"]?.hasPrefix("[WARNING] alert-1 memory_usage_mb") == true)
+        let mac = HMAC<SHA256>.authenticationCode(for: fired.body, using: SymmetricKey(data: Data(Self.secret.utf8)))
+        #expect(fired.signature == "sha256=" + mac.map { String(format: "%02x", $0) }.joined())
+
+        let ledger = try await db.withClient { client in
+            try await client.query("""
+                SELECT event, attempt, outcome FROM notifications WHERE channel = 'webhook' ORDER BY id
+                """, logger: Logger(label: "t")).decode((String, Int, String).self).all().map { "\($0.0)/\($0.1)/\($0.2)" }
+        }
+        #expect(ledger == ["fired/1/retrying", "fired/2/delivered", "resolved/1/delivered"])
+        let states = try await db.withClient { client in
+            try await client.query("SELECT state, notify_count FROM alerts", logger: Logger(label: "t"))
+                .decode((String, Int).self).all().map { "\($0.0)/\($0.1)" }
+        }
+        #expect(states == ["resolved/1"])
+        await hub.kill(SIGTERM)
+    }
+
+    /// The same bot's data reaches two replicas (it reconnects from A to B while breaching):
+    /// exactly one notification per alert per channel.
+    @Test(.timeLimit(.minutes(3)))
+    func twoReplicasNotifyOnce() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["alert-2"], token: "secret", in: db)
+        let receiver = WebhookReceiver(failFirst: 0)
+        let (webhookPort, server) = try await receiver.start()
+        defer { server.cancel() }
+        let config = try Self.config(webhookPort: webhookPort)
+        let hubA = try HubUnderTest(database: db, name: "hub-a"), hubB = try HubUnderTest(database: db, name: "hub-b")
+        try await hubA.start(extra: ["--config", config])
+        try await hubB.start(extra: ["--config", config])
+
+        let first = try Self.agent("alert-2", hub: hubA.agentURL)
+        let t1 = Task { try await first.run() }
+        try await Self.send(first, memory: 800)
+        #expect(try await eventually { await receiver.events("fired").count == 1 })
+        t1.cancel()
+        let second = try Self.agent("alert-2", hub: hubB.agentURL)
+        let t2 = Task { try await second.run() }
+        defer { t2.cancel() }
+        try await Self.send(second, memory: 820)
+        try await Self.send(second, memory: 830)
+        try await Self.send(second, memory: 100)
+        #expect(try await eventually { await receiver.events("resolved").count == 1 })
+        try await Task.sleep(for: .seconds(1))
+        #expect(await receiver.events("fired").count == 1)
+        #expect(await receiver.events("resolved").count == 1)
+        #expect(await receiver.events("repeated").isEmpty)
+        await hubA.kill(SIGTERM)
+        await hubB.kill(SIGTERM)
+    }
+}
