@@ -28,8 +28,15 @@ extension HubApplication {
             w.minimumLevel = AlertLevel(rawValue: a.webhookMinimumLevel) ?? .warning
             notifiers.append(WebhookNotifier(configuration: w))
         }
-        if a.email {
-            logger.warning("alerts.email_notifications is set, but this build has no email channel yet; no email will be sent")
+        if a.email, let host = a.emailHost {
+            var e = EmailNotifier.Configuration(host: host, from: a.emailFrom, to: a.emailTo)
+            e.port = a.emailPort
+            e.security = a.emailSecurity
+            e.username = a.emailUsername
+            e.password = a.emailPassword
+            e.verifyCertificate = a.emailVerifyCertificate
+            e.minimumLevel = AlertLevel(rawValue: a.emailMinimumLevel) ?? .critical
+            notifiers.append(EmailNotifier(configuration: e))
         }
         notifiers += alertHandlers
         let dispatcher = Dispatcher(notifiers: notifiers,

@@ -78,6 +78,17 @@ extension HubConfiguration {
                 if let v = w.timeout { alerts.webhookTimeout = .milliseconds(Int64(v * 1000)) }
                 if let v = w.min_level { alerts.webhookMinimumLevel = v }
             }
+            if let e = a.email {
+                alerts.emailHost = e.host
+                if let v = e.port { alerts.emailPort = v }
+                if let v = e.security { alerts.emailSecurity = v }
+                alerts.emailUsername = e.username
+                alerts.emailPassword = e.password
+                if let v = e.from { alerts.emailFrom = v }
+                if let v = e.to { alerts.emailTo = v }
+                if let v = e.verify_certificate { alerts.emailVerifyCertificate = v }
+                if let v = e.min_level { alerts.emailMinimumLevel = v }
+            }
             if let c = a.cooldowns {
                 if let v = c.info { alerts.cooldownInfo = v }
                 if let v = c.warning { alerts.cooldownWarning = v }
@@ -104,6 +115,10 @@ extension HubConfiguration {
             try require(["INFO", "WARNING", "CRITICAL"].contains(level), "\(key) must be INFO, WARNING or CRITICAL")
         }
         try require(!alerts.webhook || alerts.webhookURL != nil, "alerts.webhook_notifications needs alerts.webhook.url")
+        try require(!alerts.email || (alerts.emailHost != nil && !alerts.emailTo.isEmpty),
+                    "alerts.email_notifications needs alerts.email.host and alerts.email.to")
+        try require(["plain", "starttls", "tls"].contains(alerts.emailSecurity), "alerts.email.security must be plain, starttls or tls")
+        try require(["INFO", "WARNING", "CRITICAL"].contains(alerts.emailMinimumLevel), "alerts.email.min_level must be INFO, WARNING or CRITICAL")
         try require(alerts.noDataSeconds >= 5, "alerts.no_data_seconds must be at least 5")
         try require(alerts.cooldownInfo >= 0 && alerts.cooldownWarning >= 0 && alerts.cooldownCritical >= 0, "alerts.cooldowns must be ≥ 0")
     }
@@ -119,6 +134,8 @@ extension HubConfiguration {
         if let v = env["FLEETWATCH_HUB_ID"] { ingest.hubID = v }
         if let v = env["FLEETWATCH_AUTO_REGISTER"] { autoRegister = ["1", "true", "yes"].contains(v.lowercased()) }
         if let v = env["FLEETWATCH_LOG_LEVEL"] { logLevel = try Self.level(v, from: "FLEETWATCH_LOG_LEVEL") }
+        if let v = env["FLEETWATCH_SMTP_PASSWORD"] { alerts.emailPassword = v }
+        if let v = env["FLEETWATCH_WEBHOOK_SECRET"] { alerts.webhookSecret = v }
     }
 
     /// Parses a log level name.
@@ -162,6 +179,17 @@ struct ConfigFile: Decodable {
             var timeout: Double?
             var min_level: String?
         }
+        struct Email: Decodable {
+            var host: String
+            var port: Int?
+            var security: String?
+            var username: String?
+            var password: String?
+            var from: String?
+            var to: [String]?
+            var verify_certificate: Bool?
+            var min_level: String?
+        }
         struct Cooldowns: Decodable {
             var info: Double?
             var warning: Double?
@@ -176,6 +204,7 @@ struct ConfigFile: Decodable {
         var console_min_level: String?
         var no_data_seconds: Double?
         var webhook: Webhook?
+        var email: Email?
         var cooldowns: Cooldowns?
     }
     var monitoring: Monitoring?

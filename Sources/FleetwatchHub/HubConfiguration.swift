@@ -47,6 +47,16 @@ public struct AlertSettings: Sendable {
     public var webhookTimeout: Duration = .seconds(5)
     public var webhookMinimumLevel = "WARNING"
     public var consoleMinimumLevel = "INFO"
+    public var emailHost: String?
+    public var emailPort = 587
+    /// `plain`, `starttls` or `tls`.
+    public var emailSecurity = "starttls"
+    public var emailUsername: String?
+    public var emailPassword: String?
+    public var emailFrom = "fleetwatch@localhost"
+    public var emailTo: [String] = []
+    public var emailVerifyCertificate = true
+    public var emailMinimumLevel = "CRITICAL"
     /// Repeat intervals, seconds.
     public var cooldownInfo: Double = 300
     public var cooldownWarning: Double = 600

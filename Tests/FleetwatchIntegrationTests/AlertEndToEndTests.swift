@@ -1,5 +1,6 @@
 import Crypto
 import FleetwatchAgent
+import FleetwatchStorage
 import FleetwatchTestSupport
 import Foundation
 import Hummingbird
@@ -153,5 +154,59 @@ struct AlertEndToEndTests {
         #expect(await receiver.events("repeated").isEmpty)
         await hubA.kill(SIGTERM)
         await hubB.kill(SIGTERM)
+    }
+}
+
+/// Email through a real SMTP server (aiosmtpd, installed by scripts/test).
+@Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
+struct EmailAlertTests {
+    /// A self-signed certificate for the SMTP server's STARTTLS and implicit TLS.
+    static func certificate() throws -> (cert: String, key: String) {
+        let dir = NSTemporaryDirectory() + "fw-smtp-tls-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let openssl = try ChildProcess("/usr/bin/openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "\(dir)/key.pem",
+                                                            "-out", "\(dir)/cert.pem", "-days", "1", "-subj", "/CN=localhost"],
+                                       logPath: "\(dir)/openssl.log")
+        while openssl.isRunning { usleep(20_000) }
+        return ("\(dir)/cert.pem", "\(dir)/key.pem")
+    }
+
+    @Test(.timeLimit(.minutes(3)), arguments: ["plain", "starttls", "tls"])
+    func criticalAlertArrivesByEmail(security: String) async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["mail-bot"], token: "secret", in: db)
+        let smtpPort = try freeTCPPort()
+        let dir = ProcessInfo.processInfo.environment["FLEETWATCH_TEST_ARTIFACTS"] ?? NSTemporaryDirectory()
+        var args = ["python3", "-u", "-m", "aiosmtpd", "-n", "-l", "127.0.0.1:\(smtpPort)", "-c", "aiosmtpd.handlers.Debugging", "stdout"]
+        if security != "plain" {
+            let (cert, key) = try Self.certificate()
+            args += security == "tls" ? ["--smtpscert", cert, "--smtpskey", key] : ["--tlscert", cert, "--tlskey", key]
+        }
+        let smtp = try ChildProcess("/usr/bin/env", args, logPath: "\(dir)/smtp-\(security)-\(smtpPort).log")
+        defer { kill(smtp.pid, SIGKILL) }
+        #expect(try await eventually(.seconds(20)) { LoopbackPort.accepts(smtpPort) })
+        let path = NSTemporaryDirectory() + "fw-mail-\(UUID().uuidString).json"
+        try """
+            {"alerts": {"console_alerts": false, "email_notifications": true,
+                        "email": {"host": "127.0.0.1", "port": \(smtpPort), "security": "\(security)", "from": "hub@fleet.test",
+                                  "verify_certificate": false,
+                                  "to": ["ops@fleet.test"], "min_level": "CRITICAL"}}}
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        let hub = try HubUnderTest(database: db)
+        try await hub.start(extra: ["--config", path])
+        let agent = try AlertEndToEndTests.agent("mail-bot", hub: hub.agentURL)
+        let task = Task { try await agent.run() }
+        defer { task.cancel() }
+        agent.gauge("daily_pnl").set(-75.5)   // beyond the -50 daily loss limit: CRITICAL
+        await agent.flush()
+        #expect(try await eventually(.seconds(30)) { smtp.log.contains("Subject: [CRITICAL] mail-bot daily_pnl") })
+        #expect(smtp.log.contains("ops@fleet.test"))
+        #expect(smtp.log.contains("Value:     -75.5"))
+        let ledger = try await db.withClient { client in
+            try await client.query("SELECT outcome FROM notifications WHERE channel = 'email'", logger: Logger(label: "t"))
+                .decode(String.self).all()
+        }
+        #expect(ledger == ["delivered"])
+        await hub.kill(SIGTERM)
     }
 }
