@@ -49,6 +49,7 @@ public actor AlertFeed {
 struct DashboardNotifier: Notifier {
     let name = "dashboard"
     let minimumLevel: AlertLevel
+    var receivesSilenced: Bool { true }
     let client: PostgresClient
     let logger: Logger
 

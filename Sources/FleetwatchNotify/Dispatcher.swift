@@ -38,7 +38,7 @@ public final class Dispatcher: AlertSink {
     }
 
     private func send(_ event: AlertEvent, to notifier: any Notifier) async {
-        if event.silenced {
+        if event.silenced && !notifier.receivesSilenced {
             await ledger?.record(event, channel: notifier.name, attempt: 0, outcome: "silenced", error: nil, durationMs: 0)
             return
         }

@@ -16,7 +16,13 @@ public protocol Notifier: Sendable {
     var name: String { get }
     /// Events below this level are not sent to this channel.
     var minimumLevel: AlertLevel { get }
+    /// Whether events under a silence still reach this channel (a dashboard shows them, marked silenced).
+    var receivesSilenced: Bool { get }
     func notify(_ event: AlertEvent) async throws
+}
+
+extension Notifier {
+    public var receivesSilenced: Bool { false }
 }
 
 /// Where every delivery attempt is recorded (PostgreSQL's `notifications` table in the hub).
