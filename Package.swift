@@ -156,7 +156,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FleetwatchAlertingTests",
-            dependencies: ["FleetwatchAlerting", "FleetwatchProtocol"]
+            dependencies: ["FleetwatchAlerting", "FleetwatchProtocol", "FleetwatchNotify"]
         ),
         .testTarget(
             name: "FleetwatchAgentTests",

@@ -79,6 +79,16 @@ public actor AlertEngine {
         }
     }
 
+    /// Waits until the batches submitted so far have been taken in and evaluated (tests).
+    public func drainForTests() async {
+        for _ in 0..<200 {
+            await Task.yield()
+            if running.isEmpty && queues.isEmpty { try? await Task.sleep(for: .milliseconds(5)) }
+            if running.isEmpty && queues.isEmpty { return }
+            try? await Task.sleep(for: .milliseconds(2))
+        }
+    }
+
     /// Waits until every queued batch has been evaluated (tests, graceful shutdown).
     public func idle() async {
         while !running.isEmpty { try? await Task.sleep(for: .milliseconds(5)) }

@@ -1,0 +1,147 @@
+import FleetwatchAlerting
+import FleetwatchNotify
+import FleetwatchProtocol
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+/// Records attempts in memory.
+final class MemoryLedger: NotificationLedger, Sendable {
+    let rows = Mutex<[String]>([])
+    func record(_ event: AlertEvent, channel: String, attempt: Int, outcome: String, error: String?, durationMs: Double) async {
+        rows.withLock { $0.append("\(channel)/\(attempt)/\(outcome)") }
+    }
+    var all: [String] { rows.withLock { $0 } }
+}
+
+@Suite struct DispatcherTests {
+    static let event = AlertEvent(alertID: 7, kind: .fired, bot: "b", ruleID: "memory_usage_mb", metric: "memory_usage_mb",
+                                  level: .warning, value: 600, limit: 500, summary: "Memory", firedAt: Date(), at: Date())
+
+    static func fast() -> Dispatcher.RetryPolicy {
+        var p = Dispatcher.RetryPolicy()
+        p.initialDelay = .milliseconds(1)
+        p.maxAttempts = 3
+        return p
+    }
+
+    static func wait(_ condition: () -> Bool) async {
+        for _ in 0..<500 where !condition() { try? await Task.sleep(for: .milliseconds(5)) }
+    }
+
+    @Test func retryableFailuresAreRetriedOthersAreNot() async {
+        let ledger = MemoryLedger()
+        let flaky = Mutex(0)
+        let d = Dispatcher(notifiers: [
+            CallbackNotifier(name: "flaky") { _ in
+                let n = flaky.withLock { $0 += 1; return $0 }
+                if n < 3 { throw NotifyError("503", retryable: true) }
+            },
+            CallbackNotifier(name: "rejects") { _ in throw NotifyError("400", retryable: false) },
+            CallbackNotifier(name: "down") { _ in throw NotifyError("refused", retryable: true) },
+        ], ledger: ledger, retry: Self.fast(), logger: Logger(label: "t"))
+        await d.deliver(Self.event)
+        await Self.wait { ledger.all.count >= 7 }
+        let rows = Set(ledger.all)
+        #expect(rows == ["flaky/1/retrying", "flaky/2/retrying", "flaky/3/delivered", "rejects/1/failed",
+                         "down/1/retrying", "down/2/retrying", "down/3/failed"])
+    }
+
+    @Test func aSlowChannelDoesNotDelayTheOthers() async {
+        let ledger = MemoryLedger()
+        let d = Dispatcher(notifiers: [
+            CallbackNotifier(name: "slow") { _ in try await Task.sleep(for: .seconds(30)) },
+            CallbackNotifier(name: "fast") { _ in },
+        ], ledger: ledger, retry: Self.fast(), logger: Logger(label: "t"))
+        let start = ContinuousClock.now
+        await d.deliver(Self.event)
+        #expect(ContinuousClock.now - start < .seconds(1))
+        await Self.wait { ledger.all.contains("fast/1/delivered") }
+        #expect(ledger.all == ["fast/1/delivered"])
+    }
+
+    @Test func levelsAndSilences() async {
+        let ledger = MemoryLedger()
+        let d = Dispatcher(notifiers: [
+            CallbackNotifier(name: "critical-only", minimumLevel: .critical) { _ in },
+            CallbackNotifier(name: "all") { _ in },
+        ], ledger: ledger, retry: Self.fast(), logger: Logger(label: "t"))
+        await d.deliver(Self.event)
+        var silenced = Self.event
+        silenced.silenced = true
+        await d.deliver(silenced)
+        await Self.wait { ledger.all.count >= 2 }
+        try? await Task.sleep(for: .milliseconds(50))
+        #expect(Set(ledger.all) == ["all/1/delivered", "all/0/silenced"])
+    }
+
+    @Test func webhookBodyAndSignature() throws {
+        let body = try WebhookNotifier.body(Self.event)
+        let json = try #require(try JSONSerialization.jsonObject(with: body) as? [String: Any])
+        #expect(json["text"] as? String == "[WARNING] b memory_usage_mb: Memory (value 600, limit 500)")
+        #expect(json["event"] as? String == "fired")
+        // HMAC-SHA256("k", "x"), computed independently with Python's hmac module.
+        #expect(WebhookNotifier.signature(body: Data("x".utf8), secret: "k") == "sha256=c38edc8815c8489f64738978f44008f8596345545f0baa68ef6fcf5c53e57189")
+        #expect(EmailNotifier.subject(Self.event) == "[WARNING] b memory_usage_mb: Memory")
+    }
+}
+
+/// The engine against an in-memory store that behaves like the PostgreSQL one (conditional transitions).
+actor MemoryAlertStore: AlertStore {
+    var firing: [String: (id: Int64, lastMs: Int64)] = [:]
+    var nextID: Int64 = 1
+    var nowMs: Int64 = 0
+    func advance(ms: Int64) { nowMs += ms }
+
+    func fire(bot: String, rule: Rule, value: Double, state: String?) async throws -> AlertEvent? {
+        let key = "\(bot)/\(rule.id)"
+        guard firing[key] == nil else { return nil }
+        firing[key] = (nextID, nowMs)
+        nextID += 1
+        return AlertEvent(alertID: nextID - 1, kind: .fired, bot: bot, ruleID: rule.id, metric: rule.metric, level: rule.level,
+                          value: value, limit: rule.limit, summary: rule.summary, firedAt: Date(), at: Date())
+    }
+    func repeatIfDue(bot: String, rule: Rule, value: Double, state: String?, cooldownMs: Int64) async throws -> AlertEvent? {
+        let key = "\(bot)/\(rule.id)"
+        guard let f = firing[key], nowMs - f.lastMs >= cooldownMs else { return nil }
+        firing[key] = (f.id, nowMs)
+        return AlertEvent(alertID: f.id, kind: .repeated, bot: bot, ruleID: rule.id, metric: rule.metric, level: rule.level,
+                          value: value, limit: rule.limit, summary: rule.summary, firedAt: Date(), at: Date())
+    }
+    func resolve(bot: String, rule: Rule, value: Double, state: String?) async throws -> AlertEvent? {
+        guard let f = firing.removeValue(forKey: "\(bot)/\(rule.id)") else { return nil }
+        return AlertEvent(alertID: f.id, kind: .resolved, bot: bot, ruleID: rule.id, metric: rule.metric, level: rule.level,
+                          value: value, limit: rule.limit, summary: rule.summary, firedAt: Date(), at: Date())
+    }
+    func firingRules(bot: String) async throws -> Set<String> {
+        Set(firing.keys.filter { $0.hasPrefix(bot + "/") }.map { String($0.dropFirst(bot.count + 1)) })
+    }
+    func isSilenced(bot: String, metric: String) async throws -> Bool { false }
+}
+
+actor EventLog: AlertSink {
+    var events: [String] = []
+    func deliver(_ event: AlertEvent) async { events.append("\(event.bot)/\(event.ruleID)/\(event.kind.rawValue)") }
+}
+
+@Suite struct AlertEngineTests {
+    static func memory(_ v: Double, _ t: Int64) -> [FleetwatchProtocol.Series] {
+        [.init(name: "memory_usage_mb", kind: .gauge, timestamps: [t], values: [v])]
+    }
+
+    /// Two engines (two replicas) fed the same bot's data through one store notify once per transition.
+    @Test func twoEnginesOneStoreNotifyOnce() async {
+        let store = MemoryAlertStore()
+        let log = EventLog()
+        let engines = (0..<2).map { _ in
+            AlertEngine(store: store, sink: log, profiles: { _ in .standard }, logger: Logger(label: "t"))
+        }
+        for e in engines { Task { await e.run() } }
+        for (i, v) in [600.0, 650, 620, 100].enumerated() {
+            for e in engines { e.submit(bot: "b", series: Self.memory(v, Int64(i))) }
+            for e in engines { await e.drainForTests() }
+        }
+        #expect(await log.events == ["b/memory_usage_mb/fired", "b/memory_usage_mb/resolved"])
+    }
+}
