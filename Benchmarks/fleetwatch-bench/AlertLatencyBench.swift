@@ -69,7 +69,7 @@ struct AlertLatencyBench: AsyncParsableCommand {
             for i in 0..<transitions {
                 // Even: memory above 500 MB fires; odd: back under the hysteresis band resolves. Values are unique.
                 let fire = i % 2 == 0
-                let value = fire ? 600 + Double(i) : 100 + Double(i)
+                let value = fire ? 600 + Double(i) / 1000 : 100 + Double(i) / 1000
                 let now = Int64(Date().timeIntervalSince1970 * 1000)
                 let payload = BatchPayload(series: [Series(name: "memory_usage_mb", kind: .gauge, timestamps: [now], values: [value])])
                 let frame = Frame.batch(try BatchFrame.make(bootEpoch: 1, sequence: UInt64(i + 1), payload: payload)).encoded()

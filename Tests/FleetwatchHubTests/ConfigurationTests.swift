@@ -46,6 +46,10 @@ import Testing
         (#"{"dashbord": {"port": 8000}}"#, "dashbord"),
         (#"{"hub": {"heartbeat_interval": 0}}"#, "heartbeat_interval"),
         (#"{"hub": {"max_frame_bytes": -1}}"#, "max_frame_bytes"),
+        (#"{"thresholds": {"memory_usage": 400}}"#, "thresholds.memory_usage"),
+        (#"{"alerts": {"webhook_notifications": true}}"#, "webhook.url"),
+        (#"{"alerts": {"email": {"host": "h", "security": "ssl"}}}"#, "security"),
+        (#"{"alerts": {"sms": true}}"#, "alerts.sms"),
     ])
     func badFilesGiveAClearError(json: String, mentions: String) throws {
         let path = try Self.file(json)
