@@ -18,6 +18,8 @@ struct SimBotCommand: AsyncParsableCommand {
     @Option(help: "Share of trades that succeed (0–1).") var successRate = 0.95
     @Option(help: "Share of API calls that fail (0–1).") var apiErrorRate = 0.0008
     @Option(help: "Seconds between agent flushes.") var flushInterval = 1.0
+    @Option(help: "Simulated memory leak, MB per second (pushes memory_usage_mb over its threshold).") var memoryLeak = 0.0
+    @Option(help: "Simulated starting memory, MB.") var startMemory: Double?
     @Option(help: "Spool directory (a subdirectory per bot); none by default.") var spool: String?
     @Flag(help: "Report this process's real memory and CPU instead of simulated figures.") var realProcessMetrics = false
     @Option(help: "Stop after this many seconds (default: run until interrupted).") var duration: Double?
@@ -42,6 +44,8 @@ struct SimBotCommand: AsyncParsableCommand {
             rates.tradesPerSecond = tradeRate
             rates.successRate = successRate
             rates.apiErrorRate = apiErrorRate
+            rates.memoryLeakMBPerSecond = memoryLeak
+            rates.startMemoryMB = startMemory
             simulated.append(SimulatedBot(agent: agent, rates: rates, simulateResources: !realProcessMetrics))
         }
         print("running \(simulated.count) simulated bot(s) against \(hub)")

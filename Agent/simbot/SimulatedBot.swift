@@ -11,6 +11,10 @@ final class SimulatedBot: Sendable {
         var apiErrorRate = 0.0008
         var nonceFailureRate = 0.0005
         var reconnectsPerHour = 2.0
+        /// Simulated memory growth (a leak), MB per second.
+        var memoryLeakMBPerSecond = 0.0
+        /// Starting memory, MB (random 120–220 when nil).
+        var startMemoryMB: Double?
     }
 
     let agent: MonitorAgent
@@ -52,7 +56,7 @@ final class SimulatedBot: Sendable {
         var rng = SystemRandomNumberGenerator()
         var ok = 0.0, total = 0.0
         var pnl = 0.0, daily = 0.0
-        var mem = Double.random(in: 120...220, using: &rng), log = Double.random(in: 0.5...2, using: &rng)
+        var mem = rates.startMemoryMB ?? Double.random(in: 120...220, using: &rng), log = Double.random(in: 0.5...2, using: &rng)
         var orders = 0.0
         wsStatus.set("connected")
         balanceHealth.set("healthy")
@@ -99,7 +103,7 @@ final class SimulatedBot: Sendable {
                 balanceHealth.set(b > 1500 ? "degraded" : "healthy")
             }
             if simulateResources {
-                mem = max(80, mem + 0.02 * Self.gaussian(&rng) + 0.001)
+                mem = max(80, mem + 0.02 * Self.gaussian(&rng) + 0.001 + rates.memoryLeakMBPerSecond * tick)
                 memory.set((mem * 10).rounded() / 10)
                 cpu.set((max(0.1, 3 + 1.5 * Self.gaussian(&rng)) * 10).rounded() / 10)
                 log += 0.00002

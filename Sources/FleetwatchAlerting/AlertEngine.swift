@@ -34,7 +34,7 @@ public actor AlertEngine {
     private nonisolated let inputContinuation: AsyncStream<(String, [Series])>.Continuation
 
     public init(store: any AlertStore, sink: any AlertSink, profiles: @escaping ProfileSource, cooldowns: Cooldowns = Cooldowns(),
-                profileTTLMs: Int64 = 2_000, noDataRule: Rule? = nil, noDataMs: Int64 = 120_000, logger: Logger) {
+                profileTTLMs: Int64 = 30_000, noDataRule: Rule? = nil, noDataMs: Int64 = 120_000, logger: Logger) {
         self.noDataRule = noDataRule
         self.noDataMs = noDataMs
         (input, inputContinuation) = AsyncStream.makeStream(of: (String, [Series]).self)
@@ -76,6 +76,15 @@ public actor AlertEngine {
             bots[bot]?.firing.remove(rule.id)
         } catch {
             logger.error("alerting: cannot resolve \(rule.id) of \(bot): \(String(reflecting: error))")
+        }
+    }
+
+    /// Forgets cached rules of `bot` (every bot when nil): the next batch reads them again.
+    public func invalidate(bot: String?) {
+        if let bot {
+            bots[bot]?.loadedAtMs = Int64.min / 2
+        } else {
+            for key in bots.keys { bots[key]?.loadedAtMs = Int64.min / 2 }
         }
     }
 

@@ -14,18 +14,29 @@ public struct ThresholdProfile: Sendable, Equatable, Codable {
     /// The rule with `id`, if any.
     public func rule(_ id: String) -> Rule? { rules.first { $0.id == id } }
 
-    /// This profile with `overrides` (threshold key → limit) applied; unknown keys are returned as errors.
+    /// This profile with `overrides` applied: `rule_id` → limit, `rule_id.hysteresis` → hysteresis.
+    /// Unknown keys are returned.
     public func overriding(_ overrides: [String: Double]) -> (profile: ThresholdProfile, unknown: [String]) {
         var copy = self
         var unknown: [String] = []
         for (key, value) in overrides.sorted(by: { $0.key < $1.key }) {
-            if let i = copy.rules.firstIndex(where: { $0.id == key }) {
-                copy.rules[i].limit = value
-            } else {
+            let isHysteresis = key.hasSuffix(Self.hysteresisSuffix)
+            let id = isHysteresis ? String(key.dropLast(Self.hysteresisSuffix.count)) : key
+            guard let i = copy.rules.firstIndex(where: { $0.id == id }), !(isHysteresis && value < 0) else {
                 unknown.append(key)
+                continue
             }
+            if isHysteresis { copy.rules[i].hysteresis = value } else { copy.rules[i].limit = value }
         }
         return (copy, unknown)
+    }
+
+    /// Suffix of an override key that sets a rule's hysteresis instead of its limit.
+    public static let hysteresisSuffix = ".hysteresis"
+
+    /// Whether `key` names a rule limit or a rule's hysteresis.
+    public static func isOverrideKey(_ key: String) -> Bool {
+        standard.overriding([key: 0]).unknown.isEmpty
     }
 
     /// The reference system's default thresholds.

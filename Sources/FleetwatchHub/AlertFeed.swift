@@ -102,3 +102,31 @@ struct PostgresNotificationLedger: NotificationLedger {
         }
     }
 }
+
+/// Listens for threshold changes from any replica and makes the local alert engine re-read the rules,
+/// so a change applies to the next batch.
+struct ThresholdChangeListener: Service {
+    let client: PostgresClient
+    let engine: AlertEngine
+    let logger: Logger
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    try await client.withConnection { conn in
+                        try await conn.listen(on: ThresholdAdmin.channel) { notifications in
+                            for try await n in notifications {
+                                await engine.invalidate(bot: n.payload == "*" ? nil : n.payload)
+                            }
+                        }
+                    }
+                } catch {
+                    if Task.isCancelled { return }
+                    logger.warning("threshold listener: listen failed, retrying: \(String(reflecting: error))")
+                    try? await Task.sleep(for: .seconds(1))
+                }
+            }
+        }
+    }
+}

@@ -152,7 +152,7 @@ struct AlertRoutes: Sendable {
             let update = try await request.decode(as: ProfileUpdate.self, context: context)
             let base = update.base ?? (ThresholdProfile.builtIn[name] != nil ? name : "default")
             guard ThresholdProfile.builtIn[base] != nil else { throw HTTPError(.badRequest, message: "base must be default, production or development") }
-            let unknown = update.limits.keys.filter { ThresholdProfile.standard.rule($0) == nil }
+            let unknown = update.limits.keys.filter { !ThresholdProfile.isOverrideKey($0) }
             guard unknown.isEmpty else { throw HTTPError(.badRequest, message: "unknown thresholds: \(unknown.sorted().joined(separator: ", "))") }
             let admin = ThresholdAdmin(client: client, logger: logger)
             try await admin.upsertProfile(name: name, base: base, limits: update.limits,

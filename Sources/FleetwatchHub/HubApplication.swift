@@ -50,7 +50,10 @@ public struct HubApplication: Sendable {
         let app = makeApplication(client: client, store: store, alerting: alerting, onListening: onListening)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: partitions), .init(service: alerting.listener)]
         if let watcher = alerting.watcher { services.append(.init(service: watcher)) }
-        if let engine = alerting.engine { services.append(.init(service: AlertEngineService(engine: engine))) }
+        if let engine = alerting.engine {
+            services.append(.init(service: AlertEngineService(engine: engine)))
+            services.append(.init(service: ThresholdChangeListener(client: client, engine: engine, logger: logger)))
+        }
         services.append(.init(service: app))
         let group = ServiceGroup(configuration: .init(
             services: services,

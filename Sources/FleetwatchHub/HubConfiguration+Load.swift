@@ -121,7 +121,7 @@ extension HubConfiguration {
         try require(["plain", "starttls", "tls"].contains(alerts.emailSecurity), "alerts.email.security must be plain, starttls or tls")
         try require(["INFO", "WARNING", "CRITICAL"].contains(alerts.emailMinimumLevel), "alerts.email.min_level must be INFO, WARNING or CRITICAL")
         try require(alerts.noDataSeconds >= 5, "alerts.no_data_seconds must be at least 5")
-        for key in thresholds.keys.sorted() where ThresholdProfile.standard.rule(key) == nil {
+        for key in thresholds.keys.sorted() where !ThresholdProfile.isOverrideKey(key) {
             throw ConfigurationError("\(source): unknown threshold \"thresholds.\(key)\" (known: \(ThresholdProfile.standard.rules.map(\.id).joined(separator: ", ")))")
         }
         try require(alerts.cooldownInfo >= 0 && alerts.cooldownWarning >= 0 && alerts.cooldownCritical >= 0, "alerts.cooldowns must be ≥ 0")

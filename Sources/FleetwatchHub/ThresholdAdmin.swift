@@ -9,6 +9,14 @@ struct ThresholdAdmin: Sendable {
     let client: PostgresClient
     let logger: Logger
 
+    /// The NOTIFY channel that tells every replica's alert engine to re-read rules.
+    static let channel = "fleetwatch_thresholds"
+
+    /// Tells every replica that `bot`'s rules (every bot's, for "*") changed.
+    func announce(_ bot: String) async throws {
+        try await client.query("SELECT pg_notify(\(Self.channel), \(bot))", logger: logger)
+    }
+
     /// A configuration file's `thresholds` become the profile `custom` (the default rule set with those limits).
     func applyConfigurationProfile(_ configuration: HubConfiguration) async throws {
         guard !configuration.thresholds.isEmpty else { return }
@@ -25,6 +33,7 @@ struct ThresholdAdmin: Sendable {
             ON CONFLICT (name) DO UPDATE SET base = EXCLUDED.base, limits = EXCLUDED.limits,
                 enable_emergency_shutdown = EXCLUDED.enable_emergency_shutdown, updated_at = now()
             """, logger: logger)
+        try await announce("*")
     }
 
     /// Every profile with its effective rules.
@@ -43,8 +52,7 @@ struct ThresholdAdmin: Sendable {
 
     /// Sets overrides for one bot; returns unknown rule ids (nothing is written if any is unknown).
     func setOverrides(bot: String, limits: [String: Double], by: String) async throws -> [String] {
-        let known = Set(ThresholdProfile.standard.rules.map(\.id))
-        let unknown = limits.keys.filter { !known.contains($0) }.sorted()
+        let unknown = limits.keys.filter { !ThresholdProfile.isOverrideKey($0) }.sorted()
         guard unknown.isEmpty else { return unknown }
         let ids = Array(limits.keys), values = ids.map { limits[$0]! }
         try await client.query("""
@@ -53,6 +61,7 @@ struct ThresholdAdmin: Sendable {
             WHERE b.name = \(bot)
             ON CONFLICT (bot_id, rule_id) DO UPDATE SET limit_value = EXCLUDED.limit_value, updated_at = now(), updated_by = EXCLUDED.updated_by
             """, logger: logger)
+        try await announce(bot)
         return []
     }
 
@@ -60,6 +69,7 @@ struct ThresholdAdmin: Sendable {
         try await client.query("""
             DELETE FROM bot_thresholds t USING bots b WHERE b.id = t.bot_id AND b.name = \(bot) AND t.rule_id = \(rule)
             """, logger: logger)
+        try await announce(bot)
     }
 
     /// Moves a bot to another profile; false if the bot or profile does not exist.
@@ -68,7 +78,10 @@ struct ThresholdAdmin: Sendable {
             UPDATE bots SET profile = \(profile) WHERE name = \(bot) AND EXISTS (SELECT 1 FROM threshold_profiles WHERE name = \(profile))
             RETURNING id
             """, logger: logger)
-        for try await _ in rows.decode(Int32.self) { return true }
+        for try await _ in rows.decode(Int32.self) {
+            try await announce(bot)
+            return true
+        }
         return false
     }
 }

@@ -85,8 +85,10 @@ import Testing
         #expect(ThresholdProfile.development.rule("memory_usage_mb")?.limit == 600)
         #expect(ThresholdProfile.development.rule("daily_pnl_loss_limit")?.limit == -100)
         #expect(!ThresholdProfile.development.enableEmergencyShutdown)
-        let (custom, unknown) = ThresholdProfile.standard.overriding(["memory_usage_mb": 450, "nope": 1])
+        let (custom, unknown) = ThresholdProfile.standard.overriding(["memory_usage_mb": 450, "nope": 1,
+                                                                      "daily_pnl_loss_limit.hysteresis": 5])
         #expect(custom.rule("memory_usage_mb")?.limit == 450)
+        #expect(custom.rule("daily_pnl_loss_limit")?.hysteresis == 5)
         #expect(unknown == ["nope"])
     }
 }

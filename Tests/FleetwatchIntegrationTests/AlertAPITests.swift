@@ -47,7 +47,7 @@ struct AlertAPITests {
         #expect(body.contains(#""limit":100"#))
         let (bad, _) = try await Self.http("PUT", port: hub.port, path: "/api/bots/api-bot/thresholds", body: #"{"no_such_rule": 1}"#)
         #expect(bad == 400)
-        try await Task.sleep(for: .milliseconds(2100))   // the engine re-reads a bot's rules every 2 s
+        try await Task.sleep(for: .milliseconds(200))   // the change reaches the engine through NOTIFY
         try await AlertEndToEndTests.send(agent, memory: 150)
         #expect(try await eventually { await receiver.events("fired").count == 1 })
 

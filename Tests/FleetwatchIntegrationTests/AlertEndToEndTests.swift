@@ -210,3 +210,29 @@ struct EmailAlertTests {
         await hub.kill(SIGTERM)
     }
 }
+
+/// The simulated bot program with a memory leak, against a real hub: the memory alert reaches the webhook.
+@Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
+struct SimulatedBotAlertTests {
+    @Test(.timeLimit(.minutes(3)))
+    func leakingSimulatedBotRaisesTheMemoryAlert() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["leaky"], token: "secret", in: db)
+        let receiver = WebhookReceiver(failFirst: 0)
+        let (webhookPort, server) = try await receiver.start()
+        defer { server.cancel() }
+        let hub = try HubUnderTest(database: db)
+        try await hub.start(extra: ["--config", try AlertEndToEndTests.config(webhookPort: webhookPort)])
+        let dir = ProcessInfo.processInfo.environment["FLEETWATCH_TEST_ARTIFACTS"] ?? NSTemporaryDirectory()
+        let bot = try ChildProcess(builtExecutable("fleetwatch-simbot"),
+                                   ["--hub", hub.agentURL, "--bot-id", "leaky", "--token", "secret", "--trade-rate", "20",
+                                    "--flush-interval", "0.2", "--start-memory", "480", "--memory-leak", "20"],
+                                   logPath: "\(dir)/\(db.url.database)-simbot.log")
+        defer { kill(bot.pid, SIGKILL) }
+        #expect(try await eventually(.seconds(60)) {
+            await receiver.events("fired").contains { $0.json["rule"] == "memory_usage_mb" && $0.json["bot"] == "leaky" }
+        })
+        await bot.stop(signal: SIGKILL)
+        await hub.kill(SIGTERM)
+    }
+}
