@@ -58,26 +58,26 @@ struct DashboardNotifier: Notifier {
     }
 }
 
-/// Listens for alert events from all replicas and fills the local feed; reconnects if the listen fails.
-struct AlertFeedListener: Service {
+/// Listens on a PostgreSQL NOTIFY channel and hands every payload to `handle`; listens again after a
+/// failure (the tables stay the truth, so a missed notification only delays an update).
+struct NotificationListener: Service {
     let client: PostgresClient
-    let feed: AlertFeed
+    let channel: String
     let logger: Logger
+    let handle: @Sendable (String) async -> Void
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {
                     try await client.withConnection { conn in
-                        try await conn.listen(on: AlertFeed.channel) { notifications in
-                            for try await n in notifications {
-                                if let event = AlertFeed.decode(n.payload) { await feed.append(event) }
-                            }
+                        try await conn.listen(on: channel) { notifications in
+                            for try await n in notifications { await handle(n.payload) }
                         }
                     }
                 } catch {
                     if Task.isCancelled { return }
-                    logger.warning("alert feed: listen failed, retrying: \(String(reflecting: error))")
+                    logger.warning("listening on \(channel) failed, retrying: \(String(reflecting: error))")
                     try? await Task.sleep(for: .seconds(1))
                 }
             }
@@ -99,34 +99,6 @@ struct PostgresNotificationLedger: NotificationLedger {
                 """, logger: logger)
         } catch {
             logger.error("notification ledger: cannot record \(channel) attempt \(attempt) of alert \(event.alertID): \(String(reflecting: error))")
-        }
-    }
-}
-
-/// Listens for threshold changes from any replica and makes the local alert engine re-read the rules,
-/// so a change applies to the next batch.
-struct ThresholdChangeListener: Service {
-    let client: PostgresClient
-    let engine: AlertEngine
-    let logger: Logger
-
-    func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                do {
-                    try await client.withConnection { conn in
-                        try await conn.listen(on: ThresholdAdmin.channel) { notifications in
-                            for try await n in notifications {
-                                await engine.invalidate(bot: n.payload == "*" ? nil : n.payload)
-                            }
-                        }
-                    }
-                } catch {
-                    if Task.isCancelled { return }
-                    logger.warning("threshold listener: listen failed, retrying: \(String(reflecting: error))")
-                    try? await Task.sleep(for: .seconds(1))
-                }
-            }
         }
     }
 }

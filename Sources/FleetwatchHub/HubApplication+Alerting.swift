@@ -11,7 +11,7 @@ extension HubApplication {
         let engine: AlertEngine?
         let dispatcher: Dispatcher
         let feed: AlertFeed
-        let listener: AlertFeedListener
+        let listener: NotificationListener
         let watcher: SilentBotWatcher?
     }
 
@@ -58,7 +58,10 @@ extension HubApplication {
                                interval: .milliseconds(max(1000, noDataMs / 4)), logger: logger)
             : nil
         return Alerting(engine: engine, dispatcher: dispatcher, feed: feed,
-                        listener: AlertFeedListener(client: client, feed: feed, logger: logger), watcher: watcher)
+                        listener: NotificationListener(client: client, channel: AlertFeed.channel, logger: logger) { payload in
+                            if let event = AlertFeed.decode(payload) { await feed.append(event) }
+                        },
+                        watcher: watcher)
     }
 }
 

@@ -52,7 +52,10 @@ public struct HubApplication: Sendable {
         if let watcher = alerting.watcher { services.append(.init(service: watcher)) }
         if let engine = alerting.engine {
             services.append(.init(service: AlertEngineService(engine: engine)))
-            services.append(.init(service: ThresholdChangeListener(client: client, engine: engine, logger: logger)))
+            // Threshold changes from any replica: re-read the rules before the next batch.
+            services.append(.init(service: NotificationListener(client: client, channel: ThresholdAdmin.channel, logger: logger) { bot in
+                await engine.invalidate(bot: bot == "*" ? nil : bot)
+            }))
         }
         services.append(.init(service: app))
         let group = ServiceGroup(configuration: .init(

@@ -1,4 +1,5 @@
 import FleetwatchAlerting
+import FleetwatchStorage
 import Foundation
 import Logging
 import PostgresNIO
@@ -42,7 +43,7 @@ struct ThresholdAdmin: Sendable {
                                           logger: logger)
         var out: [ThresholdProfile] = []
         for try await (name, base, limits, shutdown) in rows.decode((String, String, String, Bool).self) {
-            var p = (ThresholdProfile.builtIn[base] ?? .standard).overriding(PostgresProfileSourceDecoding.decode(limits)).profile
+            var p = (ThresholdProfile.builtIn[base] ?? .standard).overriding(PostgresProfileSource.decode(limits)).profile
             p.name = name
             p.enableEmergencyShutdown = shutdown
             out.append(p)
@@ -83,11 +84,5 @@ struct ThresholdAdmin: Sendable {
             return true
         }
         return false
-    }
-}
-
-enum PostgresProfileSourceDecoding {
-    static func decode(_ json: String) -> [String: Double] {
-        (try? JSONDecoder().decode([String: Double].self, from: Data(json.utf8))) ?? [:]
     }
 }

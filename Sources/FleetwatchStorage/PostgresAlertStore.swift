@@ -106,7 +106,8 @@ public struct PostgresProfileSource: Sendable {
         return .standard
     }
 
-    static func decode(_ json: String) -> [String: Double] {
+    /// A JSON object of numbers (a profile's `limits`), empty if malformed.
+    public static func decode(_ json: String) -> [String: Double] {
         (try? JSONDecoder().decode([String: Double].self, from: Data(json.utf8))) ?? [:]
     }
 }
