@@ -16,7 +16,8 @@ struct SimBotCommand: AsyncParsableCommand {
     @Option(help: "The bot token (the same for every bot of this process).") var token: String
     @Option(help: "Trades per second per bot.") var tradeRate = 2.0
     @Option(help: "Share of trades that succeed (0–1).") var successRate = 0.95
-    @Option(help: "Share of API calls that fail (0–1).") var apiErrorRate = 0.0008
+    @Option(help: "Share of API calls that fail (0–1).") var apiErrorRate = 0.0003
+    @Option(help: "Nonces generated per second per bot.") var nonceRate = 2500.0
     @Option(help: "Seconds between agent flushes.") var flushInterval = 1.0
     @Option(help: "Simulated memory leak, MB per second (pushes memory_usage_mb over its threshold).") var memoryLeak = 0.0
     @Option(help: "Simulated starting memory, MB.") var startMemory: Double?
@@ -44,6 +45,7 @@ struct SimBotCommand: AsyncParsableCommand {
             rates.tradesPerSecond = tradeRate
             rates.successRate = successRate
             rates.apiErrorRate = apiErrorRate
+            rates.noncesPerSecond = nonceRate
             rates.memoryLeakMBPerSecond = memoryLeak
             rates.startMemoryMB = startMemory
             simulated.append(SimulatedBot(agent: agent, rates: rates, simulateResources: !realProcessMetrics))

@@ -8,7 +8,9 @@ final class SimulatedBot: Sendable {
     struct Rates: Sendable {
         var tradesPerSecond = 2.0
         var successRate = 0.95
-        var apiErrorRate = 0.0008
+        var apiErrorRate = 0.0003
+        /// Nonces generated per second (every signed exchange request and websocket subscription takes one).
+        var noncesPerSecond = 2500.0
         var nonceFailureRate = 0.0005
         var reconnectsPerHour = 2.0
         /// Simulated memory growth (a leak), MB per second.
@@ -67,7 +69,7 @@ final class SimulatedBot: Sendable {
             // A trade: a few API calls, a nonce each, an execution time, an outcome.
             let calls = Int64.random(in: 1...3, using: &rng)
             apiCalls.increment(by: calls)
-            nonces.increment(by: calls)
+            nonces.increment(by: Int64(rates.noncesPerSecond * tick * Double.random(in: 0.9...1.1, using: &rng)))
             for _ in 0..<calls where Double.random(in: 0..<1, using: &rng) < rates.apiErrorRate { apiErrors.increment() }
             if Double.random(in: 0..<1, using: &rng) < rates.nonceFailureRate { nonceFailures.increment() }
             let ms = max(5, 80 + 60 * Self.gaussian(&rng) + (Double.random(in: 0..<1, using: &rng) < 0.01 ? 2000 : 0))

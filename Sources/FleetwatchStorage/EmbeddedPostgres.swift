@@ -16,7 +16,10 @@ public struct EmbeddedPostgres: Sendable {
     let logger: Logger
 
     public init(dataDirectory: String, port: Int = 0, binDirectory: String? = nil, logger: Logger) {
-        self.dataDirectory = (dataDirectory as NSString).standardizingPath
+        // Absolute: PostgreSQL runs in its data directory, so relative paths (socket, log) would break.
+        let absolute = dataDirectory.hasPrefix("/") ? dataDirectory
+            : FileManager.default.currentDirectoryPath + "/" + dataDirectory
+        self.dataDirectory = (absolute as NSString).standardizingPath
         self.port = port
         self.binDirectory = binDirectory
         self.logger = logger
