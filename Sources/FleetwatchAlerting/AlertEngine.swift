@@ -14,6 +14,9 @@ public actor AlertEngine {
         var firing: Set<String>
         var loadedAtMs: Int64
         var lastBatchMs: Int64
+        /// When a still-breached alert may next be due for a repeat (checked locally first, so a breach that
+        /// lasts costs a database statement per cooldown, not per batch).
+        var nextRepeatCheckMs: [String: Int64] = [:]
     }
 
     let store: any AlertStore
@@ -127,15 +130,22 @@ public actor AlertEngine {
                 let firing = state.firing.contains(rule.id)
                 let breached = AlertTracker.breached(rule, value: o.value, firing: firing)
                 var event: AlertEvent?
+                let cooldown = cooldowns.ms(for: rule.level)
                 if breached && !firing {
                     event = try await store.fire(bot: bot, rule: rule, value: o.value, state: o.state)
                     state.firing.insert(rule.id)
+                    state.nextRepeatCheckMs[rule.id] = now + cooldown
                 } else if breached {
-                    event = try await store.repeatIfDue(bot: bot, rule: rule, value: o.value, state: o.state,
-                                                       cooldownMs: cooldowns.ms(for: rule.level))
+                    if now >= state.nextRepeatCheckMs[rule.id, default: 0] {
+                        event = try await store.repeatIfDue(bot: bot, rule: rule, value: o.value, state: o.state,
+                                                           cooldownMs: cooldown)
+                        // Not due in the store (another replica notified lately): look again a little later.
+                        state.nextRepeatCheckMs[rule.id] = now + (event == nil ? max(cooldown / 10, 1000) : cooldown)
+                    }
                 } else if firing {
                     event = try await store.resolve(bot: bot, rule: rule, value: o.value, state: o.state)
                     state.firing.remove(rule.id)
+                    state.nextRepeatCheckMs[rule.id] = nil
                 }
                 if var e = event {
                     e.silenced = try await store.isSilenced(bot: bot, metric: rule.metric)
