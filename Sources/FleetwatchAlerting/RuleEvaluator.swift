@@ -16,18 +16,38 @@ public struct Observation: Sendable, Equatable {
 public struct RuleEvaluator: Sendable {
     public private(set) var profile: ThresholdProfile
     private var counters: [String: CounterWindow] = [:]
+    /// Counters the rate and ratio rules read, and every metric any rule reads (computed once per profile).
+    private var counterNames: Set<String> = []
+    private var ruleMetrics: Set<String> = []
 
     public init(profile: ThresholdProfile) {
         self.profile = profile
+        index()
     }
 
     /// Switches to new thresholds (counter history is kept).
-    public mutating func update(profile: ThresholdProfile) { self.profile = profile }
+    public mutating func update(profile: ThresholdProfile) {
+        self.profile = profile
+        index()
+    }
+
+    private mutating func index() {
+        var counters = Set<String>(), metrics = Set<String>()
+        for r in profile.rules {
+            switch r.kind {
+            case .rateAbove(let c, _, _), .rateBelow(let c, _, _): counters.insert(c)
+            case .ratioAbove(let n, let d, _): counters.insert(n); counters.insert(d)
+            case .above(let m), .below(let m), .stateNot(let m, _): metrics.insert(m)
+            }
+        }
+        counterNames = counters
+        ruleMetrics = metrics.union(counters)
+    }
 
     /// Reads `series` (one batch) and returns an observation for each rule with data in it.
     public mutating func evaluate(_ series: [Series]) -> [Observation] {
         var byName: [String: Series] = [:]
-        for s in series { byName[s.name] = s }
+        for s in series where ruleMetrics.contains(s.name) { byName[s.name] = s }
         for s in series where s.kind == .counter && counterNames.contains(s.name) {
             var w = counters[s.name] ?? CounterWindow(keepMs: longestWindowMs(for: s.name))
             for (t, v) in zip(s.timestamps, s.values) { w.add(ms: t, value: v) }
@@ -66,18 +86,6 @@ public struct RuleEvaluator: Sendable {
             let num = counters[n]?.increase(windowMs: Int64(window) * 1000, nowMs: t)?.amount ?? 0
             return Observation(ruleID: rule.id, value: num / den.amount * 100, atMs: t)
         }
-    }
-
-    private var counterNames: Set<String> {
-        var names = Set<String>()
-        for r in profile.rules {
-            switch r.kind {
-            case .rateAbove(let c, _, _), .rateBelow(let c, _, _): names.insert(c)
-            case .ratioAbove(let n, let d, _): names.insert(n); names.insert(d)
-            default: break
-            }
-        }
-        return names
     }
 
     private func longestWindowMs(for counter: String) -> Int64 {
