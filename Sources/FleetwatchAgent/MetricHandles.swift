@@ -27,7 +27,7 @@ public final class GaugeHandle: Sendable {
     @usableFromInline let bits = Atomic<UInt64>(GaugeHandle.unset)
     @usableFromInline let invalid: Atomic<Int64>
 
-    init(name: String, invalid: Atomic<Int64>.Type = Atomic<Int64>.self) {
+    init(name: String) {
         self.name = name
         self.invalid = Atomic<Int64>(0)
     }

@@ -9,7 +9,6 @@ public final class MetricRegistry: Sendable {
         var gauges: [String: GaugeHandle] = [:]
         var durations: [String: DurationHandle] = [:]
         var states: [String: StateHandle] = [:]
-        var names: [String: MetricKind] = [:]
     }
     let handles = Mutex(Handles())
     let durationCapacity: Int
@@ -30,30 +29,29 @@ public final class MetricRegistry: Sendable {
     }
 
     func counter(_ name: String) -> CounterHandle {
-        handle(name, .counter, \.counters) { CounterHandle(name: $0) }
+        handle(name, \.counters) { CounterHandle(name: $0) }
     }
 
     func gauge(_ name: String) -> GaugeHandle {
-        handle(name, .gauge, \.gauges) { GaugeHandle(name: $0) }
+        handle(name, \.gauges) { GaugeHandle(name: $0) }
     }
 
     func duration(_ name: String) -> DurationHandle {
-        handle(name, .duration, \.durations) { [durationCapacity] in DurationHandle(name: $0, capacity: durationCapacity) }
+        handle(name, \.durations) { [durationCapacity] in DurationHandle(name: $0, capacity: durationCapacity) }
     }
 
     func state(_ name: String) -> StateHandle {
-        handle(name, .state, \.states) { StateHandle(name: $0) }
+        handle(name, \.states) { StateHandle(name: $0) }
     }
 
     /// The handle named `name` in `table`, created with `make` on first use.
-    private func handle<H: Sendable>(_ name: String, _ kind: MetricKind, _ table: WritableKeyPath<Handles, [String: H]>,
+    private func handle<H: Sendable>(_ name: String, _ table: WritableKeyPath<Handles, [String: H]>,
                            make: (String) -> H) -> H {
         let name = Self.sanitize(name)
         return handles.withLock { h in
             if let existing = h[keyPath: table][name] { return existing }
             let created = make(name)
             h[keyPath: table][name] = created
-            h.names[name] = kind
             return created
         }
     }

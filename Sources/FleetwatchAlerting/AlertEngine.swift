@@ -72,16 +72,6 @@ public actor AlertEngine {
         Task { await self.drain(bot) }
     }
 
-    /// Resolves `ruleID` for `bot` (used when a silent bot reports again).
-    public func clear(bot: String, rule: Rule) async {
-        do {
-            if let event = try await store.resolve(bot: bot, rule: rule, value: 0, state: nil) { await sink.deliver(event) }
-            bots[bot]?.firing.remove(rule.id)
-        } catch {
-            logger.error("alerting: cannot resolve \(rule.id) of \(bot): \(String(reflecting: error))")
-        }
-    }
-
     /// Forgets cached rules of `bot` (every bot when nil): the next batch reads them again.
     public func invalidate(bot: String?) {
         if let bot {

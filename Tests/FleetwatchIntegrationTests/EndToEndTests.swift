@@ -51,16 +51,29 @@ struct EndToEndTests {
         #expect(ledgerRows == [Int64(sealed.count)])
     }
 
+    /// A fresh database with `bots` registered, a running hub, and one running agent per bot.
+    struct Fleet {
+        let db: TestDatabase
+        let hub: HubUnderTest
+        let ledger = SealedLedger()
+        let agents: [MonitorAgent]
+        let tasks: [Task<Void, any Error>]
+
+        init(bots: [String]) async throws {
+            db = try await TestDatabase.create()
+            try await registerBots(bots, token: "secret", in: db)
+            hub = try HubUnderTest(database: db)
+            try await hub.start()
+            let (hub, ledger) = (hub, ledger)
+            agents = try bots.map { try EndToEndTests.agent($0, hub: hub.agentURL, ledger: ledger) }
+            tasks = agents.map { a in Task { try await a.run() } }
+        }
+    }
+
     @Test(.timeLimit(.minutes(3)))
     func severalAgentsStoreExactlyWhatTheySent() async throws {
-        let db = try await TestDatabase.create()
-        let bots = ["e2e-1", "e2e-2", "e2e-3"]
-        try await registerBots(bots, token: "secret", in: db)
-        let hub = try HubUnderTest(database: db)
-        try await hub.start()
-        let ledger = SealedLedger()
-        let agents = try bots.map { try Self.agent($0, hub: hub.agentURL, ledger: ledger) }
-        let tasks = agents.map { a in Task { try await a.run() } }
+        let fleet = try await Fleet(bots: ["e2e-1", "e2e-2", "e2e-3"])
+        let (db, hub, ledger, agents, tasks) = (fleet.db, fleet.hub, fleet.ledger, fleet.agents, fleet.tasks)
         for round in 0..<40 {
             for a in agents { await Self.trade(a, round: round) }
             try await Task.sleep(for: .milliseconds(20))
@@ -75,14 +88,8 @@ struct EndToEndTests {
     /// The hub is SIGKILLed twice while agents stream, then restarted: nothing lost, nothing duplicated.
     @Test(.timeLimit(.minutes(4)))
     func hubKilledMidStreamLosesAndDuplicatesNothing() async throws {
-        let db = try await TestDatabase.create()
-        let bots = (1...4).map { "kill-\($0)" }
-        try await registerBots(bots, token: "secret", in: db)
-        let hub = try HubUnderTest(database: db)
-        try await hub.start()
-        let ledger = SealedLedger()
-        let agents = try bots.map { try Self.agent($0, hub: hub.agentURL, ledger: ledger) }
-        let tasks = agents.map { a in Task { try await a.run() } }
+        let fleet = try await Fleet(bots: (1...4).map { "kill-\($0)" })
+        let (db, hub, ledger, agents, tasks) = (fleet.db, fleet.hub, fleet.ledger, fleet.agents, fleet.tasks)
         for round in 0..<90 {
             if round == 30 || round == 60 {
                 await hub.kill(SIGKILL)
