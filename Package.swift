@@ -58,6 +58,7 @@ let package = Package(
             resources: [
                 .embedInCode("migrations/V0001__foundation.sql"),
                 .embedInCode("migrations/V0002__alerts.sql"),
+                .embedInCode("migrations/V0003__commands.sql"),
             ]
         ),
         // Storage: PostgreSQL schema migrations, batch writer, bot registry, embedded cluster.

@@ -14,6 +14,7 @@ public enum Schema {
     public static let migrations: [Migration] = [
         Migration(version: 1, name: "foundation", sql: decode(PackageResources.V0001__foundation_sql)),
         Migration(version: 2, name: "alerts", sql: decode(PackageResources.V0002__alerts_sql)),
+        Migration(version: 3, name: "commands", sql: decode(PackageResources.V0003__commands_sql)),
     ]
 
     /// The latest version this build knows.

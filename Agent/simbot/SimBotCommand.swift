@@ -23,6 +23,9 @@ struct SimBotCommand: AsyncParsableCommand {
     @Option(help: "Simulated starting memory, MB.") var startMemory: Double?
     @Option(help: "Spool directory (a subdirectory per bot); none by default.") var spool: String?
     @Flag(help: "Report this process's real memory and CPU instead of simulated figures.") var realProcessMetrics = false
+    @Flag(help: "Let emergency stops that ask for it close the simulated positions.") var allowLiquidation = false
+    @Option(help: "Declare an emergency from the bot itself after this many seconds (demonstrates bot-initiated stops).")
+    var declareEmergencyAfter: Double?
     @Option(help: "Stop after this many seconds (default: run until interrupted).") var duration: Double?
     @Option(help: "trace, debug, info, notice, warning, error.") var logLevel = "notice"
 
@@ -48,7 +51,10 @@ struct SimBotCommand: AsyncParsableCommand {
             rates.noncesPerSecond = nonceRate
             rates.memoryLeakMBPerSecond = memoryLeak
             rates.startMemoryMB = startMemory
-            simulated.append(SimulatedBot(agent: agent, rates: rates, simulateResources: !realProcessMetrics))
+            let bot = SimulatedBot(agent: agent, rates: rates, simulateResources: !realProcessMetrics)
+            await agent.setEmergencyHandler(SimulatedEmergencyHandler(bot: id, exchange: bot.exchange,
+                                                                      liquidationEnabled: allowLiquidation))
+            simulated.append(bot)
         }
         print("running \(simulated.count) simulated bot(s) against \(hub)")
         let bots = simulated
@@ -56,6 +62,13 @@ struct SimBotCommand: AsyncParsableCommand {
             for bot in bots {
                 group.addTask { try? await bot.agent.run() }
                 group.addTask { await bot.run() }
+                if let after = declareEmergencyAfter {
+                    group.addTask {
+                        try? await Task.sleep(for: .milliseconds(Int64(after * 1000)))
+                        guard !Task.isCancelled else { return }
+                        await bot.agent.declareEmergency(reason: "simulated exchange outage detected by the bot")
+                    }
+                }
             }
             if let duration {
                 group.addTask { try? await Task.sleep(for: .milliseconds(Int64(duration * 1000))) }

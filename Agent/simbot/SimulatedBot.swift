@@ -24,11 +24,15 @@ final class SimulatedBot: Sendable {
     let trades, tradesFailed, apiCalls, apiErrors, nonces, nonceFailures, reconnects: CounterHandle
     let successRate, totalPnl, dailyPnl, memory, cpu, logSize, latency, openOrders, positions: GaugeHandle
     let tradeTime, balanceTime: DurationHandle
-    let wsStatus, balanceHealth: StateHandle
+    let wsStatus, balanceHealth, mode: StateHandle
+    let tradingEnabled: GaugeHandle
     let simulateResources: Bool
+    let exchange = SimulatedExchange()
 
     init(agent: MonitorAgent, rates: Rates, simulateResources: Bool) {
         self.agent = agent
+        mode = agent.state("bot_mode")
+        tradingEnabled = agent.gauge("trading_enabled")
         self.rates = rates
         self.simulateResources = simulateResources
         trades = agent.counter("trades_executed")
@@ -59,13 +63,19 @@ final class SimulatedBot: Sendable {
         var ok = 0.0, total = 0.0
         var pnl = 0.0, daily = 0.0
         var mem = rates.startMemoryMB ?? Double.random(in: 120...220, using: &rng), log = Double.random(in: 0.5...2, using: &rng)
-        var orders = 0.0
         wsStatus.set("connected")
         balanceHealth.set("healthy")
         let tick = 1.0 / max(rates.tradesPerSecond, 0.01)
         var sinceBalance = 0.0
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(Int64(tick * 1000)))
+            let trading = await exchange.trade(using: &rng)
+            let emergency = await exchange.emergencyMode
+            mode.set(emergency ? "emergency" : trading ? "trading" : "halted")
+            tradingEnabled.set(trading ? 1 : 0)
+            openOrders.set(Double(await exchange.orders.count))
+            positions.set(Double(await exchange.positions.values.filter { abs($0) > 1e-9 }.count))
+            guard trading else { continue }   // stopped: keeps reporting, no longer trades
             // A trade: a few API calls, a nonce each, an execution time, an outcome.
             let calls = Int64.random(in: 1...3, using: &rng)
             apiCalls.increment(by: calls)
@@ -87,9 +97,6 @@ final class SimulatedBot: Sendable {
             successRate.set((ok / total * 10000).rounded() / 100)
             totalPnl.set((pnl * 100).rounded() / 100)
             dailyPnl.set((daily * 100).rounded() / 100)
-            orders = max(0, min(20, orders + Double(Int.random(in: -1...1, using: &rng))))
-            openOrders.set(orders)
-            positions.set(Double(Int(orders / 3)))
             latency.set((max(5, 40 + 15 * Self.gaussian(&rng)) * 10).rounded() / 10)
             if Double.random(in: 0..<1, using: &rng) < rates.reconnectsPerHour / 3600 * tick {
                 reconnects.increment()

@@ -5,7 +5,7 @@ import Logging
 struct Bots: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Register bots and manage their tokens.",
-        subcommands: [Add.self, List.self, RotateToken.self, Revoke.self])
+        subcommands: [Add.self, List.self, RotateToken.self, Revoke.self, Liquidation.self])
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Register a bot and print its token (shown once).")
@@ -52,6 +52,20 @@ struct Bots: AsyncParsableCommand {
         func run() async throws {
             try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin")).revoke(bot)
             print("token of \(bot) revoked")
+        }
+    }
+
+    struct Liquidation: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Allow (on) or forbid (off) emergency stops that liquidate this bot's positions.")
+        @OptionGroup var common: CommonOptions
+        @Argument var bot: String
+        @Argument(help: "on or off.") var setting: String
+
+        func run() async throws {
+            guard setting == "on" || setting == "off" else { throw ValidationError("say on or off") }
+            try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin"))
+                .setLiquidation(bot: bot, allowed: setting == "on")
+            print("liquidation for \(bot): \(setting)")
         }
     }
 }

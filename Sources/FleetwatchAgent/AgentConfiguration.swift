@@ -61,4 +61,6 @@ public struct AgentStatus: Sendable, Equatable {
     public var lastCloseCode: UInt16?
     /// The last connection error, if any.
     public var lastError: String?
+    /// The bot is in emergency mode (an emergency stop latched it; an operator's resume clears it).
+    public var emergencyMode: Bool = false
 }

@@ -1,5 +1,6 @@
 import FleetwatchProtocol
 import Logging
+import Foundation
 import NIOCore
 
 /// The agent's shared state: the batch buffer, the connection state machine and the spool.
@@ -16,6 +17,15 @@ actor AgentCore {
     private var hubMaxFrameBytes = Int.max
     private var random = SystemRandomNumberGenerator()
     let onSeal: (@Sendable (SealedBatch) -> Void)?
+    // Emergency commands.
+    private var commandLog: CommandLog
+    private var journal: CommandJournal?
+    private var handler: (any EmergencyHandler)?
+    /// Command results and declarations waiting for the connection; sent before batches.
+    private var outbox: [ByteBuffer] = []
+    /// Emergencies the bot declared that the hub has not confirmed yet, oldest first.
+    private var declarations: [EmergencyDeclaration] = []
+    private(set) var emergencyMode = false
 
     init(configuration: AgentConfiguration, epoch: UInt64, logger: Logger,
          onSeal: (@Sendable (SealedBatch) -> Void)?) throws {
@@ -37,6 +47,13 @@ actor AgentCore {
         self.logger = logger
         self.sendWindow = max(configuration.sendWindow, 1)
         self.onSeal = onSeal
+        if let dir = configuration.spoolDirectory {
+            let journal = try CommandJournal(directory: dir)
+            commandLog = CommandLog(botID: configuration.botID, journal: journal.load())
+            self.journal = journal
+        } else {
+            commandLog = CommandLog(botID: configuration.botID)
+        }
     }
 
     var epoch: UInt64 { buffer.epoch }
@@ -44,7 +61,8 @@ actor AgentCore {
     var status: AgentStatus {
         AgentStatus(connected: machine.isStreaming, bufferedSamples: buffer.bufferedSamples,
                     unackedBatches: buffer.unackedBatches.count, droppedSamples: buffer.droppedSamples,
-                    ackedBatches: ackedBatches, lastCloseCode: machine.lastCloseCode?.rawValue, lastError: lastError)
+                    ackedBatches: ackedBatches, lastCloseCode: machine.lastCloseCode?.rawValue, lastError: lastError,
+                    emergencyMode: emergencyMode)
     }
 
     // MARK: samples
@@ -81,6 +99,7 @@ actor AgentCore {
     /// The socket is open: returns the hello to send and the stream that wakes the writer.
     func opened(botID: String, token: String, agentVersion: String) -> (hello: ByteBuffer, wake: AsyncStream<Void>) {
         _ = machine.opened(nowMs: CoarseClock.preciseNowMs())
+        outbox.removeAll()   // results are sent again when the hub delivers their command again
         let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         wake = continuation
         let hello = Hello(botID: botID, token: token, agentVersion: agentVersion,
@@ -106,8 +125,9 @@ actor AgentCore {
         return machine.closed(code: code, nowMs: CoarseClock.preciseNowMs(), random: Double.random(in: 0..<1, using: &random))
     }
 
-    /// Handles one frame from the hub.
-    func received(_ frame: Frame) {
+    /// Handles one frame from the hub; returns emergency work to run outside the actor.
+    func received(_ frame: Frame) -> CommandWork? {
+        var work: CommandWork?
         let now = CoarseClock.preciseNowMs()
         machine.heard(nowMs: now)
         switch frame {
@@ -119,14 +139,90 @@ actor AgentCore {
                 if stored > 0 { acknowledge(epoch: welcome.bootEpoch, sequence: stored) }
                 if let b = buffer.seal() { persist(b) }
                 lastError = nil
+                outbox += declarations.map { Frame.emergencyDeclaration($0).encoded() }
             }
         case .ack(let ack):
             acknowledge(epoch: ack.bootEpoch, sequence: ack.sequence)
+        case .command(let command):
+            work = decide(command)
         default:
             break
         }
         wake?.yield()
+        return work
     }
+
+    // MARK: emergency commands
+
+    func setHandler(_ handler: any EmergencyHandler) { self.handler = handler }
+
+    private func decide(_ command: CommandFrame) -> CommandWork? {
+        declarations.removeAll { $0.commandID == command.commandID }   // the hub confirmed a declaration
+        let now = UInt64(CoarseClock.preciseNowMs())
+        let decision = commandLog.decide(command, nowMs: now, liquidationEnabled: handler?.liquidationEnabled ?? false)
+        switch decision {
+        case .resend(let results):
+            outbox += results.map { Frame.commandResult($0).encoded() }
+            return nil
+        case .relatch(let results):
+            outbox += results.map { Frame.commandResult($0).encoded() }
+            logger.critical("emergency mode is latched at the hub (command \(Self.hex(command.commandID))): entering it again")
+            return handler.map { .relatch($0) }
+        case .refuse(let why):
+            logger.error("refused command \(Self.hex(command.commandID)): \(why)")
+            outbox.append(Frame.commandResult(CommandResultFrame(commandID: command.commandID, step: 0, status: .refused,
+                                                                 atMs: now, detail: why)).encoded())
+            return nil
+        case .execute(let steps, let skipped, let reportReceived):
+            logger.critical("emergency command \(Self.hex(command.commandID)) from the hub: \(command.reason)")
+            guard let handler else {
+                report(CommandResultFrame(commandID: command.commandID, step: 0, status: .received, atMs: now, detail: command.reason))
+                report(CommandResultFrame(commandID: command.commandID, step: 0, status: .failed, atMs: now,
+                                          detail: "this bot registered no emergency handler (MonitorAgent.setEmergencyHandler)"))
+                return nil
+            }
+            return .run(command, steps: steps, liquidationSkipped: skipped, reportReceived: reportReceived, handler: handler)
+        }
+    }
+
+    /// A step finished: remember it (journal first), then send it.
+    func report(_ result: CommandResultFrame) {
+        commandLog.record(result)
+        journal?.append(result)
+        if result.status == .succeeded {
+            if result.step == CommandFrame.Actions.latchEmergency.rawValue { emergencyMode = true }
+            if result.step == CommandFrame.Actions.resume.rawValue { emergencyMode = false }
+        }
+        if machine.isStreaming { outbox.append(Frame.commandResult(result).encoded()) }
+        wake?.yield()
+    }
+
+    func relatched() { emergencyMode = true }
+
+    /// The bot declares an emergency: returns the work to run (nil without a handler) and queues the declaration.
+    func declare(reason: String, liquidate: Bool) -> (CommandFrame, CommandWork?) {
+        var rng = SystemRandomNumberGenerator()
+        var id = (0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        id[6] = (id[6] & 0x0F) | 0x40   // a version-4 UUID
+        id[8] = (id[8] & 0x3F) | 0x80
+        let now = UInt64(CoarseClock.preciseNowMs())
+        var actions = CommandFrame.Actions.emergencyStop
+        let liquidating = liquidate && (handler?.liquidationEnabled ?? false)
+        if liquidating { actions.insert(.liquidate) }
+        let declaration = EmergencyDeclaration(commandID: id, declaredAtMs: now, actions: actions, reason: reason)
+        declarations.append(declaration)
+        if machine.isStreaming { outbox.append(Frame.emergencyDeclaration(declaration).encoded()) }
+        commandLog.declared(id)
+        let command = CommandFrame(commandID: id, botID: commandLog.botID, issuedAtMs: now, expiresAtMs: now + 60_000,
+                                   actions: actions, reason: reason)
+        let steps = [CommandFrame.Actions.stopTrading, .cancelOrders, .liquidate, .latchEmergency].filter { actions.contains($0) }
+        let work = handler.map { CommandWork.run(command, steps: steps, liquidationSkipped: liquidate && !liquidating,
+                                                 reportReceived: true, handler: $0) }
+        wake?.yield()
+        return (command, work)
+    }
+
+    static func hex(_ id: [UInt8]) -> String { id.map { String(format: "%02x", $0) }.joined() }
 
     private func acknowledge(epoch: UInt64, sequence: UInt64) {
         let removed = buffer.acknowledge(epoch: epoch, sequence: sequence)
@@ -152,6 +248,8 @@ actor AgentCore {
             break
         }
         if machine.isStreaming {
+            frames += outbox
+            outbox.removeAll()
             for b in buffer.nextToSend(limit: sendWindow) {
                 if b.frame.readableBytes > hubMaxFrameBytes {
                     logger.error("batch \(b.sequence) is \(b.frame.readableBytes) bytes, above the hub's limit; dropped")
@@ -164,6 +262,12 @@ actor AgentCore {
         if !frames.isEmpty { machine.sent(nowMs: now) }
         return (frames, false)
     }
+}
+
+/// Emergency work the agent runs outside its actor, so a slow step never blocks the connection.
+enum CommandWork: Sendable {
+    case run(CommandFrame, steps: [CommandFrame.Actions], liquidationSkipped: Bool, reportReceived: Bool, handler: any EmergencyHandler)
+    case relatch(any EmergencyHandler)
 }
 
 extension AgentCore {

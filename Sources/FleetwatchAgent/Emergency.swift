@@ -10,53 +10,25 @@ public protocol EmergencyHandler: Sendable {
     func cancelOpenOrders() async throws -> String
     func liquidatePositions() async throws -> String
     func setEmergencyMode() async throws -> String
+    /// An operator resumed the bot from the hub: leave emergency mode (trading may start again).
+    func resume() async throws -> String
 }
 
-/// Decides what to do with a command frame. Pure: the agent's own bot id, the time and the ids already
-/// handled come in. A command id is executed at most once, however often it is delivered.
-public struct CommandGate: Sendable {
-    public enum Decision: Equatable, Sendable {
-        /// Run these steps, in order.
-        case execute([CommandFrame.Actions])
-        /// Already executed (or executing): report again, do nothing.
-        case alreadyHandled
-        /// Refuse, with the reason reported to the hub.
-        case refuse(String)
-    }
-
-    public let botID: String
-    /// Ids handled, oldest first, at most `memory` of them.
-    public private(set) var handled: [[UInt8]] = []
-    let memory: Int
-
-    public init(botID: String, handled: [[UInt8]] = [], memory: Int = 1024) {
-        self.botID = botID
-        self.handled = Array(handled.suffix(memory))
-        self.memory = memory
-    }
-
-    public mutating func decide(_ command: CommandFrame, nowMs: UInt64, liquidationEnabled: Bool) -> Decision {
-        if handled.contains(command.commandID) { return .alreadyHandled }
-        guard command.botID == botID else { return .refuse("command is bound to bot \(command.botID), this is \(botID)") }
-        guard nowMs <= command.expiresAtMs else { return .refuse("command expired at \(command.expiresAtMs), now \(nowMs)") }
-        handled.append(command.commandID)
-        if handled.count > memory { handled.removeFirst(handled.count - memory) }
-        var steps: [CommandFrame.Actions] = []
-        for step in [CommandFrame.Actions.stopTrading, .cancelOrders, .liquidate, .latchEmergency] where command.actions.contains(step) {
-            if step == .liquidate && !liquidationEnabled { continue }
-            steps.append(step)
-        }
-        return .execute(steps)
-    }
+extension EmergencyHandler {
+    public var liquidationEnabled: Bool { false }
+    public func liquidatePositions() async throws -> String { "liquidation not implemented by this bot" }
+    public func resume() async throws -> String { "emergency mode cleared" }
 }
 
 /// Runs the steps of one command on a handler and reports each result as it finishes.
 public enum EmergencyRunner {
     public static func run(_ command: CommandFrame, steps: [CommandFrame.Actions], handler: any EmergencyHandler,
-                           liquidationSkipped: Bool, clock: @Sendable () -> UInt64,
+                           liquidationSkipped: Bool, reportReceived: Bool = true, clock: @Sendable () -> UInt64,
                            report: @Sendable (CommandResultFrame) async -> Void) async {
         let id = command.commandID
-        await report(CommandResultFrame(commandID: id, step: 0, status: .received, atMs: clock(), detail: command.reason))
+        if reportReceived {
+            await report(CommandResultFrame(commandID: id, step: 0, status: .received, atMs: clock(), detail: command.reason))
+        }
         var failed = false
         for step in steps {
             do {
@@ -65,6 +37,7 @@ public enum EmergencyRunner {
                 case .stopTrading: detail = try await handler.stopTrading()
                 case .cancelOrders: detail = try await handler.cancelOpenOrders()
                 case .liquidate: detail = try await handler.liquidatePositions()
+                case .resume: detail = try await handler.resume()
                 default: detail = try await handler.setEmergencyMode()
                 }
                 await report(CommandResultFrame(commandID: id, step: step.rawValue, status: .succeeded, atMs: clock(), detail: detail))

@@ -52,6 +52,41 @@ public final class MonitorAgent: Service, Sendable {
     /// The string state named `name`, created on first use.
     public func state(_ name: String) -> StateHandle { registry.state(name) }
 
+    /// Registers what the bot does on an emergency stop from the hub (stop trading, cancel orders, liquidate,
+    /// emergency mode) and on resume. Without a handler, commands are reported to the hub as failed.
+    public func setEmergencyHandler(_ handler: any EmergencyHandler) async { await core.setHandler(handler) }
+
+    /// The bot declares an emergency itself: runs the handler's steps now (stop trading, cancel orders,
+    /// liquidate if asked and enabled, emergency mode) and records it at the hub as bot-initiated, latched until
+    /// an operator resumes. Returns the command id. Works while the hub is away (sent when it is back).
+    @discardableResult
+    public func declareEmergency(reason: String, liquidate: Bool = false) async -> [UInt8] {
+        let (command, work) = await core.declare(reason: String(reason.utf8.prefix(1000)) ?? reason, liquidate: liquidate)
+        if let work { await perform(work) }
+        return command.commandID
+    }
+
+    /// Whether the bot is in emergency mode.
+    public var isInEmergencyMode: Bool { get async { await core.emergencyMode } }
+
+    func perform(_ work: CommandWork) async {
+        switch work {
+        case .run(let command, let steps, let skipped, let reportReceived, let handler):
+            await EmergencyRunner.run(command, steps: steps, handler: handler, liquidationSkipped: skipped,
+                                      reportReceived: reportReceived, clock: { UInt64(CoarseClock.preciseNowMs()) }) { result in
+                await self.core.report(result)
+            }
+        case .relatch(let handler):
+            do {
+                _ = try await handler.stopTrading()
+                _ = try await handler.setEmergencyMode()
+                await core.relatched()
+            } catch {
+                logger.critical("re-entering emergency mode failed: \(error)")
+            }
+        }
+    }
+
     /// Adds a collector polled at each flush.
     public func register(_ collector: any MetricCollector) { collectors.add(collector) }
 
@@ -142,7 +177,9 @@ public final class MonitorAgent: Service, Sendable {
             group.addTask {
                 for try await message in inbound.messages(maxSize: maxFrame) {
                     guard case .binary(let bytes) = message else { continue }
-                    await self.core.received(try Frame.decode(bytes))
+                    if let work = await self.core.received(try Frame.decode(bytes)) {
+                        Task { await self.perform(work) }
+                    }
                 }
             }
             group.addTask {

@@ -29,6 +29,8 @@ public actor AlertEngine {
     /// The no-data rule, resolved when a bot that was silent reports again.
     let noDataRule: Rule?
     let noDataMs: Int64
+    /// Called once (on the replica that opened the alert) when a rule with `emergencyStop` fires.
+    let emergency: (@Sendable (_ bot: String, _ rule: Rule, _ value: Double) async -> Void)?
     private var bots: [String: BotState] = [:]
     private var queues: [String: [[Series]]] = [:]
     private var running: Set<String> = []
@@ -37,7 +39,9 @@ public actor AlertEngine {
     private nonisolated let inputContinuation: AsyncStream<(String, [Series])>.Continuation
 
     public init(store: any AlertStore, sink: any AlertSink, profiles: @escaping ProfileSource, cooldowns: Cooldowns = Cooldowns(),
-                profileTTLMs: Int64 = 30_000, noDataRule: Rule? = nil, noDataMs: Int64 = 120_000, logger: Logger) {
+                profileTTLMs: Int64 = 30_000, noDataRule: Rule? = nil, noDataMs: Int64 = 120_000, logger: Logger,
+                emergency: (@Sendable (_ bot: String, _ rule: Rule, _ value: Double) async -> Void)? = nil) {
+        self.emergency = emergency
         self.noDataRule = noDataRule
         self.noDataMs = noDataMs
         (input, inputContinuation) = AsyncStream.makeStream(of: (String, [Series]).self)
@@ -140,6 +144,7 @@ public actor AlertEngine {
                 if var e = event {
                     e.silenced = try await store.isSilenced(bot: bot, metric: rule.metric)
                     await sink.deliver(e)
+                    if e.kind == .fired, rule.emergencyStop, let emergency { await emergency(bot, rule, o.value) }
                 }
             }
             bots[bot] = state

@@ -48,7 +48,7 @@ public struct AlertEvent: Sendable, Equatable, Codable {
         return "[\(what)] \(bot) \(metric): \(summary) (\(shown))"
     }
 
-    static func format(_ v: Double) -> String {
+    public static func format(_ v: Double) -> String {
         v.rounded() == v && abs(v) < 1e15 ? String(Int64(v)) : String(format: "%.4g", v)
     }
 }

@@ -25,7 +25,7 @@ public struct AlertTracker: Sendable, Equatable {
             return firing ? value > rule.limit - rule.hysteresis : value > rule.limit
         case .below, .rateBelow:
             return firing ? value < rule.limit + rule.hysteresis : value < rule.limit
-        case .stateNot:
+        case .stateNot, .stateIn:
             return value != 0
         }
     }

@@ -15,6 +15,8 @@ public struct Rule: Sendable, Equatable, Codable, Identifiable {
         case ratioAbove(numerator: String, denominator: String, windowSeconds: Int)
         /// A string state differs from every healthy value; the limit is unused.
         case stateNot(metric: String, healthy: [String])
+        /// A string state is one of `values` (a failure); the limit is unused.
+        case stateIn(metric: String, values: [String])
     }
 
     /// Stable identifier: the threshold key an operator overrides (`memory_usage_mb`, `api_error_rate_percent`).
@@ -26,8 +28,12 @@ public struct Rule: Sendable, Equatable, Codable, Identifiable {
     public var hysteresis: Double
     /// Shown in notifications.
     public var summary: String
+    /// Firing this rule stops the bot (automatic emergency shutdown).
+    public var emergencyStop: Bool
 
-    public init(id: String, kind: Kind, limit: Double, level: AlertLevel, hysteresis: Double = 0, summary: String) {
+    public init(id: String, kind: Kind, limit: Double, level: AlertLevel, hysteresis: Double = 0, summary: String,
+                emergencyStop: Bool = false) {
+        self.emergencyStop = emergencyStop
         self.id = id
         self.kind = kind
         self.limit = limit
@@ -39,7 +45,7 @@ public struct Rule: Sendable, Equatable, Codable, Identifiable {
     /// The metric the rule reads first (for silences by metric and for display).
     public var metric: String {
         switch kind {
-        case .above(let m), .below(let m), .stateNot(let m, _): return m
+        case .above(let m), .below(let m), .stateNot(let m, _), .stateIn(let m, _): return m
         case .rateAbove(let c, _, _), .rateBelow(let c, _, _): return c
         case .ratioAbove(let n, _, _): return n
         }

@@ -37,7 +37,7 @@ public struct RuleEvaluator: Sendable {
             switch r.kind {
             case .rateAbove(let c, _, _), .rateBelow(let c, _, _): counters.insert(c)
             case .ratioAbove(let n, let d, _): counters.insert(n); counters.insert(d)
-            case .above(let m), .below(let m), .stateNot(let m, _): metrics.insert(m)
+            case .above(let m), .below(let m), .stateNot(let m, _), .stateIn(let m, _): metrics.insert(m)
             }
         }
         counterNames = counters
@@ -71,6 +71,9 @@ public struct RuleEvaluator: Sendable {
         case .stateNot(let m, let healthy):
             guard let s = byName[m], let last = s.states.last, let t = s.timestamps.last else { return nil }
             return Observation(ruleID: rule.id, value: healthy.contains(last) ? 0 : 1, state: last, atMs: t)
+        case .stateIn(let m, let values):
+            guard let s = byName[m], let last = s.states.last, let t = s.timestamps.last else { return nil }
+            return Observation(ruleID: rule.id, value: values.contains(last) ? 1 : 0, state: last, atMs: t)
         case .rateAbove(let c, let window, let per):
             guard let t = byName[c]?.timestamps.max(),
                   let inc = counters[c]?.increase(windowMs: Int64(window) * 1000, nowMs: t) else { return nil }

@@ -84,6 +84,41 @@ public struct ThresholdProfile: Sendable, Equatable, Codable {
         return p
     }()
 
+    /// This profile with the automatic-shutdown rules of the reference system added when
+    /// `enableEmergencyShutdown` is on: memory above 2× its limit, API error rate above 10× its limit, daily
+    /// loss beyond 2× its limit, a critical component failure. Limits follow the profile's (overridden) ones.
+    public func withEmergencyRules() -> ThresholdProfile {
+        guard enableEmergencyShutdown else { return self }
+        var copy = self
+        func derived(_ id: String, factor: Double, summary: String) -> Rule? {
+            guard var r = rule(id) else { return nil }
+            r.id = Self.emergencyPrefix + id
+            r.limit *= factor
+            r.level = .critical
+            r.hysteresis = 0
+            r.summary = summary
+            r.emergencyStop = true
+            return r
+        }
+        copy.rules += [
+            derived("memory_usage_mb", factor: 2, summary: "Automatic shutdown: memory above 2× its limit"),
+            derived("api_error_rate_percent", factor: 10, summary: "Automatic shutdown: API error rate above 10× its limit"),
+            derived("daily_pnl_loss_limit", factor: 2, summary: "Automatic shutdown: daily loss beyond 2× its limit"),
+            Rule(id: Self.emergencyPrefix + "balance_manager_failed",
+                 kind: .stateIn(metric: "balance_manager_health", values: Self.failedStates), limit: 0, level: .critical,
+                 summary: "Automatic shutdown: balance manager failed", emergencyStop: true),
+            Rule(id: Self.emergencyPrefix + "component_failed",
+                 kind: .stateIn(metric: "critical_component_status", values: Self.failedStates), limit: 0, level: .critical,
+                 summary: "Automatic shutdown: a critical component failed", emergencyStop: true),
+        ].compactMap { $0 }
+        return copy
+    }
+
+    /// Prefix of the automatic-shutdown rules' ids.
+    public static let emergencyPrefix = "emergency_shutdown."
+    /// State values that count as a critical component failure.
+    public static let failedStates = ["failed", "critical", "dead"]
+
     /// The built-in profiles by name.
     public static let builtIn: [String: ThresholdProfile] = [
         standard.name: standard, production.name: production, development.name: development,

@@ -13,9 +13,12 @@ struct AgentWebSocketHandler: Sendable {
     let counters: IngestCounters
     let logger: Logger
     let onStored: (@Sendable (BotSession, ValidatedBatch) -> Void)?
+    let commands: (any CommandChannel)?
+    let connections: LiveConnections
 
     enum Event: Sendable {
         case message(ByteBuffer)
+        case push(Frame)
         case text
         case tick
         case ended((any Error)?)
@@ -23,7 +26,7 @@ struct AgentWebSocketHandler: Sendable {
 
     func handle(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, remote: String) async throws {
         let session = IngestSession(configuration: configuration, store: store, remote: remote, logger: logger,
-                                    counters: counters, onStored: onStored)
+                                    counters: counters, commands: commands, onStored: onStored)
         let (events, continuation) = AsyncStream.makeStream(of: Event.self)
         let maxMessage = configuration.maxFrameBytes * 2
         let tick = configuration.heartbeatInterval / 4
@@ -50,10 +53,19 @@ struct AgentWebSocketHandler: Sendable {
             reader.cancel()
             ticker.cancel()
         }
+        var registered: BotSession?
         loop: for await event in events {
             let outputs: [IngestOutput]
             switch event {
-            case .message(let bytes): outputs = await session.handle(bytes)
+            case .message(let bytes):
+                outputs = await session.handle(bytes)
+                if registered == nil, let s = session.session {
+                    registered = s
+                    await connections.add(bot: s.botName, botID: s.botID, connectionID: s.connectionID) { frame in
+                        continuation.yield(.push(frame))
+                    }
+                }
+            case .push(let frame): outputs = [.send(frame)]
             case .text: outputs = session.handleText()
             case .tick: outputs = session.tick()
             case .ended(let error):
@@ -71,6 +83,7 @@ struct AgentWebSocketHandler: Sendable {
             }
         }
         continuation.finish()
+        if let s = registered { await connections.remove(bot: s.botName, connectionID: s.connectionID) }
         await session.finish()
     }
 }

@@ -79,11 +79,11 @@ struct AlertRoutes: Sendable {
         var enableEmergencyShutdown: Bool?
     }
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<HubRequestContext>) {
         router.get("/api/alerts") { request, _ -> [AlertRecord] in try await alerts(request.uri.queryParameters) }
         router.post("/api/alerts/:id/acknowledge") { request, context -> AlertRecord in
             let id = try context.parameters.require("id", as: Int64.self)
-            let by = request.uri.queryParameters.get("by") ?? "api"
+            let by = context.principal?.name ?? "api"
             try await client.query("""
                 UPDATE alerts SET acknowledged_at = now(), acknowledged_by = \(by) WHERE id = \(id) AND acknowledged_at IS NULL
                 """, logger: logger)

@@ -93,3 +93,40 @@ public struct HubAdmin: Sendable {
         }
     }
 }
+
+extension HubAdmin {
+    /// Creates an API token for `name` with `role` ("viewer" or "operator"); returns the secret (shown once).
+    public func addAPIToken(name: String, role: String) async throws -> String {
+        guard let r = AccessTokens.Role(rawValue: role) else { throw StorageError("role must be viewer or operator, not \(role)") }
+        let logger = self.logger
+        do {
+            return try await withDatabase { client in try await AccessTokens(client: client, logger: logger).add(name: name, role: r) }
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
+            throw StorageError("an API token named \(name) exists; revoke it first (`monitor-hub tokens revoke \(name)`) or pick another name")
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23514" {
+            throw StorageError("a token name is 1–64 characters of A–Z a–z 0–9 _ . @ : / -")
+        }
+    }
+
+    /// Revokes `name`'s API token at once.
+    public func revokeAPIToken(name: String) async throws {
+        let logger = self.logger
+        let revoked = try await withDatabase { client in try await AccessTokens(client: client, logger: logger).revoke(name: name) }
+        guard revoked else { throw StorageError("no active API token named \(name)") }
+    }
+
+    public func listAPITokens() async throws -> [AccessTokens.Listing] {
+        let logger = self.logger
+        return try await withDatabase { client in try await AccessTokens(client: client, logger: logger).list() }
+    }
+
+    /// Allows or forbids emergency stops that liquidate `bot`'s positions.
+    public func setLiquidation(bot: String, allowed: Bool) async throws {
+        let logger = self.logger
+        let found = try await withDatabase { client in
+            try await client.query("UPDATE bots SET allow_liquidation = \(allowed) WHERE name = \(bot) RETURNING id", logger: logger)
+                .decode(Int32.self).first { _ in true } != nil
+        }
+        guard found else { throw StorageError("no bot named \(bot)") }
+    }
+}

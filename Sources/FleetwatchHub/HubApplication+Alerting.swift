@@ -13,6 +13,7 @@ extension HubApplication {
         let feed: AlertFeed
         let listener: NotificationListener
         let watcher: SilentBotWatcher?
+        let emergencyAlerts: EmergencyAlerts
     }
 
     func makeAlerting(client: PostgresClient) -> Alerting {
@@ -49,9 +50,28 @@ extension HubApplication {
         cooldowns.warningMs = Int64(a.cooldownWarning * 1000)
         cooldowns.criticalMs = Int64(a.cooldownCritical * 1000)
         let noDataMs = Int64(a.noDataSeconds * 1000)
+        let emergencyAlerts = EmergencyAlerts(store: a.enabled ? store : nil, sink: a.enabled ? dispatcher : nil, logger: logger)
+        let ledger = CommandLedger(client: client, logger: logger)
+        let logger = self.logger
+        let hubID = configuration.ingest.hubID
+        // Automatic emergency shutdown: a rule with `emergencyStop` fired on this replica (exactly one replica
+        // opens an alert), so this replica writes the stop into the ledger, with the rule as the issuer.
+        let autoStop: @Sendable (String, Rule, Double) async -> Void = { bot, rule, value in
+            let reason = "\(rule.summary) (value \(AlertEvent.format(value)), limit \(AlertEvent.format(rule.limit)))"
+            do {
+                let outcome = try await ledger.requestStop(bot: bot, actor: Actor(name: rule.id, kind: .rule, remote: hubID),
+                                                           origin: "rule", reason: reason, liquidate: false)
+                if case .created(let record) = outcome {
+                    logger.critical("automatic emergency shutdown of \(bot): \(reason) (command \(record.id))")
+                    await emergencyAlerts.latched(record)
+                }
+            } catch {
+                logger.critical("automatic emergency shutdown of \(bot) could not be recorded: \(String(reflecting: error))")
+            }
+        }
         let engine = a.enabled
             ? AlertEngine(store: store, sink: dispatcher, profiles: { try await profiles.profile(bot: $0) }, cooldowns: cooldowns,
-                          noDataRule: SilentBotWatcher.rule, noDataMs: noDataMs, logger: logger)
+                          noDataRule: SilentBotWatcher.rule, noDataMs: noDataMs, logger: logger, emergency: autoStop)
             : nil
         let watcher = a.enabled
             ? SilentBotWatcher(client: client, store: store, sink: dispatcher, silentAfter: .milliseconds(noDataMs),
@@ -61,7 +81,7 @@ extension HubApplication {
                         listener: NotificationListener(client: client, channel: AlertFeed.channel, logger: logger) { payload in
                             if let event = AlertFeed.decode(payload) { await feed.append(event) }
                         },
-                        watcher: watcher)
+                        watcher: watcher, emergencyAlerts: emergencyAlerts)
     }
 }
 

@@ -47,7 +47,10 @@ public struct HubApplication: Sendable {
         let store = PostgresIngestStore(client: client, logger: logger, autoRegister: configuration.autoRegister,
                                         hubID: configuration.ingest.hubID)
         let alerting = makeAlerting(client: client)
-        let app = makeApplication(client: client, store: store, alerting: alerting, onListening: onListening)
+        let ledger = CommandLedger(client: client, logger: logger)
+        let connections = LiveConnections()
+        let app = makeApplication(client: client, store: store, alerting: alerting, ledger: ledger, connections: connections,
+                                  onListening: onListening)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: partitions), .init(service: alerting.listener)]
         if let watcher = alerting.watcher { services.append(.init(service: watcher)) }
         if let engine = alerting.engine {
@@ -57,6 +60,11 @@ public struct HubApplication: Sendable {
                 await engine.invalidate(bot: bot == "*" ? nil : bot)
             }))
         }
+        services.append(.init(service: CommandDispatcher(client: client, ledger: ledger, connections: connections,
+                                                         hubID: configuration.ingest.hubID, configuration: configuration.emergency,
+                                                         logger: logger)))
+        services.append(.init(service: CommandWatchdog(ledger: ledger, alerts: alerting.emergencyAlerts,
+                                                       configuration: configuration.emergency, logger: logger)))
         services.append(.init(service: app))
         let group = ServiceGroup(configuration: .init(
             services: services,
@@ -66,17 +74,23 @@ public struct HubApplication: Sendable {
         logger.info("hub stopped")
     }
 
-    func makeApplication(client: PostgresClient, store: any IngestStore, alerting: Alerting,
+    func makeApplication(client: PostgresClient, store: any IngestStore, alerting: Alerting, ledger: CommandLedger,
+                         connections: LiveConnections,
                          onListening: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
-        let router = Router()
+        let router = Router(context: HubRequestContext.self)
+        let audit = AuditLog(client: client, logger: logger)
+        router.add(middleware: AuthMiddleware(tokens: AccessTokens(client: client, logger: logger), audit: audit, logger: logger))
         HubRoutes(client: client, counters: counters, logger: logger).register(on: router)
         AlertRoutes(client: client, feed: alerting.feed, logger: logger).register(on: router)
+        CommandRoutes(ledger: ledger, audit: audit, alerts: alerting.emergencyAlerts, logger: logger).register(on: router)
+        let commands = LedgerCommandChannel(ledger: ledger, alerts: alerting.emergencyAlerts, hubID: configuration.ingest.hubID,
+                                            frameTTL: configuration.emergency.frameTTL)
         var onStored: (@Sendable (BotSession, ValidatedBatch) -> Void)?
         if let engine = alerting.engine {
             onStored = { session, batch in engine.submit(bot: session.botName, series: batch.series) }
         }
         let handler = AgentWebSocketHandler(configuration: configuration.ingest, store: store, counters: counters,
-                                            logger: logger, onStored: onStored)
+                                            logger: logger, onStored: onStored, commands: commands, connections: connections)
         let ws = WebSocketServerConfiguration(maxFrameSize: configuration.ingest.maxFrameBytes * 2,
                                               autoPing: .enabled(timePeriod: .seconds(30)),
                                               closeTimeout: .seconds(5))

@@ -64,6 +64,11 @@ extension HubConfiguration {
             if let v = h.max_sample_future { ingest.validator.maxFutureMs = Int64(v * 1000) }
         }
         if let t = f.thresholds { thresholds = t }
+        if let e = f.emergency {
+            if let v = e.command_ttl { emergency.frameTTL = .milliseconds(Int64(v * 1000)) }
+            if let v = e.acknowledge_timeout { emergency.acknowledgeTimeout = .milliseconds(Int64(v * 1000)) }
+            if let v = e.poll_interval { emergency.pollInterval = .milliseconds(Int64(v * 1000)) }
+        }
         if let a = f.alerts {
             if let v = a.enabled { alerts.enabled = v }
             if let v = a.console_alerts { alerts.console = v }
@@ -120,6 +125,10 @@ extension HubConfiguration {
                     "alerts.email_notifications needs alerts.email.host and alerts.email.to")
         try require(["plain", "starttls", "tls"].contains(alerts.emailSecurity), "alerts.email.security must be plain, starttls or tls")
         try require(["INFO", "WARNING", "CRITICAL"].contains(alerts.emailMinimumLevel), "alerts.email.min_level must be INFO, WARNING or CRITICAL")
+        try require(emergency.frameTTL >= .seconds(5) && emergency.frameTTL <= .seconds(3600), "emergency.command_ttl must be 5–3600 seconds")
+        try require(emergency.acknowledgeTimeout >= .seconds(1), "emergency.acknowledge_timeout must be at least 1 second")
+        try require(emergency.pollInterval >= .milliseconds(100) && emergency.pollInterval <= .seconds(60),
+                    "emergency.poll_interval must be 0.1–60 seconds")
         try require(alerts.noDataSeconds >= 5, "alerts.no_data_seconds must be at least 5")
         for key in thresholds.keys.sorted() where !ThresholdProfile.isOverrideKey(key) {
             throw ConfigurationError("\(source): unknown threshold \"thresholds.\(key)\" (known: \(ThresholdProfile.standard.rules.map(\.id).joined(separator: ", ")))")
@@ -216,10 +225,17 @@ struct ConfigFile: Decodable {
     var hub: Hub?
     var thresholds: [String: Double]?
     var alerts: Alerts?
+    struct Emergency: Decodable {
+        var command_ttl: Double?
+        var acknowledge_timeout: Double?
+        var poll_interval: Double?
+    }
+    var emergency: Emergency?
 
     static let sections: [String: Set<String>] = [
         "monitoring": ["health_check_interval", "enable_emergency_shutdown"],
         "dashboard": ["enabled", "port"],
+        "emergency": ["command_ttl", "acknowledge_timeout", "poll_interval"],
         "hub": ["host", "port", "database_url", "data_dir", "auto_register", "id", "log_level", "max_frame_bytes",
                 "max_payload_bytes", "max_samples_per_batch", "heartbeat_interval", "max_sample_age", "max_sample_future"],
         "alerts": ["enabled", "console_alerts", "log_alerts", "dashboard_alerts", "email_notifications", "webhook_notifications",

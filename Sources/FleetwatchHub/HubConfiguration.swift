@@ -30,6 +30,8 @@ public struct HubConfiguration: Sendable {
     /// Threshold limits from the configuration file (the reference `thresholds` section), applied as the
     /// profile `custom` on top of the default rule set.
     public var thresholds: [String: Double] = [:]
+    /// Emergency-stop delivery: frame validity, acknowledgement timeout, polling.
+    public var emergency = EmergencyConfiguration()
 
     public init() {}
 }

@@ -30,7 +30,7 @@ struct HubRoutes: Sendable {
         let closesByCode: [String: Int64]
     }
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<HubRequestContext>) {
         router.get("/health/live") { _, _ in HTTPResponse.Status.ok }
         router.get("/health/ready") { _, _ -> Response in
             do {

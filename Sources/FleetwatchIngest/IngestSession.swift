@@ -21,12 +21,17 @@ public final class IngestSession {
     let connectionID = UUID()
     let counters: IngestCounters?
     let onStored: (@Sendable (BotSession, ValidatedBatch) -> Void)?
+    let commands: (any CommandChannel)?
 
-    /// - Parameter onStored: called after each newly stored batch (alert evaluation); must not block.
+    /// - Parameters:
+    ///   - onStored: called after each newly stored batch (alert evaluation); must not block.
+    ///   - commands: the emergency-command ledger; nil: command frames are ignored.
     public init(configuration: IngestConfiguration, store: any IngestStore, remote: String, logger: Logger,
-                counters: IngestCounters? = nil, onStored: (@Sendable (BotSession, ValidatedBatch) -> Void)? = nil) {
+                counters: IngestCounters? = nil, commands: (any CommandChannel)? = nil,
+                onStored: (@Sendable (BotSession, ValidatedBatch) -> Void)? = nil) {
         self.configuration = configuration
         self.store = store
+        self.commands = commands
         self.remote = remote
         self.logger = logger
         self.counters = counters
@@ -76,8 +81,12 @@ public final class IngestSession {
 
     private func perform(_ decision: IngestSessionMachine.Decision) async -> [IngestOutput] {
         switch decision {
-        case .ignore, .commandResult:
+        case .ignore:
             return []
+        case .commandResult(let result):
+            return await record(result)
+        case .declaration(let declaration):
+            return await declare(declaration)
         case .close:
             return closeOutput(decision)
         case .authenticate(let hello):
@@ -101,15 +110,53 @@ public final class IngestSession {
                 machine.authenticated(nowMs: Self.nowMs())
                 logger.info("bot \(s.botName) connected from \(remote), agent \(hello.agentVersion), epoch \(s.epoch), stored up to \(s.storedSequence)")
                 let l = configuration.limits
-                return [.send(.welcome(Welcome(bootEpoch: s.epoch, storedSequence: s.storedSequence,
-                                               heartbeatIntervalMs: UInt32(Self.ms(configuration.heartbeatInterval)),
-                                               maxFrameBytes: UInt32(configuration.maxFrameBytes),
-                                               maxPayloadBytes: UInt32(l.maxPayloadBytes),
-                                               maxSamplesPerBatch: UInt32(l.maxSamples))))]
+                let welcome = IngestOutput.send(.welcome(Welcome(
+                    bootEpoch: s.epoch, storedSequence: s.storedSequence,
+                    heartbeatIntervalMs: UInt32(Self.ms(configuration.heartbeatInterval)),
+                    maxFrameBytes: UInt32(configuration.maxFrameBytes), maxPayloadBytes: UInt32(l.maxPayloadBytes),
+                    maxSamplesPerBatch: UInt32(l.maxSamples))))
+                return [welcome] + (await commandsOnConnect(s))
             }
         } catch {
             logger.error("cannot authenticate bot '\(hello.botID)': storage failed: \(String(reflecting: error))")
             return closeOutput(.close(.storageUnavailable, "storage unavailable"))
+        }
+    }
+
+    private func commandsOnConnect(_ s: BotSession) async -> [IngestOutput] {
+        guard let commands else { return [] }
+        do {
+            let frames = try await commands.commandsOnConnect(s)
+            if !frames.isEmpty { logger.notice("bot \(s.botName): sending \(frames.count) open or latched command(s) on connect") }
+            return frames.map { .send(.command($0)) }
+        } catch {
+            // The command stays in the ledger; the dispatcher's periodic pass sends it.
+            logger.error("bot \(s.botName): cannot read its commands: \(String(reflecting: error))")
+            return []
+        }
+    }
+
+    private func record(_ result: CommandResultFrame) async -> [IngestOutput] {
+        guard let session, let commands else { return [] }
+        do {
+            try await commands.record(result, session: session)
+        } catch {
+            // Not lost: the command stays unfinished, is sent again on the next connection, and the agent
+            // answers a known command with its results again.
+            logger.error("bot \(session.botName): command result not recorded: \(String(reflecting: error))")
+        }
+        return []
+    }
+
+    private func declare(_ declaration: EmergencyDeclaration) async -> [IngestOutput] {
+        guard let session, let commands else { return [] }
+        do {
+            let confirmation = try await commands.declare(declaration, session: session)
+            logger.critical("bot \(session.botName) declared an emergency: \(declaration.reason)")
+            return [.send(.command(confirmation))]
+        } catch {
+            logger.error("bot \(session.botName): emergency declaration not recorded (the agent sends it again): \(String(reflecting: error))")
+            return []
         }
     }
 

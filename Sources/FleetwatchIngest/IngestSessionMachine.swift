@@ -13,6 +13,7 @@ public struct IngestSessionMachine: Sendable {
         case authenticate(Hello)
         case store(BatchFrame)
         case commandResult(CommandResultFrame)
+        case declaration(EmergencyDeclaration)
         case ignore
         case close(CloseCode, String)
     }
@@ -49,6 +50,7 @@ public struct IngestSessionMachine: Sendable {
             case .batch(let b): return .store(b)
             case .heartbeat: return .ignore
             case .commandResult(let r): return .commandResult(r)
+            case .emergencyDeclaration(let d): return .declaration(d)
             case .hello: return close(.protocolError, "second hello on one connection")
             case .welcome, .ack, .command: return close(.protocolError, "agent sent a hub-only frame")
             }

@@ -9,6 +9,7 @@ public enum FrameType: UInt8, Sendable, CaseIterable {
     case heartbeat = 0x05
     case command = 0x06
     case commandResult = 0x07
+    case emergencyDeclaration = 0x08
 }
 
 /// One binary WebSocket message of protocol v1.
@@ -20,6 +21,7 @@ public enum Frame: Equatable, Sendable {
     case heartbeat(Heartbeat)
     case command(CommandFrame)
     case commandResult(CommandResultFrame)
+    case emergencyDeclaration(EmergencyDeclaration)
 
     /// The frame's type byte.
     public var type: FrameType {
@@ -31,6 +33,7 @@ public enum Frame: Equatable, Sendable {
         case .heartbeat: return .heartbeat
         case .command: return .command
         case .commandResult: return .commandResult
+        case .emergencyDeclaration: return .emergencyDeclaration
         }
     }
 
@@ -45,6 +48,7 @@ public enum Frame: Equatable, Sendable {
         case .heartbeat(let f): f.encodeBody(into: &buffer)
         case .command(let f): f.encodeBody(into: &buffer)
         case .commandResult(let f): f.encodeBody(into: &buffer)
+        case .emergencyDeclaration(let f): f.encodeBody(into: &buffer)
         }
     }
 
@@ -75,6 +79,7 @@ public enum Frame: Equatable, Sendable {
         case .heartbeat: frame = .heartbeat(try Heartbeat(body: &buffer))
         case .command: frame = .command(try CommandFrame(body: &buffer))
         case .commandResult: frame = .commandResult(try CommandResultFrame(body: &buffer))
+        case .emergencyDeclaration: frame = .emergencyDeclaration(try EmergencyDeclaration(body: &buffer))
         }
         if type != .batch, buffer.readableBytes > 0 {
             throw WireError(.trailingBytes, "\(buffer.readableBytes) bytes after a \(type) frame")

@@ -6,13 +6,13 @@ import NIOCore
 /// A token has 256 bits of entropy, so a fast hash is enough (no password-style stretching needed).
 public enum BotToken {
     /// A new random token.
-    public static func generate() -> String {
+    public static func generate(prefix: String = "fwb_") -> String {
         var rng = SystemRandomNumberGenerator()
         let bytes = (0..<32).map { _ in UInt8.random(in: 0...255, using: &rng) }
         let b64 = Data(bytes).base64EncodedString()
             .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "=", with: "")
-        return "fwb_" + b64
+        return prefix + b64
     }
 
     /// The stored form of a token (bytea).

@@ -101,7 +101,7 @@ public struct PostgresProfileSource: Sendable {
                 .overriding(Self.decode(overrides)).profile
             p.name = name
             p.enableEmergencyShutdown = shutdown
-            return p
+            return p.withEmergencyRules()
         }
         return .standard
     }

@@ -1,4 +1,5 @@
-import FleetwatchAgent
+@testable import FleetwatchAgent
+import Foundation
 import FleetwatchProtocol
 import Synchronization
 import Testing
@@ -10,22 +11,55 @@ import Testing
                      actions: actions, reason: "test")
     }
 
+    static func result(_ id: UInt8, step: CommandFrame.Actions?, _ status: CommandResultFrame.Status) -> CommandResultFrame {
+        CommandResultFrame(commandID: Array(repeating: id, count: 16), step: step?.rawValue ?? 0, status: status, atMs: 1_500, detail: "")
+    }
+
     @Test func executesOnceInOrderAndHonoursLiquidationAndBinding() {
-        var gate = CommandGate(botID: "bot-1")
-        #expect(gate.decide(Self.command(1), nowMs: 1_500, liquidationEnabled: false)
-            == .execute([.stopTrading, .cancelOrders, .latchEmergency]))
-        #expect(gate.decide(Self.command(1), nowMs: 1_600, liquidationEnabled: false) == .alreadyHandled)
-        #expect(gate.decide(Self.command(2), nowMs: 1_500, liquidationEnabled: true)
-            == .execute([.stopTrading, .cancelOrders, .liquidate, .latchEmergency]))
-        guard case .refuse = gate.decide(Self.command(3, bot: "bot-2"), nowMs: 1_500, liquidationEnabled: true) else {
+        var log = CommandLog(botID: "bot-1")
+        #expect(log.decide(Self.command(1), nowMs: 1_500, liquidationEnabled: false)
+            == .execute(steps: [.stopTrading, .cancelOrders, .latchEmergency], liquidationSkipped: true, reportReceived: true))
+        // Delivered again while running: only what is known so far is reported again.
+        log.record(Self.result(1, step: nil, .received))
+        #expect(log.decide(Self.command(1), nowMs: 1_600, liquidationEnabled: false) == .resend([Self.result(1, step: nil, .received)]))
+        #expect(log.decide(Self.command(2), nowMs: 1_500, liquidationEnabled: true)
+            == .execute(steps: [.stopTrading, .cancelOrders, .liquidate, .latchEmergency], liquidationSkipped: false, reportReceived: true))
+        guard case .refuse = log.decide(Self.command(3, bot: "bot-2"), nowMs: 1_500, liquidationEnabled: true) else {
             Issue.record("a command for another bot was accepted"); return
         }
-        guard case .refuse = gate.decide(Self.command(4), nowMs: 2_001, liquidationEnabled: true) else {
+        guard case .refuse = log.decide(Self.command(4), nowMs: 2_001, liquidationEnabled: true) else {
             Issue.record("an expired command was accepted"); return
         }
-        // Ids survive a restart when the agent hands them back.
-        var restarted = CommandGate(botID: "bot-1", handled: gate.handled)
-        #expect(restarted.decide(Self.command(2), nowMs: 1_500, liquidationEnabled: true) == .alreadyHandled)
+        // A refusal is not remembered: a fresh, valid delivery of the same id still runs.
+        guard case .execute = log.decide(Self.command(4, expires: 9_000), nowMs: 2_001, liquidationEnabled: true) else {
+            Issue.record("a valid redelivery after an expired one did not run"); return
+        }
+    }
+
+    @Test func aRestartedAgentRunsOnlyWhatItHadNotFinishedAndRelatches() {
+        // Command 1 finished before the restart; command 2 was interrupted after stopping trading.
+        let journal = [
+            Self.result(1, step: nil, .received), Self.result(1, step: .stopTrading, .succeeded),
+            Self.result(1, step: .latchEmergency, .succeeded), Self.result(1, step: nil, .completed),
+            Self.result(2, step: nil, .received), Self.result(2, step: .stopTrading, .succeeded),
+        ]
+        var log = CommandLog(botID: "bot-1", journal: journal)
+        // The hub sends the latched command 1 on reconnect: enter emergency mode again, report nothing new.
+        #expect(log.decide(Self.command(1), nowMs: 1_500, liquidationEnabled: false) == .relatch(Array(journal[0..<4])))
+        // Delivered once more in this run: just the results.
+        #expect(log.decide(Self.command(1), nowMs: 1_500, liquidationEnabled: false) == .resend(Array(journal[0..<4])))
+        // Command 2 runs the steps that had not succeeded, without a second "received".
+        #expect(log.decide(Self.command(2), nowMs: 1_500, liquidationEnabled: false)
+            == .execute(steps: [.cancelOrders, .latchEmergency], liquidationSkipped: true, reportReceived: false))
+    }
+
+    @Test func theJournalSurvivesARestart() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("journal-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let written = [Self.result(7, step: nil, .received), Self.result(7, step: .stopTrading, .succeeded)]
+        var journal = try CommandJournal(directory: dir)
+        written.forEach { journal.append($0) }
+        #expect(try CommandJournal(directory: dir).load() == written)
     }
 
     final class Bot: EmergencyHandler {

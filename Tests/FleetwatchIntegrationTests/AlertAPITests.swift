@@ -10,20 +10,11 @@ import Testing
 /// The alert API through the real HTTP stack, the no-data rule and the live event feed.
 @Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
 struct AlertAPITests {
-    /// A minimal HTTP/1.1 client on loopback: (status, body).
     static func http(_ method: String, port: Int, path: String, body: String? = nil) async throws -> (Int, String) {
-        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
-        request.method = HTTPMethod(rawValue: method)
-        if let body {
-            request.body = .bytes(ByteBuffer(string: body))
-            request.headers.add(name: "Content-Type", value: "application/json")
-        }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
-        let data = try await response.body.collect(upTo: 1 << 20)
-        return (Int(response.status.code), String(buffer: data))
+        try await api(method, port: port, path: path, body: body)
     }
 
-    static func json(_ s: String) -> Any? { try? JSONSerialization.jsonObject(with: Data(s.utf8)) }
+    static func json(_ s: String) -> Any? { jsonObject(s) }
 
     @Test(.timeLimit(.minutes(3)))
     func thresholdsSilencesAcknowledgementAndFeed() async throws {

@@ -1,4 +1,7 @@
+import AsyncHTTPClient
 import FleetwatchAgent
+import NIOCore
+import NIOHTTP1
 import FleetwatchProtocol
 import FleetwatchStorage
 import FleetwatchTestSupport
@@ -73,10 +76,18 @@ final class HubUnderTest: @unchecked Sendable {
     }
 }
 
-/// Registers bots with known tokens directly in the database.
+/// API tokens every test database gets from `registerBots`.
+let operatorToken = "fwo_test-operator-token"
+let viewerToken = "fwv_test-viewer-token"
+
+/// Registers bots with known tokens directly in the database, and the test operator and viewer API tokens.
 func registerBots(_ names: [String], token: String, in db: TestDatabase) async throws {
     try await db.withClient { client in
         try await Migrator(client: client, logger: Logger(label: "test")).migrate()
+        try await client.query("""
+            INSERT INTO api_tokens (name, role, token_hash) VALUES ('test-operator', 'operator', \(BotToken.hash(operatorToken))),
+                ('test-viewer', 'viewer', \(BotToken.hash(viewerToken))) ON CONFLICT DO NOTHING
+            """, logger: Logger(label: "test"))
         for name in names {
             let hash = BotToken.hash(token)
             try await client.query("INSERT INTO bots (name, token_hash) VALUES (\(name), \(hash))", logger: Logger(label: "test"))
@@ -126,3 +137,23 @@ func eventually(_ timeout: Duration = .seconds(30), _ condition: () async throws
     }
     return try await condition()
 }
+
+/// One HTTP request on loopback through AsyncHTTPClient: (status, body). Sends the test operator token
+/// unless `token` says otherwise (nil: no Authorization header).
+func api(_ method: String, port: Int, path: String, body: String? = nil, token: String? = operatorToken,
+         headers: [(String, String)] = []) async throws -> (Int, String) {
+    var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+    request.method = HTTPMethod(rawValue: method)
+    if let body {
+        request.body = .bytes(ByteBuffer(string: body))
+        request.headers.add(name: "Content-Type", value: "application/json")
+    }
+    if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+    for (name, value) in headers { request.headers.add(name: name, value: value) }
+    let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+    let data = try await response.body.collect(upTo: 1 << 20)
+    return (Int(response.status.code), String(buffer: data))
+}
+
+/// A JSON document as Foundation objects.
+func jsonObject(_ s: String) -> Any? { try? JSONSerialization.jsonObject(with: Data(s.utf8)) }

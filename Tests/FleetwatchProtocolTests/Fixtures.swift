@@ -15,6 +15,9 @@ enum Fixtures {
                                                     reason: "daily loss"))
     static let commandResult = Frame.commandResult(CommandResultFrame(commandID: Array(0..<16), step: 2, status: .succeeded,
                                                                       atMs: 1_764_072_000_500, detail: "3 orders cancelled"))
+    static let emergencyDeclaration = Frame.emergencyDeclaration(EmergencyDeclaration(
+        commandID: Array(16..<32), declaredAtMs: 1_764_072_000_700, actions: [.stopTrading, .cancelOrders, .latchEmergency],
+        reason: "exchange halted withdrawals"))
 
     /// A small batch: a counter, a gauge with cents, a duration and a state.
     static let payload = BatchPayload(series: [

@@ -9,6 +9,7 @@ import Testing
     static let cases: [(String, Frame)] = [
         ("hello", Fixtures.hello), ("welcome", Fixtures.welcome), ("ack", Fixtures.ack),
         ("heartbeat", Fixtures.heartbeat), ("command", Fixtures.command), ("command-result", Fixtures.commandResult),
+        ("emergency-declaration", Fixtures.emergencyDeclaration),
     ]
 
     static func goldenURL(_ name: String) -> URL {

@@ -1,0 +1,51 @@
+import FleetwatchProtocol
+import Foundation
+import NIOCore
+
+/// Command results on disk (`commands.journal` in the spool directory), so a restarted bot neither runs a
+/// finished command again nor forgets one it was in the middle of. One hex-encoded result frame per line,
+/// appended and flushed before the result is sent to the hub.
+struct CommandJournal {
+    let url: URL
+    private var handle: FileHandle?
+
+    init(directory: String) throws {
+        url = URL(fileURLWithPath: directory, isDirectory: true).appendingPathComponent("commands.journal")
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        if !FileManager.default.fileExists(atPath: url.path) {
+            FileManager.default.createFile(atPath: url.path, contents: nil)
+        }
+        handle = try FileHandle(forWritingTo: url)
+        _ = try handle?.seekToEnd()
+    }
+
+    /// Every result recorded, oldest first; unreadable lines are skipped.
+    func load() -> [CommandResultFrame] {
+        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
+        return text.split(separator: "\n").compactMap { line in
+            guard let bytes = Self.bytes(hex: line), case .commandResult(let r)? = try? Frame.decode(ByteBuffer(bytes: bytes)) else { return nil }
+            return r
+        }
+    }
+
+    mutating func append(_ result: CommandResultFrame) {
+        let frame = Frame.commandResult(result).encoded()
+        let line = frame.readableBytesView.map { String(format: "%02x", $0) }.joined() + "\n"
+        try? handle?.write(contentsOf: Data(line.utf8))
+        try? handle?.synchronize()
+    }
+
+    static func bytes(hex: Substring) -> [UInt8]? {
+        guard hex.count % 2 == 0 else { return nil }
+        var out: [UInt8] = []
+        out.reserveCapacity(hex.count / 2)
+        var i = hex.startIndex
+        while i < hex.endIndex {
+            let j = hex.index(i, offsetBy: 2)
+            guard let b = UInt8(hex[i..<j], radix: 16) else { return nil }
+            out.append(b)
+            i = j
+        }
+        return out
+    }
+}

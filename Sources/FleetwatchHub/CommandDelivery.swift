@@ -1,0 +1,133 @@
+import FleetwatchIngest
+import FleetwatchProtocol
+import FleetwatchStorage
+import Foundation
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+
+/// The emergency-stop settings of a replica.
+public struct EmergencyConfiguration: Sendable, Equatable {
+    /// How long a command frame is valid after it is sent; the agent refuses it later (replay protection).
+    public var frameTTL: Duration = .seconds(60)
+    /// A command not acknowledged by the bot this long after the request raises a CRITICAL alert.
+    public var acknowledgeTimeout: Duration = .seconds(30)
+    /// How often the replica looks for pending commands of its bots even without a notification.
+    public var pollInterval: Duration = .seconds(2)
+
+    public init() {}
+}
+
+/// The ledger as ingest sees it: commands for a connecting bot, and the agent's reports.
+struct LedgerCommandChannel: CommandChannel {
+    let ledger: CommandLedger
+    let alerts: EmergencyAlerts
+    let hubID: String
+    let frameTTL: Duration
+
+    func commandsOnConnect(_ session: BotSession) async throws -> [CommandFrame] {
+        let now = CommandDispatcher.nowMs()
+        return try await ledger.takeOnConnect(botID: session.botID, hub: hubID).map { $0.frame(nowMs: now, ttlMs: CommandDispatcher.ms(frameTTL)) }
+    }
+
+    func record(_ result: CommandResultFrame, session: BotSession) async throws {
+        try await ledger.record(result, botID: session.botID)
+    }
+
+    func declare(_ declaration: EmergencyDeclaration, session: BotSession) async throws -> CommandFrame {
+        try await ledger.recordDeclaration(declaration, botID: session.botID, botName: session.botName, hub: hubID)
+        if let id = UUID(bytes: declaration.commandID), let record = try await ledger.command(id: id) {
+            await alerts.latched(record)
+        }
+        let now = CommandDispatcher.nowMs()
+        return CommandFrame(commandID: declaration.commandID, botID: session.botName, issuedAtMs: declaration.declaredAtMs,
+                            expiresAtMs: now + CommandDispatcher.ms(frameTTL), actions: declaration.actions, reason: declaration.reason)
+    }
+}
+
+/// Sends pending commands to the bots connected to this replica: woken by NOTIFY on the ledger's channel,
+/// and every `pollInterval` regardless, so a missed notification delays a command but never loses it.
+struct CommandDispatcher: Service {
+    let client: PostgresClient
+    let ledger: CommandLedger
+    let connections: LiveConnections
+    let hubID: String
+    let configuration: EmergencyConfiguration
+    let logger: Logger
+
+    func run() async throws {
+        let (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let listener = NotificationListener(client: client, channel: CommandLedger.channel, logger: logger) { _ in
+            wake.yield()
+        }
+        let ticker = Task {
+            while !Task.isCancelled {
+                try await Task.sleep(for: configuration.pollInterval)
+                wake.yield()
+            }
+        }
+        defer { ticker.cancel() }
+        await cancelWhenGracefulShutdown {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { try? await listener.run() }
+                group.addTask {
+                    for await _ in wakes { await deliverPending() }
+                }
+                await group.next()
+                group.cancelAll()
+            }
+        }
+    }
+
+    /// One pass: claims the pending commands of the bots connected here and pushes them to their sockets.
+    func deliverPending() async {
+        let bots = await connections.botIDs
+        guard !bots.isEmpty else { return }
+        do {
+            let now = Self.nowMs()
+            for command in try await ledger.takePending(botIDs: bots, hub: hubID) {
+                let sent = await connections.send(.command(command.frame(nowMs: now, ttlMs: Self.ms(configuration.frameTTL))), to: command.bot)
+                logger.notice("command \(command.id) for \(command.bot): \(sent ? "sent" : "bot left; sent again when it reconnects")")
+            }
+        } catch {
+            logger.error("cannot read pending commands: \(String(reflecting: error))")
+        }
+    }
+
+    static func nowMs() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
+
+    static func ms(_ d: Duration) -> UInt64 {
+        let (s, a) = d.components
+        return UInt64(max(0, s * 1000 + a / 1_000_000_000_000_000))
+    }
+}
+
+/// Raises a CRITICAL alert for each command not acknowledged within the configured time, and resolves it
+/// once the bot has acknowledged. The ledger's conditional update makes exactly one replica raise it.
+struct CommandWatchdog: Service {
+    let ledger: CommandLedger
+    let alerts: EmergencyAlerts
+    let configuration: EmergencyConfiguration
+    let logger: Logger
+
+    func run() async throws {
+        let timeout = configuration.acknowledgeTimeout
+        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    for overdue in try await ledger.takeOverdue(after: timeout) {
+                        logger.critical("command \(overdue.id) for \(overdue.bot) not acknowledged after \(Int(seconds)) s (\(overdue.state))")
+                        await alerts.unacknowledged(bot: overdue.bot, seconds: seconds, state: overdue.state)
+                    }
+                    for bot in try await ledger.botsNoLongerOverdue(ruleID: EmergencyAlerts.unacknowledgedRule.id, after: timeout) {
+                        await alerts.acknowledged(bot: bot)
+                    }
+                } catch {
+                    logger.error("command watchdog: \(String(reflecting: error))")
+                }
+                try? await Task.sleep(for: min(timeout / 4, .seconds(2)))
+            }
+        }
+    }
+}

@@ -1,0 +1,136 @@
+import FleetwatchStorage
+import Foundation
+import Hummingbird
+import Logging
+
+/// The emergency-stop API (docs/api.md): stop, resume, command state and step results, the audit log.
+struct CommandRoutes: Sendable {
+    let ledger: CommandLedger
+    let audit: AuditLog
+    let alerts: EmergencyAlerts
+    let logger: Logger
+
+    struct StopRequest: Decodable {
+        /// Required by `/api/control/emergency-stop`; ignored (must match if given) on `/api/bots/{bot}/…`.
+        var botID: String?
+        var bot: String?
+        var reason: String?
+        var liquidate: Bool?
+
+        enum CodingKeys: String, CodingKey {
+            case botID = "bot_id", bot, reason, liquidate
+        }
+    }
+
+    struct ResumeRequest: Decodable {
+        var reason: String?
+    }
+
+    func register(on router: Router<HubRequestContext>) {
+        router.post("/api/bots/:bot/emergency-stop") { request, context -> EditedResponse<CommandRecord> in
+            let bot = try context.parameters.require("bot")
+            return try await stop(request, context: context, bot: bot)
+        }
+        router.post("/api/control/emergency-stop") { request, context -> EditedResponse<CommandRecord> in
+            try await stop(request, context: context, bot: nil)
+        }
+        router.post("/api/bots/:bot/resume") { request, context -> EditedResponse<CommandRecord> in
+            let bot = try context.parameters.require("bot")
+            let body = try await decodeOptional(ResumeRequest.self, request, context) ?? ResumeRequest()
+            let reason = try checkedReason(body.reason ?? "resumed by \(context.actor.name)", context: context, bot: bot, action: "resume")
+            let outcome = try await ledger.requestResume(bot: bot, actor: context.actor, reason: reason,
+                                                         idempotencyKey: try idempotencyKey(request))
+            if case .created = outcome { await alerts.resumed(bot: bot, by: context.actor.name) }
+            return try await respond(outcome, bot: bot, action: "resume", context: context)
+        }
+        router.get("/api/bots/:bot/commands") { request, context -> [CommandRecord] in
+            let bot = try context.parameters.require("bot")
+            let limit = min(request.uri.queryParameters.get("limit", as: Int.self) ?? 50, 500)
+            return try await ledger.commands(bot: bot, limit: limit)
+        }
+        router.get("/api/commands/:id") { _, context -> CommandRecord in
+            guard let id = UUID(uuidString: try context.parameters.require("id")) else {
+                throw HTTPError(.badRequest, message: "a command id is a UUID")
+            }
+            guard let record = try await ledger.command(id: id) else { throw HTTPError(.notFound, message: "no command \(id)") }
+            return record
+        }
+        router.get("/api/audit") { request, _ -> [AuditLog.Entry] in
+            let q = request.uri.queryParameters
+            return try await audit.entries(bot: q.get("bot"), commandID: q.get("command").flatMap(UUID.init(uuidString:)),
+                                           limit: min(q.get("limit", as: Int.self) ?? 200, 1000))
+        }
+    }
+
+    private func stop(_ request: Request, context: HubRequestContext, bot pathBot: String?) async throws -> EditedResponse<CommandRecord> {
+        let body = try await decodeOptional(StopRequest.self, request, context) ?? StopRequest()
+        let named = body.botID ?? body.bot
+        guard let bot = pathBot ?? named else {
+            await audit.record(context.actor, action: "emergency_stop.refused", outcome: "refused", detail: "no bot id in the body")
+            throw HTTPError(.badRequest, message: "name the bot: {\"bot_id\": \"…\", \"reason\": \"…\"}")
+        }
+        if let pathBot, let named, named != pathBot {
+            await audit.record(context.actor, action: "emergency_stop.refused", outcome: "refused", bot: pathBot,
+                               detail: "body names bot \(named)")
+            throw HTTPError(.badRequest, message: "the body names bot \(named) but the path names \(pathBot)")
+        }
+        let reason = try checkedReason(body.reason, context: context, bot: bot, action: "emergency_stop")
+        let outcome = try await ledger.requestStop(bot: bot, actor: context.actor, origin: "operator", reason: reason,
+                                                   liquidate: body.liquidate ?? false, idempotencyKey: try idempotencyKey(request))
+        if case .created(let record) = outcome { await alerts.latched(record) }
+        return try await respond(outcome, bot: bot, action: "emergency_stop", context: context)
+    }
+
+    private func checkedReason(_ reason: String?, context: HubRequestContext, bot: String, action: String) throws -> String {
+        let trimmed = (reason ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty, trimmed.utf8.count <= 1000 else {
+            Task { await audit.record(context.actor, action: action + ".refused", outcome: "refused", bot: bot, detail: "missing or too long reason") }
+            throw HTTPError(.badRequest, message: "give a reason (1–1000 bytes): it is recorded in the ledger and shown to the bot")
+        }
+        return trimmed
+    }
+
+    private func idempotencyKey(_ request: Request) throws -> String? {
+        guard let key = request.headers[.init("Idempotency-Key")!] else { return nil }
+        guard !key.isEmpty, key.utf8.count <= 200 else { throw HTTPError(.badRequest, message: "Idempotency-Key must be 1–200 bytes") }
+        return key
+    }
+
+    private func respond(_ outcome: CommandRequestOutcome, bot: String, action: String, context: HubRequestContext) async throws -> EditedResponse<CommandRecord> {
+        func refuse(_ status: HTTPResponse.Status, _ message: String) async throws -> EditedResponse<CommandRecord> {
+            await audit.record(context.actor, action: action + ".refused", outcome: "refused", bot: bot, detail: message)
+            throw HTTPError(status, message: message)
+        }
+        switch outcome {
+        case .created(let record):
+            return EditedResponse(status: .accepted, headers: [.location: "/api/commands/\(record.id.uuidString)"], response: record)
+        case .existing(let record):
+            return EditedResponse(status: .ok, headers: [.location: "/api/commands/\(record.id.uuidString)"], response: record)
+        case .idempotencyConflict:
+            return try await refuse(.unprocessableContent, "this Idempotency-Key was used for a different request")
+        case .unknownBot:
+            return try await refuse(.notFound, "no bot named \(bot)")
+        case .liquidationNotAllowed:
+            return try await refuse(.conflict, "liquidation is not allowed for bot \(bot); allow it with 'monitor-hub bots liquidation \(bot) on'")
+        case .notInEmergency:
+            return try await refuse(.conflict, "bot \(bot) is not in emergency mode")
+        case .alreadyInEmergency:
+            return try await refuse(.conflict, "bot \(bot) is already in emergency mode")
+        }
+    }
+
+
+    private func decodeOptional<T: Decodable>(_ type: T.Type, _ request: Request, _ context: HubRequestContext) async throws -> T? {
+        var request = request
+        let body = try await request.collectBody(upTo: 64 * 1024)
+        guard body.readableBytes > 0 else { return nil }
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(body.readableBytesView))
+        } catch {
+            throw HTTPError(.badRequest, message: "the body is not valid JSON for this request: \(error)")
+        }
+    }
+}
+
+extension CommandRecord: ResponseEncodable {}
+extension AuditLog.Entry: ResponseEncodable {}

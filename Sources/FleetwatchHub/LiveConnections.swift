@@ -1,0 +1,36 @@
+import FleetwatchProtocol
+import Foundation
+
+/// The agent connections this replica holds, by bot: how the command dispatcher reaches a bot's socket.
+actor LiveConnections {
+    struct Entry {
+        let connectionID: UUID
+        let botID: Int32
+        let push: @Sendable (Frame) -> Void
+    }
+
+    private var byBot: [String: Entry] = [:]
+
+    /// A connection authenticated as `bot`; frames given to `push` are written to its socket in order.
+    func add(bot: String, botID: Int32, connectionID: UUID, push: @escaping @Sendable (Frame) -> Void) {
+        byBot[bot] = Entry(connectionID: connectionID, botID: botID, push: push)
+    }
+
+    /// The connection ended (only removes it if it is still the bot's current one).
+    func remove(bot: String, connectionID: UUID) {
+        if byBot[bot]?.connectionID == connectionID { byBot[bot] = nil }
+    }
+
+    /// Row ids of the bots connected here.
+    var botIDs: [Int32] { byBot.values.map(\.botID) }
+
+    var count: Int { byBot.count }
+
+    /// Sends `frame` to `bot` if it is connected here; returns whether it was.
+    @discardableResult
+    func send(_ frame: Frame, to bot: String) -> Bool {
+        guard let entry = byBot[bot] else { return false }
+        entry.push(frame)
+        return true
+    }
+}

@@ -1,0 +1,136 @@
+import FleetwatchProtocol
+import Foundation
+import Logging
+import PostgresNIO
+
+extension CommandLedger {
+    /// A command as the replica holding the bot's connection sends it.
+    public struct Outgoing: Sendable, Equatable {
+        public var id: UUID
+        public var bot: String
+        public var actions: CommandFrame.Actions
+        public var reason: String
+        public var createdAt: Date
+
+        /// The frame, valid for `ttlMs` from now: a delayed or replayed frame is refused by the agent.
+        public func frame(nowMs: UInt64, ttlMs: UInt64) -> CommandFrame {
+            CommandFrame(commandID: id.bytes, botID: bot, issuedAtMs: UInt64(max(0, createdAt.timeIntervalSince1970 * 1000)),
+                         expiresAtMs: nowMs + ttlMs, actions: actions, reason: reason)
+        }
+    }
+
+    /// Commands to send to a bot that has just connected: every command not yet finished, and the command
+    /// that latched its emergency mode (sent on every reconnect until an operator resumes). Marks them
+    /// delivered by `hub`.
+    public func takeOnConnect(botID: Int32, hub: String) async throws -> [Outgoing] {
+        try await take(botIDs: [botID], onlyPending: false, hub: hub)
+    }
+
+    /// Pending commands of the given bots (those connected to this replica); marks them delivered by `hub`.
+    public func takePending(botIDs: [Int32], hub: String) async throws -> [Outgoing] {
+        guard !botIDs.isEmpty else { return [] }
+        return try await take(botIDs: botIDs, onlyPending: true, hub: hub)
+    }
+
+    private func take(botIDs: [Int32], onlyPending: Bool, hub: String) async throws -> [Outgoing] {
+        let rows = try await client.query("""
+            WITH c AS (
+                SELECT c.id, c.state AS prev FROM commands c JOIN bots b ON b.id = c.bot_id
+                WHERE c.bot_id = ANY(\(botIDs))
+                  AND (c.state = 'pending'
+                       OR (NOT \(onlyPending) AND (c.state IN ('delivered', 'acknowledged') OR c.id = b.emergency_command_id)))
+                FOR UPDATE OF c),
+            u AS (
+                UPDATE commands SET state = CASE WHEN commands.state = 'pending' THEN 'delivered' ELSE commands.state END,
+                       delivered_at = COALESCE(commands.delivered_at, now()), last_delivered_at = now(),
+                       delivered_by = \(hub), deliveries = commands.deliveries + 1
+                FROM c WHERE commands.id = c.id
+                RETURNING commands.id, commands.bot_id, commands.actions, commands.reason, commands.created_at, c.prev),
+            audit AS (
+                INSERT INTO audit_log (actor, actor_kind, action, outcome, bot, command_id, remote, detail)
+                SELECT \(hub), 'hub', 'command.delivered', 'ok', b.name, u.id, NULL, 'sent to the bot by ' || \(hub)
+                FROM u JOIN bots b ON b.id = u.bot_id WHERE u.prev = 'pending'
+                RETURNING 1)
+            SELECT u.id, b.name, u.actions, u.reason, u.created_at, (SELECT count(*) FROM audit)
+            FROM u JOIN bots b ON b.id = u.bot_id ORDER BY u.created_at
+            """, logger: logger)
+        var out: [Outgoing] = []
+        for try await (id, bot, actions, reason, created, _) in rows.decode((UUID, String, Int16, String, Date, Int64).self) {
+            out.append(Outgoing(id: id, bot: bot, actions: CommandFrame.Actions(rawValue: UInt8(truncatingIfNeeded: actions)),
+                                reason: reason, createdAt: created))
+        }
+        return out
+    }
+
+    /// Records one step result the agent of `botID` reported and moves the command's state forward:
+    /// received → acknowledged; completed → completed; failed (whole command) or refused → failed.
+    /// A result for another bot's command, or one recorded before, changes nothing.
+    /// - Returns: the command's state after the change, nil if the command is unknown for this bot.
+    @discardableResult
+    public func record(_ result: CommandResultFrame, botID: Int32) async throws -> String? {
+        guard let id = UUID(bytes: result.commandID), let step = CommandFrame.Actions.stepName(result.step) else { return nil }
+        let next: String
+        switch result.status {
+        case .completed: next = "completed"
+        case .refused: next = "failed"
+        case .failed where result.step == 0: next = "failed"
+        default: next = "acknowledged"
+        }
+        let agentAt = Double(result.atMs) / 1000
+        let rows = try await client.query("""
+            WITH c AS (SELECT c.id, c.state AS prev, b.name AS bot FROM commands c JOIN bots b ON b.id = c.bot_id
+                       WHERE c.id = \(id) AND c.bot_id = \(botID) FOR UPDATE OF c),
+            s AS (INSERT INTO command_steps (command_id, step, status, detail, agent_at)
+                  SELECT c.id, \(step), \(result.status.name), \(result.detail), to_timestamp(\(agentAt)) FROM c
+                  ON CONFLICT DO NOTHING RETURNING 1),
+            u AS (UPDATE commands SET state = \(next),
+                         acknowledged_at = COALESCE(commands.acknowledged_at, now()),
+                         delivered_at = COALESCE(commands.delivered_at, now()),
+                         completed_at = CASE WHEN \(next) = 'completed' THEN now() ELSE commands.completed_at END,
+                         failed_at = CASE WHEN \(next) = 'failed' THEN now() ELSE commands.failed_at END,
+                         detail = CASE WHEN \(next) IN ('completed', 'failed') THEN \(result.detail) ELSE commands.detail END
+                  FROM c WHERE commands.id = c.id
+                    AND (CASE c.prev WHEN 'pending' THEN 0 WHEN 'delivered' THEN 1 WHEN 'acknowledged' THEN 2 ELSE 3 END)
+                      < (CASE \(next) WHEN 'acknowledged' THEN 2 ELSE 3 END)
+                  RETURNING commands.id, commands.state),
+            audit AS (INSERT INTO audit_log (actor, actor_kind, action, outcome, bot, command_id, remote, detail)
+                      SELECT c.bot, 'bot', 'command.' || u.state, 'ok', c.bot, u.id, NULL, \(step + " " + result.status.name + ": " + result.detail)
+                      FROM u JOIN c ON c.id = u.id RETURNING 1)
+            SELECT COALESCE((SELECT state FROM u), (SELECT state FROM commands WHERE id = (SELECT id FROM c))),
+                   (SELECT count(*) FROM s), (SELECT count(*) FROM audit)
+            """, logger: logger)
+        var state: String?
+        for try await (s, _, _) in rows.decode((String?, Int64, Int64).self) { state = s }
+        return state
+    }
+
+    /// Commands not acknowledged `after` their creation and not yet reported: marks them reported (so exactly
+    /// one replica raises the alert) and returns (bot, command id, state).
+    public func takeOverdue(after: Duration) async throws -> [(bot: String, id: UUID, state: String)] {
+        let seconds = Double(after.components.seconds) + Double(after.components.attoseconds) / 1e18
+        let rows = try await client.query("""
+            WITH u AS (UPDATE commands SET overdue_alerted_at = now()
+                       WHERE state IN ('pending', 'delivered') AND overdue_alerted_at IS NULL
+                         AND created_at < now() - \(seconds) * interval '1 second'
+                       RETURNING id, bot_id, state)
+            SELECT b.name, u.id, u.state FROM u JOIN bots b ON b.id = u.bot_id
+            """, logger: logger)
+        var out: [(bot: String, id: UUID, state: String)] = []
+        for try await (bot, id, state) in rows.decode((String, UUID, String).self) { out.append((bot, id, state)) }
+        return out
+    }
+
+    /// Bots with an open "command not acknowledged" alert and no overdue command left.
+    public func botsNoLongerOverdue(ruleID: String, after: Duration) async throws -> [String] {
+        let seconds = Double(after.components.seconds) + Double(after.components.attoseconds) / 1e18
+        let rows = try await client.query("""
+            SELECT b.name FROM alerts a JOIN bots b ON b.id = a.bot_id
+            WHERE a.rule_id = \(ruleID) AND a.state = 'firing'
+              AND NOT EXISTS (SELECT 1 FROM commands c WHERE c.bot_id = a.bot_id AND c.state IN ('pending', 'delivered')
+                              AND c.created_at < now() - \(seconds) * interval '1 second')
+            """, logger: logger)
+        var out: [String] = []
+        for try await name in rows.decode(String.self) { out.append(name) }
+        return out
+    }
+}

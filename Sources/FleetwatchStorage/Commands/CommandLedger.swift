@@ -1,0 +1,133 @@
+import Crypto
+import FleetwatchProtocol
+import Foundation
+import Logging
+import PostgresNIO
+
+/// The emergency-stop command ledger in PostgreSQL. Every change is one statement that also writes its
+/// audit row and, when a bot must hear about it, a NOTIFY on `channel` (delivered at commit). Replicas
+/// never coordinate otherwise: the table is the truth, the notification only a wake-up.
+public struct CommandLedger: Sendable {
+    /// NOTIFY channel; the payload is the bot's name.
+    public static let channel = "fleetwatch_commands"
+
+    let client: PostgresClient
+    let logger: Logger
+
+    public init(client: PostgresClient, logger: Logger) {
+        self.client = client
+        self.logger = logger
+    }
+
+    /// Requests an emergency stop of `bot`: stop trading, cancel open orders, liquidate (if asked and allowed
+    /// for the bot), latch emergency mode. The bot is latched in emergency mode from this moment.
+    public func requestStop(bot: String, actor: Actor, origin: String, reason: String, liquidate: Bool,
+                            idempotencyKey: String? = nil) async throws -> CommandRequestOutcome {
+        guard let (_, allowLiquidation, latched) = try await botRow(bot) else { return .unknownBot }
+        if origin == "rule", latched { return .alreadyInEmergency }
+        if liquidate, !allowLiquidation { return .liquidationNotAllowed }
+        var actions: CommandFrame.Actions = .emergencyStop
+        if liquidate { actions.insert(.liquidate) }
+        return try await insert(bot: bot, kind: "emergency_stop", origin: origin, actor: actor, reason: reason,
+                                actions: actions, liquidate: liquidate, idempotencyKey: idempotencyKey,
+                                latch: true, onlyIfLatched: false)
+    }
+
+    /// Clears `bot`'s emergency mode and sends it a resume command. Only when it is in emergency mode.
+    public func requestResume(bot: String, actor: Actor, reason: String, idempotencyKey: String? = nil) async throws -> CommandRequestOutcome {
+        guard try await botRow(bot) != nil else { return .unknownBot }
+        return try await insert(bot: bot, kind: "resume", origin: "operator", actor: actor, reason: reason,
+                                actions: .resume, liquidate: false, idempotencyKey: idempotencyKey,
+                                latch: false, onlyIfLatched: true)
+    }
+
+    /// Records an emergency the bot declared itself (its steps already ran); latches it. Idempotent by id.
+    public func recordDeclaration(_ declaration: EmergencyDeclaration, botID: Int32, botName: String, hub: String) async throws {
+        guard let id = UUID(bytes: declaration.commandID) else { return }
+        let actions = Int16(declaration.actions.rawValue)
+        let liquidate = declaration.actions.contains(.liquidate)
+        let declaredAt = Double(declaration.declaredAtMs) / 1000
+        try await client.query("""
+            WITH ins AS (
+                INSERT INTO commands (id, bot_id, kind, origin, issued_by, reason, actions, liquidate, state, created_at,
+                                      delivered_at, acknowledged_at, delivered_by, remote)
+                VALUES (\(id), \(botID), 'emergency_stop', 'bot', \(botName), \(declaration.reason), \(actions), \(liquidate),
+                        'acknowledged', LEAST(now(), to_timestamp(\(declaredAt))), now(), now(), \(hub), 'agent')
+                ON CONFLICT (id) DO NOTHING
+                RETURNING id, bot_id),
+            latch AS (UPDATE bots SET emergency_command_id = ins.id, emergency_since = COALESCE(emergency_since, now())
+                      FROM ins WHERE bots.id = ins.bot_id RETURNING 1),
+            audit AS (INSERT INTO audit_log (actor, actor_kind, action, outcome, bot, command_id, remote, detail)
+                      SELECT \(botName), 'bot', 'emergency_stop.declared', 'ok', \(botName), ins.id, \(hub), \(declaration.reason) FROM ins
+                      RETURNING 1)
+            SELECT (SELECT count(*) FROM ins) + (SELECT count(*) FROM latch) + (SELECT count(*) FROM audit)
+            """, logger: logger)
+    }
+
+    private func botRow(_ bot: String) async throws -> (Int32, Bool, Bool)? {
+        try await client.query("""
+            SELECT id, allow_liquidation, emergency_command_id IS NOT NULL FROM bots WHERE name = \(bot)
+            """, logger: logger).decode((Int32, Bool, Bool).self).first { _ in true }
+    }
+
+    private func insert(bot: String, kind: String, origin: String, actor: Actor, reason: String, actions: CommandFrame.Actions,
+                        liquidate: Bool, idempotencyKey: String?, latch: Bool, onlyIfLatched: Bool) async throws -> CommandRequestOutcome {
+        let id = UUID()
+        let hash = Self.requestHash(bot: bot, kind: kind, reason: reason, liquidate: liquidate)
+        let rawActions = Int16(actions.rawValue)
+        let rows = try await client.query("""
+            WITH b AS (SELECT id FROM bots WHERE name = \(bot) AND (NOT \(onlyIfLatched) OR emergency_command_id IS NOT NULL)),
+            ins AS (
+                INSERT INTO commands (id, bot_id, kind, origin, issued_by, reason, actions, liquidate, idempotency_key,
+                                      request_hash, remote)
+                SELECT \(id), b.id, \(kind), \(origin), \(actor.name), \(reason), \(rawActions), \(liquidate), \(idempotencyKey),
+                       \(hash), \(actor.remote) FROM b
+                ON CONFLICT (issued_by, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+                RETURNING id, bot_id),
+            latch AS (UPDATE bots SET emergency_command_id = CASE WHEN \(latch) THEN ins.id END,
+                                      emergency_since = CASE WHEN \(latch) THEN COALESCE(emergency_since, now()) END
+                      FROM ins WHERE bots.id = ins.bot_id RETURNING 1),
+            audit AS (INSERT INTO audit_log (actor, actor_kind, action, outcome, bot, command_id, remote, detail)
+                      SELECT \(actor.name), \(actor.kind.rawValue), \(kind + ".requested"), 'ok', \(bot), ins.id, \(actor.remote), \(reason)
+                      FROM ins RETURNING 1),
+            wake AS (SELECT pg_notify(\(Self.channel), \(bot)) FROM ins)
+            SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM latch), (SELECT count(*) FROM audit), (SELECT count(*) FROM wake)
+            """, logger: logger)
+        var inserted: Int64 = 0
+        for try await (n, _, _, _) in rows.decode((Int64, Int64, Int64, Int64).self) { inserted = n }
+        if inserted == 1, let record = try await command(id: id) {
+            logger.notice("\(kind) of \(bot) requested by \(actor.kind.rawValue) \(actor.name): \(reason) (command \(id))")
+            return .created(record)
+        }
+        if let key = idempotencyKey {
+            let existing = try await client.query("""
+                SELECT id, request_hash FROM commands WHERE issued_by = \(actor.name) AND idempotency_key = \(key)
+                """, logger: logger).decode((UUID, ByteBuffer?).self).first { _ in true }
+            if let (existingID, existingHash) = existing {
+                guard existingHash == hash, let record = try await command(id: existingID) else { return .idempotencyConflict }
+                return .existing(record)
+            }
+        }
+        return onlyIfLatched ? .notInEmergency : .unknownBot
+    }
+
+    /// Fingerprint of a request's body, to tell a repeated request from a different one under the same key.
+    static func requestHash(bot: String, kind: String, reason: String, liquidate: Bool) -> ByteBuffer {
+        let canonical = [bot, kind, reason, liquidate ? "1" : "0"].joined(separator: "\u{1F}")
+        return ByteBuffer(bytes: Array(SHA256.hash(data: Data(canonical.utf8))))
+    }
+}
+
+extension UUID {
+    /// A UUID from its 16 bytes (a command frame's id), nil for any other length.
+    public init?(bytes: [UInt8]) {
+        guard bytes.count == 16 else { return nil }
+        self.init(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+                         bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
+    }
+
+    /// The 16 bytes of a command frame's id.
+    public var bytes: [UInt8] {
+        withUnsafeBytes(of: uuid) { Array($0) }
+    }
+}
