@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "FleetwatchHub", targets: ["FleetwatchHub"]),
         .executable(name: "monitor-hub", targets: ["MonitorHub"]),
         .executable(name: "fleetwatch-simbot", targets: ["SimBot"]),
+        .executable(name: "monitor-agent", targets: ["MonitorAgentSidecar"]),
         .executable(name: "fleetwatch-bench", targets: ["FleetwatchBench"]),
         .library(name: "fleetwatch_malloc_count", type: .dynamic, targets: ["CMallocCount"]),
     ],
@@ -137,6 +138,20 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Agent/simbot"
+        ),
+        .executableTarget(
+            name: "MonitorAgentSidecar",
+            dependencies: [
+                "FleetwatchAgent", "FleetwatchProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            path: "Agent/monitor-agent"
         ),
         .executableTarget(
             name: "FleetwatchBench",

@@ -12,11 +12,6 @@ struct CommandJournal {
     init(directory: String) throws {
         url = URL(fileURLWithPath: directory, isDirectory: true).appendingPathComponent("commands.journal")
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        if !FileManager.default.fileExists(atPath: url.path) {
-            FileManager.default.createFile(atPath: url.path, contents: nil)
-        }
-        handle = try FileHandle(forWritingTo: url)
-        _ = try handle?.seekToEnd()
     }
 
     /// Every result recorded, oldest first; unreadable lines are skipped.
@@ -29,6 +24,11 @@ struct CommandJournal {
     }
 
     mutating func append(_ result: CommandResultFrame) {
+        if handle == nil {   // created on first use, so a bot that never got a command has no journal
+            if !FileManager.default.fileExists(atPath: url.path) { FileManager.default.createFile(atPath: url.path, contents: nil) }
+            handle = try? FileHandle(forWritingTo: url)
+            _ = try? handle?.seekToEnd()
+        }
         let frame = Frame.commandResult(result).encoded()
         let line = frame.readableBytesView.map { String(format: "%02x", $0) }.joined() + "\n"
         try? handle?.write(contentsOf: Data(line.utf8))

@@ -56,9 +56,16 @@ public final class ChildProcess: @unchecked Sendable {
     public var isRunning: Bool {
         guard !exited else { return false }
         var status: Int32 = 0
-        if waitpid(pid, &status, WNOHANG) == pid { exited = true; return false }
+        if waitpid(pid, &status, WNOHANG) == pid {
+            exited = true
+            exitCode = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            return false
+        }
         return true
     }
+
+    /// The exit code (128 + signal when killed), once `isRunning` has seen the process end by itself.
+    public private(set) var exitCode: Int32?
 
     /// The log so far.
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }

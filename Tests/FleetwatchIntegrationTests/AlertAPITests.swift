@@ -46,8 +46,8 @@ struct AlertAPITests {
         let alerts = try #require(Self.json(firing) as? [[String: Any]])
         #expect(alerts.count == 1)
         let id = try #require(alerts.first?["id"] as? Int)
-        let (ackStatus, acked) = try await Self.http("POST", port: hub.port, path: "/api/alerts/\(id)/acknowledge?by=alice")
-        #expect(ackStatus == 200 && acked.contains(#""acknowledgedBy":"alice""#))
+        let (ackStatus, acked) = try await Self.http("POST", port: hub.port, path: "/api/alerts/\(id)/acknowledge")
+        #expect(ackStatus == 200 && acked.contains(#""acknowledgedBy":"test-operator""#))
 
         // Silence the bot: the resolution is recorded as silenced and not sent.
         let until = ISO8601DateFormatter().string(from: Date().addingTimeInterval(3600))

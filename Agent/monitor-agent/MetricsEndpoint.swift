@@ -1,0 +1,73 @@
+import FleetwatchAgent
+import Foundation
+import Hummingbird
+import Logging
+
+/// The sidecar's local HTTP endpoint (loopback only):
+/// - `POST /metrics`: the bot's metrics, as StatsD lines (text) or JSON
+///   `{"counters": {"trades_executed": 1}, "gauges": {"daily_pnl": -12.5}, "durations_ms": {...}, "states": {...}}`;
+/// - `POST /emergency`: the bot declares an emergency itself, `{"reason": "…", "liquidate": false}`;
+/// - `GET /status`: the sidecar's view (hub connection, child, emergency mode).
+struct MetricsEndpoint {
+    struct JSONMetrics: Decodable {
+        var counters: [String: Double]?
+        var gauges: [String: Double]?
+        var durations_ms: [String: Double]?
+        var states: [String: String]?
+    }
+
+    struct Declaration: Decodable {
+        var reason: String
+        var liquidate: Bool?
+    }
+
+    struct Status: ResponseEncodable {
+        let connected: Bool
+        let childPID: Int32?
+        let restarts: Int
+        let emergencyMode: Bool
+        let bufferedSamples: Int
+    }
+
+    let agent: MonitorAgent
+    let child: ChildSupervisor
+
+    func application(port: Int, logger: Logger, onListening: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
+        let router = Router()
+        let agent = self.agent, child = self.child
+        router.post("/metrics") { request, context -> Response in
+            var request = request
+            let body = try await request.collectBody(upTo: 1 << 20)
+            let text = String(buffer: body)
+            if request.headers[.contentType]?.hasPrefix("application/json") == true {
+                guard let m = try? JSONDecoder().decode(JSONMetrics.self, from: Data(text.utf8)) else {
+                    throw HTTPError(.badRequest, message: "expected {\"counters\": {…}, \"gauges\": {…}, \"durations_ms\": {…}, \"states\": {…}}")
+                }
+                var lines: [String] = []
+                for (k, v) in m.counters ?? [:] { lines.append("\(k):\(v)|c") }
+                for (k, v) in m.gauges ?? [:] { lines.append("\(k):\(v)|g") }
+                for (k, v) in m.durations_ms ?? [:] { lines.append("\(k):\(v)|ms") }
+                for (k, v) in m.states ?? [:] { lines.append("\(k):\(v)|s") }
+                let (_, bad) = StatsDLine.apply(datagram: lines.joined(separator: "\n"), to: agent)
+                guard bad == 0 else { throw HTTPError(.badRequest, message: "\(bad) metrics had a bad name or value") }
+                return Response(status: .noContent)
+            }
+            let (_, bad) = StatsDLine.apply(datagram: text, to: agent)
+            guard bad == 0 else { throw HTTPError(.badRequest, message: "\(bad) lines were not name:value|c|g|ms|s") }
+            return Response(status: .noContent)
+        }
+        router.post("/emergency") { request, context -> Response in
+            let d = try await request.decode(as: Declaration.self, context: context)
+            await agent.declareEmergency(reason: d.reason, liquidate: d.liquidate ?? false)
+            return Response(status: .accepted)
+        }
+        router.get("/status") { _, _ -> Status in
+            let s = await agent.status
+            return Status(connected: s.connected, childPID: await child.pid, restarts: await child.restarts,
+                          emergencyMode: s.emergencyMode, bufferedSamples: s.bufferedSamples)
+        }
+        return Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "monitor-agent"),
+                           onServerRunning: { channel in await onListening(channel.localAddress?.port ?? port) },
+                           logger: logger)
+    }
+}

@@ -1,0 +1,158 @@
+import ArgumentParser
+import FleetwatchAgent
+import FleetwatchProtocol
+import Foundation
+import Hummingbird
+import Logging
+import UnixSignals
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `monitor-agent`: the fleetwatch agent as a sidecar for a bot written in any language.
+@main
+struct MonitorAgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "monitor-agent",
+        abstract: "Run any bot program under fleetwatch: health metrics, the bot's own metrics, remote emergency stop.",
+        subcommands: [Run.self])
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Start the bot program as a child process and report it to the hub.",
+        discussion: """
+            Example:
+              monitor-agent run --bot-id kraken-py-1 --hub ws://hub:8000/agent/v1 --token "$FLEETWATCH_TOKEN" \\
+                --log-file /var/log/bot.log --on-stop-http http://127.0.0.1:5000/api/stop -- python3 bot.py
+            The bot sends its own metrics to udp://127.0.0.1:8125 (StatsD: name:value|c|g|ms|s) or to
+            POST http://127.0.0.1:9102/metrics, and can declare an emergency with POST /emergency.
+            """)
+
+    @Option(help: "Bot id, as registered at the hub.") var botId: String
+    @Option(help: "The hub's agent endpoint, e.g. ws://hub:8000/agent/v1.") var hub: String
+    @Option(help: "The bot's token (or set FLEETWATCH_TOKEN).") var token: String?
+    @Option(help: "The bot's log file, reported as log_file_size_mb.") var logFile: String?
+    @Option(help: "Local UDP port for StatsD metrics (0: any free port).") var statsdPort = 8125
+    @Flag(help: "Do not listen for StatsD metrics.") var noStatsd = false
+    @Option(help: "Local HTTP port for POST /metrics, POST /emergency, GET /status (0: any free port).") var httpPort = 9102
+    @Flag(help: "Do not serve the local HTTP endpoint.") var noHttp = false
+    @Option(help: "Restart the bot program: on-failure, always or never.") var restart = "on-failure"
+    @Option(help: "Seconds to wait before a restart.") var restartDelay = 1.0
+    @Option(help: "Emergency stop: signal sent to the bot program (TERM, INT, KILL, USR1, … or none).") var onStopSignal = "TERM"
+    @Option(help: "Emergency stop: seconds to wait for the program to exit after the signal before SIGKILL.") var stopGrace = 10.0
+    @Option(help: "Emergency stop: a shell command run before the signal.") var onStopExec: String?
+    @Option(help: "Emergency stop: URL of the bot's own stop endpoint, called before the signal.") var onStopHttp: String?
+    @Option(help: "HTTP method for --on-stop-http.") var onStopHttpMethod = "POST"
+    @Option(help: "Emergency stop: a shell command that cancels the bot's open orders.") var cancelOrdersExec: String?
+    @Option(help: "Emergency stop with liquidation: a shell command that closes positions (enables liquidation).") var liquidateExec: String?
+    @Option(help: "Resume: a shell command run before the bot program is started again.") var onResumeExec: String?
+    @Option(help: "Spool directory: keeps unsent metrics and command results across restarts.") var spool: String?
+    @Option(help: "Seconds to wait for the hub to accept this bot before giving up (0: do not wait).") var connectTimeout = 15.0
+    @Option(help: "Seconds between metric flushes.") var flushInterval = 1.0
+    @Option(help: "trace, debug, info, notice, warning, error.") var logLevel = "notice"
+    @Argument(parsing: .postTerminator, help: "The bot program and its arguments, after --.") var command: [String] = []
+
+    func validate() throws {
+        guard !command.isEmpty else { throw ValidationError("name the bot program after --, e.g. -- python3 bot.py") }
+        guard ChildSupervisor.RestartPolicy(rawValue: restart) != nil else { throw ValidationError("--restart must be on-failure, always or never") }
+        guard onStopSignal.lowercased() == "none" || ChildSupervisor.signal(named: onStopSignal) != nil else {
+            throw ValidationError("--on-stop-signal: unknown signal \(onStopSignal)")
+        }
+        guard let url = URL(string: hub), ["ws", "wss"].contains(url.scheme ?? ""), url.host != nil else {
+            throw ValidationError("--hub must be a ws:// or wss:// URL such as ws://hub:8000/agent/v1, not \(hub)")
+        }
+        guard WireProtocol.isValidName(botId, maxBytes: WireProtocol.maxBotIDBytes) else {
+            throw ValidationError("--bot-id must be 1–128 characters of A–Z a–z 0–9 _ . : - /")
+        }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .notice
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = level
+            return h
+        }
+        let logger = Logger(label: "monitor-agent")
+        guard let token = token ?? ProcessInfo.processInfo.environment["FLEETWATCH_TOKEN"], !token.isEmpty else {
+            throw ValidationError("give the bot's token with --token or FLEETWATCH_TOKEN")
+        }
+        var c = AgentConfiguration(hubURL: hub, botID: botId, token: token)
+        c.flushInterval = .milliseconds(Int64(flushInterval * 1000))
+        c.processCollector = false
+        c.spoolDirectory = spool
+        let agent = try MonitorAgent(configuration: c, logger: Logger(label: "monitor-agent.agent"))
+        let child = ChildSupervisor(command: command, policy: ChildSupervisor.RestartPolicy(rawValue: restart)!,
+                                    restartDelay: .milliseconds(Int64(restartDelay * 1000)), logger: logger)
+        agent.register(ChildCollector(child: child, logFile: logFile))
+        var actions = SidecarEmergencyHandler.Actions()
+        actions.signal = onStopSignal.lowercased() == "none" ? nil : ChildSupervisor.signal(named: onStopSignal)
+        actions.grace = .milliseconds(Int64(stopGrace * 1000))
+        actions.stopCommand = onStopExec.map { ["/bin/sh", "-c", $0] }
+        actions.httpURL = onStopHttp
+        actions.httpMethod = onStopHttpMethod
+        actions.cancelCommand = cancelOrdersExec.map { ["/bin/sh", "-c", $0] }
+        actions.liquidateCommand = liquidateExec.map { ["/bin/sh", "-c", $0] }
+        actions.resumeCommand = onResumeExec.map { ["/bin/sh", "-c", $0] }
+        await agent.setEmergencyHandler(SidecarEmergencyHandler(child: child, actions: actions, logger: logger))
+
+        let agentTask = Task { try await agent.run() }
+        defer { agentTask.cancel() }
+        if connectTimeout > 0 {
+            try await waitForHub(agent, timeout: .milliseconds(Int64(connectTimeout * 1000)))
+        }
+        var listeners: [Task<Void, any Error>] = []
+        if !noStatsd {
+            let (channel, port) = try await StatsDListener(port: statsdPort, agent: agent, logger: logger).start()
+            logger.notice("StatsD metrics: udp://127.0.0.1:\(port)")
+            listeners.append(Task { try await withTaskCancellationHandler { try await channel.closeFuture.get() } onCancel: { channel.close(promise: nil) } })
+        }
+        if !noHttp {
+            let app = MetricsEndpoint(agent: agent, child: child).application(port: httpPort, logger: logger) { port in
+                logger.notice("HTTP metrics: POST http://127.0.0.1:\(port)/metrics (also /emergency, /status)")
+            }
+            listeners.append(Task { try await app.runService(gracefulShutdownSignals: []) })
+        }
+        defer { listeners.forEach { $0.cancel() } }
+
+        try await child.start()
+        // SIGTERM/SIGINT to the sidecar: pass it on to the bot program, then exit with its status.
+        let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+        let forward = Task {
+            for await signal in signals {
+                logger.notice("\(signal): stopping the bot program")
+                _ = await child.stop(signal: signal == .sigint ? SIGINT : SIGTERM, grace: .milliseconds(Int64(stopGrace * 1000)))
+                await child.finish()
+            }
+        }
+        defer { forward.cancel() }
+        let exit = await child.supervise()
+        await agent.flush()
+        try? await Task.sleep(for: .milliseconds(500))   // let the last flush reach the hub
+        throw ExitCode(exit)
+    }
+
+    /// Waits until the hub welcomed this bot; exits with a clear message if it refuses or cannot be reached.
+    private func waitForHub(_ agent: MonitorAgent, timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            let status = await agent.status
+            if status.connected { return }
+            if let code = status.lastCloseCode.map({ CloseCode(rawValue: $0) }), code.isConfigurationError {
+                FileHandle.standardError.write(Data("""
+                    monitor-agent: the hub at \(hub) refused bot \(botId): \(code).
+                    Check --bot-id and --token (a new token: monitor-hub bots rotate-token \(botId)).\n
+                    """.utf8))
+                throw ExitCode(2)
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let why = await agent.status.lastError ?? "no answer"
+        FileHandle.standardError.write(Data("""
+            monitor-agent: cannot reach the hub at \(hub) within \(connectTimeout) s: \(why).
+            Check --hub (e.g. ws://hub:8000/agent/v1) and that the hub is running, or pass --connect-timeout 0 to start anyway.\n
+            """.utf8))
+        throw ExitCode(2)
+    }
+}

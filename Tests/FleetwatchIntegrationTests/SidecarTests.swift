@@ -1,0 +1,107 @@
+import FleetwatchTestSupport
+import Foundation
+import Logging
+import Testing
+
+/// `monitor-agent` around a real child process (a small Python bot), against a real hub and PostgreSQL.
+@Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
+struct SidecarTests {
+    static let bot = """
+        import signal, socket, sys, time
+        marker, log_path, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+        def stop(signum, frame):
+            open(marker, "a").write("stopped by signal %d\\n" % signum)
+            sys.exit(0)
+        signal.signal(signal.SIGTERM, stop)
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        log = open(log_path, "a")
+        while True:
+            s.sendto(b"trades_executed:1|c\\ndaily_pnl:-3.5|g\\nexchange_status:open|s\\nbad line", ("127.0.0.1", port))
+            log.write("tick " * 50 + "\\n"); log.flush()
+            time.sleep(0.1)
+        """
+
+    static func latest(_ db: TestDatabase, _ metric: String) async throws -> Double? {
+        try await EmergencyStopTests.scalar(db, Double.self, """
+            SELECT value FROM sample_points WHERE bot = 'side-bot' AND metric = \(metric) ORDER BY ts DESC LIMIT 1
+            """)
+    }
+
+    @Test(.timeLimit(.minutes(3)))
+    func stopsAndRestartsARealChildAndForwardsItsMetrics() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["side-bot"], token: "secret", in: db)
+        let hub = try HubUnderTest(database: db)
+        try await hub.start()
+        defer { Task { await hub.kill(SIGTERM) } }
+        let restAPI = WebhookReceiver(failFirst: 0)   // stands in for the bot's own REST stop endpoint
+        let (restPort, restServer) = try await restAPI.start()
+        defer { restServer.cancel() }
+
+        let dir = NSTemporaryDirectory() + "fw-sidecar-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try Self.bot.write(toFile: "\(dir)/bot.py", atomically: true, encoding: .utf8)
+        let statsd = try freeTCPPort(), http = try freeTCPPort()
+        let artifacts = ProcessInfo.processInfo.environment["FLEETWATCH_TEST_ARTIFACTS"] ?? NSTemporaryDirectory()
+        let sidecar = try ChildProcess(builtExecutable("monitor-agent"), [
+            "run", "--bot-id", "side-bot", "--hub", hub.agentURL, "--token", "secret", "--log-file", "\(dir)/bot.log",
+            "--statsd-port", "\(statsd)", "--http-port", "\(http)", "--flush-interval", "0.2",
+            "--on-stop-http", "http://127.0.0.1:\(restPort)/hook",
+            "--", "python3", "\(dir)/bot.py", "\(dir)/stopped", "\(dir)/bot.log", "\(statsd)",
+        ], logPath: "\(artifacts)/\(db.url.database)-sidecar.log")
+        defer { Task { await sidecar.stop(signal: SIGTERM) } }
+
+        // The bot's StatsD metrics and its health as seen from outside arrive at the hub.
+        #expect(try await eventually { try await Self.latest(db, "daily_pnl") == -3.5 }, "\(sidecar.log)")
+        #expect(try await eventually { try await Self.latest(db, "bot_alive") == 1 })
+        #expect(try await eventually { (try await Self.latest(db, "memory_usage_mb") ?? 0) > 1 })
+        #expect(try await eventually { (try await Self.latest(db, "log_file_size_mb") ?? 0) > 0 })
+        #expect(try await eventually { (try await Self.latest(db, "statsd_malformed_lines") ?? 0) > 0 })
+        let (posted, _) = try await api("POST", port: http, path: "/metrics", body: #"{"gauges": {"total_pnl": 42.5}}"#, token: nil)
+        #expect(posted == 204)
+        #expect(try await eventually { try await Self.latest(db, "total_pnl") == 42.5 })
+
+        // Emergency stop: the bot's REST endpoint is called, the child gets SIGTERM and stays down.
+        let (status, created) = try await api("POST", port: hub.port, path: "/api/bots/side-bot/emergency-stop",
+                                              body: #"{"reason": "sidecar test"}"#)
+        #expect(status == 202)
+        let id = (jsonObject(created) as? [String: Any])?["id"] as? String ?? ""
+        let record = try await EmergencyStopTests.waitForState(hub.port, id, "completed")
+        #expect(EmergencyStopTests.steps(record).contains("stop_trading/succeeded"))
+        #expect(try String(contentsOfFile: "\(dir)/stopped", encoding: .utf8) == "stopped by signal 15\n")
+        #expect(await restAPI.received.count == 1)
+        #expect(try await eventually { try await Self.latest(db, "bot_alive") == 0 })
+        try await Task.sleep(for: .seconds(1.5))
+        #expect(try await Self.latest(db, "bot_alive") == 0, "the stopped bot was restarted")
+        #expect(sidecar.isRunning)
+
+        // Resume: the sidecar starts the bot program again.
+        let (resumed, body) = try await api("POST", port: hub.port, path: "/api/bots/side-bot/resume", body: #"{"reason": "ok"}"#)
+        #expect(resumed == 202)
+        _ = try await EmergencyStopTests.waitForState(hub.port, (jsonObject(body) as? [String: Any])?["id"] as? String ?? "", "completed")
+        #expect(try await eventually { try await Self.latest(db, "bot_alive") == 1 })
+        #expect(try await eventually { try await Self.latest(db, "bot_restarts") == 1 })
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func aWrongTokenOrAddressEndsWithAClearMessage() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["side-bot"], token: "secret", in: db)
+        let hub = try HubUnderTest(database: db)
+        try await hub.start()
+        defer { Task { await hub.kill(SIGTERM) } }
+        let artifacts = ProcessInfo.processInfo.environment["FLEETWATCH_TEST_ARTIFACTS"] ?? NSTemporaryDirectory()
+        for (name, url, token, expected) in [
+            ("token", hub.agentURL, "wrong", "refused bot side-bot"),
+            ("address", "ws://127.0.0.1:\(try freeTCPPort())/agent/v1", "secret", "cannot reach the hub"),
+        ] {
+            let sidecar = try ChildProcess(builtExecutable("monitor-agent"), [
+                "run", "--bot-id", "side-bot", "--hub", url, "--token", token, "--connect-timeout", "3", "--no-statsd", "--no-http",
+                "--", "sleep", "60",
+            ], logPath: "\(artifacts)/\(db.url.database)-sidecar-\(name).log")
+            #expect(try await eventually(.seconds(20)) { !sidecar.isRunning })
+            #expect(sidecar.exitCode == 2)
+            #expect(sidecar.log.contains(expected), "\(sidecar.log)")
+        }
+    }
+}
