@@ -81,11 +81,11 @@ struct CommandDispatcher: Service {
 
     /// One pass: claims the pending commands of the bots connected here and pushes them to their sockets.
     func deliverPending() async {
-        let bots = await connections.botIDs
-        guard !bots.isEmpty else { return }
+        let leases = await connections.leases
+        guard !leases.isEmpty else { return }
         do {
             let now = Self.nowMs()
-            for command in try await ledger.takePending(botIDs: bots, hub: hubID) {
+            for command in try await ledger.takePending(botIDs: leases.map(\.botID), connections: leases.map(\.connectionID), hub: hubID) {
                 let sent = await connections.send(.command(command.frame(nowMs: now, ttlMs: Self.ms(configuration.frameTTL))), to: command.bot)
                 logger.notice("command \(command.id) for \(command.bot): \(sent ? "sent" : "bot left; sent again when it reconnects")")
             }

@@ -21,8 +21,8 @@ actor LiveConnections {
         if byBot[bot]?.connectionID == connectionID { byBot[bot] = nil }
     }
 
-    /// Row ids of the bots connected here.
-    var botIDs: [Int32] { byBot.values.map(\.botID) }
+    /// The bots connected here: row id and the connection holding each.
+    var leases: [(botID: Int32, connectionID: UUID)] { byBot.values.map { ($0.botID, $0.connectionID) } }
 
     var count: Int { byBot.count }
 

@@ -26,17 +26,20 @@ extension CommandLedger {
         try await take(botIDs: [botID], onlyPending: false, hub: hub)
     }
 
-    /// Pending commands of the given bots (those connected to this replica); marks them delivered by `hub`.
-    public func takePending(botIDs: [Int32], hub: String) async throws -> [Outgoing] {
+    /// Pending commands of the bots connected to this replica, each only while the given connection still
+    /// holds the bot's lease (a bot that moved to another replica gets them there); marks them delivered.
+    public func takePending(botIDs: [Int32], connections: [UUID], hub: String) async throws -> [Outgoing] {
         guard !botIDs.isEmpty else { return [] }
-        return try await take(botIDs: botIDs, onlyPending: true, hub: hub)
+        return try await take(botIDs: botIDs, connections: connections, onlyPending: true, hub: hub)
     }
 
-    private func take(botIDs: [Int32], onlyPending: Bool, hub: String) async throws -> [Outgoing] {
+    private func take(botIDs: [Int32], connections: [UUID]? = nil, onlyPending: Bool, hub: String) async throws -> [Outgoing] {
         let rows = try await client.query("""
             WITH c AS (
                 SELECT c.id, c.state AS prev FROM commands c JOIN bots b ON b.id = c.bot_id
                 WHERE c.bot_id = ANY(\(botIDs))
+                  AND (\(connections)::uuid[] IS NULL
+                       OR (b.id, b.connection_id) IN (SELECT * FROM unnest(\(botIDs)::int4[], \(connections)::uuid[])))
                   AND (c.state = 'pending'
                        OR (NOT \(onlyPending) AND (c.state IN ('delivered', 'acknowledged') OR c.id = b.emergency_command_id)))
                 FOR UPDATE OF c),
