@@ -121,3 +121,30 @@ import Testing
         #expect(t.observe(rule, value: 999, nowMs: cooldown, cooldowns: Cooldowns()) != nil)
     }
 }
+
+@Suite struct EmergencyRuleTests {
+    @Test func shutdownRulesFollowTheEffectiveLimitsOnlyWhenEnabled() throws {
+        #expect(ThresholdProfile.development.withEmergencyRules() == .development, "development must not stop bots")
+        let custom = ThresholdProfile.production.overriding(["memory_usage_mb": 300, "daily_pnl_loss_limit": -10]).profile
+        let p = custom.withEmergencyRules()
+        func limit(_ id: String) -> Double? { p.rule(ThresholdProfile.emergencyPrefix + id)?.limit }
+        #expect(limit("memory_usage_mb") == 600)
+        #expect(limit("daily_pnl_loss_limit") == -20)
+        #expect(limit("api_error_rate_percent") == 0.5)
+        #expect(p.rules.filter(\.emergencyStop).allSatisfy { $0.level == .critical })
+        #expect(p.rules.filter(\.emergencyStop).count == 5)
+    }
+
+    @Test func aFailedComponentStateIsObserved() throws {
+        let p = ThresholdProfile.production.withEmergencyRules()
+        var evaluator = RuleEvaluator(profile: p)
+        let failed = Series(name: "balance_manager_health", kind: .state, timestamps: [1], values: [], states: ["failed"])
+        let healthy = Series(name: "balance_manager_health", kind: .state, timestamps: [2], values: [], states: ["healthy"])
+        let id = ThresholdProfile.emergencyPrefix + "balance_manager_failed"
+        let rule = try #require(p.rule(id))
+        let first = try #require(evaluator.evaluate([failed]).first { $0.ruleID == id })
+        #expect(AlertTracker.breached(rule, value: first.value, firing: false))
+        let second = try #require(evaluator.evaluate([healthy]).first { $0.ruleID == id })
+        #expect(!AlertTracker.breached(rule, value: second.value, firing: true))
+    }
+}

@@ -50,6 +50,9 @@ import Testing
         (#"{"alerts": {"webhook_notifications": true}}"#, "webhook.url"),
         (#"{"alerts": {"email": {"host": "h", "security": "ssl"}}}"#, "security"),
         (#"{"alerts": {"sms": true}}"#, "alerts.sms"),
+        (#"{"emergency": {"command_ttl": 1}}"#, "emergency.command_ttl"),
+        (#"{"emergency": {"acknowledge_timeout": 0}}"#, "emergency.acknowledge_timeout"),
+        (#"{"emergency": {"poll": 2}}"#, "emergency.poll"),
     ])
     func badFilesGiveAClearError(json: String, mentions: String) throws {
         let path = try Self.file(json)

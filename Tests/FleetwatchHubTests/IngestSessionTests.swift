@@ -163,3 +163,51 @@ import Testing
         }
     }
 }
+
+@Suite struct IngestSessionCommandTests {
+    static let command = CommandFrame(commandID: Array(0..<16), botID: "bot-1", issuedAtMs: 1, expiresAtMs: 2,
+                                      actions: .emergencyStop, reason: "latched")
+
+    static func session(_ channel: InMemoryCommandChannel) -> IngestSession {
+        IngestSession(configuration: IngestConfiguration(), store: InMemoryIngestStore(tokens: ["bot-1": "secret"]), remote: "test",
+                      logger: Logger(label: "test"), commands: channel)
+    }
+
+    @Test func openCommandsFollowTheWelcomeAndReportsReachTheLedger() async throws {
+        let channel = InMemoryCommandChannel(onConnect: [Self.command])
+        let s = Self.session(channel)
+        let out = await s.handle(IngestSessionTests.hello())
+        guard out.count == 2, case .send(.welcome) = out[0], case .send(.command(let c)) = out[1] else {
+            Issue.record("expected welcome then the open command: \(out)"); return
+        }
+        #expect(c == Self.command)
+        let result = CommandResultFrame(commandID: Self.command.commandID, step: 1, status: .succeeded, atMs: 3, detail: "stopped")
+        #expect(await s.handle(Frame.commandResult(result).encoded()).isEmpty)
+        #expect(await channel.results == [result])
+        // A declaration is answered with a command frame of the same id (the confirmation).
+        let declaration = EmergencyDeclaration(commandID: Array(16..<32), declaredAtMs: 5, actions: .emergencyStop, reason: "mine")
+        let confirmation = await s.handle(Frame.emergencyDeclaration(declaration).encoded())
+        guard case .send(.command(let echo))? = confirmation.first else { Issue.record("no confirmation: \(confirmation)"); return }
+        #expect(echo.commandID == declaration.commandID && echo.botID == "bot-1")
+    }
+
+    @Test func aLedgerOutageNeitherClosesTheConnectionNorConfirms() async throws {
+        let channel = InMemoryCommandChannel()
+        let s = Self.session(channel)
+        _ = await s.handle(IngestSessionTests.hello())
+        await channel.setFailing(true)
+        let result = CommandResultFrame(commandID: Self.command.commandID, step: 0, status: .received, atMs: 3, detail: "")
+        #expect(await s.handle(Frame.commandResult(result).encoded()).isEmpty)
+        let declaration = EmergencyDeclaration(commandID: Array(16..<32), declaredAtMs: 5, actions: .emergencyStop, reason: "mine")
+        #expect(await s.handle(Frame.emergencyDeclaration(declaration).encoded()).isEmpty, "unconfirmed: the agent sends it again")
+        // The session still stores batches.
+        #expect(await s.handle(try IngestSessionTests.batch(1)).count == 1)
+    }
+
+    @Test func beforeTheWelcomeCommandFramesAreRefused() async throws {
+        let s = Self.session(InMemoryCommandChannel())
+        let declaration = EmergencyDeclaration(commandID: Array(16..<32), declaredAtMs: 5, actions: .emergencyStop, reason: "x")
+        let out = await s.handle(Frame.emergencyDeclaration(declaration).encoded())
+        #expect(IngestSessionTests.closeCode(out) == .helloExpected)
+    }
+}

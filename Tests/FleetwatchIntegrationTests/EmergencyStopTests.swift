@@ -237,6 +237,31 @@ struct EmergencyStopTests {
     }
 
     @Test(.timeLimit(.minutes(3)))
+    func aMissedNotificationOnlyDelaysTheCommand() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["quiet-bot"], token: "secret", in: db)
+        let hub = try HubUnderTest(database: db)
+        try await hub.start()
+        defer { Task { await hub.kill(SIGTERM) } }
+        let handler = RecordingHandler()
+        let agent = try await Self.agent("quiet-bot", hub: hub.agentURL, handler: handler)
+        let task = Task { try await agent.run() }
+        defer { task.cancel() }
+        #expect(try await eventually { await agent.status.connected })
+        // A row written without its NOTIFY (as if the notification were lost): the replica's poll finds it.
+        let id = UUID()
+        try await db.withClient { client in
+            try await client.query("""
+                INSERT INTO commands (id, bot_id, kind, origin, issued_by, reason, actions)
+                SELECT \(id), id, 'emergency_stop', 'operator', 'test', 'no notification', 11 FROM bots WHERE name = 'quiet-bot'
+                """, logger: Logger(label: "test"))
+        }
+        let record = try await Self.waitForState(hub.port, id.uuidString, "completed", timeout: .seconds(15))
+        #expect(record["deliveredBy"] as? String == "hub-a")
+        #expect(handler.all == ["stop", "cancel", "latch"])
+    }
+
+    @Test(.timeLimit(.minutes(3)))
     func aBotCanDeclareAnEmergencyItself() async throws {
         let db = try await TestDatabase.create()
         try await registerBots(["self-bot"], token: "secret", in: db)
