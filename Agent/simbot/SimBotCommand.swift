@@ -26,6 +26,7 @@ struct SimBotCommand: AsyncParsableCommand {
     @Flag(help: "Let emergency stops that ask for it close the simulated positions.") var allowLiquidation = false
     @Option(help: "Declare an emergency from the bot itself after this many seconds (demonstrates bot-initiated stops).")
     var declareEmergencyAfter: Double?
+    @Option(help: "Write 'connected=N total=M' here every 2 s (for container health checks).") var statusFile: String?
     @Option(help: "Stop after this many seconds (default: run until interrupted).") var duration: Double?
     @Option(help: "trace, debug, info, notice, warning, error.") var logLevel = "notice"
 
@@ -67,6 +68,16 @@ struct SimBotCommand: AsyncParsableCommand {
                         try? await Task.sleep(for: .milliseconds(Int64(after * 1000)))
                         guard !Task.isCancelled else { return }
                         await bot.agent.declareEmergency(reason: "simulated exchange outage detected by the bot")
+                    }
+                }
+            }
+            if let statusFile {
+                group.addTask {
+                    while !Task.isCancelled {
+                        var connected = 0
+                        for bot in bots where await bot.agent.status.connected { connected += 1 }
+                        try? "connected=\(connected) total=\(bots.count)\n".write(toFile: statusFile, atomically: true, encoding: .utf8)
+                        try? await Task.sleep(for: .seconds(2))
                     }
                 }
             }

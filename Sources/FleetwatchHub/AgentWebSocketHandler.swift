@@ -19,6 +19,7 @@ struct AgentWebSocketHandler: Sendable {
     enum Event: Sendable {
         case message(ByteBuffer)
         case push(Frame)
+        case goingAway
         case text
         case tick
         case ended((any Error)?)
@@ -61,11 +62,14 @@ struct AgentWebSocketHandler: Sendable {
                 outputs = await session.handle(bytes)
                 if registered == nil, let s = session.session {
                     registered = s
-                    await connections.add(bot: s.botName, botID: s.botID, connectionID: s.connectionID) { frame in
-                        continuation.yield(.push(frame))
-                    }
+                    await connections.add(bot: s.botName, botID: s.botID, connectionID: s.connectionID,
+                                          push: { continuation.yield(.push($0)) }, close: { continuation.yield(.goingAway) })
                 }
             case .push(let frame): outputs = [.send(frame)]
+            case .goingAway:
+                // Every message before this one was handled: its batch stored and acknowledged.
+                try? await outbound.close(.unknown(CloseCode.goingAway.rawValue), reason: "hub shutting down")
+                break loop
             case .text: outputs = session.handleText()
             case .tick: outputs = session.tick()
             case .ended(let error):

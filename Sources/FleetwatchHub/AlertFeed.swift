@@ -90,8 +90,10 @@ struct PostgresNotificationLedger: NotificationLedger {
     let client: PostgresClient
     let hubID: String
     let logger: Logger
+    let metrics: HubMetrics?
 
     func record(_ event: AlertEvent, channel: String, attempt: Int, outcome: String, error: String?, durationMs: Double) async {
+        metrics?.notificationAttempt(channel: channel, outcome: outcome)
         do {
             try await client.query("""
                 INSERT INTO notifications (alert_id, event, channel, attempt, outcome, error, hub, duration_ms)

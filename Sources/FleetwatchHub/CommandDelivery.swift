@@ -131,3 +131,23 @@ struct CommandWatchdog: Service {
         }
     }
 }
+
+/// On graceful shutdown, closes every agent connection after the message in hand (so each batch received is
+/// stored and acknowledged first) and waits up to `timeout` for them to end. Agents reconnect, to another
+/// replica if there is one. Listed after the HTTP server so that it shuts down before it.
+struct ConnectionDrainer: Service {
+    let connections: LiveConnections
+    let timeout: Duration
+    let logger: Logger
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        let open = await connections.closeAll()
+        guard open > 0 else { return }
+        logger.notice("closing \(open) agent connection(s) after their current batch (1001 going away)")
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline, await connections.count > 0 {
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+}

@@ -16,7 +16,7 @@ extension HubApplication {
         let emergencyAlerts: EmergencyAlerts
     }
 
-    func makeAlerting(client: PostgresClient) -> Alerting {
+    func makeAlerting(client: PostgresClient, metrics: HubMetrics? = nil) -> Alerting {
         let a = configuration.alerts
         let feed = AlertFeed()
         var notifiers: [any Notifier] = []
@@ -41,7 +41,8 @@ extension HubApplication {
         }
         notifiers += alertHandlers
         let dispatcher = Dispatcher(notifiers: notifiers,
-                                    ledger: PostgresNotificationLedger(client: client, hubID: configuration.ingest.hubID, logger: logger),
+                                    ledger: PostgresNotificationLedger(client: client, hubID: configuration.ingest.hubID, logger: logger,
+                                                                      metrics: metrics),
                                     logger: logger)
         let store = PostgresAlertStore(client: client, logger: logger)
         let profiles = PostgresProfileSource(client: client, logger: logger)

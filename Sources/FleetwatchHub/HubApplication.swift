@@ -46,11 +46,13 @@ public struct HubApplication: Sendable {
         try await ThresholdAdmin(client: client, logger: logger).applyConfigurationProfile(configuration)
         let store = PostgresIngestStore(client: client, logger: logger, autoRegister: configuration.autoRegister,
                                         hubID: configuration.ingest.hubID)
-        let alerting = makeAlerting(client: client)
+        let metrics = HubMetrics()
+        counters.observeStoreDurations { metrics.batchStored(in: $0) }
+        let alerting = makeAlerting(client: client, metrics: metrics)
         let ledger = CommandLedger(client: client, logger: logger)
         let connections = LiveConnections()
         let app = makeApplication(client: client, store: store, alerting: alerting, ledger: ledger, connections: connections,
-                                  onListening: onListening)
+                                  metrics: metrics, onListening: onListening)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: partitions), .init(service: alerting.listener)]
         if let watcher = alerting.watcher { services.append(.init(service: watcher)) }
         if let engine = alerting.engine {
@@ -66,6 +68,7 @@ public struct HubApplication: Sendable {
         services.append(.init(service: CommandWatchdog(ledger: ledger, alerts: alerting.emergencyAlerts,
                                                        configuration: configuration.emergency, logger: logger)))
         services.append(.init(service: app))
+        services.append(.init(service: ConnectionDrainer(connections: connections, timeout: .seconds(10), logger: logger)))
         let group = ServiceGroup(configuration: .init(
             services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -75,12 +78,18 @@ public struct HubApplication: Sendable {
     }
 
     func makeApplication(client: PostgresClient, store: any IngestStore, alerting: Alerting, ledger: CommandLedger,
-                         connections: LiveConnections,
+                         connections: LiveConnections, metrics: HubMetrics,
                          onListening: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
         let router = Router(context: HubRequestContext.self)
         let audit = AuditLog(client: client, logger: logger)
         router.add(middleware: AuthMiddleware(tokens: AccessTokens(client: client, logger: logger), audit: audit, logger: logger))
         HubRoutes(client: client, counters: counters, logger: logger).register(on: router)
+        let counters = self.counters, metricsLogger = self.logger
+        router.get("/metrics") { _, _ -> Response in
+            let text = await metrics.render(counters: counters, connections: connections, client: client, logger: metricsLogger)
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                            body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
         AlertRoutes(client: client, feed: alerting.feed, logger: logger).register(on: router)
         CommandRoutes(ledger: ledger, audit: audit, alerts: alerting.emergencyAlerts, logger: logger).register(on: router)
         let commands = LedgerCommandChannel(ledger: ledger, alerts: alerting.emergencyAlerts, hubID: configuration.ingest.hubID,

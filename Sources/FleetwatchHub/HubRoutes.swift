@@ -33,16 +33,24 @@ struct HubRoutes: Sendable {
     func register(on router: Router<HubRequestContext>) {
         router.get("/health/live") { _, _ in HTTPResponse.Status.ok }
         router.get("/health/ready") { _, _ -> Response in
-            do {
-                let version = try await client.query("SELECT COALESCE(max(version), 0) FROM schema_migrations", logger: logger)
-                    .decode(Int.self).first { _ in true } ?? 0
-                guard version >= Schema.latestVersion else {
-                    return Response(status: .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: "migrations pending\n")))
+            // Bounded: a load balancer must get an answer even while connections to PostgreSQL hang.
+            let version: Int? = await withTaskGroup(of: Int?.self) { group in
+                group.addTask {
+                    try? await client.query("SELECT COALESCE(max(version), 0) FROM schema_migrations", logger: logger)
+                        .decode(Int.self).first { _ in true } ?? 0
                 }
-                return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ready\n")))
-            } catch {
+                group.addTask { try? await Task.sleep(for: .seconds(2)); return nil }
+                let first = await group.next() ?? nil
+                group.cancelAll()
+                return first
+            }
+            guard let version else {
                 return Response(status: .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: "database unavailable\n")))
             }
+            guard version >= Schema.latestVersion else {
+                return Response(status: .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: "migrations pending\n")))
+            }
+            return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ready\n")))
         }
         router.get("/api/bots") { _, _ -> [BotRecord] in
             let rows = try await client.query("""

@@ -7,13 +7,22 @@ actor LiveConnections {
         let connectionID: UUID
         let botID: Int32
         let push: @Sendable (Frame) -> Void
+        let close: @Sendable () -> Void
     }
 
     private var byBot: [String: Entry] = [:]
 
     /// A connection authenticated as `bot`; frames given to `push` are written to its socket in order.
-    func add(bot: String, botID: Int32, connectionID: UUID, push: @escaping @Sendable (Frame) -> Void) {
-        byBot[bot] = Entry(connectionID: connectionID, botID: botID, push: push)
+    /// `close` ends the connection after the message being handled (graceful shutdown).
+    func add(bot: String, botID: Int32, connectionID: UUID, push: @escaping @Sendable (Frame) -> Void,
+             close: @escaping @Sendable () -> Void) {
+        byBot[bot] = Entry(connectionID: connectionID, botID: botID, push: push, close: close)
+    }
+
+    /// Asks every connection to finish the message in hand (store, ack) and close with 1001 (going away).
+    func closeAll() -> Int {
+        byBot.values.forEach { $0.close() }
+        return byBot.count
     }
 
     /// The connection ended (only removes it if it is still the bot's current one).

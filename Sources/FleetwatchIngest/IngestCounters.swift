@@ -9,10 +9,21 @@ public final class IngestCounters: Sendable {
         public var samplesRefused: Int64 = 0
         public var duplicates: Int64 = 0
         public var closes: [UInt16: Int64] = [:]
+        public init() {}
     }
     private let state = Mutex(Snapshot())
+    private let storeObserver = Mutex<(@Sendable (Duration) -> Void)?>(nil)
 
     public init() {}
+
+    /// Called with the duration of every batch store (the database round trip of ingest).
+    public func observeStoreDurations(_ observer: @escaping @Sendable (Duration) -> Void) {
+        storeObserver.withLock { $0 = observer }
+    }
+
+    func storeTook(_ duration: Duration) {
+        storeObserver.withLock { $0 }?(duration)
+    }
 
     func stored(batch: ValidatedBatch) {
         state.withLock {

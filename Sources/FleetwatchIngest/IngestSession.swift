@@ -181,7 +181,9 @@ public final class IngestSession {
             logger.warning("bot \(session.botName) batch \(frame.bootEpoch)/\(frame.sequence): refused \(batch.refusedSamples) samples (non-finite value or timestamp outside the accepted window)")
         }
         do {
+            let started = ContinuousClock.now
             let outcome = try await store.store(batch, session: session)
+            counters?.storeTook(ContinuousClock.now - started)
             switch outcome {
             case .stored:
                 counters?.stored(batch: batch)

@@ -49,8 +49,10 @@ final class HubUnderTest: @unchecked Sendable {
         throw TestSupportError("hub not ready after 60 s: \(process?.log.suffix(2000) ?? "")")
     }
 
-    func kill(_ signal: Int32) async {
-        await process?.stop(signal: signal)
+    /// Sends `signal` and waits for the hub to end; returns its wait status (0: exited cleanly).
+    @discardableResult
+    func kill(_ signal: Int32) async -> Int32 {
+        await process?.stop(signal: signal) ?? 0
     }
 
     var log: String { process?.log ?? "" }

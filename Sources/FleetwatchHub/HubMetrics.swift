@@ -1,0 +1,110 @@
+import FleetwatchIngest
+import FleetwatchProtocol
+import Foundation
+import Logging
+import PostgresNIO
+import Prometheus
+import Synchronization
+
+/// The hub's own figures in Prometheus exposition format (`GET /metrics`), through swift-prometheus.
+/// Per replica: connected agents, batches and samples, ingest errors by close code, database latency,
+/// notification attempts by channel and outcome. Fleet-wide, read from PostgreSQL at each scrape: firing
+/// alerts by level, commands by state, bots in emergency mode.
+final class HubMetrics: Sendable {
+    let registry = PrometheusCollectorRegistry()
+    private let batches, samples, refused, duplicates: Counter
+    private let agents, pingSeconds: Gauge
+    private let storeDuration, pingDuration: DurationHistogram
+    private let last = Mutex(IngestCounters.Snapshot())
+    private let latencyBuckets: [Duration] = [.microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+                                              .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+                                              .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5)]
+
+    init() {
+        batches = registry.makeCounter(name: "fleetwatch_batches_stored_total", help: "Batches stored by this replica")
+        samples = registry.makeCounter(name: "fleetwatch_samples_stored_total", help: "Samples stored by this replica")
+        refused = registry.makeCounter(name: "fleetwatch_samples_refused_total",
+                                       help: "Samples refused (non-finite value or timestamp outside the accepted window)")
+        duplicates = registry.makeCounter(name: "fleetwatch_duplicate_batches_total", help: "Batches received again and acknowledged without storing")
+        agents = registry.makeGauge(name: "fleetwatch_agents_connected", help: "Agent connections held by this replica")
+        storeDuration = registry.makeDurationHistogram(name: "fleetwatch_batch_store_duration_seconds", labels: [],
+                                                       buckets: latencyBuckets, help: "Time to store one batch in PostgreSQL")
+        pingDuration = registry.makeDurationHistogram(name: "fleetwatch_postgres_ping_duration_seconds", labels: [],
+                                                      buckets: latencyBuckets, help: "Round trip of SELECT 1 at each scrape")
+        pingSeconds = registry.makeGauge(name: "fleetwatch_postgres_up", help: "1 if PostgreSQL answered the last scrape's ping")
+    }
+
+    func batchStored(in duration: Duration) { storeDuration.record(duration) }
+
+    func notificationAttempt(channel: String, outcome: String) {
+        registry.makeCounter(name: "fleetwatch_notifications_total", labels: [("channel", channel), ("outcome", outcome)],
+                             help: "Alert notification attempts by channel and outcome").increment()
+    }
+
+    /// Refreshes the scrape-time figures and renders everything.
+    func render(counters: IngestCounters, connections: LiveConnections, client: PostgresClient, logger: Logger) async -> String {
+        agents.set(to: Double(await connections.count))
+        let now = counters.snapshot
+        let before = last.withLock { old in defer { old = now }; return old }
+        batches.increment(by: now.batchesStored - before.batchesStored)
+        samples.increment(by: now.samplesStored - before.samplesStored)
+        refused.increment(by: now.samplesRefused - before.samplesRefused)
+        duplicates.increment(by: now.duplicates - before.duplicates)
+        for (code, count) in now.closes {
+            let delta = count - before.closes[code, default: 0]
+            guard delta > 0 else { continue }
+            registry.makeCounter(name: "fleetwatch_ingest_errors_total",
+                                 labels: [("code", String(code)), ("reason", Self.reason(code))],
+                                 help: "Agent connections closed by the hub, by close code").increment(by: delta)
+        }
+        await refreshFromDatabase(client: client, logger: logger)
+        return registry.emitToString()
+    }
+
+    private func refreshFromDatabase(client: PostgresClient, logger: Logger) async {
+        let started = ContinuousClock.now
+        do {
+            _ = try await client.query("SELECT 1", logger: logger).decode(Int.self).first { _ in true }
+            pingDuration.record(ContinuousClock.now - started)
+            pingSeconds.set(to: 1)
+            var firing: [String: Int64] = ["INFO": 0, "WARNING": 0, "CRITICAL": 0]
+            for try await (level, n) in try await client.query("""
+                SELECT level, count(*) FROM alerts WHERE state = 'firing' GROUP BY level
+                """, logger: logger).decode((String, Int64).self) { firing[level] = n }
+            for (level, n) in firing {
+                registry.makeGauge(name: "fleetwatch_alerts_firing", labels: [("level", level)],
+                                   help: "Alerts firing now, fleet-wide").set(to: Double(n))
+            }
+            var commands: [String: Int64] = ["pending": 0, "delivered": 0, "acknowledged": 0, "completed": 0, "failed": 0]
+            for try await (state, n) in try await client.query("""
+                SELECT state, count(*) FROM commands GROUP BY state
+                """, logger: logger).decode((String, Int64).self) { commands[state] = n }
+            for (state, n) in commands {
+                registry.makeGauge(name: "fleetwatch_commands", labels: [("state", state)],
+                                   help: "Emergency commands by state, fleet-wide").set(to: Double(n))
+            }
+            let latched = try await client.query("SELECT count(*) FROM bots WHERE emergency_command_id IS NOT NULL", logger: logger)
+                .decode(Int64.self).first { _ in true } ?? 0
+            registry.makeGauge(name: "fleetwatch_bots_in_emergency", help: "Bots latched in emergency mode").set(to: Double(latched))
+        } catch {
+            pingSeconds.set(to: 0)
+            logger.warning("metrics: PostgreSQL did not answer: \(String(reflecting: error))")
+        }
+    }
+
+    static func reason(_ code: UInt16) -> String {
+        switch CloseCode(rawValue: code) {
+        case .protocolError: return "protocol_error"
+        case .unsupportedVersion: return "unsupported_version"
+        case .authenticationFailed: return "authentication_failed"
+        case .frameTooLarge: return "frame_too_large"
+        case .payloadTooLarge: return "payload_too_large"
+        case .badBatch: return "bad_batch"
+        case .helloExpected: return "hello_expected"
+        case .replaced: return "replaced"
+        case .heartbeatTimeout: return "heartbeat_timeout"
+        case .storageUnavailable: return "storage_unavailable"
+        default: return "other"
+        }
+    }
+}
