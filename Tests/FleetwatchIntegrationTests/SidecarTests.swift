@@ -81,6 +81,9 @@ struct SidecarTests {
         _ = try await EmergencyStopTests.waitForState(hub.port, (jsonObject(body) as? [String: Any])?["id"] as? String ?? "", "completed")
         #expect(try await eventually { try await Self.latest(db, "bot_alive") == 1 })
         #expect(try await eventually { try await Self.latest(db, "bot_restarts") == 1 })
+        // SIGTERM to the sidecar reaches the bot program; the sidecar exits with its status.
+        #expect(await sidecar.stop(signal: SIGTERM) == 0)
+        #expect(try String(contentsOfFile: "\(dir)/stopped", encoding: .utf8) == "stopped by signal 15\nstopped by signal 15\n")
     }
 
     @Test(.timeLimit(.minutes(2)))
