@@ -212,7 +212,7 @@ struct EmergencyStopTests {
         let hub = try HubUnderTest(database: db)
         try await hub.start()
         defer { Task { await hub.kill(SIGTERM) } }
-        let handler = RecordingHandler(slowCancel: .seconds(2))
+        let handler = RecordingHandler(slowCancel: .seconds(4))
         let agent = try await Self.agent("dup-bot", hub: hub.agentURL, handler: handler)
         let task = Task { try await agent.run() }
         defer { task.cancel() }
@@ -222,16 +222,19 @@ struct EmergencyStopTests {
         let id = try #require((jsonObject(created) as? [String: Any])?["id"] as? String)
         let uuid = try #require(UUID(uuidString: id))
         #expect(try await eventually { handler.all.contains("cancel") })
-        // Deliver it again while the slow step runs, and once more after it finished.
-        for _ in 0..<2 {
-            try await db.withClient { client in
-                try await client.query("UPDATE commands SET state = 'pending' WHERE id = \(uuid)", logger: Logger(label: "test"))
-                try await client.query("SELECT pg_notify('fleetwatch_commands', 'dup-bot')", logger: Logger(label: "test"))
-            }
-            #expect(try await eventually { try await Self.scalar(db, Int32.self, "SELECT deliveries FROM commands WHERE id = \(uuid)") ?? 0 >= 2 })
-            _ = try await Self.waitForState(hub.port, id, "completed")
+        // The hub dies while the slow step runs; the agent reconnects to the restarted hub, which delivers the
+        // unfinished command again: the agent answers with its results and does not start over.
+        await hub.kill(SIGKILL)
+        try await hub.start()
+        _ = try await Self.waitForState(hub.port, id, "completed")
+        #expect(try await Self.scalar(db, Int32.self, "SELECT deliveries FROM commands WHERE id = \(uuid)") ?? 0 >= 2)
+        // Delivered once more after it finished (as a stale notification would): results only.
+        try await db.withClient { client in
+            try await client.query("UPDATE commands SET state = 'pending' WHERE id = \(uuid)", logger: Logger(label: "test"))
+            try await client.query("SELECT pg_notify('fleetwatch_commands', 'dup-bot')", logger: Logger(label: "test"))
         }
-        #expect(try await Self.scalar(db, Int32.self, "SELECT deliveries FROM commands WHERE id = \(uuid)") == 3)
+        _ = try await Self.waitForState(hub.port, id, "completed")
+        #expect(try await Self.scalar(db, Int32.self, "SELECT deliveries FROM commands WHERE id = \(uuid)") ?? 0 >= 3)
         #expect(handler.all == ["stop", "cancel", "latch"], "executed more than once: \(handler.all)")
         #expect(try await Self.scalar(db, Int64.self, "SELECT count(*) FROM command_steps WHERE command_id = \(uuid) AND status = 'succeeded'") == 3)
     }

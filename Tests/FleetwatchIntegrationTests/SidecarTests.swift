@@ -81,6 +81,10 @@ struct SidecarTests {
         _ = try await EmergencyStopTests.waitForState(hub.port, (jsonObject(body) as? [String: Any])?["id"] as? String ?? "", "completed")
         #expect(try await eventually { try await Self.latest(db, "bot_alive") == 1 })
         #expect(try await eventually { try await Self.latest(db, "bot_restarts") == 1 })
+        // Once the restarted program is in its loop (its SIGTERM handler installed, its log growing) …
+        let size = { (try? FileManager.default.attributesOfItem(atPath: "\(dir)/bot.log")[.size] as? Int) ?? 0 }
+        let before = size()
+        #expect(try await eventually { size() > before })
         // SIGTERM to the sidecar reaches the bot program; the sidecar exits with its status.
         #expect(await sidecar.stop(signal: SIGTERM) == 0)
         #expect(try String(contentsOfFile: "\(dir)/stopped", encoding: .utf8) == "stopped by signal 15\nstopped by signal 15\n")
