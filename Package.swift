@@ -61,6 +61,7 @@ let package = Package(
                 .embedInCode("migrations/V0001__foundation.sql"),
                 .embedInCode("migrations/V0002__alerts.sql"),
                 .embedInCode("migrations/V0003__commands.sql"),
+                .embedInCode("migrations/V0004__review.sql"),
             ]
         ),
         // Storage: PostgreSQL schema migrations, batch writer, bot registry, embedded cluster.

@@ -15,6 +15,7 @@ public enum Schema {
         Migration(version: 1, name: "foundation", sql: decode(PackageResources.V0001__foundation_sql)),
         Migration(version: 2, name: "alerts", sql: decode(PackageResources.V0002__alerts_sql)),
         Migration(version: 3, name: "commands", sql: decode(PackageResources.V0003__commands_sql)),
+        Migration(version: 4, name: "review", sql: decode(PackageResources.V0004__review_sql)),
     ]
 
     /// The latest version this build knows.

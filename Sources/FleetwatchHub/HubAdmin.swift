@@ -130,3 +130,44 @@ extension HubAdmin {
         guard found else { throw StorageError("no bot named \(bot)") }
     }
 }
+
+extension HubAdmin {
+    /// The fleet's week (ISO week, default last week).
+    public func weeklyReport(week: String?, bot: String?) async throws -> WeeklyReview.Report {
+        _ = try week.map(WeeklyReview.weekStart)   // a bad --week fails before touching the database
+        let logger = self.logger
+        return try await withDatabase { client in try await WeeklyReview(client: client, logger: logger).report(week: week, bot: bot) }
+    }
+
+    /// Recomputes the rollups of [from, to), a day at a time; returns the minute buckets written.
+    public func rollup(from: Date, to: Date) async throws -> Int {
+        let logger = self.logger
+        return try await withDatabase { client in
+            var total = 0
+            var start = from
+            while start < to {
+                let end = min(start.addingTimeInterval(86_400), to)
+                total += try await client.query("SELECT fleetwatch_rollup(\(start), \(end))", logger: logger)
+                    .decode(Int.self).first { _ in true } ?? 0
+                start = end
+            }
+            return total
+        }
+    }
+
+    /// Creates a read-only login in the analysts' role; returns its password.
+    public func addAnalyst(_ name: String) async throws -> String {
+        guard name.range(of: "^[a-z_][a-z0-9_]{0,62}$", options: .regularExpression) != nil else {
+            throw StorageError("an analyst login is 1–63 characters of a–z 0–9 _, starting with a letter or _")
+        }
+        let password = String(BotToken.generate(prefix: "").prefix(32))
+        let logger = self.logger
+        try await withDatabase { client in
+            // Identifiers cannot be bind parameters; the name is checked above and quoted by quote_ident.
+            try await client.query("""
+                SELECT fleetwatch_create_analyst(\(name), \(password))
+                """, logger: logger)
+        }
+        return password
+    }
+}

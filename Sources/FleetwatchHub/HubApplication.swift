@@ -53,7 +53,10 @@ public struct HubApplication: Sendable {
         let connections = LiveConnections()
         let app = makeApplication(client: client, store: store, alerting: alerting, ledger: ledger, connections: connections,
                                   metrics: metrics, onListening: onListening)
-        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: partitions), .init(service: alerting.listener)]
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: partitions), .init(service: alerting.listener),
+            .init(service: ReviewMaintainer(client: client, settings: configuration.retention, logger: logger)),
+        ]
         if let watcher = alerting.watcher { services.append(.init(service: watcher)) }
         if let engine = alerting.engine {
             services.append(.init(service: AlertEngineService(engine: engine)))

@@ -64,6 +64,12 @@ extension HubConfiguration {
             if let v = h.max_sample_future { ingest.validator.maxFutureMs = Int64(v * 1000) }
         }
         if let t = f.thresholds { thresholds = t }
+        if let r = f.retention {
+            if let v = r.raw_days { retention.rawDays = v }
+            if let v = r.minute_rollup_days { retention.minuteRollupDays = v }
+            if let v = r.hour_rollup_days { retention.hourRollupDays = v }
+            if let v = r.rollup_interval { retention.rollupInterval = .milliseconds(Int64(v * 1000)) }
+        }
         if let e = f.emergency {
             if let v = e.command_ttl { emergency.frameTTL = .milliseconds(Int64(v * 1000)) }
             if let v = e.acknowledge_timeout { emergency.acknowledgeTimeout = .milliseconds(Int64(v * 1000)) }
@@ -125,6 +131,10 @@ extension HubConfiguration {
                     "alerts.email_notifications needs alerts.email.host and alerts.email.to")
         try require(["plain", "starttls", "tls"].contains(alerts.emailSecurity), "alerts.email.security must be plain, starttls or tls")
         try require(["INFO", "WARNING", "CRITICAL"].contains(alerts.emailMinimumLevel), "alerts.email.min_level must be INFO, WARNING or CRITICAL")
+        try require(retention.rawDays >= 8, "retention.raw_days must be at least 8 (samples up to 7 days old are accepted)")
+        try require(retention.minuteRollupDays >= 1 && retention.hourRollupDays >= 1, "retention rollup days must be at least 1")
+        try require(retention.rollupInterval >= .seconds(1) && retention.rollupInterval <= .seconds(600),
+                    "retention.rollup_interval must be 1–600 seconds")
         try require(emergency.frameTTL >= .seconds(5) && emergency.frameTTL <= .seconds(3600), "emergency.command_ttl must be 5–3600 seconds")
         try require(emergency.acknowledgeTimeout >= .seconds(1), "emergency.acknowledge_timeout must be at least 1 second")
         try require(emergency.pollInterval >= .milliseconds(100) && emergency.pollInterval <= .seconds(60),
@@ -231,11 +241,19 @@ struct ConfigFile: Decodable {
         var poll_interval: Double?
     }
     var emergency: Emergency?
+    struct Retention: Decodable {
+        var raw_days: Int?
+        var minute_rollup_days: Int?
+        var hour_rollup_days: Int?
+        var rollup_interval: Double?
+    }
+    var retention: Retention?
 
     static let sections: [String: Set<String>] = [
         "monitoring": ["health_check_interval", "enable_emergency_shutdown"],
         "dashboard": ["enabled", "port"],
         "emergency": ["command_ttl", "acknowledge_timeout", "poll_interval"],
+        "retention": ["raw_days", "minute_rollup_days", "hour_rollup_days", "rollup_interval"],
         "hub": ["host", "port", "database_url", "data_dir", "auto_register", "id", "log_level", "max_frame_bytes",
                 "max_payload_bytes", "max_samples_per_batch", "heartbeat_interval", "max_sample_age", "max_sample_future"],
         "alerts": ["enabled", "console_alerts", "log_alerts", "dashboard_alerts", "email_notifications", "webhook_notifications",

@@ -1,4 +1,5 @@
 import FleetwatchIngest
+import FleetwatchStorage
 import Foundation
 import Logging
 
@@ -32,6 +33,8 @@ public struct HubConfiguration: Sendable {
     public var thresholds: [String: Double] = [:]
     /// Emergency-stop delivery: frame validity, acknowledgement timeout, polling.
     public var emergency = EmergencyConfiguration()
+    /// Retention of raw samples and rollups, and the rollup cadence.
+    public var retention = RetentionSettings()
 
     public init() {}
 }

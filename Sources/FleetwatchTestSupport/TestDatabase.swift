@@ -8,6 +8,9 @@ import PostgresNIO
 public struct TestDatabase: Sendable {
     public let url: DatabaseURL
 
+    /// An existing database (for connecting as another role).
+    public init(url: DatabaseURL) { self.url = url }
+
     /// The server's address, or nil when the variable is not set (tests that need it are skipped).
     public static var serverURL: DatabaseURL? {
         ProcessInfo.processInfo.environment["FLEETWATCH_TEST_DATABASE_URL"].flatMap { try? DatabaseURL($0) }

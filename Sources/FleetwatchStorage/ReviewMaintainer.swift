@@ -1,0 +1,113 @@
+import Foundation
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+
+/// How long each kind of data is kept (days) and how often rollups run.
+public struct RetentionSettings: Sendable, Equatable {
+    /// Raw samples (daily `samples_YYYYMMDD` partitions). At least 8: samples up to 7 days old are accepted.
+    public var rawDays = 14
+    /// 1-minute rollups (daily `rollup_1m_YYYYMMDD` partitions).
+    public var minuteRollupDays = 90
+    /// 1-hour rollups (monthly `rollup_1h_YYYYMM` partitions).
+    public var hourRollupDays = 730
+    /// How often the newest minutes are rolled up.
+    public var rollupInterval: Duration = .seconds(60)
+    /// Each pass recomputes this much before now (late batches within it are folded in).
+    public var rollupLookback: Duration = .seconds(15 * 60)
+
+    public init() {}
+}
+
+/// Keeps the review data current: rolls up the newest minutes every `rollupInterval` (and the last two
+/// hours every hour, for late batches), creates rollup partitions ahead of time and drops whole expired
+/// partitions (never large DELETEs). One replica at a time does the work (a PostgreSQL advisory lock).
+public struct ReviewMaintainer: Service {
+    /// Advisory lock key of the rollup/retention job.
+    static let lockKey: Int64 = 0x666C_7772_6576   // "flwrev"
+    let client: PostgresClient
+    let settings: RetentionSettings
+    let logger: Logger
+
+    public init(client: PostgresClient, settings: RetentionSettings, logger: Logger) {
+        self.client = client
+        self.settings = settings
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            var lastHourly = ContinuousClock.now - .seconds(7200)
+            while !Task.isCancelled {
+                let hourly = ContinuousClock.now - lastHourly >= .seconds(3600)
+                do {
+                    let didWork = try await pass(hourly: hourly)
+                    if hourly && didWork { lastHourly = .now }
+                } catch {
+                    if !Task.isCancelled { logger.error("review upkeep failed: \(String(reflecting: error))") }
+                }
+                try? await Task.sleep(for: settings.rollupInterval)
+            }
+        }
+    }
+
+    /// One pass under the advisory lock; false if another replica holds it.
+    @discardableResult
+    public func pass(hourly: Bool, now: Date = Date()) async throws -> Bool {
+        try await client.withConnection { conn in
+            let locked = try await conn.query("SELECT pg_try_advisory_lock(\(Self.lockKey))", logger: logger)
+                .decode(Bool.self).first { _ in true } ?? false
+            guard locked else { return false }
+            do {
+                let lookback = hourly ? max(settings.rollupLookback, .seconds(7200)) : settings.rollupLookback
+                let from = now.addingTimeInterval(-Self.seconds(lookback))
+                let rows = try await conn.query("SELECT fleetwatch_rollup(\(from), \(now))", logger: logger)
+                    .decode(Int.self).first { _ in true } ?? 0
+                try await conn.query("""
+                    INSERT INTO rollup_progress (rolled_to) VALUES (date_trunc('minute', \(now)::timestamptz))
+                    ON CONFLICT (id) DO UPDATE SET rolled_to = EXCLUDED.rolled_to, updated_at = now()
+                    """, logger: logger)
+                logger.debug("rolled up \(rows) minute buckets")
+                if hourly { try await retention(conn, now: now) }
+            } catch {
+                _ = try? await conn.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger)
+                throw error
+            }
+            _ = try await conn.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger)
+            return true
+        }
+    }
+
+    /// Creates partitions ahead and drops the expired ones; returns the dropped partitions' names.
+    @discardableResult
+    public func applyRetention(now: Date = Date()) async throws -> [String] {
+        try await client.withConnection { conn in try await retention(conn, now: now) }
+    }
+
+    @discardableResult
+    private func retention(_ conn: PostgresConnection, now: Date) async throws -> [String] {
+        for day in 0...7 {
+            let at = now.addingTimeInterval(Double(day) * 86_400)
+            try await conn.query("SELECT fleetwatch_ensure_partition('rollup_1m', 'day', \(at))", logger: logger)
+        }
+        for month in [0.0, 31, 62] {
+            let at = now.addingTimeInterval(month * 86_400)
+            try await conn.query("SELECT fleetwatch_ensure_partition('rollup_1h', 'month', \(at))", logger: logger)
+        }
+        var dropped: [String] = []
+        for (parent, unit, days) in [("samples", "day", settings.rawDays), ("rollup_1m", "day", settings.minuteRollupDays),
+                                     ("rollup_1h", "month", settings.hourRollupDays)] {
+            let cutoff = now.addingTimeInterval(-Double(days) * 86_400)
+            let rows = try await conn.query("""
+                SELECT fleetwatch_drop_expired_partitions(\(parent), \(unit), \(cutoff))
+                """, logger: logger)
+            for try await name in rows.decode(String.self) { dropped.append(name) }
+        }
+        if !dropped.isEmpty { logger.notice("retention: dropped expired partitions \(dropped)") }
+        return dropped
+    }
+
+    static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+}
