@@ -21,24 +21,20 @@ final class HubMetrics: Sendable {
                                               .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5)]
 
     init() {
-        batches = registry.makeCounter(name: "fleetwatch_batches_stored_total", help: "Batches stored by this replica")
-        samples = registry.makeCounter(name: "fleetwatch_samples_stored_total", help: "Samples stored by this replica")
-        refused = registry.makeCounter(name: "fleetwatch_samples_refused_total",
-                                       help: "Samples refused (non-finite value or timestamp outside the accepted window)")
-        duplicates = registry.makeCounter(name: "fleetwatch_duplicate_batches_total", help: "Batches received again and acknowledged without storing")
-        agents = registry.makeGauge(name: "fleetwatch_agents_connected", help: "Agent connections held by this replica")
-        storeDuration = registry.makeDurationHistogram(name: "fleetwatch_batch_store_duration_seconds", labels: [],
-                                                       buckets: latencyBuckets, help: "Time to store one batch in PostgreSQL")
-        pingDuration = registry.makeDurationHistogram(name: "fleetwatch_postgres_ping_duration_seconds", labels: [],
-                                                      buckets: latencyBuckets, help: "Round trip of SELECT 1 at each scrape")
-        pingSeconds = registry.makeGauge(name: "fleetwatch_postgres_up", help: "1 if PostgreSQL answered the last scrape's ping")
+        batches = registry.makeCounter(descriptor: .named("fleetwatch_batches_stored_total", "Batches stored by this replica"))
+        samples = registry.makeCounter(descriptor: .named("fleetwatch_samples_stored_total", "Samples stored by this replica"))
+        refused = registry.makeCounter(descriptor: .named("fleetwatch_samples_refused_total", "Samples refused (non-finite value or timestamp outside the accepted window)"))
+        duplicates = registry.makeCounter(descriptor: .named("fleetwatch_duplicate_batches_total", "Batches received again and acknowledged without storing"))
+        agents = registry.makeGauge(descriptor: .named("fleetwatch_agents_connected", "Agent connections held by this replica"))
+        storeDuration = registry.makeDurationHistogram(descriptor: .named("fleetwatch_batch_store_duration_seconds", "Time to store one batch in PostgreSQL"), labels: [], buckets: latencyBuckets)
+        pingDuration = registry.makeDurationHistogram(descriptor: .named("fleetwatch_postgres_ping_duration_seconds", "Round trip of SELECT 1 at each scrape"), labels: [], buckets: latencyBuckets)
+        pingSeconds = registry.makeGauge(descriptor: .named("fleetwatch_postgres_up", "1 if PostgreSQL answered the last scrape's ping"))
     }
 
     func batchStored(in duration: Duration) { storeDuration.record(duration) }
 
     func notificationAttempt(channel: String, outcome: String) {
-        registry.makeCounter(name: "fleetwatch_notifications_total", labels: [("channel", channel), ("outcome", outcome)],
-                             help: "Alert notification attempts by channel and outcome").increment()
+        registry.makeCounter(descriptor: .named("fleetwatch_notifications_total", "Alert notification attempts by channel and outcome"), labels: [("channel", channel), ("outcome", outcome)]).increment()
     }
 
     /// Refreshes the scrape-time figures and renders everything.
@@ -53,9 +49,8 @@ final class HubMetrics: Sendable {
         for (code, count) in now.closes {
             let delta = count - before.closes[code, default: 0]
             guard delta > 0 else { continue }
-            registry.makeCounter(name: "fleetwatch_ingest_errors_total",
-                                 labels: [("code", String(code)), ("reason", Self.reason(code))],
-                                 help: "Agent connections closed by the hub, by close code").increment(by: delta)
+            registry.makeCounter(descriptor: .named("fleetwatch_ingest_errors_total", "Agent connections closed by the hub, by close code"),
+                                 labels: [("code", String(code)), ("reason", Self.reason(code))]).increment(by: delta)
         }
         await refreshFromDatabase(client: client, logger: logger)
         return registry.emitToString()
@@ -72,20 +67,18 @@ final class HubMetrics: Sendable {
                 SELECT level, count(*) FROM alerts WHERE state = 'firing' GROUP BY level
                 """, logger: logger).decode((String, Int64).self) { firing[level] = n }
             for (level, n) in firing {
-                registry.makeGauge(name: "fleetwatch_alerts_firing", labels: [("level", level)],
-                                   help: "Alerts firing now, fleet-wide").set(to: Double(n))
+                registry.makeGauge(descriptor: .named("fleetwatch_alerts_firing", "Alerts firing now, fleet-wide"), labels: [("level", level)]).set(to: Double(n))
             }
             var commands: [String: Int64] = ["pending": 0, "delivered": 0, "acknowledged": 0, "completed": 0, "failed": 0]
             for try await (state, n) in try await client.query("""
                 SELECT state, count(*) FROM commands GROUP BY state
                 """, logger: logger).decode((String, Int64).self) { commands[state] = n }
             for (state, n) in commands {
-                registry.makeGauge(name: "fleetwatch_commands", labels: [("state", state)],
-                                   help: "Emergency commands by state, fleet-wide").set(to: Double(n))
+                registry.makeGauge(descriptor: .named("fleetwatch_commands", "Emergency commands by state, fleet-wide"), labels: [("state", state)]).set(to: Double(n))
             }
             let latched = try await client.query("SELECT count(*) FROM bots WHERE emergency_command_id IS NOT NULL", logger: logger)
                 .decode(Int64.self).first { _ in true } ?? 0
-            registry.makeGauge(name: "fleetwatch_bots_in_emergency", help: "Bots latched in emergency mode").set(to: Double(latched))
+            registry.makeGauge(descriptor: .named("fleetwatch_bots_in_emergency", "Bots latched in emergency mode")).set(to: Double(latched))
         } catch {
             pingSeconds.set(to: 0)
             logger.warning("metrics: PostgreSQL did not answer: \(String(reflecting: error))")
@@ -106,5 +99,12 @@ final class HubMetrics: Sendable {
         case .storageUnavailable: return "storage_unavailable"
         default: return "other"
         }
+    }
+}
+
+extension MetricNameDescriptor {
+    /// A metric named in full (`fleetwatch_batches_stored_total`) with its help text.
+    static func named(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
     }
 }

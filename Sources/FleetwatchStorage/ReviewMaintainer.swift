@@ -13,8 +13,11 @@ public struct RetentionSettings: Sendable, Equatable {
     public var hourRollupDays = 730
     /// How often the newest minutes are rolled up.
     public var rollupInterval: Duration = .seconds(60)
-    /// Each pass recomputes this much before now (late batches within it are folded in).
-    public var rollupLookback: Duration = .seconds(15 * 60)
+    /// Each pass recomputes this much before now (batches arriving up to this late are folded in at once).
+    /// A pass costs about lookback × ingest rate in samples read.
+    public var rollupLookback: Duration = .seconds(3 * 60)
+    /// Once an hour, this much is recomputed (batches up to this late are folded in within the hour).
+    public var lateWindow: Duration = .seconds(3600)
 
     public init() {}
 }
@@ -59,7 +62,7 @@ public struct ReviewMaintainer: Service {
                 .decode(Bool.self).first { _ in true } ?? false
             guard locked else { return false }
             do {
-                let lookback = hourly ? max(settings.rollupLookback, .seconds(7200)) : settings.rollupLookback
+                let lookback = hourly ? max(settings.rollupLookback, settings.lateWindow) : settings.rollupLookback
                 let from = now.addingTimeInterval(-Self.seconds(lookback))
                 let rows = try await conn.query("SELECT fleetwatch_rollup(\(from), \(now))", logger: logger)
                     .decode(Int.self).first { _ in true } ?? 0

@@ -254,6 +254,47 @@ struct ReviewTests {
         #expect(b.alertsCritical == 0 && b.alertsInfo == 1 && b.emergencyStops == 1)
         #expect(report.fleetTrades == bots.map { expectedWeek[$0]!.trades }.reduce(0, +))
 
+        // The week view itself, the metric views and the history views.
+        let weekView = try await db.withClient { client in
+            try await client.query("""
+                SELECT week_pnl, trades_executed, max_drawdown FROM review_bot_week WHERE bot = 'review-c' AND week_start = \(weekStart)::date
+                """, logger: Logger(label: "test")).decode((Double?, Double?, Double?).self).first { _ in true }
+        }
+        let c = expectedWeek["review-c"]!
+        Self.close(weekView?.0, c.periodPnl, "review_bot_week pnl")
+        Self.close(weekView?.1, c.trades, "review_bot_week trades")
+        Self.close(weekView?.2, c.drawdown, "review_bot_week drawdown")
+        let (minuteTrades, hourTrades, minuteMax) = try await db.withClient { client in
+            let logger = Logger(label: "test")
+            let m = try await client.query("""
+                SELECT sum(increase) FROM review_metric_minute WHERE bot = 'review-a' AND metric = 'trades_executed'
+                """, logger: logger).decode(Double?.self).first { _ in true } ?? nil
+            let h = try await client.query("""
+                SELECT sum(increase) FROM review_metric_hour WHERE bot = 'review-a' AND metric = 'trades_executed'
+                """, logger: logger).decode(Double?.self).first { _ in true } ?? nil
+            let x = try await client.query("""
+                SELECT max(max) FROM review_metric_minute WHERE bot = 'review-a' AND metric = 'memory_usage_mb'
+                """, logger: logger).decode(Double?.self).first { _ in true } ?? nil
+            return (m, h, x)
+        }
+        Self.close(minuteTrades, expectedWeek["review-a"]!.trades, "review_metric_minute trades")
+        Self.close(hourTrades, expectedWeek["review-a"]!.trades, "review_metric_hour trades")
+        Self.close(minuteMax, expectedWeek["review-a"]!.peakMemory, "review_metric_minute peak memory")
+        let histories = try await db.withClient { client in
+            let logger = Logger(label: "test")
+            try await client.query("""
+                INSERT INTO notifications (alert_id, event, channel, attempt, outcome, hub) SELECT id, 'fired', 'webhook', 1, 'delivered', 'h'
+                FROM alerts WHERE level = 'WARNING'
+                """, logger: logger)
+            var counts: [Int64] = []
+            for view in ["review_alert_history", "review_command_history", "review_notification_history"] {
+                counts.append(try await client.query(PostgresQuery(unsafeSQL: "SELECT count(*) FROM \(view)"), logger: logger)
+                    .decode(Int64.self).first { _ in true } ?? -1)
+            }
+            return counts
+        }
+        #expect(histories == [5, 1, 1])
+
         // The command-line report, as CSV.
         let (status, csv) = try await DeploymentTests.run(builtExecutable("monitor-hub"),
             ["report", "weekly", "--database-url", db.url.urlString, "--format", "csv", "--bot", "review-b", "--log-level", "error"],
@@ -351,5 +392,30 @@ struct ReviewTests {
                                    logger: Logger(label: "test")).decode(Bool.self).first { _ in true }
         }
         #expect(ahead == true)
+    }
+
+    @Test(.timeLimit(.minutes(3)))
+    func theHubKeepsRollupsCurrent() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["live-bot"], token: "secret", in: db)
+        let config = NSTemporaryDirectory() + "fw-review-\(UUID().uuidString).json"
+        try #"{"alerts": {"console_alerts": false}, "retention": {"rollup_interval": 1}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let hub = try HubUnderTest(database: db)
+        try await hub.start(extra: ["--config", config])
+        defer { Task { await hub.kill(SIGTERM) } }
+        let agent = try AlertEndToEndTests.agent("live-bot", hub: hub.agentURL)
+        let task = Task { try await agent.run() }
+        defer { task.cancel() }
+        for memory in [120.0, 345.5, 230.0] { try await AlertEndToEndTests.send(agent, memory: memory) }
+        // Within seconds the minute's rollup holds what was sent (the hub rolls up every second here).
+        #expect(try await eventually(.seconds(30)) {
+            let max = try await EmergencyStopTests.scalar(db, Double.self, """
+                SELECT max(max) FROM review_metric_minute WHERE bot = 'live-bot' AND metric = 'memory_usage_mb'
+                """)
+            return max == 345.5
+        })
+        #expect(try await EmergencyStopTests.scalar(db, Double.self, """
+            SELECT max(max) FROM review_metric_hour WHERE bot = 'live-bot' AND metric = 'memory_usage_mb'
+            """) == 345.5)
     }
 }

@@ -57,13 +57,14 @@ BEGIN
 END
 $$;
 
--- Recomputes the rollups of every bucket in [from_ts, to_ts) (whole minutes; their hours entirely) from the
--- raw samples. Idempotent: run it again over any range, e.g. after late batches arrived.
+-- Recomputes the rollups of every minute that [from_ts, to_ts) touches (and their hours entirely) from the
+-- raw samples. A minute still in progress is rolled up with what has arrived and recomputed by the next
+-- call. Idempotent: run it again over any range, e.g. after late batches arrived.
 CREATE FUNCTION fleetwatch_rollup(from_ts timestamptz, to_ts timestamptz) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
     f timestamptz := date_trunc('minute', from_ts);
-    t timestamptz := date_trunc('minute', to_ts);
+    t timestamptz := date_trunc('minute', to_ts - interval '1 microsecond') + interval '1 minute';
     d timestamptz;
     n integer;
 BEGIN
@@ -228,20 +229,21 @@ LANGUAGE sql STABLE AS $$
     LEFT JOIN st ON st.bot_id = pr.bot_id AND st.p = pr.p
 $$;
 
--- Per bot per UTC day, the last 90 days.
+-- Per bot per UTC day, the last 35 days (older days: call fleetwatch_review('day', from, to)).
 CREATE VIEW review_bot_day AS
 SELECT bot, period_start AS day, trades_executed, trades_failed, success_rate_percent, total_pnl,
        period_pnl AS daily_pnl, max_drawdown, api_calls, api_errors, api_error_rate_percent, nonce_failures,
        websocket_reconnects, peak_memory_mb, uptime_percent, alerts_info, alerts_warning, alerts_critical, emergency_stops
-FROM fleetwatch_review('day', date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - interval '90 days', now() + interval '1 hour');
+FROM fleetwatch_review('day', date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - interval '35 days', now() + interval '1 hour');
 
--- Per bot per ISO week (Monday, UTC), the last 53 weeks. `week` is the ISO week as YYYY-Www.
+-- Per bot per ISO week (Monday, UTC), the last 13 weeks (older: fleetwatch_review('week', from, to)). `week` is
+-- the ISO week as YYYY-Www.
 CREATE VIEW review_bot_week AS
 SELECT bot, to_char(period_start, 'IYYY-"W"IW') AS week, period_start AS week_start, trades_executed, trades_failed,
        success_rate_percent, total_pnl, period_pnl AS week_pnl, max_drawdown, api_calls, api_errors, api_error_rate_percent,
        nonce_failures, websocket_reconnects, peak_memory_mb, uptime_percent, alerts_info, alerts_warning, alerts_critical,
        emergency_stops
-FROM fleetwatch_review('week', date_trunc('week', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - interval '53 weeks', now() + interval '1 hour');
+FROM fleetwatch_review('week', date_trunc('week', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' - interval '13 weeks', now() + interval '1 hour');
 
 -- Every alert with its bot, newest first by default.
 CREATE VIEW review_alert_history AS
