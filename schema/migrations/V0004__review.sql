@@ -269,21 +269,38 @@ FROM notifications n JOIN alerts a ON a.id = n.alert_id JOIN bots b ON b.id = a.
 -- The analysts' role: reads the review views, rollups, raw samples and ledgers; writes nothing. Give a person
 -- a login in it with `CREATE ROLE alice LOGIN PASSWORD '…' IN ROLE fleetwatch_analyst` (or
 -- `monitor-hub analysts add alice`). Tokens and password hashes are not readable.
+-- Grants the analysts' role what it reads. Called below; call it again after creating the role by hand.
+CREATE FUNCTION fleetwatch_grant_analyst() RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    GRANT USAGE ON SCHEMA public TO fleetwatch_analyst;
+    GRANT SELECT ON review_metric_hour, review_metric_minute, review_bot_day, review_bot_week, review_alert_history,
+                    review_command_history, review_notification_history, sample_points, rollup_1m, rollup_1h, samples,
+                    metrics, alerts, commands, command_steps, notifications, audit_log, silences, threshold_profiles,
+                    bot_thresholds, ingest_streams TO fleetwatch_analyst;
+    GRANT SELECT (id, name, profile, created_at, first_seen_at, last_seen_at, agent_version, connected_hub,
+                  emergency_since) ON bots TO fleetwatch_analyst;
+    GRANT EXECUTE ON FUNCTION fleetwatch_review(text, timestamptz, timestamptz) TO fleetwatch_analyst;
+END
+$$;
+
+-- Roles belong to the whole cluster: another database may be creating it at the same moment, and a database
+-- user without CREATEROLE cannot create it. Then the migration goes on without it and says so; a superuser
+-- can later run `CREATE ROLE fleetwatch_analyst NOLOGIN; SELECT fleetwatch_grant_analyst();`.
 DO $$
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'fleetwatch_analyst') THEN
+    BEGIN
         CREATE ROLE fleetwatch_analyst NOLOGIN;
+    EXCEPTION
+        WHEN duplicate_object OR unique_violation THEN NULL;
+        WHEN insufficient_privilege THEN
+            RAISE NOTICE 'fleetwatch: cannot create role fleetwatch_analyst (no CREATEROLE); see docs/weekly-review.md';
+    END;
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'fleetwatch_analyst') THEN
+        PERFORM fleetwatch_grant_analyst();
     END IF;
 END
 $$;
-GRANT USAGE ON SCHEMA public TO fleetwatch_analyst;
-GRANT SELECT ON review_metric_hour, review_metric_minute, review_bot_day, review_bot_week, review_alert_history,
-                review_command_history, review_notification_history, sample_points, rollup_1m, rollup_1h, samples,
-                metrics, alerts, commands, command_steps, notifications, audit_log, silences, threshold_profiles,
-                bot_thresholds, ingest_streams TO fleetwatch_analyst;
-GRANT SELECT (id, name, profile, created_at, first_seen_at, last_seen_at, agent_version, connected_hub,
-              emergency_since) ON bots TO fleetwatch_analyst;
-GRANT EXECUTE ON FUNCTION fleetwatch_review(text, timestamptz, timestamptz) TO fleetwatch_analyst;
 
 -- Drops every partition of `parent` whose whole range ends at or before `cutoff` (named parent_YYYYMMDD for
 -- `day`, parent_YYYYMM for `month`); returns the dropped names. Expired data goes a whole partition at a time.
