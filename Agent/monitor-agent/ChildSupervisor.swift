@@ -107,6 +107,9 @@ actor ChildSupervisor {
         return "sent \(Self.signalName(signal)) to pid \(pid); killed it after \(grace) without exit"
     }
 
+    /// Emergency mode: the child is not restarted (whatever the policy) until `release`.
+    func hold() { held = true }
+
     /// The sidecar is shutting down: `supervise` returns without restarting.
     func finish() { held = false; finishing = true }
 

@@ -57,6 +57,10 @@ struct MetricsEndpoint {
             return Response(status: .noContent)
         }
         router.post("/emergency") { request, context -> Response in
+            // JSON only: a browser cannot send that cross-origin without a preflight, which this endpoint never answers.
+            guard request.headers[.contentType]?.hasPrefix("application/json") == true else {
+                throw HTTPError(.unsupportedMediaType, message: "send {\"reason\": \"…\"} as application/json")
+            }
             let d = try await request.decode(as: Declaration.self, context: context)
             await agent.declareEmergency(reason: d.reason, liquidate: d.liquidate ?? false)
             return Response(status: .accepted)

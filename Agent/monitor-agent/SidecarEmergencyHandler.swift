@@ -49,7 +49,8 @@ struct SidecarEmergencyHandler: EmergencyHandler {
     }
 
     func setEmergencyMode() async throws -> String {
-        "emergency mode: the bot program stays stopped and is not restarted until an operator resumes"
+        await child.hold()
+        return "emergency mode: the bot program is not restarted until an operator resumes"
     }
 
     func resume() async throws -> String {

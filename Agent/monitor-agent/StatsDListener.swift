@@ -20,7 +20,7 @@ enum StatsDLine {
             agent.state(name).set(String(value))
             return true
         case "c":
-            guard let v = Double(value), v.isFinite, v >= 0 else { return false }
+            guard let v = Double(value), v.isFinite, v >= 0, v < 9.0e18 else { return false }
             agent.counter(name).increment(by: Int64(v.rounded()))
         case "g":
             guard let v = Double(value), v.isFinite else { return false }

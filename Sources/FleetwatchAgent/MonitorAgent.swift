@@ -25,6 +25,8 @@ public final class MonitorAgent: Service, Sendable {
     let collectors: CollectorRunner
     let core: AgentCore
     let logger: Logger
+    /// Emergency work runs one piece at a time, in arrival order (a resume never overtakes the stop before it).
+    private let commandChain = Mutex<Task<Void, Never>?>(nil)
 
     /// - Parameter onSeal: called with every batch as it is sealed (tests and benchmarks use it).
     public init(configuration: AgentConfiguration, logger: Logger = Logger(label: "fleetwatch.agent"),
@@ -62,12 +64,23 @@ public final class MonitorAgent: Service, Sendable {
     @discardableResult
     public func declareEmergency(reason: String, liquidate: Bool = false) async -> [UInt8] {
         let (command, work) = await core.declare(reason: String(reason.utf8.prefix(1000)) ?? reason, liquidate: liquidate)
-        if let work { await perform(work) }
+        if let work { await enqueue(work).value }
         return command.commandID
     }
 
     /// Whether the bot is in emergency mode.
     public var isInEmergencyMode: Bool { get async { await core.emergencyMode } }
+
+    /// Queues `work` behind the emergency work already queued; the task ends when it has run.
+    @discardableResult
+    func enqueue(_ work: CommandWork) -> Task<Void, Never> {
+        commandChain.withLock { last in
+            let previous = last
+            let task = Task { await previous?.value; await self.perform(work) }
+            last = task
+            return task
+        }
+    }
 
     func perform(_ work: CommandWork) async {
         switch work {
@@ -177,9 +190,7 @@ public final class MonitorAgent: Service, Sendable {
             group.addTask {
                 for try await message in inbound.messages(maxSize: maxFrame) {
                     guard case .binary(let bytes) = message else { continue }
-                    if let work = await self.core.received(try Frame.decode(bytes)) {
-                        Task { await self.perform(work) }
-                    }
+                    if let work = await self.core.received(try Frame.decode(bytes)) { self.enqueue(work) }
                 }
             }
             group.addTask {

@@ -55,6 +55,7 @@ struct AgentWebSocketHandler: Sendable {
             ticker.cancel()
         }
         var registered: BotSession?
+        do {
         loop: for await event in events {
             let outputs: [IngestOutput]
             switch event {
@@ -85,6 +86,9 @@ struct AgentWebSocketHandler: Sendable {
                     break loop
                 }
             }
+        }
+        } catch {
+            logger.info("agent connection from \(remote) failed: \(error)")
         }
         continuation.finish()
         if let s = registered { await connections.remove(bot: s.botName, connectionID: s.connectionID) }

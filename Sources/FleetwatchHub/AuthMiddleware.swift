@@ -13,7 +13,10 @@ struct AuthMiddleware: RouterMiddleware {
     let logger: Logger
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard request.uri.path.hasPrefix("/api/") || request.uri.path == "/api" else { return try await next(request, context) }
+        // Decided on the path's first component, as the router splits it (`//api/…` is `/api/…` to the router).
+        guard request.uri.path.split(separator: "/", omittingEmptySubsequences: true).first == "api" else {
+            return try await next(request, context)
+        }
         let changes = request.method != .get && request.method != .head
         let action = "\(request.method.rawValue) \(request.uri.path)"
         guard let token = Self.bearer(request) else {

@@ -35,8 +35,8 @@ struct LedgerCommandChannel: CommandChannel {
     }
 
     func declare(_ declaration: EmergencyDeclaration, session: BotSession) async throws -> CommandFrame {
-        try await ledger.recordDeclaration(declaration, botID: session.botID, botName: session.botName, hub: hubID)
-        if let id = UUID(bytes: declaration.commandID), let record = try await ledger.command(id: id) {
+        let recorded = try await ledger.recordDeclaration(declaration, botID: session.botID, botName: session.botName, hub: hubID)
+        if recorded, let id = UUID(bytes: declaration.commandID), let record = try await ledger.command(id: id), record.bot == session.botName {
             await alerts.latched(record)
         }
         let now = CommandDispatcher.nowMs()

@@ -216,7 +216,7 @@ LANGUAGE sql STABLE AS $$
            agg.total_pnl, dl.pnl, dd.max_drawdown, agg.calls, agg.errors,
            CASE WHEN agg.calls > 0 THEN 100 * COALESCE(agg.errors, 0) / agg.calls END,
            agg.nonce_failures, agg.reconnects, agg.peak_memory,
-           100.0 * up.minutes / (EXTRACT(EPOCH FROM (LEAST(to_ts, (pr.p::timestamp AT TIME ZONE 'UTC') + ('1 ' || unit)::interval)
+           100.0 * up.minutes / (EXTRACT(EPOCH FROM (LEAST(to_ts, now(), (pr.p::timestamp AT TIME ZONE 'UTC') + ('1 ' || unit)::interval)
                                                    - GREATEST(from_ts, pr.p::timestamp AT TIME ZONE 'UTC'))) / 60),
            COALESCE(al.info, 0), COALESCE(al.warning, 0), COALESCE(al.critical, 0), COALESCE(st.stops, 0)
     FROM periods pr

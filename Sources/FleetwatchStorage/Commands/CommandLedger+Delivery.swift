@@ -54,7 +54,10 @@ extension CommandLedger {
                 SELECT \(hub), 'hub', 'command.delivered', 'ok', b.name, u.id, NULL, 'sent to the bot by ' || \(hub)
                 FROM u JOIN bots b ON b.id = u.bot_id WHERE u.prev = 'pending'
                 RETURNING 1)
-            SELECT u.id, b.name, u.actions, u.reason, u.created_at, (SELECT count(*) FROM audit)
+            SELECT u.id, b.name,
+                   -- A finished command sent again (the latched one) only re-enters emergency mode: stop trading, latch.
+                   CASE WHEN u.prev IN ('completed', 'failed') THEN (u.actions & 9)::int2 ELSE u.actions END,
+                   u.reason, u.created_at, (SELECT count(*) FROM audit)
             FROM u JOIN bots b ON b.id = u.bot_id ORDER BY u.created_at
             """, logger: logger)
         var out: [Outgoing] = []
@@ -75,7 +78,9 @@ extension CommandLedger {
         let next: String
         switch result.status {
         case .completed: next = "completed"
-        case .refused: next = "failed"
+        // Refused (expired frame, clock skew): recorded, but the command stays open and is delivered again; if
+        // it is never acknowledged, the unacknowledged-command alert says so.
+        case .refused: next = "delivered"
         case .failed where result.step == 0: next = "failed"
         default: next = "acknowledged"
         }
@@ -87,18 +92,23 @@ extension CommandLedger {
                   SELECT c.id, \(step), \(result.status.name), \(result.detail), to_timestamp(\(agentAt)) FROM c
                   ON CONFLICT DO NOTHING RETURNING 1),
             u AS (UPDATE commands SET state = \(next),
-                         acknowledged_at = COALESCE(commands.acknowledged_at, now()),
+                         acknowledged_at = CASE WHEN \(next) = 'delivered' THEN commands.acknowledged_at
+                                                ELSE COALESCE(commands.acknowledged_at, now()) END,
                          delivered_at = COALESCE(commands.delivered_at, now()),
                          completed_at = CASE WHEN \(next) = 'completed' THEN now() ELSE commands.completed_at END,
                          failed_at = CASE WHEN \(next) = 'failed' THEN now() ELSE commands.failed_at END,
                          detail = CASE WHEN \(next) IN ('completed', 'failed') THEN \(result.detail) ELSE commands.detail END
                   FROM c WHERE commands.id = c.id
                     AND (CASE c.prev WHEN 'pending' THEN 0 WHEN 'delivered' THEN 1 WHEN 'acknowledged' THEN 2 ELSE 3 END)
-                      < (CASE \(next) WHEN 'acknowledged' THEN 2 ELSE 3 END)
+                      < (CASE \(next) WHEN 'delivered' THEN 1 WHEN 'acknowledged' THEN 2 ELSE 3 END)
                   RETURNING commands.id, commands.state),
             audit AS (INSERT INTO audit_log (actor, actor_kind, action, outcome, bot, command_id, remote, detail)
                       SELECT c.bot, 'bot', 'command.' || u.state, 'ok', c.bot, u.id, NULL, \(step + " " + result.status.name + ": " + result.detail)
-                      FROM u JOIN c ON c.id = u.id RETURNING 1)
+                      FROM u JOIN c ON c.id = u.id
+                      UNION ALL
+                      SELECT c.bot, 'bot', 'command.refused', 'refused', c.bot, c.id, NULL, \(result.detail)
+                      FROM c WHERE \(result.status.name) = 'refused' AND EXISTS (SELECT 1 FROM s)
+                      RETURNING 1)
             SELECT COALESCE((SELECT state FROM u), (SELECT state FROM commands WHERE id = (SELECT id FROM c))),
                    (SELECT count(*) FROM s), (SELECT count(*) FROM audit)
             """, logger: logger)

@@ -42,12 +42,14 @@ public struct CommandLedger: Sendable {
     }
 
     /// Records an emergency the bot declared itself (its steps already ran); latches it. Idempotent by id.
-    public func recordDeclaration(_ declaration: EmergencyDeclaration, botID: Int32, botName: String, hub: String) async throws {
-        guard let id = UUID(bytes: declaration.commandID) else { return }
+    /// - Returns: whether this call recorded it (false: recorded before, or the id is not a UUID).
+    @discardableResult
+    public func recordDeclaration(_ declaration: EmergencyDeclaration, botID: Int32, botName: String, hub: String) async throws -> Bool {
+        guard let id = UUID(bytes: declaration.commandID) else { return false }
         let actions = Int16(declaration.actions.rawValue)
         let liquidate = declaration.actions.contains(.liquidate)
         let declaredAt = Double(declaration.declaredAtMs) / 1000
-        try await client.query("""
+        let rows = try await client.query("""
             WITH ins AS (
                 INSERT INTO commands (id, bot_id, kind, origin, issued_by, reason, actions, liquidate, state, created_at,
                                       delivered_at, acknowledged_at, delivered_by, remote)
@@ -60,8 +62,11 @@ public struct CommandLedger: Sendable {
             audit AS (INSERT INTO audit_log (actor, actor_kind, action, outcome, bot, command_id, remote, detail)
                       SELECT \(botName), 'bot', 'emergency_stop.declared', 'ok', \(botName), ins.id, \(hub), \(declaration.reason) FROM ins
                       RETURNING 1)
-            SELECT (SELECT count(*) FROM ins) + (SELECT count(*) FROM latch) + (SELECT count(*) FROM audit)
+            SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM latch) + (SELECT count(*) FROM audit)
             """, logger: logger)
+        var inserted: Int64 = 0
+        for try await (n, _) in rows.decode((Int64, Int64).self) { inserted = n }
+        return inserted == 1
     }
 
     private func botRow(_ bot: String) async throws -> (Int32, Bool, Bool)? {
@@ -76,7 +81,10 @@ public struct CommandLedger: Sendable {
         let hash = Self.requestHash(bot: bot, kind: kind, reason: reason, liquidate: liquidate)
         let rawActions = Int16(actions.rawValue)
         let rows = try await client.query("""
-            WITH b AS (SELECT id FROM bots WHERE name = \(bot) AND (NOT \(onlyIfLatched) OR emergency_command_id IS NOT NULL)),
+            WITH b AS (SELECT id FROM bots WHERE name = \(bot)
+                         AND (NOT \(onlyIfLatched) OR emergency_command_id IS NOT NULL)
+                         AND (\(origin) <> 'rule' OR emergency_command_id IS NULL)
+                       FOR UPDATE),
             ins AS (
                 INSERT INTO commands (id, bot_id, kind, origin, issued_by, reason, actions, liquidate, idempotency_key,
                                       request_hash, remote)
@@ -108,7 +116,8 @@ public struct CommandLedger: Sendable {
                 return .existing(record)
             }
         }
-        return onlyIfLatched ? .notInEmergency : .unknownBot
+        if onlyIfLatched { return .notInEmergency }
+        return origin == "rule" ? .alreadyInEmergency : .unknownBot
     }
 
     /// Fingerprint of a request's body, to tell a repeated request from a different one under the same key.
