@@ -202,9 +202,14 @@ struct EmailAlertTests {
         #expect(try await eventually(.seconds(30)) { smtp.log.contains("Subject: [CRITICAL] mail-bot daily_pnl") })
         #expect(smtp.log.contains("ops@fleet.test"))
         #expect(smtp.log.contains("Value:     -75.5"))
-        let ledger = try await db.withClient { client in
-            try await client.query("SELECT outcome FROM notifications WHERE channel = 'email'", logger: Logger(label: "t"))
-                .decode(String.self).all()
+        // The ledger row is written once the SMTP session has ended, just after the server printed the mail.
+        var ledger: [String] = []
+        _ = try await eventually(.seconds(10)) {
+            ledger = try await db.withClient { client in
+                try await client.query("SELECT outcome FROM notifications WHERE channel = 'email'", logger: Logger(label: "t"))
+                    .decode(String.self).all()
+            }
+            return !ledger.isEmpty
         }
         #expect(ledger == ["delivered"])
         await hub.kill(SIGTERM)
