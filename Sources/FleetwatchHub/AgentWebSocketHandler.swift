@@ -19,7 +19,7 @@ struct AgentWebSocketHandler: Sendable {
     enum Event: Sendable {
         case message(ByteBuffer)
         case push(Frame)
-        case goingAway
+        case close(CloseCode, String)
         case text
         case tick
         case ended((any Error)?)
@@ -64,12 +64,13 @@ struct AgentWebSocketHandler: Sendable {
                 if registered == nil, let s = session.session {
                     registered = s
                     await connections.add(bot: s.botName, botID: s.botID, connectionID: s.connectionID,
-                                          push: { continuation.yield(.push($0)) }, close: { continuation.yield(.goingAway) })
+                                          push: { continuation.yield(.push($0)) }, close: { continuation.yield(.close($0, $1)) })
                 }
             case .push(let frame): outputs = [.send(frame)]
-            case .goingAway:
+            case .close(let code, let reason):
                 // Every message before this one was handled: its batch stored and acknowledged.
-                try? await outbound.close(.unknown(CloseCode.goingAway.rawValue), reason: "hub shutting down")
+                logger.notice("closing bot \(registered?.botName ?? "?") from \(remote): \(code): \(reason)")
+                try? await outbound.close(.unknown(code.rawValue), reason: reason)
                 break loop
             case .text: outputs = session.handleText()
             case .tick: outputs = session.tick()

@@ -14,6 +14,8 @@ public struct EmergencyConfiguration: Sendable, Equatable {
     public var acknowledgeTimeout: Duration = .seconds(30)
     /// How often the replica looks for pending commands of its bots even without a notification.
     public var pollInterval: Duration = .seconds(2)
+    /// Stop and resume requests each API token may make per minute (per replica).
+    public var requestsPerMinute = 30
 
     public init() {}
 }

@@ -8,6 +8,7 @@ struct CommandRoutes: Sendable {
     let ledger: CommandLedger
     let audit: AuditLog
     let alerts: EmergencyAlerts
+    let limiter: RequestLimiter
     let logger: Logger
 
     struct StopRequest: Decodable {
@@ -36,6 +37,7 @@ struct CommandRoutes: Sendable {
         }
         router.post("/api/bots/:bot/resume") { request, context -> EditedResponse<CommandRecord> in
             let bot = try context.parameters.require("bot")
+            try await limit(context, bot: bot, action: "resume")
             let body = try await decodeOptional(ResumeRequest.self, request, context) ?? ResumeRequest()
             let reason = try checkedReason(body.reason ?? "resumed by \(context.actor.name)", context: context, bot: bot, action: "resume")
             let outcome = try await ledger.requestResume(bot: bot, actor: context.actor, reason: reason,
@@ -74,11 +76,22 @@ struct CommandRoutes: Sendable {
                                detail: "body names bot \(named)")
             throw HTTPError(.badRequest, message: "the body names bot \(named) but the path names \(pathBot)")
         }
+        try await limit(context, bot: bot, action: "emergency_stop")
         let reason = try checkedReason(body.reason, context: context, bot: bot, action: "emergency_stop")
         let outcome = try await ledger.requestStop(bot: bot, actor: context.actor, origin: "operator", reason: reason,
                                                    liquidate: body.liquidate ?? false, idempotencyKey: try idempotencyKey(request))
         if case .created(let record) = outcome { await alerts.latched(record) }
         return try await respond(outcome, bot: bot, action: "emergency_stop", context: context)
+    }
+
+    /// Stops and resumes are limited per API token (`emergency.requests_per_minute`); the excess gets 429 and
+    /// an audit row.
+    private func limit(_ context: HubRequestContext, bot: String, action: String) async throws {
+        guard await limiter.allow(context.actor.name) else {
+            await audit.record(context.actor, action: action + ".refused", outcome: "refused", bot: bot, detail: "rate limited")
+            throw HTTPError(.tooManyRequests, headers: [.retryAfter: "60"],
+                            message: "too many stop/resume requests from \(context.actor.name); wait a minute")
+        }
     }
 
     private func checkedReason(_ reason: String?, context: HubRequestContext, bot: String, action: String) throws -> String {

@@ -72,12 +72,17 @@ public struct HubAdmin: Sendable {
     private func setHash(_ bot: String, _ hash: ByteBuffer?) async throws {
         let logger = self.logger
         let found = try await withDatabase { client in
+            // The NOTIFY (delivered at commit) makes the replica holding the bot's connection close it at once.
             try await client.query("""
-                UPDATE bots SET token_hash = \(hash), token_issued_at = now() WHERE name = \(bot) RETURNING id
+                WITH u AS (UPDATE bots SET token_hash = \(hash), token_issued_at = now() WHERE name = \(bot) RETURNING id)
+                SELECT u.id FROM u CROSS JOIN LATERAL (SELECT pg_notify(\(Self.tokenChannel), \(bot))) AS n
                 """, logger: logger).decode(Int32.self).first { _ in true } != nil
         }
         guard found else { throw StorageError("no bot named \(bot); add it with `monitor-hub bots add \(bot)`") }
     }
+
+    /// NOTIFY channel of bot token changes; the payload is the bot's name.
+    static let tokenChannel = "fleetwatch_bot_tokens"
 
     public func listBots() async throws -> [BotSummary] {
         let logger = self.logger

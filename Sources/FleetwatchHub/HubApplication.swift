@@ -65,6 +65,10 @@ public struct HubApplication: Sendable {
                 await engine.invalidate(bot: bot == "*" ? nil : bot)
             }))
         }
+        // A revoked or rotated bot token closes the bot's open connection on whichever replica holds it.
+        services.append(.init(service: NotificationListener(client: client, channel: HubAdmin.tokenChannel, logger: logger) { bot in
+            await connections.revoke(bot: bot)
+        }))
         services.append(.init(service: CommandDispatcher(client: client, ledger: ledger, connections: connections,
                                                          hubID: configuration.ingest.hubID, configuration: configuration.emergency,
                                                          logger: logger)))
@@ -94,7 +98,8 @@ public struct HubApplication: Sendable {
                             body: .init(byteBuffer: ByteBuffer(string: text)))
         }
         AlertRoutes(client: client, feed: alerting.feed, logger: logger).register(on: router)
-        CommandRoutes(ledger: ledger, audit: audit, alerts: alerting.emergencyAlerts, logger: logger).register(on: router)
+        CommandRoutes(ledger: ledger, audit: audit, alerts: alerting.emergencyAlerts,
+                      limiter: RequestLimiter(perMinute: configuration.emergency.requestsPerMinute), logger: logger).register(on: router)
         let commands = LedgerCommandChannel(ledger: ledger, alerts: alerting.emergencyAlerts, hubID: configuration.ingest.hubID,
                                             frameTTL: configuration.emergency.frameTTL)
         var onStored: (@Sendable (BotSession, ValidatedBatch) -> Void)?

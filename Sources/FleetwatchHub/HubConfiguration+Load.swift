@@ -74,6 +74,7 @@ extension HubConfiguration {
             if let v = e.command_ttl { emergency.frameTTL = .milliseconds(Int64(v * 1000)) }
             if let v = e.acknowledge_timeout { emergency.acknowledgeTimeout = .milliseconds(Int64(v * 1000)) }
             if let v = e.poll_interval { emergency.pollInterval = .milliseconds(Int64(v * 1000)) }
+            if let v = e.requests_per_minute { emergency.requestsPerMinute = v }
         }
         if let a = f.alerts {
             if let v = a.enabled { alerts.enabled = v }
@@ -136,6 +137,7 @@ extension HubConfiguration {
         try require(retention.rollupInterval >= .seconds(1) && retention.rollupInterval <= .seconds(600),
                     "retention.rollup_interval must be 1–600 seconds")
         try require(emergency.frameTTL >= .seconds(5) && emergency.frameTTL <= .seconds(3600), "emergency.command_ttl must be 5–3600 seconds")
+        try require(emergency.requestsPerMinute >= 1, "emergency.requests_per_minute must be at least 1")
         try require(emergency.acknowledgeTimeout >= .seconds(1), "emergency.acknowledge_timeout must be at least 1 second")
         try require(emergency.pollInterval >= .milliseconds(100) && emergency.pollInterval <= .seconds(60),
                     "emergency.poll_interval must be 0.1–60 seconds")
@@ -239,6 +241,7 @@ struct ConfigFile: Decodable {
         var command_ttl: Double?
         var acknowledge_timeout: Double?
         var poll_interval: Double?
+        var requests_per_minute: Int?
     }
     var emergency: Emergency?
     struct Retention: Decodable {
@@ -252,7 +255,7 @@ struct ConfigFile: Decodable {
     static let sections: [String: Set<String>] = [
         "monitoring": ["health_check_interval", "enable_emergency_shutdown"],
         "dashboard": ["enabled", "port"],
-        "emergency": ["command_ttl", "acknowledge_timeout", "poll_interval"],
+        "emergency": ["command_ttl", "acknowledge_timeout", "poll_interval", "requests_per_minute"],
         "retention": ["raw_days", "minute_rollup_days", "hour_rollup_days", "rollup_interval"],
         "hub": ["host", "port", "database_url", "data_dir", "auto_register", "id", "log_level", "max_frame_bytes",
                 "max_payload_bytes", "max_samples_per_batch", "heartbeat_interval", "max_sample_age", "max_sample_future"],

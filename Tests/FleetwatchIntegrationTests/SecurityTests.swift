@@ -1,0 +1,51 @@
+import FleetwatchAgent
+import FleetwatchTestSupport
+import Foundation
+import Logging
+import Testing
+
+/// Token revocation on a live connection and the rate limit of stop requests, against real hubs.
+@Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
+struct SecurityTests {
+    @Test(.timeLimit(.minutes(3)))
+    func revokingATokenClosesTheOpenConnectionOnAnyReplica() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["revoked-bot"], token: "secret", in: db)
+        let hubA = try HubUnderTest(database: db, name: "hub-a")
+        let hubB = try HubUnderTest(database: db, name: "hub-b")
+        try await hubA.start()
+        try await hubB.start()
+        defer { Task { await hubA.kill(SIGTERM); await hubB.kill(SIGTERM) } }
+        let agent = try AlertEndToEndTests.agent("revoked-bot", hub: hubB.agentURL)
+        let task = Task { try await agent.run() }
+        defer { task.cancel() }
+        #expect(try await eventually { await agent.status.connected })
+        // Revoked with the CLI (no hub involved): the replica holding the connection closes it with 4002.
+        let (status, out) = try await DeploymentTests.run(builtExecutable("monitor-hub"),
+            ["bots", "revoke", "revoked-bot", "--database-url", db.url.urlString, "--log-level", "error"], name: "\(db.url.database)-revoke")
+        #expect(status == 0, "\(out)")
+        #expect(try await eventually(.seconds(15)) { await agent.status.lastCloseCode == 4002 })
+        try await Task.sleep(for: .seconds(1))
+        #expect(await agent.status.connected == false, "a revoked bot got back in")
+        #expect(hubB.log.contains("token revoked or rotated"))
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func stopRequestsAreRateLimitedPerToken() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["limit-1", "limit-2", "limit-3", "limit-4"], token: "secret", in: db)
+        let config = NSTemporaryDirectory() + "fw-limit-\(UUID().uuidString).json"
+        try #"{"alerts": {"console_alerts": false}, "emergency": {"requests_per_minute": 3}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let hub = try HubUnderTest(database: db)
+        try await hub.start(extra: ["--config", config])
+        defer { Task { await hub.kill(SIGTERM) } }
+        var statuses: [Int] = []
+        for bot in ["limit-1", "limit-2", "limit-3", "limit-4"] {
+            statuses.append(try await api("POST", port: hub.port, path: "/api/bots/\(bot)/emergency-stop", body: #"{"reason": "x"}"#).0)
+        }
+        #expect(statuses == [202, 202, 202, 429])
+        #expect(try await EmergencyStopTests.scalar(db, Int64.self, "SELECT count(*) FROM commands") == 3)
+        #expect(try await EmergencyStopTests.scalar(db, Int64.self,
+            "SELECT count(*) FROM audit_log WHERE detail = 'rate limited' AND actor = 'test-operator'") == 1)
+    }
+}
