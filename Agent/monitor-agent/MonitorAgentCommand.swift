@@ -32,6 +32,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Bot id, as registered at the hub.") var botId: String
     @Option(help: "The hub's agent endpoint, e.g. ws://hub:8000/agent/v1.") var hub: String
     @Option(help: "The bot's token (or set FLEETWATCH_TOKEN).") var token: String?
+    @Option(help: "For a wss:// hub with a private certificate: the PEM file to trust.") var caFile: String?
     @Option(help: "The bot's log file, reported as log_file_size_mb.") var logFile: String?
     @Option(help: "Local UDP port for StatsD metrics (0: any free port).") var statsdPort = 8125
     @Flag(help: "Do not listen for StatsD metrics.") var noStatsd = false
@@ -59,8 +60,11 @@ struct Run: AsyncParsableCommand {
         guard onStopSignal.lowercased() == "none" || ChildSupervisor.signal(named: onStopSignal) != nil else {
             throw ValidationError("--on-stop-signal: unknown signal \(onStopSignal)")
         }
-        guard let url = URL(string: hub), ["ws", "wss"].contains(url.scheme ?? ""), url.host != nil else {
+        guard let url = URL(string: hub), ["ws", "wss"].contains(url.scheme ?? ""), let host = url.host else {
             throw ValidationError("--hub must be a ws:// or wss:// URL such as ws://hub:8000/agent/v1, not \(hub)")
+        }
+        if url.scheme == "wss", host.allSatisfy({ $0.isNumber || $0 == "." || $0 == ":" }) {
+            throw ValidationError("--hub: use the host name of the hub's certificate with wss://, not an IP address (\(host))")
         }
         guard WireProtocol.isValidName(botId, maxBytes: WireProtocol.maxBotIDBytes) else {
             throw ValidationError("--bot-id must be 1–128 characters of A–Z a–z 0–9 _ . : - /")
@@ -82,6 +86,7 @@ struct Run: AsyncParsableCommand {
         c.flushInterval = .milliseconds(Int64(flushInterval * 1000))
         c.processCollector = false
         c.spoolDirectory = spool
+        c.trustedCertificatesPath = caFile
         let agent = try MonitorAgent(configuration: c, logger: Logger(label: "monitor-agent.agent"))
         let child = ChildSupervisor(command: command, policy: ChildSupervisor.RestartPolicy(rawValue: restart)!,
                                     restartDelay: .milliseconds(Int64(restartDelay * 1000)), logger: logger)

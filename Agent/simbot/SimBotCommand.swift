@@ -14,6 +14,7 @@ struct SimBotCommand: AsyncParsableCommand {
     @Option(help: "How many bots to run in this process.") var bots = 1
     @Option(help: "Bot id (with --bots 1) or id prefix (bots are PREFIX-1, PREFIX-2, …).") var botId = "sim-bot"
     @Option(help: "The bot token (the same for every bot of this process).") var token: String
+    @Option(help: "For a wss:// hub with a private certificate: the PEM file to trust.") var caFile: String?
     @Option(help: "Trades per second per bot.") var tradeRate = 2.0
     @Option(help: "Share of trades that succeed (0–1).") var successRate = 0.95
     @Option(help: "Share of API calls that fail (0–1).") var apiErrorRate = 0.0003
@@ -44,6 +45,7 @@ struct SimBotCommand: AsyncParsableCommand {
             c.flushInterval = .milliseconds(Int64(flushInterval * 1000))
             c.processCollector = realProcessMetrics
             c.spoolDirectory = spool.map { "\($0)/\(id)" }
+            c.trustedCertificatesPath = caFile
             let agent = try MonitorAgent(configuration: c, logger: Logger(label: "agent.\(id)"))
             var rates = SimulatedBot.Rates()
             rates.tradesPerSecond = tradeRate

@@ -25,6 +25,12 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "This replica's name in the bot registry (default: hub).")
     var hubId: String?
 
+    @Option(help: "PEM certificate chain: serve HTTPS and wss:// (with --tls-key).")
+    var tlsCert: String?
+
+    @Option(help: "PEM private key of --tls-cert.")
+    var tlsKey: String?
+
     func run() async throws {
         var c = try common.load()
         if let p = port ?? dashboardPort { c.port = p }
@@ -32,6 +38,11 @@ struct Serve: AsyncParsableCommand {
         if noDashboard { c.dashboardEnabled = false }
         if autoRegister { c.autoRegister = true }
         if let hubId { c.ingest.hubID = hubId }
+        if let tlsCert { c.tlsCertificatePath = tlsCert }
+        if let tlsKey { c.tlsKeyPath = tlsKey }
+        guard (c.tlsCertificatePath == nil) == (c.tlsKeyPath == nil) else {
+            throw ValidationError("--tls-cert and --tls-key go together")
+        }
         let level = c.logLevel
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)

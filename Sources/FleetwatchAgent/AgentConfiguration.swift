@@ -34,6 +34,9 @@ public struct AgentConfiguration: Sendable {
     public var maxFrameBytes = 1 << 20
     /// Reported to the hub's bot registry.
     public var agentVersion = AgentConfiguration.libraryVersion
+    /// For `wss://` hubs whose certificate is not signed by a system-trusted authority: a PEM file with the
+    /// certificate(s) to trust (the hub's own, or its private CA). Nil: the system's trust store.
+    public var trustedCertificatesPath: String?
 
     /// This library's version.
     public static let libraryVersion = "fleetwatch-agent-swift/0.1.0"

@@ -1,6 +1,7 @@
 import FleetwatchProtocol
 import Logging
 import NIOCore
+import NIOSSL
 import NIOWebSocket
 import ServiceLifecycle
 import Synchronization
@@ -165,10 +166,21 @@ public final class MonitorAgent: Service, Sendable {
         }
     }
 
+    /// TLS for `wss://` hubs: certificate and host name verified, against `trustedCertificatesPath` if set.
+    private func tlsConfiguration() throws -> TLSConfiguration? {
+        guard configuration.hubURL.lowercased().hasPrefix("wss://") else { return nil }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if let path = configuration.trustedCertificatesPath {
+            tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(path))
+        }
+        return tls
+    }
+
     private func connectOnce() async -> ConnectionStateMachine.Action {
         let config = WebSocketClientConfiguration(maxFrameSize: configuration.maxFrameBytes, closeTimeout: .seconds(2))
         do {
             let close = try await WebSocketClient.connect(url: configuration.hubURL, configuration: config,
+                                                          tlsConfiguration: try tlsConfiguration(),
                                                           logger: logger) { inbound, outbound, _ in
                 try await self.session(inbound: inbound, outbound: outbound)
             }

@@ -5,7 +5,10 @@ import FleetwatchProtocol
 import FleetwatchStorage
 import Foundation
 import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
 import HummingbirdWebSocket
+import NIOSSL
 import Logging
 import PostgresNIO
 import ServiceLifecycle
@@ -51,7 +54,7 @@ public struct HubApplication: Sendable {
         let alerting = makeAlerting(client: client, metrics: metrics)
         let ledger = CommandLedger(client: client, logger: logger)
         let connections = LiveConnections()
-        let app = makeApplication(client: client, store: store, alerting: alerting, ledger: ledger, connections: connections,
+        let app = try makeApplication(client: client, store: store, alerting: alerting, ledger: ledger, connections: connections,
                                   metrics: metrics, onListening: onListening)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: partitions), .init(service: alerting.listener),
@@ -86,7 +89,7 @@ public struct HubApplication: Sendable {
 
     func makeApplication(client: PostgresClient, store: any IngestStore, alerting: Alerting, ledger: CommandLedger,
                          connections: LiveConnections, metrics: HubMetrics,
-                         onListening: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
+                         onListening: @escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol {
         let router = Router(context: HubRequestContext.self)
         let audit = AuditLog(client: client, logger: logger)
         router.add(middleware: AuthMiddleware(tokens: AccessTokens(client: client, logger: logger), audit: audit, logger: logger))
@@ -112,24 +115,41 @@ public struct HubApplication: Sendable {
                                               autoPing: .enabled(timePeriod: .seconds(30)),
                                               closeTimeout: .seconds(5))
         let logger = self.logger
+        let plain = HTTPServerBuilder.http1WebSocketUpgrade(configuration: .init(ws: ws)) { head, channel, _ in
+            guard head.path?.split(separator: "?").first.map(String.init) == WireProtocol.agentPath else {
+                return .dontUpgrade
+            }
+            let remote = channel.remoteAddress?.description ?? "unknown"
+            return .upgrade([:]) { inbound, outbound, _ in
+                try await handler.handle(inbound: inbound, outbound: outbound, remote: remote)
+            }
+        }
+        let server = try configuration.tlsConfiguration().map { try HTTPServerBuilder.tls(plain, tlsConfiguration: $0) } ?? plain
+        let scheme = configuration.tlsCertificatePath == nil ? ("http", "ws") : ("https", "wss")
         return Application(
             router: router,
-            server: .http1WebSocketUpgrade(configuration: .init(ws: ws)) { head, channel, _ in
-                guard head.path?.split(separator: "?").first.map(String.init) == WireProtocol.agentPath else {
-                    return .dontUpgrade
-                }
-                let remote = channel.remoteAddress?.description ?? "unknown"
-                return .upgrade([:]) { inbound, outbound, _ in
-                    try await handler.handle(inbound: inbound, outbound: outbound, remote: remote)
-                }
-            },
+            server: server,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port),
                                  serverName: "fleetwatch-hub"),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
-                logger.info("hub listening on http://\(configuration.host):\(port) (agents: ws://\(configuration.host):\(port)\(WireProtocol.agentPath))")
+                logger.info("hub listening on \(scheme.0)://\(configuration.host):\(port) (agents: \(scheme.1)://\(configuration.host):\(port)\(WireProtocol.agentPath))")
                 await onListening(port)
             },
             logger: logger)
+    }
+}
+
+extension HubConfiguration {
+    /// The server's TLS configuration from the PEM files, nil without them.
+    func tlsConfiguration() throws -> TLSConfiguration? {
+        guard let cert = tlsCertificatePath, let key = tlsKeyPath else { return nil }
+        do {
+            let chain = try NIOSSLCertificate.fromPEMFile(cert).map { NIOSSLCertificateSource.certificate($0) }
+            let privateKey = try NIOSSLPrivateKey(file: key, format: .pem)
+            return TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(privateKey))
+        } catch {
+            throw ConfigurationError("cannot load the TLS certificate \(cert) or key \(key): \(error). Give PEM files (--tls-cert, --tls-key).")
+        }
     }
 }

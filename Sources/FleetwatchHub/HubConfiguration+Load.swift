@@ -56,6 +56,8 @@ extension HubConfiguration {
             if let v = h.auto_register { autoRegister = v }
             if let v = h.id { ingest.hubID = v }
             if let v = h.log_level { logLevel = try Self.level(v, from: "\(path): hub.log_level") }
+            if let v = h.tls_certificate { tlsCertificatePath = v }
+            if let v = h.tls_key { tlsKeyPath = v }
             if let v = h.max_frame_bytes { ingest.maxFrameBytes = v }
             if let v = h.max_payload_bytes { ingest.limits.maxPayloadBytes = v }
             if let v = h.max_samples_per_batch { ingest.limits.maxSamples = v }
@@ -117,6 +119,7 @@ extension HubConfiguration {
             if !ok { throw ConfigurationError("\(source): \(what)") }
         }
         try require((0...65535).contains(port), "port must be 0–65535")
+        try require((tlsCertificatePath == nil) == (tlsKeyPath == nil), "hub.tls_certificate and hub.tls_key go together")
         try require((1024...(64 << 20)).contains(ingest.maxFrameBytes), "hub.max_frame_bytes must be 1024–67108864")
         try require((1024...(256 << 20)).contains(ingest.limits.maxPayloadBytes), "hub.max_payload_bytes must be 1024–268435456")
         try require((1...1_000_000).contains(ingest.limits.maxSamples), "hub.max_samples_per_batch must be 1–1000000")
@@ -159,6 +162,8 @@ extension HubConfiguration {
         if let v = env["FLEETWATCH_HUB_ID"] { ingest.hubID = v }
         if let v = env["FLEETWATCH_AUTO_REGISTER"] { autoRegister = ["1", "true", "yes"].contains(v.lowercased()) }
         if let v = env["FLEETWATCH_LOG_LEVEL"] { logLevel = try Self.level(v, from: "FLEETWATCH_LOG_LEVEL") }
+        if let v = env["FLEETWATCH_TLS_CERT"], !v.isEmpty { tlsCertificatePath = v }
+        if let v = env["FLEETWATCH_TLS_KEY"], !v.isEmpty { tlsKeyPath = v }
         if let v = env["FLEETWATCH_SMTP_PASSWORD"] { alerts.emailPassword = v }
         if let v = env["FLEETWATCH_WEBHOOK_SECRET"] { alerts.webhookSecret = v }
     }
@@ -190,6 +195,8 @@ struct ConfigFile: Decodable {
         var auto_register: Bool?
         var id: String?
         var log_level: String?
+        var tls_certificate: String?
+        var tls_key: String?
         var max_frame_bytes: Int?
         var max_payload_bytes: Int?
         var max_samples_per_batch: Int?
@@ -257,7 +264,8 @@ struct ConfigFile: Decodable {
         "dashboard": ["enabled", "port"],
         "emergency": ["command_ttl", "acknowledge_timeout", "poll_interval", "requests_per_minute"],
         "retention": ["raw_days", "minute_rollup_days", "hour_rollup_days", "rollup_interval"],
-        "hub": ["host", "port", "database_url", "data_dir", "auto_register", "id", "log_level", "max_frame_bytes",
+        "hub": ["host", "port", "database_url", "data_dir", "auto_register", "id", "log_level", "tls_certificate", "tls_key",
+                "max_frame_bytes",
                 "max_payload_bytes", "max_samples_per_batch", "heartbeat_interval", "max_sample_age", "max_sample_future"],
         "alerts": ["enabled", "console_alerts", "log_alerts", "dashboard_alerts", "email_notifications", "webhook_notifications",
                    "console_min_level", "no_data_seconds", "webhook", "cooldowns", "email"],

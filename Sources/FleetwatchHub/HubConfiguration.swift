@@ -9,6 +9,9 @@ public struct HubConfiguration: Sendable {
     public var host = "127.0.0.1"
     /// Port of the HTTP/WebSocket server.
     public var port = 8000
+    /// PEM certificate chain and private key: with both, the hub serves HTTPS and `wss://` only.
+    public var tlsCertificatePath: String?
+    public var tlsKeyPath: String?
     /// PostgreSQL address; nil runs a private cluster under `dataDirectory`.
     public var databaseURL: String?
     /// Where the embedded cluster lives.

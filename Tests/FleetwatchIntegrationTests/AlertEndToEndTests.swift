@@ -160,12 +160,13 @@ struct AlertEndToEndTests {
 /// Email through a real SMTP server (aiosmtpd, installed by scripts/test).
 @Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
 struct EmailAlertTests {
-    /// A self-signed certificate for the SMTP server's STARTTLS and implicit TLS.
+    /// A self-signed certificate for localhost and 127.0.0.1 (SMTP STARTTLS/TLS, the hub's HTTPS/wss).
     static func certificate() throws -> (cert: String, key: String) {
         let dir = NSTemporaryDirectory() + "fw-smtp-tls-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let openssl = try ChildProcess("/usr/bin/openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "\(dir)/key.pem",
-                                                            "-out", "\(dir)/cert.pem", "-days", "1", "-subj", "/CN=localhost"],
+                                                            "-out", "\(dir)/cert.pem", "-days", "1", "-subj", "/CN=localhost",
+                                                            "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
                                        logPath: "\(dir)/openssl.log")
         while openssl.isRunning { usleep(20_000) }
         return ("\(dir)/cert.pem", "\(dir)/key.pem")

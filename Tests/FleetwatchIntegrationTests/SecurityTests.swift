@@ -1,4 +1,6 @@
+import AsyncHTTPClient
 import FleetwatchAgent
+import NIOSSL
 import FleetwatchTestSupport
 import Foundation
 import Logging
@@ -47,5 +49,56 @@ struct SecurityTests {
         #expect(try await EmergencyStopTests.scalar(db, Int64.self, "SELECT count(*) FROM commands") == 3)
         #expect(try await EmergencyStopTests.scalar(db, Int64.self,
             "SELECT count(*) FROM audit_log WHERE detail = 'rate limited' AND actor = 'test-operator'") == 1)
+    }
+}
+
+/// The hub over TLS: HTTPS for the API, wss:// for agents, verified against the hub's certificate.
+@Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
+struct TLSTests {
+    @Test(.timeLimit(.minutes(3)))
+    func agentsAndTheAPISpeakTLS() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["tls-bot"], token: "secret", in: db)
+        let (cert, key) = try EmailAlertTests.certificate()
+        let hub = try HubUnderTest(database: db)
+        try await hub.start(extra: ["--tls-cert", cert, "--tls-key", key], waitForReady: false)
+        defer { Task { await hub.kill(SIGTERM) } }
+        var tls = TLSConfiguration.makeClientConfiguration()
+        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(cert))
+        let client = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(tlsConfiguration: tls))
+        func get(_ path: String, token: String? = operatorToken) async throws -> Int {
+            var request = HTTPClientRequest(url: "https://127.0.0.1:\(hub.port)\(path)")
+            if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+            let response = try await client.execute(request, timeout: .seconds(5))
+            _ = try await response.body.collect(upTo: 1 << 20)
+            return Int(response.status.code)
+        }
+        #expect(try await eventually(.seconds(60)) { (try? await get("/health/ready", token: nil)) == 200 }, "\(hub.log)")
+        #expect(try await get("/api/bots") == 200)
+        // No plaintext on the TLS port.
+        #expect(try await HubUnderTest.httpGet(port: hub.port, path: "/health/live") != 200)
+
+        // An agent that trusts the hub's certificate streams over wss://.
+        var c = AgentConfiguration(hubURL: "wss://localhost:\(hub.port)/agent/v1", botID: "tls-bot", token: "secret")
+        c.flushInterval = .seconds(3600)
+        c.processCollector = false
+        c.trustedCertificatesPath = cert
+        c.backoff = Backoff(initial: .milliseconds(50), maximum: .milliseconds(300))
+        let agent = try MonitorAgent(configuration: c, logger: Logger(label: "agent"))
+        let task = Task { try await agent.run() }
+        defer { task.cancel() }
+        try await AlertEndToEndTests.send(agent, memory: 123)
+        let trusting = await agent.status
+        #expect(trusting.ackedBatches >= 1, "\(trusting)")
+        // One that does not trust it never connects: the certificate is verified.
+        c.trustedCertificatesPath = nil
+        c.botID = "tls-bot"
+        let untrusting = try MonitorAgent(configuration: c, logger: Logger(label: "agent"))
+        let task2 = Task { try await untrusting.run() }
+        defer { task2.cancel() }
+        try await Task.sleep(for: .seconds(2))
+        let status = await untrusting.status
+        #expect(!status.connected && status.lastError != nil, "\(status)")
+        try await client.shutdown()
     }
 }

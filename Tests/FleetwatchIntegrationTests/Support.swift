@@ -31,12 +31,12 @@ final class HubUnderTest: @unchecked Sendable {
 
     var agentURL: String { "ws://127.0.0.1:\(port)/agent/v1" }
 
-    func start(extra: [String] = []) async throws {
+    func start(extra: [String] = [], waitForReady: Bool = true) async throws {
         process = try ChildProcess(builtExecutable("monitor-hub"),
                                    ["serve", "--database-url", database.url.urlString, "--port", "\(port)",
                                     "--hub-id", name, "--log-level", "info"] + extra,
                                    logPath: logPath)
-        try await waitReady()
+        if waitForReady { try await waitReady() }
     }
 
     func waitReady() async throws {
