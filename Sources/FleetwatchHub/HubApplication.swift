@@ -101,6 +101,7 @@ public struct HubApplication: Sendable {
                             body: .init(byteBuffer: ByteBuffer(string: text)))
         }
         AlertRoutes(client: client, feed: alerting.feed, logger: logger).register(on: router)
+        MetricsRoutes(client: client, staleAfter: configuration.ingest.heartbeatInterval * 3, logger: logger).register(on: router)
         CommandRoutes(ledger: ledger, audit: audit, alerts: alerting.emergencyAlerts,
                       limiter: RequestLimiter(perMinute: configuration.emergency.requestsPerMinute), logger: logger).register(on: router)
         let commands = LedgerCommandChannel(ledger: ledger, alerts: alerting.emergencyAlerts, hubID: configuration.ingest.hubID,

@@ -418,4 +418,50 @@ struct ReviewTests {
             SELECT max(max) FROM review_metric_hour WHERE bot = 'live-bot' AND metric = 'memory_usage_mb'
             """) == 345.5)
     }
+
+    @Test(.timeLimit(.minutes(3)))
+    func statusMetricsAndHistoryEndpoints() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["api-live-bot", "api-idle-bot"], token: "secret", in: db)
+        let config = NSTemporaryDirectory() + "fw-metrics-api-\(UUID().uuidString).json"
+        try #"{"alerts": {"console_alerts": false}, "retention": {"rollup_interval": 1}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let hub = try HubUnderTest(database: db)
+        try await hub.start(extra: ["--config", config])
+        defer { Task { await hub.kill(SIGTERM) } }
+        let agent = try AlertEndToEndTests.agent("api-live-bot", hub: hub.agentURL)
+        let task = Task { try await agent.run() }
+        defer { task.cancel() }
+        agent.counter("trades_executed").increment(by: 7)
+        for memory in [120.0, 345.5] { try await AlertEndToEndTests.send(agent, memory: memory) }
+
+        let (_, statusBody) = try await api("GET", port: hub.port, path: "/api/status", token: viewerToken)
+        let status = try #require(jsonObject(statusBody) as? [String: Any])
+        #expect(status["bots"] as? Int == 2)
+        #expect((status["byState"] as? [String: Int]) == ["online": 1, "offline": 1], "\(statusBody)")
+
+        var snapshot: [String: Any] = [:]
+        #expect(try await eventually(.seconds(20)) {
+            let (_, body) = try await api("GET", port: hub.port, path: "/api/metrics?bot=api-live-bot", token: viewerToken)
+            snapshot = ((jsonObject(body) as? [[String: Any]])?.first?["metrics"] as? [String: Any]) ?? [:]
+            return snapshot["memory_usage_mb"] as? Double == 345.5
+        }, "\(snapshot)")
+        #expect(snapshot["trades_executed"] as? Double == 7)
+
+        for (range, resolution) in [("1h", "raw"), ("24h", "1m"), ("7d", "1h")] {
+            let (code, body) = try await api("GET", port: hub.port, path: "/api/metrics/history?bot=api-live-bot&metric=memory_usage_mb&range=\(range)",
+                                             token: viewerToken)
+            let series = (jsonObject(body) as? [[String: Any]])?.first
+            let points = series?["points"] as? [[String: Any]] ?? []
+            #expect(code == 200 && series?["resolution"] as? String == resolution, "\(range): \(body)")
+            #expect(points.compactMap { $0["max"] as? Double }.max() == 345.5, "\(range): \(body)")
+        }
+        #expect(try await api("GET", port: hub.port, path: "/api/metrics/history?range=1h").0 == 400)
+        #expect(try await api("GET", port: hub.port, path: "/api/metrics/history?metric=x&range=2y").0 == 400)
+        #expect(try await api("GET", port: hub.port, path: "/api/status?bot=nobody").0 == 404)
+        #expect(try await api("GET", port: hub.port, path: "/api/status", token: nil).0 == 401)
+
+        _ = try await api("POST", port: hub.port, path: "/api/bots/api-idle-bot/emergency-stop", body: #"{"reason": "x"}"#)
+        let (_, after) = try await api("GET", port: hub.port, path: "/api/status?bot=api-idle-bot")
+        #expect(((jsonObject(after) as? [String: Any])?["status"] as? [[String: Any]])?.first?["state"] as? String == "emergency")
+    }
 }
