@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "monitor-hub", targets: ["MonitorHub"]),
         .executable(name: "fleetwatch-simbot", targets: ["SimBot"]),
         .executable(name: "monitor-agent", targets: ["MonitorAgentSidecar"]),
+        .executable(name: "fleetwatch-fuzz-decode", targets: ["FuzzDecode"]),
         .executable(name: "fleetwatch-bench", targets: ["FleetwatchBench"]),
         .library(name: "fleetwatch_malloc_count", type: .dynamic, targets: ["CMallocCount"]),
     ],
@@ -159,6 +160,12 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             path: "Agent/monitor-agent"
+        ),
+        // Fuzzing the wire decoders: libFuzzer target with -DFUZZING (scripts/fuzz), corpus replayer without.
+        .executableTarget(
+            name: "FuzzDecode",
+            dependencies: ["FleetwatchProtocol", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Fuzz/decode"
         ),
         .executableTarget(
             name: "FleetwatchBench",
