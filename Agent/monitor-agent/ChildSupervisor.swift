@@ -61,7 +61,7 @@ actor ChildSupervisor {
             let r = waitpid(pid, &status, WNOHANG)
             guard r == pid else { continue }
             self.pid = nil
-            let exit = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            let exit = Self.exitCode(status)
             lastExit = exit
             logger.warning("\(command[0]) (pid \(pid)) exited with status \(exit)")
             if held || finishing { continue }
@@ -94,7 +94,7 @@ actor ChildSupervisor {
             var status: Int32 = 0
             if waitpid(pid, &status, WNOHANG) == pid {
                 self.pid = nil
-                lastExit = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+                lastExit = Self.exitCode(status)
                 return "sent \(Self.signalName(signal)) to pid \(pid); it exited with status \(lastExit ?? 0)"
             }
             try? await Task.sleep(for: .milliseconds(50))
@@ -146,6 +146,11 @@ actor ChildSupervisor {
             if access(candidate, X_OK) == 0 { return candidate }
         }
         throw SidecarError("\(program): not found in PATH")
+    }
+
+    /// A `waitpid` status as a shell would show it: the exit code, or 128 + the signal that ended the process.
+    static func exitCode(_ status: Int32) -> Int32 {
+        (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
 
     static func signalName(_ signal: Int32) -> String {

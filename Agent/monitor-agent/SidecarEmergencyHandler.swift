@@ -78,7 +78,7 @@ struct SidecarEmergencyHandler: EmergencyHandler {
             }
             try? await Task.sleep(for: .milliseconds(20))
         }
-        let exit = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        let exit = ChildSupervisor.exitCode(status)
         guard exit == 0 else { throw SidecarError("\(command.joined(separator: " ")) exited with status \(exit)") }
         return "ran \(command.joined(separator: " "))"
     }

@@ -114,7 +114,7 @@ struct CommandWatchdog: Service {
 
     func run() async throws {
         let timeout = configuration.acknowledgeTimeout
-        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        let seconds = timeout.inSeconds
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {

@@ -63,7 +63,7 @@ public struct ReviewMaintainer: Service {
             guard locked else { return false }
             do {
                 let lookback = hourly ? max(settings.rollupLookback, settings.lateWindow) : settings.rollupLookback
-                let from = now.addingTimeInterval(-Self.seconds(lookback))
+                let from = now.addingTimeInterval(-lookback.inSeconds)
                 let rows = try await conn.query("SELECT fleetwatch_rollup(\(from), \(now))", logger: logger)
                     .decode(Int.self).first { _ in true } ?? 0
                 try await conn.query("""
@@ -110,7 +110,9 @@ public struct ReviewMaintainer: Service {
         return dropped
     }
 
-    static func seconds(_ d: Duration) -> Double {
-        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
-    }
+}
+
+extension Duration {
+    /// The duration in seconds, as a floating-point number (for SQL intervals and settings).
+    public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

@@ -5,7 +5,7 @@ import Glibc
 
 /// Runs a program and waits for it with `posix_spawn`/`waitpid` (Foundation's `Process` can hang when the
 /// program leaves a daemon behind, as `pg_ctl start` does). Output goes to files, never to pipes.
-enum Spawn {
+public enum Spawn {
     /// Exit status and whatever the program wrote to stdout and stderr.
     static func run(_ path: String, _ args: [String]) throws -> (status: Int32, stdout: String, stderr: String) {
         let dir = NSTemporaryDirectory()
@@ -28,9 +28,16 @@ enum Spawn {
         guard rc == 0 else { throw StorageError("cannot start \(path): \(String(cString: strerror(rc)))") }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        let exit = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        let exit = exitCode(status)
         let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
         let err = (try? String(contentsOfFile: errPath, encoding: .utf8)) ?? ""
         return (exit, out, err)
+    }
+}
+
+extension Spawn {
+    /// A `waitpid` status as a shell would show it: the exit code, or 128 + the signal that ended the process.
+    public static func exitCode(_ status: Int32) -> Int32 {
+        (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
 }

@@ -71,7 +71,7 @@ public final class ChildProcess: @unchecked Sendable {
         var status: Int32 = 0
         if waitpid(pid, &status, WNOHANG) == pid {
             exited = true
-            exitCode = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+            exitCode = Spawn.exitCode(status)
             return false
         }
         return true

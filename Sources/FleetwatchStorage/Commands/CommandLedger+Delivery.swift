@@ -120,7 +120,7 @@ extension CommandLedger {
     /// Commands not acknowledged `after` their creation and not yet reported: marks them reported (so exactly
     /// one replica raises the alert) and returns (bot, command id, state).
     public func takeOverdue(after: Duration) async throws -> [(bot: String, id: UUID, state: String)] {
-        let seconds = Double(after.components.seconds) + Double(after.components.attoseconds) / 1e18
+        let seconds = after.inSeconds
         let rows = try await client.query("""
             WITH u AS (UPDATE commands SET overdue_alerted_at = now()
                        WHERE state IN ('pending', 'delivered') AND overdue_alerted_at IS NULL
@@ -135,7 +135,7 @@ extension CommandLedger {
 
     /// Bots with an open "command not acknowledged" alert and no overdue command left.
     public func botsNoLongerOverdue(ruleID: String, after: Duration) async throws -> [String] {
-        let seconds = Double(after.components.seconds) + Double(after.components.attoseconds) / 1e18
+        let seconds = after.inSeconds
         let rows = try await client.query("""
             SELECT b.name FROM alerts a JOIN bots b ON b.id = a.bot_id
             WHERE a.rule_id = \(ruleID) AND a.state = 'firing'
