@@ -64,6 +64,7 @@ let package = Package(
                 .embedInCode("migrations/V0002__alerts.sql"),
                 .embedInCode("migrations/V0003__commands.sql"),
                 .embedInCode("migrations/V0004__review.sql"),
+                .embedInCode("migrations/V0005__dashboard.sql"),
             ]
         ),
         // Storage: PostgreSQL schema migrations, batch writer, bot registry, embedded cluster.
@@ -74,6 +75,7 @@ let package = Package(
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
@@ -121,6 +123,14 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+            ],
+            // The dashboard's pages, embedded in the binary.
+            resources: [
+                .embedInCode("Dashboard/index.html"),
+                .embedInCode("Dashboard/login.html"),
+                .embedInCode("Dashboard/app.js"),
+                .embedInCode("Dashboard/login.js"),
+                .embedInCode("Dashboard/app.css"),
             ]
         ),
         // Test doubles shipped as a target: manual clock, in-memory stores, private PostgreSQL.

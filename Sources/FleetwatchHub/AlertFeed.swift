@@ -25,6 +25,9 @@ public actor AlertFeed {
         if entries.count > capacity { entries.removeFirst(entries.count - capacity) }
     }
 
+    /// The newest position: a viewer connecting now asks for events after it.
+    public var latestSeq: Int64 { next - 1 }
+
     /// Events after `seq`, oldest first.
     public func events(after seq: Int64, limit: Int = 200) -> [Entry] {
         Array(entries.lazy.filter { $0.seq > seq }.prefix(limit))

@@ -1,16 +1,23 @@
 import FleetwatchStorage
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 
-/// Guards `/api`: every request needs an API token (`Authorization: Bearer …`); reading needs the viewer
-/// role, anything else the operator role. Missing or invalid credentials get 401, a viewer changing
-/// something 403; every refused change is written to the audit log with who, when, from where and why.
+/// Guards `/api`: every request needs an API token (`Authorization: Bearer …`, for scripts) or the
+/// dashboard's session cookie. Reading needs the viewer role, anything else the operator role, and a
+/// state-changing request with the cookie also needs the session's CSRF token in `X-CSRF-Token`.
+/// Missing or invalid credentials get 401, a viewer changing something or a missing CSRF token 403;
+/// every refused change is written to the audit log with who, when, from where and why.
 struct AuthMiddleware: RouterMiddleware {
     typealias Context = HubRequestContext
     let tokens: AccessTokens
+    let sessions: Sessions
     let audit: AuditLog
     let logger: Logger
+
+    static let sessionCookie = "fw_session"
+    static let csrfHeader = HTTPField.Name("X-CSRF-Token")!
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         // Decided on the path's first component, as the router splits it (`//api/…` is `/api/…` to the router).
@@ -19,39 +26,65 @@ struct AuthMiddleware: RouterMiddleware {
         }
         let changes = request.method != .get && request.method != .head
         let action = "\(request.method.rawValue) \(request.uri.path)"
-        guard let token = Self.bearer(request) else {
+        var context = context
+        if let token = Self.bearer(request) {
+            guard let principal = try await lookup({ try await tokens.principal(token: token) }) else {
+                if changes { await audit.record(context.actor, action: action, outcome: "refused", bot: Self.bot(request), detail: "invalid or revoked token") }
+                throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer realm=\"fleetwatch\", error=\"invalid_token\""],
+                                message: "the API token is unknown or revoked")
+            }
+            context.principal = principal
+        } else if let secret = request.cookies[Self.sessionCookie]?.value {
+            guard let session = try await lookup({ try await sessions.session(secret: secret) }) else {
+                if changes { await audit.record(context.actor, action: action, outcome: "refused", bot: Self.bot(request), detail: "session ended") }
+                throw HTTPError(.unauthorized, message: "your session has ended: sign in again at /login")
+            }
+            context.principal = AccessTokens.Principal(name: session.user, role: session.role)
+            context.session = session
+            if changes, !Self.constantTimeEqual(request.headers[Self.csrfHeader] ?? "", session.csrfToken) {
+                await audit.record(context.actor, action: action, outcome: "refused", bot: Self.bot(request), detail: "missing or wrong CSRF token")
+                throw HTTPError(.forbidden, message: "missing or wrong CSRF token: send the X-CSRF-Token header from GET /api/session")
+            }
+        } else {
             if changes { await audit.record(context.actor, action: action, outcome: "refused", bot: Self.bot(request), detail: "no credentials") }
             throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer realm=\"fleetwatch\""],
-                            message: "sign in: send an API token as 'Authorization: Bearer <token>' (monitor-hub tokens add)")
+                            message: "sign in at /login, or send an API token as 'Authorization: Bearer <token>' (monitor-hub tokens add)")
         }
-        let principal: AccessTokens.Principal?
-        do {
-            principal = try await tokens.principal(token: token)
-        } catch {
-            logger.error("cannot check an API token: \(String(reflecting: error))")
-            throw HTTPError(.serviceUnavailable, message: "database unavailable")
-        }
-        guard let principal else {
-            if changes { await audit.record(context.actor, action: action, outcome: "refused", bot: Self.bot(request), detail: "invalid or revoked token") }
-            throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer realm=\"fleetwatch\", error=\"invalid_token\""],
-                            message: "the API token is unknown or revoked")
-        }
-        var context = context
-        context.principal = principal
-        if changes, principal.role != .operator {
+        if changes, let principal = context.principal, principal.role != .operator {
             await audit.record(context.actor, action: action, outcome: "refused", bot: Self.bot(request),
                                detail: "role \(principal.role.rawValue) may not change anything")
-            throw HTTPError(.forbidden, message: "token '\(principal.name)' is a viewer; this needs an operator token")
+            throw HTTPError(.forbidden, message: "'\(principal.name)' is a viewer; this needs the operator role")
         }
         return try await next(request, context)
     }
 
+    private func lookup<T: Sendable>(_ body: () async throws -> T?) async throws -> T? {
+        do {
+            return try await body()
+        } catch {
+            logger.error("cannot check credentials: \(String(reflecting: error))")
+            throw HTTPError(.serviceUnavailable, message: "database unavailable")
+        }
+    }
+
     static func bearer(_ request: Request) -> String? {
-        guard let value = request.headers[.authorization] else { return nil }
+        bearer(request.headers[.authorization])
+    }
+
+    static func bearer(_ value: String?) -> String? {
+        guard let value else { return nil }
         let parts = value.split(separator: " ", maxSplits: 1)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
         let token = parts[1].trimmingCharacters(in: .whitespaces)
         return token.isEmpty ? nil : token
+    }
+
+    static func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.utf8), y = Array(b.utf8)
+        guard x.count == y.count, !x.isEmpty else { return false }
+        var diff: UInt8 = 0
+        for i in 0..<x.count { diff |= x[i] ^ y[i] }
+        return diff == 0
     }
 
     /// The bot a `/api/bots/{bot}/…` request is about, for the audit row.

@@ -54,11 +54,27 @@ public struct HubApplication: Sendable {
         let alerting = makeAlerting(client: client, metrics: metrics)
         let ledger = CommandLedger(client: client, logger: logger)
         let connections = LiveConnections()
+        let live = LiveFleet()
+        do { try await live.seed(client: client, logger: logger) } catch {
+            logger.warning("cannot load the newest values for the dashboard (they arrive with the next batches): \(String(reflecting: error))")
+        }
+        let publisher = LivePublisher(client: client, interval: .milliseconds(200), logger: logger)
+        let viewers = ViewerRegistry()
+        if configuration.dashboardEnabled { try await createFirstAdmin(client: client) }
         let app = try makeApplication(client: client, store: store, alerting: alerting, ledger: ledger, connections: connections,
-                                  metrics: metrics, onListening: onListening)
+                                      metrics: metrics, live: live, publisher: publisher, viewers: viewers, onListening: onListening)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: partitions), .init(service: alerting.listener),
             .init(service: ReviewMaintainer(client: client, settings: configuration.retention, logger: logger)),
+            .init(service: publisher),
+            // Newest values stored by any replica, for this replica's API and dashboard viewers.
+            .init(service: NotificationListener(client: client, channel: LivePublisher.channel, logger: logger) { payload in
+                await live.apply(LivePublisher.decode(payload))
+            }),
+            // Sign-out on any replica closes the session's WebSockets here.
+            .init(service: NotificationListener(client: client, channel: Sessions.channel, logger: logger) { payload in
+                if let id = Int64(payload) { await viewers.close(session: id) }
+            }),
         ]
         if let watcher = alerting.watcher { services.append(.init(service: watcher)) }
         if let engine = alerting.engine {
@@ -88,12 +104,34 @@ public struct HubApplication: Sendable {
     }
 
     func makeApplication(client: PostgresClient, store: any IngestStore, alerting: Alerting, ledger: CommandLedger,
-                         connections: LiveConnections, metrics: HubMetrics,
+                         connections: LiveConnections, metrics: HubMetrics, live: LiveFleet, publisher: LivePublisher,
+                         viewers: ViewerRegistry,
                          onListening: @escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol {
         let router = Router(context: HubRequestContext.self)
         let audit = AuditLog(client: client, logger: logger)
-        router.add(middleware: AuthMiddleware(tokens: AccessTokens(client: client, logger: logger), audit: audit, logger: logger))
-        HubRoutes(client: client, counters: counters, logger: logger).register(on: router)
+        let tokens = AccessTokens(client: client, logger: logger)
+        let sessions = Sessions(client: client, logger: logger, idleTimeout: configuration.dashboard.sessionIdleTimeout)
+        router.add(middleware: AuthMiddleware(tokens: tokens, sessions: sessions, audit: audit, logger: logger))
+        let fleet = FleetView(client: client, live: live, staleAfter: configuration.ingest.heartbeatInterval * 3, logger: logger)
+        HubRoutes(client: client, counters: counters, fleet: fleet, logger: logger).register(on: router)
+        let gate = ViewerGate(tokens: tokens, sessions: sessions, allowedOrigins: configuration.dashboard.allowedOrigins)
+        let viewerSocket = ViewerSocket(live: live, feed: alerting.feed, status: FleetStatusCache(view: fleet), sessions: sessions,
+                                        registry: viewers, updateInterval: configuration.dashboard.updateInterval,
+                                        pingInterval: configuration.dashboard.pingInterval, logger: logger)
+        let dashboard = configuration.dashboardEnabled
+        if dashboard {
+            SessionRoutes(accounts: UserAccounts(client: client, logger: logger), sessions: sessions, audit: audit,
+                          limiter: LoginLimiter(perMinute: configuration.dashboard.loginAttemptsPerMinute),
+                          secureCookie: configuration.tlsCertificatePath != nil, logger: logger).register(on: router)
+            DashboardRoutes(chartJSPath: configuration.dashboard.chartJSPath).register(on: router)
+            // Reached only when the upgrade was refused (or a plain GET): say why.
+            router.get("/ws") { request, _ -> Response in
+                var head = HTTPRequest(method: .get, scheme: nil, authority: request.head.authority, path: request.uri.description)
+                head.headerFields = request.headers
+                if case .failure(let refusal) = await gate.check(head) { throw HTTPError(refusal.status, message: refusal.message) }
+                throw HTTPError(.badRequest, message: "/ws is a WebSocket endpoint: connect with a WebSocket client")
+            }
+        }
         let counters = self.counters, metricsLogger = self.logger
         router.get("/metrics") { _, _ -> Response in
             let text = await metrics.render(counters: counters, connections: connections, client: client, logger: metricsLogger)
@@ -101,14 +139,19 @@ public struct HubApplication: Sendable {
                             body: .init(byteBuffer: ByteBuffer(string: text)))
         }
         AlertRoutes(client: client, feed: alerting.feed, logger: logger).register(on: router)
-        MetricsRoutes(client: client, staleAfter: configuration.ingest.heartbeatInterval * 3, logger: logger).register(on: router)
+        MetricsRoutes(client: client, fleet: fleet, logger: logger).register(on: router)
         CommandRoutes(ledger: ledger, audit: audit, alerts: alerting.emergencyAlerts,
                       limiter: RequestLimiter(perMinute: configuration.emergency.requestsPerMinute), logger: logger).register(on: router)
         let commands = LedgerCommandChannel(ledger: ledger, alerts: alerting.emergencyAlerts, hubID: configuration.ingest.hubID,
                                             frameTTL: configuration.emergency.frameTTL)
         var onStored: (@Sendable (BotSession, ValidatedBatch) -> Void)?
         if let engine = alerting.engine {
-            onStored = { session, batch in engine.submit(bot: session.botName, series: batch.series) }
+            onStored = { session, batch in
+                engine.submit(bot: session.botName, series: batch.series)
+                publisher.record(bot: session.botName, series: batch.series)
+            }
+        } else {
+            onStored = { session, batch in publisher.record(bot: session.botName, series: batch.series) }
         }
         let handler = AgentWebSocketHandler(configuration: configuration.ingest, store: store, counters: counters,
                                             logger: logger, onStored: onStored, commands: commands, connections: connections)
@@ -117,7 +160,14 @@ public struct HubApplication: Sendable {
                                               closeTimeout: .seconds(5))
         let logger = self.logger
         let plain = HTTPServerBuilder.http1WebSocketUpgrade(configuration: .init(ws: ws)) { head, channel, _ in
-            guard head.path?.split(separator: "?").first.map(String.init) == WireProtocol.agentPath else {
+            let path = head.path?.split(separator: "?").first.map(String.init)
+            if dashboard, path == "/ws" {
+                guard case .success(let viewer) = await gate.check(head) else { return .dontUpgrade }
+                return .upgrade([:]) { inbound, outbound, _ in
+                    await viewerSocket.serve(viewer, inbound: inbound, outbound: outbound)
+                }
+            }
+            guard path == WireProtocol.agentPath else {
                 return .dontUpgrade
             }
             let remote = channel.remoteAddress?.description ?? "unknown"
@@ -138,6 +188,30 @@ public struct HubApplication: Sendable {
                 await onListening(port)
             },
             logger: logger)
+    }
+}
+
+extension HubApplication {
+    /// No default password: on the first start (no user at all) creates the operator `dashboard.admin_user`
+    /// with `dashboard.admin_password`, or with a generated password printed once on standard output —
+    /// never to the log. Replicas starting together create it once.
+    func createFirstAdmin(client: PostgresClient) async throws {
+        let d = configuration.dashboard
+        let password = d.adminPassword ?? PasswordHash.generatePassword()
+        guard try await UserAccounts(client: client, logger: logger).createFirstAdmin(name: d.adminUser, password: password) else { return }
+        if d.adminPassword == nil {
+            FileHandle.standardOutput.write(Data("""
+
+                ================================================================
+                 fleetwatch: created the dashboard user '\(d.adminUser)' (operator).
+                 Password (shown once, not logged): \(password)
+                 Change it with: monitor-hub users passwd \(d.adminUser)
+                ================================================================
+
+                """.utf8))
+        } else {
+            logger.notice("created the dashboard user '\(d.adminUser)' (operator) with the configured password")
+        }
     }
 }
 

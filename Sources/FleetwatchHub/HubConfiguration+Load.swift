@@ -47,6 +47,14 @@ extension HubConfiguration {
         if let d = f.dashboard {
             if let v = d.enabled { dashboardEnabled = v }
             if let v = d.port { port = v }
+            if let v = d.admin_user { dashboard.adminUser = v }
+            if let v = d.admin_password { dashboard.adminPassword = v }
+            if let v = d.allowed_origins { dashboard.allowedOrigins = v }
+            if let v = d.session_idle_timeout { dashboard.sessionIdleTimeout = .milliseconds(Int64(v * 1000)) }
+            if let v = d.login_attempts_per_minute { dashboard.loginAttemptsPerMinute = v }
+            if let v = d.chartjs_path { dashboard.chartJSPath = v }
+            if let v = d.update_interval { dashboard.updateInterval = .milliseconds(Int64(v * 1000)) }
+            if let v = d.ping_interval { dashboard.pingInterval = .milliseconds(Int64(v * 1000)) }
         }
         if let h = f.hub {
             if let v = h.host { host = v }
@@ -135,6 +143,13 @@ extension HubConfiguration {
                     "alerts.email_notifications needs alerts.email.host and alerts.email.to")
         try require(["plain", "starttls", "tls"].contains(alerts.emailSecurity), "alerts.email.security must be plain, starttls or tls")
         try require(["INFO", "WARNING", "CRITICAL"].contains(alerts.emailMinimumLevel), "alerts.email.min_level must be INFO, WARNING or CRITICAL")
+        try require(dashboard.sessionIdleTimeout >= .seconds(60), "dashboard.session_idle_timeout must be at least 60 seconds")
+        try require((1...10_000).contains(dashboard.loginAttemptsPerMinute), "dashboard.login_attempts_per_minute must be 1–10000")
+        try require(dashboard.updateInterval >= .milliseconds(50) && dashboard.updateInterval <= .seconds(10),
+                    "dashboard.update_interval must be 0.05–10 seconds")
+        try require(dashboard.pingInterval >= .milliseconds(100) && dashboard.pingInterval <= .seconds(300),
+                    "dashboard.ping_interval must be 0.1–300 seconds")
+        try require(dashboard.adminPassword.map { $0.count >= 12 } ?? true, "dashboard.admin_password needs at least 12 characters")
         try require(retention.rawDays >= 8, "retention.raw_days must be at least 8 (samples up to 7 days old are accepted)")
         try require(retention.minuteRollupDays >= 1 && retention.hourRollupDays >= 1, "retention rollup days must be at least 1")
         try require(retention.rollupInterval >= .seconds(1) && retention.rollupInterval <= .seconds(600),
@@ -166,6 +181,7 @@ extension HubConfiguration {
         if let v = env["FLEETWATCH_TLS_KEY"], !v.isEmpty { tlsKeyPath = v }
         if let v = env["FLEETWATCH_SMTP_PASSWORD"] { alerts.emailPassword = v }
         if let v = env["FLEETWATCH_WEBHOOK_SECRET"] { alerts.webhookSecret = v }
+        if let v = env["FLEETWATCH_ADMIN_PASSWORD"], !v.isEmpty { dashboard.adminPassword = v }
     }
 
     /// Parses a log level name.
@@ -186,6 +202,14 @@ struct ConfigFile: Decodable {
     struct Dashboard: Decodable {
         var enabled: Bool?
         var port: Int?
+        var admin_user: String?
+        var admin_password: String?
+        var allowed_origins: [String]?
+        var session_idle_timeout: Double?
+        var login_attempts_per_minute: Int?
+        var chartjs_path: String?
+        var update_interval: Double?
+        var ping_interval: Double?
     }
     struct Hub: Decodable {
         var host: String?
@@ -261,7 +285,8 @@ struct ConfigFile: Decodable {
 
     static let sections: [String: Set<String>] = [
         "monitoring": ["health_check_interval", "enable_emergency_shutdown"],
-        "dashboard": ["enabled", "port"],
+        "dashboard": ["enabled", "port", "admin_user", "admin_password", "allowed_origins", "session_idle_timeout",
+                      "login_attempts_per_minute", "chartjs_path", "update_interval", "ping_interval"],
         "emergency": ["command_ttl", "acknowledge_timeout", "poll_interval", "requests_per_minute"],
         "retention": ["raw_days", "minute_rollup_days", "hour_rollup_days", "rollup_interval"],
         "hub": ["host", "port", "database_url", "data_dir", "auto_register", "id", "log_level", "tls_certificate", "tls_key",

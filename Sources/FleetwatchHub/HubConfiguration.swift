@@ -22,6 +22,8 @@ public struct HubConfiguration: Sendable {
     public var autoRegister = false
     /// Serve the dashboard.
     public var dashboardEnabled = true
+    /// Sign-in, sessions and the live WebSocket of the dashboard.
+    public var dashboard = DashboardSettings()
     public var logLevel: Logger.Level = .info
     /// The profile this configuration came from: `default`, `production`, `development` or a file path.
     public var profile = "default"
@@ -71,6 +73,28 @@ public struct AlertSettings: Sendable {
     public var cooldownCritical: Double = 1800
     /// A bot silent this long raises "bot silent" (CRITICAL).
     public var noDataSeconds: Double = 120
+    public init() {}
+}
+
+/// The dashboard's sign-in and live updates (the `dashboard` section).
+public struct DashboardSettings: Sendable {
+    /// The operator created on the first start when no user exists.
+    public var adminUser = "admin"
+    /// Its password; nil generates one and prints it once on the console (never to the log).
+    public var adminPassword: String?
+    /// Origins besides the hub's own address allowed to open `/ws` (e.g. `https://fleet.example.com`
+    /// behind a proxy).
+    public var allowedOrigins: [String] = []
+    /// A session ends after this long without a request (and after 7 days in any case).
+    public var sessionIdleTimeout: Duration = .seconds(8 * 3600)
+    /// Sign-in attempts per minute per address and per user name before 429.
+    public var loginAttemptsPerMinute = 10
+    /// Chart.js, from Debian's libjs-chart.js; served at `/assets/chart.min.js`.
+    public var chartJSPath = "/usr/share/javascript/chart.js/chart.min.js"
+    /// How often a live WebSocket gets the changes since its last message.
+    public var updateInterval: Duration = .milliseconds(250)
+    /// How often a live WebSocket gets a `ping`.
+    public var pingInterval: Duration = .seconds(15)
     public init() {}
 }
 

@@ -7,8 +7,10 @@ struct HubRequestContext: RequestContext {
     var coreContext: CoreRequestContextStorage
     /// The peer's address (`ip:port`).
     let remote: String
-    /// The API token's holder; nil before authentication and on public routes.
+    /// The API token's holder or the signed-in user; nil before authentication and on public routes.
     var principal: AccessTokens.Principal?
+    /// The dashboard session, when the request came with the session cookie instead of a token.
+    var session: Sessions.Session?
 
     init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)

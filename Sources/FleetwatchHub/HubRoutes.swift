@@ -5,22 +5,12 @@ import Hummingbird
 import Logging
 import PostgresNIO
 
-/// HTTP endpoints of the foundation: health and the bot registry.
+/// HTTP endpoints of the foundation: health, the fleet overview and ingest counters.
 struct HubRoutes: Sendable {
     let client: PostgresClient
     let counters: IngestCounters
+    let fleet: FleetView
     let logger: Logger
-
-    struct BotRecord: ResponseEncodable {
-        let id: String
-        let profile: String
-        let connected: Bool
-        let connectedHub: String?
-        let agentVersion: String?
-        let firstSeen: Date?
-        let lastSeen: Date?
-        let createdAt: Date
-    }
 
     struct IngestStats: ResponseEncodable {
         let batchesStored: Int64
@@ -52,19 +42,9 @@ struct HubRoutes: Sendable {
             }
             return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ready\n")))
         }
-        router.get("/api/bots") { _, _ -> [BotRecord] in
-            let rows = try await client.query("""
-                SELECT name, profile, connection_id IS NOT NULL, connected_hub, agent_version,
-                       first_seen_at, last_seen_at, created_at
-                FROM bots ORDER BY name
-                """, logger: logger)
-            var out: [BotRecord] = []
-            for try await (name, profile, connected, hub, version, first, last, created)
-                in rows.decode((String, String, Bool, String?, String?, Date?, Date?, Date).self) {
-                out.append(BotRecord(id: name, profile: profile, connected: connected, connectedHub: hub,
-                                     agentVersion: version, firstSeen: first, lastSeen: last, createdAt: created))
-            }
-            return out
+        router.get("/api/bots") { _, _ -> [FleetView.BotSummary] in try await fleet.summaries(bot: nil) }
+        router.get("/api/bots/:bot") { _, context -> FleetView.BotSummary in
+            try await fleet.summaries(bot: try context.parameters.require("bot"))[0]
         }
         router.get("/api/ingest") { _, _ -> IngestStats in
             let s = counters.snapshot

@@ -8,37 +8,17 @@ import PostgresNIO
 /// from the rollups (the minute in progress included), so any replica answers for every bot.
 struct MetricsRoutes: Sendable {
     let client: PostgresClient
-    let staleAfter: Duration
+    let fleet: FleetView
     let logger: Logger
-
-    struct BotStatus: ResponseEncodable {
-        let bot: String
-        /// online, stale (connected but silent), offline or emergency.
-        let state: String
-        let connectedHub: String?
-        let lastSeen: Date?
-        let emergencySince: Date?
-        let alertsCritical: Int64
-        let alertsWarning: Int64
-        let alertsInfo: Int64
-    }
-
-    struct FleetStatus: ResponseEncodable {
-        let timestamp: Date
-        let bots: Int
-        let byState: [String: Int]
-        let alertsCritical: Int64
-        let alertsWarning: Int64
-        let alertsInfo: Int64
-        let status: [BotStatus]
-    }
 
     struct Snapshot: ResponseEncodable {
         let bot: String
         /// When the newest value was recorded.
         let at: Date?
-        /// metric → last value (numbers) in the newest minute that has it.
+        /// metric → newest value (numbers): live from the newest batch, else the newest stored minute.
         let metrics: [String: Double]
+        /// state metric → newest string (`websocket_status`: `connected`), from the newest batches.
+        let states: [String: String]
     }
 
     struct Point: ResponseEncodable {
@@ -61,8 +41,8 @@ struct MetricsRoutes: Sendable {
     }
 
     func register(on router: Router<HubRequestContext>) {
-        router.get("/api/status") { request, _ -> FleetStatus in
-            try await status(bot: request.uri.queryParameters.get("bot"))
+        router.get("/api/status") { request, _ -> FleetView.FleetStatus in
+            try await fleet.status(bot: request.uri.queryParameters.get("bot"))
         }
         router.get("/api/metrics") { request, _ -> [Snapshot] in
             try await snapshot(bot: request.uri.queryParameters.get("bot"))
@@ -82,32 +62,6 @@ struct MetricsRoutes: Sendable {
 
     static let ranges: [String: Double] = ["1h": 3600, "6h": 6 * 3600, "24h": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400]
 
-    func status(bot: String?) async throws -> FleetStatus {
-        let stale = Double(staleAfter.components.seconds)
-        let rows = try await client.query("""
-            SELECT b.name,
-                   CASE WHEN b.emergency_command_id IS NOT NULL THEN 'emergency'
-                        WHEN b.connection_id IS NULL THEN 'offline'
-                        WHEN b.last_seen_at IS NULL OR b.last_seen_at < now() - \(stale) * interval '1 second' THEN 'stale'
-                        ELSE 'online' END,
-                   b.connected_hub, b.last_seen_at, b.emergency_since,
-                   count(a.id) FILTER (WHERE a.level = 'CRITICAL'), count(a.id) FILTER (WHERE a.level = 'WARNING'),
-                   count(a.id) FILTER (WHERE a.level = 'INFO')
-            FROM bots b LEFT JOIN alerts a ON a.bot_id = b.id AND a.state = 'firing'
-            WHERE \(bot)::text IS NULL OR b.name = \(bot)
-            GROUP BY b.id ORDER BY b.name
-            """, logger: logger)
-        var out: [BotStatus] = []
-        for try await r in rows.decode((String, String, String?, Date?, Date?, Int64, Int64, Int64).self) {
-            out.append(BotStatus(bot: r.0, state: r.1, connectedHub: r.2, lastSeen: r.3, emergencySince: r.4,
-                                 alertsCritical: r.5, alertsWarning: r.6, alertsInfo: r.7))
-        }
-        if let bot, out.isEmpty { throw HTTPError(.notFound, message: "no bot named \(bot)") }
-        return FleetStatus(timestamp: Date(), bots: out.count, byState: Dictionary(grouping: out, by: \.state).mapValues(\.count),
-                           alertsCritical: out.reduce(0) { $0 + $1.alertsCritical }, alertsWarning: out.reduce(0) { $0 + $1.alertsWarning },
-                           alertsInfo: out.reduce(0) { $0 + $1.alertsInfo }, status: out)
-    }
-
     func snapshot(bot: String?) async throws -> [Snapshot] {
         // The newest minute of each (bot, metric) within the last day: one index range per series.
         let rows = try await client.query("""
@@ -123,7 +77,17 @@ struct MetricsRoutes: Sendable {
             entry.0 = max(entry.0 ?? bucket, bucket)
             byBot[name] = entry
         }
-        return byBot.keys.sorted().map { Snapshot(bot: $0, at: byBot[$0]!.0, metrics: byBot[$0]!.1) }
+        // The newest batches (any replica's) are fresher than the minute rollups.
+        let live = await fleet.live.all().filter { bot == nil || $0.key == bot }
+        var texts: [String: [String: String]] = [:]
+        for (name, values) in live {
+            var entry = byBot[name] ?? (nil, [:])
+            entry.1.merge(values.numbers) { _, new in new }
+            entry.0 = max(entry.0 ?? values.at, values.at)
+            byBot[name] = entry
+            texts[name] = values.texts
+        }
+        return byBot.keys.sorted().map { Snapshot(bot: $0, at: byBot[$0]!.0, metrics: byBot[$0]!.1, states: texts[$0] ?? [:]) }
     }
 
     /// Raw samples for an hour, 1-minute rollups up to a day, 1-hour rollups beyond.

@@ -15,6 +15,10 @@ public struct AccessTokens: Sendable {
     public struct Principal: Sendable, Equatable {
         public var name: String
         public var role: Role
+        public init(name: String, role: Role) {
+            self.name = name
+            self.role = role
+        }
     }
 
     public struct Listing: Sendable, Codable, Equatable {

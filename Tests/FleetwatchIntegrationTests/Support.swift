@@ -31,11 +31,11 @@ final class HubUnderTest: @unchecked Sendable {
 
     var agentURL: String { "ws://127.0.0.1:\(port)/agent/v1" }
 
-    func start(extra: [String] = [], waitForReady: Bool = true) async throws {
+    func start(extra: [String] = [], environment: [String: String] = [:], waitForReady: Bool = true) async throws {
         process = try ChildProcess(builtExecutable("monitor-hub"),
                                    ["serve", "--database-url", database.url.urlString, "--port", "\(port)",
                                     "--hub-id", name, "--log-level", "info"] + extra,
-                                   logPath: logPath)
+                                   logPath: logPath, environment: environment)
         if waitForReady { try await waitReady() }
     }
 
@@ -144,6 +144,13 @@ func eventually(_ timeout: Duration = .seconds(30), _ condition: () async throws
 /// unless `token` says otherwise (nil: no Authorization header).
 func api(_ method: String, port: Int, path: String, body: String? = nil, token: String? = operatorToken,
          headers: [(String, String)] = []) async throws -> (Int, String) {
+    let (status, _, text) = try await http(method, port: port, path: path, body: body, token: token, headers: headers)
+    return (status, text)
+}
+
+/// Like `api`, with the response headers.
+func http(_ method: String, port: Int, path: String, body: String? = nil, token: String? = operatorToken,
+          headers: [(String, String)] = []) async throws -> (Int, HTTPHeaders, String) {
     var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
     request.method = HTTPMethod(rawValue: method)
     if let body {
@@ -153,8 +160,8 @@ func api(_ method: String, port: Int, path: String, body: String? = nil, token: 
     if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
     for (name, value) in headers { request.headers.add(name: name, value: value) }
     let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
-    let data = try await response.body.collect(upTo: 1 << 20)
-    return (Int(response.status.code), String(buffer: data))
+    let data = try await response.body.collect(upTo: 16 << 20)
+    return (Int(response.status.code), response.headers, String(buffer: data))
 }
 
 /// A JSON document as Foundation objects.

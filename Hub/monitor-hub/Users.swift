@@ -1,0 +1,75 @@
+import ArgumentParser
+import FleetwatchHub
+import Foundation
+import Logging
+
+struct Users: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Dashboard users: viewers watch, operators also stop and resume bots and change thresholds.",
+        subcommands: [Add.self, List.self, Passwd.self, Disable.self])
+
+    /// The password from a file (first line), else `FLEETWATCH_USER_PASSWORD`, else a prompt.
+    static func password(file: String?) throws -> String {
+        if let file {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw ValidationError("cannot read \(file)") }
+            return String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
+        }
+        if let env = ProcessInfo.processInfo.environment["FLEETWATCH_USER_PASSWORD"], !env.isEmpty { return env }
+        guard let typed = getpass("password (at least 12 characters): ") else { throw ValidationError("no password given") }
+        return String(cString: typed)
+    }
+
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a dashboard user.")
+        @OptionGroup var common: CommonOptions
+        @Argument(help: "User name (1–64 of A–Z a–z 0–9 _ . @ -).") var name: String
+        @Option(help: "viewer or operator.") var role = "viewer"
+        @Option(help: "Read the password from this file's first line (else FLEETWATCH_USER_PASSWORD, else a prompt).")
+        var passwordFile: String?
+
+        func run() async throws {
+            let password = try Users.password(file: passwordFile)
+            try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin"))
+                .addUser(name: name, role: role, password: password)
+            print("\(role) \(name) created")
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List dashboard users.")
+        @OptionGroup var common: CommonOptions
+
+        func run() async throws {
+            let users = try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin")).listUsers()
+            print("NAME\tROLE\tCREATED\tLAST SIGN-IN\tDISABLED")
+            for u in users {
+                print("\(u.name)\t\(u.role)\t\(u.createdAt)\t\(u.lastLoginAt.map { "\($0)" } ?? "never")\t\(u.disabledAt.map { "\($0)" } ?? "no")")
+            }
+        }
+    }
+
+    struct Passwd: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Set a user's password; their sessions end.")
+        @OptionGroup var common: CommonOptions
+        @Argument var name: String
+        @Option(help: "Read the password from this file's first line.") var passwordFile: String?
+
+        func run() async throws {
+            let password = try Users.password(file: passwordFile)
+            try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin"))
+                .setUserPassword(name: name, password: password)
+            print("password of \(name) changed; their sessions ended")
+        }
+    }
+
+    struct Disable: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Disable a user; their sessions and open dashboards end at once.")
+        @OptionGroup var common: CommonOptions
+        @Argument var name: String
+
+        func run() async throws {
+            try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin")).disableUser(name: name)
+            print("user \(name) disabled")
+        }
+    }
+}

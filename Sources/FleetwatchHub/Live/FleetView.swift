@@ -1,0 +1,174 @@
+import FleetwatchStorage
+import Foundation
+import Hummingbird
+import Logging
+import PostgresNIO
+
+/// The fleet as the dashboard shows it: the registry row, connection state, latched emergency and open
+/// alerts of each bot from PostgreSQL (one query), joined with the newest values from `LiveFleet`.
+struct FleetView: Sendable {
+    let client: PostgresClient
+    let live: LiveFleet
+    let staleAfter: Duration
+    let logger: Logger
+
+    struct AlertCounts: ResponseEncodable, Equatable {
+        var critical: Int64
+        var warning: Int64
+        var info: Int64
+    }
+
+    /// One row of the fleet overview (`GET /api/bots`).
+    struct BotSummary: ResponseEncodable {
+        let id: String
+        let profile: String
+        /// online, stale (connected but silent), offline or emergency.
+        let state: String
+        let connected: Bool
+        let connectedHub: String?
+        let agentVersion: String?
+        let firstSeen: Date?
+        let lastSeen: Date?
+        let createdAt: Date
+        let emergencySince: Date?
+        let emergencyCommandId: UUID?
+        let allowLiquidation: Bool
+        /// When the newest value below was recorded.
+        let metricsAt: Date?
+        let metrics: [String: Double]
+        let states: [String: String]
+        let alerts: AlertCounts
+    }
+
+    struct BotStatus: ResponseEncodable, Equatable {
+        let bot: String
+        let state: String
+        let connectedHub: String?
+        let lastSeen: Date?
+        let emergencySince: Date?
+        let alertsCritical: Int64
+        let alertsWarning: Int64
+        let alertsInfo: Int64
+    }
+
+    struct Totals: ResponseEncodable, Equatable {
+        let totalPnl: Double
+        let dailyPnl: Double
+        let tradesExecuted: Double
+        /// Trade-weighted success rate in percent; nil before any trade.
+        let successRate: Double?
+    }
+
+    /// `GET /api/status` and the `system_status` of live messages.
+    struct FleetStatus: ResponseEncodable, Equatable {
+        let timestamp: Date
+        let bots: Int
+        let byState: [String: Int]
+        let alertsCritical: Int64
+        let alertsWarning: Int64
+        let alertsInfo: Int64
+        let totals: Totals
+        let status: [BotStatus]
+    }
+
+    struct Row {
+        let name: String, profile: String, state: String, connected: Bool, hub: String?, version: String?
+        let first: Date?, last: Date?, created: Date, emergencySince: Date?, emergencyCommand: UUID?, allowLiquidation: Bool
+        let alerts: AlertCounts
+    }
+
+    func rows(bot: String?) async throws -> [Row] {
+        let stale = staleAfter.inSeconds
+        let rows = try await client.query("""
+            SELECT b.name, b.profile,
+                   CASE WHEN b.emergency_command_id IS NOT NULL THEN 'emergency'
+                        WHEN b.connection_id IS NULL THEN 'offline'
+                        WHEN b.last_seen_at IS NULL OR b.last_seen_at < now() - \(stale) * interval '1 second' THEN 'stale'
+                        ELSE 'online' END,
+                   b.connection_id IS NOT NULL, b.connected_hub, b.agent_version, b.first_seen_at, b.last_seen_at, b.created_at,
+                   b.emergency_since, b.emergency_command_id, b.allow_liquidation,
+                   count(a.id) FILTER (WHERE a.level = 'CRITICAL'), count(a.id) FILTER (WHERE a.level = 'WARNING'),
+                   count(a.id) FILTER (WHERE a.level = 'INFO')
+            FROM bots b LEFT JOIN alerts a ON a.bot_id = b.id AND a.state = 'firing'
+            WHERE \(bot)::text IS NULL OR b.name = \(bot)
+            GROUP BY b.id ORDER BY b.name
+            """, logger: logger)
+        var out: [Row] = []
+        for try await r in rows.decode((String, String, String, Bool, String?, String?, Date?, Date?, Date, Date?, UUID?, Bool,
+                                        Int64, Int64, Int64).self) {
+            out.append(Row(name: r.0, profile: r.1, state: r.2, connected: r.3, hub: r.4, version: r.5, first: r.6, last: r.7,
+                           created: r.8, emergencySince: r.9, emergencyCommand: r.10, allowLiquidation: r.11,
+                           alerts: AlertCounts(critical: r.12, warning: r.13, info: r.14)))
+        }
+        if let bot, out.isEmpty { throw HTTPError(.notFound, message: "no bot named \(bot)") }
+        return out
+    }
+
+    func summaries(bot: String?) async throws -> [BotSummary] {
+        let rows = try await rows(bot: bot)
+        let values = await live.all()
+        return rows.map { r in
+            let v = values[r.name]
+            return BotSummary(id: r.name, profile: r.profile, state: r.state, connected: r.connected, connectedHub: r.hub,
+                              agentVersion: r.version, firstSeen: r.first, lastSeen: r.last, createdAt: r.created,
+                              emergencySince: r.emergencySince, emergencyCommandId: r.emergencyCommand,
+                              allowLiquidation: r.allowLiquidation, metricsAt: v?.at, metrics: v?.numbers ?? [:],
+                              states: v?.texts ?? [:], alerts: r.alerts)
+        }
+    }
+
+    func status(bot: String?) async throws -> FleetStatus {
+        let rows = try await rows(bot: bot)
+        let values = await live.all()
+        let status = rows.map {
+            BotStatus(bot: $0.name, state: $0.state, connectedHub: $0.hub, lastSeen: $0.last, emergencySince: $0.emergencySince,
+                      alertsCritical: $0.alerts.critical, alertsWarning: $0.alerts.warning, alertsInfo: $0.alerts.info)
+        }
+        return FleetStatus(timestamp: Date(), bots: status.count, byState: Dictionary(grouping: status, by: \.state).mapValues(\.count),
+                           alertsCritical: status.reduce(0) { $0 + $1.alertsCritical },
+                           alertsWarning: status.reduce(0) { $0 + $1.alertsWarning },
+                           alertsInfo: status.reduce(0) { $0 + $1.alertsInfo },
+                           totals: Self.totals(rows.compactMap { values[$0.name]?.numbers }), status: status)
+    }
+
+    /// Sums PnL and trades; the success rate is weighted by each bot's trades.
+    static func totals(_ bots: [[String: Double]]) -> Totals {
+        var pnl = 0.0, daily = 0.0, trades = 0.0, weighted = 0.0, weight = 0.0
+        for m in bots {
+            pnl += m["total_pnl"] ?? 0
+            daily += m["daily_pnl"] ?? 0
+            let t = m["trades_executed"] ?? 0
+            trades += t
+            if let rate = m["success_rate"], t > 0 {
+                weighted += rate * t
+                weight += t
+            }
+        }
+        return Totals(totalPnl: pnl, dailyPnl: daily, tradesExecuted: trades, successRate: weight > 0 ? weighted / weight : nil)
+    }
+}
+
+/// The fleet status for live messages, computed at most once per `maxAge` however many viewers ask.
+actor FleetStatusCache {
+    let view: FleetView
+    let maxAge: Duration
+    private var cached: (at: ContinuousClock.Instant, status: FleetView.FleetStatus)?
+    private var refreshing: Task<FleetView.FleetStatus?, Never>?
+
+    init(view: FleetView, maxAge: Duration = .seconds(1)) {
+        self.view = view
+        self.maxAge = maxAge
+    }
+
+    func status() async -> FleetView.FleetStatus? {
+        if let cached, ContinuousClock.now - cached.at < maxAge { return cached.status }
+        if let refreshing { return await refreshing.value }
+        let view = self.view
+        let task = Task { try? await view.status(bot: nil) }
+        refreshing = task
+        let status = await task.value
+        refreshing = nil
+        if let status { cached = (ContinuousClock.now, status) }
+        return status ?? cached?.status
+    }
+}
