@@ -130,7 +130,10 @@ struct AlertRoutes: Sendable {
         router.put("/api/bots/:bot/thresholds") { request, context -> ProfileRecord in
             let bot = try context.parameters.require("bot")
             let limits = try await request.decode(as: [String: Double].self, context: context)
-            let unknown = try await ThresholdAdmin(client: client, logger: logger).setOverrides(bot: bot, limits: limits, by: "api")
+            let known = try await client.query("SELECT 1 FROM bots WHERE name = \(bot)", logger: logger).decode(Int.self).first { _ in true }
+            guard known != nil else { throw HTTPError(.notFound, message: "no bot named \(bot)") }
+            let unknown = try await ThresholdAdmin(client: client, logger: logger)
+                .setOverrides(bot: bot, limits: limits, by: context.principal?.name ?? "api")
             guard unknown.isEmpty else { throw HTTPError(.badRequest, message: "unknown thresholds: \(unknown.joined(separator: ", "))") }
             return ProfileRecord(try await PostgresProfileSource(client: client, logger: logger).profile(bot: bot))
         }
@@ -162,7 +165,7 @@ struct AlertRoutes: Sendable {
         }
         router.get("/api/notifications") { request, _ -> [NotificationRecord] in
             let alert = request.uri.queryParameters.get("alert", as: Int64.self)
-            let limit = min(request.uri.queryParameters.get("limit", as: Int.self) ?? 200, 1000)
+            let limit = max(1, min(request.uri.queryParameters.get("limit", as: Int.self) ?? 200, 1000))
             let rows = try await client.query("""
                 SELECT alert_id, event, channel, attempt, outcome, error, hub, at, duration_ms FROM notifications
                 WHERE (\(alert)::int8 IS NULL OR alert_id = \(alert)) ORDER BY id DESC LIMIT \(limit)
@@ -182,7 +185,7 @@ struct AlertRoutes: Sendable {
         let until = q.get("until").flatMap { iso.date(from: $0) }
         let bot = q.get("bot"), level = q.get("level")?.uppercased(), state = q.get("state")?.lowercased()
         let id = q.get("id", as: Int64.self)
-        let limit = min(q.get("limit", as: Int.self) ?? 200, 1000)
+        let limit = max(1, min(q.get("limit", as: Int.self) ?? 200, 1000))
         let rows = try await client.query("""
             SELECT a.id, b.name, a.rule_id, a.metric, a.level, a.state, a.summary, a.limit_value, a.value, a.state_value,
                    a.last_value, a.fired_at, a.last_notified_at, a.notify_count, a.resolved_at, a.acknowledged_at, a.acknowledged_by

@@ -47,7 +47,7 @@ struct CommandRoutes: Sendable {
         }
         router.get("/api/bots/:bot/commands") { request, context -> [CommandRecord] in
             let bot = try context.parameters.require("bot")
-            let limit = min(request.uri.queryParameters.get("limit", as: Int.self) ?? 50, 500)
+            let limit = max(1, min(request.uri.queryParameters.get("limit", as: Int.self) ?? 50, 500))
             return try await ledger.commands(bot: bot, limit: limit)
         }
         router.get("/api/commands/:id") { _, context -> CommandRecord in
@@ -59,8 +59,12 @@ struct CommandRoutes: Sendable {
         }
         router.get("/api/audit") { request, _ -> [AuditLog.Entry] in
             let q = request.uri.queryParameters
-            return try await audit.entries(bot: q.get("bot"), commandID: q.get("command").flatMap(UUID.init(uuidString:)),
-                                           limit: min(q.get("limit", as: Int.self) ?? 200, 1000))
+            let command = try q.get("command").map { text in
+                guard let id = UUID(uuidString: text) else { throw HTTPError(.badRequest, message: "command must be a command id (UUID)") }
+                return id
+            }
+            return try await audit.entries(bot: q.get("bot"), commandID: command,
+                                           limit: max(1, min(q.get("limit", as: Int.self) ?? 200, 1000)))
         }
     }
 
