@@ -12,7 +12,9 @@ let package = Package(
         .executable(name: "fleetwatch-simbot", targets: ["SimBot"]),
         .executable(name: "monitor-agent", targets: ["MonitorAgentSidecar"]),
         .executable(name: "fleetwatch-fuzz-decode", targets: ["FuzzDecode"]),
+        .executable(name: "fleetwatch-fuzz-parsers", targets: ["FuzzParsers"]),
         .executable(name: "fleetwatch-bench", targets: ["FleetwatchBench"]),
+        .executable(name: "fleetwatch-faults", targets: ["FleetwatchFaults"]),
         .library(name: "fleetwatch_malloc_count", type: .dynamic, targets: ["CMallocCount"]),
     ],
     dependencies: [
@@ -177,6 +179,13 @@ let package = Package(
             dependencies: ["FleetwatchProtocol", .product(name: "NIOCore", package: "swift-nio")],
             path: "Fuzz/decode"
         ),
+        // Fuzzing the configuration file, command handling (frames, command log, journal) and stop/resume bodies:
+        // the first input byte picks the parser. Same two builds as FuzzDecode.
+        .executableTarget(
+            name: "FuzzParsers",
+            dependencies: ["FleetwatchHub", "FleetwatchAgent", "FleetwatchProtocol", .product(name: "NIOCore", package: "swift-nio")],
+            path: "Fuzz/parsers"
+        ),
         .executableTarget(
             name: "FleetwatchBench",
             dependencies: [
@@ -188,6 +197,19 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             path: "Benchmarks/fleetwatch-bench"
+        ),
+        // The fault suite: real hubs, agents, PostgreSQL and a fault proxy; counts every batch (scripts/faults).
+        .executableTarget(
+            name: "FleetwatchFaults",
+            dependencies: [
+                "FleetwatchProtocol", "FleetwatchAgent", "FleetwatchStorage", "FleetwatchTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Faults/runner"
         ),
         // LD_PRELOAD shim that counts allocations for the record-call benchmark.
         .target(name: "CMallocCount", path: "Benchmarks/malloc-count"),

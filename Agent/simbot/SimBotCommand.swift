@@ -25,6 +25,7 @@ struct SimBotCommand: AsyncParsableCommand {
     @Option(help: "Spool directory (a subdirectory per bot); none by default.") var spool: String?
     @Flag(help: "Report this process's real memory and CPU instead of simulated figures.") var realProcessMetrics = false
     @Flag(help: "Let emergency stops that ask for it close the simulated positions.") var allowLiquidation = false
+    @Option(help: "Seconds the bot takes before its first emergency step (fault tests kill it in between).") var stepDelay = 0.0
     @Option(help: "Declare an emergency from the bot itself after this many seconds (demonstrates bot-initiated stops).")
     var declareEmergencyAfter: Double?
     @Option(help: "Write 'connected=N total=M' here every 2 s (for container health checks).") var statusFile: String?
@@ -56,7 +57,7 @@ struct SimBotCommand: AsyncParsableCommand {
             rates.startMemoryMB = startMemory
             let bot = SimulatedBot(agent: agent, rates: rates, simulateResources: !realProcessMetrics)
             await agent.setEmergencyHandler(SimulatedEmergencyHandler(bot: id, exchange: bot.exchange,
-                                                                      liquidationEnabled: allowLiquidation))
+                                                                      liquidationEnabled: allowLiquidation, stepDelay: stepDelay))
             simulated.append(bot)
         }
         print("running \(simulated.count) simulated bot(s) against \(hub)")

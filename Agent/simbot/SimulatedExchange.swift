@@ -74,8 +74,12 @@ struct SimulatedEmergencyHandler: EmergencyHandler {
     let bot: String
     let exchange: SimulatedExchange
     let liquidationEnabled: Bool
+    var stepDelay = 0.0
 
-    func stopTrading() async throws -> String { log("stop_trading", await exchange.stopTrading()) }
+    func stopTrading() async throws -> String {
+        if stepDelay > 0 { try await Task.sleep(for: .milliseconds(Int64(stepDelay * 1000))) }
+        return log("stop_trading", await exchange.stopTrading())
+    }
     func cancelOpenOrders() async throws -> String { log("cancel_orders", await exchange.cancelOpenOrders()) }
     func liquidatePositions() async throws -> String { log("liquidate", await exchange.liquidatePositions()) }
     func setEmergencyMode() async throws -> String { log("latch_emergency", await exchange.setEmergencyMode()) }

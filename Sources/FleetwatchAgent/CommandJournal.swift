@@ -5,7 +5,7 @@ import NIOCore
 /// Command results on disk (`commands.journal` in the spool directory), so a restarted bot neither runs a
 /// finished command again nor forgets one it was in the middle of. One hex-encoded result frame per line,
 /// appended and flushed before the result is sent to the hub.
-struct CommandJournal {
+public struct CommandJournal {
     let url: URL
     private var handle: FileHandle?
 
@@ -16,7 +16,16 @@ struct CommandJournal {
 
     /// Every result recorded, oldest first; unreadable lines are skipped.
     func load() -> [CommandResultFrame] {
-        guard let text = try? String(contentsOf: url, encoding: .utf8) else { return [] }
+        guard let data = try? Data(contentsOf: url) else { return [] }
+        return Self.parse(data)
+    }
+
+    /// The results in a journal file's contents, oldest first. Pure, and total: a line that is not the hex of
+    /// a command result frame (a torn last write, a corrupt byte) is skipped, never fatal, and costs only that
+    /// line (the parsers' fuzz target, `Fuzz/parsers`, feeds it arbitrary bytes).
+    public static func parse(_ contents: Data) -> [CommandResultFrame] {
+        // Invalid UTF-8 becomes U+FFFD, which no hex line contains: one bad byte loses one line, not the journal.
+        let text = String(decoding: contents, as: UTF8.self)
         return text.split(separator: "\n").compactMap { line in
             guard let bytes = Self.bytes(hex: line), case .commandResult(let r)? = try? Frame.decode(ByteBuffer(bytes: bytes)) else { return nil }
             return r

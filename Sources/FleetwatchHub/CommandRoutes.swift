@@ -4,27 +4,42 @@ import Hummingbird
 import Logging
 
 /// The emergency-stop API (docs/api.md): stop, resume, command state and step results, the audit log.
-struct CommandRoutes: Sendable {
+/// Public only for its request bodies and their checks (the parsers' fuzz target, `Fuzz/parsers`).
+public struct CommandRoutes: Sendable {
     let ledger: CommandLedger
     let audit: AuditLog
     let alerts: EmergencyAlerts
     let limiter: RequestLimiter
     let logger: Logger
 
-    struct StopRequest: Decodable {
+    /// The JSON body of `POST /api/control/emergency-stop` and `POST /api/bots/{bot}/emergency-stop`.
+    public struct StopRequest: Decodable, Sendable {
         /// Required by `/api/control/emergency-stop`; ignored (must match if given) on `/api/bots/{bot}/…`.
-        var botID: String?
-        var bot: String?
-        var reason: String?
-        var liquidate: Bool?
+        public var botID: String?
+        /// Another name for `botID` (`bot_id` wins if both are given).
+        public var bot: String?
+        /// Why; checked with `validatedReason`.
+        public var reason: String?
+        /// Also liquidate positions (the bot must allow it).
+        public var liquidate: Bool?
 
         enum CodingKeys: String, CodingKey {
             case botID = "bot_id", bot, reason, liquidate
         }
     }
 
-    struct ResumeRequest: Decodable {
-        var reason: String?
+    /// The JSON body of `POST /api/bots/{bot}/resume` (optional).
+    public struct ResumeRequest: Decodable, Sendable {
+        /// Why; checked with `validatedReason` (default "resumed by USER").
+        public var reason: String?
+    }
+
+    /// A stop or resume reason as the ledger records it: trimmed of white space and 1–1000 UTF-8 bytes; nil if
+    /// it is missing, blank or too long. Pure.
+    public static func validatedReason(_ reason: String?) -> String? {
+        let trimmed = (reason ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !trimmed.isEmpty, trimmed.utf8.count <= 1000 else { return nil }
+        return trimmed
     }
 
     func register(on router: Router<HubRequestContext>) {
@@ -99,8 +114,7 @@ struct CommandRoutes: Sendable {
     }
 
     private func checkedReason(_ reason: String?, context: HubRequestContext, bot: String, action: String) throws -> String {
-        let trimmed = (reason ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !trimmed.isEmpty, trimmed.utf8.count <= 1000 else {
+        guard let trimmed = Self.validatedReason(reason) else {
             Task { await audit.record(context.actor, action: action + ".refused", outcome: "refused", bot: bot, detail: "missing or too long reason") }
             throw HTTPError(.badRequest, message: "give a reason (1–1000 bytes): it is recorded in the ledger and shown to the bot")
         }

@@ -34,14 +34,53 @@ extension HubConfiguration {
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw ConfigurationError("\(path): cannot read: \(error.localizedDescription)")
         }
+        try apply(json: data, source: path)
+    }
+
+    /// Parses the contents of a JSON configuration file on top of the defaults, as `--config FILE` does with
+    /// the file's bytes (no profile, no environment). Any input gives a valid configuration or throws a
+    /// `ConfigurationError` naming `source` and the key; the parsers' fuzz target (`Fuzz/parsers`) holds it to that.
+    public static func parse(json: Data, source: String = "fuzz") throws -> HubConfiguration {
+        var c = HubConfiguration()
+        try c.apply(json: json, source: source)
+        return c
+    }
+
+    /// The most seconds a duration setting may name (about 31 years): more than any setting needs, and small
+    /// enough that the milliseconds, nanoseconds and deadlines computed from it fit in 64 bits.
+    static let maxSettingSeconds: Double = 1_000_000_000
+
+    /// A number of seconds from the file as whole milliseconds. A negative, non-finite or huge number is a
+    /// `ConfigurationError` (`Int64(_:)` would trap on it).
+    static func fileMilliseconds(_ seconds: Double, _ key: String, source: String) throws -> Int64 {
+        guard seconds.isFinite, seconds >= 0, seconds <= maxSettingSeconds else {
+            throw ConfigurationError("\(source): \(key) must be a number of seconds between 0 and \(Int64(maxSettingSeconds))")
+        }
+        return Int64(seconds * 1000)
+    }
+
+    /// A number of seconds from the file as a duration (millisecond resolution), range-checked like `fileMilliseconds`.
+    static func fileDuration(_ seconds: Double, _ key: String, source: String) throws -> Duration {
+        let ms = try fileMilliseconds(seconds, key, source: source)
+        return .milliseconds(ms)
+    }
+
+    /// Applies a JSON configuration file's contents; `source` (the file's path) names it in errors and becomes
+    /// the profile. Throws only `ConfigurationError`.
+    mutating func apply(json data: Data, source: String) throws {
         let f: ConfigFile
         do { f = try JSONDecoder().decode(ConfigFile.self, from: data) } catch let error as DecodingError {
-            throw ConfigurationError("\(path): \(ConfigFile.explain(error))")
+            throw ConfigurationError("\(source): \(ConfigFile.explain(error))")
+        } catch {
+            throw ConfigurationError("\(source): not valid JSON (\(error))")
         }
-        try ConfigFile.checkKeys(data, file: path)
-        profile = path
+        try ConfigFile.checkKeys(data, file: source)
+        profile = source
         if let m = f.monitoring {
-            if let v = m.health_check_interval { monitoring.healthCheckInterval = v }
+            if let v = m.health_check_interval {
+                _ = try Self.fileMilliseconds(v, "monitoring.health_check_interval", source: source)
+                monitoring.healthCheckInterval = v
+            }
             if let v = m.enable_emergency_shutdown { monitoring.enableEmergencyShutdown = v }
         }
         if let d = f.dashboard {
@@ -50,11 +89,11 @@ extension HubConfiguration {
             if let v = d.admin_user { dashboard.adminUser = v }
             if let v = d.admin_password { dashboard.adminPassword = v }
             if let v = d.allowed_origins { dashboard.allowedOrigins = v }
-            if let v = d.session_idle_timeout { dashboard.sessionIdleTimeout = .milliseconds(Int64(v * 1000)) }
+            if let v = d.session_idle_timeout { dashboard.sessionIdleTimeout = try Self.fileDuration(v, "dashboard.session_idle_timeout", source: source) }
             if let v = d.login_attempts_per_minute { dashboard.loginAttemptsPerMinute = v }
             if let v = d.chartjs_path { dashboard.chartJSPath = v }
-            if let v = d.update_interval { dashboard.updateInterval = .milliseconds(Int64(v * 1000)) }
-            if let v = d.ping_interval { dashboard.pingInterval = .milliseconds(Int64(v * 1000)) }
+            if let v = d.update_interval { dashboard.updateInterval = try Self.fileDuration(v, "dashboard.update_interval", source: source) }
+            if let v = d.ping_interval { dashboard.pingInterval = try Self.fileDuration(v, "dashboard.ping_interval", source: source) }
         }
         if let h = f.hub {
             if let v = h.host { host = v }
@@ -63,27 +102,27 @@ extension HubConfiguration {
             if let v = h.data_dir { dataDirectory = v }
             if let v = h.auto_register { autoRegister = v }
             if let v = h.id { ingest.hubID = v }
-            if let v = h.log_level { logLevel = try Self.level(v, from: "\(path): hub.log_level") }
+            if let v = h.log_level { logLevel = try Self.level(v, from: "\(source): hub.log_level") }
             if let v = h.tls_certificate { tlsCertificatePath = v }
             if let v = h.tls_key { tlsKeyPath = v }
             if let v = h.max_frame_bytes { ingest.maxFrameBytes = v }
             if let v = h.max_payload_bytes { ingest.limits.maxPayloadBytes = v }
             if let v = h.max_samples_per_batch { ingest.limits.maxSamples = v }
-            if let v = h.heartbeat_interval { ingest.heartbeatInterval = .milliseconds(Int64(v * 1000)) }
-            if let v = h.max_sample_age { ingest.validator.maxAgeMs = Int64(v * 1000) }
-            if let v = h.max_sample_future { ingest.validator.maxFutureMs = Int64(v * 1000) }
+            if let v = h.heartbeat_interval { ingest.heartbeatInterval = try Self.fileDuration(v, "hub.heartbeat_interval", source: source) }
+            if let v = h.max_sample_age { ingest.validator.maxAgeMs = try Self.fileMilliseconds(v, "hub.max_sample_age", source: source) }
+            if let v = h.max_sample_future { ingest.validator.maxFutureMs = try Self.fileMilliseconds(v, "hub.max_sample_future", source: source) }
         }
         if let t = f.thresholds { thresholds = t }
         if let r = f.retention {
             if let v = r.raw_days { retention.rawDays = v }
             if let v = r.minute_rollup_days { retention.minuteRollupDays = v }
             if let v = r.hour_rollup_days { retention.hourRollupDays = v }
-            if let v = r.rollup_interval { retention.rollupInterval = .milliseconds(Int64(v * 1000)) }
+            if let v = r.rollup_interval { retention.rollupInterval = try Self.fileDuration(v, "retention.rollup_interval", source: source) }
         }
         if let e = f.emergency {
-            if let v = e.command_ttl { emergency.frameTTL = .milliseconds(Int64(v * 1000)) }
-            if let v = e.acknowledge_timeout { emergency.acknowledgeTimeout = .milliseconds(Int64(v * 1000)) }
-            if let v = e.poll_interval { emergency.pollInterval = .milliseconds(Int64(v * 1000)) }
+            if let v = e.command_ttl { emergency.frameTTL = try Self.fileDuration(v, "emergency.command_ttl", source: source) }
+            if let v = e.acknowledge_timeout { emergency.acknowledgeTimeout = try Self.fileDuration(v, "emergency.acknowledge_timeout", source: source) }
+            if let v = e.poll_interval { emergency.pollInterval = try Self.fileDuration(v, "emergency.poll_interval", source: source) }
             if let v = e.requests_per_minute { emergency.requestsPerMinute = v }
         }
         if let a = f.alerts {
@@ -94,11 +133,14 @@ extension HubConfiguration {
             if let v = a.email_notifications { alerts.email = v }
             if let v = a.webhook_notifications { alerts.webhook = v }
             if let v = a.console_min_level { alerts.consoleMinimumLevel = v }
-            if let v = a.no_data_seconds { alerts.noDataSeconds = v }
+            if let v = a.no_data_seconds {
+                _ = try Self.fileMilliseconds(v, "alerts.no_data_seconds", source: source)   // the hub keeps it as milliseconds
+                alerts.noDataSeconds = v
+            }
             if let w = a.webhook {
                 alerts.webhookURL = w.url
                 alerts.webhookSecret = w.secret
-                if let v = w.timeout { alerts.webhookTimeout = .milliseconds(Int64(v * 1000)) }
+                if let v = w.timeout { alerts.webhookTimeout = try Self.fileDuration(v, "alerts.webhook.timeout", source: source) }
                 if let v = w.min_level { alerts.webhookMinimumLevel = v }
             }
             if let e = a.email {
@@ -113,12 +155,13 @@ extension HubConfiguration {
                 if let v = e.min_level { alerts.emailMinimumLevel = v }
             }
             if let c = a.cooldowns {
-                if let v = c.info { alerts.cooldownInfo = v }
-                if let v = c.warning { alerts.cooldownWarning = v }
-                if let v = c.critical { alerts.cooldownCritical = v }
+                // Kept in seconds, used as milliseconds: range-checked here.
+                if let v = c.info { _ = try Self.fileMilliseconds(v, "alerts.cooldowns.info", source: source); alerts.cooldownInfo = v }
+                if let v = c.warning { _ = try Self.fileMilliseconds(v, "alerts.cooldowns.warning", source: source); alerts.cooldownWarning = v }
+                if let v = c.critical { _ = try Self.fileMilliseconds(v, "alerts.cooldowns.critical", source: source); alerts.cooldownCritical = v }
             }
         }
-        try validate(source: path)
+        try validate(source: source)
     }
 
     /// Refuses values the hub cannot run with.
@@ -152,6 +195,8 @@ extension HubConfiguration {
         try require(dashboard.adminPassword.map { $0.count >= 12 } ?? true, "dashboard.admin_password needs at least 12 characters")
         try require(retention.rawDays >= 8, "retention.raw_days must be at least 8 (samples up to 7 days old are accepted)")
         try require(retention.minuteRollupDays >= 1 && retention.hourRollupDays >= 1, "retention rollup days must be at least 1")
+        try require(retention.rawDays <= 36_500 && retention.minuteRollupDays <= 36_500 && retention.hourRollupDays <= 36_500,
+                    "retention days must be at most 36500 (100 years)")
         try require(retention.rollupInterval >= .seconds(1) && retention.rollupInterval <= .seconds(600),
                     "retention.rollup_interval must be 1–600 seconds")
         try require(emergency.frameTTL >= .seconds(5) && emergency.frameTTL <= .seconds(3600), "emergency.command_ttl must be 5–3600 seconds")

@@ -12,17 +12,26 @@ public final class IngestCounters: Sendable {
         public init() {}
     }
     private let state = Mutex(Snapshot())
-    private let storeObserver = Mutex<(@Sendable (Duration) -> Void)?>(nil)
+    /// The observer sits in a class box: a closure kept directly in a `Mutex` is reabstracted on every
+    /// `inout` access, and the thunks pile up (each store got slower and the hub's memory grew).
+    private final class Observer: Sendable {
+        let call: @Sendable (Duration) -> Void
+        init(_ call: @escaping @Sendable (Duration) -> Void) { self.call = call }
+    }
+    private let storeObserver = Mutex<Observer?>(nil)
 
     public init() {}
 
     /// Called with the duration of every batch store (the database round trip of ingest).
     public func observeStoreDurations(_ observer: @escaping @Sendable (Duration) -> Void) {
-        storeObserver.withLock { $0 = observer }
+        let box = Observer(observer)
+        storeObserver.withLock { $0 = box }
     }
 
-    func storeTook(_ duration: Duration) {
-        storeObserver.withLock { $0 }?(duration)
+    /// Reports one store's duration to the observer.
+    public func storeTook(_ duration: Duration) {
+        let box = storeObserver.withLock { $0 }
+        box?.call(duration)
     }
 
     func stored(batch: ValidatedBatch) {

@@ -53,6 +53,16 @@ import Testing
             == .execute(steps: [.cancelOrders, .latchEmergency], liquidationSkipped: true, reportReceived: false))
     }
 
+    /// A corrupt journal (invalid UTF-8, a line that is not hex, a torn last write) loses only its bad lines.
+    @Test func aCorruptJournalLosesOnlyItsBadLines() {
+        let good = [Self.result(7, step: nil, .received), Self.result(7, step: .stopTrading, .succeeded)]
+        let lines = good.map { r in Frame.commandResult(r).encoded().readableBytesView.map { String(format: "%02x", $0) }.joined() }
+        var data = Data((lines[0] + "\n").utf8)
+        data.append(contentsOf: [0xFF, 0xFE, 0x0A])
+        data.append(contentsOf: Data("07zz\n\(lines[1])\n0700".utf8))
+        #expect(CommandJournal.parse(data) == good)
+    }
+
     @Test func theJournalSurvivesARestart() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("journal-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dir) }

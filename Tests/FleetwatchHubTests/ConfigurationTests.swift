@@ -53,12 +53,28 @@ import Testing
         (#"{"emergency": {"command_ttl": 1}}"#, "emergency.command_ttl"),
         (#"{"emergency": {"acknowledge_timeout": 0}}"#, "emergency.acknowledge_timeout"),
         (#"{"emergency": {"poll": 2}}"#, "emergency.poll"),
+        // Numbers a conversion to milliseconds would trap on, and ones the hub would trap on later.
+        (#"{"hub": {"max_sample_age": 1e308}}"#, "hub.max_sample_age must be a number of seconds between"),
+        (#"{"dashboard": {"session_idle_timeout": -1e308}}"#, "dashboard.session_idle_timeout must be a number of seconds"),
+        (#"{"emergency": {"poll_interval": -1}}"#, "emergency.poll_interval must be a number of seconds"),
+        (#"{"alerts": {"cooldowns": {"info": 1e300}}}"#, "alerts.cooldowns.info"),
+        (#"{"alerts": {"no_data_seconds": 1e19}}"#, "alerts.no_data_seconds"),
+        (#"{"retention": {"raw_days": 9223372036854775807}}"#, "retention days must be at most"),
     ])
     func badFilesGiveAClearError(json: String, mentions: String) throws {
         let path = try Self.file(json)
         let error = try #require(throws: ConfigurationError.self) { try HubConfiguration.load(config: path, environment: [:]) }
         #expect(error.description.contains(mentions), "\(error.description)")
         #expect(error.description.contains(path))
+    }
+
+    /// The entry the parsers' fuzz target uses: the file's bytes without a file.
+    @Test func parseJSONWithoutAFile() throws {
+        let c = try HubConfiguration.parse(json: Data(#"{"hub": {"port": 9000}, "monitoring": {"health_check_interval": 60}}"#.utf8),
+                                           source: "inline")
+        #expect(c.port == 9000 && c.monitoring.healthCheckInterval == 60 && c.profile == "inline")
+        let error = try #require(throws: ConfigurationError.self) { try HubConfiguration.parse(json: Data([0xff, 0x00])) }
+        #expect(error.description.hasPrefix("fuzz: "), "\(error.description)")
     }
 
     @Test func missingFileAndBadEnvironment() {

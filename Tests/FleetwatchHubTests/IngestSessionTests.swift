@@ -4,6 +4,7 @@ import FleetwatchTestSupport
 import Foundation
 import Logging
 import NIOCore
+import Synchronization
 import Testing
 
 @Suite struct IngestSessionTests {
@@ -210,4 +211,14 @@ import Testing
         let out = await s.handle(Frame.emergencyDeclaration(declaration).encoded())
         #expect(IngestSessionTests.closeCode(out) == .helloExpected)
     }
+}
+
+/// The store-duration observer is called as often as the hub likes without getting slower: a closure
+/// kept in a Mutex used to gain a reabstraction thunk on every call (the hub slowed down over hours).
+@Test func theStoreObserverDoesNotGrowWithUse() {
+    let counters = IngestCounters()
+    let calls = Mutex(0)
+    counters.observeStoreDurations { _ in calls.withLock { $0 += 1 } }
+    for _ in 0..<200_000 { counters.storeTook(.milliseconds(1)) }
+    #expect(calls.withLock { $0 } == 200_000)
 }

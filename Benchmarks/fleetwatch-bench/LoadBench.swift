@@ -1,0 +1,200 @@
+import ArgumentParser
+import AsyncHTTPClient
+import FleetwatchAgent
+import FleetwatchProtocol
+import FleetwatchStorage
+import FleetwatchTestSupport
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+import Synchronization
+
+/// Many real agents (the agent library, one connection each) on one hub for a long time: every
+/// (bot, epoch, sequence) the agents sealed is compared with PostgreSQL at the end; the hub's memory is
+/// sampled every 10 s; the dashboard API (`/api/bots`, `/api/status`) is timed every second throughout.
+struct LoadBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "load",
+                                                    abstract: "N agents × M metrics/s for a duration: loss, errors, hub memory drift, API latency.")
+
+    @Option(help: "PostgreSQL server URL (a fresh database is created on it).") var databaseURL: String
+    @Option var agents = 1000
+    @Option(help: "Metrics recorded per agent per second.") var metrics = 15
+    @Option(help: "Seconds of load.") var seconds = 600.0
+    @Option(help: "Seconds after the start that the memory baseline is taken (warm-up).") var warmup = 60.0
+
+    final class Ledger: @unchecked Sendable {
+        private let lock = NSLock()
+        private var sealed: [String: [(UInt64, UInt64, Int)]] = [:]
+        func observer(_ bot: String) -> @Sendable (SealedBatch) -> Void {
+            { batch in self.lock.withLock { self.sealed[bot, default: []].append((batch.epoch, batch.sequence, batch.sampleCount)) } }
+        }
+        var all: [String: [(UInt64, UInt64, Int)]] { lock.withLock { sealed } }
+    }
+
+    func run() async throws {
+        let logger = { var l = Logger(label: "bench"); l.logLevel = .warning; return l }()
+        let names = (0..<agents).map { String(format: "load-%04d", $0) }
+        let db = try await BenchDatabase.create(server: databaseURL, bots: names, token: "bench-token", logger: logger)
+        let token = "fwv_bench-load-viewer"
+        try await db.withClient(logger: logger) { client in
+            try await client.query("INSERT INTO api_tokens (name, role, token_hash) VALUES ('bench', 'viewer', \(BotToken.hash(token)))",
+                                   logger: logger)
+        }
+        let port = try freeTCPPort()
+        let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("monitor-hub").path
+        let hubLog = NSTemporaryDirectory() + "fleetwatch-load-hub.log"
+        let hub = try ChildProcess(bin, ["serve", "--database-url", db.url.urlString, "--port", "\(port)", "--log-level", "warning",
+                                         "--hub-id", "load-hub"],
+                                   logPath: hubLog, environment: ["FLEETWATCH_ADMIN_PASSWORD": "load-benchmark-password"])
+        defer { kill(hub.pid, SIGKILL) }
+        for _ in 0..<300 where !LoopbackPort.accepts(port) { try await Task.sleep(for: .milliseconds(100)) }
+
+        print("load: \(agents) agents × \(metrics) metrics/s for \(Int(seconds)) s on one hub (pid \(hub.pid)); memory baseline after \(Int(warmup)) s")
+        let ledger = Ledger()
+        var runners: [(MonitorAgent, Task<Void, any Error>)] = []
+        for name in names {
+            var c = AgentConfiguration(hubURL: "ws://127.0.0.1:\(port)/agent/v1", botID: name, token: "bench-token")
+            c.processCollector = false
+            c.flushInterval = .seconds(1)
+            let agent = try MonitorAgent(configuration: c, logger: logger, onSeal: ledger.observer(name))
+            runners.append((agent, Task { try await agent.run() }))
+        }
+        let agentsList = runners.map(\.0)
+        let gauges = agentsList.map { a in (0..<metrics).map { a.gauge("load_metric_\($0)") } }
+
+        let start = ContinuousClock.now
+        let end = start + .milliseconds(Int64(seconds * 1000))
+        // Recording: every agent sets each of its metrics once a second (a changed value each time).
+        let recorder = Task {
+            var tick = 0.0
+            while ContinuousClock.now < end {
+                tick += 1
+                for row in gauges { for (i, g) in row.enumerated() { g.set(tick + Double(i)) } }
+                try? await Task.sleep(until: start + .seconds(tick), clock: .continuous)
+            }
+        }
+        // Hub memory every 10 s.
+        let memory = Task { () -> [(Double, Int)] in
+            var out: [(Double, Int)] = []
+            while ContinuousClock.now < end {
+                if let kb = Self.rssKB(pid: hub.pid) { out.append((Backoff.seconds(ContinuousClock.now - start), kb)) }
+                try? await Task.sleep(for: .seconds(10))
+            }
+            return out
+        }
+        // The dashboard's API every second.
+        let api = Task { () -> (bots: [Double], status: [Double], errors: Int) in
+            var bots: [Double] = [], status: [Double] = [], errors = 0
+            while ContinuousClock.now < end {
+                for path in ["/api/bots", "/api/status"] {
+                    var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
+                    request.headers.add(name: "Authorization", value: "Bearer \(token)")
+                    let t0 = ContinuousClock.now
+                    do {
+                        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+                        _ = try await response.body.collect(upTo: 64 << 20)
+                        let ms = Backoff.seconds(ContinuousClock.now - t0) * 1000
+                        if response.status == .ok { if path == "/api/bots" { bots.append(ms) } else { status.append(ms) } } else { errors += 1 }
+                    } catch { errors += 1 }
+                }
+                try? await Task.sleep(for: .seconds(1))
+            }
+            return (bots, status, errors)
+        }
+        _ = await recorder.value
+        let rss = await memory.value
+        let latencies = await api.value
+
+        // Drain: every agent flushes and waits for its acks.
+        for a in agentsList { await a.flush() }
+        let drainDeadline = ContinuousClock.now + .seconds(120)
+        func busy() async -> Int {
+            var n = 0
+            for a in agentsList { let s = await a.status; if s.unackedBatches > 0 || s.bufferedSamples > 0 { n += 1 } }
+            return n
+        }
+        // The ledger is taken between two checks that found every agent idle: a batch sealed meanwhile by a
+        // timer flush is either in it and acknowledged, or not in it.
+        var pending = agentsList.count
+        var sealed = ledger.all
+        while ContinuousClock.now < drainDeadline {
+            pending = await busy()
+            if pending == 0 {
+                sealed = ledger.all
+                pending = await busy()
+                if pending == 0 { break }
+            }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        var dropped: Int64 = 0, reconnectCloses = 0
+        for a in agentsList {
+            let s = await a.status
+            dropped += s.droppedSamples
+            if s.lastCloseCode != nil { reconnectCloses += 1 }
+        }
+        let ingest = try await Self.ingestCounters(port: port, token: token)
+        for (_, task) in runners { task.cancel() }
+
+        // Every sealed batch against PostgreSQL.
+        let stored: [String: [UInt64: (Int, Int)]] = try await db.withClient(logger: logger) { client in
+            let rows = try await client.query("""
+                SELECT b.name, s.seq, cardinality(s.vals)::int8, count(*) OVER (PARTITION BY s.bot_id, s.epoch, s.seq)
+                FROM samples s JOIN bots b ON b.id = s.bot_id
+                """, logger: logger)
+            var out: [String: [UInt64: (Int, Int)]] = [:]
+            for try await (bot, seq, n, copies) in rows.decode((String, Int64, Int64, Int64).self) {
+                out[bot, default: [:]][UInt64(seq)] = (Int(n), Int(copies))
+            }
+            return out
+        }
+        var sealedBatches = 0, sealedSamples = 0, lost = 0, duplicated = 0, mismatched = 0
+        for (bot, batches) in sealed {
+            for (_, seq, samples) in batches {
+                sealedBatches += 1
+                sealedSamples += samples
+                guard let row = stored[bot]?[seq] else { lost += 1; continue }
+                if row.1 > 1 { duplicated += 1 }
+                if row.0 != samples { mismatched += 1 }
+            }
+        }
+        let elapsed = Backoff.seconds(ContinuousClock.now - start)
+        func pct(_ v: [Double], _ p: Double) -> Double { let s = v.sorted(); return s.isEmpty ? .nan : s[min(s.count - 1, Int(Double(s.count) * p))] }
+        let baseline = rss.first { $0.0 >= warmup }?.1 ?? rss.first?.1 ?? 0
+        let last = rss.last?.1 ?? 0
+        let peak = rss.map(\.1).max() ?? 0
+        print("batches sealed by the agents: \(sealedBatches) (\(sealedSamples) samples); stored rows checked one by one")
+        print("lost: \(lost), duplicated: \(duplicated), wrong sample count: \(mismatched), agents not drained: \(pending), dropped samples: \(dropped)")
+        print("hub closes by code: \(ingest.closes), samples refused: \(ingest.refused); agents that saw a close: \(reconnectCloses)")
+        print(String(format: "hub RSS: %.1f MB after %d s warm-up, %.1f MB at the end, peak %.1f MB: drift %+.1f %%",
+                     Double(baseline) / 1024, Int(warmup), Double(last) / 1024, Double(peak) / 1024,
+                     baseline > 0 ? (Double(last) - Double(baseline)) / Double(baseline) * 100 : .nan))
+        print("hub RSS every 10 s (MB): " + rss.map { String(format: "%.0f", Double($0.1) / 1024) }.joined(separator: " "))
+        print(String(format: "GET /api/bots during load: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d requests)",
+                     pct(latencies.bots, 0.5), pct(latencies.bots, 0.99), latencies.bots.max() ?? .nan, latencies.bots.count))
+        print(String(format: "GET /api/status during load: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d requests); API errors: %d",
+                     pct(latencies.status, 0.5), pct(latencies.status, 0.99), latencies.status.max() ?? .nan, latencies.status.count, latencies.errors))
+        print(String(format: "throughput: %.0f samples/s, %.0f batches/s over %.0f s", Double(sealedSamples) / elapsed,
+                     Double(sealedBatches) / elapsed, elapsed))
+        let failed = lost > 0 || duplicated > 0 || mismatched > 0 || pending > 0 || dropped > 0 || latencies.errors > 0
+            || !ingest.closes.isEmpty || ingest.refused > 0
+        print(failed ? "RESULT: FAILED" : "RESULT: ok (0 lost, 0 duplicated, 0 errors)")
+        if failed { throw ExitCode(1) }
+    }
+
+    static func rssKB(pid: pid_t) -> Int? {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return nil }
+        return Int(line.split(separator: " ").dropFirst().first ?? "")
+    }
+
+    static func ingestCounters(port: Int, token: String) async throws -> (closes: [String: Int], refused: Int) {
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/api/ingest")
+        request.headers.add(name: "Authorization", value: "Bearer \(token)")
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
+        let body = try await response.body.collect(upTo: 1 << 20)
+        let json = try JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any] ?? [:]
+        let closes = (json["closesByCode"] as? [String: Any] ?? [:]).compactMapValues { ($0 as? NSNumber)?.intValue }.filter { $0.value > 0 }
+        return (closes, (json["samplesRefused"] as? NSNumber)?.intValue ?? 0)
+    }
+}

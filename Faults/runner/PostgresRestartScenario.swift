@@ -1,0 +1,72 @@
+import FleetwatchTestSupport
+import Foundation
+
+/// PostgreSQL stopped under a streaming hub and started again: nothing is acknowledged while it is down
+/// (an ack means committed), the hub recovers by itself, and every batch is stored exactly once.
+struct PostgresRestartScenario {
+    let h: Harness
+    let full: Bool
+    let pgScript: String
+
+    func run() async throws -> Report {
+        var r = Report(scenario: "postgres-restart")
+        let outage: Duration = full ? .seconds(30) : .seconds(10)
+        let pg = PrivatePostgres(script: pgScript, directory: "\(h.logDir)/fault-pg-\(UUID().uuidString.prefix(8))", logDir: h.logDir)
+        let server = try await pg.start()
+        defer { Task { await pg.remove() } }
+        let h = Harness(server: server, binDir: self.h.binDir, logDir: self.h.logDir, logger: self.h.logger)
+        let bots = (1...5).map { "pg-\($0)" }
+        let db = try await h.database(bots)
+        let port = try freeTCPPort()
+        let hub = try h.hub(db, port: port, name: "hub")
+        try await h.waitReady(port: port)
+        let ledger = Ledger()
+        let agents = try bots.map { try h.agent($0, port: port, ledger: ledger) }
+        let runs = agents.map { a in Task { try await a.run() } }
+        let recorder = recordLoop(agents)
+        defer { runs.forEach { $0.cancel() }; recorder.cancel() }
+        func acked() async -> Int64 { var n: Int64 = 0; for a in agents { n += await a.status.ackedBatches }; return n }
+        try await Task.sleep(for: .seconds(3))
+
+        try await pg.stop()
+        try await Task.sleep(for: .milliseconds(300))   // acks of commits that finished before the stop
+        let ackedWhenDown = await acked()
+        var ackedDuringOutage: Int64 = 0
+        let end = ContinuousClock.now + outage
+        while ContinuousClock.now < end {
+            ackedDuringOutage = max(ackedDuringOutage, await acked() - ackedWhenDown)
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let buffered = await agents.asyncSum { await $0.status.unackedBatches }
+        try await pg.start()
+        let restarted = ContinuousClock.now
+        var recovery: Double?
+        while recovery == nil, ContinuousClock.now < restarted + .seconds(120) {
+            if await acked() > ackedWhenDown + ackedDuringOutage { recovery = seconds(ContinuousClock.now - restarted) }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        try await Task.sleep(for: .seconds(2))
+        recorder.cancel()
+        let drained = try await h.drain(agents, ledger: ledger)
+        let count = try await h.compare(drained, db)
+        let hubAlive = hub.isRunning
+        _ = await hub.stop(signal: SIGTERM)
+        r.figure("PostgreSQL down", "\(seconds(outage)) s (fast shutdown, then started again)")
+        r.figure("batches acknowledged while it was down", ackedDuringOutage)
+        r.figure("unacknowledged batches held by the agents at the end of the outage", buffered)
+        r.figure("first acknowledgement after PostgreSQL was back", recovery.map { String(format: "%.2f s", $0) } ?? "never")
+        r.check(ackedDuringOutage == 0, "\(ackedDuringOutage) batches acknowledged while PostgreSQL was down")
+        r.check(recovery != nil, "the hub did not recover within 120 s")
+        r.check(hubAlive, "the hub process exited")
+        r.counts(count)
+        return r
+    }
+}
+
+extension Array {
+    func asyncSum(_ f: (Element) async -> Int) async -> Int {
+        var n = 0
+        for e in self { n += await f(e) }
+        return n
+    }
+}
