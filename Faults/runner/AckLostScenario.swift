@@ -39,10 +39,11 @@ struct AckLostScenario {
         let duplicates = try await Self.duplicates(port: hubPort)
         _ = await hub.stop(signal: SIGTERM)
         r.figure("acks dropped after the commit (connection cut each time)", proxy.stats.acks)
-        r.figure("resent batches the hub recognised as already stored", duplicates)
+        // On reconnect the hub's welcome carries the stored high-water mark of the agent's epoch, so the agent
+        // drops batches whose ack was lost instead of resending them; a resend would be recognised as well.
+        r.figure("batches resent and recognised as already stored", duplicates)
         r.counts(count)
         r.check(proxy.stats.acks == drops, "only \(proxy.stats.acks) of \(drops) acks were dropped")
-        r.check(duplicates >= Int64(proxy.stats.acks), "the hub saw \(duplicates) resent batches for \(proxy.stats.acks) lost acks")
         return r
     }
 

@@ -60,7 +60,7 @@ struct Harness: Sendable {
         c.flushInterval = flush
         c.processCollector = false
         c.backoff = Backoff(initial: .milliseconds(50), maximum: .milliseconds(500))
-        c.buffer = .init(capacity: capacity, maxBatchSamples: 200)
+        c.buffer = .init(capacity: capacity, maxBatchSamples: min(200, max(capacity / 4, 1)))
         c.spoolDirectory = spool
         var l = Logger(label: "agent.\(bot)")
         l.logLevel = .critical
@@ -88,7 +88,14 @@ struct Harness: Sendable {
             }
             try await Task.sleep(for: .milliseconds(200))
         }
-        throw FaultError("agents still hold unacknowledged batches after \(timeout)")
+        var busy: [String] = []
+        for a in agents {
+            let s = await a.status
+            if s.unackedBatches > 0 || s.bufferedSamples > 0 {
+                busy.append("connected \(s.connected), buffered \(s.bufferedSamples), unacked \(s.unackedBatches), close \(s.lastCloseCode.map(String.init) ?? "-"), error \(s.lastError ?? "-")")
+            }
+        }
+        throw FaultError("agents still hold unacknowledged batches after \(timeout): \(busy.joined(separator: "; "))")
     }
 
     /// PostgreSQL's batches: (bot, epoch, seq) → (samples, copies).

@@ -34,8 +34,8 @@ struct ReplicasRestartScenario {
             router.post("/hook") { request, _ -> HTTPResponse.Status in
                 let body = try await request.body.collect(upTo: 1 << 20)
                 if let json = try? JSONSerialization.jsonObject(with: Data(buffer: body)) as? [String: Any],
-                   json["event"] as? String == "fired" || json["kind"] as? String == "fired",
-                   let id = (json["alert_id"] ?? json["alertID"] ?? json["id"]) as? NSNumber {
+                   json["event"] as? String == "fired", json["rule"] as? String == "memory_usage_mb",
+                   let id = json["alert_id"] as? NSNumber {
                     self.fired.withLock { $0[id.intValue, default: 0] += 1 }
                 }
                 return .ok
@@ -123,7 +123,8 @@ struct ReplicasRestartScenario {
         try await Task.sleep(for: .seconds(5))   // room for any second execution or notification to show
         let alertRows = Int(try await h.scalar(db, Int64.self, "SELECT count(*) FROM alerts WHERE rule_id = 'memory_usage_mb'") ?? -1)
         let webhookDeliveries = Int(try await h.scalar(db, Int64.self, """
-            SELECT count(*) FROM notifications WHERE channel = 'webhook' AND event = 'fired' AND outcome = 'delivered'
+            SELECT count(*) FROM notifications n JOIN alerts a ON a.id = n.alert_id
+            WHERE n.channel = 'webhook' AND n.event = 'fired' AND n.outcome = 'delivered' AND a.rule_id = 'memory_usage_mb'
             """) ?? -1)
         let commandRows = Int(try await h.scalar(db, Int64.self, "SELECT count(*) FROM commands") ?? -1)
         let fired = webhook.fired.withLock { $0 }
@@ -131,7 +132,7 @@ struct ReplicasRestartScenario {
         r.figure("commands completed", "\(states.values.filter { $0 == "completed" }.count) of \(ids.count), \(commandRows) command rows")
         r.figure("steps run per bot", handlers.map { h in h.all.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: " ") }
             .joined(separator: "; "))
-        r.figure("alerts fired / webhook POSTs per alert", "\(alertRows) / \(fired.values.sorted().map(String.init).joined(separator: ","))")
+        r.figure("memory alerts fired / webhook POSTs per alert", "\(alertRows) / \(fired.values.sorted().map(String.init).joined(separator: ","))")
         r.figure("everything settled after PostgreSQL was back", String(format: "%.1f s", settled))
         r.check(states.values.allSatisfy { $0 == "completed" } && states.count == ids.count, "commands not completed: \(states)")
         for (bot, handler) in zip(cmdBots, handlers) {

@@ -21,7 +21,7 @@ struct UnreachableScenario {
         let proxy = FaultProxy(port: proxyPort, target: hubPort)
         try proxy.open()
         defer { proxy.refuse() }
-        let capacity = 400
+        let capacity = 100
         let ledger = Ledger()
         let roomyAgents = try roomy.map { try h.agent($0, port: proxyPort, ledger: ledger) }
         let tightAgents = try tight.map { try h.agent($0, port: proxyPort, ledger: ledger, capacity: capacity) }

@@ -28,6 +28,9 @@ public struct AgentConfiguration: Sendable {
     public var durationCapacity = 4096
     /// An unchanged string state is reported again after this long.
     public var stateRepeatInterval: Duration = .seconds(60)
+    /// A connection attempt whose TCP connect and WebSocket upgrade take longer than this is given up and
+    /// retried (a hub behind a network that silently drops packets would otherwise hold the agent forever).
+    public var connectTimeout: Duration = .seconds(10)
     /// Heartbeat interval until the hub's welcome says otherwise.
     public var heartbeatInterval: Duration = .seconds(5)
     /// Largest frame accepted from the hub.

@@ -177,18 +177,77 @@ public final class MonitorAgent: Service, Sendable {
     }
 
     private func connectOnce() async -> ConnectionStateMachine.Action {
-        let config = WebSocketClientConfiguration(maxFrameSize: configuration.maxFrameBytes, closeTimeout: .seconds(2))
-        do {
-            let close = try await WebSocketClient.connect(url: configuration.hubURL, configuration: config,
-                                                          tlsConfiguration: try tlsConfiguration(),
-                                                          logger: logger) { inbound, outbound, _ in
-                try await self.session(inbound: inbound, outbound: outbound)
-            }
+        switch await attemptWithTimeout() {
+        case .closed(let close):
             let code = close.map { CloseCode(rawValue: UInt16(webSocketErrorCode: $0.closeCode)) }
             return await core.closed(code: code, error: nil)
-        } catch {
+        case .failed(let error):
             if !Task.isCancelled { logger.debug("connection to \(configuration.hubURL) failed: \(error)") }
             return await core.closed(code: nil, error: error)
+        case .timedOut:
+            logger.debug("connection to \(configuration.hubURL) not open after \(configuration.connectTimeout): retrying")
+            return await core.closed(code: nil, error: ConnectTimeout(after: configuration.connectTimeout))
+        }
+    }
+
+    enum Attempt: Sendable {
+        case closed(WebSocketCloseFrame?)
+        case failed(any Error)
+        case timedOut
+    }
+
+    /// Who won the race between an attempt opening and its timeout, and whether the caller was answered.
+    final class AttemptGate: Sendable {
+        enum Phase { case connecting, open, abandoned }
+        private let state = Mutex((phase: Phase.connecting, resumed: false))
+        /// Moves from connecting to `phase`; false if the other side already moved.
+        func move(to phase: Phase) -> Bool {
+            state.withLock { s in
+                guard s.phase == .connecting else { return false }
+                s.phase = phase
+                return true
+            }
+        }
+        func resumeOnce() -> Bool { state.withLock { s in defer { s.resumed = true }; return !s.resumed } }
+    }
+
+    struct ConnectTimeout: Error, CustomStringConvertible {
+        let after: Duration
+        var description: String { "the connection did not open within \(after)" }
+    }
+
+    /// One connection attempt. The WebSocket client has no timeout of its own for the TCP connect and the
+    /// upgrade, and does not give up when the peer vanishes meanwhile; an attempt not open after
+    /// `connectTimeout` is abandoned (cancelled, and refused by the handler should it open later).
+    private func attemptWithTimeout() async -> Attempt {
+        let config = WebSocketClientConfiguration(maxFrameSize: configuration.maxFrameBytes, closeTimeout: .seconds(2))
+        let gate = AttemptGate()
+        let hubURL = configuration.hubURL, timeout = configuration.connectTimeout, logger = self.logger
+        let tls: TLSConfiguration?
+        do { tls = try tlsConfiguration() } catch { return .failed(error) }
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Attempt, Never>) in
+            let finish: @Sendable (Attempt) -> Void = { outcome in
+                if gate.resumeOnce() { continuation.resume(returning: outcome) }
+            }
+            let attempt = Task {
+                do {
+                    let close = try await WebSocketClient.connect(url: hubURL, configuration: config, tlsConfiguration: tls,
+                                                                  logger: logger) { inbound, outbound, _ in
+                        guard gate.move(to: .open) else { return }
+                        try await self.session(inbound: inbound, outbound: outbound)
+                    }
+                    finish(.closed(close))
+                } catch {
+                    finish(.failed(error))
+                }
+            }
+            Task {
+                try? await Task.sleep(for: timeout)
+                if gate.move(to: .abandoned) {
+                    attempt.cancel()
+                    finish(.timedOut)
+                }
+            }
         }
     }
 
