@@ -43,6 +43,10 @@ public struct HubAdmin: Sendable {
 
     /// Registers `bot` and returns its new token.
     public func addBot(_ bot: String, profile: String) async throws -> String {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:/-")
+        guard (1...128).contains(bot.count), bot.allSatisfy(allowed.contains) else {
+            throw StorageError("a bot name is 1–128 characters of A–Z a–z 0–9 _ . : / - (the agent's bot id)")
+        }
         let token = BotToken.generate()
         let hash = BotToken.hash(token)
         let logger = self.logger

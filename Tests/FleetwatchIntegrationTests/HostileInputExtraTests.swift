@@ -209,6 +209,7 @@ struct HostileInputExtraTests {
         }
         #expect(try await DashboardAPITests.count(env.db, "SELECT count(*) FROM commands") == 0)
         #expect(try await api("GET", port: port, path: "/api/bots").0 == 200)
+        try await Task.sleep(for: .seconds(2))   // the refusals are quick: let the good bot stream meanwhile
         try await env.finish(expectUninterrupted: true)
     }
 
