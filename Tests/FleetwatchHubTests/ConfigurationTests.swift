@@ -9,6 +9,18 @@ import Testing
         return path
     }
 
+    /// The dashboard and API listen on loopback only unless the operator says otherwise, and the sign-in
+    /// limits are on by default; a file can open them up, with the values checked.
+    @Test func theDashboardIsLocalUnlessConfigured() throws {
+        let defaults = try HubConfiguration.load(config: nil, environment: [:])
+        #expect(defaults.host == "127.0.0.1" && defaults.dashboardEnabled && defaults.dashboard.adminPassword == nil)
+        #expect(defaults.dashboard.loginAttemptsPerMinute == 10 && defaults.dashboard.allowedOrigins.isEmpty)
+        let opened = try HubConfiguration.parse(json: Data(#"{"hub": {"host": "0.0.0.0"}, "dashboard": {"allowed_origins": ["https://fleet.example.com"], "login_attempts_per_minute": 5}}"#.utf8))
+        #expect(opened.host == "0.0.0.0" && opened.dashboard.allowedOrigins == ["https://fleet.example.com"] && opened.dashboard.loginAttemptsPerMinute == 5)
+        #expect(throws: ConfigurationError.self) { try HubConfiguration.parse(json: Data(#"{"dashboard": {"admin_password": "short"}}"#.utf8)) }
+        #expect(throws: ConfigurationError.self) { try HubConfiguration.parse(json: Data(#"{"dashboard": {"update_interval": 1e308}}"#.utf8)) }
+    }
+
     @Test func profiles() throws {
         let prod = try HubConfiguration.load(config: "production", environment: [:])
         #expect(prod.monitoring.enableEmergencyShutdown && prod.monitoring.healthCheckInterval == 180)

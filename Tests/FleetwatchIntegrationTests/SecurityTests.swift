@@ -4,6 +4,7 @@ import NIOSSL
 import FleetwatchTestSupport
 import Foundation
 import Logging
+import NIOCore
 import Testing
 
 /// Token revocation on a live connection and the rate limit of stop requests, against real hubs.
@@ -61,7 +62,8 @@ struct TLSTests {
         try await registerBots(["tls-bot"], token: "secret", in: db)
         let (cert, key) = try EmailAlertTests.certificate()
         let hub = try HubUnderTest(database: db)
-        try await hub.start(extra: ["--tls-cert", cert, "--tls-key", key], waitForReady: false)
+        try await hub.start(extra: ["--tls-cert", cert, "--tls-key", key], environment: ["FLEETWATCH_ADMIN_PASSWORD": "tls-admin-password"],
+                            waitForReady: false)
         defer { Task { await hub.kill(SIGTERM) } }
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(cert))
@@ -77,6 +79,19 @@ struct TLSTests {
         #expect(try await get("/api/bots") == 200)
         // No plaintext on the TLS port.
         #expect(try await HubUnderTest.httpGet(port: hub.port, path: "/health/live") != 200)
+        // The dashboard over HTTPS: its session cookie is Secure (never sent over plain HTTP) as well as HttpOnly.
+        var login = HTTPClientRequest(url: "https://127.0.0.1:\(hub.port)/auth/login")
+        login.method = .POST
+        login.headers.add(name: "Content-Type", value: "application/json")
+        login.body = .bytes(ByteBuffer(string: #"{"username": "admin", "password": "tls-admin-password"}"#))
+        let signedIn = try await client.execute(login, timeout: .seconds(10))
+        _ = try await signedIn.body.collect(upTo: 1 << 20)
+        let cookie = signedIn.headers["Set-Cookie"].first ?? ""
+        #expect(signedIn.status.code == 200 && cookie.contains("Secure") && cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+                "\(signedIn.status) \(cookie)")
+        #expect(try await get("/", token: nil) == 200)
+        // No secret reaches the log: not the configured password, not the API token that was used.
+        #expect(!hub.log.contains("tls-admin-password") && !hub.log.contains(operatorToken))
 
         // An agent that trusts the hub's certificate streams over wss://.
         var c = AgentConfiguration(hubURL: "wss://localhost:\(hub.port)/agent/v1", botID: "tls-bot", token: "secret")
