@@ -6,7 +6,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fleetwatch-bench",
         abstract: "Benchmarks for fleetwatch's hot paths (run release builds).",
-        subcommands: [RecordBench.self, WireBench.self, IngestBench.self, MemoryBench.self, MemoryChild.self, StopLatencyBench.self, ReviewBench.self, FleetAPIBench.self, LoadBench.self,
+        subcommands: [RecordBench.self, WireBench.self, IngestBench.self, MemoryBench.self, MemoryChild.self, StopLatencyBench.self, ReviewBench.self, FleetAPIBench.self, LoadBench.self, LiveLatencyBench.self,
                       AlertLatencyBench.self])
 }
 

@@ -196,10 +196,17 @@ public final class MonitorAgent: Service, Sendable {
         case timedOut
     }
 
-    /// Who won the race between an attempt opening and its timeout, and whether the caller was answered.
+    /// Who won the race between an attempt opening and its timeout, and the one answer to the caller.
     final class AttemptGate: Sendable {
         enum Phase { case connecting, open, abandoned }
-        private let state = Mutex((phase: Phase.connecting, resumed: false))
+        private struct State {
+            var phase = Phase.connecting
+            var outcome: Attempt?
+            var waiter: CheckedContinuation<Attempt, Never>?
+            var answered = false
+        }
+        private let state = Mutex(State())
+
         /// Moves from connecting to `phase`; false if the other side already moved.
         func move(to phase: Phase) -> Bool {
             state.withLock { s in
@@ -208,7 +215,25 @@ public final class MonitorAgent: Service, Sendable {
                 return true
             }
         }
-        func resumeOnce() -> Bool { state.withLock { s in defer { s.resumed = true }; return !s.resumed } }
+
+        /// The first outcome wins; it goes to the waiter now or when it arrives.
+        func finish(_ outcome: Attempt) {
+            let waiter = state.withLock { s -> CheckedContinuation<Attempt, Never>? in
+                guard s.outcome == nil else { return nil }
+                s.outcome = outcome
+                return s.answered ? nil : s.waiter.map { w in s.answered = true; return w }
+            }
+            waiter?.resume(returning: outcome)
+        }
+
+        func wait(_ continuation: CheckedContinuation<Attempt, Never>) {
+            let ready = state.withLock { s -> Attempt? in
+                if let outcome = s.outcome, !s.answered { s.answered = true; return outcome }
+                s.waiter = continuation
+                return nil
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
     }
 
     struct ConnectTimeout: Error, CustomStringConvertible {
@@ -219,35 +244,38 @@ public final class MonitorAgent: Service, Sendable {
     /// One connection attempt. The WebSocket client has no timeout of its own for the TCP connect and the
     /// upgrade, and does not give up when the peer vanishes meanwhile; an attempt not open after
     /// `connectTimeout` is abandoned (cancelled, and refused by the handler should it open later).
+    /// Cancelling the caller cancels the attempt.
     private func attemptWithTimeout() async -> Attempt {
         let config = WebSocketClientConfiguration(maxFrameSize: configuration.maxFrameBytes, closeTimeout: .seconds(2))
         let gate = AttemptGate()
         let hubURL = configuration.hubURL, timeout = configuration.connectTimeout, logger = self.logger
         let tls: TLSConfiguration?
         do { tls = try tlsConfiguration() } catch { return .failed(error) }
-        return await withCheckedContinuation { (continuation: CheckedContinuation<Attempt, Never>) in
-            let finish: @Sendable (Attempt) -> Void = { outcome in
-                if gate.resumeOnce() { continuation.resume(returning: outcome) }
-            }
-            let attempt = Task {
-                do {
-                    let close = try await WebSocketClient.connect(url: hubURL, configuration: config, tlsConfiguration: tls,
-                                                                  logger: logger) { inbound, outbound, _ in
-                        guard gate.move(to: .open) else { return }
-                        try await self.session(inbound: inbound, outbound: outbound)
-                    }
-                    finish(.closed(close))
-                } catch {
-                    finish(.failed(error))
+        let attempt = Task {
+            do {
+                let close = try await WebSocketClient.connect(url: hubURL, configuration: config, tlsConfiguration: tls,
+                                                              logger: logger) { inbound, outbound, _ in
+                    guard gate.move(to: .open) else { return }
+                    try await self.session(inbound: inbound, outbound: outbound)
                 }
+                gate.finish(.closed(close))
+            } catch {
+                gate.finish(.failed(error))
             }
-            Task {
-                try? await Task.sleep(for: timeout)
-                if gate.move(to: .abandoned) {
-                    attempt.cancel()
-                    finish(.timedOut)
-                }
+        }
+        let timer = Task {
+            try await Task.sleep(for: timeout)
+            if gate.move(to: .abandoned) {
+                attempt.cancel()
+                gate.finish(.timedOut)
             }
+        }
+        defer { timer.cancel() }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { gate.wait($0) }
+        } onCancel: {
+            attempt.cancel()
+            gate.finish(.failed(CancellationError()))
         }
     }
 

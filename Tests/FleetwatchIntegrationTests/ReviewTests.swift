@@ -447,13 +447,18 @@ struct ReviewTests {
         }, "\(snapshot)")
         #expect(snapshot["trades_executed"] as? Double == 7)
 
+        // The newest values are live (above); the rollups behind 24h and 7d follow within the rollup interval.
         for (range, resolution) in [("1h", "raw"), ("24h", "1m"), ("7d", "1h")] {
-            let (code, body) = try await api("GET", port: hub.port, path: "/api/metrics/history?bot=api-live-bot&metric=memory_usage_mb&range=\(range)",
-                                             token: viewerToken)
-            let series = (jsonObject(body) as? [[String: Any]])?.first
-            let points = series?["points"] as? [[String: Any]] ?? []
-            #expect(code == 200 && series?["resolution"] as? String == resolution, "\(range): \(body)")
-            #expect(points.compactMap { $0["max"] as? Double }.max() == 345.5, "\(range): \(body)")
+            var last = ""
+            let ok = try await eventually(.seconds(20)) {
+                let (code, body) = try await api("GET", port: hub.port, path: "/api/metrics/history?bot=api-live-bot&metric=memory_usage_mb&range=\(range)",
+                                                 token: viewerToken)
+                last = body
+                let series = (jsonObject(body) as? [[String: Any]])?.first
+                let points = series?["points"] as? [[String: Any]] ?? []
+                return code == 200 && series?["resolution"] as? String == resolution && points.compactMap { $0["max"] as? Double }.max() == 345.5
+            }
+            #expect(ok, "\(range): \(last)")
         }
         #expect(try await api("GET", port: hub.port, path: "/api/metrics/history?range=1h").0 == 400)
         #expect(try await api("GET", port: hub.port, path: "/api/metrics/history?metric=x&range=2y").0 == 400)
