@@ -190,16 +190,18 @@ let package = Package(
         // Fuzzing the wire decoders: libFuzzer target with -DFUZZING (scripts/fuzz), corpus replayer without.
         .executableTarget(
             name: "FuzzDecode",
-            dependencies: ["FleetwatchProtocol", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["FuzzDriver", "FleetwatchProtocol", .product(name: "NIOCore", package: "swift-nio")],
             path: "Fuzz/decode"
         ),
         // Fuzzing the configuration file, command handling (frames, command log, journal) and stop/resume bodies:
         // the first input byte picks the parser. Same two builds as FuzzDecode.
         .executableTarget(
             name: "FuzzParsers",
-            dependencies: ["FleetwatchHub", "FleetwatchAgent", "FleetwatchProtocol", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["FuzzDriver", "FleetwatchHub", "FleetwatchAgent", "FleetwatchProtocol", .product(name: "NIOCore", package: "swift-nio")],
             path: "Fuzz/parsers"
         ),
+        // The fuzz targets' shared libFuzzer driver and corpus replayer.
+        .target(name: "FuzzDriver", path: "Fuzz/driver"),
         .executableTarget(
             name: "FleetwatchBench",
             dependencies: [

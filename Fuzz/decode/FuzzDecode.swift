@@ -1,3 +1,4 @@
+import FuzzDriver
 import FleetwatchProtocol
 import Foundation
 import NIOCore
@@ -22,17 +23,10 @@ public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
-@_silgen_name("LLVMFuzzerRunDriver")
-func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>,
-                         _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
-                         _ callback: @convention(c) (UnsafePointer<UInt8>, Int) -> CInt) -> CInt
-
 /// SwiftPM links an executable's entry point as `<module>_main`; hand control to libFuzzer's driver.
 @_cdecl("FuzzDecode_main")
 public func fuzzDriverMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>) -> CInt {
-    var count = argc
-    var arguments: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>? = argv
-    return LLVMFuzzerRunDriver(&count, &arguments) { data, size in fuzzOneInput(data, size) }
+    FuzzDriver.run(argc, argv) { data, size in fuzzOneInput(data, size) }
 }
 #else
 /// Without the fuzzer: replays files (a corpus, crash reproducers) through the same decoders, as a regression
@@ -40,24 +34,7 @@ public func fuzzDriverMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMuta
 @main
 struct ReplayDecode {
     static func main() throws {
-        var files: [String] = []
-        for path in CommandLine.arguments.dropFirst() {
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
-                FileHandle.standardError.write(Data("no such file or directory: \(path)\n".utf8))
-                exit(2)
-            }
-            if isDirectory.boolValue {
-                files += try FileManager.default.contentsOfDirectory(atPath: path).sorted().map { "\(path)/\($0)" }
-            } else {
-                files.append(path)
-            }
-        }
-        for file in files {
-            let data = try Data(contentsOf: URL(fileURLWithPath: file))
-            data.withUnsafeBytes { decodeEverything($0) }
-        }
-        print("replayed \(files.count) inputs without a crash")
+        try FuzzDriver.replay(Array(CommandLine.arguments.dropFirst())) { decodeEverything($0) }
     }
 }
 #endif
