@@ -1,3 +1,4 @@
+import FleetwatchProtocol
 /// Everything an agent needs to know. Every field but the hub address, bot id and token has a default.
 public struct AgentConfiguration: Sendable {
     /// The hub's agent endpoint, e.g. `ws://127.0.0.1:8000/agent/v1` (or `wss://` for TLS).
@@ -69,4 +70,9 @@ public struct AgentStatus: Sendable, Equatable {
     public var lastError: String?
     /// The bot is in emergency mode (an emergency stop latched it; an operator's resume clears it).
     public var emergencyMode: Bool = false
+    /// Samples the hub acknowledged but did not store (bad value or timestamp, metric name over the bot's
+    /// limit), since start. Reported by hubs that speak protocol v2.
+    public var refusedByHub: Int64 = 0
+    /// The protocol version of the current (or last) connection.
+    public var protocolVersion: UInt16 = WireProtocol.version
 }

@@ -26,6 +26,11 @@ actor AgentCore {
     /// Emergencies the bot declared that the hub has not confirmed yet, oldest first.
     private var declarations: [EmergencyDeclaration] = []
     private(set) var emergencyMode = false
+    /// Samples the hub acknowledged without storing them (v2 acks), since start.
+    private(set) var refusedByHub: Int64 = 0
+    private var lastRefusalLog: Int64 = .min
+    /// The version offered in the hello: the newest, or 1 after a hub refused the newest with 4001.
+    private var protocolVersion = WireProtocol.version
 
     init(configuration: AgentConfiguration, epoch: UInt64, logger: Logger,
          onSeal: (@Sendable (SealedBatch) -> Void)?) throws {
@@ -62,7 +67,7 @@ actor AgentCore {
         AgentStatus(connected: machine.isStreaming, bufferedSamples: buffer.bufferedSamples,
                     unackedBatches: buffer.unackedBatches.count, droppedSamples: buffer.droppedSamples,
                     ackedBatches: ackedBatches, lastCloseCode: machine.lastCloseCode?.rawValue, lastError: lastError,
-                    emergencyMode: emergencyMode)
+                    emergencyMode: emergencyMode, refusedByHub: refusedByHub, protocolVersion: protocolVersion)
     }
 
     // MARK: samples
@@ -83,6 +88,8 @@ actor AgentCore {
 
     var droppedSamples: Int64 { buffer.droppedSamples }
 
+    var hubRefusedSamples: Int64 { refusedByHub }
+
     private func persist(_ batch: SealedBatch) {
         spool?.write(batch)
         onSeal?(batch)
@@ -102,7 +109,7 @@ actor AgentCore {
         outbox.removeAll()   // results are sent again when the hub delivers their command again
         let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         wake = continuation
-        let hello = Hello(botID: botID, token: token, agentVersion: agentVersion,
+        let hello = Hello(protocolVersion: protocolVersion, botID: botID, token: token, agentVersion: agentVersion,
                           bootEpoch: buffer.epoch, lastAckedSequence: buffer.lastAckedSequence)
         return (Frame.hello(hello).encoded(), stream)
     }
@@ -112,6 +119,12 @@ actor AgentCore {
         wake = nil
         buffer.connectionLost()
         if let error { lastError = "\(error)" }
+        if code == .unsupportedVersion, protocolVersion > 1 {
+            // A hub older than this agent: speak v1 to it from now on, and retry at once.
+            logger.notice("the hub does not speak protocol \(protocolVersion); using protocol 1")
+            protocolVersion = 1
+            return machine.closed(code: nil, nowMs: CoarseClock.preciseNowMs(), random: Double.random(in: 0..<1, using: &random))
+        }
         if let code {
             if code.dropsOffendingBatch, let b = buffer.dropOldest() {
                 spool?.remove([b])
@@ -143,6 +156,7 @@ actor AgentCore {
             }
         case .ack(let ack):
             acknowledge(epoch: ack.bootEpoch, sequence: ack.sequence)
+            if let refused = ack.refusedSamples, refused > 0 { hubRefused(Int64(refused), ack.refusals, now: now) }
         case .command(let command):
             work = decide(command)
         default:
@@ -150,6 +164,19 @@ actor AgentCore {
         }
         wake?.yield()
         return work
+    }
+
+    /// Counts samples the hub refused and says why in the log, at most once a minute.
+    private func hubRefused(_ count: Int64, _ reasons: Ack.Refusals, now: Int64) {
+        refusedByHub += count
+        guard now - lastRefusalLog >= 60_000 else { return }
+        lastRefusalLog = now
+        var why: [String] = []
+        if reasons.contains(.metricNameLimit) {
+            why.append("metric names over this bot's limit at the hub (record fewer distinct names; see docs/agent.md)")
+        }
+        if reasons.contains(.invalidValue) { why.append("non-finite values or timestamps outside the hub's window") }
+        logger.warning("the hub stored a batch without \(count) of its samples: \(why.joined(separator: "; ")); \(refusedByHub) refused since start")
     }
 
     // MARK: emergency commands

@@ -123,6 +123,11 @@ public final class MonitorAgent: Service, Sendable {
         if refused > 0 {
             registry.counter("fleetwatch_agent_refused_values").increment(by: refused)
         }
+        let refusedByHub = await core.hubRefusedSamples
+        if refusedByHub > 0 {
+            series.append(Series(name: "fleetwatch_agent_hub_refused_samples", kind: .counter,
+                                 timestamps: [now], values: [Double(refusedByHub)]))
+        }
         await core.add(series)
     }
 

@@ -36,9 +36,9 @@ public struct Hello: Equatable, Sendable {
 
     init(body buffer: inout ByteBuffer) throws {
         protocolVersion = try buffer.readLE(UInt16.self, "protocol version")
-        guard protocolVersion == WireProtocol.version else {
+        guard WireProtocol.supportedVersions.contains(protocolVersion) else {
             throw WireError(.unsupportedVersion,
-                            "agent speaks protocol \(protocolVersion), this side speaks \(WireProtocol.version)")
+                            "agent speaks protocol \(protocolVersion), this side speaks \(WireProtocol.supportedVersions)")
         }
         bootEpoch = try buffer.readLE(UInt64.self, "boot epoch")
         lastAckedSequence = try buffer.readLE(UInt64.self, "last acked sequence")

@@ -2,7 +2,7 @@ import NIOCore
 
 /// The hub's answer to a valid hello: what it already stored and the limits the agent must respect.
 public struct Welcome: Equatable, Sendable {
-    /// Protocol version the hub speaks.
+    /// The protocol version of this connection: the hello's, which the hub speaks (1 or 2).
     public var protocolVersion: UInt16
     /// The epoch of the hello, echoed.
     public var bootEpoch: UInt64
@@ -41,9 +41,9 @@ public struct Welcome: Equatable, Sendable {
 
     init(body buffer: inout ByteBuffer) throws {
         protocolVersion = try buffer.readLE(UInt16.self, "protocol version")
-        guard protocolVersion == WireProtocol.version else {
+        guard WireProtocol.supportedVersions.contains(protocolVersion) else {
             throw WireError(.unsupportedVersion,
-                            "hub speaks protocol \(protocolVersion), this agent speaks \(WireProtocol.version)")
+                            "hub speaks protocol \(protocolVersion), this agent speaks \(WireProtocol.supportedVersions)")
         }
         bootEpoch = try buffer.readLE(UInt64.self, "boot epoch")
         storedSequence = try buffer.readLE(UInt64.self, "stored sequence")

@@ -1,7 +1,9 @@
-/// Constants of fleetwatch wire protocol v1. The byte layout is documented in `docs/protocol.md`.
+/// Constants of the fleetwatch wire protocol. The byte layout is documented in `docs/protocol.md`.
 public enum WireProtocol {
-    /// The protocol version this library speaks.
-    public static let version: UInt16 = 1
+    /// The newest protocol version this library speaks (and what the agent offers in its hello).
+    public static let version: UInt16 = 2
+    /// Every version this library speaks: v1 agents keep working with a v2 hub.
+    public static let supportedVersions: ClosedRange<UInt16> = 1...2
     /// The WebSocket path agents connect to.
     public static let agentPath = "/agent/v1"
     /// Longest accepted bot id, in UTF-8 bytes.
@@ -14,9 +16,6 @@ public enum WireProtocol {
     public static let maxMetricNameBytes = 128
     /// Longest accepted string state value, in UTF-8 bytes.
     public static let maxStateBytes = 256
-    /// Size of the fixed batch frame header: type, epoch, sequence, sample count, raw length.
-    public static let batchHeaderBytes = 1 + 8 + 8 + 4 + 4
-
     /// `string` cut to at most `maxBytes` UTF-8 bytes on a character boundary.
     public static func truncated(_ string: String, maxBytes: Int) -> String {
         guard string.utf8.count > maxBytes else { return string }

@@ -4,11 +4,21 @@ import NIOCore
 
 /// Frames and payloads with fixed contents, shared by the golden, round-trip and malformed-input tests.
 enum Fixtures {
-    static let hello = Frame.hello(Hello(botID: "kraken-btc-01", token: "fwb_secret", agentVersion: "swift/0.1.0",
+    static let hello = Frame.hello(Hello(protocolVersion: 1, botID: "kraken-btc-01", token: "fwb_secret", agentVersion: "swift/0.1.0",
                                          bootEpoch: 1_764_072_000_000_000, lastAckedSequence: 41))
-    static let welcome = Frame.welcome(Welcome(bootEpoch: 1_764_072_000_000_000, storedSequence: 41, heartbeatIntervalMs: 5000,
-                                               maxFrameBytes: 1 << 20, maxPayloadBytes: 4 << 20, maxSamplesPerBatch: 20_000))
+    static let welcome = Frame.welcome(Welcome(protocolVersion: 1, bootEpoch: 1_764_072_000_000_000, storedSequence: 41,
+                                               heartbeatIntervalMs: 5000, maxFrameBytes: 1 << 20, maxPayloadBytes: 4 << 20,
+                                               maxSamplesPerBatch: 20_000))
     static let ack = Frame.ack(Ack(bootEpoch: 1_764_072_000_000_000, sequence: 42, outcome: .stored))
+    // Protocol v2: the same hello and welcome with version 2, and the ack that says what was refused.
+    static let helloV2 = Frame.hello(Hello(protocolVersion: 2, botID: "kraken-btc-01", token: "fwb_secret", agentVersion: "swift/0.2.0",
+                                           bootEpoch: 1_764_072_000_000_000, lastAckedSequence: 41))
+    static let welcomeV2 = Frame.welcome(Welcome(protocolVersion: 2, bootEpoch: 1_764_072_000_000_000, storedSequence: 41,
+                                                 heartbeatIntervalMs: 5000, maxFrameBytes: 1 << 20, maxPayloadBytes: 4 << 20,
+                                                 maxSamplesPerBatch: 20_000))
+    static let ackV2 = Frame.ack(Ack(bootEpoch: 1_764_072_000_000_000, sequence: 42, outcome: .stored, refusedSamples: 0))
+    static let ackV2Refused = Frame.ack(Ack(bootEpoch: 1_764_072_000_000_000, sequence: 43, outcome: .stored, refusedSamples: 1200,
+                                            refusals: [.metricNameLimit, .invalidValue]))
     static let heartbeat = Frame.heartbeat(Heartbeat(sentAtMs: 1_764_072_000_123))
     static let command = Frame.command(CommandFrame(commandID: Array(0..<16), botID: "kraken-btc-01", issuedAtMs: 1_764_072_000_000,
                                                     expiresAtMs: 1_764_072_060_000, actions: [.stopTrading, .cancelOrders, .latchEmergency],

@@ -10,6 +10,8 @@ import Testing
         ("hello", Fixtures.hello), ("welcome", Fixtures.welcome), ("ack", Fixtures.ack),
         ("heartbeat", Fixtures.heartbeat), ("command", Fixtures.command), ("command-result", Fixtures.commandResult),
         ("emergency-declaration", Fixtures.emergencyDeclaration),
+        ("hello-v2", Fixtures.helloV2), ("welcome-v2", Fixtures.welcomeV2), ("ack-v2", Fixtures.ackV2),
+        ("ack-v2-refused", Fixtures.ackV2Refused),
     ]
 
     static func goldenURL(_ name: String) -> URL {
