@@ -67,6 +67,7 @@ let package = Package(
                 .embedInCode("migrations/V0003__commands.sql"),
                 .embedInCode("migrations/V0004__review.sql"),
                 .embedInCode("migrations/V0005__dashboard.sql"),
+                .embedInCode("migrations/V0006__bot_isolation.sql"),
             ]
         ),
         // Storage: PostgreSQL schema migrations, batch writer, bot registry, embedded cluster.

@@ -17,6 +17,7 @@ public enum Schema {
         Migration(version: 3, name: "commands", sql: decode(PackageResources.V0003__commands_sql)),
         Migration(version: 4, name: "review", sql: decode(PackageResources.V0004__review_sql)),
         Migration(version: 5, name: "dashboard", sql: decode(PackageResources.V0005__dashboard_sql)),
+        Migration(version: 6, name: "bot_isolation", sql: decode(PackageResources.V0006__bot_isolation_sql)),
     ]
 
     /// The latest version this build knows.

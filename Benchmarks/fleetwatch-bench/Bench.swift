@@ -7,7 +7,7 @@ struct Bench: AsyncParsableCommand {
         commandName: "fleetwatch-bench",
         abstract: "Benchmarks for fleetwatch's hot paths (run release builds).",
         subcommands: [RecordBench.self, WireBench.self, IngestBench.self, MemoryBench.self, MemoryChild.self, StopLatencyBench.self, ReviewBench.self, FleetAPIBench.self, LoadBench.self, LiveLatencyBench.self,
-                      AlertLatencyBench.self])
+                      AlertLatencyBench.self, IsolationBench.self])
 }
 
 /// Prints a result line in a stable `name: value unit` form for docs/benchmarks.md.

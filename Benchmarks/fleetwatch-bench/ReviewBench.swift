@@ -35,9 +35,9 @@ struct ReviewBench: AsyncParsableCommand {
             for (name, kind) in metrics {
                 try await client.query("INSERT INTO metrics (name, kind) VALUES (\(name), \(kind)) ON CONFLICT DO NOTHING", logger: logger)
             }
-            var ids: [Int16] = []
+            var ids: [Int32] = []
             for (name, _) in metrics {
-                ids.append(try await client.query("SELECT id FROM metrics WHERE name = \(name)", logger: logger).decode(Int16.self).first { _ in true }!)
+                ids.append(try await client.query("SELECT id FROM metrics WHERE name = \(name)", logger: logger).decode(Int32.self).first { _ in true }!)
             }
             // One samples row per bot and minute (`perMinute` ticks of every metric), tick-major.
             let mids = (0..<perMinute).flatMap { _ in ids }
@@ -49,7 +49,7 @@ struct ReviewBench: AsyncParsableCommand {
                 try await client.query("SELECT fleetwatch_ensure_sample_partition(\(day)::date)", logger: logger)
                 try await client.query("""
                     INSERT INTO samples (bot_id, t_start, epoch, seq, metric_ids, offsets_ms, vals)
-                    SELECT b.id, \(day) + m * interval '1 minute', 1, \(d * 1440) + m + 1, \(mids)::int2[], \(offsets)::int4[],
+                    SELECT b.id, \(day) + m * interval '1 minute', 1, \(d * 1440) + m + 1, \(mids)::int4[], \(offsets)::int4[],
                            ARRAY(SELECT CASE k
                                    WHEN 0 THEN n * 2 WHEN 1 THEN floor(n / 9.0) WHEN 2 THEN n * 5 WHEN 3 THEN floor(n / 700.0)
                                    WHEN 4 THEN floor(n / 5000.0) WHEN 5 THEN floor(n / 40000.0)

@@ -5,7 +5,7 @@ import Logging
 struct Bots: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Register bots and manage their tokens.",
-        subcommands: [Add.self, List.self, RotateToken.self, Revoke.self, Liquidation.self])
+        subcommands: [Add.self, List.self, RotateToken.self, Revoke.self, Liquidation.self, MetricNames.self])
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Register a bot and print its token (shown once).")
@@ -66,6 +66,34 @@ struct Bots: AsyncParsableCommand {
             try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin"))
                 .setLiquidation(bot: bot, allowed: setting == "on")
             print("liquidation for \(bot): \(setting)")
+        }
+    }
+
+    struct MetricNames: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "metric-names",
+            abstract: "Show the metric names a bot has used, or set its own limit of distinct names.",
+            discussion: """
+                A bot may use at most hub.max_metric_names_per_bot distinct metric names (default 1000) unless it has
+                its own limit; samples of further names are refused (the batch is stored without them, the agent is
+                told, and the alert metric_name_limit fires). Names the bot has used stay counted.
+                """)
+        @OptionGroup var common: CommonOptions
+        @Argument(help: "The bot id.") var bot: String
+        @Option(name: .customLong("limit"), help: "The bot's own limit (1–1000000), or 'default' for the hub's.") var limit: String?
+
+        func run() async throws {
+            let admin = HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin"))
+            if let limit {
+                let value: Int? = limit == "default" ? nil : Int(limit)
+                guard limit == "default" || value != nil else { throw ValidationError("--limit takes a number or 'default'") }
+                let (stored, used) = try await admin.setMetricNameLimit(bot: bot, limit: value)
+                print("metric-name limit of \(bot): \(stored.map(String.init) ?? "the hub's default"); \(used) names used")
+                return
+            }
+            let (stored, names) = try await admin.metricNames(bot: bot)
+            print("\(bot) uses \(names.count) metric names (limit: \(stored.map(String.init) ?? "the hub's default"))")
+            for name in names { print(name) }
         }
     }
 }

@@ -25,19 +25,63 @@ struct AgentWebSocketHandler: Sendable {
         case ended((any Error)?)
     }
 
+    /// Largest first message (the hello is a few hundred bytes).
+    static let maxHelloBytes = 4096
+    /// Most WebSocket frames one message may come in.
+    static let maxFragments = 4096
+
     func handle(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, remote: String) async throws {
         let session = IngestSession(configuration: configuration, store: store, remote: remote, logger: logger,
                                     counters: counters, commands: commands, onStored: onStored)
         let (events, continuation) = AsyncStream.makeStream(of: Event.self)
         let maxMessage = configuration.maxFrameBytes * 2
         let tick = configuration.heartbeatInterval / 4
+        let heartbeatMs = Int64(configuration.heartbeatInterval.components.seconds * 1000
+                                + configuration.heartbeatInterval.components.attoseconds / 1_000_000_000_000_000)
+        // Bounded backlog: at most `maxPendingBytes` (and one message) wait here; beyond it the reader stops
+        // reading, and the WebSocket layer stops reading the socket.
+        let activity = ConnectionActivity(maxPendingBytes: configuration.maxPendingBytes,
+                                          bytesPerSecond: configuration.maxBytesPerSecond,
+                                          burstBytes: max(configuration.maxPendingBytes, configuration.limits.maxPayloadBytes))
         let reader = Task {
             do {
-                for try await message in inbound.messages(maxSize: maxMessage) {
-                    switch message {
-                    case .binary(let bytes): continuation.yield(.message(bytes))
-                    case .text: continuation.yield(.text)
+                var frames = inbound.makeAsyncIterator()
+                var message: ByteBuffer?
+                var fragments = 0
+                var first = true
+                while let frame = try await frames.next() {
+                    activity.heard()
+                    switch frame.opcode {
+                    case .text:
+                        continuation.yield(.text)
+                        return
+                    case .binary:
+                        guard message == nil else { continuation.yield(.close(.protocolError, "a new message inside a fragmented one")); return }
+                        message = frame.data
+                        fragments = 1
+                    case .continuation:
+                        guard message != nil else { continuation.yield(.close(.protocolError, "a continuation frame outside a message")); return }
+                        var data = frame.data
+                        message!.writeBuffer(&data)
+                        fragments += 1
                     }
+                    // Before the hello only a hello-sized message is read: a stranger cannot make the hub
+                    // assemble megabytes (or a million fragments) before saying who it is.
+                    let limit = first ? Self.maxHelloBytes : maxMessage
+                    if message!.readableBytes > limit {
+                        continuation.yield(first ? .close(.helloExpected, "the first message must be a hello of at most \(limit) bytes")
+                                                 : .close(.messageTooBig, "message larger than \(limit) bytes"))
+                        return
+                    }
+                    if fragments > Self.maxFragments {
+                        continuation.yield(.close(.messageTooBig, "message in more than \(Self.maxFragments) fragments"))
+                        return
+                    }
+                    guard frame.fin, let whole = message else { continue }
+                    message = nil
+                    first = false
+                    await activity.received(bytes: whole.readableBytes, cost: ConnectionActivity.cost(of: whole))
+                    continuation.yield(.message(whole))
                 }
                 continuation.yield(.ended(nil))
             } catch {
@@ -47,12 +91,17 @@ struct AgentWebSocketHandler: Sendable {
         let ticker = Task {
             while !Task.isCancelled {
                 try await Task.sleep(for: tick)
+                // A store that takes longer than a heartbeat interval must not look like a dead hub.
+                if activity.heartbeatDue(intervalMs: heartbeatMs) {
+                    try? await outbound.write(.binary(Frame.heartbeat(Heartbeat(sentAtMs: UInt64(IngestSession.nowMs()))).encoded()))
+                }
                 continuation.yield(.tick)
             }
         }
         defer {
             reader.cancel()
             ticker.cancel()
+            activity.finish()
         }
         var registered: BotSession?
         do {
@@ -60,20 +109,24 @@ struct AgentWebSocketHandler: Sendable {
             let outputs: [IngestOutput]
             switch event {
             case .message(let bytes):
+                let checkedAt = ContinuousClock.now
+                activity.begin()
                 outputs = await session.handle(bytes)
+                activity.handled(bytes: bytes.readableBytes)
                 if registered == nil, let s = session.session {
                     registered = s
-                    await connections.add(bot: s.botName, botID: s.botID, connectionID: s.connectionID,
+                    await connections.add(bot: s.botName, botID: s.botID, connectionID: s.connectionID, checkedAt: checkedAt,
                                           push: { continuation.yield(.push($0)) }, close: { continuation.yield(.close($0, $1)) })
                 }
             case .push(let frame): outputs = [.send(frame)]
             case .close(let code, let reason):
                 // Every message before this one was handled: its batch stored and acknowledged.
                 logger.notice("closing bot \(registered?.botName ?? "?") from \(remote): \(code): \(reason)")
+                counters.count(code)
                 try? await outbound.close(.unknown(code.rawValue), reason: reason)
                 break loop
             case .text: outputs = session.handleText()
-            case .tick: outputs = session.tick()
+            case .tick: outputs = session.tick(heardAtMs: activity.lastReceivedMs)
             case .ended(let error):
                 if let error { logger.info("agent connection from \(remote) ended: \(error)") }
                 break loop
@@ -82,6 +135,7 @@ struct AgentWebSocketHandler: Sendable {
                 switch output {
                 case .send(let frame):
                     try await outbound.write(.binary(frame.encoded()))
+                    activity.sent()
                 case .close(let code, let reason):
                     try? await outbound.close(.unknown(code.rawValue), reason: String(reason.utf8.prefix(120)) ?? "")
                     break loop

@@ -61,26 +61,40 @@ struct DashboardNotifier: Notifier {
     }
 }
 
-/// Listens on a PostgreSQL NOTIFY channel and hands every payload to `handle`; listens again after a
-/// failure (the tables stay the truth, so a missed notification only delays an update).
+/// One PostgreSQL connection LISTENing on every channel the replica needs (not one pooled connection per
+/// channel): each notification goes to its channel's handler, in order per channel. After a failure it
+/// listens again; what was published meanwhile is picked up by the periodic passes behind every channel.
 struct NotificationListener: Service {
+    struct Subscription: Sendable {
+        let channel: String
+        let handle: @Sendable (String) async -> Void
+    }
+
     let client: PostgresClient
-    let channel: String
     let logger: Logger
-    let handle: @Sendable (String) async -> Void
+    let subscriptions: [Subscription]
 
     func run() async throws {
+        guard !subscriptions.isEmpty else { return }
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {
                     try await client.withConnection { conn in
-                        try await conn.listen(on: channel) { notifications in
-                            for try await n in notifications { await handle(n.payload) }
+                        try await withThrowingTaskGroup(of: Void.self) { group in
+                            for s in subscriptions {
+                                group.addTask {
+                                    try await conn.listen(on: s.channel) { notifications in
+                                        for try await n in notifications { await s.handle(n.payload) }
+                                    }
+                                }
+                            }
+                            try await group.next()
+                            group.cancelAll()
                         }
                     }
                 } catch {
                     if Task.isCancelled { return }
-                    logger.warning("listening on \(channel) failed, retrying: \(String(reflecting: error))")
+                    logger.warning("listening for notifications failed, retrying: \(String(reflecting: error))")
                     try? await Task.sleep(for: .seconds(1))
                 }
             }

@@ -13,7 +13,7 @@ struct AuthMiddleware: RouterMiddleware {
     typealias Context = HubRequestContext
     let tokens: AccessTokens
     let sessions: Sessions
-    let audit: AuditLog
+    let refusals: RefusalAudit
     let logger: Logger
 
     static let sessionCookie = "fw_session"
@@ -29,30 +29,29 @@ struct AuthMiddleware: RouterMiddleware {
         var context = context
         if let token = Self.bearer(request) {
             guard let principal = try await lookup({ try await tokens.principal(token: token) }) else {
-                if changes { await audit.record(context.actor, action: action, outcome: "refused", bot: Self.bot(request), detail: "invalid or revoked token") }
+                if changes { await refusals.refused(context.actor, action: action, bot: Self.bot(request), detail: "invalid or revoked token") }
                 throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer realm=\"fleetwatch\", error=\"invalid_token\""],
                                 message: "the API token is unknown or revoked")
             }
             context.principal = principal
         } else if let secret = request.cookies[Self.sessionCookie]?.value {
             guard let session = try await lookup({ try await sessions.session(secret: secret) }) else {
-                if changes { await audit.record(context.actor, action: action, outcome: "refused", bot: Self.bot(request), detail: "session ended") }
+                if changes { await refusals.refused(context.actor, action: action, bot: Self.bot(request), detail: "session ended") }
                 throw HTTPError(.unauthorized, message: "your session has ended: sign in again at /login")
             }
             context.principal = AccessTokens.Principal(name: session.user, role: session.role)
             context.session = session
             if changes, !Self.constantTimeEqual(request.headers[Self.csrfHeader] ?? "", session.csrfToken) {
-                await audit.record(context.actor, action: action, outcome: "refused", bot: Self.bot(request), detail: "missing or wrong CSRF token")
+                await refusals.refused(context.actor, action: action, bot: Self.bot(request), detail: "missing or wrong CSRF token")
                 throw HTTPError(.forbidden, message: "missing or wrong CSRF token: send the X-CSRF-Token header from GET /api/session")
             }
         } else {
-            if changes { await audit.record(context.actor, action: action, outcome: "refused", bot: Self.bot(request), detail: "no credentials") }
+            if changes { await refusals.refused(context.actor, action: action, bot: Self.bot(request), detail: "no credentials") }
             throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer realm=\"fleetwatch\""],
                             message: "sign in at /login, or send an API token as 'Authorization: Bearer <token>' (monitor-hub tokens add)")
         }
         if changes, let principal = context.principal, principal.role != .operator {
-            await audit.record(context.actor, action: action, outcome: "refused", bot: Self.bot(request),
-                               detail: "role \(principal.role.rawValue) may not change anything")
+            await refusals.refused(context.actor, action: action, bot: Self.bot(request), detail: "role \(principal.role.rawValue) may not change anything")
             throw HTTPError(.forbidden, message: "'\(principal.name)' is a viewer; this needs the operator role")
         }
         return try await next(request, context)

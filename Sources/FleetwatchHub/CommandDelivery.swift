@@ -33,51 +33,50 @@ struct LedgerCommandChannel: CommandChannel {
     }
 
     func record(_ result: CommandResultFrame, session: BotSession) async throws {
-        try await ledger.record(result, botID: session.botID)
+        try await ledger.record(result, botID: session.botID, connectionID: session.connectionID)
     }
 
+    /// Records the declaration (only from the connection holding the bot's lease) and confirms it with the
+    /// steps the hub holds the bot to: no liquidation unless the bot allows it.
     func declare(_ declaration: EmergencyDeclaration, session: BotSession) async throws -> CommandFrame {
-        let recorded = try await ledger.recordDeclaration(declaration, botID: session.botID, botName: session.botName, hub: hubID)
-        if recorded, let id = UUID(bytes: declaration.commandID), let record = try await ledger.command(id: id), record.bot == session.botName {
+        let declared = try await ledger.recordDeclaration(declaration, botID: session.botID, botName: session.botName,
+                                                          connectionID: session.connectionID, hub: hubID)
+        if declared.recorded, let id = UUID(bytes: declaration.commandID), let record = try await ledger.command(id: id),
+           record.bot == session.botName {
             await alerts.latched(record)
         }
         let now = CommandDispatcher.nowMs()
-        return CommandFrame(commandID: declaration.commandID, botID: session.botName, issuedAtMs: declaration.declaredAtMs,
-                            expiresAtMs: now + CommandDispatcher.ms(frameTTL), actions: declaration.actions, reason: declaration.reason)
+        return CommandFrame(commandID: declaration.commandID, botID: session.botName, issuedAtMs: now,
+                            expiresAtMs: now + CommandDispatcher.ms(frameTTL), actions: declared.actions, reason: declaration.reason)
     }
 }
 
 /// Sends pending commands to the bots connected to this replica: woken by NOTIFY on the ledger's channel,
 /// and every `pollInterval` regardless, so a missed notification delays a command but never loses it.
 struct CommandDispatcher: Service {
-    let client: PostgresClient
     let ledger: CommandLedger
     let connections: LiveConnections
+    /// Yields when a command was written (NOTIFY on the ledger's channel, from the replica's listener).
+    let wakes: AsyncStream<Void>
     let hubID: String
     let configuration: EmergencyConfiguration
     let logger: Logger
 
     func run() async throws {
-        let (wakes, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        let listener = NotificationListener(client: client, channel: CommandLedger.channel, logger: logger) { _ in
-            wake.yield()
-        }
+        let (passes, pass) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let forward = Task { for await _ in wakes { pass.yield() } }
         let ticker = Task {
             while !Task.isCancelled {
                 try await Task.sleep(for: configuration.pollInterval)
-                wake.yield()
+                pass.yield()
             }
         }
-        defer { ticker.cancel() }
+        defer {
+            forward.cancel()
+            ticker.cancel()
+        }
         await cancelWhenGracefulShutdown {
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask { try? await listener.run() }
-                group.addTask {
-                    for await _ in wakes { await deliverPending() }
-                }
-                await group.next()
-                group.cancelAll()
-            }
+            for await _ in passes { await deliverPending() }
         }
     }
 

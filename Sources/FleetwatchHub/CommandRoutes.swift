@@ -8,6 +8,7 @@ import Logging
 public struct CommandRoutes: Sendable {
     let ledger: CommandLedger
     let audit: AuditLog
+    let refusals: RefusalAudit
     let alerts: EmergencyAlerts
     let limiter: RequestLimiter
     let logger: Logger
@@ -87,11 +88,11 @@ public struct CommandRoutes: Sendable {
         let body = try await decodeOptional(StopRequest.self, request, context) ?? StopRequest()
         let named = body.botID ?? body.bot
         guard let bot = pathBot ?? named else {
-            await audit.record(context.actor, action: "emergency_stop.refused", outcome: "refused", detail: "no bot id in the body")
+            await refusals.refused(context.actor, action: "emergency_stop.refused", detail: "no bot id in the body")
             throw HTTPError(.badRequest, message: "name the bot: {\"bot_id\": \"…\", \"reason\": \"…\"}")
         }
         if let pathBot, let named, named != pathBot {
-            await audit.record(context.actor, action: "emergency_stop.refused", outcome: "refused", bot: pathBot,
+            await refusals.refused(context.actor, action: "emergency_stop.refused", bot: pathBot,
                                detail: "body names bot \(named)")
             throw HTTPError(.badRequest, message: "the body names bot \(named) but the path names \(pathBot)")
         }
@@ -107,7 +108,7 @@ public struct CommandRoutes: Sendable {
     /// an audit row.
     private func limit(_ context: HubRequestContext, bot: String, action: String) async throws {
         guard await limiter.allow(context.actor.name) else {
-            await audit.record(context.actor, action: action + ".refused", outcome: "refused", bot: bot, detail: "rate limited")
+            await refusals.refused(context.actor, action: action + ".refused", bot: bot, detail: "rate limited")
             throw HTTPError(.tooManyRequests, headers: [.retryAfter: "60"],
                             message: "too many stop/resume requests from \(context.actor.name); wait a minute")
         }
@@ -115,7 +116,7 @@ public struct CommandRoutes: Sendable {
 
     private func checkedReason(_ reason: String?, context: HubRequestContext, bot: String, action: String) throws -> String {
         guard let trimmed = Self.validatedReason(reason) else {
-            Task { await audit.record(context.actor, action: action + ".refused", outcome: "refused", bot: bot, detail: "missing or too long reason") }
+            Task { await refusals.refused(context.actor, action: action + ".refused", bot: bot, detail: "missing or too long reason") }
             throw HTTPError(.badRequest, message: "give a reason (1–1000 bytes): it is recorded in the ledger and shown to the bot")
         }
         return trimmed
@@ -129,7 +130,7 @@ public struct CommandRoutes: Sendable {
 
     private func respond(_ outcome: CommandRequestOutcome, bot: String, action: String, context: HubRequestContext) async throws -> EditedResponse<CommandRecord> {
         func refuse(_ status: HTTPResponse.Status, _ message: String) async throws -> EditedResponse<CommandRecord> {
-            await audit.record(context.actor, action: action + ".refused", outcome: "refused", bot: bot, detail: message)
+            await refusals.refused(context.actor, action: action + ".refused", bot: bot, detail: message)
             throw HTTPError(status, message: message)
         }
         switch outcome {

@@ -138,6 +138,38 @@ extension HubAdmin {
         }
         guard found else { throw StorageError("no bot named \(bot)") }
     }
+
+    /// A bot's own limit of distinct metric names (nil: the hub's `hub.max_metric_names_per_bot`), and how many
+    /// names it has used. Every replica forgets what it cached of the bot at once (NOTIFY).
+    public func setMetricNameLimit(bot: String, limit: Int?) async throws -> (limit: Int?, used: Int) {
+        if let limit, !(1...1_000_000).contains(limit) { throw StorageError("a metric-name limit is 1–1000000") }
+        let logger = self.logger
+        let row = try await withDatabase { client in
+            try await client.query("""
+                WITH u AS (UPDATE bots SET max_metric_names = \(limit.map(Int32.init)) WHERE name = \(bot)
+                           RETURNING id, max_metric_names)
+                SELECT u.max_metric_names, (SELECT count(*) FROM bot_metrics bm WHERE bm.bot_id = u.id)
+                FROM u, LATERAL (SELECT pg_notify(\(PostgresIngestStore.metricLimitChannel), u.id::text)) n
+                """, logger: logger).decode((Int32?, Int64).self).first { _ in true }
+        }
+        guard let (stored, used) = row else { throw StorageError("no bot named \(bot)") }
+        return (stored.map(Int.init), Int(used))
+    }
+
+    /// The metric names `bot` has used, in the order it first sent them.
+    public func metricNames(bot: String) async throws -> (limit: Int?, names: [String]) {
+        let logger = self.logger
+        return try await withDatabase { client in
+            guard let limit = try await client.query("SELECT max_metric_names FROM bots WHERE name = \(bot)", logger: logger)
+                .decode(Int32?.self).first(where: { _ in true }) else { throw StorageError("no bot named \(bot)") }
+            var names: [String] = []
+            for try await name in try await client.query("""
+                SELECT m.name FROM bot_metrics bm JOIN metrics m ON m.id = bm.metric_id JOIN bots b ON b.id = bm.bot_id
+                WHERE b.name = \(bot) ORDER BY bm.first_seen_at, m.name
+                """, logger: logger).decode(String.self) { names.append(name) }
+            return (limit.map(Int.init), names)
+        }
+    }
 }
 
 extension HubAdmin {

@@ -11,9 +11,9 @@ extension HubApplication {
         let engine: AlertEngine?
         let dispatcher: Dispatcher
         let feed: AlertFeed
-        let listener: NotificationListener
         let watcher: SilentBotWatcher?
         let emergencyAlerts: EmergencyAlerts
+        let nameLimits: NameLimitAlerts
     }
 
     func makeAlerting(client: PostgresClient, metrics: HubMetrics? = nil) -> Alerting {
@@ -79,10 +79,9 @@ extension HubApplication {
                                interval: .milliseconds(max(1000, noDataMs / 4)), logger: logger)
             : nil
         return Alerting(engine: engine, dispatcher: dispatcher, feed: feed,
-                        listener: NotificationListener(client: client, channel: AlertFeed.channel, logger: logger) { payload in
-                            if let event = AlertFeed.decode(payload) { await feed.append(event) }
-                        },
-                        watcher: watcher, emergencyAlerts: emergencyAlerts)
+                        watcher: watcher, emergencyAlerts: emergencyAlerts,
+                        nameLimits: NameLimitAlerts(store: a.enabled ? store : nil, sink: a.enabled ? dispatcher : nil,
+                                                    limit: configuration.ingest.maxMetricNamesPerBot, logger: logger))
     }
 }
 

@@ -48,7 +48,8 @@ public struct HubApplication: Sendable {
 
         try await ThresholdAdmin(client: client, logger: logger).applyConfigurationProfile(configuration)
         let store = PostgresIngestStore(client: client, logger: logger, autoRegister: configuration.autoRegister,
-                                        hubID: configuration.ingest.hubID)
+                                        maxNamesPerBot: configuration.ingest.maxMetricNamesPerBot,
+                                        maxNames: configuration.ingest.maxMetricNames, hubID: configuration.ingest.hubID)
         let metrics = HubMetrics()
         counters.observeStoreDurations { metrics.batchStored(in: $0) }
         let alerting = makeAlerting(client: client, metrics: metrics)
@@ -61,34 +62,54 @@ public struct HubApplication: Sendable {
         let publisher = LivePublisher(client: client, interval: .milliseconds(200), logger: logger)
         let viewers = ViewerRegistry()
         if configuration.dashboardEnabled { try await createFirstAdmin(client: client) }
+        let audit = AuditLog(client: client, logger: logger)
+        let refusals = RefusalAudit(audit: audit)
         let app = try makeApplication(client: client, store: store, alerting: alerting, ledger: ledger, connections: connections,
-                                      metrics: metrics, live: live, publisher: publisher, viewers: viewers, onListening: onListening)
+                                      metrics: metrics, live: live, publisher: publisher, viewers: viewers, audit: audit,
+                                      refusals: refusals, onListening: onListening)
+        // Every notification channel on one LISTEN connection.
+        let (commandWakes, wakeDispatcher) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        let feed = alerting.feed, engine = alerting.engine
+        var subscriptions: [NotificationListener.Subscription] = [
+            // Alert events from any replica, for this replica's dashboard feed.
+            .init(channel: AlertFeed.channel) { payload in
+                if let event = AlertFeed.decode(payload) { await feed.append(event) }
+            },
+            // Newest values stored by any replica, for this replica's API and dashboard viewers.
+            .init(channel: LivePublisher.channel) { payload in await live.apply(LivePublisher.decode(payload)) },
+            // Sign-out on any replica closes the session's WebSockets here.
+            .init(channel: Sessions.channel) { payload in
+                if let id = Int64(payload) { await viewers.close(session: id) }
+            },
+            // A revoked or rotated bot token closes every connection of the bot, on every replica.
+            .init(channel: HubAdmin.tokenChannel) { bot in await connections.revoke(bot: bot) },
+            // A bot's metric-name limit changed: re-read what it may use.
+            .init(channel: PostgresIngestStore.metricLimitChannel) { payload in
+                if let id = Int32(payload) { await store.forgetMetricNames(botID: id) }
+            },
+            // A bot's lease moved to a new connection: its older connections, here or on another replica, end (4007).
+            .init(channel: PostgresIngestStore.leaseChannel) { payload in
+                if let (bot, id) = PostgresIngestStore.leaseMove(payload) { await connections.replaced(bot: bot, by: id) }
+            },
+            // A command was written: the replica holding the bot sends it.
+            .init(channel: CommandLedger.channel) { _ in wakeDispatcher.yield() },
+        ]
+        if let engine {
+            // Threshold changes from any replica: re-read the rules before the next batch.
+            subscriptions.append(.init(channel: ThresholdAdmin.channel) { bot in await engine.invalidate(bot: bot == "*" ? nil : bot) })
+        }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-            .init(service: partitions), .init(service: alerting.listener),
+            .init(service: partitions),
+            .init(service: NotificationListener(client: client, logger: logger, subscriptions: subscriptions)),
             .init(service: ReviewMaintainer(client: client, settings: configuration.retention, logger: logger)),
             .init(service: publisher),
-            // Newest values stored by any replica, for this replica's API and dashboard viewers.
-            .init(service: NotificationListener(client: client, channel: LivePublisher.channel, logger: logger) { payload in
-                await live.apply(LivePublisher.decode(payload))
-            }),
-            // Sign-out on any replica closes the session's WebSockets here.
-            .init(service: NotificationListener(client: client, channel: Sessions.channel, logger: logger) { payload in
-                if let id = Int64(payload) { await viewers.close(session: id) }
-            }),
+            .init(service: refusals),
+            .init(service: AuditPruner(audit: audit, retentionDays: configuration.auditRetentionDays, interval: .seconds(3600), logger: logger)),
         ]
         if let watcher = alerting.watcher { services.append(.init(service: watcher)) }
-        if let engine = alerting.engine {
-            services.append(.init(service: AlertEngineService(engine: engine)))
-            // Threshold changes from any replica: re-read the rules before the next batch.
-            services.append(.init(service: NotificationListener(client: client, channel: ThresholdAdmin.channel, logger: logger) { bot in
-                await engine.invalidate(bot: bot == "*" ? nil : bot)
-            }))
-        }
-        // A revoked or rotated bot token closes the bot's open connection on whichever replica holds it.
-        services.append(.init(service: NotificationListener(client: client, channel: HubAdmin.tokenChannel, logger: logger) { bot in
-            await connections.revoke(bot: bot)
-        }))
-        services.append(.init(service: CommandDispatcher(client: client, ledger: ledger, connections: connections,
+        services.append(.init(service: NameLimitWatcher(client: client, alerts: alerting.nameLimits, interval: .seconds(60), logger: logger)))
+        if let engine { services.append(.init(service: AlertEngineService(engine: engine))) }
+        services.append(.init(service: CommandDispatcher(ledger: ledger, connections: connections, wakes: commandWakes,
                                                          hubID: configuration.ingest.hubID, configuration: configuration.emergency,
                                                          logger: logger)))
         services.append(.init(service: CommandWatchdog(ledger: ledger, alerts: alerting.emergencyAlerts,
@@ -105,22 +126,22 @@ public struct HubApplication: Sendable {
 
     func makeApplication(client: PostgresClient, store: any IngestStore, alerting: Alerting, ledger: CommandLedger,
                          connections: LiveConnections, metrics: HubMetrics, live: LiveFleet, publisher: LivePublisher,
-                         viewers: ViewerRegistry,
+                         viewers: ViewerRegistry, audit: AuditLog, refusals: RefusalAudit,
                          onListening: @escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol {
         let router = Router(context: HubRequestContext.self)
-        let audit = AuditLog(client: client, logger: logger)
         let tokens = AccessTokens(client: client, logger: logger)
         let sessions = Sessions(client: client, logger: logger, idleTimeout: configuration.dashboard.sessionIdleTimeout)
-        router.add(middleware: AuthMiddleware(tokens: tokens, sessions: sessions, audit: audit, logger: logger))
+        router.add(middleware: AuthMiddleware(tokens: tokens, sessions: sessions, refusals: refusals, logger: logger))
         let fleet = FleetView(client: client, live: live, staleAfter: configuration.ingest.heartbeatInterval * 3, logger: logger)
         HubRoutes(client: client, counters: counters, fleet: fleet, logger: logger).register(on: router)
         let gate = ViewerGate(tokens: tokens, sessions: sessions, allowedOrigins: configuration.dashboard.allowedOrigins)
-        let viewerSocket = ViewerSocket(live: live, feed: alerting.feed, status: FleetStatusCache(view: fleet), sessions: sessions,
+        let viewerSocket = ViewerSocket(live: live, feed: alerting.feed, status: FleetStatusCache(view: fleet), sessions: sessions, tokens: tokens,
                                         registry: viewers, updateInterval: configuration.dashboard.updateInterval,
-                                        pingInterval: configuration.dashboard.pingInterval, logger: logger)
+                                        pingInterval: configuration.dashboard.pingInterval,
+                                        checkInterval: configuration.dashboard.sessionCheckInterval, logger: logger)
         let dashboard = configuration.dashboardEnabled
         if dashboard {
-            SessionRoutes(accounts: UserAccounts(client: client, logger: logger), sessions: sessions, audit: audit,
+            SessionRoutes(accounts: UserAccounts(client: client, logger: logger), sessions: sessions, audit: audit, refusals: refusals,
                           limiter: LoginLimiter(perMinute: configuration.dashboard.loginAttemptsPerMinute),
                           secureCookie: configuration.tlsCertificatePath != nil, logger: logger).register(on: router)
             DashboardRoutes(chartJSPath: configuration.dashboard.chartJSPath).register(on: router)
@@ -140,18 +161,16 @@ public struct HubApplication: Sendable {
         }
         AlertRoutes(client: client, feed: alerting.feed, logger: logger).register(on: router)
         MetricsRoutes(client: client, fleet: fleet, logger: logger).register(on: router)
-        CommandRoutes(ledger: ledger, audit: audit, alerts: alerting.emergencyAlerts,
+        CommandRoutes(ledger: ledger, audit: audit, refusals: refusals, alerts: alerting.emergencyAlerts,
                       limiter: RequestLimiter(perMinute: configuration.emergency.requestsPerMinute), logger: logger).register(on: router)
         let commands = LedgerCommandChannel(ledger: ledger, alerts: alerting.emergencyAlerts, hubID: configuration.ingest.hubID,
                                             frameTTL: configuration.emergency.frameTTL)
-        var onStored: (@Sendable (BotSession, ValidatedBatch) -> Void)?
-        if let engine = alerting.engine {
-            onStored = { session, batch in
-                engine.submit(bot: session.botName, series: batch.series)
-                publisher.record(bot: session.botName, series: batch.series)
-            }
-        } else {
-            onStored = { session, batch in publisher.record(bot: session.botName, series: batch.series) }
+        // Only what was stored: series over the bot's name limit are gone from `batch` already.
+        let engine = alerting.engine, nameLimits = alerting.nameLimits
+        let onStored: @Sendable (BotSession, ValidatedBatch) -> Void = { session, batch in
+            engine?.submit(bot: session.botName, series: batch.series)
+            publisher.record(bot: session.botName, series: batch.series)
+            if batch.overLimitSamples > 0 { nameLimits.refused(bot: session.botName, batch: batch) }
         }
         let handler = AgentWebSocketHandler(configuration: configuration.ingest, store: store, counters: counters,
                                             logger: logger, onStored: onStored, commands: commands, connections: connections)
@@ -159,7 +178,15 @@ public struct HubApplication: Sendable {
                                               autoPing: .enabled(timePeriod: .seconds(30)),
                                               closeTimeout: .seconds(5))
         let logger = self.logger
-        let plain = HTTPServerBuilder.http1WebSocketUpgrade(configuration: .init(ws: ws)) { head, channel, _ in
+        let limits = configuration.http
+        let idle = TimeAmount.nanoseconds(Int64(limits.idleTimeout.inSeconds * 1e9))
+        let channelConfiguration = HTTP1WebSocketUpgradeChannel.Configuration(
+            http1: .init(idleTimeout: idle,
+                         httpDecoderConfiguration: .init(maxHeaderFieldSize: limits.maxHeaderBytes, maxHeaderListSize: limits.maxHeaderBytes,
+                                                         maxHeaderFieldCount: 200)),
+            ws: ws)
+        let shouldUpgrade: @Sendable (HTTPRequest, any Channel, Logger) async throws
+            -> ShouldUpgradeResult<WebSocketDataHandler<HTTP1WebSocketUpgradeChannel.Context>> = { head, channel, _ in
             let path = head.path?.split(separator: "?").first.map(String.init)
             if dashboard, path == "/ws" {
                 guard case .success(let viewer) = await gate.check(head) else { return .dontUpgrade }
@@ -175,13 +202,21 @@ public struct HubApplication: Sendable {
                 try await handler.handle(inbound: inbound, outbound: outbound, remote: remote)
             }
         }
+        // The first request head is guarded too (time and size); later ones by the decoder and the idle timeout.
+        let plain = HTTPServerBuilder { responder in
+            GuardedChildChannel(base: HTTP1WebSocketUpgradeChannel(responder: responder, configuration: channelConfiguration,
+                                                                   shouldUpgrade: shouldUpgrade),
+                                maxHeadBytes: limits.maxHeaderBytes, timeout: idle)
+        }
         let server = try configuration.tlsConfiguration().map { try HTTPServerBuilder.tls(plain, tlsConfiguration: $0) } ?? plain
         let scheme = configuration.tlsCertificatePath == nil ? ("http", "ws") : ("https", "wss")
         return Application(
             router: router,
             server: server,
+            // Past `maxConnections` open connections, new ones wait in the listen backlog until one ends.
             configuration: .init(address: .hostname(configuration.host, port: configuration.port),
-                                 serverName: "fleetwatch-hub"),
+                                 serverName: "fleetwatch-hub",
+                                 availableConnectionsDelegate: MaximumAvailableConnections(limits.maxConnections, logger: logger)),
             onServerRunning: { channel in
                 let port = channel.localAddress?.port ?? 0
                 logger.info("hub listening on \(scheme.0)://\(configuration.host):\(port) (agents: \(scheme.1)://\(configuration.host):\(port)\(WireProtocol.agentPath))")

@@ -94,6 +94,9 @@ extension HubConfiguration {
             if let v = d.chartjs_path { dashboard.chartJSPath = v }
             if let v = d.update_interval { dashboard.updateInterval = try Self.fileDuration(v, "dashboard.update_interval", source: source) }
             if let v = d.ping_interval { dashboard.pingInterval = try Self.fileDuration(v, "dashboard.ping_interval", source: source) }
+            if let v = d.session_check_interval {
+                dashboard.sessionCheckInterval = try Self.fileDuration(v, "dashboard.session_check_interval", source: source)
+            }
         }
         if let h = f.hub {
             if let v = h.host { host = v }
@@ -111,6 +114,14 @@ extension HubConfiguration {
             if let v = h.heartbeat_interval { ingest.heartbeatInterval = try Self.fileDuration(v, "hub.heartbeat_interval", source: source) }
             if let v = h.max_sample_age { ingest.validator.maxAgeMs = try Self.fileMilliseconds(v, "hub.max_sample_age", source: source) }
             if let v = h.max_sample_future { ingest.validator.maxFutureMs = try Self.fileMilliseconds(v, "hub.max_sample_future", source: source) }
+            if let v = h.max_metric_names_per_bot { ingest.maxMetricNamesPerBot = v }
+            if let v = h.max_metric_names { ingest.maxMetricNames = v }
+            if let v = h.max_pending_bytes { ingest.maxPendingBytes = v }
+            if let v = h.max_bytes_per_second { ingest.maxBytesPerSecond = v }
+            if let v = h.max_connections { http.maxConnections = v }
+            if let v = h.http_idle_timeout { http.idleTimeout = try Self.fileDuration(v, "hub.http_idle_timeout", source: source) }
+            if let v = h.max_header_bytes { http.maxHeaderBytes = v }
+            if let v = h.audit_retention_days { auditRetentionDays = v }
         }
         if let t = f.thresholds { thresholds = t }
         if let r = f.retention {
@@ -176,6 +187,14 @@ extension HubConfiguration {
         try require((1...1_000_000).contains(ingest.limits.maxSamples), "hub.max_samples_per_batch must be 1–1000000")
         try require(ingest.heartbeatInterval >= .milliseconds(100) && ingest.heartbeatInterval <= .seconds(3600),
                     "hub.heartbeat_interval must be 0.1–3600 seconds")
+        try require((1...1_000_000).contains(ingest.maxMetricNamesPerBot), "hub.max_metric_names_per_bot must be 1–1000000")
+        try require((1...100_000_000).contains(ingest.maxMetricNames), "hub.max_metric_names must be 1–100000000")
+        try require((65_536...(1 << 30)).contains(ingest.maxPendingBytes), "hub.max_pending_bytes must be 65536–1073741824")
+        try require((1024...(1 << 30)).contains(ingest.maxBytesPerSecond), "hub.max_bytes_per_second must be 1024–1073741824")
+        try require((1...1_000_000).contains(http.maxConnections), "hub.max_connections must be 1–1000000")
+        try require(http.idleTimeout >= .seconds(1), "hub.http_idle_timeout must be at least 1 second")
+        try require((1024...(1 << 20)).contains(http.maxHeaderBytes), "hub.max_header_bytes must be 1024–1048576")
+        try require((1...36_500).contains(auditRetentionDays), "hub.audit_retention_days must be 1–36500")
         try require(ingest.validator.maxAgeMs > 0 && ingest.validator.maxFutureMs >= 0, "hub.max_sample_age must be > 0 and hub.max_sample_future ≥ 0")
         try require(monitoring.healthCheckInterval > 0, "monitoring.health_check_interval must be > 0")
         for (key, level) in [("alerts.console_min_level", alerts.consoleMinimumLevel), ("alerts.webhook.min_level", alerts.webhookMinimumLevel)] {
@@ -192,6 +211,8 @@ extension HubConfiguration {
                     "dashboard.update_interval must be 0.05–10 seconds")
         try require(dashboard.pingInterval >= .milliseconds(100) && dashboard.pingInterval <= .seconds(300),
                     "dashboard.ping_interval must be 0.1–300 seconds")
+        try require(dashboard.sessionCheckInterval >= .milliseconds(100) && dashboard.sessionCheckInterval <= .seconds(300),
+                    "dashboard.session_check_interval must be 0.1–300 seconds")
         try require(dashboard.adminPassword.map { $0.count >= 12 } ?? true, "dashboard.admin_password needs at least 12 characters")
         try require(retention.rawDays >= 8, "retention.raw_days must be at least 8 (samples up to 7 days old are accepted)")
         try require(retention.minuteRollupDays >= 1 && retention.hourRollupDays >= 1, "retention rollup days must be at least 1")
@@ -255,6 +276,7 @@ struct ConfigFile: Decodable {
         var chartjs_path: String?
         var update_interval: Double?
         var ping_interval: Double?
+        var session_check_interval: Double?
     }
     struct Hub: Decodable {
         var host: String?
@@ -272,6 +294,14 @@ struct ConfigFile: Decodable {
         var heartbeat_interval: Double?
         var max_sample_age: Double?
         var max_sample_future: Double?
+        var max_metric_names_per_bot: Int?
+        var max_metric_names: Int?
+        var max_pending_bytes: Int?
+        var max_bytes_per_second: Int?
+        var max_connections: Int?
+        var http_idle_timeout: Double?
+        var max_header_bytes: Int?
+        var audit_retention_days: Int?
     }
     struct Alerts: Decodable {
         struct Webhook: Decodable {
@@ -331,12 +361,14 @@ struct ConfigFile: Decodable {
     static let sections: [String: Set<String>] = [
         "monitoring": ["health_check_interval", "enable_emergency_shutdown"],
         "dashboard": ["enabled", "port", "admin_user", "admin_password", "allowed_origins", "session_idle_timeout",
-                      "login_attempts_per_minute", "chartjs_path", "update_interval", "ping_interval"],
+                      "login_attempts_per_minute", "chartjs_path", "update_interval", "ping_interval", "session_check_interval"],
         "emergency": ["command_ttl", "acknowledge_timeout", "poll_interval", "requests_per_minute"],
         "retention": ["raw_days", "minute_rollup_days", "hour_rollup_days", "rollup_interval"],
         "hub": ["host", "port", "database_url", "data_dir", "auto_register", "id", "log_level", "tls_certificate", "tls_key",
                 "max_frame_bytes",
-                "max_payload_bytes", "max_samples_per_batch", "heartbeat_interval", "max_sample_age", "max_sample_future"],
+                "max_payload_bytes", "max_samples_per_batch", "heartbeat_interval", "max_sample_age", "max_sample_future",
+                "max_metric_names_per_bot", "max_metric_names", "max_pending_bytes", "max_bytes_per_second", "max_connections", "http_idle_timeout",
+                "max_header_bytes", "audit_retention_days"],
         "alerts": ["enabled", "console_alerts", "log_alerts", "dashboard_alerts", "email_notifications", "webhook_notifications",
                    "console_min_level", "no_data_seconds", "webhook", "cooldowns", "email"],
     ]

@@ -40,7 +40,24 @@ public struct HubConfiguration: Sendable {
     public var emergency = EmergencyConfiguration()
     /// Retention of raw samples and rollups, and the rollup cadence.
     public var retention = RetentionSettings()
+    /// Limits of the HTTP server every client reaches (agents, API, dashboard).
+    public var http = HTTPLimits()
+    /// Days the audit log keeps its rows (default 400: more than a year, for a yearly review).
+    public var auditRetentionDays = 400
 
+    public init() {}
+}
+
+/// Limits of the HTTP listener, so that no client (authenticated or not) can hold the hub's resources.
+public struct HTTPLimits: Sendable, Equatable {
+    /// A plain HTTP connection with no request in progress is closed after this long (WebSockets are
+    /// governed by heartbeats and pings instead).
+    public var idleTimeout: Duration = .seconds(60)
+    /// Open connections of all kinds; past it the hub accepts no new connection (they wait in the listen
+    /// backlog) until one ends.
+    public var maxConnections = 10_000
+    /// Largest request head (request line and headers), in bytes; a larger one gets 431.
+    public var maxHeaderBytes = 16 * 1024
     public init() {}
 }
 
@@ -95,6 +112,9 @@ public struct DashboardSettings: Sendable {
     public var updateInterval: Duration = .milliseconds(250)
     /// How often a live WebSocket gets a `ping`.
     public var pingInterval: Duration = .seconds(15)
+    /// How often an open live WebSocket checks that its session or API token is still valid (expired,
+    /// revoked, user disabled: closed with 4001). Sign-out closes at once on every replica.
+    public var sessionCheckInterval: Duration = .seconds(30)
     public init() {}
 }
 

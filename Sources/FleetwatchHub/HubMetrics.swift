@@ -1,5 +1,6 @@
 import FleetwatchIngest
 import FleetwatchProtocol
+import FleetwatchStorage
 import Foundation
 import Logging
 import PostgresNIO
@@ -8,14 +9,18 @@ import Synchronization
 
 /// The hub's own figures in Prometheus exposition format (`GET /metrics`), through swift-prometheus.
 /// Per replica: connected agents, batches and samples, ingest errors by close code, database latency,
-/// notification attempts by channel and outcome. Fleet-wide, read from PostgreSQL at each scrape: firing
-/// alerts by level, commands by state, bots in emergency mode.
+/// notification attempts by channel and outcome. Fleet-wide, read from PostgreSQL through partial indexes (no
+/// table scan) at most every `databaseRefresh`: firing alerts by level, open commands by state, bots in
+/// emergency mode. `/metrics` needs no credentials, so a scraper hammering it costs the database nothing more.
 final class HubMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
-    private let batches, samples, refused, duplicates: Counter
+    private let batches, samples, refused, overLimit, duplicates: Counter
     private let agents, pingSeconds: Gauge
     private let storeDuration, pingDuration: DurationHistogram
     private let last = Mutex(IngestCounters.Snapshot())
+    /// When the fleet-wide figures were last read from PostgreSQL.
+    private let refreshed = Mutex<ContinuousClock.Instant?>(nil)
+    static let databaseRefresh: Duration = .seconds(5)
     private let latencyBuckets: [Duration] = [.microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
                                               .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
                                               .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5)]
@@ -23,7 +28,8 @@ final class HubMetrics: Sendable {
     init() {
         batches = registry.makeCounter(descriptor: .named("fleetwatch_batches_stored_total", "Batches stored by this replica"))
         samples = registry.makeCounter(descriptor: .named("fleetwatch_samples_stored_total", "Samples stored by this replica"))
-        refused = registry.makeCounter(descriptor: .named("fleetwatch_samples_refused_total", "Samples refused (non-finite value or timestamp outside the accepted window)"))
+        refused = registry.makeCounter(descriptor: .named("fleetwatch_samples_refused_total", "Samples refused (non-finite value, timestamp outside the accepted window, or metric name over the limit)"))
+        overLimit = registry.makeCounter(descriptor: .named("fleetwatch_samples_over_name_limit_total", "Samples refused because their metric name was over the bot's or the fleet's name limit"))
         duplicates = registry.makeCounter(descriptor: .named("fleetwatch_duplicate_batches_total", "Batches received again and acknowledged without storing"))
         agents = registry.makeGauge(descriptor: .named("fleetwatch_agents_connected", "Agent connections held by this replica"))
         storeDuration = registry.makeDurationHistogram(descriptor: .named("fleetwatch_batch_store_duration_seconds", "Time to store one batch in PostgreSQL"), labels: [], buckets: latencyBuckets)
@@ -45,6 +51,7 @@ final class HubMetrics: Sendable {
         batches.increment(by: now.batchesStored - before.batchesStored)
         samples.increment(by: now.samplesStored - before.samplesStored)
         refused.increment(by: now.samplesRefused - before.samplesRefused)
+        overLimit.increment(by: now.samplesOverNameLimit - before.samplesOverNameLimit)
         duplicates.increment(by: now.duplicates - before.duplicates)
         for (code, count) in now.closes {
             let delta = count - before.closes[code, default: 0]
@@ -52,7 +59,13 @@ final class HubMetrics: Sendable {
             registry.makeCounter(descriptor: .named("fleetwatch_ingest_errors_total", "Agent connections closed by the hub, by close code"),
                                  labels: [("code", String(code)), ("reason", Self.reason(code))]).increment(by: delta)
         }
-        await refreshFromDatabase(client: client, logger: logger)
+        let due = refreshed.withLock { last -> Bool in
+            let now = ContinuousClock.now
+            guard last.map({ now - $0 >= Self.databaseRefresh }) ?? true else { return false }
+            last = now
+            return true
+        }
+        if due { await refreshFromDatabase(client: client, logger: logger) }
         return registry.emitToString()
     }
 
@@ -62,23 +75,14 @@ final class HubMetrics: Sendable {
             _ = try await client.query("SELECT 1", logger: logger).decode(Int.self).first { _ in true }
             pingDuration.record(ContinuousClock.now - started)
             pingSeconds.set(to: 1)
-            var firing: [String: Int64] = ["INFO": 0, "WARNING": 0, "CRITICAL": 0]
-            for try await (level, n) in try await client.query("""
-                SELECT level, count(*) FROM alerts WHERE state = 'firing' GROUP BY level
-                """, logger: logger).decode((String, Int64).self) { firing[level] = n }
-            for (level, n) in firing {
+            let figures = try await FleetFigures.read(client: client, logger: logger)
+            for (level, n) in figures.firingAlerts {
                 registry.makeGauge(descriptor: .named("fleetwatch_alerts_firing", "Alerts firing now, fleet-wide"), labels: [("level", level)]).set(to: Double(n))
             }
-            var commands: [String: Int64] = ["pending": 0, "delivered": 0, "acknowledged": 0, "completed": 0, "failed": 0]
-            for try await (state, n) in try await client.query("""
-                SELECT state, count(*) FROM commands GROUP BY state
-                """, logger: logger).decode((String, Int64).self) { commands[state] = n }
-            for (state, n) in commands {
-                registry.makeGauge(descriptor: .named("fleetwatch_commands", "Emergency commands by state, fleet-wide"), labels: [("state", state)]).set(to: Double(n))
+            for (state, n) in figures.openCommands {
+                registry.makeGauge(descriptor: .named("fleetwatch_commands", "Emergency commands not yet finished, by state, fleet-wide"), labels: [("state", state)]).set(to: Double(n))
             }
-            let latched = try await client.query("SELECT count(*) FROM bots WHERE emergency_command_id IS NOT NULL", logger: logger)
-                .decode(Int64.self).first { _ in true } ?? 0
-            registry.makeGauge(descriptor: .named("fleetwatch_bots_in_emergency", "Bots latched in emergency mode")).set(to: Double(latched))
+            registry.makeGauge(descriptor: .named("fleetwatch_bots_in_emergency", "Bots latched in emergency mode")).set(to: Double(figures.botsInEmergency))
         } catch {
             pingSeconds.set(to: 0)
             logger.warning("metrics: PostgreSQL did not answer: \(String(reflecting: error))")

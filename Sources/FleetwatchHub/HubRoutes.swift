@@ -16,6 +16,7 @@ struct HubRoutes: Sendable {
         let batchesStored: Int64
         let samplesStored: Int64
         let samplesRefused: Int64
+        let samplesOverNameLimit: Int64
         let duplicateBatches: Int64
         let closesByCode: [String: Int64]
     }
@@ -37,6 +38,11 @@ struct HubRoutes: Sendable {
             guard let version else {
                 return Response(status: .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: "database unavailable\n")))
             }
+            // Batches failing to store (a full disk, a read-only database, a broken partition) while the
+            // connection itself still answers: a balancer should send agents elsewhere.
+            if counters.storeFailing(within: .seconds(15)) {
+                return Response(status: .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: "cannot store batches\n")))
+            }
             guard version >= Schema.latestVersion else {
                 return Response(status: .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: "migrations pending\n")))
             }
@@ -49,7 +55,7 @@ struct HubRoutes: Sendable {
         router.get("/api/ingest") { _, _ -> IngestStats in
             let s = counters.snapshot
             return IngestStats(batchesStored: s.batchesStored, samplesStored: s.samplesStored,
-                               samplesRefused: s.samplesRefused, duplicateBatches: s.duplicates,
+                               samplesRefused: s.samplesRefused, samplesOverNameLimit: s.samplesOverNameLimit, duplicateBatches: s.duplicates,
                                closesByCode: Dictionary(uniqueKeysWithValues: s.closes.map { (String($0.key), $0.value) }))
         }
     }

@@ -1,7 +1,10 @@
 import FleetwatchProtocol
 import Foundation
 
-/// The agent connections this replica holds, by bot: how the command dispatcher reaches a bot's socket.
+/// The agent connections this replica holds, by bot: how the command dispatcher reaches a bot's socket, and
+/// how a replaced, revoked or shut-down connection is ended. A bot may briefly have more than one connection
+/// here (a new one authenticated before the old one noticed); the newest is the one that holds the lease,
+/// and the others are closed as soon as the lease moves (`replaced`).
 actor LiveConnections {
     struct Entry {
         let connectionID: UUID
@@ -10,44 +13,71 @@ actor LiveConnections {
         let close: @Sendable (CloseCode, String) -> Void
     }
 
-    private var byBot: [String: Entry] = [:]
+    /// Each bot's connections here, oldest first.
+    private var byBot: [String: [Entry]] = [:]
+    /// When each bot's token was last revoked or rotated (the last minute only): a connection whose hello was
+    /// checked before then, but that registers after, is closed at once.
+    private var revokedAt: [String: ContinuousClock.Instant] = [:]
 
-    /// A connection authenticated as `bot`; frames given to `push` are written to its socket in order.
-    /// `close` ends the connection after the message being handled (graceful shutdown).
-    func add(bot: String, botID: Int32, connectionID: UUID, push: @escaping @Sendable (Frame) -> Void,
-             close: @escaping @Sendable (CloseCode, String) -> Void) {
-        byBot[bot] = Entry(connectionID: connectionID, botID: botID, push: push, close: close)
+    /// A connection authenticated as `bot` by a check that started at `checkedAt`; frames given to `push` are
+    /// written to its socket in order. `close` ends the connection after the message being handled.
+    func add(bot: String, botID: Int32, connectionID: UUID, checkedAt: ContinuousClock.Instant,
+             push: @escaping @Sendable (Frame) -> Void, close: @escaping @Sendable (CloseCode, String) -> Void) {
+        if let revoked = revokedAt[bot], revoked >= checkedAt {
+            close(.authenticationFailed, "token revoked or rotated")
+            return
+        }
+        byBot[bot, default: []].append(Entry(connectionID: connectionID, botID: botID, push: push, close: close))
     }
 
     /// Asks every connection to finish the message in hand (store, ack) and close with 1001 (going away).
     func closeAll() -> Int {
-        byBot.values.forEach { $0.close(.goingAway, "hub shutting down") }
-        return byBot.count
+        let all = byBot.values.flatMap { $0 }
+        all.forEach { $0.close(.goingAway, "hub shutting down") }
+        return all.count
     }
 
-    /// Closes `bot`'s connection here, if any (its token was revoked or rotated): 4002, so the agent retries
+    /// Closes every connection of `bot` here (its token was revoked or rotated): 4002, so the agent retries
     /// slowly and is refused until it has a valid token.
     @discardableResult
-    func revoke(bot: String) -> Bool {
-        guard let entry = byBot[bot] else { return false }
-        entry.close(.authenticationFailed, "token revoked or rotated")
-        return true
+    func revoke(bot: String) -> Int {
+        let now = ContinuousClock.now
+        revokedAt = revokedAt.filter { now - $0.value < .seconds(60) }
+        revokedAt[bot] = now
+        let entries = byBot[bot] ?? []
+        entries.forEach { $0.close(.authenticationFailed, "token revoked or rotated") }
+        return entries.count
     }
 
-    /// The connection ended (only removes it if it is still the bot's current one).
+    /// `bot`'s lease moved to `connectionID` (on this replica or another): every other connection of the bot
+    /// here is closed with 4007 and stops counting for the bot.
+    @discardableResult
+    func replaced(bot: String, by connectionID: UUID) -> Int {
+        guard let entries = byBot[bot] else { return 0 }
+        let stale = entries.filter { $0.connectionID != connectionID }
+        stale.forEach { $0.close(.replaced, "another connection took over bot \(bot)") }
+        let kept = entries.filter { $0.connectionID == connectionID }
+        byBot[bot] = kept.isEmpty ? nil : kept
+        return stale.count
+    }
+
+    /// The connection ended.
     func remove(bot: String, connectionID: UUID) {
-        if byBot[bot]?.connectionID == connectionID { byBot[bot] = nil }
+        guard var entries = byBot[bot] else { return }
+        entries.removeAll { $0.connectionID == connectionID }
+        byBot[bot] = entries.isEmpty ? nil : entries
     }
 
-    /// The bots connected here: row id and the connection holding each.
-    var leases: [(botID: Int32, connectionID: UUID)] { byBot.values.map { ($0.botID, $0.connectionID) } }
+    /// The bots connected here: row id and the newest connection of each.
+    var leases: [(botID: Int32, connectionID: UUID)] { byBot.values.compactMap { $0.last.map { ($0.botID, $0.connectionID) } } }
 
-    var count: Int { byBot.count }
+    /// Open connections here.
+    var count: Int { byBot.values.reduce(0) { $0 + $1.count } }
 
-    /// Sends `frame` to `bot` if it is connected here; returns whether it was.
+    /// Sends `frame` to `bot`'s newest connection if it has one here; returns whether it did.
     @discardableResult
     func send(_ frame: Frame, to bot: String) -> Bool {
-        guard let entry = byBot[bot] else { return false }
+        guard let entry = byBot[bot]?.last else { return false }
         entry.push(frame)
         return true
     }

@@ -10,6 +10,7 @@ struct SessionRoutes: Sendable {
     let accounts: UserAccounts
     let sessions: Sessions
     let audit: AuditLog
+    let refusals: RefusalAudit
     let limiter: LoginLimiter
     /// Set the cookie's Secure attribute (the hub serves HTTPS).
     let secureCookie: Bool
@@ -36,15 +37,28 @@ struct SessionRoutes: Sendable {
             } catch {
                 throw HTTPError(.badRequest, message: "send JSON {\"username\": …, \"password\": …}")
             }
-            let address = String(context.remote.split(separator: ":").dropLast().joined(separator: ":"))
-            let actor = Actor(name: String(credentials.username.prefix(64)), kind: .anonymous, remote: context.remote)
-            guard await limiter.allow(address: address, user: credentials.username) else {
-                await audit.record(actor, action: "POST /auth/login", outcome: "refused", bot: nil, detail: "too many sign-in attempts")
-                throw HTTPError(.tooManyRequests, headers: [.retryAfter: "60"],
-                                message: "too many sign-in attempts; wait a minute and try again")
+            let address = RefusalAudit.address(context.remote)
+            let name = String(credentials.username.prefix(64))
+            let actor = Actor(name: name, kind: .anonymous, remote: context.remote)
+            let verdict = await limiter.attempt(address: address, user: name)
+            let tooMany = HTTPError(.tooManyRequests, headers: [.retryAfter: "60"],
+                                    message: "too many sign-in attempts; wait a minute and try again")
+            if verdict == .refused {
+                await refusals.refused(actor, action: "POST /auth/login", detail: "too many sign-in attempts")
+                throw tooMany
+            }
+            guard credentials.username.utf8.count <= 64, credentials.password.utf8.count <= 1024 else {
+                await refusals.refused(actor, action: "POST /auth/login", detail: "user name or password too long")
+                throw HTTPError(.badRequest, message: "user names have at most 64 characters, passwords at most 1024 bytes")
+            }
+            // Many addresses guessing this user's password: only addresses it signed in from lately go on.
+            if verdict == .onlyFromKnownAddress, !(try await accounts.hasSignedIn(name: name, fromAddress: address)) {
+                await refusals.refused(actor, action: "POST /auth/login", detail: "too many failed sign-ins for this user from new addresses")
+                throw tooMany
             }
             guard let user = try await accounts.verify(name: credentials.username, password: credentials.password) else {
-                await audit.record(actor, action: "POST /auth/login", outcome: "refused", bot: nil, detail: "wrong user name or password")
+                await limiter.failed(address: address, user: name)
+                await refusals.refused(actor, action: "POST /auth/login", detail: "wrong user name or password")
                 throw HTTPError(.unauthorized, message: "wrong user name or password")
             }
             let (secret, session) = try await sessions.start(userID: user.id, remote: context.remote)

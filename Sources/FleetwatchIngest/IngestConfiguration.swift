@@ -15,6 +15,19 @@ public struct IngestConfiguration: Sendable {
     public var heartbeatInterval: Duration = .seconds(5)
     /// How long a new connection may take to send its hello.
     public var helloTimeout: Duration = .seconds(10)
+    /// Distinct metric names one bot may use (unless `monitor-hub bots metric-names` gave it its own limit);
+    /// samples of further names are refused, the batch is stored without them.
+    public var maxMetricNamesPerBot = 1_000
+    /// Distinct metric names in the whole fleet.
+    public var maxMetricNames = 50_000
+    /// Bytes of received messages one connection may have waiting to be handled; past it the hub stops
+    /// reading that connection until it catches up (the bot's TCP send buffer fills, other bots carry on).
+    /// One message is always let in, so the bound is this plus one message (at most 2 × `maxFrameBytes`).
+    public var maxPendingBytes = 4 << 20
+    /// Bytes a second one connection may send (a batch counts its inflated size if larger), after a burst of
+    /// `max(maxPendingBytes, limits.maxPayloadBytes)`; a faster bot is read more slowly, so no bot takes more
+    /// than its share of the hub. A bot flushing 50 metrics a second sends about 1 KB/s.
+    public var maxBytesPerSecond = 1 << 20
 
     public init() {}
 }

@@ -7,6 +7,8 @@ public final class IngestCounters: Sendable {
         public var batchesStored: Int64 = 0
         public var samplesStored: Int64 = 0
         public var samplesRefused: Int64 = 0
+        /// Of `samplesRefused`, those whose metric name was over the bot's or the fleet's name limit.
+        public var samplesOverNameLimit: Int64 = 0
         public var duplicates: Int64 = 0
         public var closes: [UInt16: Int64] = [:]
         public init() {}
@@ -39,12 +41,31 @@ public final class IngestCounters: Sendable {
             $0.batchesStored += 1
             $0.samplesStored += Int64(batch.storedSamples)
             $0.samplesRefused += Int64(batch.refusedSamples)
+            $0.samplesOverNameLimit += Int64(batch.overLimitSamples)
         }
+        storeSucceeded()
     }
 
-    func duplicate() { state.withLock { $0.duplicates += 1 } }
+    func duplicate() {
+        state.withLock { $0.duplicates += 1 }
+        storeSucceeded()
+    }
 
-    func count(_ code: CloseCode) { state.withLock { $0.closes[code.rawValue, default: 0] += 1 } }
+    /// When the last store succeeded and failed (monotonic nanoseconds since the hub started), for readiness.
+    private let storeHealth = Mutex<(lastSuccess: ContinuousClock.Instant?, lastFailure: ContinuousClock.Instant?)>((nil, nil))
+
+    func storeSucceeded() { storeHealth.withLock { $0.lastSuccess = .now } }
+
+    func storeFailed() { storeHealth.withLock { $0.lastFailure = .now } }
+
+    /// Whether batches could not be stored lately: a store failed within `window` and none succeeded since.
+    public func storeFailing(within window: Duration) -> Bool {
+        let (success, failure) = storeHealth.withLock { $0 }
+        guard let failure, ContinuousClock.now - failure < window else { return false }
+        return success.map { $0 < failure } ?? true
+    }
+
+    public func count(_ code: CloseCode) { state.withLock { $0.closes[code.rawValue, default: 0] += 1 } }
 
     public var snapshot: Snapshot { state.withLock { $0 } }
 }

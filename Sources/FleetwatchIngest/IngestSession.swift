@@ -22,6 +22,8 @@ public final class IngestSession {
     let counters: IngestCounters?
     let onStored: (@Sendable (BotSession, ValidatedBatch) -> Void)?
     let commands: (any CommandChannel)?
+    /// The protocol version of the hello (1 until then).
+    public private(set) var protocolVersion: UInt16 = 1
 
     /// - Parameters:
     ///   - onStored: called after each newly stored batch (alert evaluation); must not block.
@@ -60,8 +62,10 @@ public final class IngestSession {
         closeOutput(machine.undecodable(WireError(.unknownFrameType, "text frames are not part of the protocol")))
     }
 
-    /// Periodic: heartbeats and timeouts.
-    public func tick() -> [IngestOutput] {
+    /// Periodic: heartbeats and timeouts. `heardAtMs`: when the transport last read anything from the agent
+    /// (messages may wait behind a slow store; that wait is the hub's, not the agent's silence).
+    public func tick(heardAtMs: Int64? = nil) -> [IngestOutput] {
+        if let heardAtMs { machine.heard(atMs: heardAtMs) }
         switch machine.tick(nowMs: Self.nowMs()) {
         case .none: return []
         case .sendHeartbeat:
@@ -107,11 +111,12 @@ public final class IngestSession {
                 return closeOutput(machine.refused())
             case .accepted(let s):
                 session = s
+                protocolVersion = hello.protocolVersion
                 machine.authenticated(nowMs: Self.nowMs())
                 logger.info("bot \(s.botName) connected from \(remote), agent \(hello.agentVersion), epoch \(s.epoch), stored up to \(s.storedSequence)")
                 let l = configuration.limits
                 let welcome = IngestOutput.send(.welcome(Welcome(
-                    bootEpoch: s.epoch, storedSequence: s.storedSequence,
+                    protocolVersion: hello.protocolVersion, bootEpoch: s.epoch, storedSequence: s.storedSequence,
                     heartbeatIntervalMs: UInt32(Self.ms(configuration.heartbeatInterval)),
                     maxFrameBytes: UInt32(configuration.maxFrameBytes), maxPayloadBytes: UInt32(l.maxPayloadBytes),
                     maxSamplesPerBatch: UInt32(l.maxSamples))))
@@ -176,12 +181,16 @@ public final class IngestSession {
         } catch {
             return closeOutput(machine.undecodable(WireError(.corruptPayload, "\(error)")))
         }
-        let batch = configuration.validator.validate(frame, payload: payload, nowMs: Self.nowMs())
-        if batch.refusedSamples > 0 {
-            logger.warning("bot \(session.botName) batch \(frame.bootEpoch)/\(frame.sequence): refused \(batch.refusedSamples) samples (non-finite value or timestamp outside the accepted window)")
+        let checked = configuration.validator.validate(frame, payload: payload, nowMs: Self.nowMs())
+        if checked.refusedSamples > 0 {
+            logger.warning("bot \(session.botName) batch \(frame.bootEpoch)/\(frame.sequence): refused \(checked.refusedSamples) samples (non-finite value or timestamp outside the accepted window)")
         }
         do {
             let started = ContinuousClock.now
+            let batch = try await store.admit(checked, session: session)
+            if batch.overLimitSamples > 0 {
+                logger.warning("bot \(session.botName) batch \(frame.bootEpoch)/\(frame.sequence): refused \(batch.overLimitSamples) samples of \(batch.overLimitNameCount) metric names over the bot's name limit (\(batch.overLimitNames.prefix(3).joined(separator: ", ")))")
+            }
             let outcome = try await store.store(batch, session: session)
             counters?.storeTook(ContinuousClock.now - started)
             switch outcome {
@@ -189,18 +198,27 @@ public final class IngestSession {
                 counters?.stored(batch: batch)
                 onStored?(session, batch)
                 machine.sent(nowMs: Self.nowMs())
-                return [.send(.ack(Ack(bootEpoch: frame.bootEpoch, sequence: frame.sequence, outcome: .stored)))]
+                return [.send(.ack(ack(frame, .stored, batch)))]
             case .duplicate:
                 counters?.duplicate()
                 machine.sent(nowMs: Self.nowMs())
-                return [.send(.ack(Ack(bootEpoch: frame.bootEpoch, sequence: frame.sequence, outcome: .duplicate)))]
+                return [.send(.ack(ack(frame, .duplicate, nil)))]
             case .leaseLost:
+                counters?.storeSucceeded()
                 return closeOutput(.close(.replaced, "another connection took over bot \(session.botName)"))
             }
         } catch {
+            counters?.storeFailed()
             logger.error("bot \(session.botName) batch \(frame.bootEpoch)/\(frame.sequence) not stored: \(String(reflecting: error))")
             return closeOutput(.close(.storageUnavailable, "storage unavailable; batch not acknowledged"))
         }
+    }
+
+    /// The ack in this connection's protocol version: v2 says what was refused.
+    private func ack(_ frame: BatchFrame, _ outcome: Ack.Outcome, _ batch: ValidatedBatch?) -> Ack {
+        guard protocolVersion >= 2 else { return Ack(bootEpoch: frame.bootEpoch, sequence: frame.sequence, outcome: outcome) }
+        return Ack(bootEpoch: frame.bootEpoch, sequence: frame.sequence, outcome: outcome,
+                   refusedSamples: UInt32(clamping: batch?.refusedSamples ?? 0), refusals: batch?.refusalReasons ?? [])
     }
 
     private func closeOutput(_ decision: IngestSessionMachine.Decision) -> [IngestOutput] {
@@ -219,7 +237,7 @@ public final class IngestSession {
         }
     }
 
-    static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+    public static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
 
     static func ms(_ d: Duration) -> Int64 {
         let (s, a) = d.components

@@ -74,6 +74,12 @@ public struct IngestSessionMachine: Sendable {
         close(.authenticationFailed, "unknown bot id or wrong token")
     }
 
+    /// Bytes from the agent arrived at `atMs` (read from the socket, perhaps not handled yet): the agent is not
+    /// silent, whatever the hub's own backlog.
+    public mutating func heard(atMs: Int64) {
+        if case .streaming(let heard, let sent) = state, atMs > heard { state = .streaming(lastHeardMs: atMs, lastSentMs: sent) }
+    }
+
     /// A frame was sent to the agent.
     public mutating func sent(nowMs: Int64) {
         if case .streaming(let heard, _) = state { state = .streaming(lastHeardMs: heard, lastSentMs: nowMs) }

@@ -40,18 +40,29 @@ public enum StoreOutcome: Sendable, Equatable {
     case leaseLost
 }
 
-/// A batch checked by `BatchValidator`: what remains to store and what was refused.
+/// A batch checked by `BatchValidator` and admitted by the store: what remains to store and what was refused.
 public struct ValidatedBatch: Sendable, Equatable {
     public var epoch: UInt64
     public var sequence: UInt64
     /// Samples the agent sent.
     public var sentSamples: Int
-    /// Series left after refusing non-finite values and out-of-window timestamps.
+    /// Series left after refusing non-finite values, out-of-window timestamps and names over the bot's limit.
     public var series: [Series]
-    /// Samples refused.
+    /// Samples refused, for every reason.
     public var refusedSamples: Int
     /// Earliest timestamp kept (unix ms), nil if nothing is kept.
     public var firstTimestampMs: Int64?
+    /// Of `refusedSamples`, those whose metric name was over the bot's (or the fleet's) name limit.
+    public var overLimitSamples = 0
+    /// Names refused for the limit, at most `maxReportedNames` of them (for the log and the alert).
+    public var overLimitNames: [String] = []
+    /// How many distinct names were refused for the limit.
+    public var overLimitNameCount = 0
+    /// The store's id of each series' metric name, in `series` order (set by `IngestStore.admit`).
+    public var metricIDs: [Int32] = []
+
+    /// Most refused names a batch keeps for messages.
+    public static let maxReportedNames = 10
 
     public init(epoch: UInt64, sequence: UInt64, sentSamples: Int, series: [Series], refusedSamples: Int,
                 firstTimestampMs: Int64?) {
@@ -64,13 +75,51 @@ public struct ValidatedBatch: Sendable, Equatable {
     }
 
     public var storedSamples: Int { sentSamples - refusedSamples }
+
+    /// Samples refused for a bad value or timestamp.
+    public var invalidSamples: Int { refusedSamples - overLimitSamples }
+
+    /// Why samples were refused, as the v2 ack reports it.
+    public var refusalReasons: Ack.Refusals {
+        var r: Ack.Refusals = []
+        if invalidSamples > 0 { r.insert(.invalidValue) }
+        if overLimitSamples > 0 { r.insert(.metricNameLimit) }
+        return r
+    }
+
+    /// This batch without the series whose id is nil (names over the limit); `ids` in `series` order.
+    public func admitting(ids: [Int32?]) -> ValidatedBatch {
+        var out = self
+        out.series = []
+        out.metricIDs = []
+        out.series.reserveCapacity(series.count)
+        out.metricIDs.reserveCapacity(series.count)
+        var first = Int64.max
+        for (s, id) in zip(series, ids) {
+            if let id {
+                out.series.append(s)
+                out.metricIDs.append(id)
+                if let t = s.timestamps.min() { first = min(first, t) }
+            } else {
+                out.overLimitSamples += s.count
+                out.refusedSamples += s.count
+                out.overLimitNameCount += 1
+                if out.overLimitNames.count < Self.maxReportedNames { out.overLimitNames.append(s.name) }
+            }
+        }
+        if out.overLimitSamples > overLimitSamples { out.firstTimestampMs = first == .max ? nil : first }
+        return out
+    }
 }
 
 /// Where ingest keeps bots and batches. PostgreSQL in production, memory in unit tests.
 public protocol IngestStore: Sendable {
     /// Checks a hello's bot id and token and takes the bot's lease for `connectionID`.
     func authenticate(_ hello: Hello, connectionID: UUID, hub: String) async throws -> AuthOutcome
-    /// Stores a batch and its ledger row in one transaction, exactly once per (bot, epoch, sequence).
+    /// Leaves out the series whose metric names are over the bot's or the fleet's name limit (counted in the
+    /// batch's refusals) and sets the ids of the rest. Limits are the store's, the same for every replica.
+    func admit(_ batch: ValidatedBatch, session: BotSession) async throws -> ValidatedBatch
+    /// Stores an admitted batch and its ledger row in one transaction, exactly once per (bot, epoch, sequence).
     func store(_ batch: ValidatedBatch, session: BotSession) async throws -> StoreOutcome
     /// Gives the lease back when the connection ends (if this connection still holds it).
     func release(_ session: BotSession) async

@@ -49,6 +49,15 @@ public struct AccessTokens: Sendable {
         return Principal(name: name, role: r)
     }
 
+    /// Whether the token with SHA-256 `hash` is still valid (the periodic check of open WebSockets).
+    public func isActive(hash: ByteBuffer) async throws -> Bool {
+        let rows = try await client.query("""
+            SELECT 1 FROM api_tokens WHERE token_hash = \(hash) AND revoked_at IS NULL
+            """, logger: logger)
+        for try await _ in rows.decode(Int.self) { return true }
+        return false
+    }
+
     /// Creates a token for `name`; returns the secret (shown once). Fails if the name is taken.
     public func add(name: String, role: Role) async throws -> String {
         let token = BotToken.generate(prefix: role == .operator ? "fwo_" : "fwv_")

@@ -6,6 +6,10 @@ import PostgresNIO
 /// Stores batches from many connections in groups: one SQL statement (one transaction, one commit) for up
 /// to `maxGroup` batches. While a group is being written, new batches queue up and form the next group,
 /// so commits and round trips shrink as load grows, and an idle hub still writes each batch at once.
+///
+/// Bulky batches (many samples or long strings: a backfill, or a bot flooding the hub) are written in their
+/// own groups and never more than one statement at a time, so the small batches of the rest of the fleet
+/// always have a statement of their own and never wait behind a megabyte insert.
 actor BatchWriter {
     struct Item {
         let rows: SampleRows
@@ -13,7 +17,13 @@ actor BatchWriter {
         let session: BotSession
         let continuation: CheckedContinuation<StoreOutcome, any Error>
         var streamKey: String { "\(session.botID)/\(batch.epoch)" }
+        /// A batch big enough to hold a statement for a while.
+        var isBulk: Bool { rows.count > BatchWriter.bulkSamples || rows.bytes > BatchWriter.bulkBytes }
     }
+
+    /// Past these, a batch is bulk.
+    static let bulkSamples = 2_000
+    static let bulkBytes = 256 * 1024
 
     private let client: PostgresClient
     private let logger: Logger
@@ -23,6 +33,7 @@ actor BatchWriter {
     private let maxConcurrent: Int
     private var queue: [Item] = []
     private var running = 0
+    private var runningBulk = 0
 
     init(client: PostgresClient, logger: Logger, hubID: String, partitions: PartitionMaintainer,
          maxGroup: Int = 64, maxConcurrent: Int = 2) {
@@ -42,25 +53,38 @@ actor BatchWriter {
     }
 
     private func startFlushIfIdle() {
-        guard running < maxConcurrent, !queue.isEmpty else { return }
-        running += 1
-        let group = takeGroup()
-        Task { await self.flush(group) }
+        while running < maxConcurrent {
+            // Small batches first; a bulk statement only if none is running (one slot stays free for the rest).
+            let bulk: Bool
+            if queue.contains(where: { !$0.isBulk }) {
+                bulk = false
+            } else if runningBulk == 0, queue.contains(where: { $0.isBulk }) {
+                bulk = true
+            } else {
+                return
+            }
+            running += 1
+            if bulk { runningBulk += 1 }
+            let group = takeGroup(bulk: bulk)
+            Task { await self.flush(group, bulk: bulk) }
+        }
     }
 
-    /// Up to `maxGroup` items with distinct (bot, epoch): the ledger row of a stream is updated once per statement.
-    private func takeGroup() -> [Item] {
+    /// Up to `maxGroup` items of one kind with distinct (bot, epoch): the ledger row of a stream is updated once
+    /// per statement. Bulk items go one at a time.
+    private func takeGroup(bulk: Bool) -> [Item] {
         var seen = Set<String>()
         var group: [Item] = []
         var rest: [Item] = []
+        let limit = bulk ? 1 : maxGroup
         for item in queue {
-            if group.count < maxGroup, seen.insert(item.streamKey).inserted { group.append(item) } else { rest.append(item) }
+            if item.isBulk == bulk, group.count < limit, seen.insert(item.streamKey).inserted { group.append(item) } else { rest.append(item) }
         }
         queue = rest
         return group
     }
 
-    private func flush(_ group: [Item]) async {
+    private func flush(_ group: [Item], bulk: Bool) async {
         do {
             let outcomes: [StoreOutcome]
             do {
@@ -75,6 +99,7 @@ actor BatchWriter {
             for item in group { item.continuation.resume(throwing: error) }
         }
         running -= 1
+        if bulk { runningBulk -= 1 }
         startFlushIfIdle()
     }
 
@@ -83,8 +108,8 @@ actor BatchWriter {
         var botIDs: [Int32] = [], conns: [UUID] = [], epochs: [Int64] = [], seqs: [Int64] = []
         var sent: [Int32] = [], kept: [Int32] = [], starts: [Date] = []
         var lo: [Int32] = [], hi: [Int32] = [], slo: [Int32] = [], shi: [Int32] = []
-        var ids: [Int16] = [], offsets: [Int32] = [], values: [Double] = []
-        var sids: [Int16] = [], soffsets: [Int32] = [], states: [String] = []
+        var ids: [Int32] = [], offsets: [Int32] = [], values: [Double] = []
+        var sids: [Int32] = [], soffsets: [Int32] = [], states: [String] = []
         let total = group.reduce(0) { $0 + $1.rows.metricIDs.count }
         ids.reserveCapacity(total)
         offsets.reserveCapacity(total)
@@ -130,9 +155,9 @@ actor BatchWriter {
                 INSERT INTO samples (bot_id, t_start, epoch, seq, metric_ids, offsets_ms, vals,
                                      state_metric_ids, state_offsets_ms, states)
                 SELECT o.bot_id, o.t_start, o.epoch, o.seq,
-                       (\(BinaryArray(ids))::int2[])[o.lo:o.hi], (\(BinaryArray(offsets))::int4[])[o.lo:o.hi],
+                       (\(BinaryArray(ids))::int4[])[o.lo:o.hi], (\(BinaryArray(offsets))::int4[])[o.lo:o.hi],
                        (\(BinaryArray(values))::float8[])[o.lo:o.hi],
-                       CASE WHEN o.shi >= o.slo THEN (\(sids)::int2[])[o.slo:o.shi] END,
+                       CASE WHEN o.shi >= o.slo THEN (\(sids)::int4[])[o.slo:o.shi] END,
                        CASE WHEN o.shi >= o.slo THEN (\(soffsets)::int4[])[o.slo:o.shi] END,
                        CASE WHEN o.shi >= o.slo THEN (\(states)::text[])[o.slo:o.shi] END
                 FROM owned o JOIN stored s USING (bot_id, epoch, seq)

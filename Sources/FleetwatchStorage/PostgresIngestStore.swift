@@ -6,24 +6,40 @@ import PostgresNIO
 
 /// Ingest storage in PostgreSQL: bot authentication and leases, and exactly-once batch storage.
 public final class PostgresIngestStore: IngestStore {
+    /// NOTIFY channel of lease moves; the payload is `CONNECTION-ID<TAB>BOT` (see `leaseMove(_:)`).
+    public static let leaseChannel = "fleetwatch_leases"
+
+    /// NOTIFY channel of a bot's changed metric-name limit; the payload is the bot's row id.
+    public static let metricLimitChannel = "fleetwatch_metric_limits"
+
+    /// The (bot, new connection) of a lease-move notification, nil for anything else.
+    public static func leaseMove(_ payload: String) -> (bot: String, connectionID: UUID)? {
+        let parts = payload.split(separator: "\t", maxSplits: 1)
+        guard parts.count == 2, let id = UUID(uuidString: String(parts[0])) else { return nil }
+        return (String(parts[1]), id)
+    }
+
     let client: PostgresClient
     let logger: Logger
     let autoRegister: Bool
-    let metrics: MetricDictionary
+    let metrics: MetricAdmission
     let partitions: PartitionMaintainer
     let writer: BatchWriter
 
-    /// - Parameter autoRegister: let an unknown bot register itself with the token it presents
-    ///   (trust on first use, for demos); otherwise bots must be added with `monitor-hub bots add`.
     /// - Parameters:
+    ///   - autoRegister: let an unknown bot register itself with the token it presents (trust on first use,
+    ///     for demos); otherwise bots must be added with `monitor-hub bots add`.
+    ///   - maxNamesPerBot: distinct metric names a bot may use unless it has its own limit.
+    ///   - maxNames: distinct metric names in the whole fleet.
     ///   - hubID: this replica's name, recorded with each stored batch.
     ///   - maxGroup: most batches written by one statement.
-    public init(client: PostgresClient, logger: Logger, autoRegister: Bool = false, maxMetrics: Int = 10_000,
-                hubID: String = "hub", maxGroup: Int = 64) {
+    public init(client: PostgresClient, logger: Logger, autoRegister: Bool = false, maxNamesPerBot: Int = 1_000,
+                maxNames: Int = 50_000, hubID: String = "hub", maxGroup: Int = 64) {
         self.client = client
         self.logger = logger
         self.autoRegister = autoRegister
-        metrics = MetricDictionary(client: client, logger: logger, maxMetrics: maxMetrics)
+        metrics = MetricAdmission(client: client, logger: logger,
+                                  limits: .init(perBot: maxNamesPerBot, fleet: maxNames))
         partitions = PartitionMaintainer(client: client, logger: logger)
         writer = BatchWriter(client: client, logger: logger, hubID: hubID, partitions: partitions, maxGroup: maxGroup)
     }
@@ -46,14 +62,18 @@ public final class PostgresIngestStore: IngestStore {
         guard BotToken.matches(hello.token, hash: storedHash) else { return .refused("wrong token") }
 
         let epoch = Int64(hello.bootEpoch)
+        // Every replica hears the lease move (at commit) and closes the bot's older connections it holds.
         let previous = try await client.query("""
-            WITH old AS (SELECT connection_id, connected_hub FROM bots WHERE id = \(botID) FOR UPDATE)
-            UPDATE bots SET connection_id = \(connectionID), connected_hub = \(hub), connected_at = now(),
-                   last_seen_at = now(), first_seen_at = COALESCE(first_seen_at, now()),
-                   agent_version = \(hello.agentVersion), current_epoch = \(epoch)
-            WHERE id = \(botID)
-            RETURNING (SELECT connection_id FROM old), (SELECT connected_hub FROM old)
-            """, logger: logger).decode((UUID?, String?).self).first { _ in true }
+            WITH old AS (SELECT connection_id, connected_hub FROM bots WHERE id = \(botID) FOR UPDATE),
+            moved AS (
+                UPDATE bots SET connection_id = \(connectionID), connected_hub = \(hub), connected_at = now(),
+                       last_seen_at = now(), first_seen_at = COALESCE(first_seen_at, now()),
+                       agent_version = \(hello.agentVersion), current_epoch = \(epoch)
+                WHERE id = \(botID)
+                RETURNING name)
+            SELECT (SELECT connection_id FROM old), (SELECT connected_hub FROM old),
+                   (SELECT count(pg_notify(\(Self.leaseChannel), \(connectionID.uuidString) || chr(9) || name)) FROM moved)
+            """, logger: logger).decode((UUID?, String?, Int64).self).first { _ in true }.map { ($0.0, $0.1) }
         if let (oldConnection, oldHub) = previous, let oldConnection {
             logger.notice("bot \(hello.botID): new connection \(connectionID) replaces \(oldConnection) held by \(oldHub ?? "?")")
         }
@@ -64,9 +84,35 @@ public final class PostgresIngestStore: IngestStore {
                                     epoch: hello.bootEpoch, storedSequence: UInt64(stored)))
     }
 
+    public func admit(_ batch: ValidatedBatch, session: BotSession) async throws -> ValidatedBatch {
+        let admitted = batch.admitting(ids: try await metrics.ids(for: batch.series, botID: session.botID))
+        if admitted.overLimitSamples > 0 { await recordRefusal(session) }
+        return admitted
+    }
+
     public func store(_ batch: ValidatedBatch, session: BotSession) async throws -> StoreOutcome {
-        let rows = try await SampleRows(batch: batch, ids: metrics.ids(for: batch.series))
-        return try await writer.store(rows, batch: batch, session: session)
+        // A batch not admitted yet (a caller other than the ingest session) is admitted here.
+        let admitted = batch.metricIDs.count == batch.series.count ? batch : try await admit(batch, session: session)
+        return try await writer.store(SampleRows(batch: admitted), batch: admitted, session: session)
+    }
+
+    /// Notes that `session`'s bot sent names over its limit (the alert resolves ten minutes after the last
+    /// refusal); at most once a minute per bot.
+    private func recordRefusal(_ session: BotSession) async {
+        do {
+            try await client.query("""
+                UPDATE bots SET metric_names_refused_at = now()
+                WHERE id = \(session.botID)
+                  AND (metric_names_refused_at IS NULL OR metric_names_refused_at < now() - interval '1 minute')
+                """, logger: logger)
+        } catch {
+            logger.warning("could not record the metric-name refusal of \(session.botName): \(error)")
+        }
+    }
+
+    /// Forgets what this replica cached of `botID`'s admitted names (its limit changed).
+    public func forgetMetricNames(botID: Int32) async {
+        await metrics.forget(botID: botID)
     }
 
     public func release(_ session: BotSession) async {
@@ -84,29 +130,32 @@ public final class PostgresIngestStore: IngestStore {
 /// A batch flattened into the column arrays of one `samples` row.
 struct SampleRows {
     var start: Date
-    var metricIDs: [Int16] = []
+    var metricIDs: [Int32] = []
     var offsets: [Int32] = []
     var values: [Double] = []
-    var stateMetricIDs: [Int16]?
+    var stateMetricIDs: [Int32]?
     var stateOffsets: [Int32]?
     var states: [String]?
     var count = 0
+    /// Bytes of the row's arrays, roughly (8 per number, plus each state string).
+    var bytes = 0
 
-    init(batch: ValidatedBatch, ids: [Int16?]) {
+    /// - Parameter batch: an admitted batch (`metricIDs` set, one per series).
+    init(batch: ValidatedBatch) {
         let t0 = batch.firstTimestampMs ?? 0
         start = Date(timeIntervalSince1970: Double(t0) / 1000)
         let n = batch.storedSamples
         metricIDs.reserveCapacity(n)
         offsets.reserveCapacity(n)
         values.reserveCapacity(n)
-        for (s, id) in zip(batch.series, ids) {
-            guard let id else { continue }
+        for (s, id) in zip(batch.series, batch.metricIDs) {
             if s.kind == .state {
                 if states == nil { states = []; stateMetricIDs = []; stateOffsets = [] }
                 for (t, v) in zip(s.timestamps, s.states) {
                     stateMetricIDs!.append(id)
                     stateOffsets!.append(Int32(truncatingIfNeeded: t - t0))
                     states!.append(v)
+                    bytes += 8 + v.utf8.count
                 }
             } else {
                 for (t, v) in zip(s.timestamps, s.values) {
@@ -114,6 +163,7 @@ struct SampleRows {
                     offsets.append(Int32(truncatingIfNeeded: t - t0))
                     values.append(v)
                 }
+                bytes += 16 * s.count
             }
             count += s.count
         }

@@ -14,8 +14,15 @@ public actor InMemoryIngestStore: IngestStore {
     public private(set) var stored: [StoredBatch] = []
     /// When set, `store` throws (PostgreSQL down).
     public var failing = false
+    /// Distinct metric names each bot may use.
+    public let maxNamesPerBot: Int
+    private var names: [String: [String: Int32]] = [:]
+    private var nextID: Int32 = 1
 
-    public init(tokens: [String: String]) { self.tokens = tokens }
+    public init(tokens: [String: String], maxNamesPerBot: Int = 1_000) {
+        self.tokens = tokens
+        self.maxNamesPerBot = maxNamesPerBot
+    }
 
     public func setFailing(_ value: Bool) { failing = value }
 
@@ -26,6 +33,19 @@ public actor InMemoryIngestStore: IngestStore {
         let high = stored.filter { $0.bot == hello.botID && $0.batch.epoch == hello.bootEpoch }.map(\.batch.sequence).max() ?? 0
         return .accepted(BotSession(botID: 1, botName: hello.botID, connectionID: connectionID,
                                     epoch: hello.bootEpoch, storedSequence: high))
+    }
+
+    public func admit(_ batch: ValidatedBatch, session: BotSession) async throws -> ValidatedBatch {
+        var known = names[session.botName, default: [:]]
+        let ids = batch.series.map { s -> Int32? in
+            if let id = known[s.name] { return id }
+            guard known.count < maxNamesPerBot else { return nil }
+            defer { nextID += 1 }
+            known[s.name] = nextID
+            return nextID
+        }
+        names[session.botName] = known
+        return batch.admitting(ids: ids)
     }
 
     public func store(_ batch: ValidatedBatch, session: BotSession) async throws -> StoreOutcome {

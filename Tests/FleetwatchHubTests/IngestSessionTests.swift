@@ -16,8 +16,9 @@ import Testing
         return IngestSession(configuration: c, store: store, remote: "test", logger: Logger(label: "test"))
     }
 
-    static func hello(bot: String = "bot-1", token: String = "secret") -> ByteBuffer {
-        Frame.hello(Hello(botID: bot, token: token, agentVersion: "t", bootEpoch: epoch, lastAckedSequence: 0)).encoded()
+    static func hello(bot: String = "bot-1", token: String = "secret", version: UInt16 = WireProtocol.version) -> ByteBuffer {
+        Frame.hello(Hello(protocolVersion: version, botID: bot, token: token, agentVersion: "t", bootEpoch: epoch,
+                          lastAckedSequence: 0)).encoded()
     }
 
     static func batch(_ seq: UInt64, values: [Double] = [1, 2], timestamps: [Int64]? = nil) throws -> ByteBuffer {
@@ -35,9 +36,9 @@ import Testing
     @Test func helloWelcomeBatchAckAndDuplicate() async throws {
         let store = InMemoryIngestStore(tokens: ["bot-1": "secret"])
         let s = Self.session(store)
-        let welcome = await s.handle(Self.hello())
+        let welcome = await s.handle(Self.hello(version: 1))
         guard case .send(.welcome(let w))? = welcome.first else { Issue.record("no welcome: \(welcome)"); return }
-        #expect(w.bootEpoch == Self.epoch && w.storedSequence == 0)
+        #expect(w.bootEpoch == Self.epoch && w.storedSequence == 0 && w.protocolVersion == 1)
         #expect(await s.handle(try Self.batch(1)) == [.send(.ack(Ack(bootEpoch: Self.epoch, sequence: 1, outcome: .stored)))])
         #expect(await s.handle(try Self.batch(1)) == [.send(.ack(Ack(bootEpoch: Self.epoch, sequence: 1, outcome: .duplicate)))])
         #expect(await store.stored.count == 1)
@@ -106,11 +107,44 @@ import Testing
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         let out = await s.handle(try Self.batch(1, values: [1, .nan, .infinity, 4, 5],
                                                 timestamps: [now, now, now, now - 8 * 86_400_000, now + 3_600_000]))
-        #expect(out == [.send(.ack(Ack(bootEpoch: Self.epoch, sequence: 1, outcome: .stored)))])
+        #expect(out == [.send(.ack(Ack(bootEpoch: Self.epoch, sequence: 1, outcome: .stored, refusedSamples: 4,
+                                        refusals: .invalidValue)))])
         let stored = try #require(await store.stored.first)
         #expect(stored.batch.sentSamples == 5)
         #expect(stored.batch.refusedSamples == 4)
         #expect(stored.batch.series[0].values == [1])
+        // A v1 agent gets the v1 ack (18 bytes, no refusal count): it would not understand more.
+        let v1 = Self.session(store)
+        _ = await v1.handle(Self.hello(version: 1))
+        #expect(await v1.handle(try Self.batch(2, values: [.nan, 2])) == [.send(.ack(Ack(bootEpoch: Self.epoch, sequence: 2, outcome: .stored)))])
+    }
+
+    @Test func welcomeSpeaksTheHelloVersion() async throws {
+        for version in WireProtocol.supportedVersions {
+            let out = await Self.session(InMemoryIngestStore(tokens: ["bot-1": "secret"])).handle(Self.hello(version: version))
+            guard case .send(.welcome(let w))? = out.first else { Issue.record("no welcome: \(out)"); continue }
+            #expect(w.protocolVersion == version)
+        }
+    }
+
+    /// Names past the bot's limit are left out of the batch, which is stored and acknowledged with the count;
+    /// what is left (and only that) reaches the alert engine and the live values.
+    @Test func namesOverTheBotsLimitAreRefusedAndReported() async throws {
+        let store = InMemoryIngestStore(tokens: ["bot-1": "secret"], maxNamesPerBot: 2)
+        let seen = Mutex<[ValidatedBatch]>([])
+        let s = IngestSession(configuration: IngestConfiguration(), store: store, remote: "test", logger: Logger(label: "test"),
+                              onStored: { _, batch in seen.withLock { $0.append(batch) } })
+        _ = await s.handle(Self.hello())
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        let series = (0..<5).map { Series(name: "m\($0)", kind: .gauge, timestamps: [now, now - 1], values: [1, 2]) }
+        let frame = Frame.batch(try BatchFrame.make(bootEpoch: Self.epoch, sequence: 1, payload: BatchPayload(series: series))).encoded()
+        #expect(await s.handle(frame) == [.send(.ack(Ack(bootEpoch: Self.epoch, sequence: 1, outcome: .stored, refusedSamples: 6,
+                                                         refusals: .metricNameLimit)))])
+        let batch = try #require(seen.withLock { $0.first })
+        #expect(batch.series.map(\.name) == ["m0", "m1"])
+        #expect(batch.overLimitSamples == 6 && batch.overLimitNameCount == 3 && batch.overLimitNames == ["m2", "m3", "m4"])
+        #expect(batch.storedSamples == 4)
+        #expect(try #require(await store.stored.first).batch.series.count == 2)
     }
 
     @Test func storageDownMeansNoAck() async throws {

@@ -260,12 +260,12 @@ struct EmergencyStopTests {
             #expect(try await ledger.takeOnConnect(botID: botID, hub: "h").map(\.id) == [stop.id])
             // Refused (say, an expired frame): recorded, audited, still open, delivered again on the next connection.
             let refused = CommandResultFrame(commandID: stop.id.bytes, step: 0, status: .refused, atMs: 1, detail: "command expired")
-            #expect(try await ledger.record(refused, botID: botID) == "delivered")
+            #expect(try await ledger.record(refused, botID: botID, connectionID: nil) == "delivered")
             #expect(try await ledger.command(id: stop.id)?.steps.map(\.status) == ["refused"])
             #expect(try await ledger.takeOnConnect(botID: botID, hub: "h").first?.actions == .emergencyStop)
             // Completed, then sent again as the latched command: stop trading and latch only.
             for (step, status) in [(UInt8(0), CommandResultFrame.Status.received), (1, .succeeded), (2, .succeeded), (8, .succeeded), (0, .completed)] {
-                try await ledger.record(CommandResultFrame(commandID: stop.id.bytes, step: step, status: status, atMs: 2, detail: ""), botID: botID)
+                try await ledger.record(CommandResultFrame(commandID: stop.id.bytes, step: step, status: status, atMs: 2, detail: ""), botID: botID, connectionID: nil)
             }
             #expect(try await ledger.command(id: stop.id)?.state == "completed")
             #expect(try await ledger.takeOnConnect(botID: botID, hub: "h").first?.actions == [.stopTrading, .latchEmergency])

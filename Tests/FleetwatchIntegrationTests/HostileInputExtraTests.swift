@@ -434,7 +434,8 @@ struct HostileHub: Sendable {
 
     /// Registers `good` and `bots` (token "secret"), starts the hub (with `config` as its JSON file, if any)
     /// and the good bot (recording `wideMetrics` extra gauges each round).
-    static func start(bots: [String] = [], config: String? = nil, wideMetrics: Int = 0) async throws -> HostileHub {
+    static func start(bots: [String] = [], config: String? = nil, wideMetrics: Int = 0,
+                      handler: (any EmergencyHandler)? = nil) async throws -> HostileHub {
         let db = try await TestDatabase.create()
         try await registerBots(["good"] + bots, token: "secret", in: db)
         let hub = try HubUnderTest(database: db)
@@ -447,7 +448,7 @@ struct HostileHub: Sendable {
         try await hub.start(extra: extra)
         let rss = RSSWatch(pid: hub.process!.pid)
         rss.start()
-        let good = try GoodBot.start(hub: hub, wide: wideMetrics)
+        let good = try await GoodBot.start(hub: hub, wide: wideMetrics, handler: handler)
         return HostileHub(db: db, hub: hub, rss: rss, good: good)
     }
 
@@ -495,9 +496,11 @@ struct GoodBot: Sendable {
     /// Ends when cancelled, with the number of rounds recorded.
     let streaming: Task<Int, Never>
 
-    static func start(hub: HubUnderTest, bot: String = "good", wide: Int = 0) throws -> GoodBot {
+    static func start(hub: HubUnderTest, bot: String = "good", wide: Int = 0,
+                      handler: (any EmergencyHandler)? = nil) async throws -> GoodBot {
         let ledger = SealedLedger()
         let agent = try EndToEndTests.agent(bot, hub: hub.agentURL, ledger: ledger)
+        if let handler { await agent.setEmergencyHandler(handler) }
         let run = Task { try await agent.run() }
         let streaming = Task { () -> Int in
             var round = 0
@@ -563,13 +566,26 @@ final class RawSocket: @unchecked Sendable {
     let fd: Int32
     private var isOpen = true
 
-    /// Connects to 127.0.0.1:`port`; `receiveBufferBytes` shrinks the kernel's receive buffer first.
-    init(port: Int, receiveBufferBytes: Int32? = nil) throws {
+    /// Connects to 127.0.0.1:`port`; `receiveBufferBytes` shrinks the kernel's receive buffer first; `source`
+    /// (another loopback address, e.g. 127.0.0.2) makes the connection come from there.
+    init(port: Int, receiveBufferBytes: Int32? = nil, source: String? = nil) throws {
         _ = signal(SIGPIPE, SIG_IGN)   // a write to a connection the hub closed must fail, not kill the tests
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestSupportError("socket() failed: errno \(errno)") }
         if var size = receiveBufferBytes {
             _ = setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_addr.s_addr = inet_addr(source)
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard bound == 0 else {
+                close(fd)
+                throw TestSupportError("cannot bind to \(source): errno \(errno)")
+            }
         }
         var addr = sockaddr_in()
         addr.sin_family = sa_family_t(AF_INET)

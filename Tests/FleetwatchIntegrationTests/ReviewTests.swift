@@ -100,9 +100,9 @@ struct ReviewTests {
             }
         }
         let ids = try await db.withClient { client in
-            var ids: [String: Int16] = [:]
+            var ids: [String: Int32] = [:]
             for try await (name, id) in try await client.query("SELECT name, id FROM metrics", logger: Logger(label: "test"))
-                .decode((String, Int16).self) { ids[name] = id }
+                .decode((String, Int32).self) { ids[name] = id }
             return ids
         }
         let metricIDs = Self.metrics.map { ids[$0.0]! }
@@ -128,7 +128,7 @@ struct ReviewTests {
                 for chunk in stride(from: 0, to: byMinute.count, by: 1440) {
                     let rows = byMinute[chunk..<min(chunk + 1440, byMinute.count)]
                     var starts: [Date] = [], epochs: [Int64] = [], seqs: [Int64] = [], counts: [Int32] = []
-                    var mids: [Int16] = [], offsets: [Int32] = [], values: [Double] = []
+                    var mids: [Int32] = [], offsets: [Int32] = [], values: [Double] = []
                     for (n, row) in rows.enumerated() {
                         starts.append(row.start); epochs.append(row.epoch); seqs.append(Int64(chunk + n + 1))
                         counts.append(Int32(row.ticks.count * metricIDs.count))
@@ -145,7 +145,7 @@ struct ReviewTests {
                                    FROM unnest(\(starts)::timestamptz[], \(epochs)::int8[], \(seqs)::int8[], \(counts)::int4[])
                                         WITH ORDINALITY AS u(t, e, s, c, n))
                         INSERT INTO samples (bot_id, t_start, epoch, seq, metric_ids, offsets_ms, vals)
-                        SELECT \(botID), t, e, s, (\(mids)::int2[])[o + 1 : o + c], (\(offsets)::int4[])[o + 1 : o + c],
+                        SELECT \(botID), t, e, s, (\(mids)::int4[])[o + 1 : o + c], (\(offsets)::int4[])[o + 1 : o + c],
                                (\(values)::float8[])[o + 1 : o + c]
                         FROM x
                         """, logger: logger)

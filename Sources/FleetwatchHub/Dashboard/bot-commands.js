@@ -46,6 +46,10 @@
         actions.length ? metaItem('actions', 'actions', actions.join(', ')) : null
       ]),
       el('p', { className: 'command-reason', 'data-field': 'reason', text: cmd.reason ? String(cmd.reason) : DASH }),
+      cmd.liquidationRefused
+        ? el('p', { className: 'command-liquidation-refused neg', 'data-field': 'liquidationRefused',
+          text: 'Liquidation was asked for and refused: ' + String(cmd.liquidationRefused) })
+        : null,
       cmd.detail ? el('p', { className: 'command-error' + (cmd.state === 'failed' ? ' neg' : ' muted'), text: String(cmd.detail) }) : null,
       steps.length ? el('ol', { className: 'steps' }, steps) : null
     ].filter(Boolean));

@@ -80,13 +80,13 @@ final class LivePublisher: Service, Sendable {
         }
     }
 
-    /// JSON arrays of updates, each under the payload limit (an update too big alone is dropped: a
-    /// batch with hundreds of long state strings is still stored, just not shown live).
+    /// JSON arrays of updates, each under the payload limit. An update too big for one notification (a bot
+    /// with hundreds of metrics) is split into several of the same bot and time; replicas merge them.
     static func pack(_ updates: [LiveUpdate]) -> [String] {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .millisecondsSince1970
         var out: [String] = [], current: [String] = [], size = 2
-        for u in updates {
+        for u in updates.flatMap(split) {
             guard let data = try? encoder.encode(u), data.count + 2 <= payloadLimit else { continue }
             let json = String(decoding: data, as: UTF8.self)
             if size + json.utf8.count + 1 > payloadLimit, !current.isEmpty {
@@ -99,6 +99,32 @@ final class LivePublisher: Service, Sendable {
         }
         if !current.isEmpty { out.append("[" + current.joined(separator: ",") + "]") }
         return out
+    }
+
+    /// `update` in parts whose JSON stays under the payload limit (each value counted at its worst case).
+    static func split(_ update: LiveUpdate) -> [LiveUpdate] {
+        let budget = payloadLimit - 200 - update.bot.utf8.count
+        var parts: [LiveUpdate] = []
+        var part = LiveUpdate(bot: update.bot, at: update.at, numbers: [:], states: [:])
+        var size = 0
+        func add(_ cost: Int) {
+            if size + cost > budget, !(part.numbers.isEmpty && part.states.isEmpty) {
+                parts.append(part)
+                part = LiveUpdate(bot: update.bot, at: update.at, numbers: [:], states: [:])
+                size = 0
+            }
+            size += cost
+        }
+        for (name, value) in update.numbers {
+            add(name.utf8.count + 32)
+            part.numbers[name] = value
+        }
+        for (name, value) in update.states {
+            add(name.utf8.count + 6 * value.utf8.count + 8)
+            part.states[name] = value
+        }
+        if !(part.numbers.isEmpty && part.states.isEmpty) || parts.isEmpty { parts.append(part) }
+        return parts
     }
 
     static func decode(_ payload: String) -> [LiveUpdate] {

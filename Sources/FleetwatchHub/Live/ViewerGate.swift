@@ -1,6 +1,7 @@
 import FleetwatchStorage
 import Foundation
 import Hummingbird
+import NIOCore
 
 /// Decides whether a request may open the dashboard WebSocket `/ws`: a live session cookie (the browser)
 /// or an API token (`Authorization: Bearer`, scripts); and, when the request names an Origin — a browser
@@ -16,6 +17,8 @@ struct ViewerGate: Sendable {
         let role: AccessTokens.Role
         /// The session to close the socket with on sign-out; nil for API tokens.
         let sessionID: Int64?
+        /// The API token's SHA-256, to close the socket once it is revoked; nil for sessions.
+        var tokenHash: ByteBuffer? = nil
         /// Only this bot's updates; nil for the fleet.
         let bot: String?
     }
@@ -33,7 +36,7 @@ struct ViewerGate: Sendable {
                 guard let p = try await tokens.principal(token: token) else {
                     return .failure(Refusal(status: .unauthorized, message: "WebSocket refused: the API token is unknown or revoked"))
                 }
-                return .success(Viewer(name: p.name, role: p.role, sessionID: nil, bot: bot))
+                return .success(Viewer(name: p.name, role: p.role, sessionID: nil, tokenHash: BotToken.hash(token), bot: bot))
             }
             // The cookie is: the page that opens the socket must be the dashboard itself.
             let origins = head.headerFields[values: .origin]

@@ -8,15 +8,18 @@ import NIOCore
 /// One dashboard WebSocket (`/ws`, `/ws?bot=NAME`): every `updateInterval` a `metrics_update` with the
 /// values that changed since the last one (from any replica), new alert events and the fleet status
 /// when it changed; a `ping` every `pingInterval`. The first message carries everything. Closed with
-/// 4001 when its session ends (sign-out on any replica, expiry, disabled user).
+/// 4001 when its session ends (sign-out on any replica, expiry, disabled user) or its API token is revoked
+/// (checked every `checkInterval`, `dashboard.session_check_interval`).
 struct ViewerSocket: Sendable {
     let live: LiveFleet
     let feed: AlertFeed
     let status: FleetStatusCache
     let sessions: Sessions
+    let tokens: AccessTokens
     let registry: ViewerRegistry
     let updateInterval: Duration
     let pingInterval: Duration
+    let checkInterval: Duration
     let logger: Logger
 
     /// The reference system's message, in fleet form.
@@ -64,7 +67,7 @@ struct ViewerSocket: Sendable {
         }
         let timers = Task {
             await withTaskGroup(of: Void.self) { group in
-                for (event, every) in [(Event.tick, updateInterval), (.ping, pingInterval), (.checkSession, Duration.seconds(30))] {
+                for (event, every) in [(Event.tick, updateInterval), (.ping, pingInterval), (.checkSession, checkInterval)] {
                     group.addTask {
                         while !Task.isCancelled {
                             try? await Task.sleep(for: every)
@@ -99,6 +102,10 @@ struct ViewerSocket: Sendable {
                     case .checkSession:
                         if let s = viewer.sessionID, (try? await sessions.isActive(id: s)) == false {
                             try? await outbound.close(.unknown(4001), reason: "session ended")
+                            break loop
+                        }
+                        if let hash = viewer.tokenHash, (try? await tokens.isActive(hash: hash)) == false {
+                            try? await outbound.close(.unknown(4001), reason: "API token revoked")
                             break loop
                         }
                         continue loop

@@ -24,6 +24,18 @@ public struct UserAccounts: Sendable {
         self.logger = logger
     }
 
+    /// Whether `name` has started a session from `address` (an IP address, no port) in the last `days` days.
+    public func hasSignedIn(name: String, fromAddress address: String, days: Int = 30) async throws -> Bool {
+        let rows = try await client.query("""
+            SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id
+            WHERE lower(u.name) = lower(\(name)) AND s.created_at > now() - \(days) * interval '1 day'
+              AND (s.remote = \(address) OR left(s.remote, length(\(address)) + 1) = \(address) || ':')
+            LIMIT 1
+            """, logger: logger)
+        for try await _ in rows.decode(Int.self) { return true }
+        return false
+    }
+
     /// Creates a user; fails with a clear message if the name is taken or malformed, or the password too short.
     public func add(name: String, role: AccessTokens.Role, password: String) async throws {
         try Self.check(name: name, password: password)

@@ -33,10 +33,13 @@ extension CommandLedger {
         return try await take(botIDs: botIDs, connections: connections, onlyPending: true, hub: hub)
     }
 
+    /// Marks and returns the commands to send. Liquidation is granted again at every send: a command that asks
+    /// for it goes out without it once the bot no longer allows liquidation, and that refusal is recorded
+    /// (command and audit log) the first time.
     private func take(botIDs: [Int32], connections: [UUID]? = nil, onlyPending: Bool, hub: String) async throws -> [Outgoing] {
         let rows = try await client.query("""
             WITH c AS (
-                SELECT c.id, c.state AS prev FROM commands c JOIN bots b ON b.id = c.bot_id
+                SELECT c.id, c.state AS prev, b.allow_liquidation AS allowed FROM commands c JOIN bots b ON b.id = c.bot_id
                 WHERE c.bot_id = ANY(\(botIDs))
                   AND (\(connections)::uuid[] IS NULL
                        OR (b.id, b.connection_id) IN (SELECT * FROM unnest(\(botIDs)::int4[], \(connections)::uuid[])))
@@ -46,17 +49,29 @@ extension CommandLedger {
             u AS (
                 UPDATE commands SET state = CASE WHEN commands.state = 'pending' THEN 'delivered' ELSE commands.state END,
                        delivered_at = COALESCE(commands.delivered_at, now()), last_delivered_at = now(),
-                       delivered_by = \(hub), deliveries = commands.deliveries + 1
+                       delivered_by = \(hub), deliveries = commands.deliveries + 1,
+                       liquidate = commands.liquidate AND c.allowed,
+                       liquidation_refused = CASE WHEN commands.liquidate AND NOT c.allowed
+                                                  THEN COALESCE(commands.liquidation_refused, \(Self.liquidationSwitchedOffReason))
+                                                  ELSE commands.liquidation_refused END
                 FROM c WHERE commands.id = c.id
-                RETURNING commands.id, commands.bot_id, commands.actions, commands.reason, commands.created_at, c.prev),
+                RETURNING commands.id, commands.bot_id, commands.actions, commands.reason, commands.created_at, c.prev,
+                          commands.liquidate AS granted, (commands.liquidation_refused = \(Self.liquidationSwitchedOffReason) AND NOT commands.liquidate
+                                      AND (commands.actions & 4) <> 0 AND commands.liquidation_requested) AS refused_now),
             audit AS (
                 INSERT INTO audit_log (actor, actor_kind, action, outcome, bot, command_id, remote, detail)
                 SELECT \(hub), 'hub', 'command.delivered', 'ok', b.name, u.id, NULL, 'sent to the bot by ' || \(hub)
                 FROM u JOIN bots b ON b.id = u.bot_id WHERE u.prev = 'pending'
+                UNION ALL
+                SELECT \(hub), 'hub', 'liquidation.refused', 'refused', b.name, u.id, NULL, \(Self.liquidationSwitchedOffReason)
+                FROM u JOIN bots b ON b.id = u.bot_id
+                WHERE u.refused_now AND NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.command_id = u.id AND a.action = 'liquidation.refused')
                 RETURNING 1)
             SELECT u.id, b.name,
                    -- A finished command sent again (the latched one) only re-enters emergency mode: stop trading, latch.
-                   CASE WHEN u.prev IN ('completed', 'failed') THEN (u.actions & 9)::int2 ELSE u.actions END,
+                   -- Liquidation only if granted: asked for, allowed then and at every send since.
+                   CASE WHEN u.prev IN ('completed', 'failed') THEN (u.actions & 9)::int2
+                        WHEN NOT u.granted THEN (u.actions & ~4)::int2 ELSE u.actions END,
                    u.reason, u.created_at, (SELECT count(*) FROM audit)
             FROM u JOIN bots b ON b.id = u.bot_id ORDER BY u.created_at
             """, logger: logger)
@@ -68,12 +83,17 @@ extension CommandLedger {
         return out
     }
 
+    /// Why a command that asked for liquidation went out without it.
+    static let liquidationSwitchedOffReason = "liquidation was switched off for this bot before the command was sent"
+
     /// Records one step result the agent of `botID` reported and moves the command's state forward:
     /// received → acknowledged; completed → completed; failed (whole command) or refused → failed.
-    /// A result for another bot's command, or one recorded before, changes nothing.
-    /// - Returns: the command's state after the change, nil if the command is unknown for this bot.
+    /// A result for another bot's command, one recorded before, or one from a connection that does not hold
+    /// the bot's lease (`connectionID`; nil: any) changes nothing.
+    /// - Returns: the command's state after the change, nil if the command is unknown for this bot (or the
+    ///   connection lost the lease).
     @discardableResult
-    public func record(_ result: CommandResultFrame, botID: Int32) async throws -> String? {
+    public func record(_ result: CommandResultFrame, botID: Int32, connectionID: UUID?) async throws -> String? {
         guard let id = UUID(bytes: result.commandID), let step = CommandFrame.Actions.stepName(result.step) else { return nil }
         let next: String
         switch result.status {
@@ -87,7 +107,8 @@ extension CommandLedger {
         let agentAt = Double(result.atMs) / 1000
         let rows = try await client.query("""
             WITH c AS (SELECT c.id, c.state AS prev, b.name AS bot FROM commands c JOIN bots b ON b.id = c.bot_id
-                       WHERE c.id = \(id) AND c.bot_id = \(botID) FOR UPDATE OF c),
+                       WHERE c.id = \(id) AND c.bot_id = \(botID)
+                         AND (\(connectionID)::uuid IS NULL OR b.connection_id = \(connectionID)) FOR UPDATE OF c),
             s AS (INSERT INTO command_steps (command_id, step, status, detail, agent_at)
                   SELECT c.id, \(step), \(result.status.name), \(result.detail), to_timestamp(\(agentAt)) FROM c
                   ON CONFLICT DO NOTHING RETURNING 1),

@@ -24,7 +24,8 @@ extension CommandLedger {
 
     private func commands(where id: UUID?, bot: String?, limit: Int) async throws -> [CommandRecord] {
         let rows = try await client.query("""
-            SELECT c.id, b.name, c.kind, c.origin, c.issued_by, c.reason, c.liquidate, c.state, c.detail, c.created_at,
+            SELECT c.id, b.name, c.kind, c.origin, c.issued_by, c.reason, c.liquidate, c.liquidation_requested,
+                   c.liquidation_refused, c.state, c.detail, c.created_at,
                    c.delivered_at, c.acknowledged_at, c.completed_at, c.failed_at, c.deliveries, c.delivered_by,
                    COALESCE((SELECT json_agg(json_build_object('step', s.step, 'status', s.status, 'detail', s.detail,
                                    'at', to_char(s.agent_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
@@ -45,12 +46,13 @@ extension CommandLedger {
             return date
         }
         for try await row in rows {
-            let (id, bot, kind, origin, by, reason, liquidate, state, detail, created, delivered, acked, completed, failed,
-                 deliveries, deliveredBy, steps) = try row.decode(
-                (UUID, String, String, String, String, String, Bool, String, String?, Date, Date?, Date?, Date?, Date?,
-                 Int32, String?, String).self)
+            let (id, bot, kind, origin, by, reason, liquidate, asked, refused, state, detail, created, delivered, acked, completed,
+                 failed, deliveries, deliveredBy, steps) = try row.decode(
+                (UUID, String, String, String, String, String, Bool, Bool, String?, String, String?, Date, Date?, Date?, Date?,
+                 Date?, Int32, String?, String).self)
             out.append(CommandRecord(
-                id: id, bot: bot, kind: kind, origin: origin, issuedBy: by, reason: reason, liquidate: liquidate, state: state,
+                id: id, bot: bot, kind: kind, origin: origin, issuedBy: by, reason: reason, liquidate: liquidate,
+                liquidationRequested: asked, liquidationRefused: refused, state: state,
                 detail: detail, createdAt: created, deliveredAt: delivered, acknowledgedAt: acked, completedAt: completed,
                 failedAt: failed, deliveries: Int(deliveries), deliveredBy: deliveredBy,
                 steps: (try? decoder.decode([CommandRecord.Step].self, from: Data(steps.utf8))) ?? []))

@@ -19,54 +19,85 @@ public struct CommandLedger: Sendable {
         self.logger = logger
     }
 
+    /// Why the hub refuses a liquidation the bot does not allow.
+    public static let liquidationNotAllowedReason = "liquidation is not allowed for this bot (monitor-hub bots liquidation BOT on)"
+
     /// Requests an emergency stop of `bot`: stop trading, cancel open orders, liquidate (if asked and allowed
     /// for the bot), latch emergency mode. The bot is latched in emergency mode from this moment.
+    /// An operator asking for a liquidation the bot does not allow is refused (`liquidationNotAllowed`); a rule
+    /// that asks gets the stop without it, the refusal recorded in the command and the audit log.
     public func requestStop(bot: String, actor: Actor, origin: String, reason: String, liquidate: Bool,
                             idempotencyKey: String? = nil) async throws -> CommandRequestOutcome {
         guard let (_, allowLiquidation, latched) = try await botRow(bot) else { return .unknownBot }
         if origin == "rule", latched { return .alreadyInEmergency }
-        if liquidate, !allowLiquidation { return .liquidationNotAllowed }
+        if liquidate, !allowLiquidation, origin == "operator" { return .liquidationNotAllowed }
+        let granted = liquidate && allowLiquidation
         var actions: CommandFrame.Actions = .emergencyStop
-        if liquidate { actions.insert(.liquidate) }
+        if granted { actions.insert(.liquidate) }
         return try await insert(bot: bot, kind: "emergency_stop", origin: origin, actor: actor, reason: reason,
-                                actions: actions, liquidate: liquidate, idempotencyKey: idempotencyKey,
-                                latch: true, onlyIfLatched: false)
+                                actions: actions, liquidate: granted, liquidationRequested: liquidate,
+                                idempotencyKey: idempotencyKey, latch: true, onlyIfLatched: false)
     }
 
     /// Clears `bot`'s emergency mode and sends it a resume command. Only when it is in emergency mode.
     public func requestResume(bot: String, actor: Actor, reason: String, idempotencyKey: String? = nil) async throws -> CommandRequestOutcome {
         guard try await botRow(bot) != nil else { return .unknownBot }
         return try await insert(bot: bot, kind: "resume", origin: "operator", actor: actor, reason: reason,
-                                actions: .resume, liquidate: false, idempotencyKey: idempotencyKey,
-                                latch: false, onlyIfLatched: true)
+                                actions: .resume, liquidate: false, liquidationRequested: false,
+                                idempotencyKey: idempotencyKey, latch: false, onlyIfLatched: true)
     }
 
-    /// Records an emergency the bot declared itself (its steps already ran); latches it. Idempotent by id.
-    /// - Returns: whether this call recorded it (false: recorded before, or the id is not a UUID).
-    @discardableResult
-    public func recordDeclaration(_ declaration: EmergencyDeclaration, botID: Int32, botName: String, hub: String) async throws -> Bool {
-        guard let id = UUID(bytes: declaration.commandID) else { return false }
-        let actions = Int16(declaration.actions.rawValue)
-        let liquidate = declaration.actions.contains(.liquidate)
-        let declaredAt = Double(declaration.declaredAtMs) / 1000
+    /// What recording a bot's own declaration did.
+    public struct Declared: Sendable, Equatable {
+        /// Whether this call recorded it (false: recorded before, not a UUID, or not from the lease holder).
+        public var recorded: Bool
+        /// The steps the hub holds the bot to: the declaration's, without liquidation unless the bot allows it.
+        public var actions: CommandFrame.Actions
+    }
+
+    /// Records an emergency the bot declared itself (its steps already ran) and latches it, if `connectionID`
+    /// holds the bot's lease. Idempotent by id. The hub's clock dates it; the liquidation it claims is kept
+    /// only where the bot allows liquidation — otherwise the refusal is recorded, and the command the hub
+    /// re-sends on every reconnect never liquidates.
+    public func recordDeclaration(_ declaration: EmergencyDeclaration, botID: Int32, botName: String, connectionID: UUID,
+                                  hub: String) async throws -> Declared {
+        // Only the steps of an emergency stop; a declaration cannot ask for a resume (or bits nobody defined).
+        let stopSteps: CommandFrame.Actions = [.stopTrading, .cancelOrders, .liquidate, .latchEmergency]
+        var granted = declaration.actions.intersection(stopSteps)
+        granted.remove(.liquidate)
+        guard let id = UUID(bytes: declaration.commandID) else { return Declared(recorded: false, actions: granted) }
+        let asked = declaration.actions.contains(.liquidate)
+        let actions = Int16(declaration.actions.intersection(stopSteps).rawValue)
         let rows = try await client.query("""
-            WITH ins AS (
-                INSERT INTO commands (id, bot_id, kind, origin, issued_by, reason, actions, liquidate, state, created_at,
-                                      delivered_at, acknowledged_at, delivered_by, remote)
-                VALUES (\(id), \(botID), 'emergency_stop', 'bot', \(botName), \(declaration.reason), \(actions), \(liquidate),
-                        'acknowledged', LEAST(now(), to_timestamp(\(declaredAt))), now(), now(), \(hub), 'agent')
+            WITH b AS (SELECT id, allow_liquidation FROM bots WHERE id = \(botID) AND connection_id = \(connectionID) FOR UPDATE),
+            ins AS (
+                INSERT INTO commands (id, bot_id, kind, origin, issued_by, reason, actions, liquidate, liquidation_requested,
+                                      liquidation_refused, state, created_at, delivered_at, acknowledged_at, delivered_by, remote)
+                SELECT \(id), b.id, 'emergency_stop', 'bot', \(botName), \(declaration.reason),
+                       CASE WHEN b.allow_liquidation THEN \(actions) ELSE \(actions) & ~4 END,
+                       \(asked) AND b.allow_liquidation, \(asked),
+                       CASE WHEN \(asked) AND NOT b.allow_liquidation THEN \(Self.liquidationNotAllowedReason) END,
+                       'acknowledged', now(), now(), now(), \(hub), 'agent'
+                FROM b
                 ON CONFLICT (id) DO NOTHING
-                RETURNING id, bot_id),
+                RETURNING id, bot_id, actions, liquidation_refused),
             latch AS (UPDATE bots SET emergency_command_id = ins.id, emergency_since = COALESCE(emergency_since, now())
                       FROM ins WHERE bots.id = ins.bot_id RETURNING 1),
             audit AS (INSERT INTO audit_log (actor, actor_kind, action, outcome, bot, command_id, remote, detail)
                       SELECT \(botName), 'bot', 'emergency_stop.declared', 'ok', \(botName), ins.id, \(hub), \(declaration.reason) FROM ins
+                      UNION ALL
+                      SELECT \(botName), 'bot', 'liquidation.refused', 'refused', \(botName), ins.id, \(hub), ins.liquidation_refused
+                      FROM ins WHERE ins.liquidation_refused IS NOT NULL
                       RETURNING 1)
-            SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM latch) + (SELECT count(*) FROM audit)
+            SELECT (SELECT count(*) FROM ins), COALESCE((SELECT actions FROM ins), (SELECT actions FROM commands WHERE id = \(id)), 0::int2),
+                   (SELECT count(*) FROM latch) + (SELECT count(*) FROM audit)
             """, logger: logger)
         var inserted: Int64 = 0
-        for try await (n, _) in rows.decode((Int64, Int64).self) { inserted = n }
-        return inserted == 1
+        for try await (n, stored, _) in rows.decode((Int64, Int16, Int64).self) {
+            inserted = n
+            if stored != 0 { granted = CommandFrame.Actions(rawValue: UInt8(truncatingIfNeeded: stored)) }
+        }
+        return Declared(recorded: inserted == 1, actions: granted)
     }
 
     private func botRow(_ bot: String) async throws -> (Int32, Bool, Bool)? {
@@ -76,7 +107,9 @@ public struct CommandLedger: Sendable {
     }
 
     private func insert(bot: String, kind: String, origin: String, actor: Actor, reason: String, actions: CommandFrame.Actions,
-                        liquidate: Bool, idempotencyKey: String?, latch: Bool, onlyIfLatched: Bool) async throws -> CommandRequestOutcome {
+                        liquidate: Bool, liquidationRequested: Bool, idempotencyKey: String?, latch: Bool,
+                        onlyIfLatched: Bool) async throws -> CommandRequestOutcome {
+        let refused: String? = liquidationRequested && !liquidate ? Self.liquidationNotAllowedReason : nil
         let id = UUID()
         let hash = Self.requestHash(bot: bot, kind: kind, reason: reason, liquidate: liquidate)
         let rawActions = Int16(actions.rawValue)
@@ -86,10 +119,10 @@ public struct CommandLedger: Sendable {
                          AND (\(origin) <> 'rule' OR emergency_command_id IS NULL)
                        FOR UPDATE),
             ins AS (
-                INSERT INTO commands (id, bot_id, kind, origin, issued_by, reason, actions, liquidate, idempotency_key,
-                                      request_hash, remote)
-                SELECT \(id), b.id, \(kind), \(origin), \(actor.name), \(reason), \(rawActions), \(liquidate), \(idempotencyKey),
-                       \(hash), \(actor.remote) FROM b
+                INSERT INTO commands (id, bot_id, kind, origin, issued_by, reason, actions, liquidate, liquidation_requested,
+                                      liquidation_refused, idempotency_key, request_hash, remote)
+                SELECT \(id), b.id, \(kind), \(origin), \(actor.name), \(reason), \(rawActions), \(liquidate),
+                       \(liquidationRequested), \(refused), \(idempotencyKey), \(hash), \(actor.remote) FROM b
                 ON CONFLICT (issued_by, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                 RETURNING id, bot_id),
             latch AS (UPDATE bots SET emergency_command_id = CASE WHEN \(latch) THEN ins.id END,
@@ -97,7 +130,11 @@ public struct CommandLedger: Sendable {
                       FROM ins WHERE bots.id = ins.bot_id RETURNING 1),
             audit AS (INSERT INTO audit_log (actor, actor_kind, action, outcome, bot, command_id, remote, detail)
                       SELECT \(actor.name), \(actor.kind.rawValue), \(kind + ".requested"), 'ok', \(bot), ins.id, \(actor.remote), \(reason)
-                      FROM ins RETURNING 1),
+                      FROM ins
+                      UNION ALL
+                      SELECT \(actor.name), \(actor.kind.rawValue), 'liquidation.refused', 'refused', \(bot), ins.id, \(actor.remote),
+                             \(refused ?? "") FROM ins WHERE \(refused)::text IS NOT NULL
+                      RETURNING 1),
             wake AS (SELECT pg_notify(\(Self.channel), \(bot)) FROM ins)
             SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM latch), (SELECT count(*) FROM audit), (SELECT count(*) FROM wake)
             """, logger: logger)

@@ -37,7 +37,12 @@ public struct CommandRecord: Sendable, Equatable, Codable {
     public var origin: String
     public var issuedBy: String
     public var reason: String
+    /// Whether the liquidate step is sent (asked for and allowed for the bot).
     public var liquidate: Bool
+    /// Whether liquidation was asked for (by the operator, the rule or the bot's own declaration).
+    public var liquidationRequested: Bool
+    /// Why the hub did not send the liquidate step that was asked for; nil if it was not refused.
+    public var liquidationRefused: String?
     /// pending, delivered, acknowledged, completed or failed.
     public var state: String
     public var detail: String?

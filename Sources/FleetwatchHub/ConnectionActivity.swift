@@ -1,0 +1,120 @@
+import FleetwatchIngest
+import FleetwatchProtocol
+import FleetwatchStorage
+import NIOCore
+import Synchronization
+
+/// What the reader, the ticker and the handling loop of one agent connection share: when bytes last arrived
+/// and left, whether a message is being handled, and how many received bytes wait to be handled. The reader
+/// waits (and so stops reading the socket; the WebSocket layer then stops reading TCP) while more than
+/// `maxPendingBytes` wait, so one connection can never queue more than that plus one message; and while the
+/// connection is past its byte rate (a token bucket of `bytesPerSecond`, bursts up to `burstBytes`), so one
+/// bot can take no more than its share of the hub however fast it sends.
+final class ConnectionActivity: Sendable {
+    private struct State {
+        var lastReceivedMs: Int64
+        var lastSentMs: Int64
+        var busy = false
+        var pendingBytes = 0
+        var waiter: CheckedContinuation<Void, Never>?
+        var tokens: Double
+        var refilled = ContinuousClock.now
+    }
+    private let state: Mutex<State>
+    let maxPendingBytes: Int
+    let bytesPerSecond: Double
+    let burstBytes: Double
+
+    init(maxPendingBytes: Int, bytesPerSecond: Int = .max, burstBytes: Int = .max, nowMs: Int64 = IngestSession.nowMs()) {
+        self.maxPendingBytes = maxPendingBytes
+        self.bytesPerSecond = Double(bytesPerSecond)
+        self.burstBytes = Double(burstBytes)
+        state = Mutex(State(lastReceivedMs: nowMs, lastSentMs: nowMs, tokens: Double(burstBytes)))
+    }
+
+    /// What a message costs against the byte rate: its size, or for a batch the inflated size it declares if
+    /// larger (a small frame that inflates to megabytes costs its megabytes).
+    static func cost(of message: ByteBuffer) -> Int {
+        let size = message.readableBytes
+        guard size >= 25, message.getInteger(at: message.readerIndex, as: UInt8.self) == FrameType.batch.rawValue,
+              let raw = message.getInteger(at: message.readerIndex + 21, endianness: .little, as: UInt32.self) else { return size }
+        return max(size, Int(raw))
+    }
+
+    /// The reader got a message of `bytes` costing `cost`: counts it and returns once the backlog is below the
+    /// limit again and the connection is within its byte rate.
+    func received(bytes: Int, cost: Int? = nil) async {
+        let now = IngestSession.nowMs()
+        let (over, debt) = state.withLock { s -> (Bool, Double) in
+            s.lastReceivedMs = now
+            s.pendingBytes += bytes
+            let instant = ContinuousClock.now
+            s.tokens = min(burstBytes, s.tokens + (instant - s.refilled).inSeconds * bytesPerSecond)
+            s.refilled = instant
+            s.tokens -= Double(cost ?? bytes)
+            return (s.pendingBytes > maxPendingBytes, -s.tokens)
+        }
+        if debt > 0, bytesPerSecond.isFinite, bytesPerSecond > 0 {
+            try? await Task.sleep(for: .milliseconds(Int64(debt / bytesPerSecond * 1000) + 1))
+        }
+        guard over else { return }
+        await withCheckedContinuation { continuation in
+            let resumeNow = state.withLock { s -> Bool in
+                if s.pendingBytes <= maxPendingBytes { return true }
+                s.waiter = continuation
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+
+    /// The reader saw a frame that carries no message (a ping, a fragment): the agent is not silent.
+    func heard() {
+        let now = IngestSession.nowMs()
+        state.withLock { $0.lastReceivedMs = now }
+    }
+
+    /// The loop starts handling a message.
+    func begin() { state.withLock { $0.busy = true } }
+
+    /// The loop finished a message of `bytes`; wakes the reader if the backlog fell below the limit.
+    func handled(bytes: Int) {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.busy = false
+            s.pendingBytes -= bytes
+            guard s.pendingBytes <= maxPendingBytes, let w = s.waiter else { return nil }
+            s.waiter = nil
+            return w
+        }
+        waiter?.resume()
+    }
+
+    /// Releases a waiting reader (the connection is ending).
+    func finish() {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.pendingBytes = 0
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume()
+    }
+
+    /// Something was written to the agent.
+    func sent() {
+        let now = IngestSession.nowMs()
+        state.withLock { $0.lastSentMs = now }
+    }
+
+    var lastReceivedMs: Int64 { state.withLock { $0.lastReceivedMs } }
+
+    /// Whether the loop is inside a message and nothing was written for `intervalMs`: the ticker then sends
+    /// the heartbeat itself, so a slow store never looks like a dead hub to the agent.
+    func heartbeatDue(intervalMs: Int64) -> Bool {
+        let now = IngestSession.nowMs()
+        return state.withLock { s in
+            guard s.busy, now - s.lastSentMs >= intervalMs else { return false }
+            s.lastSentMs = now
+            return true
+        }
+    }
+}

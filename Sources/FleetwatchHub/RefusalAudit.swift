@@ -1,0 +1,93 @@
+import FleetwatchStorage
+import Foundation
+import ServiceLifecycle
+
+/// Writes refused attempts to the audit log without letting a flood of them grow it. Refusals are grouped by
+/// kind — actor, role, address (port ignored) and reason: the first of a kind in a minute is written at once,
+/// the rest of that minute are counted and written as one row with `repeats` set when the minute ends. At most
+/// `newKindsPerMinute` kinds start a minute; refusals of further kinds are counted under one "many sources"
+/// row. So a flood writes at most about 2 × `newKindsPerMinute` + 1 rows a minute, and holds at most that many
+/// kinds in memory. Runs as a service (the minute's flush).
+actor RefusalAudit: Service {
+    private struct Pending {
+        var actor: Actor
+        var action: String
+        var bot: String?
+        var detail: String
+        var count = 0
+        var windowStart: ContinuousClock.Instant
+    }
+
+    private let audit: AuditLog
+    private let window: Duration
+    private let newKindsPerMinute: Int
+    private var pending: [String: Pending] = [:]
+    private var started: [ContinuousClock.Instant] = []
+
+    init(audit: AuditLog, window: Duration = .seconds(60), newKindsPerMinute: Int = 60) {
+        self.audit = audit
+        self.window = window
+        self.newKindsPerMinute = newKindsPerMinute
+    }
+
+    /// A refused attempt by `actor` (its remote's port is ignored when grouping).
+    func refused(_ actor: Actor, action: String, bot: String? = nil, detail: String) async {
+        let address = Self.address(actor.remote)
+        let key = [String(actor.name.prefix(64)), actor.kind.rawValue, address, detail].joined(separator: "\u{1F}")
+        let now = ContinuousClock.now
+        if var entry = pending[key], now - entry.windowStart < window {
+            entry.count += 1
+            entry.bot = bot ?? entry.bot
+            entry.action = action
+            pending[key] = entry
+            return
+        }
+        started.removeAll { now - $0 >= window }
+        guard started.count < newKindsPerMinute else {
+            var entry = pending["overflow"] ?? Pending(actor: Actor(name: "many sources", kind: .anonymous, remote: nil),
+                                                       action: "refused", detail: "", windowStart: now)
+            entry.count += 1
+            entry.detail = "refused attempts of more than \(newKindsPerMinute) kinds in a minute; last: \(action) by \(actor.name.prefix(64)) from \(address): \(detail)"
+            pending["overflow"] = entry
+            return
+        }
+        started.append(now)
+        if let old = pending[key], old.count > 0 { await write(old) }
+        pending[key] = Pending(actor: actor, action: action, bot: bot, detail: detail, windowStart: now)
+        await audit.record(actor, action: action, outcome: "refused", bot: bot, detail: detail)
+    }
+
+    /// Writes the counted refusals of every minute that has ended and forgets quiet kinds.
+    func flush(force: Bool = false) async {
+        let now = ContinuousClock.now
+        for (key, entry) in pending where force || now - entry.windowStart >= window {
+            if entry.count > 0 { await write(entry) }
+            pending[key] = nil
+        }
+    }
+
+    /// Kinds held now (tests check the bound).
+    var keyCount: Int { pending.count }
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: self.window / 4)
+                await self.flush()
+            }
+        }
+        await flush(force: true)
+    }
+
+    private func write(_ entry: Pending) async {
+        await audit.record(entry.actor, action: entry.action, outcome: "refused", bot: entry.bot,
+                           detail: "\(entry.detail) (\(entry.count) more like this within a minute)", repeats: entry.count)
+    }
+
+    /// `ip:port` without the port; anything else unchanged.
+    static func address(_ remote: String?) -> String {
+        guard let remote else { return "" }
+        guard let colon = remote.lastIndex(of: ":"), Int(remote[remote.index(after: colon)...]) != nil else { return remote }
+        return String(remote[..<colon])
+    }
+}

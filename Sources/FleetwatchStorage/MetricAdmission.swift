@@ -1,0 +1,84 @@
+import FleetwatchProtocol
+import Logging
+import PostgresNIO
+
+/// Which metric names each bot may store, and their ids. The limits — per bot (`bots.max_metric_names`, else
+/// `perBot`) and for the fleet — are enforced by PostgreSQL (`fleetwatch_admit_metrics`), so every replica and
+/// every restart agrees; this actor caches what was admitted, so a batch of known names costs no round trip.
+/// A bot found at its limit is refused new names from the cache until `recheckFull` has passed (an operator
+/// may raise its limit meanwhile).
+actor MetricAdmission {
+    /// The limits and how often a full bot is asked about again.
+    struct Limits: Sendable {
+        /// Distinct metric names one bot may use, unless the bot has its own limit.
+        var perBot = 1_000
+        /// Distinct metric names in the whole fleet.
+        var fleet = 50_000
+        /// How long a bot found at its limit is refused new names without asking PostgreSQL again.
+        var recheckFull: Duration = .seconds(30)
+    }
+
+    private struct BotNames {
+        var admitted: Set<Int32> = []
+        var fullSince: ContinuousClock.Instant?
+    }
+
+    private var ids: [String: Int32] = [:]
+    private var bots: [Int32: BotNames] = [:]
+    private let client: PostgresClient
+    private let logger: Logger
+    private let limits: Limits
+
+    init(client: PostgresClient, logger: Logger, limits: Limits) {
+        self.client = client
+        self.logger = logger
+        self.limits = limits
+    }
+
+    /// The id of each series' name, nil where the name is over the bot's or the fleet's limit.
+    func ids(for series: [Series], botID: Int32) async throws -> [Int32?] {
+        if let known = cached(series, botID: botID) { return known }
+        var missing: [String] = [], kinds: [String] = []
+        var seen = Set<String>()
+        let bot = bots[botID] ?? BotNames()
+        for s in series where !(ids[s.name].map(bot.admitted.contains) ?? false) && seen.insert(s.name).inserted {
+            missing.append(s.name)
+            kinds.append(s.kind.description)
+        }
+        if let since = bot.fullSince, ContinuousClock.now - since < limits.recheckFull {
+            return series.map { s in ids[s.name].flatMap { bot.admitted.contains($0) ? $0 : nil } }
+        }
+        let rows = try await client.query("""
+            SELECT metric, metric_id FROM fleetwatch_admit_metrics(\(botID), \(missing), \(kinds), \(Int32(clamping: limits.perBot)), \(Int32(clamping: limits.fleet)))
+            """, logger: logger)
+        var admitted: [(String, Int32)] = []
+        for try await (name, id) in rows.decode((String, Int32).self) { admitted.append((name, id)) }
+        // Re-read after the await: another connection of the bot may have admitted names meanwhile.
+        var entry = bots[botID] ?? BotNames()
+        for (name, id) in admitted {
+            ids[name] = id
+            entry.admitted.insert(id)
+        }
+        let refused = missing.count - Set(admitted.map(\.0)).intersection(missing).count
+        entry.fullSince = refused > 0 ? ContinuousClock.now : nil
+        bots[botID] = entry
+        return series.map { s in ids[s.name].flatMap { entry.admitted.contains($0) ? $0 : nil } }
+    }
+
+    /// All ids from the cache, or nil if a name is not admitted for the bot here.
+    private func cached(_ series: [Series], botID: Int32) -> [Int32?]? {
+        guard let bot = bots[botID] else { return nil }
+        var out: [Int32?] = []
+        out.reserveCapacity(series.count)
+        for s in series {
+            guard let id = ids[s.name], bot.admitted.contains(id) else { return nil }
+            out.append(id)
+        }
+        return out
+    }
+
+    /// Forgets what this replica knows of `botID` (its limit changed).
+    func forget(botID: Int32) {
+        bots[botID] = nil
+    }
+}

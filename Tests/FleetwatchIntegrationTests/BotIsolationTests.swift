@@ -1,0 +1,182 @@
+import FleetwatchAgent
+import FleetwatchProtocol
+import FleetwatchStorage
+import FleetwatchTestSupport
+import Foundation
+import Logging
+import PostgresNIO
+import Testing
+
+/// Issue 13's bounds one by one, against real hubs and PostgreSQL: liquidation only where allowed, metric-name
+/// limits that replicas and restarts agree on, a lease only the newest connection holds, and readiness that
+/// says when batches cannot be stored.
+@Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
+struct BotIsolationTests {
+    static func count(_ db: TestDatabase, _ query: PostgresQuery) async throws -> Int64 {
+        try await EmergencyStopTests.scalar(db, Int64.self, query) ?? -1
+    }
+
+    /// Liquidation is granted at the request and again at every send: switched off before the bot got the
+    /// command, it goes out without it; a bot's own declaration is held to the same rule.
+    @Test(.timeLimit(.minutes(4)))
+    func liquidationIsGrantedOnlyWhereAllowedAtEverySend() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["liq-bot"], token: "secret", in: db)
+        let hub = try HubUnderTest(database: db)
+        try await hub.start()
+        defer { Task { await hub.kill(SIGTERM) } }
+        _ = try await HostileBotTests.cli(["bots", "liquidation", "liq-bot", "on"], db)
+
+        // Asked for and allowed while the bot is offline: pending, with liquidation.
+        let (status, body) = try await api("POST", port: hub.port, path: "/api/bots/liq-bot/emergency-stop",
+                                           body: #"{"reason": "runaway", "liquidate": true}"#)
+        #expect(status == 202, "\(body)")
+        let id = try #require((jsonObject(body) as? [String: Any])?["id"] as? String)
+        #expect((jsonObject(body) as? [String: Any])?["liquidate"] as? Bool == true)
+        // Switched off before delivery: the bot never hears of liquidation.
+        _ = try await HostileBotTests.cli(["bots", "liquidation", "liq-bot", "off"], db)
+        let handler = EmergencyStopTests.RecordingHandler(liquidationEnabled: true)
+        let agent = try await EmergencyStopTests.agent("liq-bot", hub: hub.agentURL, handler: handler)
+        let run = Task { try await agent.run() }
+        let done = try await EmergencyStopTests.waitForState(hub.port, id, "completed")
+        #expect(handler.all == ["stop", "cancel", "latch"])
+        #expect(done["liquidate"] as? Bool == false && done["liquidationRequested"] as? Bool == true)
+        #expect((done["liquidationRefused"] as? String)?.contains("switched off") == true, "\(done)")
+        #expect(try await Self.count(db, "SELECT count(*) FROM audit_log WHERE command_id = \(UUID(uuidString: id)!) AND action = 'liquidation.refused'") == 1)
+        // An operator asking now is refused outright (409), and audited.
+        #expect(try await api("POST", port: hub.port, path: "/api/bots/liq-bot/emergency-stop",
+                              body: #"{"reason": "again", "liquidate": true}"#).0 == 409)
+
+        // The bot's own declaration asks for liquidation: the bot may run its own steps, but the hub records
+        // no liquidation, and the latched command it re-sends after a reconnect carries none.
+        let declared = await agent.declareEmergency(reason: "exchange halted", liquidate: true)
+        let declaredID = try #require(UUID(bytes: declared))
+        #expect(try await eventually(.seconds(20)) {
+            try await Self.count(db, """
+                SELECT count(*) FROM commands WHERE id = \(declaredID) AND origin = 'bot' AND NOT liquidate
+                  AND liquidation_requested AND liquidation_refused IS NOT NULL AND actions & 4 = 0
+                """) == 1
+        })
+        run.cancel()
+        _ = try? await run.value
+        let before = handler.all.count
+        let again = try await EmergencyStopTests.agent("liq-bot", hub: hub.agentURL, handler: handler)
+        let rerun = Task { try await again.run() }
+        defer { rerun.cancel() }
+        #expect(try await eventually(.seconds(20)) { await again.status.emergencyMode })
+        #expect(!handler.all.dropFirst(before).contains("liquidate"), "\(handler.all)")
+        #expect(try await Self.count(db, "SELECT count(*) FROM audit_log WHERE command_id = \(UUID(uuidString: id)!) AND action = 'liquidation.refused'") == 1)
+    }
+
+    /// The name limit is counted in PostgreSQL: a bot that spreads new names over two replicas gets its limit
+    /// once, restarts that re-send known names draw no ids, and raising the limit takes effect at once.
+    @Test(.timeLimit(.minutes(4)))
+    func metricNameLimitsHoldAcrossReplicasAndRestarts() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["spread-bot", "other-bot"], token: "secret", in: db)
+        let config = NSTemporaryDirectory() + "/\(db.url.database)-limits.json"
+        try #"{"hub": {"max_metric_names_per_bot": 1000}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let hubA = try HubUnderTest(database: db, name: "hub-a")
+        let hubB = try HubUnderTest(database: db, name: "hub-b")
+        try await hubA.start(extra: ["--config", config])
+        try await hubB.start(extra: ["--config", config])
+        defer {
+            Task { await hubA.kill(SIGTERM) }
+            Task { await hubB.kill(SIGTERM) }
+        }
+        var others: [Frame] = []
+        // 600 names through A, then 600 others through B: 1,000 admitted, 200 refused.
+        let a = try await ProtocolClient.connect(port: hubA.port, bot: "spread-bot", token: "secret")
+        let seqA = try await a.sendBatch(ProtocolClient.names("a_", 0..<600))
+        #expect(await a.ack(of: seqA, until: .now + .seconds(30), others: &others)?.refusedSamples == 0)
+        a.close()
+        let b = try await ProtocolClient.connect(port: hubB.port, bot: "spread-bot", token: "secret")
+        let seqB = try await b.sendBatch(ProtocolClient.names("b_", 0..<600))
+        #expect(await b.ack(of: seqB, until: .now + .seconds(30), others: &others)?.refusedSamples == 200)
+        b.close()
+        #expect(try await Self.count(db, "SELECT count(*) FROM bot_metrics bm JOIN bots b ON b.id = bm.bot_id WHERE b.name = 'spread-bot'") == 1000)
+
+        // Three restarts, each followed by the bot re-sending all its known names: no id drawn.
+        let sequence = try await Self.count(db, "SELECT last_value FROM metrics_id_seq")
+        for round in 0..<3 {
+            await hubA.kill(SIGTERM)
+            try await hubA.start(extra: ["--config", config])
+            let c = try await ProtocolClient.connect(port: hubA.port, bot: "spread-bot", token: "secret")
+            var payload = ProtocolClient.names("a_", 0..<600)
+            payload.series += ProtocolClient.names("b_", 0..<400).series
+            let seq = try await c.sendBatch(payload)
+            #expect(await c.ack(of: seq, until: .now + .seconds(30), others: &others)?.refusedSamples == 0, "round \(round)")
+            c.close()
+        }
+        #expect(try await Self.count(db, "SELECT last_value FROM metrics_id_seq") == sequence)
+
+        // Another bot is not affected by spread-bot's limit: its new names are stored.
+        let other = try await ProtocolClient.connect(port: hubB.port, bot: "other-bot", token: "secret")
+        let seqO = try await other.sendBatch(ProtocolClient.names("other_", 0..<10))
+        #expect(await other.ack(of: seqO, until: .now + .seconds(30), others: &others)?.refusedSamples == 0)
+        other.close()
+        #expect(try await Self.count(db, "SELECT count(*) FROM sample_points WHERE bot = 'other-bot'") == 10)
+
+        // Raising the bot's limit reaches both replicas at once (NOTIFY), without a restart.
+        let shown = try await HostileBotTests.cli(["bots", "metric-names", "spread-bot", "--limit", "1200"], db)
+        #expect(shown.contains("1200") && shown.contains("1000 names used"), "\(shown)")
+        let d = try await ProtocolClient.connect(port: hubB.port, bot: "spread-bot", token: "secret")
+        let seqD = try await d.sendBatch(ProtocolClient.names("b_", 400..<600))
+        #expect(await d.ack(of: seqD, until: .now + .seconds(30), others: &others)?.refusedSamples == 0)
+        d.close()
+        let listed = try await HostileBotTests.cli(["bots", "metric-names", "spread-bot"], db)
+        #expect(listed.contains("spread-bot uses 1200 metric names (limit: 1200)"), "\(listed.prefix(200))")
+    }
+
+    /// Results and declarations count only from the connection that holds the bot's lease.
+    @Test(.timeLimit(.minutes(2)))
+    func onlyTheLeaseHolderReportsAndDeclares() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["lease-bot"], token: "secret", in: db)
+        try await db.withClient { (client: PostgresClient) async throws -> Void in
+            let logger = Logger(label: "test")
+            let store = PostgresIngestStore(client: client, logger: logger)
+            let ledger = CommandLedger(client: client, logger: logger)
+            let hello = Hello(botID: "lease-bot", token: "secret", agentVersion: "t", bootEpoch: 1, lastAckedSequence: 0)
+            guard case .accepted(let old) = try await store.authenticate(hello, connectionID: UUID(), hub: "h"),
+                  case .accepted(let new) = try await store.authenticate(hello, connectionID: UUID(), hub: "h") else {
+                Issue.record("not accepted"); return
+            }
+            let stale = EmergencyDeclaration(commandID: UUID().bytes, declaredAtMs: 1, actions: .emergencyStop, reason: "stale")
+            let fresh = EmergencyDeclaration(commandID: UUID().bytes, declaredAtMs: 1, actions: .emergencyStop, reason: "fresh")
+            #expect(try await ledger.recordDeclaration(stale, botID: old.botID, botName: "lease-bot", connectionID: old.connectionID, hub: "h").recorded == false)
+            #expect(try await ledger.recordDeclaration(fresh, botID: new.botID, botName: "lease-bot", connectionID: new.connectionID, hub: "h").recorded)
+            let result = CommandResultFrame(commandID: fresh.commandID, step: 0, status: .completed, atMs: 1, detail: "done")
+            #expect(try await ledger.record(result, botID: old.botID, connectionID: old.connectionID) == nil)
+            #expect(try await ledger.record(result, botID: new.botID, connectionID: new.connectionID) == "completed")
+        }
+    }
+
+    /// Readiness turns 503 while batches cannot be stored although the database answers, and back after.
+    @Test(.timeLimit(.minutes(3)))
+    func readinessSaysWhenBatchesCannotBeStored() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["ready-bot"], token: "secret", in: db)
+        let hub = try HubUnderTest(database: db)
+        try await hub.start()
+        defer { Task { await hub.kill(SIGTERM) } }
+        // Every insert into samples now fails (as on a full disk or a broken partition).
+        try await db.withClient { client in
+            try await client.query("ALTER TABLE samples ADD CONSTRAINT fw_test_no_rows CHECK (false) NOT VALID", logger: Logger(label: "test"))
+        }
+        let bot = try await ProtocolClient.connect(port: hub.port, bot: "ready-bot", token: "secret")
+        _ = try await bot.sendBatch(ProtocolClient.names("m", 0..<3))
+        #expect(await bot.ws.awaitClose(until: .now + .seconds(20)) == .closeFrame(CloseCode.storageUnavailable.rawValue))
+        bot.close()
+        #expect(try await HubUnderTest.httpGet(port: hub.port, path: "/health/ready") == 503)
+        try await db.withClient { client in
+            try await client.query("ALTER TABLE samples DROP CONSTRAINT fw_test_no_rows", logger: Logger(label: "test"))
+        }
+        let again = try await ProtocolClient.connect(port: hub.port, bot: "ready-bot", token: "secret")
+        var others: [Frame] = []
+        let seq = try await again.sendBatch(ProtocolClient.names("m", 0..<3))
+        #expect(await again.ack(of: seq, until: .now + .seconds(20), others: &others) != nil)
+        again.close()
+        #expect(try await HubUnderTest.httpGet(port: hub.port, path: "/health/ready") == 200)
+    }
+}
