@@ -29,7 +29,12 @@ struct IngestBench: AsyncParsableCommand {
         let db = try await BenchDatabase.create(server: databaseURL, bots: bots, token: "bench-token", logger: logger)
         let port = try freeTCPPort()
         let bin = hubBinary ?? URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("monitor-hub").path
-        let hub = try ChildProcess(bin, ["serve", "--database-url", db.url.urlString, "--port", "\(port)", "--log-level", "warning"],
+        // The hub's ceiling, not one bot's fair share: each agent here sends as fast as acks return, far past
+        // the per-connection rate a real bot needs (hub.max_bytes_per_second), so the run lifts it.
+        let config = NSTemporaryDirectory() + "fleetwatch-bench-ingest.json"
+        try #"{"hub": {"max_bytes_per_second": 1073741824}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let hub = try ChildProcess(bin, ["serve", "--database-url", db.url.urlString, "--port", "\(port)", "--log-level", "warning",
+                                         "--config", config],
                                    logPath: NSTemporaryDirectory() + "fleetwatch-bench-hub.log")
         defer { kill(hub.pid, SIGKILL) }
         try await waitForPort(port)

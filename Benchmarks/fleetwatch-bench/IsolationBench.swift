@@ -20,12 +20,14 @@ struct IsolationBench: AsyncParsableCommand {
     @Option(help: "PostgreSQL server URL (a fresh database is created on it).") var databaseURL: String
     @Option(help: "Bystander batches per phase (sent 20 a second, 15 metrics each).") var batches = 300
     @Option(help: "Emergency stops per phase.") var stops = 30
+    @Option(help: "hub.max_bytes_per_second for the run (default: the hub's default).") var bytesPerSecond: Int?
     @Option(help: "Which hostile bots run in the attack phase: flood, names, junk (comma-separated).") var attackers = "flood,names,junk"
 
     /// The bystander: speaks the protocol by hand so every ack and command can be timed.
     final class Bystander: Sendable {
         let acks = Mutex<[UInt64: CheckedContinuation<ContinuousClock.Instant?, Never>]>([:])
-        let commands = Mutex<CheckedContinuation<ContinuousClock.Instant?, Never>?>(nil)
+        /// The stop waiting for its command: its number and its continuation.
+        let commands = Mutex<(Int, CheckedContinuation<ContinuousClock.Instant?, Never>)?>(nil)
         let outbound = Mutex<WebSocketOutboundWriter?>(nil)
         let epoch = UInt64(Date().timeIntervalSince1970 * 1_000_000)
 
@@ -43,7 +45,7 @@ struct IsolationBench: AsyncParsableCommand {
                     case .welcome: ready()
                     case .ack(let ack): self.acks.withLock { $0.removeValue(forKey: ack.sequence) }?.resume(returning: now)
                     case .command(let command):
-                        self.commands.withLock { c in defer { c = nil }; return c }?.resume(returning: now)
+                        self.commands.withLock { c in defer { c = nil }; return c?.1 }?.resume(returning: now)
                         // Complete it, as a bot would: received, each step, completed.
                         var results = [CommandResultFrame(commandID: command.commandID, step: 0, status: .received, atMs: 1, detail: "")]
                         for step in [CommandFrame.Actions.stopTrading, .cancelOrders, .latchEmergency] where command.actions.contains(step) {
@@ -82,7 +84,7 @@ struct IsolationBench: AsyncParsableCommand {
         func stop(port: Int, token: String, _ i: Int) async throws -> Double {
             let sent = ContinuousClock.now
             let arrived: ContinuousClock.Instant? = await withCheckedContinuation { continuation in
-                commands.withLock { $0 = continuation }
+                commands.withLock { $0 = (i, continuation) }
                 Task {
                     var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/api/bots/bystander/emergency-stop")
                     request.method = .POST
@@ -95,7 +97,11 @@ struct IsolationBench: AsyncParsableCommand {
                 }
                 Task {
                     try? await Task.sleep(for: .seconds(30))
-                    self.commands.withLock { c in defer { c = nil }; return c }?.resume(returning: nil)
+                    self.commands.withLock { c -> CheckedContinuation<ContinuousClock.Instant?, Never>? in
+                        guard let (n, waiter) = c, n == i else { return nil }
+                        c = nil
+                        return waiter
+                    }?.resume(returning: nil)
                 }
             }
             guard let arrived else { throw TestSupportError("stop \(i) did not reach the bystander within 30 s") }
@@ -113,7 +119,8 @@ struct IsolationBench: AsyncParsableCommand {
                                    logger: logger)
         }
         let config = NSTemporaryDirectory() + "fleetwatch-isolation.json"
-        try #"{"emergency": {"requests_per_minute": 100000}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let rate = bytesPerSecond.map { #", "hub": {"max_bytes_per_second": \#($0)}"# } ?? ""
+        try #"{"emergency": {"requests_per_minute": 100000}\#(rate)}"#.write(toFile: config, atomically: true, encoding: .utf8)
         let dir = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
         let port = try freeTCPPort()
         let hub = try ChildProcess(dir.appendingPathComponent("monitor-hub").path,
@@ -130,7 +137,13 @@ struct IsolationBench: AsyncParsableCommand {
         var it = readyStream.makeAsyncIterator()
         _ = await it.next()
 
+        // Warm-up, not measured: connections, caches, the first partitions and statements.
         var sequence: UInt64 = 0
+        for _ in 0..<100 {
+            sequence += 1
+            _ = try await bystander.batch(sequence)
+        }
+        for i in 0..<5 { _ = try await bystander.stop(port: port, token: operatorToken, 1000 + i) }
         var results: [String: (acks: [Double], stops: [Double])] = [:]
         for phase in ["idle", "under attack"] {
             let kinds = Set(attackers.split(separator: ",").map(String.init))
@@ -165,6 +178,20 @@ struct IsolationBench: AsyncParsableCommand {
             report("bystander stop → command at bot, \(phase), p50", Self.percentile(stopTimes, 0.50), "ms")
             report("bystander stop → command at bot, \(phase), p99", Self.percentile(stopTimes, 0.99), "ms")
         }
+        // What the attack amounted to: batches the hostile bots got stored, and closes by code.
+        try await db.withClient(logger: logger) { client in
+            let rows = try await client.query("""
+                SELECT b.name, COALESCE(sum(i.batches), 0)::int8, COALESCE(sum(i.samples_sent), 0)::int8, COALESCE(sum(i.samples_stored), 0)::int8
+                FROM bots b LEFT JOIN ingest_streams i ON i.bot_id = b.id WHERE b.name LIKE 'hostile-%' GROUP BY b.name ORDER BY b.name
+                """, logger: logger)
+            for try await (name, batches, sent, stored) in rows.decode((String, Int64, Int64, Int64).self) {
+                print("attack: \(name): \(batches) batches stored, \(sent) samples sent, \(stored) stored")
+            }
+        }
+        var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)/api/ingest")
+        request.headers.add(name: "Authorization", value: "Bearer \(operatorToken)")
+        let ingest = try await HTTPClient.shared.execute(request, timeout: .seconds(10)).body.collect(upTo: 1 << 20)
+        print("attack: hub ingest figures \(String(buffer: ingest))")
         let (idle, attacked) = (results["idle"]!, results["under attack"]!)
         report("ack p99 under attack / idle", Self.percentile(attacked.acks, 0.99) / Self.percentile(idle.acks, 0.99), "×")
         report("stop p99 under attack / idle", Self.percentile(attacked.stops, 0.99) / Self.percentile(idle.stops, 0.99), "×")

@@ -32,14 +32,19 @@ final class ConnectionActivity: Sendable {
         state = Mutex(State(lastReceivedMs: nowMs, lastSentMs: nowMs, tokens: Double(burstBytes)))
     }
 
-    /// What a message costs against the byte rate: its size, or for a batch the inflated size it declares if
-    /// larger (a small frame that inflates to megabytes costs its megabytes).
+    /// What a message costs against the byte rate: its size; for a batch the inflated size it declares, or
+    /// `bytesPerSample` for each sample it declares, if larger (a small frame that inflates to megabytes, or
+    /// packs thousands of tiny series, costs what handling it costs).
     static func cost(of message: ByteBuffer) -> Int {
         let size = message.readableBytes
         guard size >= 25, message.getInteger(at: message.readerIndex, as: UInt8.self) == FrameType.batch.rawValue,
+              let samples = message.getInteger(at: message.readerIndex + 17, endianness: .little, as: UInt32.self),
               let raw = message.getInteger(at: message.readerIndex + 21, endianness: .little, as: UInt32.self) else { return size }
-        return max(size, Int(raw))
+        return max(size, Int(raw), Int(samples) * bytesPerSample)
     }
+
+    /// What one sample of a batch costs at least against the byte rate.
+    static let bytesPerSample = 64
 
     /// The reader got a message of `bytes` costing `cost`: counts it and returns once the backlog is below the
     /// limit again and the connection is within its byte rate.

@@ -24,10 +24,11 @@ public struct IngestConfiguration: Sendable {
     /// reading that connection until it catches up (the bot's TCP send buffer fills, other bots carry on).
     /// One message is always let in, so the bound is this plus one message (at most 2 × `maxFrameBytes`).
     public var maxPendingBytes = 4 << 20
-    /// Bytes a second one connection may send (a batch counts its inflated size if larger), after a burst of
+    /// Bytes a second one connection may send (a batch counts its declared inflated size, or 64 bytes a sample, if larger), after a burst of
     /// `max(maxPendingBytes, limits.maxPayloadBytes)`; a faster bot is read more slowly, so no bot takes more
-    /// than its share of the hub. A bot flushing 50 metrics a second sends about 1 KB/s.
-    public var maxBytesPerSecond = 1 << 20
+    /// than its share of the hub. A bot flushing 50 metrics a second costs about 3 KB/s; the default lets one
+    /// bot catch up on a spooled backlog at about 4,000 samples a second.
+    public var maxBytesPerSecond = 256 << 10
 
     public init() {}
 }
