@@ -68,6 +68,7 @@ let package = Package(
                 .embedInCode("migrations/V0004__review.sql"),
                 .embedInCode("migrations/V0005__dashboard.sql"),
                 .embedInCode("migrations/V0006__bot_isolation.sql"),
+                .embedInCode("migrations/V0007__fleet_profile.sql"),
             ]
         ),
         // Storage: PostgreSQL schema migrations, batch writer, bot registry, embedded cluster.

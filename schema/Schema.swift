@@ -18,6 +18,7 @@ public enum Schema {
         Migration(version: 4, name: "review", sql: decode(PackageResources.V0004__review_sql)),
         Migration(version: 5, name: "dashboard", sql: decode(PackageResources.V0005__dashboard_sql)),
         Migration(version: 6, name: "bot_isolation", sql: decode(PackageResources.V0006__bot_isolation_sql)),
+        Migration(version: 7, name: "fleet_profile", sql: decode(PackageResources.V0007__fleet_profile_sql)),
     ]
 
     /// The latest version this build knows.

@@ -11,7 +11,7 @@ struct Bots: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Register a bot and print its token (shown once).")
         @OptionGroup var common: CommonOptions
         @Argument(help: "The bot id agents will send.") var bot: String
-        @Option(help: "Threshold profile the bot follows.") var profile = "default"
+        @Option(help: "Threshold profile the bot follows (default: the fleet's default profile, set by the hub's --config).") var profile: String?
 
         func run() async throws {
             let token = try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin"))

@@ -40,7 +40,7 @@ final class CollectorRunner: Sendable {
                         series.append(Series(name: name, kind: v.kind, timestamps: [nowMs], values: [x]))
                     case .state(let s):
                         series.append(Series(name: name, kind: .state, timestamps: [nowMs],
-                                             states: [WireProtocol.truncated(s, maxBytes: WireProtocol.maxStateBytes)]))
+                                             states: [WireProtocol.stateValue(s)]))
                     default:
                         continue
                     }

@@ -96,7 +96,7 @@ public final class StateHandle: Sendable {
             guard s.version != s.reportedVersion || nowMs - s.reportedAtMs >= repeatMs else { return nil }
             s.reportedVersion = s.version
             s.reportedAtMs = nowMs
-            return WireProtocol.truncated(value, maxBytes: WireProtocol.maxStateBytes)
+            return WireProtocol.stateValue(value)
         }
     }
 }

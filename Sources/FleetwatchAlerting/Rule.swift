@@ -42,6 +42,15 @@ public struct Rule: Sendable, Equatable, Codable, Identifiable {
         self.summary = summary
     }
 
+    /// Every metric the rule reads: a ratio needs both counters; without one of them it can never fire.
+    public var metrics: [String] {
+        switch kind {
+        case .above(let m), .below(let m), .stateNot(let m, _), .stateIn(let m, _): return [m]
+        case .rateAbove(let c, _, _), .rateBelow(let c, _, _): return [c]
+        case .ratioAbove(let n, let d, _): return [n, d]
+        }
+    }
+
     /// The metric the rule reads first (for silences by metric and for display).
     public var metric: String {
         switch kind {

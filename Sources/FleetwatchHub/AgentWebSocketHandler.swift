@@ -79,9 +79,12 @@ struct AgentWebSocketHandler: Sendable {
                     }
                     guard frame.fin, let whole = message else { continue }
                     message = nil
-                    first = false
                     await activity.received(bytes: whole.readableBytes, cost: ConnectionActivity.cost(of: whole))
                     continuation.yield(.message(whole))
+                    if first {
+                        first = false
+                        await activity.awaitHello()
+                    }
                 }
                 continuation.yield(.ended(nil))
             } catch {
@@ -113,6 +116,7 @@ struct AgentWebSocketHandler: Sendable {
                 activity.begin()
                 outputs = await session.handle(bytes)
                 activity.handled(bytes: bytes.readableBytes)
+                activity.helloDone()
                 if registered == nil, let s = session.session {
                     registered = s
                     await connections.add(bot: s.botName, botID: s.botID, connectionID: s.connectionID, checkedAt: checkedAt,

@@ -5,8 +5,8 @@ import Hummingbird
 import Logging
 import PostgresNIO
 
-/// The alert API: alerts, acknowledgement, silences, thresholds, the live event feed and the
-/// notification ledger. Documented in docs/api.md.
+/// The alert API: alerts, acknowledgement, silences, the live event feed and the notification ledger
+/// (thresholds: `ThresholdRoutes`). Documented in docs/api.md.
 struct AlertRoutes: Sendable {
     let client: PostgresClient
     let feed: AlertFeed
@@ -52,33 +52,6 @@ struct AlertRoutes: Sendable {
         let durationMs: Double?
     }
 
-    struct RuleRecord: ResponseEncodable {
-        let id: String
-        let metric: String
-        let limit: Double
-        let level: String
-        let hysteresis: Double
-        let summary: String
-    }
-
-    struct ProfileRecord: ResponseEncodable {
-        let name: String
-        let enableEmergencyShutdown: Bool
-        let rules: [RuleRecord]
-        init(_ p: ThresholdProfile) {
-            name = p.name
-            enableEmergencyShutdown = p.enableEmergencyShutdown
-            rules = p.rules.map { RuleRecord(id: $0.id, metric: $0.metric, limit: $0.limit, level: $0.level.rawValue,
-                                             hysteresis: $0.hysteresis, summary: $0.summary) }
-        }
-    }
-
-    struct ProfileUpdate: Decodable {
-        var base: String?
-        var limits: [String: Double]
-        var enableEmergencyShutdown: Bool?
-    }
-
     func register(on router: Router<HubRequestContext>) {
         router.get("/api/alerts") { request, _ -> [AlertRecord] in try await alerts(request.uri.queryParameters) }
         router.post("/api/alerts/:id/acknowledge") { request, context -> AlertRecord in
@@ -120,48 +93,6 @@ struct AlertRoutes: Sendable {
             let id = try context.parameters.require("id", as: Int64.self)
             try await client.query("UPDATE silences SET until = now() WHERE id = \(id)", logger: logger)
             return .noContent
-        }
-        router.get("/api/thresholds") { request, _ -> [ProfileRecord] in
-            if let bot = request.uri.queryParameters.get("bot") {
-                return [ProfileRecord(try await PostgresProfileSource(client: client, logger: logger).profile(bot: bot))]
-            }
-            return try await ThresholdAdmin(client: client, logger: logger).profiles().map(ProfileRecord.init)
-        }
-        router.put("/api/bots/:bot/thresholds") { request, context -> ProfileRecord in
-            let bot = try context.parameters.require("bot")
-            let limits = try await request.decode(as: [String: Double].self, context: context)
-            let known = try await client.query("SELECT 1 FROM bots WHERE name = \(bot)", logger: logger).decode(Int.self).first { _ in true }
-            guard known != nil else { throw HTTPError(.notFound, message: "no bot named \(bot)") }
-            let unknown = try await ThresholdAdmin(client: client, logger: logger)
-                .setOverrides(bot: bot, limits: limits, by: context.principal?.name ?? "api")
-            guard unknown.isEmpty else { throw HTTPError(.badRequest, message: "unknown thresholds: \(unknown.joined(separator: ", "))") }
-            return ProfileRecord(try await PostgresProfileSource(client: client, logger: logger).profile(bot: bot))
-        }
-        router.delete("/api/bots/:bot/thresholds/:rule") { _, context -> HTTPResponse.Status in
-            try await ThresholdAdmin(client: client, logger: logger)
-                .removeOverride(bot: try context.parameters.require("bot"), rule: try context.parameters.require("rule"))
-            return .noContent
-        }
-        router.put("/api/bots/:bot/profile") { request, context -> HTTPResponse.Status in
-            struct Body: Decodable { let profile: String }
-            let body = try await request.decode(as: Body.self, context: context)
-            let ok = try await ThresholdAdmin(client: client, logger: logger).setProfile(bot: try context.parameters.require("bot"),
-                                                                                          profile: body.profile)
-            guard ok else { throw HTTPError(.notFound, message: "no such bot or profile") }
-            return .noContent
-        }
-        router.put("/api/profiles/:name") { request, context -> ProfileRecord in
-            let name = try context.parameters.require("name")
-            let update = try await request.decode(as: ProfileUpdate.self, context: context)
-            let base = update.base ?? (ThresholdProfile.builtIn[name] != nil ? name : "default")
-            guard ThresholdProfile.builtIn[base] != nil else { throw HTTPError(.badRequest, message: "base must be default, production or development") }
-            let unknown = update.limits.keys.filter { !ThresholdProfile.isOverrideKey($0) }
-            guard unknown.isEmpty else { throw HTTPError(.badRequest, message: "unknown thresholds: \(unknown.sorted().joined(separator: ", "))") }
-            let admin = ThresholdAdmin(client: client, logger: logger)
-            try await admin.upsertProfile(name: name, base: base, limits: update.limits,
-                                          enableEmergencyShutdown: update.enableEmergencyShutdown ?? (base == "production"))
-            guard let p = try await admin.profiles().first(where: { $0.name == name }) else { throw HTTPError(.internalServerError) }
-            return ProfileRecord(p)
         }
         router.get("/api/notifications") { request, _ -> [NotificationRecord] in
             let alert = request.uri.queryParameters.get("alert", as: Int64.self)

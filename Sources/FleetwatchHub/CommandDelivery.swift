@@ -38,9 +38,10 @@ struct LedgerCommandChannel: CommandChannel {
 
     /// Records the declaration (only from the connection holding the bot's lease) and confirms it with the
     /// steps the hub holds the bot to: no liquidation unless the bot allows it.
-    func declare(_ declaration: EmergencyDeclaration, session: BotSession) async throws -> CommandFrame {
+    func declare(_ declaration: EmergencyDeclaration, session: BotSession) async throws -> CommandFrame? {
         let declared = try await ledger.recordDeclaration(declaration, botID: session.botID, botName: session.botName,
                                                           connectionID: session.connectionID, hub: hubID)
+        guard declared.leaseHeld else { return nil }
         if declared.recorded, let id = UUID(bytes: declaration.commandID), let record = try await ledger.command(id: id),
            record.bot == session.botName {
             await alerts.latched(record)
@@ -87,7 +88,8 @@ struct CommandDispatcher: Service {
         do {
             let now = Self.nowMs()
             for command in try await ledger.takePending(botIDs: leases.map(\.botID), connections: leases.map(\.connectionID), hub: hubID) {
-                let sent = await connections.send(.command(command.frame(nowMs: now, ttlMs: Self.ms(configuration.frameTTL))), to: command.bot)
+                let sent = await connections.send(.command(command.frame(nowMs: now, ttlMs: Self.ms(configuration.frameTTL))),
+                                                  to: command.bot, connection: command.connectionID)
                 logger.notice("command \(command.id) for \(command.bot): \(sent ? "sent" : "bot left; sent again when it reconnects")")
             }
         } catch {

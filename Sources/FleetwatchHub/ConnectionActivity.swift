@@ -17,6 +17,10 @@ final class ConnectionActivity: Sendable {
         var busy = false
         var pendingBytes = 0
         var waiter: CheckedContinuation<Void, Never>?
+        var waiting = false
+        var finished = false
+        var helloHandled = false
+        var helloWaiter: CheckedContinuation<Void, Never>?
         var tokens: Double
         var refilled = ContinuousClock.now
     }
@@ -47,30 +51,57 @@ final class ConnectionActivity: Sendable {
     static let bytesPerSample = 64
 
     /// The reader got a message of `bytes` costing `cost`: counts it and returns once the backlog is below the
-    /// limit again and the connection is within its byte rate.
+    /// limit again and the connection is within its byte rate. While it waits, the agent counts as heard: the
+    /// wait is the hub's doing, not the agent's silence.
     func received(bytes: Int, cost: Int? = nil) async {
         let now = IngestSession.nowMs()
-        let (over, debt) = state.withLock { s -> (Bool, Double) in
+        let (over, debt, finished) = state.withLock { s -> (Bool, Double, Bool) in
             s.lastReceivedMs = now
             s.pendingBytes += bytes
             let instant = ContinuousClock.now
             s.tokens = min(burstBytes, s.tokens + (instant - s.refilled).inSeconds * bytesPerSecond)
             s.refilled = instant
             s.tokens -= Double(cost ?? bytes)
-            return (s.pendingBytes > maxPendingBytes, -s.tokens)
+            s.waiting = true
+            return (s.pendingBytes > maxPendingBytes, -s.tokens, s.finished)
         }
+        defer { state.withLock { s in s.waiting = false; s.lastReceivedMs = IngestSession.nowMs() } }
+        guard !finished else { return }
         if debt > 0, bytesPerSecond.isFinite, bytesPerSecond > 0 {
             try? await Task.sleep(for: .milliseconds(Int64(debt / bytesPerSecond * 1000) + 1))
         }
         guard over else { return }
         await withCheckedContinuation { continuation in
             let resumeNow = state.withLock { s -> Bool in
-                if s.pendingBytes <= maxPendingBytes { return true }
+                if s.finished || s.pendingBytes <= maxPendingBytes { return true }
                 s.waiter = continuation
                 return false
             }
             if resumeNow { continuation.resume() }
         }
+    }
+
+    /// The reader waits here after the first message until the loop has handled it (the hello): nothing more is
+    /// read from a connection that has not said who it is.
+    func awaitHello() async {
+        await withCheckedContinuation { continuation in
+            let resumeNow = state.withLock { s -> Bool in
+                if s.helloHandled || s.finished { return true }
+                s.helloWaiter = continuation
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+
+    /// The loop handled the first message.
+    func helloDone() {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            s.helloHandled = true
+            defer { s.helloWaiter = nil }
+            return s.helloWaiter
+        }
+        waiter?.resume()
     }
 
     /// The reader saw a frame that carries no message (a ping, a fragment): the agent is not silent.
@@ -94,14 +125,15 @@ final class ConnectionActivity: Sendable {
         waiter?.resume()
     }
 
-    /// Releases a waiting reader (the connection is ending).
+    /// Releases a waiting reader, now and later (the connection is ending).
     func finish() {
-        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.finished = true
             s.pendingBytes = 0
-            defer { s.waiter = nil }
-            return s.waiter
+            defer { s.waiter = nil; s.helloWaiter = nil }
+            return [s.waiter, s.helloWaiter].compactMap { $0 }
         }
-        waiter?.resume()
+        waiters.forEach { $0.resume() }
     }
 
     /// Something was written to the agent.
@@ -110,7 +142,11 @@ final class ConnectionActivity: Sendable {
         state.withLock { $0.lastSentMs = now }
     }
 
-    var lastReceivedMs: Int64 { state.withLock { $0.lastReceivedMs } }
+    /// When the agent was last heard: now while the reader is held back by the hub (rate, backlog).
+    var lastReceivedMs: Int64 {
+        let now = IngestSession.nowMs()
+        return state.withLock { $0.waiting ? now : $0.lastReceivedMs }
+    }
 
     /// Whether the loop is inside a message and nothing was written for `intervalMs`: the ticker then sends
     /// the heartbeat itself, so a slow store never looks like a dead hub to the agent.

@@ -1,6 +1,7 @@
 import HummingbirdCore
 import Logging
 import NIOCore
+import Synchronization
 
 /// Guards a new connection until its first request head is complete — the window in which Hummingbird's own
 /// HTTP limits do not apply yet (its idle timeout starts after the first request; on the WebSocket-upgrade
@@ -85,16 +86,18 @@ final class FirstRequestGuard: ChannelInboundHandler, RemovableChannelHandler {
     }
 }
 
-/// A server child channel with `FirstRequestGuard` in front of `base`'s HTTP handlers.
+/// A server child channel with the per-address limit and `FirstRequestGuard` in front of `base`'s HTTP handlers.
 struct GuardedChildChannel<Base: ServerChildChannel>: ServerChildChannel {
     typealias Value = Base.Value
     let base: Base
     let maxHeadBytes: Int
     let timeout: TimeAmount
+    let addresses: AddressConnections
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(FirstRequestGuard(maxHeadBytes: maxHeadBytes, timeout: timeout))
+            try channel.pipeline.syncOperations.addHandlers([PerAddressLimit(addresses),
+                                                             FirstRequestGuard(maxHeadBytes: maxHeadBytes, timeout: timeout)])
         }.flatMap {
             base.setup(channel: channel, logger: logger)
         }
@@ -102,5 +105,54 @@ struct GuardedChildChannel<Base: ServerChildChannel>: ServerChildChannel {
 
     func handle(value: Value, logger: Logger) async {
         await base.handle(value: value, logger: logger)
+    }
+}
+
+/// Open connections per client address, shared by every connection of the listener.
+final class AddressConnections: Sendable {
+    private let counts = Mutex<[String: Int]>([:])
+    let maxPerAddress: Int
+
+    init(maxPerAddress: Int) { self.maxPerAddress = maxPerAddress }
+
+    /// Counts a new connection from `address`; false (and not counted) when the address is at its limit.
+    func open(_ address: String) -> Bool {
+        counts.withLock { c in
+            let n = c[address, default: 0]
+            guard n < maxPerAddress else { return false }
+            c[address] = n + 1
+            return true
+        }
+    }
+
+    func close(_ address: String) {
+        counts.withLock { c in
+            let n = c[address, default: 0] - 1
+            c[address] = n > 0 ? n : nil
+        }
+    }
+}
+
+/// Closes a connection at once when its address already holds `hub.max_connections_per_address`; stays in the
+/// pipeline for the connection's life to count it.
+final class PerAddressLimit: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    private let connections: AddressConnections
+    private var address: String?
+
+    init(_ connections: AddressConnections) { self.connections = connections }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let key = context.channel.remoteAddress?.ipAddress ?? "unknown"
+        if connections.open(key) {
+            address = key
+        } else {
+            context.close(promise: nil)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        if let address { connections.close(address) }
+        address = nil
     }
 }

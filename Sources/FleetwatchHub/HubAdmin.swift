@@ -41,8 +41,8 @@ public struct HubAdmin: Sendable {
         }
     }
 
-    /// Registers `bot` and returns its new token.
-    public func addBot(_ bot: String, profile: String) async throws -> String {
+    /// Registers `bot` and returns its new token. Without `profile` the bot follows the fleet's default profile.
+    public func addBot(_ bot: String, profile: String?) async throws -> String {
         let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.:/-")
         guard (1...128).contains(bot.count), bot.allSatisfy(allowed.contains) else {
             throw StorageError("a bot name is 1–128 characters of A–Z a–z 0–9 _ . : / - (the agent's bot id)")
@@ -51,7 +51,11 @@ public struct HubAdmin: Sendable {
         let hash = BotToken.hash(token)
         let logger = self.logger
         let inserted = try await withDatabase { client in
-            try await client.query("""
+            if let profile, try await client.query("SELECT 1 FROM threshold_profiles WHERE name = \(profile)", logger: logger)
+                .decode(Int.self).first(where: { _ in true }) == nil {
+                throw StorageError("no threshold profile named \(profile) (built in: default, production, development)")
+            }
+            return try await client.query("""
                 INSERT INTO bots (name, profile, token_hash, token_issued_at) VALUES (\(bot), \(profile), \(hash), now())
                 ON CONFLICT (name) DO NOTHING RETURNING id
                 """, logger: logger).decode(Int32.self).first { _ in true } != nil
@@ -76,9 +80,11 @@ public struct HubAdmin: Sendable {
     private func setHash(_ bot: String, _ hash: ByteBuffer?) async throws {
         let logger = self.logger
         let found = try await withDatabase { client in
-            // The NOTIFY (delivered at commit) makes the replica holding the bot's connection close it at once.
+            // The lease is taken back (nothing the old connection still sends counts), and the NOTIFY (delivered at
+            // commit) makes every replica close the bot's connections at once; the lease check catches a missed one.
             try await client.query("""
-                WITH u AS (UPDATE bots SET token_hash = \(hash), token_issued_at = now() WHERE name = \(bot) RETURNING id)
+                WITH u AS (UPDATE bots SET token_hash = \(hash), token_issued_at = now(), connection_id = NULL, connected_hub = NULL
+                           WHERE name = \(bot) RETURNING id)
                 SELECT u.id FROM u CROSS JOIN LATERAL (SELECT pg_notify(\(Self.tokenChannel), \(bot))) AS n
                 """, logger: logger).decode(Int32.self).first { _ in true } != nil
         }
@@ -93,7 +99,8 @@ public struct HubAdmin: Sendable {
         return try await withDatabase { client in
             var out: [BotSummary] = []
             let rows = try await client.query("""
-                SELECT name, profile, token_hash IS NOT NULL, connection_id IS NOT NULL, last_seen_at FROM bots ORDER BY name
+                SELECT name, COALESCE(profile, 'fleet default (' || COALESCE((SELECT value FROM fleet_settings WHERE key = 'default_profile'), 'default') || ')'),
+                       token_hash IS NOT NULL, connection_id IS NOT NULL, last_seen_at FROM bots ORDER BY name
                 """, logger: logger)
             for try await (n, p, t, c, l) in rows.decode((String, String, Bool, Bool, Date?).self) {
                 out.append(BotSummary(name: n, profile: p, hasToken: t, connected: c, lastSeen: l))

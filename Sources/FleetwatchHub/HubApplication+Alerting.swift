@@ -14,6 +14,8 @@ extension HubApplication {
         let watcher: SilentBotWatcher?
         let emergencyAlerts: EmergencyAlerts
         let nameLimits: NameLimitAlerts
+        /// The alert store when alerting is on (health check, name limits).
+        let alertStore: (any AlertStore)?
     }
 
     func makeAlerting(client: PostgresClient, metrics: HubMetrics? = nil) -> Alerting {
@@ -81,7 +83,8 @@ extension HubApplication {
         return Alerting(engine: engine, dispatcher: dispatcher, feed: feed,
                         watcher: watcher, emergencyAlerts: emergencyAlerts,
                         nameLimits: NameLimitAlerts(store: a.enabled ? store : nil, sink: a.enabled ? dispatcher : nil,
-                                                    limit: configuration.ingest.maxMetricNamesPerBot, logger: logger))
+                                                    limit: configuration.ingest.maxMetricNamesPerBot, logger: logger),
+                        alertStore: a.enabled ? store : nil)
     }
 }
 

@@ -107,8 +107,15 @@ public struct HubApplication: Sendable {
             .init(service: AuditPruner(audit: audit, retentionDays: configuration.auditRetentionDays, interval: .seconds(3600), logger: logger)),
         ]
         if let watcher = alerting.watcher { services.append(.init(service: watcher)) }
+        // The periodic health check (monitoring.health_check_interval), one replica per interval.
+        let fleetView = FleetView(client: client, live: live, staleAfter: configuration.ingest.heartbeatInterval * 3, logger: logger)
+        services.append(.init(service: HealthChecker(fleet: fleetView, store: HealthCheckStore(client: client, logger: logger),
+                                                     alertStore: alerting.alertStore, sink: alerting.alertStore == nil ? nil : alerting.dispatcher,
+                                                     interval: .milliseconds(Int64(configuration.monitoring.healthCheckInterval * 1000)),
+                                                     hubID: configuration.ingest.hubID, logger: logger)))
         services.append(.init(service: NameLimitWatcher(client: client, alerts: alerting.nameLimits, interval: .seconds(60), logger: logger)))
         if let engine { services.append(.init(service: AlertEngineService(engine: engine))) }
+        services.append(.init(service: LeaseChecker(connections: connections, store: store, interval: .seconds(5), logger: logger)))
         services.append(.init(service: CommandDispatcher(ledger: ledger, connections: connections, wakes: commandWakes,
                                                          hubID: configuration.ingest.hubID, configuration: configuration.emergency,
                                                          logger: logger)))
@@ -160,6 +167,7 @@ public struct HubApplication: Sendable {
                             body: .init(byteBuffer: ByteBuffer(string: text)))
         }
         AlertRoutes(client: client, feed: alerting.feed, logger: logger).register(on: router)
+        ThresholdRoutes(client: client, logger: logger).register(on: router)
         MetricsRoutes(client: client, fleet: fleet, logger: logger).register(on: router)
         CommandRoutes(ledger: ledger, audit: audit, refusals: refusals, alerts: alerting.emergencyAlerts,
                       limiter: RequestLimiter(perMinute: configuration.emergency.requestsPerMinute), logger: logger).register(on: router)
@@ -203,10 +211,12 @@ public struct HubApplication: Sendable {
             }
         }
         // The first request head is guarded too (time and size); later ones by the decoder and the idle timeout.
+        let headTimeout = TimeAmount.nanoseconds(Int64(limits.headTimeout.inSeconds * 1e9))
+        let addresses = AddressConnections(maxPerAddress: limits.maxConnectionsPerAddress)
         let plain = HTTPServerBuilder { responder in
             GuardedChildChannel(base: HTTP1WebSocketUpgradeChannel(responder: responder, configuration: channelConfiguration,
                                                                    shouldUpgrade: shouldUpgrade),
-                                maxHeadBytes: limits.maxHeaderBytes, timeout: idle)
+                                maxHeadBytes: limits.maxHeaderBytes, timeout: headTimeout, addresses: addresses)
         }
         let server = try configuration.tlsConfiguration().map { try HTTPServerBuilder.tls(plain, tlsConfiguration: $0) } ?? plain
         let scheme = configuration.tlsCertificatePath == nil ? ("http", "ws") : ("https", "wss")

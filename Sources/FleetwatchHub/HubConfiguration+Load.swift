@@ -3,10 +3,12 @@ import Foundation
 import Logging
 
 extension HubConfiguration {
-    /// Builds a configuration: defaults, then the profile or JSON file named by `config`, then
-    /// `FLEETWATCH_*` environment variables. Command-line flags are applied by the caller last.
+    /// Builds a configuration: defaults, then the profile or JSON file named by `config` (or by
+    /// `FLEETWATCH_CONFIG`), then `FLEETWATCH_*` environment variables. Command-line flags are applied by the
+    /// caller last.
     public static func load(config: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws -> HubConfiguration {
         var c = HubConfiguration()
+        let config = config ?? environment["FLEETWATCH_CONFIG"].flatMap { $0.isEmpty ? nil : $0 }
         switch config {
         case nil, "default":
             break
@@ -82,6 +84,14 @@ extension HubConfiguration {
                 monitoring.healthCheckInterval = v
             }
             if let v = m.enable_emergency_shutdown { monitoring.enableEmergencyShutdown = v }
+            if let v = m.profile {
+                guard let base = ThresholdProfile.builtIn[v] else {
+                    throw ConfigurationError("\(source): monitoring.profile must be default, production or development")
+                }
+                baseProfile = v
+                // The built-in profile's own setting, unless the file says otherwise.
+                if m.enable_emergency_shutdown == nil { monitoring.enableEmergencyShutdown = base.enableEmergencyShutdown }
+            }
         }
         if let d = f.dashboard {
             if let v = d.enabled { dashboardEnabled = v }
@@ -121,9 +131,15 @@ extension HubConfiguration {
             if let v = h.max_connections { http.maxConnections = v }
             if let v = h.http_idle_timeout { http.idleTimeout = try Self.fileDuration(v, "hub.http_idle_timeout", source: source) }
             if let v = h.max_header_bytes { http.maxHeaderBytes = v }
+            if let v = h.http_head_timeout { http.headTimeout = try Self.fileDuration(v, "hub.http_head_timeout", source: source) }
+            if let v = h.max_connections_per_address { http.maxConnectionsPerAddress = v }
             if let v = h.audit_retention_days { auditRetentionDays = v }
         }
-        if let t = f.thresholds { thresholds = t }
+        if let t = f.thresholds {
+            do { thresholds = try ThresholdSettings.parse(t) } catch let error as ThresholdError {
+                throw ConfigurationError("\(source): thresholds.\(error.description)")
+            }
+        }
         if let r = f.retention {
             if let v = r.raw_days { retention.rawDays = v }
             if let v = r.minute_rollup_days { retention.minuteRollupDays = v }
@@ -194,6 +210,10 @@ extension HubConfiguration {
         try require((1...1_000_000).contains(http.maxConnections), "hub.max_connections must be 1–1000000")
         try require(http.idleTimeout >= .seconds(1), "hub.http_idle_timeout must be at least 1 second")
         try require((1024...(1 << 20)).contains(http.maxHeaderBytes), "hub.max_header_bytes must be 1024–1048576")
+        try require(http.headTimeout >= .seconds(1) && http.headTimeout <= .seconds(300), "hub.http_head_timeout must be 1–300 seconds")
+        try require((1...1_000_000).contains(http.maxConnectionsPerAddress), "hub.max_connections_per_address must be 1–1000000")
+        try require(ingest.maxBytesPerSecond * 20 >= ingest.limits.maxPayloadBytes,
+                    "hub.max_bytes_per_second must be at least hub.max_payload_bytes / 20 (a largest batch may not hold its connection's reading for more than 20 s)")
         try require((1...36_500).contains(auditRetentionDays), "hub.audit_retention_days must be 1–36500")
         try require(ingest.validator.maxAgeMs > 0 && ingest.validator.maxFutureMs >= 0, "hub.max_sample_age must be > 0 and hub.max_sample_future ≥ 0")
         try require(monitoring.healthCheckInterval > 0, "monitoring.health_check_interval must be > 0")
@@ -226,8 +246,8 @@ extension HubConfiguration {
         try require(emergency.pollInterval >= .milliseconds(100) && emergency.pollInterval <= .seconds(60),
                     "emergency.poll_interval must be 0.1–60 seconds")
         try require(alerts.noDataSeconds >= 5, "alerts.no_data_seconds must be at least 5")
-        for key in thresholds.keys.sorted() where !ThresholdProfile.isOverrideKey(key) {
-            throw ConfigurationError("\(source): unknown threshold \"thresholds.\(key)\" (known: \(ThresholdProfile.standard.rules.map(\.id).joined(separator: ", ")))")
+        for key in thresholds.unknownKeys() {
+            throw ConfigurationError("\(source): unknown threshold \"thresholds.\(key)\" (known: \(ThresholdProfile.standard.rules.map(\.id).joined(separator: ", ")); add .hysteresis or .level to a rule id for those)")
         }
         try require(alerts.cooldownInfo >= 0 && alerts.cooldownWarning >= 0 && alerts.cooldownCritical >= 0, "alerts.cooldowns must be ≥ 0")
     }
@@ -264,6 +284,7 @@ struct ConfigFile: Decodable {
     struct Monitoring: Decodable {
         var health_check_interval: Double?
         var enable_emergency_shutdown: Bool?
+        var profile: String?
     }
     struct Dashboard: Decodable {
         var enabled: Bool?
@@ -301,6 +322,8 @@ struct ConfigFile: Decodable {
         var max_connections: Int?
         var http_idle_timeout: Double?
         var max_header_bytes: Int?
+        var http_head_timeout: Double?
+        var max_connections_per_address: Int?
         var audit_retention_days: Int?
     }
     struct Alerts: Decodable {
@@ -341,7 +364,7 @@ struct ConfigFile: Decodable {
     var monitoring: Monitoring?
     var dashboard: Dashboard?
     var hub: Hub?
-    var thresholds: [String: Double]?
+    var thresholds: [String: ThresholdValue]?
     var alerts: Alerts?
     struct Emergency: Decodable {
         var command_ttl: Double?
@@ -359,7 +382,7 @@ struct ConfigFile: Decodable {
     var retention: Retention?
 
     static let sections: [String: Set<String>] = [
-        "monitoring": ["health_check_interval", "enable_emergency_shutdown"],
+        "monitoring": ["health_check_interval", "enable_emergency_shutdown", "profile"],
         "dashboard": ["enabled", "port", "admin_user", "admin_password", "allowed_origins", "session_idle_timeout",
                       "login_attempts_per_minute", "chartjs_path", "update_interval", "ping_interval", "session_check_interval"],
         "emergency": ["command_ttl", "acknowledge_timeout", "poll_interval", "requests_per_minute"],
@@ -368,7 +391,7 @@ struct ConfigFile: Decodable {
                 "max_frame_bytes",
                 "max_payload_bytes", "max_samples_per_batch", "heartbeat_interval", "max_sample_age", "max_sample_future",
                 "max_metric_names_per_bot", "max_metric_names", "max_pending_bytes", "max_bytes_per_second", "max_connections", "http_idle_timeout",
-                "max_header_bytes", "audit_retention_days"],
+                "max_header_bytes", "http_head_timeout", "max_connections_per_address", "audit_retention_days"],
         "alerts": ["enabled", "console_alerts", "log_alerts", "dashboard_alerts", "email_notifications", "webhook_notifications",
                    "console_min_level", "no_data_seconds", "webhook", "cooldowns", "email"],
     ]

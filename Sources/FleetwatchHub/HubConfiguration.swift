@@ -1,3 +1,4 @@
+import FleetwatchAlerting
 import FleetwatchIngest
 import FleetwatchStorage
 import Foundation
@@ -27,15 +28,22 @@ public struct HubConfiguration: Sendable {
     public var logLevel: Logger.Level = .info
     /// The profile this configuration came from: `default`, `production`, `development` or a file path.
     public var profile = "default"
+    /// The threshold profile every bot without its own follows, set at start: `default`, `production`,
+    /// `development`, or `custom` for a configuration file.
+    public var defaultProfile: String {
+        ThresholdProfile.builtIn[profile] != nil ? profile : "custom"
+    }
     /// Monitoring settings of the reference system, used by the alerting and emergency features.
     public var monitoring = MonitoringSettings()
     /// Ingest limits and timings.
     public var ingest = IngestConfiguration()
     /// Alert channels, cooldowns and the no-data rule.
     public var alerts = AlertSettings()
-    /// Threshold limits from the configuration file (the reference `thresholds` section), applied as the
-    /// profile `custom` on top of the default rule set.
-    public var thresholds: [String: Double] = [:]
+    /// Thresholds from the configuration file (the reference `thresholds` section: limits, hysteresis and
+    /// `rule.level` keys), stored as the profile `custom` on top of `baseProfile`.
+    public var thresholds = ThresholdSettings()
+    /// The built-in profile a configuration file's thresholds start from (`monitoring.profile`).
+    public var baseProfile = "default"
     /// Emergency-stop delivery: frame validity, acknowledgement timeout, polling.
     public var emergency = EmergencyConfiguration()
     /// Retention of raw samples and rollups, and the rollup cadence.
@@ -50,7 +58,7 @@ public struct HubConfiguration: Sendable {
 
 /// Limits of the HTTP listener, so that no client (authenticated or not) can hold the hub's resources.
 public struct HTTPLimits: Sendable, Equatable {
-    /// A plain HTTP connection with no request in progress is closed after this long (WebSockets are
+    /// A keep-alive HTTP connection with no request in progress is closed after this long (WebSockets are
     /// governed by heartbeats and pings instead).
     public var idleTimeout: Duration = .seconds(60)
     /// Open connections of all kinds; past it the hub accepts no new connection (they wait in the listen
@@ -58,6 +66,11 @@ public struct HTTPLimits: Sendable, Equatable {
     public var maxConnections = 10_000
     /// Largest request head (request line and headers), in bytes; a larger one gets 431.
     public var maxHeaderBytes = 16 * 1024
+    /// How long a new connection may take to send its first request head (408 after).
+    public var headTimeout: Duration = .seconds(10)
+    /// Open connections from one client address; more are closed at once. Raise it when a proxy or a NAT puts
+    /// many bots behind one address.
+    public var maxConnectionsPerAddress = 1_000
     public init() {}
 }
 

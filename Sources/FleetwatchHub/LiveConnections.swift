@@ -9,6 +9,8 @@ actor LiveConnections {
     struct Entry {
         let connectionID: UUID
         let botID: Int32
+        /// When it registered here (after its lease was taken in PostgreSQL).
+        var registeredAt = ContinuousClock.now
         let push: @Sendable (Frame) -> Void
         let close: @Sendable (CloseCode, String) -> Void
     }
@@ -68,16 +70,42 @@ actor LiveConnections {
         byBot[bot] = entries.isEmpty ? nil : entries
     }
 
-    /// The bots connected here: row id and the newest connection of each.
-    var leases: [(botID: Int32, connectionID: UUID)] { byBot.values.compactMap { $0.last.map { ($0.botID, $0.connectionID) } } }
+    /// The bots with a connection here.
+    var bots: [String] { Array(byBot.keys) }
+
+    /// Every connection here: bot, row id and connection (the command dispatcher asks the ledger which of them
+    /// holds its bot's lease).
+    var leases: [(bot: String, botID: Int32, connectionID: UUID)] {
+        byBot.flatMap { bot, entries in entries.map { (bot, $0.botID, $0.connectionID) } }
+    }
+
+    /// Closes the connections whose bot's lease, as PostgreSQL held it when read at `asOf` (`holders`: bot →
+    /// connection, nil when nobody holds it), is not theirs: the periodic check behind the lease and token
+    /// notifications. Connections registered after `asOf` are left alone (their lease is newer than the read).
+    @discardableResult
+    func reconcile(holders: [String: UUID?], asOf: ContinuousClock.Instant) -> Int {
+        var closed = 0
+        for (bot, entries) in byBot {
+            guard let holder = holders[bot] else { continue }
+            for entry in entries where entry.connectionID != holder && entry.registeredAt < asOf {
+                entry.close(holder == nil ? .authenticationFailed : .replaced,
+                            holder == nil ? "the bot's token was revoked or rotated" : "another connection took over bot \(bot)")
+                closed += 1
+            }
+            let kept = entries.filter { $0.connectionID == holder || $0.registeredAt >= asOf }
+            byBot[bot] = kept.isEmpty ? nil : kept
+        }
+        return closed
+    }
 
     /// Open connections here.
     var count: Int { byBot.values.reduce(0) { $0 + $1.count } }
 
-    /// Sends `frame` to `bot`'s newest connection if it has one here; returns whether it did.
+    /// Sends `frame` to `bot`'s connection `connectionID` (the one holding the lease; nil: the newest) if it is
+    /// here; returns whether it was.
     @discardableResult
-    func send(_ frame: Frame, to bot: String) -> Bool {
-        guard let entry = byBot[bot]?.last else { return false }
+    func send(_ frame: Frame, to bot: String, connection connectionID: UUID? = nil) -> Bool {
+        guard let entry = connectionID.map({ id in byBot[bot]?.first { $0.connectionID == id } }) ?? byBot[bot]?.last else { return false }
         entry.push(frame)
         return true
     }

@@ -31,6 +31,20 @@ struct MetricsRoutes: Sendable {
         let increase: Double?
     }
 
+    /// Every metric of one bot over a range, as the reference system's history: one entry per point in time
+    /// with the metrics that have a value then (raw samples up to 1 h, then minute or hour averages).
+    struct BotHistory: ResponseEncodable {
+        struct Entry: Encodable {
+            /// Unix seconds.
+            let timestamp: Double
+            let metrics: [String: Double]
+        }
+        let bot: String
+        let range: String
+        let resolution: String
+        let history: [Entry]
+    }
+
     struct History: ResponseEncodable {
         let bot: String
         let metric: String
@@ -47,16 +61,20 @@ struct MetricsRoutes: Sendable {
         router.get("/api/metrics") { request, _ -> [Snapshot] in
             try await snapshot(bot: request.uri.queryParameters.get("bot"))
         }
-        router.get("/api/metrics/history") { request, _ -> [History] in
+        router.get("/api/metrics/history") { request, context -> Response in
             let q = request.uri.queryParameters
-            guard let metric = q.get("metric") else {
-                throw HTTPError(.badRequest, message: "name a metric: /api/metrics/history?metric=total_pnl&range=24h[&bot=…]")
-            }
             let range = q.get("range") ?? "1h"
             guard let seconds = Self.ranges[range] else {
                 throw HTTPError(.badRequest, message: "range must be one of 1h, 6h, 24h, 7d, 30d")
             }
-            return try await history(bot: q.get("bot"), metric: metric, range: range, seconds: seconds)
+            guard let metric = q.get("metric") else {
+                // The reference system's form: every metric of one bot, one entry per point in time.
+                guard let bot = q.get("bot") else {
+                    throw HTTPError(.badRequest, message: "name a bot (every metric of it) or a metric: /api/metrics/history?bot=…&range=1h, or ?metric=total_pnl&range=24h[&bot=…]")
+                }
+                return try await botHistory(bot: bot, range: range, seconds: seconds).response(from: request, context: context)
+            }
+            return try await history(bot: q.get("bot"), metric: metric, range: range, seconds: seconds).response(from: request, context: context)
         }
     }
 
@@ -88,6 +106,42 @@ struct MetricsRoutes: Sendable {
             texts[name] = values.texts
         }
         return byBot.keys.sorted().map { Snapshot(bot: $0, at: byBot[$0]!.0, metrics: byBot[$0]!.1, states: texts[$0] ?? [:]) }
+    }
+
+    /// Every numeric metric of `bot`, grouped by point in time; 404 for an unknown bot.
+    func botHistory(bot: String, range: String, seconds: Double) async throws -> BotHistory {
+        guard try await client.query("SELECT 1 FROM bots WHERE name = \(bot)", logger: logger).decode(Int.self).first(where: { _ in true }) != nil else {
+            throw HTTPError(.notFound, message: "no bot named \(bot)")
+        }
+        let resolution = seconds <= 3600 ? "raw" : seconds <= 86_400 ? "1m" : "1h"
+        let since = Date().addingTimeInterval(-seconds)
+        let rows: PostgresRowSequence
+        switch resolution {
+        case "raw":
+            rows = try await client.query("""
+                SELECT ts, metric, value FROM sample_points WHERE bot = \(bot) AND ts >= \(since) AND value IS NOT NULL ORDER BY ts
+                """, logger: logger)
+        case "1m":
+            rows = try await client.query("""
+                SELECT minute, metric, avg FROM review_metric_minute WHERE bot = \(bot) AND minute >= \(since) ORDER BY minute
+                """, logger: logger)
+        default:
+            rows = try await client.query("""
+                SELECT hour, metric, avg FROM review_metric_hour WHERE bot = \(bot) AND hour >= \(since) ORDER BY hour
+                """, logger: logger)
+        }
+        var entries: [BotHistory.Entry] = []
+        var current: (Date, [String: Double])?
+        for try await (at, metric, value) in rows.decode((Date, String, Double?).self) {
+            guard let value else { continue }
+            if current?.0 != at {
+                if let c = current { entries.append(.init(timestamp: c.0.timeIntervalSince1970, metrics: c.1)) }
+                current = (at, [:])
+            }
+            current?.1[metric] = value
+        }
+        if let c = current { entries.append(.init(timestamp: c.0.timeIntervalSince1970, metrics: c.1)) }
+        return BotHistory(bot: bot, range: range, resolution: resolution, history: entries)
     }
 
     /// Raw samples for an hour, 1-minute rollups up to a day, 1-hour rollups beyond.

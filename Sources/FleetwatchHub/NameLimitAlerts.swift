@@ -39,7 +39,7 @@ final class NameLimitAlerts: Sendable {
         guard due else { return }
         var rule = Self.rule
         let names = batch.overLimitNames.prefix(3).joined(separator: ", ")
-        rule.summary = "Bot exceeds its metric-name limit (\(limit) distinct names unless set per bot): refused "
+        rule.summary = "Bot exceeds its metric-name limit (hub.max_metric_names_per_bot, \(limit), or its own): refused "
             + "\(batch.overLimitSamples) samples of \(batch.overLimitNameCount) new names such as \(names)"
         let value = Double(batch.overLimitNameCount)
         let (store, sink, logger) = (self.store, self.sink, self.logger)

@@ -8,6 +8,7 @@ public protocol CommandChannel: Sendable {
     /// Records one step result the agent reported.
     func record(_ result: CommandResultFrame, session: BotSession) async throws
     /// Records an emergency the bot declared; returns the confirmation to send back (a command frame with
-    /// the same id, after which the agent stops re-sending the declaration).
-    func declare(_ declaration: EmergencyDeclaration, session: BotSession) async throws -> CommandFrame
+    /// the same id, after which the agent stops re-sending the declaration), or nil when the connection no
+    /// longer holds the bot's lease (nothing recorded, nothing to confirm: the connection is closed with 4007).
+    func declare(_ declaration: EmergencyDeclaration, session: BotSession) async throws -> CommandFrame?
 }

@@ -156,7 +156,9 @@ public final class IngestSession {
     private func declare(_ declaration: EmergencyDeclaration) async -> [IngestOutput] {
         guard let session, let commands else { return [] }
         do {
-            let confirmation = try await commands.declare(declaration, session: session)
+            guard let confirmation = try await commands.declare(declaration, session: session) else {
+                return closeOutput(.close(.replaced, "another connection took over bot \(session.botName); declaration not recorded"))
+            }
             logger.critical("bot \(session.botName) declared an emergency: \(declaration.reason)")
             return [.send(.command(confirmation))]
         } catch {
@@ -207,6 +209,10 @@ public final class IngestSession {
                 counters?.storeSucceeded()
                 return closeOutput(.close(.replaced, "another connection took over bot \(session.botName)"))
             }
+        } catch let refused as BatchRefusedByStore {
+            // This batch only: the agent drops it; other bots and readiness are unaffected.
+            logger.warning("bot \(session.botName) batch \(frame.bootEpoch)/\(frame.sequence) refused: \(refused)")
+            return closeOutput(.close(.badBatch, "batch refused by the database: \(refused)"))
         } catch {
             counters?.storeFailed()
             logger.error("bot \(session.botName) batch \(frame.bootEpoch)/\(frame.sequence) not stored: \(String(reflecting: error))")

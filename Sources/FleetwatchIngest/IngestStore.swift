@@ -112,6 +112,13 @@ public struct ValidatedBatch: Sendable, Equatable {
     }
 }
 
+/// The store refused one batch for its data (PostgreSQL could not take it): the batch can never be stored, the
+/// agent must drop it (close 4005), and the store itself is fine.
+public struct BatchRefusedByStore: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
 /// Where ingest keeps bots and batches. PostgreSQL in production, memory in unit tests.
 public protocol IngestStore: Sendable {
     /// Checks a hello's bot id and token and takes the bot's lease for `connectionID`.

@@ -21,9 +21,11 @@ extension ByteBuffer {
 
     /// Appends a varint byte count then the UTF-8 bytes of `string`.
     @inlinable
+    /// NUL characters are left out: the protocol refuses them (PostgreSQL text cannot hold them).
     public mutating func writeWireString(_ string: String) {
-        writeVarint(UInt64(string.utf8.count))
-        writeString(string)
+        let clean = string.utf8.contains(0) ? String(string.unicodeScalars.filter { $0 != "\u{0}" }) : string
+        writeVarint(UInt64(clean.utf8.count))
+        writeString(clean)
     }
 
     /// Reads a little-endian fixed-width integer or throws `truncated`.
@@ -62,10 +64,11 @@ extension ByteBuffer {
         guard let bytes = readSlice(length: Int(length)) else {
             throw WireError(.truncated, "frame ends inside \(field)")
         }
-        guard let string = bytes.getString(at: bytes.readerIndex, length: bytes.readableBytes),
+        guard !bytes.readableBytesView.contains(0),
+              let string = bytes.getString(at: bytes.readerIndex, length: bytes.readableBytes),
               string.utf8.count == Int(length)
         else {
-            throw WireError(.invalidField, "\(field) is not valid UTF-8")
+            throw WireError(.invalidField, "\(field) is not valid UTF-8 without NUL characters")
         }
         return string
     }

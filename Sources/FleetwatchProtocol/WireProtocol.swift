@@ -27,6 +27,13 @@ public enum WireProtocol {
         return out
     }
 
+    /// A state value as the hub accepts it: NUL characters (which PostgreSQL text cannot hold) removed, cut to
+    /// `maxStateBytes` on a character boundary.
+    public static func stateValue(_ value: String) -> String {
+        let clean = value.utf8.contains(0) ? String(value.unicodeScalars.filter { $0 != "\u{0}" }) : value
+        return truncated(clean, maxBytes: maxStateBytes)
+    }
+
     /// Whether `name` is a valid bot id or metric name: ASCII letters, digits and `_ . : - /`.
     public static func isValidName(_ name: String, maxBytes: Int) -> Bool {
         let utf8 = name.utf8

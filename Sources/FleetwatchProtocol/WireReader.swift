@@ -46,8 +46,9 @@ struct WireReader {
         guard UInt64(remaining) >= length else { throw WireError(.truncated, "payload ends inside \(field)") }
         let slice = UnsafeRawBufferPointer(rebasing: bytes[position..<(position + Int(length))])
         position += Int(length)
-        guard let s = String(validating: slice, as: UTF8.self) else {
-            throw WireError(.invalidField, "\(field) is not valid UTF-8")
+        // NUL is valid UTF-8, but PostgreSQL text cannot hold it: refused here, so it can never fail a write.
+        guard !slice.contains(0), let s = String(validating: slice, as: UTF8.self) else {
+            throw WireError(.invalidField, "\(field) is not valid UTF-8 without NUL characters")
         }
         return s
     }

@@ -54,12 +54,13 @@ actor BatchWriter {
 
     private func startFlushIfIdle() {
         while running < maxConcurrent {
-            // Small batches first; a bulk statement only if none is running (one slot stays free for the rest).
+            // At most one bulk statement at a time, started as soon as none runs (so a backfill is never starved);
+            // the other slots are the small batches'.
             let bulk: Bool
-            if queue.contains(where: { !$0.isBulk }) {
-                bulk = false
-            } else if runningBulk == 0, queue.contains(where: { $0.isBulk }) {
+            if runningBulk == 0, queue.contains(where: { $0.isBulk }) {
                 bulk = true
+            } else if queue.contains(where: { !$0.isBulk }) {
+                bulk = false
             } else {
                 return
             }
@@ -86,21 +87,38 @@ actor BatchWriter {
 
     private func flush(_ group: [Item], bulk: Bool) async {
         do {
-            let outcomes: [StoreOutcome]
-            do {
-                outcomes = try await write(group)
-            } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23514" {
-                // A batch for a day without a partition: create the partitions and try once more.
-                for item in group where item.rows.count > 0 { try await partitions.ensure(dayOf: item.rows.start) }
-                outcomes = try await write(group)
-            }
+            let outcomes = try await writeCreatingPartitions(group)
             for (item, outcome) in zip(group, outcomes) { item.continuation.resume(returning: outcome) }
+        } catch let error as PSQLError where group.count > 1 && Self.isBatchSpecific(error) {
+            // One batch's data broke the statement: write each alone, so only that batch fails.
+            for item in group {
+                do { item.continuation.resume(returning: try await writeCreatingPartitions([item])[0]) } catch {
+                    item.continuation.resume(throwing: error)
+                }
+            }
         } catch {
             for item in group { item.continuation.resume(throwing: error) }
         }
         running -= 1
         if bulk { runningBulk -= 1 }
         startFlushIfIdle()
+    }
+
+    private func writeCreatingPartitions(_ group: [Item]) async throws -> [StoreOutcome] {
+        do {
+            return try await write(group)
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23514" {
+            // A batch for a day without a partition: create the partitions and try once more.
+            for item in group where item.rows.count > 0 { try await partitions.ensure(dayOf: item.rows.start) }
+            return try await write(group)
+        }
+    }
+
+    /// Whether PostgreSQL refused the statement for the data of a batch (a data exception, class 22, or an
+    /// integrity violation, class 23), not for the database's state.
+    static func isBatchSpecific(_ error: PSQLError) -> Bool {
+        guard let state = error.serverInfo?[.sqlState] else { return false }
+        return state.hasPrefix("22") || state.hasPrefix("23")
     }
 
     /// One statement: lease check, ledger upsert (only above the stream's high-water mark), sample rows.

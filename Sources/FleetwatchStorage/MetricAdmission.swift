@@ -5,8 +5,8 @@ import PostgresNIO
 /// Which metric names each bot may store, and their ids. The limits — per bot (`bots.max_metric_names`, else
 /// `perBot`) and for the fleet — are enforced by PostgreSQL (`fleetwatch_admit_metrics`), so every replica and
 /// every restart agrees; this actor caches what was admitted, so a batch of known names costs no round trip.
-/// A bot found at its limit is refused new names from the cache until `recheckFull` has passed (an operator
-/// may raise its limit meanwhile).
+/// A bot found at its limit has all its admitted names loaded, and is refused new names from the cache until
+/// `recheckFull` has passed or its limit changes (an operator may raise it: NOTIFY, `forget`).
 actor MetricAdmission {
     /// The limits and how often a full bot is asked about again.
     struct Limits: Sendable {
@@ -60,7 +60,19 @@ actor MetricAdmission {
             entry.admitted.insert(id)
         }
         let refused = missing.count - Set(admitted.map(\.0)).intersection(missing).count
-        entry.fullSince = refused > 0 ? ContinuousClock.now : nil
+        if refused > 0 {
+            // At its limit: learn every name the bot may use (admitted by any replica, before any restart), so
+            // that while it is full a name missing from the cache really is new and can be refused without asking.
+            for try await (name, id) in try await client.query("""
+                SELECT m.name, m.id FROM bot_metrics bm JOIN metrics m ON m.id = bm.metric_id WHERE bm.bot_id = \(botID)
+                """, logger: logger).decode((String, Int32).self) {
+                ids[name] = id
+                entry.admitted.insert(id)
+            }
+            entry.fullSince = ContinuousClock.now
+        } else {
+            entry.fullSince = nil
+        }
         bots[botID] = entry
         return series.map { s in ids[s.name].flatMap { entry.admitted.contains($0) ? $0 : nil } }
     }

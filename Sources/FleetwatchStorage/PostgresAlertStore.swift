@@ -81,6 +81,9 @@ public struct PostgresAlertStore: AlertStore {
 
 /// Each bot's effective rules: its profile's base rule set, the profile's limits, then the bot's overrides.
 public struct PostgresProfileSource: Sendable {
+    /// NOTIFY channel that tells every replica's alert engine to re-read rules (payload: a bot, or "*").
+    public static let channel = "fleetwatch_thresholds"
+
     let client: PostgresClient
     let logger: Logger
 
@@ -89,25 +92,73 @@ public struct PostgresProfileSource: Sendable {
         self.logger = logger
     }
 
+    /// The rules `bot` is held to now.
     public func profile(bot: String) async throws -> ThresholdProfile {
+        try await thresholds(bot: bot)?.profile ?? ThresholdProfile.standard
+    }
+
+    /// The rules `bot` is held to, and where each limit and level comes from; nil for an unknown bot.
+    public func thresholds(bot: String) async throws -> BotThresholds? {
         let rows = try await client.query("""
-            SELECT p.name, p.base, p.limits::text, p.enable_emergency_shutdown,
-                   COALESCE((SELECT jsonb_object_agg(t.rule_id, t.limit_value) FROM bot_thresholds t WHERE t.bot_id = b.id), '{}')::text
-            FROM bots b JOIN threshold_profiles p ON p.name = b.profile WHERE b.name = \(bot)
+            SELECT COALESCE(p.name, 'default'), COALESCE(p.base, 'default'), COALESCE(p.limits, '{}')::text,
+                   COALESCE(p.levels, '{}')::text, COALESCE(p.enable_emergency_shutdown, false), b.profile IS NULL,
+                   COALESCE((SELECT jsonb_object_agg(t.rule_id, t.limit_value) FROM bot_thresholds t
+                             WHERE t.bot_id = b.id AND t.limit_value IS NOT NULL), '{}')::text,
+                   COALESCE((SELECT jsonb_object_agg(t.rule_id, t.level) FROM bot_thresholds t
+                             WHERE t.bot_id = b.id AND t.level IS NOT NULL), '{}')::text
+            FROM bots b
+            LEFT JOIN threshold_profiles p
+                   ON p.name = COALESCE(b.profile, (SELECT value FROM fleet_settings WHERE key = 'default_profile'), 'default')
+            WHERE b.name = \(bot)
             """, logger: logger)
-        for try await (name, base, limits, shutdown, overrides) in rows.decode((String, String, String, Bool, String).self) {
-            var p = (ThresholdProfile.builtIn[base] ?? .standard)
-                .overriding(Self.decode(limits)).profile
-                .overriding(Self.decode(overrides)).profile
+        for try await (name, base, limits, levels, shutdown, followsDefault, botLimits, botLevels)
+            in rows.decode((String, String, String, String, Bool, Bool, String, String).self) {
+            let own = ThresholdSettings(limits: Self.decode(limits), levels: Self.decodeLevels(levels))
+            let bots = ThresholdSettings(limits: Self.decode(botLimits), levels: Self.decodeLevels(botLevels))
+            var p = (ThresholdProfile.builtIn[base] ?? .standard).applying(own).applying(bots)
             p.name = name
             p.enableEmergencyShutdown = shutdown
-            return p.withEmergencyRules()
+            let profileSource: ThresholdSource = followsDefault ? .fleetDefault : .profile
+            var limitSources: [String: ThresholdSource] = [:], levelSources: [String: ThresholdSource] = [:]
+            let overridden = Set(bots.limits.keys.map { $0.hasSuffix(ThresholdProfile.hysteresisSuffix)
+                ? String($0.dropLast(ThresholdProfile.hysteresisSuffix.count)) : $0 })
+            for rule in p.rules {
+                limitSources[rule.id] = overridden.contains(rule.id) ? .botOverride : profileSource
+                levelSources[rule.id] = bots.levels[rule.id] != nil ? .botOverride : profileSource
+            }
+            let effective = p.withEmergencyRules()
+            for rule in effective.rules where rule.id.hasPrefix(ThresholdProfile.emergencyPrefix) {
+                let base = String(rule.id.dropFirst(ThresholdProfile.emergencyPrefix.count))
+                limitSources[rule.id] = limitSources[base] ?? profileSource
+                levelSources[rule.id] = profileSource
+            }
+            return BotThresholds(profile: effective, profileName: name, followsFleetDefault: followsDefault,
+                                 limitSources: limitSources, levelSources: levelSources)
         }
-        return .standard
+        return nil
     }
 
     /// A JSON object of numbers (a profile's `limits`), empty if malformed.
     public static func decode(_ json: String) -> [String: Double] {
         (try? JSONDecoder().decode([String: Double].self, from: Data(json.utf8))) ?? [:]
     }
+
+    /// A JSON object of level names (a profile's `levels`); malformed entries are left out.
+    public static func decodeLevels(_ json: String) -> [String: AlertLevel] {
+        ((try? JSONDecoder().decode([String: String].self, from: Data(json.utf8))) ?? [:]).compactMapValues { AlertLevel(rawValue: $0) }
+    }
+}
+
+/// The rules one bot is held to, and where they come from.
+public struct BotThresholds: Sendable {
+    /// The effective rules (with the automatic-shutdown rules when the profile turns them on).
+    public var profile: ThresholdProfile
+    /// The profile the bot follows: its own, or the fleet's default.
+    public var profileName: String
+    /// Whether the bot has no profile of its own and follows the fleet's default.
+    public var followsFleetDefault: Bool
+    /// Rule id → where its limit (and hysteresis) comes from.
+    public var limitSources: [String: ThresholdSource]
+    /// Rule id → where its level comes from.
+    public var levelSources: [String: ThresholdSource]
 }

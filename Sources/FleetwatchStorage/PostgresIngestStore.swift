@@ -93,7 +93,11 @@ public final class PostgresIngestStore: IngestStore {
     public func store(_ batch: ValidatedBatch, session: BotSession) async throws -> StoreOutcome {
         // A batch not admitted yet (a caller other than the ingest session) is admitted here.
         let admitted = batch.metricIDs.count == batch.series.count ? batch : try await admit(batch, session: session)
-        return try await writer.store(SampleRows(batch: admitted), batch: admitted, session: session)
+        do {
+            return try await writer.store(SampleRows(batch: admitted), batch: admitted, session: session)
+        } catch let error as PSQLError where BatchWriter.isBatchSpecific(error) {
+            throw BatchRefusedByStore("PostgreSQL refused the batch's data (SQLSTATE \(error.serverInfo?[.sqlState] ?? "?"))")
+        }
     }
 
     /// Notes that `session`'s bot sent names over its limit (the alert resolves ten minutes after the last
@@ -108,6 +112,16 @@ public final class PostgresIngestStore: IngestStore {
         } catch {
             logger.warning("could not record the metric-name refusal of \(session.botName): \(error)")
         }
+    }
+
+    /// Which connection holds each of `bots`' leases now (nil: none, e.g. after its token was revoked).
+    public func leaseHolders(bots: [String]) async throws -> [String: UUID?] {
+        guard !bots.isEmpty else { return [:] }
+        var out: [String: UUID?] = [:]
+        for try await (name, connection) in try await client.query("""
+            SELECT name, connection_id FROM bots WHERE name = ANY(\(bots))
+            """, logger: logger).decode((String, UUID?).self) { out[name] = .some(connection) }
+        return out
     }
 
     /// Forgets what this replica cached of `botID`'s admitted names (its limit changed).

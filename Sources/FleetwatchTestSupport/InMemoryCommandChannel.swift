@@ -21,7 +21,7 @@ public actor InMemoryCommandChannel: CommandChannel {
         results.append(result)
     }
 
-    public func declare(_ declaration: EmergencyDeclaration, session: BotSession) async throws -> CommandFrame {
+    public func declare(_ declaration: EmergencyDeclaration, session: BotSession) async throws -> CommandFrame? {
         if failing { throw TestSupportError("ledger unavailable") }
         declarations.append(declaration)
         return CommandFrame(commandID: declaration.commandID, botID: session.botName, issuedAtMs: declaration.declaredAtMs,

@@ -128,6 +128,40 @@ struct BotIsolationTests {
         #expect(listed.contains("spread-bot uses 1200 metric names (limit: 1200)"), "\(listed.prefix(200))")
     }
 
+    /// A lease taken on another replica closes the older connection at once; rotating the token closes every
+    /// connection on every replica; a revocation whose notification was missed is caught by the lease check.
+    @Test(.timeLimit(.minutes(3)))
+    func leaseMovesAndRevocationCloseEveryConnectionOnEveryReplica() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["moving-bot"], token: "secret", in: db)
+        let hubA = try HubUnderTest(database: db, name: "hub-a")
+        let hubB = try HubUnderTest(database: db, name: "hub-b")
+        try await hubA.start()
+        try await hubB.start()
+        defer {
+            Task { await hubA.kill(SIGTERM) }
+            Task { await hubB.kill(SIGTERM) }
+        }
+        let onA = try await ProtocolClient.connect(port: hubA.port, bot: "moving-bot", token: "secret")
+        let onB = try await ProtocolClient.connect(port: hubB.port, bot: "moving-bot", token: "secret")
+        #expect(await onA.ws.awaitClose(until: .now + .seconds(5)) == .closeFrame(CloseCode.replaced.rawValue))
+        onA.close()
+        // Rotation: the connection on B (and a fresh one on A that replaced it) end with 4002.
+        let again = try await ProtocolClient.connect(port: hubA.port, bot: "moving-bot", token: "secret")
+        #expect(await onB.ws.awaitClose(until: .now + .seconds(5)) == .closeFrame(CloseCode.replaced.rawValue))
+        onB.close()
+        let token = try await HostileBotTests.cli(["bots", "rotate-token", "moving-bot"], db).split(separator: "\n").last.map(String.init) ?? ""
+        #expect(await again.ws.awaitClose(until: .now + .seconds(5)) == .closeFrame(CloseCode.authenticationFailed.rawValue))
+        again.close()
+        // A revocation written without its notification (as if the replica missed it): the lease check closes it.
+        let quiet = try await ProtocolClient.connect(port: hubB.port, bot: "moving-bot", token: token)
+        try await db.withClient { client in
+            try await client.query("UPDATE bots SET token_hash = NULL, connection_id = NULL WHERE name = 'moving-bot'", logger: Logger(label: "test"))
+        }
+        #expect(await quiet.ws.awaitClose(until: .now + .seconds(15)) == .closeFrame(CloseCode.authenticationFailed.rawValue))
+        quiet.close()
+    }
+
     /// Results and declarations count only from the connection that holds the bot's lease.
     @Test(.timeLimit(.minutes(2)))
     func onlyTheLeaseHolderReportsAndDeclares() async throws {
@@ -152,7 +186,8 @@ struct BotIsolationTests {
         }
     }
 
-    /// Readiness turns 503 while batches cannot be stored although the database answers, and back after.
+    /// Readiness turns 503 while batches cannot be stored although the database answers, and back after. A batch
+    /// whose own data PostgreSQL refuses fails alone (4005) and leaves readiness alone.
     @Test(.timeLimit(.minutes(3)))
     func readinessSaysWhenBatchesCannotBeStored() async throws {
         let db = try await TestDatabase.create()
@@ -160,9 +195,15 @@ struct BotIsolationTests {
         let hub = try HubUnderTest(database: db)
         try await hub.start()
         defer { Task { await hub.kill(SIGTERM) } }
-        // Every insert into samples now fails (as on a full disk or a broken partition).
+        // Every insert into samples now fails as on a full disk (SQLSTATE 53100, not the batch's fault).
         try await db.withClient { client in
-            try await client.query("ALTER TABLE samples ADD CONSTRAINT fw_test_no_rows CHECK (false) NOT VALID", logger: Logger(label: "test"))
+            let logger = Logger(label: "test")
+            try await client.query("""
+                CREATE FUNCTION fw_test_disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$
+                """, logger: logger)
+            try await client.query("CREATE TRIGGER fw_test_disk_full BEFORE INSERT ON samples FOR EACH ROW EXECUTE FUNCTION fw_test_disk_full()",
+                                   logger: logger)
         }
         let bot = try await ProtocolClient.connect(port: hub.port, bot: "ready-bot", token: "secret")
         _ = try await bot.sendBatch(ProtocolClient.names("m", 0..<3))
@@ -170,13 +211,32 @@ struct BotIsolationTests {
         bot.close()
         #expect(try await HubUnderTest.httpGet(port: hub.port, path: "/health/ready") == 503)
         try await db.withClient { client in
-            try await client.query("ALTER TABLE samples DROP CONSTRAINT fw_test_no_rows", logger: Logger(label: "test"))
+            try await client.query("DROP TRIGGER fw_test_disk_full ON samples", logger: Logger(label: "test"))
         }
         let again = try await ProtocolClient.connect(port: hub.port, bot: "ready-bot", token: "secret")
         var others: [Frame] = []
         let seq = try await again.sendBatch(ProtocolClient.names("m", 0..<3))
         #expect(await again.ack(of: seq, until: .now + .seconds(20), others: &others) != nil)
         again.close()
+        #expect(try await HubUnderTest.httpGet(port: hub.port, path: "/health/ready") == 200)
+
+        // PostgreSQL refuses one bot's rows for their data: that batch alone is refused (4005, the agent drops
+        // it), the other bot's batches are stored, readiness stays 200.
+        try await registerBots(["other-ready-bot"], token: "secret", in: db)
+        try await db.withClient { client in
+            let id = try await client.query("SELECT id FROM bots WHERE name = 'ready-bot'", logger: Logger(label: "test"))
+                .decode(Int32.self).first { _ in true } ?? 0
+            try await client.query(PostgresQuery(unsafeSQL: "ALTER TABLE samples ADD CONSTRAINT fw_test_refuse_bot CHECK (bot_id <> \(id)) NOT VALID"),
+                                   logger: Logger(label: "test"))
+        }
+        let refused = try await ProtocolClient.connect(port: hub.port, bot: "ready-bot", token: "secret")
+        let other = try await ProtocolClient.connect(port: hub.port, bot: "other-ready-bot", token: "secret")
+        _ = try await refused.sendBatch(ProtocolClient.names("m", 0..<3))
+        let otherSeq = try await other.sendBatch(ProtocolClient.names("m", 0..<3))
+        #expect(await refused.ws.awaitClose(until: .now + .seconds(20)) == .closeFrame(CloseCode.badBatch.rawValue))
+        #expect(await other.ack(of: otherSeq, until: .now + .seconds(20), others: &others) != nil)
+        refused.close()
+        other.close()
         #expect(try await HubUnderTest.httpGet(port: hub.port, path: "/health/ready") == 200)
     }
 }

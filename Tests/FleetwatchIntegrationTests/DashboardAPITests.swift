@@ -153,7 +153,7 @@ struct DashboardAPITests {
         #expect(try await eventually(.seconds(10)) { fleetValue(fleet.all, "total_pnl") as? Double == -5.5 })
         #expect(try await eventually(.seconds(5)) { fleet.all.contains { $0["type"] as? String == "ping" && $0["timestamp"] is Double } })
         let status = fleet.all.compactMap { $0["system_status"] as? [String: Any] }.last
-        #expect((status?["status"] as? [[String: Any]])?.contains { $0["bot"] as? String == "live-bot" } == true)
+        #expect((status?["botStatuses"] as? [[String: Any]])?.contains { $0["bot"] as? String == "live-bot" } == true)
 
         // The fleet endpoints on hub A, which does not hold the bot's connection, show its newest values.
         let (code, body) = try await api("GET", port: hubA.port, path: "/api/bots", token: viewerToken)

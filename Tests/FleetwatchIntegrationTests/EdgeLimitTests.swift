@@ -142,7 +142,7 @@ struct EdgeLimitTests {
         let db = try await TestDatabase.create()
         try await registerBots([], token: "secret", in: db)
         let config = NSTemporaryDirectory() + "/\(db.url.database)-http.json"
-        try #"{"hub": {"http_idle_timeout": 2, "max_header_bytes": 4096, "max_connections": 8}, "dashboard": {"enabled": false}}"#
+        try #"{"hub": {"http_idle_timeout": 2, "http_head_timeout": 2, "max_header_bytes": 4096, "max_connections": 8, "max_connections_per_address": 3}, "dashboard": {"enabled": false}}"#
             .write(toFile: config, atomically: true, encoding: .utf8)
         let hub = try HubUnderTest(database: db)
         try await hub.start(extra: ["--config", config])
@@ -176,11 +176,22 @@ struct EdgeLimitTests {
         }
         #expect(ended, "an idle keep-alive connection stayed open")
 
-        // Eight connections held open: a ninth is not served until one of them ends.
-        var held: [RawSocket] = []
-        for _ in 0..<8 { held.append(try RawSocket(port: port)) }
+        // Three connections from one address are its share: a fourth is closed at once; another address is served.
+        let share = try (0..<3).map { _ in try RawSocket(port: port, source: "127.0.7.1") }
         try await Task.sleep(for: .milliseconds(200))
-        let ninth = try RawSocket(port: port)
+        let fourth = try RawSocket(port: port, source: "127.0.7.1")
+        defer { fourth.disconnect() }
+        let refused = await fourth.read(until: .now + .seconds(5))
+        #expect(refused == .eof || { if case .failed = refused { return true } else { return false } }(), "\(refused)")
+        #expect(try await Self.raw(port: port, source: "127.0.7.2", "GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").0 == 200)
+        share.forEach { $0.disconnect() }
+        try await Task.sleep(for: .milliseconds(200))
+
+        // Eight connections held open (from eight addresses): a ninth is not served until one of them ends.
+        var held: [RawSocket] = []
+        for i in 0..<8 { held.append(try RawSocket(port: port, source: "127.0.8.\(i + 1)")) }
+        try await Task.sleep(for: .milliseconds(200))
+        let ninth = try RawSocket(port: port, source: "127.0.8.9")
         defer { ninth.disconnect() }
         _ = await ninth.write(Array("GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8), until: .now + .seconds(5))
         #expect(await ninth.read(until: .now + .milliseconds(800)) == .timedOut)

@@ -134,6 +134,9 @@ struct HostileBotTests {
         // 7. Floods without reading a single ack: 1 MB batches as fast as loopback takes them for 15 s. The hub
         //    stops reading this connection while its backlog is full; its memory stays bounded.
         let flood = try await ProtocolClient.connect(port: port, bot: "hostile", token: token, receiveBufferBytes: 4096)
+        let floodRSS = RSSWatch(pid: env.hub.process!.pid)
+        let floodBaseline = RSSWatch.statusKiB(pid: env.hub.process!.pid, "VmRSS") ?? 0
+        floodRSS.start()
         let floodEnd = ContinuousClock.now + .seconds(15)
         var sent = 0
         while ContinuousClock.now < floodEnd {
@@ -142,8 +145,11 @@ struct HostileBotTests {
                                               until: floodEnd) else { break }
             sent += 1
         }
-        print("hostile-bot: sent \(sent) 1 MB batches without reading")
+        let floodPeak = floodRSS.stop()
+        print("hostile-bot: sent \(sent) 1 MB batches without reading; hub RSS \(floodBaseline / 1024) → \(floodPeak / 1024) MiB")
         #expect(sent >= 3)
+        // The documented bound is about 36 MiB for one connection; allow the rest of the hub some room.
+        #expect(floodPeak - floodBaseline < 100 * 1024, "the flood grew the hub by \((floodPeak - floodBaseline) / 1024) MiB")
         flood.close()
 
         // 8. Malformed and oversized frames end only the sender's connection.

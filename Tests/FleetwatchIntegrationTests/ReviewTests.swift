@@ -467,6 +467,7 @@ struct ReviewTests {
 
         _ = try await api("POST", port: hub.port, path: "/api/bots/api-idle-bot/emergency-stop", body: #"{"reason": "x"}"#)
         let (_, after) = try await api("GET", port: hub.port, path: "/api/status?bot=api-idle-bot")
-        #expect(((jsonObject(after) as? [String: Any])?["status"] as? [[String: Any]])?.first?["state"] as? String == "emergency")
+        #expect(((jsonObject(after) as? [String: Any])?["botStatuses"] as? [[String: Any]])?.first?["state"] as? String == "emergency")
+        #expect((jsonObject(after) as? [String: Any])?["status"] as? String == "emergency")
     }
 }

@@ -2,12 +2,17 @@
 -- that every replica and every restart agrees: metric names per bot and for the fleet, ids that never run
 -- out, the liquidation asked for and refused, and how long the audit log is kept.
 
--- Metric ids become 4 bytes (2 billion names) instead of 2 (32,767). Views read the columns whose type
--- changes, so they are dropped and created again from their own definitions, grants included.
+-- Metric ids become 4 bytes (2 billion names) instead of 2 (32,767). The three views that read the columns
+-- whose type changes are dropped and created again from their own definitions, with every privilege granted on
+-- them (to the analyst role or anyone else). A view of your own over them blocks this migration: drop it first.
 CREATE TEMPORARY TABLE fleetwatch_saved_views ON COMMIT DROP AS
-SELECT c.oid, c.relname, pg_get_viewdef(c.oid) AS def
+SELECT c.oid, c.relname, pg_get_viewdef(c.oid) AS def,
+       ARRAY(SELECT format('GRANT %s ON %I TO %s', a.privilege_type, c.relname,
+                           CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(pg_get_userbyid(a.grantee)) END)
+             FROM aclexplode(c.relacl) a WHERE a.grantee <> c.relowner) AS grants
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind = 'v' AND n.nspname = current_schema();
+WHERE c.relkind = 'v' AND n.nspname = current_schema()
+  AND c.relname IN ('sample_points', 'review_metric_hour', 'review_metric_minute');
 
 DO $$
 DECLARE v record;
@@ -25,10 +30,13 @@ ALTER TABLE rollup_1m ALTER COLUMN metric_id TYPE integer;
 ALTER TABLE rollup_1h ALTER COLUMN metric_id TYPE integer;
 
 DO $$
-DECLARE v record;
+DECLARE v record; g text;
 BEGIN
-    FOR v IN SELECT relname, def FROM fleetwatch_saved_views ORDER BY oid LOOP
+    FOR v IN SELECT relname, def, grants FROM fleetwatch_saved_views ORDER BY oid LOOP
         EXECUTE format('CREATE VIEW %I AS %s', v.relname, v.def);
+        FOREACH g IN ARRAY v.grants LOOP
+            EXECUTE g;
+        END LOOP;
     END LOOP;
 END
 $$;

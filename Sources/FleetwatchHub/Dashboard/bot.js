@@ -111,7 +111,7 @@
       const events = asArray(msg.alerts).filter(function (ev) { return ev && String(ev.bot) === name; });
       events.forEach(alerts.applyEvent);
       const status = msg.system_status;
-      const entry = status && asArray(status.status).find(function (s) { return s && String(s.bot) === name; });
+      const entry = status && asArray(status.botStatuses).find(function (s) { return s && String(s.bot) === name; });
       if (entry) applyBotStatus(v.bot, entry);
       else events.forEach(function (ev) { applyAlertEventCounts(v.bot, ev); });
       renderSummary();

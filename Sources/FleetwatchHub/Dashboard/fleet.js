@@ -184,7 +184,7 @@
     function applyStatus(status) {
       if (!status || typeof status !== 'object') return;
       renderTotals(totals.values, status);
-      asArray(status.status).forEach(function (entry) {
+      asArray(status.botStatuses).forEach(function (entry) {
         if (!entry || !entry.bot) return;
         applyBotStatus(ensureRow(String(entry.bot)), entry);
         updateRow(String(entry.bot));

@@ -49,6 +49,17 @@ struct FleetView: Sendable {
         let alertsCritical: Int64
         let alertsWarning: Int64
         let alertsInfo: Int64
+        /// healthy, warning, critical or emergency, and why (the reference's `status` and `message`).
+        let status: String
+        let message: String
+        /// The last periodic health check of this bot (`monitoring.health_check_interval`), if any.
+        let lastCheck: HealthCheck?
+    }
+
+    struct HealthCheck: ResponseEncodable, Equatable {
+        let at: Date
+        let status: String
+        let message: String
     }
 
     struct Totals: ResponseEncodable, Equatable {
@@ -62,25 +73,35 @@ struct FleetView: Sendable {
     /// `GET /api/status` and the `system_status` of live messages.
     struct FleetStatus: ResponseEncodable, Equatable {
         let timestamp: Date
+        /// healthy, warning, critical or emergency: the worst of the bots' (the reference's `status`).
+        let status: String
+        /// Which bots need attention and why (the reference's `message`).
+        let message: String
         let bots: Int
         let byState: [String: Int]
         let alertsCritical: Int64
         let alertsWarning: Int64
         let alertsInfo: Int64
         let totals: Totals
-        let status: [BotStatus]
+        /// Each bot's status.
+        let botStatuses: [BotStatus]
+        /// When the fleet's last periodic health check ran, and on which replica.
+        var lastHealthCheck: Date?
+        var lastHealthCheckBy: String?
     }
 
     struct Row {
         let name: String, profile: String, state: String, connected: Bool, hub: String?, version: String?
         let first: Date?, last: Date?, created: Date, emergencySince: Date?, emergencyCommand: UUID?, allowLiquidation: Bool
         let alerts: AlertCounts
+        var firing: (critical: [String], warning: [String], info: [String]) = ([], [], [])
+        var check: HealthCheck?
     }
 
     func rows(bot: String?) async throws -> [Row] {
         let stale = staleAfter.inSeconds
         let rows = try await client.query("""
-            SELECT b.name, b.profile,
+            SELECT b.name, COALESCE(b.profile, (SELECT value FROM fleet_settings WHERE key = 'default_profile'), 'default'),
                    CASE WHEN b.emergency_command_id IS NOT NULL THEN 'emergency'
                         WHEN b.connection_id IS NULL THEN 'offline'
                         WHEN b.last_seen_at IS NULL OR b.last_seen_at < now() - \(stale) * interval '1 second' THEN 'stale'
@@ -88,17 +109,25 @@ struct FleetView: Sendable {
                    b.connection_id IS NOT NULL, b.connected_hub, b.agent_version, b.first_seen_at, b.last_seen_at, b.created_at,
                    b.emergency_since, b.emergency_command_id, b.allow_liquidation,
                    count(a.id) FILTER (WHERE a.level = 'CRITICAL'), count(a.id) FILTER (WHERE a.level = 'WARNING'),
-                   count(a.id) FILTER (WHERE a.level = 'INFO')
+                   count(a.id) FILTER (WHERE a.level = 'INFO'),
+                   COALESCE(array_agg(a.rule_id) FILTER (WHERE a.level = 'CRITICAL'), '{}'),
+                   COALESCE(array_agg(a.rule_id) FILTER (WHERE a.level = 'WARNING'), '{}'),
+                   COALESCE(array_agg(a.rule_id) FILTER (WHERE a.level = 'INFO'), '{}'),
+                   b.health_checked_at, b.health_status, b.health_message
             FROM bots b LEFT JOIN alerts a ON a.bot_id = b.id AND a.state = 'firing'
             WHERE \(bot)::text IS NULL OR b.name = \(bot)
             GROUP BY b.id ORDER BY b.name
             """, logger: logger)
         var out: [Row] = []
-        for try await r in rows.decode((String, String, String, Bool, String?, String?, Date?, Date?, Date, Date?, UUID?, Bool,
-                                        Int64, Int64, Int64).self) {
-            out.append(Row(name: r.0, profile: r.1, state: r.2, connected: r.3, hub: r.4, version: r.5, first: r.6, last: r.7,
-                           created: r.8, emergencySince: r.9, emergencyCommand: r.10, allowLiquidation: r.11,
-                           alerts: AlertCounts(critical: r.12, warning: r.13, info: r.14)))
+        for try await row in rows {
+            let r = try row.decode((String, String, String, Bool, String?, String?, Date?, Date?, Date, Date?, UUID?, Bool,
+                                    Int64, Int64, Int64, [String], [String], [String], Date?, String?, String?).self)
+            var entry = Row(name: r.0, profile: r.1, state: r.2, connected: r.3, hub: r.4, version: r.5, first: r.6, last: r.7,
+                            created: r.8, emergencySince: r.9, emergencyCommand: r.10, allowLiquidation: r.11,
+                            alerts: AlertCounts(critical: r.12, warning: r.13, info: r.14))
+            entry.firing = (r.15, r.16, r.17)
+            if let at = r.18, let status = r.19 { entry.check = HealthCheck(at: at, status: status, message: r.20 ?? "") }
+            out.append(entry)
         }
         if let bot, out.isEmpty { throw HTTPError(.notFound, message: "no bot named \(bot)") }
         return out
@@ -120,15 +149,37 @@ struct FleetView: Sendable {
     func status(bot: String?) async throws -> FleetStatus {
         let rows = try await rows(bot: bot)
         let values = await live.all()
-        let status = rows.map {
-            BotStatus(bot: $0.name, state: $0.state, connectedHub: $0.hub, lastSeen: $0.last, emergencySince: $0.emergencySince,
-                      alertsCritical: $0.alerts.critical, alertsWarning: $0.alerts.warning, alertsInfo: $0.alerts.info)
+        let now = Date()
+        let status = rows.map { r -> BotStatus in
+            let (word, message) = HealthAssessment.bot(Self.facts(r), now: now)
+            return BotStatus(bot: r.name, state: r.state, connectedHub: r.hub, lastSeen: r.last, emergencySince: r.emergencySince,
+                             alertsCritical: r.alerts.critical, alertsWarning: r.alerts.warning, alertsInfo: r.alerts.info,
+                             status: word.rawValue, message: message, lastCheck: r.check)
         }
-        return FleetStatus(timestamp: Date(), bots: status.count, byState: Dictionary(grouping: status, by: \.state).mapValues(\.count),
-                           alertsCritical: status.reduce(0) { $0 + $1.alertsCritical },
-                           alertsWarning: status.reduce(0) { $0 + $1.alertsWarning },
-                           alertsInfo: status.reduce(0) { $0 + $1.alertsInfo },
-                           totals: Self.totals(rows.compactMap { values[$0.name]?.numbers }), status: status)
+        var fleet = Self.fleetStatus(status, totals: Self.totals(rows.compactMap { values[$0.name]?.numbers }), now: now)
+        if let last = try await HealthCheckStore(client: client, logger: logger).lastCheck() {
+            fleet.lastHealthCheck = last.at
+            fleet.lastHealthCheckBy = last.hub
+        }
+        return fleet
+    }
+
+    /// The fleet status of `bots`' statuses.
+    static func fleetStatus(_ bots: [BotStatus], totals: Totals, now: Date) -> FleetStatus {
+        let (word, message) = HealthAssessment.fleet(bots.map {
+            ($0.bot, HealthAssessment.Word(rawValue: $0.status) ?? .healthy, $0.message)
+        })
+        return FleetStatus(timestamp: now, status: word.rawValue, message: message, bots: bots.count,
+                           byState: Dictionary(grouping: bots, by: \.state).mapValues(\.count),
+                           alertsCritical: bots.reduce(0) { $0 + $1.alertsCritical },
+                           alertsWarning: bots.reduce(0) { $0 + $1.alertsWarning },
+                           alertsInfo: bots.reduce(0) { $0 + $1.alertsInfo },
+                           totals: totals, botStatuses: bots)
+    }
+
+    static func facts(_ r: Row) -> HealthAssessment.Facts {
+        HealthAssessment.Facts(bot: r.name, state: r.state, lastSeen: r.last, emergencySince: r.emergencySince,
+                               critical: r.firing.critical, warning: r.firing.warning, info: r.firing.info)
     }
 
     /// Sums PnL and trades; the success rate is weighted by each bot's trades.

@@ -144,15 +144,14 @@ extension FleetView.FleetStatus {
     func sameContent(as other: Self?) -> Bool {
         guard let other else { return false }
         return bots == other.bots && byState == other.byState && alertsCritical == other.alertsCritical
-            && alertsWarning == other.alertsWarning && alertsInfo == other.alertsInfo && totals == other.totals && status == other.status
+            && alertsWarning == other.alertsWarning && alertsInfo == other.alertsInfo && totals == other.totals
+            && status == other.status && message == other.message && botStatuses == other.botStatuses
     }
 
     /// The status of one bot only.
     func restricted(to bot: String, values: [String: Double]?) -> Self {
-        let mine = status.filter { $0.bot == bot }
-        return .init(timestamp: timestamp, bots: mine.count, byState: Dictionary(grouping: mine, by: \.state).mapValues(\.count),
-                     alertsCritical: mine.reduce(0) { $0 + $1.alertsCritical }, alertsWarning: mine.reduce(0) { $0 + $1.alertsWarning },
-                     alertsInfo: mine.reduce(0) { $0 + $1.alertsInfo }, totals: FleetView.totals(values.map { [$0] } ?? []), status: mine)
+        let mine = botStatuses.filter { $0.bot == bot }
+        return FleetView.fleetStatus(mine, totals: FleetView.totals(values.map { [$0] } ?? []), now: timestamp)
     }
 }
 

@@ -11,6 +11,8 @@ extension CommandLedger {
         public var actions: CommandFrame.Actions
         public var reason: String
         public var createdAt: Date
+        /// The connection holding the bot's lease when the command was claimed (the one to send it to).
+        public var connectionID: UUID?
 
         /// The frame, valid for `ttlMs` from now: a delayed or replayed frame is refused by the agent.
         public func frame(nowMs: UInt64, ttlMs: UInt64) -> CommandFrame {
@@ -72,13 +74,13 @@ extension CommandLedger {
                    -- Liquidation only if granted: asked for, allowed then and at every send since.
                    CASE WHEN u.prev IN ('completed', 'failed') THEN (u.actions & 9)::int2
                         WHEN NOT u.granted THEN (u.actions & ~4)::int2 ELSE u.actions END,
-                   u.reason, u.created_at, (SELECT count(*) FROM audit)
+                   u.reason, u.created_at, (SELECT count(*) FROM audit), b.connection_id
             FROM u JOIN bots b ON b.id = u.bot_id ORDER BY u.created_at
             """, logger: logger)
         var out: [Outgoing] = []
-        for try await (id, bot, actions, reason, created, _) in rows.decode((UUID, String, Int16, String, Date, Int64).self) {
+        for try await (id, bot, actions, reason, created, _, connection) in rows.decode((UUID, String, Int16, String, Date, Int64, UUID?).self) {
             out.append(Outgoing(id: id, bot: bot, actions: CommandFrame.Actions(rawValue: UInt8(truncatingIfNeeded: actions)),
-                                reason: reason, createdAt: created))
+                                reason: reason, createdAt: created, connectionID: connection))
         }
         return out
     }

@@ -51,6 +51,8 @@ public struct CommandLedger: Sendable {
     public struct Declared: Sendable, Equatable {
         /// Whether this call recorded it (false: recorded before, not a UUID, or not from the lease holder).
         public var recorded: Bool
+        /// Whether the connection holds the bot's lease (false: nothing was recorded, nothing may be confirmed).
+        public var leaseHeld: Bool = true
         /// The steps the hub holds the bot to: the declaration's, without liquidation unless the bot allows it.
         public var actions: CommandFrame.Actions
     }
@@ -65,7 +67,7 @@ public struct CommandLedger: Sendable {
         let stopSteps: CommandFrame.Actions = [.stopTrading, .cancelOrders, .liquidate, .latchEmergency]
         var granted = declaration.actions.intersection(stopSteps)
         granted.remove(.liquidate)
-        guard let id = UUID(bytes: declaration.commandID) else { return Declared(recorded: false, actions: granted) }
+        guard let id = UUID(bytes: declaration.commandID) else { return Declared(recorded: false, leaseHeld: true, actions: granted) }
         let asked = declaration.actions.contains(.liquidate)
         let actions = Int16(declaration.actions.intersection(stopSteps).rawValue)
         let rows = try await client.query("""
@@ -89,15 +91,17 @@ public struct CommandLedger: Sendable {
                       SELECT \(botName), 'bot', 'liquidation.refused', 'refused', \(botName), ins.id, \(hub), ins.liquidation_refused
                       FROM ins WHERE ins.liquidation_refused IS NOT NULL
                       RETURNING 1)
-            SELECT (SELECT count(*) FROM ins), COALESCE((SELECT actions FROM ins), (SELECT actions FROM commands WHERE id = \(id)), 0::int2),
-                   (SELECT count(*) FROM latch) + (SELECT count(*) FROM audit)
+            SELECT (SELECT count(*) FROM ins),
+                   COALESCE((SELECT actions FROM ins), (SELECT actions FROM commands WHERE id = \(id) AND bot_id = \(botID)), 0::int2),
+                   (SELECT count(*) FROM latch) + (SELECT count(*) FROM audit), (SELECT count(*) FROM b)
             """, logger: logger)
-        var inserted: Int64 = 0
-        for try await (n, stored, _) in rows.decode((Int64, Int16, Int64).self) {
+        var inserted: Int64 = 0, held: Int64 = 0
+        for try await (n, stored, _, lease) in rows.decode((Int64, Int16, Int64, Int64).self) {
             inserted = n
+            held = lease
             if stored != 0 { granted = CommandFrame.Actions(rawValue: UInt8(truncatingIfNeeded: stored)) }
         }
-        return Declared(recorded: inserted == 1, actions: granted)
+        return Declared(recorded: inserted == 1, leaseHeld: held > 0, actions: granted)
     }
 
     private func botRow(_ bot: String) async throws -> (Int32, Bool, Bool)? {
