@@ -50,6 +50,10 @@ public struct BatchBuffer: Sendable {
     private var head = 0
     /// How many batches from the head have been sent on the current connection.
     public private(set) var sentCount = 0
+    /// How many batches from the head have been sent on any connection (a sent batch may be stored already
+    /// although its ack never arrived: such batches are the last to be dropped for space, so that the count
+    /// of dropped samples stays exact while the buffer holds any batch never sent).
+    public private(set) var everSentCount = 0
     public private(set) var sealedSamples = 0
 
     public init(epoch: UInt64, configuration: Configuration = .init(), firstSequence: UInt64 = 1) {
@@ -133,6 +137,7 @@ public struct BatchBuffer: Sendable {
         let end = min(sealed.count, head + limit)
         guard start < end else { return [] }
         sentCount += end - start
+        everSentCount = max(everSentCount, sentCount)
         return Array(sealed[start..<end])
     }
 
@@ -144,6 +149,7 @@ public struct BatchBuffer: Sendable {
             sealedSamples -= sealed[head].sampleCount
             head += 1
             sentCount = max(sentCount - 1, 0)
+            everSentCount = max(everSentCount - 1, 0)
         }
         if epoch == self.epoch { lastAckedSequence = max(lastAckedSequence, sequence) }
         compact()
@@ -163,6 +169,7 @@ public struct BatchBuffer: Sendable {
         sealedSamples -= b.sampleCount
         droppedSamples += Int64(b.sampleCount)
         sentCount = max(sentCount - 1, 0)
+        everSentCount = max(everSentCount - 1, 0)
         compact()
         return b
     }
@@ -172,6 +179,7 @@ public struct BatchBuffer: Sendable {
         guard let i = sealed[head...].firstIndex(where: { $0.epoch == epoch && $0.sequence == sequence }) else { return nil }
         let b = sealed.remove(at: i)
         if i < head + sentCount { sentCount -= 1 }
+        if i < head + everSentCount { everSentCount -= 1 }
         sealedSamples -= b.sampleCount
         droppedSamples += Int64(b.sampleCount)
         return b
@@ -181,10 +189,12 @@ public struct BatchBuffer: Sendable {
         var dropped: [SealedBatch] = []
         while bufferedSamples > configuration.capacity {
             if head < sealed.count {
-                // Prefer the oldest batch not in flight; a batch in flight may be stored already.
-                let victim = sentCount < sealed.count - head ? head + sentCount : head
+                // Prefer the oldest batch never sent; a batch sent (on this connection or one that was cut
+                // before its ack arrived) may be stored already.
+                let victim = everSentCount < sealed.count - head ? head + everSentCount : head
                 let b = sealed.remove(at: victim)
                 if victim < head + sentCount { sentCount -= 1 }
+                if victim < head + everSentCount { everSentCount -= 1 }
                 sealedSamples -= b.sampleCount
                 droppedSamples += Int64(b.sampleCount)
                 dropped.append(b)

@@ -52,18 +52,19 @@ actor RefusalAudit: Service {
             return
         }
         started.append(now)
-        if let old = pending[key], old.count > 0 { await write(old) }
-        pending[key] = Pending(actor: actor, action: action, bot: bot, detail: detail, windowStart: now)
+        // State changes happen before any await: refusals arriving while a row is written (actor reentrancy)
+        // see the new minute's entry and are counted in it.
+        let old = pending.updateValue(Pending(actor: actor, action: action, bot: bot, detail: detail, windowStart: now), forKey: key)
+        if let old, old.count > 0 { await write(old) }
         await audit.record(actor, action: action, outcome: "refused", bot: bot, detail: detail)
     }
 
     /// Writes the counted refusals of every minute that has ended and forgets quiet kinds.
     func flush(force: Bool = false) async {
         let now = ContinuousClock.now
-        for (key, entry) in pending where force || now - entry.windowStart >= window {
-            if entry.count > 0 { await write(entry) }
-            pending[key] = nil
-        }
+        let due = pending.filter { force || now - $0.value.windowStart >= window }
+        for key in due.keys { pending[key] = nil }   // before writing: see `refused`
+        for entry in due.values where entry.count > 0 { await write(entry) }
     }
 
     /// Kinds held now (tests check the bound).

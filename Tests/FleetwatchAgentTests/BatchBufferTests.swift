@@ -51,6 +51,27 @@ import Testing
         #expect(buffer.unackedBatches.map(\.sequence) == Array(16...25))
     }
 
+    /// A batch sent on a connection that was cut before its ack may be stored already: room is made by
+    /// dropping batches never sent first, so the dropped count does not include samples the hub has.
+    @Test func batchesSentBeforeACutAreDroppedLast() throws {
+        var buffer = BatchBuffer(epoch: 1, configuration: .init(capacity: 500, maxBatchSamples: 100))
+        _ = buffer.append([Self.series("m", count: 200)])
+        #expect(buffer.nextToSend(limit: 10).map(\.sequence) == [1, 2])
+        buffer.connectionLost()   // no ack: 1 and 2 may or may not be stored
+        var dropped: [UInt64] = []
+        for i in 1...5 { dropped += buffer.append([Self.series("m", count: 100, at: Int64(i) * 1_000)]).dropped.map(\.sequence) }
+        #expect(dropped == [3, 4])
+        #expect(buffer.unackedBatches.map(\.sequence) == [1, 2, 5, 6, 7])
+        #expect(buffer.droppedSamples == 200)
+        // Only batches ever sent left: the oldest goes.
+        #expect(buffer.nextToSend(limit: 10).map(\.sequence) == [1, 2, 5, 6, 7])
+        dropped = buffer.append([Self.series("m", count: 100, at: 9_000)]).dropped.map(\.sequence)
+        #expect(dropped == [8])   // 8 was never sent
+        buffer.connectionLost()
+        #expect(buffer.acknowledge(epoch: 1, sequence: 2).map(\.sequence) == [1, 2])
+        #expect(buffer.everSentCount == 3)
+    }
+
     @Test func capacityAlsoBoundsPendingSamples() {
         var buffer = BatchBuffer(epoch: 1, configuration: .init(capacity: 10, maxBatchSamples: 1_000))
         _ = buffer.append([Self.series("m", count: 25)])
