@@ -51,6 +51,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Spool directory: keeps unsent metrics and command results across restarts.") var spool: String?
     @Option(help: "Seconds to wait for the hub to accept this bot before giving up (0: do not wait).") var connectTimeout = 15.0
     @Option(help: "Seconds between metric flushes.") var flushInterval = 1.0
+    @Option(help: "Time zone whose midnight resets daily_pnl for trades reported with POST /trade or fleetwatch.trade (default UTC).") var timeZone = "UTC"
     @Option(help: "trace, debug, info, notice, warning, error.") var logLevel = "notice"
     @Argument(parsing: .postTerminator, help: "The bot program and its arguments, after --.") var command: [String] = []
 
@@ -66,6 +67,7 @@ struct Run: AsyncParsableCommand {
         if url.scheme == "wss", host.allSatisfy({ $0.isNumber || $0 == "." || $0 == ":" }) {
             throw ValidationError("--hub: use the host name of the hub's certificate with wss://, not an IP address (\(host))")
         }
+        guard TimeZone(identifier: timeZone) != nil else { throw ValidationError("--time-zone: unknown time zone \(timeZone) (e.g. UTC, America/New_York)") }
         guard WireProtocol.isValidName(botId, maxBytes: WireProtocol.maxBotIDBytes) else {
             throw ValidationError("--bot-id must be 1–128 characters of A–Z a–z 0–9 _ . : - /")
         }
@@ -88,6 +90,7 @@ struct Run: AsyncParsableCommand {
         c.spoolDirectory = spool
         c.trustedCertificatesPath = caFile
         let agent = try MonitorAgent(configuration: c, logger: Logger(label: "monitor-agent.agent"))
+        let trading = TradingMetrics(agent: agent, timeZone: TimeZone(identifier: timeZone)!)
         let child = ChildSupervisor(command: command, policy: ChildSupervisor.RestartPolicy(rawValue: restart)!,
                                     restartDelay: .milliseconds(Int64(restartDelay * 1000)), logger: logger)
         agent.register(ChildCollector(child: child, logFile: logFile))
@@ -109,12 +112,12 @@ struct Run: AsyncParsableCommand {
         }
         var listeners: [Task<Void, any Error>] = []
         if !noStatsd {
-            let (channel, port) = try await StatsDListener(port: statsdPort, agent: agent, logger: logger).start()
+            let (channel, port) = try await StatsDListener(port: statsdPort, agent: agent, trading: trading, logger: logger).start()
             logger.notice("StatsD metrics: udp://127.0.0.1:\(port)")
             listeners.append(Task { try await withTaskCancellationHandler { try await channel.closeFuture.get() } onCancel: { channel.close(promise: nil) } })
         }
         if !noHttp {
-            let app = MetricsEndpoint(agent: agent, child: child).application(port: httpPort, logger: logger) { port in
+            let app = MetricsEndpoint(agent: agent, trading: trading, child: child).application(port: httpPort, logger: logger) { port in
                 logger.notice("HTTP metrics: POST http://127.0.0.1:\(port)/metrics (also /emergency, /status)")
             }
             listeners.append(Task { try await app.runService(gracefulShutdownSignals: []) })

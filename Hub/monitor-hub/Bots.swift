@@ -5,7 +5,7 @@ import Logging
 struct Bots: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Register bots and manage their tokens.",
-        subcommands: [Add.self, List.self, RotateToken.self, Revoke.self, Liquidation.self, MetricNames.self])
+        subcommands: [Add.self, List.self, RotateToken.self, Revoke.self, Liquidation.self, MetricNames.self, Check.self])
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Register a bot and print its token (shown once).")
@@ -94,6 +94,32 @@ struct Bots: AsyncParsableCommand {
             let (stored, names) = try await admin.metricNames(bot: bot)
             print("\(bot) uses \(names.count) metric names (limit: \(stored.map(String.init) ?? "the hub's default"))")
             for name in names { print(name) }
+        }
+    }
+
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show a bot's thresholds, where each comes from, and the rules that cannot fire for the metrics it sends.")
+        @OptionGroup var common: CommonOptions
+        @Argument(help: "The bot id.") var bot: String
+
+        func run() async throws {
+            let check = try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin")).checkBot(bot)
+            let t = check.thresholds
+            print("\(bot) follows \(t.followsFleetDefault ? "the fleet's default profile, \(check.fleetDefault)" : "the profile \(t.profileName)")"
+                  + "; automatic shutdown \(t.profile.enableEmergencyShutdown ? "on" : "off")")
+            print("RULE\tLEVEL\tLIMIT\tLIMIT FROM\tLEVEL FROM\tNEEDS")
+            for rule in t.profile.rules {
+                print("\(rule.id)\t\(rule.level.rawValue)\t\(rule.limit)\t\(t.limitSources[rule.id]?.rawValue ?? "-")\t"
+                      + "\(t.levelSources[rule.id]?.rawValue ?? "-")\t\(rule.metrics.joined(separator: ", "))")
+            }
+            let blind = check.coverage.compactMap(\.explanation)
+            if blind.isEmpty {
+                print("every rule can fire: the bot has sent every metric they read")
+            } else {
+                print("\(blind.count) rule(s) cannot fire:")
+                for line in blind { print("  \(line)") }
+            }
         }
     }
 }

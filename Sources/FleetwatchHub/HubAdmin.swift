@@ -1,3 +1,4 @@
+import FleetwatchAlerting
 import FleetwatchStorage
 import Foundation
 import Logging
@@ -176,6 +177,46 @@ extension HubAdmin {
                 """, logger: logger).decode(String.self) { names.append(name) }
             return (limit.map(Int.init), names)
         }
+    }
+}
+
+extension HubAdmin {
+    /// What `monitor-hub bots check BOT` shows: the bot's rules, where they come from, which cannot fire.
+    public struct BotCheck: Sendable {
+        public var thresholds: BotThresholds
+        public var fleetDefault: String
+        public var coverage: [RuleCoverage]
+    }
+
+    /// `bot`'s effective rules and which of them cannot fire for the metrics it has sent.
+    public func checkBot(_ bot: String) async throws -> BotCheck {
+        let logger = self.logger
+        return try await withDatabase { client in
+            let store = ThresholdStore(client: client, logger: logger)
+            guard let t = try await PostgresProfileSource(client: client, logger: logger).thresholds(bot: bot) else {
+                throw StorageError("no bot named \(bot)")
+            }
+            return BotCheck(thresholds: t, fleetDefault: try await store.defaultProfile(),
+                            coverage: RuleCoverage.of(t.profile, sent: try await store.metricNames(bot: bot)))
+        }
+    }
+
+    /// The fleet's default profile, after setting it to `name` if given.
+    public func defaultProfile(set name: String?) async throws -> String {
+        let logger = self.logger
+        return try await withDatabase { client in
+            let store = ThresholdStore(client: client, logger: logger)
+            if let name, try await !store.setDefaultProfile(name, by: "monitor-hub") {
+                throw StorageError("no threshold profile named \(name) (built in: default, production, development)")
+            }
+            return try await store.defaultProfile()
+        }
+    }
+
+    /// Every stored threshold profile.
+    public func profiles() async throws -> [ThresholdProfile] {
+        let logger = self.logger
+        return try await withDatabase { client in try await ThresholdStore(client: client, logger: logger).profiles() }
     }
 }
 

@@ -24,6 +24,7 @@ extension HubApplication {
         var notifiers: [any Notifier] = []
         if a.console { notifiers.append(ConsoleNotifier(minimumLevel: AlertLevel(rawValue: a.consoleMinimumLevel) ?? .info)) }
         if a.log { notifiers.append(LogNotifier(logger: logger)) }
+        if a.log, let path = a.logFile { notifiers.append(LogFileNotifier(path: path, maxBytes: a.logFileMaxBytes, keep: a.logFileKeep)) }
         if a.dashboard { notifiers.append(DashboardNotifier(minimumLevel: .info, client: client, logger: logger)) }
         if a.webhook, let url = a.webhookURL {
             var w = WebhookNotifier.Configuration(url: url, secret: a.webhookSecret)

@@ -28,7 +28,24 @@ extension HubConfiguration {
             try c.apply(file: path)
         }
         try c.apply(environment: environment)
+        c.disableIncompleteChannels()
         return c
+    }
+
+    /// A channel switched on without the settings it needs is switched off, with a warning naming the missing key
+    /// (logged at every start): the reference system's production configuration turns email and webhook alerts
+    /// on without saying where to send them, and must still start.
+    mutating func disableIncompleteChannels() {
+        if alerts.webhook, alerts.webhookURL == nil {
+            alerts.webhook = false
+            warnings.append("alerts.webhook_notifications is on but alerts.webhook.url is missing: webhook alerts are OFF")
+        }
+        if alerts.email, alerts.emailHost == nil || alerts.emailTo.isEmpty {
+            alerts.email = false
+            let missing = [alerts.emailHost == nil ? "alerts.email.host" : nil, alerts.emailTo.isEmpty ? "alerts.email.to" : nil]
+                .compactMap { $0 }.joined(separator: " and ")
+            warnings.append("alerts.email_notifications is on but \(missing) \(missing.contains(" and ") ? "are" : "is") missing: email alerts are OFF")
+        }
     }
 
     mutating func apply(file path: String) throws {
@@ -45,6 +62,7 @@ extension HubConfiguration {
     public static func parse(json: Data, source: String = "fuzz") throws -> HubConfiguration {
         var c = HubConfiguration()
         try c.apply(json: json, source: source)
+        c.disableIncompleteChannels()
         return c
     }
 
@@ -181,6 +199,9 @@ extension HubConfiguration {
                 if let v = e.verify_certificate { alerts.emailVerifyCertificate = v }
                 if let v = e.min_level { alerts.emailMinimumLevel = v }
             }
+            if let v = a.log_file { alerts.logFile = v.isEmpty ? nil : v }
+            if let v = a.log_file_max_bytes { alerts.logFileMaxBytes = v }
+            if let v = a.log_file_keep { alerts.logFileKeep = v }
             if let c = a.cooldowns {
                 // Kept in seconds, used as milliseconds: range-checked here.
                 if let v = c.info { _ = try Self.fileMilliseconds(v, "alerts.cooldowns.info", source: source); alerts.cooldownInfo = v }
@@ -220,9 +241,8 @@ extension HubConfiguration {
         for (key, level) in [("alerts.console_min_level", alerts.consoleMinimumLevel), ("alerts.webhook.min_level", alerts.webhookMinimumLevel)] {
             try require(["INFO", "WARNING", "CRITICAL"].contains(level), "\(key) must be INFO, WARNING or CRITICAL")
         }
-        try require(!alerts.webhook || alerts.webhookURL != nil, "alerts.webhook_notifications needs alerts.webhook.url")
-        try require(!alerts.email || (alerts.emailHost != nil && !alerts.emailTo.isEmpty),
-                    "alerts.email_notifications needs alerts.email.host and alerts.email.to")
+        try require((4096...(1 << 30)).contains(alerts.logFileMaxBytes), "alerts.log_file_max_bytes must be 4096–1073741824")
+        try require((1...100).contains(alerts.logFileKeep), "alerts.log_file_keep must be 1–100")
         try require(["plain", "starttls", "tls"].contains(alerts.emailSecurity), "alerts.email.security must be plain, starttls or tls")
         try require(["INFO", "WARNING", "CRITICAL"].contains(alerts.emailMinimumLevel), "alerts.email.min_level must be INFO, WARNING or CRITICAL")
         try require(dashboard.sessionIdleTimeout >= .seconds(60), "dashboard.session_idle_timeout must be at least 60 seconds")
@@ -360,6 +380,9 @@ struct ConfigFile: Decodable {
         var webhook: Webhook?
         var email: Email?
         var cooldowns: Cooldowns?
+        var log_file: String?
+        var log_file_max_bytes: Int?
+        var log_file_keep: Int?
     }
     var monitoring: Monitoring?
     var dashboard: Dashboard?
@@ -393,7 +416,8 @@ struct ConfigFile: Decodable {
                 "max_metric_names_per_bot", "max_metric_names", "max_pending_bytes", "max_bytes_per_second", "max_connections", "http_idle_timeout",
                 "max_header_bytes", "http_head_timeout", "max_connections_per_address", "audit_retention_days"],
         "alerts": ["enabled", "console_alerts", "log_alerts", "dashboard_alerts", "email_notifications", "webhook_notifications",
-                   "console_min_level", "no_data_seconds", "webhook", "cooldowns", "email"],
+                   "console_min_level", "no_data_seconds", "webhook", "cooldowns", "email", "log_file", "log_file_max_bytes",
+                   "log_file_keep"],
     ]
     static let freeSections: Set<String> = ["thresholds"]
 

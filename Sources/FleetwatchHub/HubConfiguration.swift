@@ -44,6 +44,9 @@ public struct HubConfiguration: Sendable {
     public var thresholds = ThresholdSettings()
     /// The built-in profile a configuration file's thresholds start from (`monitoring.profile`).
     public var baseProfile = "default"
+    /// What the configuration turned off because it was incomplete (a channel switched on without its
+    /// settings), for the start-up log.
+    public var warnings: [String] = []
     /// Emergency-stop delivery: frame validity, acknowledgement timeout, polling.
     public var emergency = EmergencyConfiguration()
     /// Retention of raw samples and rollups, and the rollup cadence.
@@ -101,6 +104,11 @@ public struct AlertSettings: Sendable {
     public var cooldownInfo: Double = 300
     public var cooldownWarning: Double = 600
     public var cooldownCritical: Double = 1800
+    /// The reference system's "log alerts" as a file: one JSON line per alert event (nil: none).
+    public var logFile: String?
+    /// Size at which the log file is rotated, and how many rotated files are kept.
+    public var logFileMaxBytes = 10 << 20
+    public var logFileKeep = 5
     /// A bot silent this long raises "bot silent" (CRITICAL).
     public var noDataSeconds: Double = 120
     public init() {}

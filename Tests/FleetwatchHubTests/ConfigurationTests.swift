@@ -1,4 +1,5 @@
 @testable import FleetwatchHub
+import FleetwatchAlerting
 import Foundation
 import Testing
 
@@ -59,7 +60,11 @@ import Testing
         (#"{"hub": {"heartbeat_interval": 0}}"#, "heartbeat_interval"),
         (#"{"hub": {"max_frame_bytes": -1}}"#, "max_frame_bytes"),
         (#"{"thresholds": {"memory_usage": 400}}"#, "thresholds.memory_usage"),
-        (#"{"alerts": {"webhook_notifications": true}}"#, "webhook.url"),
+        (#"{"thresholds": {"memory_usage_mb.level": "LOUD"}}"#, "memory_usage_mb.level must be"),
+        (#"{"thresholds": {"memory_usag.level": "INFO"}}"#, "memory_usag.level"),
+        (#"{"monitoring": {"profile": "staging"}}"#, "monitoring.profile"),
+        (#"{"hub": {"max_bytes_per_second": 1024}}"#, "max_bytes_per_second"),
+        (#"{"alerts": {"log_file_keep": 0}}"#, "alerts.log_file_keep"),
         (#"{"alerts": {"email": {"host": "h", "security": "ssl"}}}"#, "security"),
         (#"{"alerts": {"sms": true}}"#, "alerts.sms"),
         (#"{"emergency": {"command_ttl": 1}}"#, "emergency.command_ttl"),
@@ -78,6 +83,28 @@ import Testing
         let error = try #require(throws: ConfigurationError.self) { try HubConfiguration.load(config: path, environment: [:]) }
         #expect(error.description.contains(mentions), "\(error.description)")
         #expect(error.description.contains(path))
+    }
+
+    /// A channel switched on without its settings is switched off with a warning naming the missing key (the
+    /// reference's production configuration turns email and webhook on without endpoints, and must start).
+    @Test func incompleteChannelsAreOffWithAWarning() throws {
+        let c = try HubConfiguration.parse(json: Data(#"{"alerts": {"email_notifications": true, "webhook_notifications": true}}"#.utf8))
+        #expect(!c.alerts.email && !c.alerts.webhook)
+        #expect(c.warnings.contains { $0.contains("alerts.webhook.url") } && c.warnings.contains { $0.contains("alerts.email.host") })
+        let complete = try HubConfiguration.parse(json: Data(#"{"alerts": {"webhook_notifications": true, "webhook": {"url": "http://127.0.0.1:9/x"}}}"#.utf8))
+        #expect(complete.alerts.webhook && complete.warnings.isEmpty)
+    }
+
+    /// --config production/development or a file decides the fleet's default profile; FLEETWATCH_CONFIG too;
+    /// a file's thresholds carry limits and levels on top of its monitoring.profile.
+    @Test func theConfigurationChoosesTheFleetDefault() throws {
+        #expect(try HubConfiguration.load(config: nil, environment: [:]).defaultProfile == "default")
+        #expect(try HubConfiguration.load(config: "production", environment: [:]).defaultProfile == "production")
+        #expect(try HubConfiguration.load(config: nil, environment: ["FLEETWATCH_CONFIG": "development"]).defaultProfile == "development")
+        let path = try Self.file(#"{"monitoring": {"profile": "production"}, "thresholds": {"memory_usage_mb": 300, "websocket_status.level": "INFO"}}"#)
+        let c = try HubConfiguration.load(config: path, environment: [:])
+        #expect(c.defaultProfile == "custom" && c.baseProfile == "production" && c.monitoring.enableEmergencyShutdown)
+        #expect(c.thresholds.limits == ["memory_usage_mb": 300] && c.thresholds.levels == ["websocket_status": .info])
     }
 
     /// The entry the parsers' fuzz target uses: the file's bytes without a file.

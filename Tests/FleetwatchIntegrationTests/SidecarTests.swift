@@ -61,6 +61,21 @@ struct SidecarTests {
         #expect(posted == 204)
         #expect(try await eventually { try await Self.latest(db, "total_pnl") == 42.5 })
 
+        // The trading helper over HTTP and StatsD: the reference metrics under their names.
+        #expect(try await api("POST", port: http, path: "/trade", body: #"{"success": true, "pnl": 2.5, "duration_ms": 80}"#, token: nil).0 == 204)
+        #expect(try await api("POST", port: http, path: "/trade", body: #"{"success": false, "pnl": -1}"#, token: nil).0 == 204)
+        #expect(try await api("POST", port: http, path: "/trade", body: #"{"pnl": "lots"}"#, token: nil).0 == 400)
+        #expect(try await api("POST", port: http, path: "/api-call", body: #"{"error": true}"#, token: nil).0 == 204)
+        let udp = try ChildProcess("/usr/bin/env", ["python3", "-c", """
+            import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.sendto(b"fleetwatch.trade:1|c|#success:true,duration_ms:40\\nfleetwatch.api_call:1|c|#error:false", ("127.0.0.1", \(statsd)))
+            """], logPath: "\(dir)/udp.log")
+        #expect(await udp.stop(signal: 0, timeout: .seconds(20)) == 0)
+        #expect(try await eventually { try await Self.latest(db, "api_calls") == 2 }, "\(sidecar.log)")
+        #expect(try await Self.latest(db, "api_errors") == 1)
+        #expect(try await eventually { (try await Self.latest(db, "success_rate")).map { abs($0 - 200.0 / 3) < 1e-6 } == true })
+        #expect(try await Self.latest(db, "total_pnl") == 2.5)
+
         // Emergency stop: the bot's REST endpoint is called, the child gets SIGTERM and stays down.
         let (status, created) = try await api("POST", port: hub.port, path: "/api/bots/side-bot/emergency-stop",
                                               body: #"{"reason": "sidecar test"}"#)

@@ -15,12 +15,14 @@
     const state = { profile: null };
     const thresholdsBody = el('tbody');
     const thresholdsInfo = el('p', { className: 'muted thresholds-info' });
+    const blindList = el('ul', { id: 'thresholds-cannot-fire', className: 'thresholds-blind neg' });
     const saveButton = operatorButton({ id: 'save-thresholds', className: 'button-primary' }, 'Save thresholds');
     const node = el('section', { className: 'card panel' }, [
       el('div', { className: 'panel-head' }, [el('h3', { text: 'Thresholds' }), saveButton]),
       thresholdsInfo,
+      blindList,
       el('div', { className: 'table-scroll' }, [el('table', { id: 'thresholds', className: 'data-table' }, [
-        el('thead', null, [el('tr', null, ['Rule', 'Metric', 'Level', 'Limit', 'Summary'].map(function (h) {
+        el('thead', null, [el('tr', null, ['Rule', 'Metric', 'Level', 'Limit', 'Limit from', 'Summary'].map(function (h) {
           return el('th', { scope: 'col', text: h });
         }))]),
         thresholdsBody
@@ -31,8 +33,14 @@
       state.profile = profile || null;
       const rules = asArray(profile && profile.rules);
       setText(thresholdsInfo, profile
-        ? 'Profile ' + (profile.name || DASH) + ' · emergency shutdown ' + (profile.enableEmergencyShutdown ? 'enabled' : 'disabled')
+        ? 'Profile ' + (profile.name || DASH) + (profile.followsFleetDefault ? ' (the fleet default)' : '')
+          + ' · emergency shutdown ' + (profile.enableEmergencyShutdown ? 'enabled' : 'disabled')
         : 'No threshold profile.');
+      const blind = asArray(profile && profile.cannotFire);
+      blindList.replaceChildren.apply(blindList, blind.map(function (line) {
+        return el('li', { text: 'Cannot fire: ' + String(line) });
+      }));
+      blindList.hidden = blind.length === 0;
       thresholdsBody.replaceChildren.apply(thresholdsBody, rules.map(function (rule) {
         const id = String(rule.id);
         const input = el('input', {
@@ -41,14 +49,19 @@
         });
         input.dataset.original = input.value;
         if (!isOperator()) input.disabled = true;
+        const source = rule.source ? String(rule.source) : DASH;
+        const levelNote = rule.levelSource === 'bot override' ? ' (bot override)' : '';
         return el('tr', { 'data-rule-id': id }, [
           el('td', { text: id }), el('td', { text: String(rule.metric || DASH) }),
-          el('td', { className: 'level-' + classToken(rule.level || 'INFO'), text: String(rule.level || DASH) }),
-          el('td', null, [input]), el('td', { text: String(rule.summary || '') })
+          el('td', { className: 'level-' + classToken(rule.level || 'INFO'), 'data-field': 'level',
+            text: String(rule.level || DASH) + levelNote }),
+          el('td', null, [input]),
+          el('td', { className: source === 'bot override' ? 'source-override' : '', 'data-field': 'source', text: source }),
+          el('td', { text: String(rule.summary || '') })
         ]);
       }));
       if (!rules.length) {
-        thresholdsBody.append(el('tr', null, [el('td', { colspan: '5', className: 'muted', text: 'No rules.' })]));
+        thresholdsBody.append(el('tr', null, [el('td', { colspan: '6', className: 'muted', text: 'No rules.' })]));
       }
     }
 

@@ -25,6 +25,11 @@
     const stopButton = operatorButton({ id: 'emergency-stop-button', className: 'button-danger' }, 'Emergency stop');
     const resumeButton = operatorButton({ id: 'resume-button', className: 'button-primary', hidden: true }, 'Resume');
     const meta = el('p', { className: 'bot-meta muted' });
+    // The bot's overall status and its last periodic health check.
+    const healthWord = el('span', { id: 'bot-health-status', className: 'badge health', text: DASH });
+    const healthMessage = el('span', { id: 'bot-health-message', className: 'health-message', text: '' });
+    const healthCheck = el('span', { id: 'bot-health-check', className: 'muted health-check', text: '' });
+    const health = el('p', { className: 'bot-health', role: 'status' }, [healthWord, healthMessage, healthCheck]);
     const summaryCells = {};
     const tiles = FLEET_FIELDS.filter(function (f) { return f !== 'name' && f !== 'state'; }).map(function (f) {
       summaryCells[f] = el('span', { className: 'tile-value', 'data-field': f, text: DASH });
@@ -40,6 +45,7 @@
         el('div', { className: 'bot-actions' }, [resumeButton, stopButton])
       ]),
       meta,
+      health,
       el('div', { className: 'summary-grid' }, tiles)
     ]);
 
@@ -89,6 +95,24 @@
       }
     }
 
+    function renderHealth(entry) {
+      if (!entry || !entry.status) return;
+      setText(healthWord, String(entry.status));
+      fw.setDynClass(healthWord, ['health-' + fw.classToken(String(entry.status))]);
+      setText(healthMessage, entry.message ? ' ' + String(entry.message) : '');
+      const check = entry.lastCheck;
+      setText(healthCheck, check ? ' · last health check ' + fmtDateTime(parseTime(check.at)) + ': ' + String(check.status) : '');
+    }
+
+    async function loadHealth() {
+      try {
+        const status = await api('/api/status?bot=' + enc);
+        if (v.alive) renderHealth(asArray(status && status.botStatuses)[0]);
+      } catch (err) {
+        if (v.alive && err.status !== 401 && err.status !== 404) toastError(err);
+      }
+    }
+
     // ---- alerts ----
     async function loadAlerts() {
       try {
@@ -112,7 +136,7 @@
       events.forEach(alerts.applyEvent);
       const status = msg.system_status;
       const entry = status && asArray(status.botStatuses).find(function (s) { return s && String(s.bot) === name; });
-      if (entry) applyBotStatus(v.bot, entry);
+      if (entry) { applyBotStatus(v.bot, entry); renderHealth(entry); }
       else events.forEach(function (ev) { applyAlertEventCounts(v.bot, ev); });
       renderSummary();
     }
@@ -128,10 +152,11 @@
     commands.showEmpty();
     charts.selectRange('1h');
     loadBot();
+    loadHealth();
     thresholds.load();
     loadAlerts();
     commands.poll();
-    const refreshTimer = setInterval(function () { loadBot(); loadAlerts(); charts.load(); }, REFRESH_MS);
+    const refreshTimer = setInterval(function () { loadBot(); loadHealth(); loadAlerts(); charts.load(); }, REFRESH_MS);
 
     return {
       onMessage: onMessage,

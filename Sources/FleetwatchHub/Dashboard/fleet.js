@@ -71,7 +71,14 @@
     const tbody = el('tbody');
     const table = el('table', { id: 'fleet-table', className: 'data-table' }, [el('thead', null, [el('tr', null, headers)]), tbody]);
 
+    // The reference system's overall status: a word and a sentence, for the whole fleet.
+    const healthWord = el('span', { id: 'fleet-health-status', className: 'badge health', text: DASH });
+    const healthMessage = el('span', { id: 'fleet-health-message', className: 'health-message', text: '' });
+    const healthCheck = el('span', { id: 'fleet-health-check', className: 'muted health-check', text: '' });
+    const health = el('div', { id: 'fleet-health', className: 'card fleet-health', role: 'status' },
+      [el('span', { className: 'total-label', text: 'Fleet status ' }), healthWord, healthMessage, healthCheck]);
     root.append(el('section', { id: 'fleet-view', className: 'fleet-view' }, [
+      health,
       totals.node,
       el('div', { className: 'filters' }, [text, state.node, level.node, count]),
       el('div', { className: 'table-scroll' }, [table])
@@ -184,6 +191,12 @@
     function applyStatus(status) {
       if (!status || typeof status !== 'object') return;
       renderTotals(totals.values, status);
+      if (status.status) {
+        setText(healthWord, String(status.status));
+        setDynClass(healthWord, ['health-' + classToken(String(status.status))]);
+        setText(healthMessage, status.message ? ' ' + String(status.message) : '');
+        setText(healthCheck, status.lastHealthCheck ? ' · last health check ' + fw.fmtDateTime(fw.parseTime(status.lastHealthCheck)) : '');
+      }
       asArray(status.botStatuses).forEach(function (entry) {
         if (!entry || !entry.bot) return;
         applyBotStatus(ensureRow(String(entry.bot)), entry);

@@ -1,0 +1,37 @@
+import ArgumentParser
+import FleetwatchHub
+import Logging
+
+struct Profiles: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Threshold profiles and the fleet's default profile.",
+        subcommands: [List.self, Default.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the stored threshold profiles and their rules.")
+        @OptionGroup var common: CommonOptions
+
+        func run() async throws {
+            let admin = HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin"))
+            let fleetDefault = try await admin.defaultProfile(set: nil)
+            for p in try await admin.profiles() {
+                print("\(p.name)\(p.name == fleetDefault ? " (fleet default)" : ""): automatic shutdown \(p.enableEmergencyShutdown ? "on" : "off")")
+                for r in p.rules { print("  \(r.id)\t\(r.level.rawValue)\t\(r.limit)") }
+            }
+        }
+    }
+
+    struct Default: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show, or set, the profile every bot without its own follows.",
+            discussion: "The hub sets it from --config at every start; this changes it for every replica at once until then.")
+        @OptionGroup var common: CommonOptions
+        @Argument(help: "A stored profile to make the default (omit to show it).") var profile: String?
+
+        func run() async throws {
+            let name = try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin"))
+                .defaultProfile(set: profile)
+            print("fleet default profile: \(name)")
+        }
+    }
+}
