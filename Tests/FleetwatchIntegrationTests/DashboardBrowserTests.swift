@@ -59,6 +59,10 @@ struct DashboardBrowserTests {
                                   ["#fleet-table tr[data-bot=\"beta-bot\"] td[data-field=\"websocket_status\"]", hostile])
         #expect(try await browser.run("return window.__xss === undefined && !document.querySelector('#fleet-table img');") as? Bool == true)
         #expect(try await browser.text("#fleet-table tr[data-bot=\"beta-bot\"] td[data-field=\"state\"]") == "online")
+        // The fleet's overall status: beta-bot's WebSocket is not "connected" (a WARNING), so the fleet is "warning"
+        // and the message names beta-bot.
+        try await browser.waitFor("the fleet status banner", timeout: .seconds(20),
+                                  "return document.querySelector('#fleet-health-status').textContent.trim() === 'warning' && document.querySelector('#fleet-health-message').textContent.includes('beta-bot');")
         try await browser.screenshot(to: "\(artifacts)/screenshots/fleet-desktop.png")
 
         // A bot: its charts drawn by Chart.js from the history endpoint.
@@ -71,6 +75,10 @@ struct DashboardBrowserTests {
         }
         #expect(try await browser.run("return typeof Chart === 'function';") as? Bool == true)
         try await browser.waitFor("the thresholds", "return document.querySelectorAll('#thresholds input[data-rule]').length > 0;")
+        // alpha-bot has no profile of its own: every limit comes from the fleet default.
+        try await browser.waitFor("where limits come from",
+                                  "const s = [...document.querySelectorAll('#thresholds [data-field=\"source\"]')].map(e => e.textContent.trim()); return s.length > 0 && s.every(t => t === 'fleet default');")
+        try await browser.waitFor("the bot's health line", "return ['healthy', 'warning', 'critical'].includes(document.querySelector('#bot-health-status').textContent.trim());")
         try await browser.screenshot(to: "\(artifacts)/screenshots/bot-desktop.png")
 
         // Emergency stop: the dialog says what will happen and wants a reason; the command is followed to completed.
@@ -87,7 +95,14 @@ struct DashboardBrowserTests {
                                   "const s = document.querySelector('#command-history [data-command-id] [data-field=\"state\"]'); return !!s && s.textContent.trim() === 'completed';")
         try await browser.waitFor("the emergency state and resume button", timeout: .seconds(20),
                                   "const b = document.querySelector('#resume-button'); return document.querySelector('#bot-state').textContent.trim() === 'emergency' && !!b && b.offsetParent !== null;")
+        try await browser.waitFor("the bot's status to say emergency", timeout: .seconds(20),
+                                  "return document.querySelector('#bot-health-status').textContent.trim() === 'emergency';")
         try await browser.screenshot(to: "\(artifacts)/screenshots/bot-stopped-desktop.png")
+
+        // beta-bot sends two metrics only: its page lists the rules that cannot fire.
+        try await browser.open(base + "/#/bot/beta-bot")
+        try await browser.waitFor("beta-bot's blind rules", timeout: .seconds(20),
+                                  "return [...document.querySelectorAll('#thresholds-cannot-fire li')].some(e => /api_error_rate_percent needs .*api_calls.*this bot has never sent/.test(e.textContent));")
 
         // Phone width: the same pages still render.
         try await browser.resize(width: 390, height: 844)
