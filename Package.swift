@@ -77,6 +77,7 @@ let package = Package(
             dependencies: [
                 "FleetwatchProtocol", "FleetwatchSchema", "FleetwatchIngest", "FleetwatchAlerting",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
@@ -162,7 +163,7 @@ let package = Package(
         .executableTarget(
             name: "MonitorHub",
             dependencies: [
-                "FleetwatchHub",
+                "FleetwatchHub", "FleetwatchProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Hub/monitor-hub"
@@ -170,7 +171,7 @@ let package = Package(
         .executableTarget(
             name: "SimBot",
             dependencies: [
-                "FleetwatchAgent",
+                "FleetwatchAgent", "FleetwatchProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Agent/simbot"
@@ -246,7 +247,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FleetwatchHubTests",
-            dependencies: ["FleetwatchHub", "FleetwatchIngest", "FleetwatchTestSupport"]
+            dependencies: ["FleetwatchHub", "FleetwatchIngest", "FleetwatchStorage", "FleetwatchTestSupport"]
         ),
         .testTarget(
             name: "FleetwatchIntegrationTests",

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FleetwatchHub
+import FleetwatchProtocol
 import Foundation
 import Logging
 
@@ -8,13 +9,18 @@ struct Users: AsyncParsableCommand {
         abstract: "Dashboard users: viewers watch, operators also stop and resume bots and change thresholds.",
         subcommands: [Add.self, List.self, Passwd.self, Disable.self])
 
-    /// The password from a file (first line), else `FLEETWATCH_USER_PASSWORD`, else a prompt.
+    /// The password from a file (first line), else `FLEETWATCH_USER_PASSWORD` (or the file named by
+    /// `FLEETWATCH_USER_PASSWORD_FILE`), else a prompt.
     static func password(file: String?) throws -> String {
         if let file {
             guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { throw ValidationError("cannot read \(file)") }
             return String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
         }
-        if let env = ProcessInfo.processInfo.environment["FLEETWATCH_USER_PASSWORD"], !env.isEmpty { return env }
+        do {
+            if let env = try EnvironmentSecret.read("FLEETWATCH_USER_PASSWORD"), !env.isEmpty { return env }
+        } catch let f as EnvironmentSecret.Failure {
+            throw ValidationError(f.description)
+        }
         guard let typed = getpass("password (at least 12 characters): ") else { throw ValidationError("no password given") }
         return String(cString: typed)
     }

@@ -27,7 +27,7 @@ public struct HubAdmin: Sendable {
         let database = try await HubDatabase.open(configuration, logger: logger)
         defer { database.close() }
         let logger = self.logger
-        return try await withPostgresClient(database.makeClient(maxConnections: 2, logger: logger)) { client in
+        return try await withPostgresClient(try database.makeClient(maxConnections: 2, logger: logger)) { client in
             try await Migrator(client: client, logger: logger).migrate()
             return try await body(client)
         }
@@ -37,7 +37,7 @@ public struct HubAdmin: Sendable {
         let database = try await HubDatabase.open(configuration, logger: logger)
         defer { database.close() }
         let logger = self.logger
-        return try await withPostgresClient(database.makeClient(maxConnections: 2, logger: logger)) { client in
+        return try await withPostgresClient(try database.makeClient(maxConnections: 2, logger: logger)) { client in
             try await Migrator(client: client, logger: logger).migrate()
         }
     }

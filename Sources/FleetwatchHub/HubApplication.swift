@@ -38,7 +38,7 @@ public struct HubApplication: Sendable {
         let database = try await HubDatabase.open(configuration, logger: logger)
         defer { database.close() }
         logger.info("using PostgreSQL at \(database.url)")
-        let client = database.makeClient(maxConnections: configuration.databaseConnections, logger: logger)
+        let client = try database.makeClient(maxConnections: configuration.databaseConnections, logger: logger)
         let clientTask = Task { await client.run() }
         defer { clientTask.cancel() }
 

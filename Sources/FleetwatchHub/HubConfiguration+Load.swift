@@ -1,4 +1,5 @@
 import FleetwatchAlerting
+import FleetwatchProtocol
 import Foundation
 import Logging
 
@@ -130,6 +131,9 @@ extension HubConfiguration {
             if let v = h.host { host = v }
             if let v = h.port { port = v }
             if let v = h.database_url { databaseURL = v }
+            if let v = h.database_start_timeout {
+                databaseStartTimeout = try Self.fileDuration(v, "hub.database_start_timeout", source: source)
+            }
             if let v = h.data_dir { dataDirectory = v }
             if let v = h.auto_register { autoRegister = v }
             if let v = h.id { ingest.hubID = v }
@@ -219,6 +223,7 @@ extension HubConfiguration {
         }
         try require((0...65535).contains(port), "port must be 0–65535")
         try require((tlsCertificatePath == nil) == (tlsKeyPath == nil), "hub.tls_certificate and hub.tls_key go together")
+        try require(databaseStartTimeout >= .zero && databaseStartTimeout <= .seconds(3600), "hub.database_start_timeout must be 0–3600 seconds")
         try require((1024...(64 << 20)).contains(ingest.maxFrameBytes), "hub.max_frame_bytes must be 1024–67108864")
         try require((1024...(256 << 20)).contains(ingest.limits.maxPayloadBytes), "hub.max_payload_bytes must be 1024–268435456")
         try require((1...1_000_000).contains(ingest.limits.maxSamples), "hub.max_samples_per_batch must be 1–1000000")
@@ -272,22 +277,29 @@ extension HubConfiguration {
         try require(alerts.cooldownInfo >= 0 && alerts.cooldownWarning >= 0 && alerts.cooldownCritical >= 0, "alerts.cooldowns must be ≥ 0")
     }
 
+    /// A secret from the environment: `NAME` or the file named by `NAME_FILE` (see `EnvironmentSecret`).
+    static func secret(_ name: String, _ env: [String: String]) throws -> String? {
+        do { return try EnvironmentSecret.read(name, env) } catch let f as EnvironmentSecret.Failure {
+            throw ConfigurationError(f.description)
+        }
+    }
+
     mutating func apply(environment env: [String: String]) throws {
         if let v = env["FLEETWATCH_HOST"] { host = v }
         if let v = env["FLEETWATCH_PORT"] {
             guard let p = Int(v), (0...65535).contains(p) else { throw ConfigurationError("FLEETWATCH_PORT=\(v) is not a port number") }
             port = p
         }
-        if let v = env["FLEETWATCH_DATABASE_URL"], !v.isEmpty { databaseURL = v }
+        if let v = try Self.secret("FLEETWATCH_DATABASE_URL", env), !v.isEmpty { databaseURL = v }
         if let v = env["FLEETWATCH_DATA_DIR"] { dataDirectory = v }
         if let v = env["FLEETWATCH_HUB_ID"] { ingest.hubID = v }
         if let v = env["FLEETWATCH_AUTO_REGISTER"] { autoRegister = ["1", "true", "yes"].contains(v.lowercased()) }
         if let v = env["FLEETWATCH_LOG_LEVEL"] { logLevel = try Self.level(v, from: "FLEETWATCH_LOG_LEVEL") }
         if let v = env["FLEETWATCH_TLS_CERT"], !v.isEmpty { tlsCertificatePath = v }
         if let v = env["FLEETWATCH_TLS_KEY"], !v.isEmpty { tlsKeyPath = v }
-        if let v = env["FLEETWATCH_SMTP_PASSWORD"] { alerts.emailPassword = v }
-        if let v = env["FLEETWATCH_WEBHOOK_SECRET"] { alerts.webhookSecret = v }
-        if let v = env["FLEETWATCH_ADMIN_PASSWORD"], !v.isEmpty { dashboard.adminPassword = v }
+        if let v = try Self.secret("FLEETWATCH_SMTP_PASSWORD", env) { alerts.emailPassword = v }
+        if let v = try Self.secret("FLEETWATCH_WEBHOOK_SECRET", env) { alerts.webhookSecret = v }
+        if let v = try Self.secret("FLEETWATCH_ADMIN_PASSWORD", env), !v.isEmpty { dashboard.adminPassword = v }
     }
 
     /// Parses a log level name.
@@ -323,6 +335,7 @@ struct ConfigFile: Decodable {
         var host: String?
         var port: Int?
         var database_url: String?
+        var database_start_timeout: Double?
         var data_dir: String?
         var auto_register: Bool?
         var id: String?
@@ -410,7 +423,7 @@ struct ConfigFile: Decodable {
                       "login_attempts_per_minute", "chartjs_path", "update_interval", "ping_interval", "session_check_interval"],
         "emergency": ["command_ttl", "acknowledge_timeout", "poll_interval", "requests_per_minute"],
         "retention": ["raw_days", "minute_rollup_days", "hour_rollup_days", "rollup_interval"],
-        "hub": ["host", "port", "database_url", "data_dir", "auto_register", "id", "log_level", "tls_certificate", "tls_key",
+        "hub": ["host", "port", "database_url", "database_start_timeout", "data_dir", "auto_register", "id", "log_level", "tls_certificate", "tls_key",
                 "max_frame_bytes",
                 "max_payload_bytes", "max_samples_per_batch", "heartbeat_interval", "max_sample_age", "max_sample_future",
                 "max_metric_names_per_bot", "max_metric_names", "max_pending_bytes", "max_bytes_per_second", "max_connections", "http_idle_timeout",

@@ -19,6 +19,9 @@ public struct HubConfiguration: Sendable {
     public var dataDirectory = "./fleetwatch-data"
     /// Connections in the PostgreSQL pool.
     public var databaseConnections = 16
+    /// How long the hub waits at start for PostgreSQL to accept a connection (`hub.database_start_timeout`);
+    /// a wrong password, database or TLS setting fails at once.
+    public var databaseStartTimeout: Duration = .seconds(30)
     /// Let unknown bots register themselves with the token they present (demo only).
     public var autoRegister = false
     /// Serve the dashboard.

@@ -10,7 +10,11 @@ public struct HubDatabase: Sendable {
     /// Resolves the database address, starting the embedded cluster when no URL is configured.
     public static func open(_ configuration: HubConfiguration, logger: Logger) async throws -> HubDatabase {
         if let string = configuration.databaseURL {
-            return HubDatabase(url: try DatabaseURL(string), embedded: nil)
+            let url = try DatabaseURL(string)
+            // One connection first: a wrong address, password or TLS setting is a clear error now, not a pool
+            // retrying for ever; a server still starting is waited for (hub.database_start_timeout).
+            try await DatabaseProbe.waitUntilReachable(url, patience: configuration.databaseStartTimeout, logger: logger)
+            return HubDatabase(url: url, embedded: nil)
         }
         let embedded = EmbeddedPostgres(dataDirectory: configuration.dataDirectory, logger: logger)
         let (url, startedHere) = try embedded.start()
@@ -20,8 +24,8 @@ public struct HubDatabase: Sendable {
     }
 
     /// A client for this database (run it before use).
-    public func makeClient(maxConnections: Int, logger: Logger) -> PostgresClient {
-        PostgresClient(configuration: url.clientConfiguration(maxConnections: maxConnections), backgroundLogger: logger)
+    public func makeClient(maxConnections: Int, logger: Logger) throws -> PostgresClient {
+        PostgresClient(configuration: try url.clientConfiguration(maxConnections: maxConnections), backgroundLogger: logger)
     }
 
     /// Stops the embedded cluster, if this process started it.

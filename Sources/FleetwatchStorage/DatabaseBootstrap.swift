@@ -6,7 +6,7 @@ public enum DatabaseBootstrap {
     public static func createDatabaseIfMissing(_ url: DatabaseURL, logger: Logger) async throws {
         var admin = url
         admin.database = "postgres"
-        let client = PostgresClient(configuration: admin.clientConfiguration(maxConnections: 1), backgroundLogger: logger)
+        let client = PostgresClient(configuration: try admin.clientConfiguration(maxConnections: 1), backgroundLogger: logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await client.run() }
             defer { group.cancelAll() }

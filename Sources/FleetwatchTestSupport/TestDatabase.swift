@@ -35,7 +35,7 @@ public struct TestDatabase: Sendable {
     /// Runs `body` with a running client on this database.
     public func withClient<T: Sendable>(logger: Logger = Logger(label: "test.db"),
                                         _ body: @Sendable @escaping (PostgresClient) async throws -> T) async throws -> T {
-        let client = PostgresClient(configuration: url.clientConfiguration(maxConnections: 4), backgroundLogger: logger)
+        let client = PostgresClient(configuration: try url.clientConfiguration(maxConnections: 4), backgroundLogger: logger)
         return try await withThrowingTaskGroup(of: T?.self) { group in
             group.addTask { await client.run(); return nil }
             group.addTask { try await body(client) }

@@ -1,0 +1,52 @@
+import FleetwatchStorage
+import Foundation
+
+/// A PostgreSQL cluster of a test's or scenario's own (scripts/pg-private), so it can be stopped, started and
+/// reconfigured without touching the shared test server.
+public struct PrivatePostgres: Sendable {
+    public let script: String
+    public let directory: String
+    public let logDir: String
+
+    public init(script: String, directory: String, logDir: String) {
+        self.script = script
+        self.directory = directory
+        self.logDir = logDir
+    }
+
+    /// Starts the cluster (on the same port as before when restarted) and returns its URL.
+    @discardableResult
+    public func start() async throws -> DatabaseURL {
+        let out = "\(logDir)/pg-private-\(UUID().uuidString).out"
+        let p = try ChildProcess("/bin/bash", [script, "start", directory], logPath: out)
+        let status = await p.stop(signal: 0, timeout: .seconds(120))
+        let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        guard status == 0, let line = text.split(separator: "\n").last(where: { $0.hasPrefix("postgres://") }) else {
+            throw TestSupportError("cannot start PostgreSQL in \(directory): \(text)")
+        }
+        return try DatabaseURL(String(line), environment: [:])
+    }
+
+    public func stop() async throws {
+        let p = try ChildProcess("/bin/bash", [script, "stop", directory], logPath: "\(logDir)/pg-private-stop.out")
+        guard await p.stop(signal: 0, timeout: .seconds(120)) == 0 else { throw TestSupportError("cannot stop PostgreSQL in \(directory)") }
+    }
+
+    /// Appends settings to the cluster's postgresql.conf (they apply at the next start).
+    public func configure(_ lines: String) throws {
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: directory + "/postgresql.conf"))
+        try handle.seekToEnd()
+        try handle.write(contentsOf: Data(("\n" + lines + "\n").utf8))
+        try handle.close()
+    }
+
+    /// Replaces the cluster's pg_hba.conf (applies at the next start).
+    public func setHBA(_ text: String) throws {
+        try text.write(toFile: directory + "/pg_hba.conf", atomically: false, encoding: .utf8)
+    }
+
+    public func remove() async {
+        try? await stop()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
