@@ -112,12 +112,18 @@ struct GuardedChildChannel<Base: ServerChildChannel>: ServerChildChannel {
 final class AddressConnections: Sendable {
     private let counts = Mutex<[String: Int]>([:])
     let maxPerAddress: Int
+    /// Trusted proxies carry every client behind them: they are not limited.
+    let exempt: TrustedProxies
 
-    init(maxPerAddress: Int) { self.maxPerAddress = maxPerAddress }
+    init(maxPerAddress: Int, exempt: TrustedProxies = TrustedProxies()) {
+        self.maxPerAddress = maxPerAddress
+        self.exempt = exempt
+    }
 
     /// Counts a new connection from `address`; false (and not counted) when the address is at its limit.
     func open(_ address: String) -> Bool {
-        counts.withLock { c in
+        if exempt.contains(address) { return true }
+        return counts.withLock { c in
             let n = c[address, default: 0]
             guard n < maxPerAddress else { return false }
             c[address] = n + 1
@@ -126,6 +132,7 @@ final class AddressConnections: Sendable {
     }
 
     func close(_ address: String) {
+        if exempt.contains(address) { return }
         counts.withLock { c in
             let n = c[address, default: 0] - 1
             c[address] = n > 0 ? n : nil

@@ -139,6 +139,7 @@ public struct HubApplication: Sendable {
         let router = Router(context: HubRequestContext.self)
         let tokens = AccessTokens(client: client, logger: logger)
         let sessions = Sessions(client: client, logger: logger, idleTimeout: configuration.dashboard.sessionIdleTimeout)
+        router.add(middleware: ForwardedHeaders(trusted: configuration.http.trustedProxies, directTLS: configuration.tlsCertificatePath != nil))
         router.add(middleware: AuthMiddleware(tokens: tokens, sessions: sessions, refusals: refusals, logger: logger))
         let fleet = FleetView(client: client, live: live, staleAfter: configuration.ingest.heartbeatInterval * 3, logger: logger)
         HubRoutes(client: client, counters: counters, fleet: fleet, logger: logger).register(on: router)
@@ -206,14 +207,17 @@ public struct HubApplication: Sendable {
             guard path == WireProtocol.agentPath else {
                 return .dontUpgrade
             }
-            let remote = channel.remoteAddress?.description ?? "unknown"
+            let remote = limits.trustedProxies.origin(
+                peerIP: channel.remoteAddress?.ipAddress ?? "unknown", peerPort: channel.remoteAddress?.port ?? 0,
+                forwardedFor: head.headerFields[values: ForwardedHeaders.forwardedFor].joined(separator: ","),
+                forwardedProto: head.headerFields[ForwardedHeaders.forwardedProto], directTLS: false).remote
             return .upgrade([:]) { inbound, outbound, _ in
                 try await handler.handle(inbound: inbound, outbound: outbound, remote: remote)
             }
         }
         // The first request head is guarded too (time and size); later ones by the decoder and the idle timeout.
         let headTimeout = TimeAmount.nanoseconds(Int64(limits.headTimeout.inSeconds * 1e9))
-        let addresses = AddressConnections(maxPerAddress: limits.maxConnectionsPerAddress)
+        let addresses = AddressConnections(maxPerAddress: limits.maxConnectionsPerAddress, exempt: limits.trustedProxies)
         let plain = HTTPServerBuilder { responder in
             GuardedChildChannel(base: HTTP1WebSocketUpgradeChannel(responder: responder, configuration: channelConfiguration,
                                                                    shouldUpgrade: shouldUpgrade),

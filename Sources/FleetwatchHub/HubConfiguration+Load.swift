@@ -155,6 +155,7 @@ extension HubConfiguration {
             if let v = h.max_header_bytes { http.maxHeaderBytes = v }
             if let v = h.http_head_timeout { http.headTimeout = try Self.fileDuration(v, "hub.http_head_timeout", source: source) }
             if let v = h.max_connections_per_address { http.maxConnectionsPerAddress = v }
+            if let v = h.trusted_proxies { http.trustedProxies = try TrustedProxies(parsing: v, source: "\(source): hub.trusted_proxies") }
             if let v = h.audit_retention_days { auditRetentionDays = v }
         }
         if let t = f.thresholds {
@@ -293,6 +294,10 @@ extension HubConfiguration {
         if let v = try Self.secret("FLEETWATCH_DATABASE_URL", env), !v.isEmpty { databaseURL = v }
         if let v = env["FLEETWATCH_DATA_DIR"] { dataDirectory = v }
         if let v = env["FLEETWATCH_HUB_ID"] { ingest.hubID = v }
+        if let v = env["FLEETWATCH_TRUSTED_PROXIES"] {
+            http.trustedProxies = try TrustedProxies(parsing: v.split(separator: ",").map(String.init).filter { !$0.isEmpty },
+                                                     source: "FLEETWATCH_TRUSTED_PROXIES")
+        }
         if let v = env["FLEETWATCH_AUTO_REGISTER"] { autoRegister = ["1", "true", "yes"].contains(v.lowercased()) }
         if let v = env["FLEETWATCH_LOG_LEVEL"] { logLevel = try Self.level(v, from: "FLEETWATCH_LOG_LEVEL") }
         if let v = env["FLEETWATCH_TLS_CERT"], !v.isEmpty { tlsCertificatePath = v }
@@ -336,6 +341,7 @@ struct ConfigFile: Decodable {
         var port: Int?
         var database_url: String?
         var database_start_timeout: Double?
+        var trusted_proxies: [String]?
         var data_dir: String?
         var auto_register: Bool?
         var id: String?
@@ -423,7 +429,7 @@ struct ConfigFile: Decodable {
                       "login_attempts_per_minute", "chartjs_path", "update_interval", "ping_interval", "session_check_interval"],
         "emergency": ["command_ttl", "acknowledge_timeout", "poll_interval", "requests_per_minute"],
         "retention": ["raw_days", "minute_rollup_days", "hour_rollup_days", "rollup_interval"],
-        "hub": ["host", "port", "database_url", "database_start_timeout", "data_dir", "auto_register", "id", "log_level", "tls_certificate", "tls_key",
+        "hub": ["host", "port", "database_url", "database_start_timeout", "trusted_proxies", "data_dir", "auto_register", "id", "log_level", "tls_certificate", "tls_key",
                 "max_frame_bytes",
                 "max_payload_bytes", "max_samples_per_batch", "heartbeat_interval", "max_sample_age", "max_sample_future",
                 "max_metric_names_per_bot", "max_metric_names", "max_pending_bytes", "max_bytes_per_second", "max_connections", "http_idle_timeout",

@@ -77,6 +77,9 @@ public struct HTTPLimits: Sendable, Equatable {
     /// Open connections from one client address; more are closed at once. Raise it when a proxy or a NAT puts
     /// many bots behind one address.
     public var maxConnectionsPerAddress = 1_000
+    /// Reverse proxies and balancers whose `X-Forwarded-For`/`X-Forwarded-Proto` are honoured
+    /// (`hub.trusted_proxies`); their own connections are not limited per address.
+    public var trustedProxies = TrustedProxies()
     public init() {}
 }
 

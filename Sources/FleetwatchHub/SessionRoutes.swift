@@ -37,7 +37,7 @@ struct SessionRoutes: Sendable {
             } catch {
                 throw HTTPError(.badRequest, message: "send JSON {\"username\": …, \"password\": …}")
             }
-            let address = RefusalAudit.address(context.remote)
+            let address = context.clientAddress
             let name = String(credentials.username.prefix(64))
             let actor = Actor(name: name, kind: .anonymous, remote: context.remote)
             let verdict = await limiter.attempt(address: address, user: name)
@@ -66,14 +66,14 @@ struct SessionRoutes: Sendable {
                                action: "POST /auth/login", outcome: "accepted", bot: nil, detail: "session \(session.id)")
             var response = try SessionInfo(user: session.user, role: session.role.rawValue, csrfToken: session.csrfToken,
                                            expiresAt: session.expiresAt).response(from: request, context: context)
-            response.setCookie(Cookie(name: AuthMiddleware.sessionCookie, value: secret, path: "/", secure: secureCookie,
+            response.setCookie(Cookie(name: AuthMiddleware.sessionCookie, value: secret, path: "/", secure: secureCookie || context.isHTTPS,
                                       httpOnly: true, sameSite: .strict))
             response.headers[.cacheControl] = "no-store"
             return response
         }
         router.post("/auth/logout") { request, context -> Response in
             var response = Response(status: .noContent)
-            response.setCookie(Cookie(name: AuthMiddleware.sessionCookie, value: "", maxAge: 0, path: "/", secure: secureCookie,
+            response.setCookie(Cookie(name: AuthMiddleware.sessionCookie, value: "", maxAge: 0, path: "/", secure: secureCookie || context.isHTTPS,
                                       httpOnly: true, sameSite: .strict))
             guard let secret = request.cookies[AuthMiddleware.sessionCookie]?.value,
                   let session = try await sessions.session(secret: secret) else { return response }
