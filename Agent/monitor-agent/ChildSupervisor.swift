@@ -17,6 +17,9 @@ actor ChildSupervisor {
     }
 
     let command: [String]
+    /// The child's environment (`NAME=value`): the sidecar's, without the hub token, plus where and how to reach
+    /// the sidecar (see `MonitorAgentCommand`).
+    var environment: [String]
     let policy: RestartPolicy
     let restartDelay: Duration
     let logger: Logger
@@ -27,8 +30,10 @@ actor ChildSupervisor {
     private var held = false
     private var finishing = false
 
-    init(command: [String], policy: RestartPolicy, restartDelay: Duration, logger: Logger) {
+    init(command: [String], policy: RestartPolicy, restartDelay: Duration, logger: Logger,
+         environment: [String: String] = ProcessInfo.processInfo.environment) {
         self.command = command
+        self.environment = environment.map { "\($0.key)=\($0.value)" }.sorted()
         self.policy = policy
         self.restartDelay = restartDelay
         self.logger = logger
@@ -36,13 +41,20 @@ actor ChildSupervisor {
 
     var isRunning: Bool { pid != nil }
 
+    /// Sets the child's environment for its next start.
+    func setEnvironment(_ environment: [String: String]) {
+        self.environment = environment.map { "\($0.key)=\($0.value)" }.sorted()
+    }
+
     /// Starts the child; throws with the reason when it cannot be started at all.
     func start() throws {
         let path = try Self.resolve(command[0])
         var pid: pid_t = 0
         let argv: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
-        let rc = Self.spawn(&pid, path, argv)
+        let envp: [UnsafeMutablePointer<CChar>?] = environment.map { strdup($0) } + [nil]
+        defer { envp.forEach { free($0) } }
+        let rc = Self.spawn(&pid, path, argv, envp)
         guard rc == 0 else { throw SidecarError("cannot start \(command[0]): \(String(cString: strerror(rc)))") }
         self.pid = pid
         logger.notice("started \(command.joined(separator: " ")) as pid \(pid)")
@@ -124,7 +136,8 @@ actor ChildSupervisor {
 
     /// `posix_spawn` with every signal back to its default action and none blocked: the sidecar's runtime
     /// ignores or blocks some signals, and a child must not inherit that (it would not see SIGTERM).
-    static func spawn(_ pid: inout pid_t, _ path: String, _ argv: [UnsafeMutablePointer<CChar>?]) -> Int32 {
+    static func spawn(_ pid: inout pid_t, _ path: String, _ argv: [UnsafeMutablePointer<CChar>?],
+                      _ envp: [UnsafeMutablePointer<CChar>?]) -> Int32 {
         var attr = posix_spawnattr_t()
         posix_spawnattr_init(&attr)
         defer { posix_spawnattr_destroy(&attr) }
@@ -136,7 +149,7 @@ actor ChildSupervisor {
         posix_spawnattr_setsigdefault(&attr, &all)
         posix_spawnattr_setsigmask(&attr, &none)
         posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-        return posix_spawn(&pid, path, nil, &attr, argv, environ)
+        return posix_spawn(&pid, path, nil, &attr, argv, envp)
     }
 
     static func resolve(_ program: String) throws -> String {

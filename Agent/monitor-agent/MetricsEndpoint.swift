@@ -46,15 +46,25 @@ struct MetricsEndpoint {
     let agent: MonitorAgent
     let trading: TradingMetrics
     let child: ChildSupervisor
+    /// The local token every request must bear (`LocalGuard`).
+    let token: String
+
+    /// Content types for StatsD lines on POST /metrics (not `text/plain`: a browser sends that cross-site).
+    static let linesTypes = ["application/x-statsd", "text/x-statsd"]
 
     func application(port: Int, logger: Logger, onListening: @escaping @Sendable (Int) async -> Void) -> some ApplicationProtocol {
         let router = Router()
+        router.add(middleware: LocalGuard(token: token))
         let agent = self.agent, child = self.child, trading = self.trading
         router.post("/metrics") { request, context -> Response in
             var request = request
+            let type = request.headers[.contentType]?.split(separator: ";").first.map { $0.trimmingCharacters(in: .whitespaces).lowercased() } ?? ""
+            guard type == "application/json" || Self.linesTypes.contains(type) else {
+                throw HTTPError(.unsupportedMediaType, message: "send JSON as application/json, or StatsD lines as application/x-statsd")
+            }
             let body = try await request.collectBody(upTo: 1 << 20)
             let text = String(buffer: body)
-            if request.headers[.contentType]?.hasPrefix("application/json") == true {
+            if type == "application/json" {
                 guard let m = try? JSONDecoder().decode(JSONMetrics.self, from: Data(text.utf8)) else {
                     throw HTTPError(.badRequest, message: "expected {\"counters\": {…}, \"gauges\": {…}, \"durations_ms\": {…}, \"states\": {…}}")
                 }

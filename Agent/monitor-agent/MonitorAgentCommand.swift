@@ -31,12 +31,15 @@ struct Run: AsyncParsableCommand {
 
     @Option(help: "Bot id, as registered at the hub.") var botId: String
     @Option(help: "The hub's agent endpoint, e.g. ws://hub:8000/agent/v1.") var hub: String
-    @Option(help: "The bot's token (or set FLEETWATCH_TOKEN).") var token: String?
+    @Option(help: "The bot's token. Visible to every local user in ps: prefer --token-file or FLEETWATCH_TOKEN(_FILE).") var token: String?
+    @Option(help: "A file holding the bot's token (e.g. a Docker secret).") var tokenFile: String?
     @Option(help: "For a wss:// hub with a private certificate: the PEM file to trust.") var caFile: String?
     @Option(help: "The bot's log file, reported as log_file_size_mb.") var logFile: String?
     @Option(help: "Local UDP port for StatsD metrics (0: any free port).") var statsdPort = 8125
     @Flag(help: "Do not listen for StatsD metrics.") var noStatsd = false
     @Option(help: "Local HTTP port for POST /metrics, POST /emergency, GET /status (0: any free port).") var httpPort = 9102
+    @Option(help: "The local HTTP port's token: read from this file, or generated and written there (mode 0600). Without it a fresh token is generated; the bot program gets it in FLEETWATCH_SIDECAR_TOKEN either way.")
+    var localTokenFile: String?
     @Flag(help: "Do not serve the local HTTP endpoint.") var noHttp = false
     @Option(help: "Restart the bot program: on-failure, always or never.") var restart = "on-failure"
     @Option(help: "Seconds to wait before a restart.") var restartDelay = 1.0
@@ -81,9 +84,7 @@ struct Run: AsyncParsableCommand {
             return h
         }
         let logger = Logger(label: "monitor-agent")
-        guard let token = token ?? ProcessInfo.processInfo.environment["FLEETWATCH_TOKEN"], !token.isEmpty else {
-            throw ValidationError("give the bot's token with --token or FLEETWATCH_TOKEN")
-        }
+        let token = try BotTokenSource.resolve(option: token, file: tokenFile)
         var c = AgentConfiguration(hubURL: hub, botID: botId, token: token)
         c.flushInterval = .milliseconds(Int64(flushInterval * 1000))
         c.processCollector = false
@@ -91,8 +92,15 @@ struct Run: AsyncParsableCommand {
         c.trustedCertificatesPath = caFile
         let agent = try MonitorAgent(configuration: c, logger: Logger(label: "monitor-agent.agent"))
         let trading = TradingMetrics(agent: agent, timeZone: TimeZone(identifier: timeZone)!)
+        let localToken = try LocalToken.load(localTokenFile)
+        // The bot program does not get the hub token; it gets the sidecar's address and local token.
+        var childEnvironment = ProcessInfo.processInfo.environment
+        childEnvironment["FLEETWATCH_TOKEN"] = nil
+        childEnvironment["FLEETWATCH_TOKEN_FILE"] = nil
+        childEnvironment["FLEETWATCH_SIDECAR_TOKEN"] = localToken
         let child = ChildSupervisor(command: command, policy: ChildSupervisor.RestartPolicy(rawValue: restart)!,
-                                    restartDelay: .milliseconds(Int64(restartDelay * 1000)), logger: logger)
+                                    restartDelay: .milliseconds(Int64(restartDelay * 1000)), logger: logger,
+                                    environment: childEnvironment)
         agent.register(ChildCollector(child: child, logFile: logFile))
         var actions = SidecarEmergencyHandler.Actions()
         actions.signal = onStopSignal.lowercased() == "none" ? nil : ChildSupervisor.signal(named: onStopSignal)
@@ -114,15 +122,23 @@ struct Run: AsyncParsableCommand {
         if !noStatsd {
             let (channel, port) = try await StatsDListener(port: statsdPort, agent: agent, trading: trading, logger: logger).start()
             logger.notice("StatsD metrics: udp://127.0.0.1:\(port)")
+            childEnvironment["FLEETWATCH_STATSD_ADDRESS"] = "127.0.0.1:\(port)"
             listeners.append(Task { try await withTaskCancellationHandler { try await channel.closeFuture.get() } onCancel: { channel.close(promise: nil) } })
         }
         if !noHttp {
-            let app = MetricsEndpoint(agent: agent, trading: trading, child: child).application(port: httpPort, logger: logger) { port in
-                logger.notice("HTTP metrics: POST http://127.0.0.1:\(port)/metrics (also /emergency, /status)")
+            let (bound, boundContinuation) = AsyncStream<Int>.makeStream()
+            let app = MetricsEndpoint(agent: agent, trading: trading, child: child, token: localToken).application(port: httpPort, logger: logger) { port in
+                logger.notice("HTTP metrics: POST http://127.0.0.1:\(port)/metrics (also /emergency, /status; Authorization: Bearer $FLEETWATCH_SIDECAR_TOKEN)")
+                boundContinuation.yield(port)
+                boundContinuation.finish()
             }
             listeners.append(Task { try await app.runService(gracefulShutdownSignals: []) })
+            // The bot program learns the port it may call before it starts.
+            var iterator = bound.makeAsyncIterator()
+            if let port = await iterator.next() { childEnvironment["FLEETWATCH_SIDECAR_URL"] = "http://127.0.0.1:\(port)" }
         }
         defer { listeners.forEach { $0.cancel() } }
+        await child.setEnvironment(childEnvironment)
 
         try await child.start()
         // SIGTERM/SIGINT to the sidecar: pass it on to the bot program, then exit with its status.

@@ -66,7 +66,10 @@ struct SidecarEmergencyHandler: EmergencyHandler {
         var pid: pid_t = 0
         let argv: [UnsafeMutablePointer<CChar>?] = command.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
-        let rc = ChildSupervisor.spawn(&pid, path, argv)
+        // The stop commands get the bot program's environment (no hub token; the sidecar's address and token).
+        let envp: [UnsafeMutablePointer<CChar>?] = await child.environment.map { strdup($0) } + [nil]
+        defer { envp.forEach { free($0) } }
+        let rc = ChildSupervisor.spawn(&pid, path, argv, envp)
         guard rc == 0 else { throw SidecarError("cannot run \(command[0]): \(String(cString: strerror(rc)))") }
         let deadline = ContinuousClock.now + .seconds(60)
         var status: Int32 = 0

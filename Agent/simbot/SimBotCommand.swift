@@ -1,5 +1,6 @@
 import ArgumentParser
 import FleetwatchAgent
+import FleetwatchProtocol
 import Foundation
 import Logging
 
@@ -13,7 +14,9 @@ struct SimBotCommand: AsyncParsableCommand {
     @Option(help: "The hub's agent endpoint.") var hub = "ws://127.0.0.1:8000/agent/v1"
     @Option(help: "How many bots to run in this process.") var bots = 1
     @Option(help: "Bot id (with --bots 1) or id prefix (bots are PREFIX-1, PREFIX-2, …).") var botId = "sim-bot"
-    @Option(help: "The bot token (the same for every bot of this process).") var token: String
+    @Option(help: "The bot token (the same for every bot of this process). Visible to every local user in ps: prefer --token-file or FLEETWATCH_TOKEN(_FILE).")
+    var token: String?
+    @Option(help: "A file holding the bot token (e.g. a Docker secret).") var tokenFile: String?
     @Option(help: "For a wss:// hub with a private certificate: the PEM file to trust.") var caFile: String?
     @Option(help: "Trades per second per bot.") var tradeRate = 2.0
     @Option(help: "Share of trades that succeed (0–1).") var successRate = 0.95
@@ -39,6 +42,7 @@ struct SimBotCommand: AsyncParsableCommand {
             h.logLevel = level
             return h
         }
+        let token = try BotTokenSource.resolve(option: token, file: tokenFile)
         var simulated: [SimulatedBot] = []
         for i in 1...max(bots, 1) {
             let id = bots == 1 ? botId : "\(botId)-\(i)"

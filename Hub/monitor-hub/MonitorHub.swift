@@ -7,7 +7,7 @@ struct MonitorHub: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "monitor-hub",
         abstract: "The fleetwatch hub: ingest, storage and control for a fleet of trading bots.",
-        subcommands: [Serve.self, Migrate.self, Bots.self, Profiles.self, Tokens.self, Users.self, Report.self, Rollup.self, Analysts.self],
+        subcommands: [Serve.self, Migrate.self, Database.self, Bots.self, Profiles.self, Tokens.self, Users.self, Report.self, Rollup.self, Analysts.self],
         defaultSubcommand: Serve.self)
 }
 

@@ -67,3 +67,31 @@ struct Migrate: AsyncParsableCommand {
         print(applied.isEmpty ? "schema is up to date" : "applied migrations \(applied.map(String.init).joined(separator: ", "))")
     }
 }
+
+struct Database: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Prepare a PostgreSQL server for the hub.", subcommands: [Initialize.self])
+
+    struct Initialize: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "init",
+            abstract: "Create the hub's least-privileged role, its database and the analysts' role, then migrate.",
+            discussion: """
+                Connects as FLEETWATCH_ADMIN_DATABASE_URL (a superuser, or a role with CREATEROLE and CREATEDB; or the
+                file named by FLEETWATCH_ADMIN_DATABASE_URL_FILE) and creates the user, password and database of
+                FLEETWATCH_DATABASE_URL (password also from FLEETWATCH_DATABASE_PASSWORD_FILE): a role that owns its
+                database and nothing else. Run it once per server; running it again only sets the password.
+                  FLEETWATCH_ADMIN_DATABASE_URL_FILE=/run/secrets/pg-admin-url \\
+                  FLEETWATCH_DATABASE_URL=postgres://fleetwatch@db:5432/fleetwatch \\
+                  FLEETWATCH_DATABASE_PASSWORD_FILE=/run/secrets/fleetwatch-db-password monitor-hub database init
+                """)
+        @OptionGroup var common: CommonOptions
+
+        func run() async throws {
+            let done = try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.database"))
+                .initializeDatabase()
+            print("role \(done.role) owns database \(done.database); "
+                  + (done.migrations.isEmpty ? "schema is up to date" : "applied migrations \(done.migrations.map(String.init).joined(separator: ", "))"))
+        }
+    }
+}

@@ -251,12 +251,47 @@ extension HubAdmin {
         }
         let password = String(BotToken.generate(prefix: "").prefix(32))
         let logger = self.logger
-        try await withDatabase { client in
-            // Identifiers cannot be bind parameters; the name is checked above and quoted by quote_ident.
-            try await client.query("""
-                SELECT fleetwatch_create_analyst(\(name), \(password))
-                """, logger: logger)
+        // The hub's role may not create roles: a superuser does it (the embedded cluster's, or FLEETWATCH_ADMIN_DATABASE_URL).
+        let database = try await HubDatabase.open(configuration, logger: logger)
+        defer { database.close() }
+        guard var admin = database.adminURL else {
+            throw StorageError("""
+                creating a PostgreSQL login needs a role that may create roles, and the hub's own may not:                 set FLEETWATCH_ADMIN_DATABASE_URL (or FLEETWATCH_ADMIN_DATABASE_URL_FILE) to a superuser's address,                 or run CREATE ROLE \(name) LOGIN PASSWORD '…' IN ROLE fleetwatch_analyst yourself
+                """)
+        }
+        admin.database = database.url.database
+        try await withPostgresClient(try database.makeClient(maxConnections: 2, logger: logger)) { client in
+            try await Migrator(client: client, logger: logger).migrate()
+        }
+        try await withPostgresClient(PostgresClient(configuration: try admin.clientConfiguration(maxConnections: 1), backgroundLogger: logger)) { client in
+            // The name is checked above; the function quotes it (format %I) and the password (%L).
+            try await client.query("SELECT fleetwatch_create_analyst(\(name), \(password))", logger: logger)
         }
         return password
+    }
+
+    /// `monitor-hub database init`: with a superuser's address (`FLEETWATCH_ADMIN_DATABASE_URL`), creates the hub's
+    /// least-privileged role with the password of `FLEETWATCH_DATABASE_URL` (or `FLEETWATCH_DATABASE_PASSWORD`), its
+    /// database and the analysts' role, then applies the migrations as the hub's role. Safe to run again.
+    public func initializeDatabase() async throws -> (role: String, database: String, migrations: [Int]) {
+        guard let string = configuration.databaseURL else {
+            throw StorageError("set FLEETWATCH_DATABASE_URL (or --database-url) to the address the hub will use: its user, password and database are created")
+        }
+        guard let adminString = configuration.adminDatabaseURL else {
+            throw StorageError("set FLEETWATCH_ADMIN_DATABASE_URL (or FLEETWATCH_ADMIN_DATABASE_URL_FILE) to a superuser's address: it creates the hub's role")
+        }
+        var url = try DatabaseURL(string)
+        if url.password == nil { url.password = configuration.databasePassword }
+        guard let password = url.password, !password.isEmpty else {
+            throw StorageError("the hub's database URL has no password: give one in the URL or FLEETWATCH_DATABASE_PASSWORD(_FILE)")
+        }
+        let admin = try DatabaseURL(adminString)
+        try await DatabaseProbe.waitUntilReachable(admin, patience: configuration.databaseStartTimeout, logger: logger)
+        try await DatabaseBootstrap.ensureHubRole(admin: admin, role: url.username, password: password, database: url.database, logger: logger)
+        let logger = self.logger
+        let applied = try await withPostgresClient(PostgresClient(configuration: try url.clientConfiguration(maxConnections: 2), backgroundLogger: logger)) { client in
+            try await Migrator(client: client, logger: logger).migrate()
+        }
+        return (url.username, url.database, applied)
     }
 }

@@ -44,6 +44,7 @@ public struct HubApplication: Sendable {
 
         let applied = try await Migrator(client: client, logger: logger).migrate()
         if !applied.isEmpty { logger.info("applied migrations \(applied)") }
+        await HubDatabase.warnIfPrivileged(client, logger: logger)
         let partitions = PartitionMaintainer(client: client, logger: logger)
         try await partitions.ensureWindow()
 
@@ -243,18 +244,35 @@ public struct HubApplication: Sendable {
 
 extension HubApplication {
     /// No default password: on the first start (no user at all) creates the operator `dashboard.admin_user`
-    /// with `dashboard.admin_password`, or with a generated password printed once on standard output —
-    /// never to the log. Replicas starting together create it once.
+    /// with `dashboard.admin_password`, or with a generated password that is never logged: printed once when
+    /// standard output is a terminal, otherwise (a service, a container, a redirected log) written to
+    /// `dashboard.admin_password_file` (default `<data dir>/initial-admin-password`), created mode 0600.
+    /// Replicas starting together create it once.
     func createFirstAdmin(client: PostgresClient) async throws {
         let d = configuration.dashboard
         let password = d.adminPassword ?? PasswordHash.generatePassword()
         guard try await UserAccounts(client: client, logger: logger).createFirstAdmin(name: d.adminUser, password: password) else { return }
-        if d.adminPassword == nil {
+        if d.adminPassword == nil, isatty(STDOUT_FILENO) == 0 {
+            let path = d.adminPasswordFile ?? configuration.dataDirectory + "/initial-admin-password"
+            do {
+                try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                try SecretFile.write(password + "\n", to: path)
+                logger.notice("""
+                    created the dashboard user '\(d.adminUser)' (operator); its password is in \(path) (mode 0600). \
+                    Sign in, change it (monitor-hub users passwd \(d.adminUser)) and delete the file.
+                    """)
+            } catch {
+                logger.error("""
+                    created the dashboard user '\(d.adminUser)' but could not write its password to \(path) (\(error)): \
+                    set one with monitor-hub users passwd \(d.adminUser)
+                    """)
+            }
+        } else if d.adminPassword == nil {
             FileHandle.standardOutput.write(Data("""
 
                 ================================================================
                  fleetwatch: created the dashboard user '\(d.adminUser)' (operator).
-                 Password (shown once, not logged): \(password)
+                 Password (shown once on this terminal, not logged): \(password)
                  Change it with: monitor-hub users passwd \(d.adminUser)
                 ================================================================
 

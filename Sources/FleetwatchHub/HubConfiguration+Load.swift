@@ -117,6 +117,7 @@ extension HubConfiguration {
             if let v = d.port { port = v }
             if let v = d.admin_user { dashboard.adminUser = v }
             if let v = d.admin_password { dashboard.adminPassword = v }
+            if let v = d.admin_password_file { dashboard.adminPasswordFile = v }
             if let v = d.allowed_origins { dashboard.allowedOrigins = v }
             if let v = d.session_idle_timeout { dashboard.sessionIdleTimeout = try Self.fileDuration(v, "dashboard.session_idle_timeout", source: source) }
             if let v = d.login_attempts_per_minute { dashboard.loginAttemptsPerMinute = v }
@@ -292,6 +293,8 @@ extension HubConfiguration {
             port = p
         }
         if let v = try Self.secret("FLEETWATCH_DATABASE_URL", env), !v.isEmpty { databaseURL = v }
+        if let v = try Self.secret("FLEETWATCH_DATABASE_PASSWORD", env), !v.isEmpty { databasePassword = v }
+        if let v = try Self.secret("FLEETWATCH_ADMIN_DATABASE_URL", env), !v.isEmpty { adminDatabaseURL = v }
         if let v = env["FLEETWATCH_DATA_DIR"] { dataDirectory = v }
         if let v = env["FLEETWATCH_HUB_ID"] { ingest.hubID = v }
         if let v = env["FLEETWATCH_TRUSTED_PROXIES"] {
@@ -328,6 +331,7 @@ struct ConfigFile: Decodable {
         var port: Int?
         var admin_user: String?
         var admin_password: String?
+        var admin_password_file: String?
         var allowed_origins: [String]?
         var session_idle_timeout: Double?
         var login_attempts_per_minute: Int?
@@ -425,7 +429,7 @@ struct ConfigFile: Decodable {
 
     static let sections: [String: Set<String>] = [
         "monitoring": ["health_check_interval", "enable_emergency_shutdown", "profile"],
-        "dashboard": ["enabled", "port", "admin_user", "admin_password", "allowed_origins", "session_idle_timeout",
+        "dashboard": ["enabled", "port", "admin_user", "admin_password", "admin_password_file", "allowed_origins", "session_idle_timeout",
                       "login_attempts_per_minute", "chartjs_path", "update_interval", "ping_interval", "session_check_interval"],
         "emergency": ["command_ttl", "acknowledge_timeout", "poll_interval", "requests_per_minute"],
         "retention": ["raw_days", "minute_rollup_days", "hour_rollup_days", "rollup_interval"],

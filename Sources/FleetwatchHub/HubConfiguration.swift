@@ -19,6 +19,12 @@ public struct HubConfiguration: Sendable {
     public var dataDirectory = "./fleetwatch-data"
     /// Connections in the PostgreSQL pool.
     public var databaseConnections = 16
+    /// The password for a database URL without one (`FLEETWATCH_DATABASE_PASSWORD` or its `_FILE`), so the URL
+    /// itself need not be secret.
+    public var databasePassword: String?
+    /// A superuser's (or CREATEROLE role's) database URL, for `monitor-hub database init` and `analysts add`
+    /// (`FLEETWATCH_ADMIN_DATABASE_URL` or its `_FILE`; never the file, never used by `serve`).
+    public var adminDatabaseURL: String?
     /// How long the hub waits at start for PostgreSQL to accept a connection (`hub.database_start_timeout`);
     /// a wrong password, database or TLS setting fails at once.
     public var databaseStartTimeout: Duration = .seconds(30)
@@ -126,6 +132,9 @@ public struct DashboardSettings: Sendable {
     public var adminUser = "admin"
     /// Its password; nil generates one and prints it once on the console (never to the log).
     public var adminPassword: String?
+    /// Where a generated first admin password goes when standard output is not a terminal (default
+    /// `<data dir>/initial-admin-password`).
+    public var adminPasswordFile: String?
     /// Origins besides the hub's own address allowed to open `/ws` (e.g. `https://fleet.example.com`
     /// behind a proxy).
     public var allowedOrigins: [String] = []

@@ -1,3 +1,4 @@
+import FleetwatchProtocol
 import FleetwatchStorage
 import Logging
 import PostgresNIO
@@ -6,21 +7,30 @@ import PostgresNIO
 public struct HubDatabase: Sendable {
     public let url: DatabaseURL
     public let embedded: EmbeddedPostgres?
+    /// A superuser's address, for the few tasks the hub's own role may not do (creating analysts' logins): the
+    /// embedded cluster's, or `FLEETWATCH_ADMIN_DATABASE_URL` (or its `_FILE`).
+    public let adminURL: DatabaseURL?
 
     /// Resolves the database address, starting the embedded cluster when no URL is configured.
     public static func open(_ configuration: HubConfiguration, logger: Logger) async throws -> HubDatabase {
         if let string = configuration.databaseURL {
-            let url = try DatabaseURL(string)
+            var url = try DatabaseURL(string)
+            if url.password == nil { url.password = configuration.databasePassword }
             // One connection first: a wrong address, password or TLS setting is a clear error now, not a pool
             // retrying for ever; a server still starting is waited for (hub.database_start_timeout).
             try await DatabaseProbe.waitUntilReachable(url, patience: configuration.databaseStartTimeout, logger: logger)
-            return HubDatabase(url: url, embedded: nil)
+            return HubDatabase(url: url, embedded: nil, adminURL: try configuration.adminDatabaseURL.map { try DatabaseURL($0) })
         }
         let embedded = EmbeddedPostgres(dataDirectory: configuration.dataDirectory, logger: logger)
-        let (url, startedHere) = try embedded.start()
-        try await DatabaseBootstrap.createDatabaseIfMissing(url, logger: logger)
+        let (url, admin, startedHere) = try embedded.start()
+        if let admin {
+            try await DatabaseBootstrap.ensureHubRole(admin: admin, role: url.username, password: url.password ?? "",
+                                                      database: url.database, logger: logger)
+        } else {
+            try await DatabaseBootstrap.createDatabaseIfMissing(url, logger: logger)
+        }
         // A cluster that was already running belongs to another process (a running hub): leave it running.
-        return HubDatabase(url: url, embedded: startedHere ? embedded : nil)
+        return HubDatabase(url: url, embedded: startedHere ? embedded : nil, adminURL: admin)
     }
 
     /// A client for this database (run it before use).
@@ -31,6 +41,28 @@ public struct HubDatabase: Sendable {
     /// Stops the embedded cluster, if this process started it.
     public func close() {
         embedded?.stop()
+    }
+
+    /// Warns when the hub's role can do more than own fleetwatch's objects.
+    static func warnIfPrivileged(_ client: PostgresClient, logger: Logger) async {
+        do {
+            let rows = try await client.query("""
+                SELECT current_user::text, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls
+                FROM pg_roles WHERE rolname = current_user
+                """, logger: logger)
+            for try await (user, superuser, createRole, createDB, replication, bypass) in rows.decode((String, Bool, Bool, Bool, Bool, Bool).self) {
+                let powers = [superuser ? "SUPERUSER" : nil, createRole ? "CREATEROLE" : nil, createDB ? "CREATEDB" : nil,
+                              replication ? "REPLICATION" : nil, bypass ? "BYPASSRLS" : nil].compactMap { $0 }
+                if !powers.isEmpty {
+                    logger.warning("""
+                        the hub connects to PostgreSQL as \(user), which has \(powers.joined(separator: ", ")): \
+                        give it a role that owns only fleetwatch's database (monitor-hub database init, docs/security.md "The database role")
+                        """)
+                }
+            }
+        } catch {
+            logger.debug("cannot check the database role's privileges: \(String(reflecting: error))")
+        }
     }
 }
 

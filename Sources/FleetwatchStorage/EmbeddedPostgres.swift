@@ -1,11 +1,18 @@
+import FleetwatchProtocol
 import Foundation
 import Logging
 
 /// A private PostgreSQL cluster in a data directory, created and started from the installed server
 /// binaries, so a newcomer needs no database set-up. PostgreSQL refuses to run as root: when the hub
 /// runs as root, the cluster runs as the `postgres` system user (`runuser`).
+///
+/// Least privilege: the cluster's superuser is `postgres` (password in `pg-admin-password`); the hub connects as
+/// `fleetwatch` (password in `pg-password`), a role that owns the `fleetwatch` database and nothing else — it
+/// cannot create roles or databases, read other roles' passwords or run programs on the server. Both files are
+/// created mode 0600. Clusters made before this (superuser `fleetwatch`, no `pg-admin-password`) keep working;
+/// the hub warns at every start (docs/security.md, "The database role").
 public struct EmbeddedPostgres: Sendable {
-    /// Where the cluster lives: `<dataDirectory>/pg` (cluster), `pg.log`, `pg-password`.
+    /// Where the cluster lives: `<dataDirectory>/pg` (cluster), `pg.log`, `pg-password`, `pg-admin-password`.
     public var dataDirectory: String
     /// TCP port on 127.0.0.1; 0 picks a free one at first start and keeps it.
     public var port: Int
@@ -27,12 +34,17 @@ public struct EmbeddedPostgres: Sendable {
 
     var clusterDirectory: String { dataDirectory + "/pg" }
     var passwordFile: String { dataDirectory + "/pg-password" }
+    var adminPasswordFile: String { dataDirectory + "/pg-admin-password" }
+    /// The hub's role and database, and the cluster's superuser.
+    public static let hubRole = "fleetwatch"
+    public static let adminRole = "postgres"
     var logFile: String { dataDirectory + "/pg.log" }
     var isRoot: Bool { geteuid() == 0 }
 
-    /// Creates the cluster if needed, starts it if it is not running, and returns its address and whether
-    /// this call started it (only then should the caller stop it: a hub may be using a running cluster).
-    public func start() throws -> (url: DatabaseURL, startedHere: Bool) {
+    /// Creates the cluster if needed, starts it if it is not running, and returns the hub's address, the
+    /// superuser's (nil for a cluster made before least privilege) and whether this call started it (only then
+    /// should the caller stop it: a hub may be using a running cluster).
+    public func start() throws -> (url: DatabaseURL, admin: DatabaseURL?, startedHere: Bool) {
         let bin = try findBinDirectory()
         let fm = FileManager.default
         try fm.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
@@ -56,8 +68,11 @@ public struct EmbeddedPostgres: Sendable {
             startedHere = true
             logger.info("embedded PostgreSQL started on 127.0.0.1:\(chosenPort) (data in \(clusterDirectory), log in \(logFile))")
         }
-        return (DatabaseURL(host: "127.0.0.1", port: chosenPort, username: "fleetwatch", password: password, database: "fleetwatch"),
-                startedHere)
+        let admin = (try? String(contentsOfFile: adminPasswordFile, encoding: .utf8))
+            .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+            .map { DatabaseURL(host: "127.0.0.1", port: chosenPort, username: Self.adminRole, password: $0, database: "postgres") }
+        return (DatabaseURL(host: "127.0.0.1", port: chosenPort, username: Self.hubRole, password: password, database: Self.hubRole),
+                admin, startedHere)
     }
 
     /// Stops the cluster (fast shutdown: open transactions roll back, committed data is safe).
@@ -74,13 +89,17 @@ public struct EmbeddedPostgres: Sendable {
     private func initialize(bin: String) throws {
         let fm = FileManager.default
         logger.info("creating embedded PostgreSQL cluster in \(clusterDirectory)")
-        var rng = SystemRandomNumberGenerator()
-        let password = (0..<24).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &rng)) }.joined()
-        try password.write(toFile: passwordFile, atomically: true, encoding: .utf8)
-        try fm.setAttributes([.posixPermissions: 0o600], ofItemAtPath: passwordFile)
+        func randomPassword() -> String {
+            var rng = SystemRandomNumberGenerator()
+            return (0..<24).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &rng)) }.joined()
+        }
+        // Born 0600: the hub's password, and the superuser's (only `monitor-hub analysts add` and the bootstrap use it).
+        try SecretFile.write(randomPassword(), to: passwordFile)
+        let adminPassword = randomPassword()
+        try SecretFile.write(adminPassword, to: adminPasswordFile)
         try fm.createDirectory(atPath: clusterDirectory, withIntermediateDirectories: true)
         let pwfile = clusterDirectory + ".pwfile"
-        try password.write(toFile: pwfile, atomically: true, encoding: .utf8)
+        try SecretFile.write(adminPassword, to: pwfile)
         defer { try? fm.removeItem(atPath: pwfile) }
         if isRoot {
             try run("/bin/chown", ["-R", "\(systemUser):", clusterDirectory, pwfile], asPostgres: false)
@@ -88,7 +107,7 @@ public struct EmbeddedPostgres: Sendable {
             fm.createFile(atPath: logFile, contents: nil)
             try run("/bin/chown", ["\(systemUser):", logFile], asPostgres: false)
         }
-        try run(bin + "/initdb", ["-D", clusterDirectory, "-U", "fleetwatch", "--pwfile=\(pwfile)",
+        try run(bin + "/initdb", ["-D", clusterDirectory, "-U", Self.adminRole, "--pwfile=\(pwfile)",
                                   "--auth=scram-sha-256", "-E", "UTF8", "--locale=C"], asPostgres: true)
         let conf = """
 

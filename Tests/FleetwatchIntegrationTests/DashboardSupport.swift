@@ -31,10 +31,13 @@ func signIn(port: Int, user: String, password: String) async throws -> (Int, Das
     return (status, DashboardSession(cookie: pair, csrf: csrf, setCookie: set))
 }
 
-/// The first-start password the hub printed on its console.
+/// The first-start password the hub generated: its standard output is not a terminal, so it is in the data
+/// directory's `initial-admin-password` (mode 0600), and the log names the file.
 func printedAdminPassword(_ hub: HubUnderTest) -> String? {
-    guard let line = hub.log.split(separator: "\n").first(where: { $0.contains("Password (shown once") }) else { return nil }
-    return line.split(separator: ":").last.map { $0.trimmingCharacters(in: .whitespaces) }
+    let path = hub.dataDirectory + "/initial-admin-password"
+    guard hub.log.contains("its password is in \(path) (mode 0600)"),
+          let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+    return text.trimmingCharacters(in: .whitespacesAndNewlines)
 }
 
 /// A dashboard WebSocket client collecting every text message; `close` is what the server closed with.

@@ -3,6 +3,7 @@ import FleetwatchTestSupport
 import Foundation
 import Logging
 import PostgresNIO
+import Synchronization
 import Testing
 
 /// The paths operators deploy on (issue 15), against real hub processes: a balancer in front, a
@@ -79,5 +80,76 @@ struct OperatorSecurityTests {
         #expect(remotes.contains { $0.0?.hasPrefix("203.0.113.5 via 127.0.0.1:") == true && $0.1 == "refused" }, "\(remotes)")
         #expect(remotes.contains { $0.0?.hasPrefix("203.0.113.6 via 127.0.0.1:") == true && $0.1 == "accepted" }, "\(remotes)")
         #expect(!remotes.contains { $0.0?.contains("198.51.100.1") == true })
+    }
+
+    static let artifacts = ProcessInfo.processInfo.environment["FLEETWATCH_TEST_ARTIFACTS"] ?? NSTemporaryDirectory()
+
+    /// The SQLSTATE a statement fails with, or nil if it succeeds.
+    static func sqlState(_ db: TestDatabase, _ sql: String) async -> String? {
+        do {
+            try await db.withClient { client in _ = try await client.query(PostgresQuery(unsafeSQL: sql), logger: Logger(label: "t")).all() }
+            return nil
+        } catch let error as PSQLError {
+            return error.serverInfo?[.sqlState] ?? "\(error.code)"
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    /// The embedded cluster: the hub's role owns its database and nothing else (no roles, no pg_authid, no
+    /// programs on the server); every secret file is 0600 from the moment it exists; a superuser (the cluster's
+    /// own) makes analysts' logins.
+    @Test(.timeLimit(.minutes(3)))
+    func embeddedHubRoleIsLeastPrivilegedAndSecretsArePrivate() async throws {
+        let dir = "\(Self.artifacts)/fw-embedded-\(UUID().uuidString.prefix(8))"
+        let port = try freeTCPPort()
+        let secrets = ["pg-password", "pg-admin-password", "initial-admin-password"]
+        // Watch the files' modes while the hub starts for the first time.
+        let seen = Mutex<[String: Set<Int>]>([:])
+        let watcher = Task {
+            while !Task.isCancelled {
+                for name in secrets {
+                    if let mode = try? FileManager.default.attributesOfItem(atPath: "\(dir)/\(name)")[.posixPermissions] as? Int {
+                        seen.withLock { _ = $0[name, default: []].insert(mode) }
+                    }
+                }
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+        }
+        let hub = try ChildProcess(builtExecutable("monitor-hub"), ["serve", "--data-dir", dir, "--port", "\(port)", "--log-level", "info"],
+                                   logPath: "\(Self.artifacts)/fw-embedded-hub.log")
+        defer { Task { await hub.stop(signal: SIGTERM, timeout: .seconds(30)) } }
+        #expect(try await eventually(.seconds(90)) { try await HubUnderTest.httpGet(port: port, path: "/health/ready") == 200 }, "\(hub.log)")
+        try await Task.sleep(for: .milliseconds(100))
+        watcher.cancel()
+        let modes = seen.withLock { $0 }
+        for name in secrets { #expect(modes[name] == [0o600], "\(name): modes seen \(modes[name].map { $0.map { String($0, radix: 8) } } ?? [])") }
+        #expect(!hub.log.contains("which has SUPERUSER"), "\(hub.log)")
+
+        let password = try String(contentsOfFile: "\(dir)/pg-password", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let pgPort = try #require(Int(try String(contentsOfFile: "\(dir)/pg-port", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        let asHub = TestDatabase(url: DatabaseURL(host: "127.0.0.1", port: pgPort, username: "fleetwatch", password: password, database: "fleetwatch"))
+        // What the hub's role may not do.
+        for statement in ["CREATE ROLE intruder LOGIN", "SELECT rolpassword FROM pg_authid", "COPY (SELECT 1) TO PROGRAM 'true'",
+                          "CREATE DATABASE another", "ALTER ROLE fleetwatch SUPERUSER", "SELECT pg_read_file('/etc/passwd')"] {
+            #expect(await Self.sqlState(asHub, statement) == "42501", "\(statement) was not refused for lack of privilege")
+        }
+        // What it does own.
+        #expect(await Self.sqlState(asHub, "SELECT count(*) FROM bots") == nil)
+        let owner = try await asHub.withClient { c in
+            try await c.query("SELECT tableowner::text FROM pg_tables WHERE tablename = 'bots'", logger: Logger(label: "t")).decode(String.self).all()
+        }
+        #expect(owner == ["fleetwatch"])
+
+        // An analyst's login, made through the cluster's superuser; read-only.
+        let add = try ChildProcess(builtExecutable("monitor-hub"), ["analysts", "add", "ana", "--data-dir", dir, "--log-level", "error"],
+                                   logPath: "\(Self.artifacts)/fw-embedded-analyst.log")
+        #expect(await add.stop(signal: 0, timeout: .seconds(60)) == 0, "\(add.log)")
+        let analystPassword = try #require(add.log.split(separator: "\n").last.map(String.init))
+        let asAnalyst = TestDatabase(url: DatabaseURL(host: "127.0.0.1", port: pgPort, username: "ana", password: analystPassword, database: "fleetwatch"))
+        #expect(await Self.sqlState(asAnalyst, "SELECT count(*) FROM review_bot_day") == nil)
+        #expect(await Self.sqlState(asAnalyst, "SELECT token_hash FROM bots") == "42501")
+        #expect(await Self.sqlState(asAnalyst, "DELETE FROM alerts") != nil)
+        #expect(await hub.stop(signal: SIGTERM, timeout: .seconds(30)) == 0)
     }
 }

@@ -1,3 +1,4 @@
+import FleetwatchProtocol
 import FleetwatchTestSupport
 import Foundation
 import Logging
@@ -7,8 +8,17 @@ import Testing
 @Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
 struct SidecarTests {
     static let bot = """
-        import signal, socket, sys, time
+        import json, os, signal, socket, sys, time, urllib.request
         marker, log_path, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+        # The sidecar gives the bot its address and local token, and not the hub token.
+        env = open(marker + ".env", "w")
+        env.write("hub token visible: %s\\n" % ("FLEETWATCH_TOKEN" in os.environ or "FLEETWATCH_TOKEN_FILE" in os.environ))
+        req = urllib.request.Request(os.environ["FLEETWATCH_SIDECAR_URL"] + "/metrics", method="POST",
+                                     data=json.dumps({"gauges": {"open_orders": 7}}).encode(),
+                                     headers={"Content-Type": "application/json",
+                                              "Authorization": "Bearer " + os.environ["FLEETWATCH_SIDECAR_TOKEN"]})
+        env.write("posted: %d\\n" % urllib.request.urlopen(req).status)
+        env.close()
         def stop(signum, frame):
             open(marker, "a").write("stopped by signal %d\\n" % signum)
             sys.exit(0)
@@ -43,9 +53,10 @@ struct SidecarTests {
         try Self.bot.write(toFile: "\(dir)/bot.py", atomically: true, encoding: .utf8)
         let statsd = try freeTCPPort(), http = try freeTCPPort()
         let artifacts = ProcessInfo.processInfo.environment["FLEETWATCH_TEST_ARTIFACTS"] ?? NSTemporaryDirectory()
+        try SecretFile.write("secret\n", to: "\(dir)/hub-token")
         let sidecar = try ChildProcess(builtExecutable("monitor-agent"), [
-            "run", "--bot-id", "side-bot", "--hub", hub.agentURL, "--token", "secret", "--log-file", "\(dir)/bot.log",
-            "--statsd-port", "\(statsd)", "--http-port", "\(http)", "--flush-interval", "0.2",
+            "run", "--bot-id", "side-bot", "--hub", hub.agentURL, "--token-file", "\(dir)/hub-token", "--log-file", "\(dir)/bot.log",
+            "--statsd-port", "\(statsd)", "--http-port", "\(http)", "--flush-interval", "0.2", "--local-token-file", "\(dir)/local-token",
             "--on-stop-http", "http://127.0.0.1:\(restPort)/hook",
             "--", "python3", "\(dir)/bot.py", "\(dir)/stopped", "\(dir)/bot.log", "\(statsd)",
         ], logPath: "\(artifacts)/\(db.url.database)-sidecar.log")
@@ -57,15 +68,39 @@ struct SidecarTests {
         #expect(try await eventually { (try await Self.latest(db, "memory_usage_mb") ?? 0) > 1 })
         #expect(try await eventually { (try await Self.latest(db, "log_file_size_mb") ?? 0) > 0 })
         #expect(try await eventually { (try await Self.latest(db, "statsd_malformed_lines") ?? 0) > 0 })
-        let (posted, _) = try await api("POST", port: http, path: "/metrics", body: #"{"gauges": {"total_pnl": 42.5}}"#, token: nil)
+        // The bot program posted with the token it was given, and did not see the hub token.
+        #expect(try await eventually { try await Self.latest(db, "open_orders") == 7 })
+        #expect(try String(contentsOfFile: "\(dir)/stopped.env", encoding: .utf8) == "hub token visible: False\nposted: 204\n")
+        let local = try EnvironmentSecret.file("\(dir)/local-token")
+        #expect(try FileManager.default.attributesOfItem(atPath: "\(dir)/local-token")[.posixPermissions] as? Int == 0o600)
+        let (posted, _) = try await api("POST", port: http, path: "/metrics", body: #"{"gauges": {"total_pnl": 42.5}}"#, token: local)
         #expect(posted == 204)
         #expect(try await eventually { try await Self.latest(db, "total_pnl") == 42.5 })
 
+        // Anyone else on the machine, or a web page: no token, a wrong Host (DNS rebinding), an Origin, or a body a
+        // browser may send cross-site — refused, and nothing is declared.
+        func ask(_ request: String) async throws -> Int? {
+            OperatorSecurityTests.status(try await OperatorSecurityTests.request(port: http, source: "127.0.0.1", request))
+        }
+        let declare = #"{"reason": "not you", "liquidate": true}"#
+        func post(_ path: String, _ headers: String, _ body: String = declare) -> String {
+            "POST \(path) HTTP/1.1\r\n\(headers)Content-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
+        }
+        #expect(try await ask(post("/emergency", "Host: 127.0.0.1\r\nContent-Type: application/json\r\n")) == 401)
+        #expect(try await ask(post("/emergency", "Host: 127.0.0.1\r\nContent-Type: application/json\r\nAuthorization: Bearer secret\r\n")) == 401)
+        #expect(try await ask(post("/emergency", "Host: evil.example:\(http)\r\nContent-Type: application/json\r\nAuthorization: Bearer \(local)\r\n")) == 421)
+        #expect(try await ask(post("/emergency", "Host: 127.0.0.1\r\nOrigin: http://evil.example\r\nContent-Type: application/json\r\nAuthorization: Bearer \(local)\r\n")) == 403)
+        #expect(try await ask(post("/metrics", "Host: localhost\r\nContent-Type: text/plain\r\nAuthorization: Bearer \(local)\r\n", "total_pnl:1|g")) == 415)
+        #expect(try await ask(post("/metrics", "Host: localhost\r\nContent-Type: application/x-statsd\r\nAuthorization: Bearer \(local)\r\n", "total_pnl:43|g")) == 204)
+        #expect(try await ask("GET /status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n") == 401)
+        #expect(try await eventually { try await Self.latest(db, "total_pnl") == 43 })
+        #expect(try await EmergencyStopTests.scalar(db, Int.self, "SELECT count(*)::int FROM commands") == 0)
+
         // The trading helper over HTTP and StatsD: the reference metrics under their names.
-        #expect(try await api("POST", port: http, path: "/trade", body: #"{"success": true, "pnl": 2.5, "duration_ms": 80}"#, token: nil).0 == 204)
-        #expect(try await api("POST", port: http, path: "/trade", body: #"{"success": false, "pnl": -1}"#, token: nil).0 == 204)
-        #expect(try await api("POST", port: http, path: "/trade", body: #"{"pnl": "lots"}"#, token: nil).0 == 400)
-        #expect(try await api("POST", port: http, path: "/api-call", body: #"{"error": true}"#, token: nil).0 == 204)
+        #expect(try await api("POST", port: http, path: "/trade", body: #"{"success": true, "pnl": 2.5, "duration_ms": 80}"#, token: local).0 == 204)
+        #expect(try await api("POST", port: http, path: "/trade", body: #"{"success": false, "pnl": -1}"#, token: local).0 == 204)
+        #expect(try await api("POST", port: http, path: "/trade", body: #"{"pnl": "lots"}"#, token: local).0 == 400)
+        #expect(try await api("POST", port: http, path: "/api-call", body: #"{"error": true}"#, token: local).0 == 204)
         let udp = try ChildProcess("/usr/bin/env", ["python3", "-c", """
             import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.sendto(b"fleetwatch.trade:1|c|#success:true,duration_ms:40\\nfleetwatch.api_call:1|c|#error:false", ("127.0.0.1", \(statsd)))

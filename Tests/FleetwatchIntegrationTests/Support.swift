@@ -20,6 +20,8 @@ final class HubUnderTest: @unchecked Sendable {
     let name: String
     var process: ChildProcess?
     let logPath: String
+    /// The hub's `--data-dir` (where a generated first admin password goes).
+    let dataDirectory: String
 
     init(database: TestDatabase, port: Int? = nil, name: String = "hub-a") throws {
         self.database = database
@@ -27,6 +29,7 @@ final class HubUnderTest: @unchecked Sendable {
         self.name = name
         let dir = ProcessInfo.processInfo.environment["FLEETWATCH_TEST_ARTIFACTS"] ?? NSTemporaryDirectory()
         logPath = "\(dir)/\(database.url.database)-\(name).log"
+        dataDirectory = "\(dir)/\(database.url.database)-\(name)-data"
     }
 
     var agentURL: String { "ws://127.0.0.1:\(port)/agent/v1" }
@@ -34,7 +37,7 @@ final class HubUnderTest: @unchecked Sendable {
     func start(extra: [String] = [], environment: [String: String] = [:], waitForReady: Bool = true) async throws {
         process = try ChildProcess(builtExecutable("monitor-hub"),
                                    ["serve", "--database-url", database.url.urlString, "--port", "\(port)",
-                                    "--hub-id", name, "--log-level", "info"] + extra,
+                                    "--hub-id", name, "--log-level", "info", "--data-dir", dataDirectory] + extra,
                                    logPath: logPath, environment: environment)
         if waitForReady { try await waitReady() }
     }
