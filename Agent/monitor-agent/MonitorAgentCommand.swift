@@ -38,7 +38,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Local UDP port for StatsD metrics (0: any free port).") var statsdPort = 8125
     @Flag(help: "Do not listen for StatsD metrics.") var noStatsd = false
     @Option(help: "Local HTTP port for POST /metrics, POST /emergency, GET /status (0: any free port).") var httpPort = 9102
-    @Option(help: "The local HTTP port's token: read from this file, or generated and written there (mode 0600). Without it a fresh token is generated; the bot program gets it in FLEETWATCH_SIDECAR_TOKEN either way.")
+    @Option(help: "The local HTTP port's token: read from this file, or generated and written there (mode 0600); default FLEETWATCH_SIDECAR_TOKEN_FILE. Without either a fresh token is generated; the bot program gets it in FLEETWATCH_SIDECAR_TOKEN either way.")
     var localTokenFile: String?
     @Flag(help: "Do not serve the local HTTP endpoint.") var noHttp = false
     @Option(help: "Restart the bot program: on-failure, always or never.") var restart = "on-failure"
@@ -92,7 +92,7 @@ struct Run: AsyncParsableCommand {
         c.trustedCertificatesPath = caFile
         let agent = try MonitorAgent(configuration: c, logger: Logger(label: "monitor-agent.agent"))
         let trading = TradingMetrics(agent: agent, timeZone: TimeZone(identifier: timeZone)!)
-        let localToken = try LocalToken.load(localTokenFile)
+        let localToken = try LocalToken.load(localTokenFile ?? ProcessInfo.processInfo.environment["FLEETWATCH_SIDECAR_TOKEN_FILE"].flatMap { $0.isEmpty ? nil : $0 })
         // The bot program does not get the hub token; it gets the sidecar's address and local token.
         var childEnvironment = ProcessInfo.processInfo.environment
         childEnvironment["FLEETWATCH_TOKEN"] = nil

@@ -277,7 +277,7 @@ extension HubAdmin {
         guard let string = configuration.databaseURL else {
             throw StorageError("set FLEETWATCH_DATABASE_URL (or --database-url) to the address the hub will use: its user, password and database are created")
         }
-        guard let adminString = configuration.adminDatabaseURL else {
+        guard let admin = try configuration.adminURL() else {
             throw StorageError("set FLEETWATCH_ADMIN_DATABASE_URL (or FLEETWATCH_ADMIN_DATABASE_URL_FILE) to a superuser's address: it creates the hub's role")
         }
         var url = try DatabaseURL(string)
@@ -285,7 +285,6 @@ extension HubAdmin {
         guard let password = url.password, !password.isEmpty else {
             throw StorageError("the hub's database URL has no password: give one in the URL or FLEETWATCH_DATABASE_PASSWORD(_FILE)")
         }
-        let admin = try DatabaseURL(adminString)
         try await DatabaseProbe.waitUntilReachable(admin, patience: configuration.databaseStartTimeout, logger: logger)
         try await DatabaseBootstrap.ensureHubRole(admin: admin, role: url.username, password: password, database: url.database, logger: logger)
         let logger = self.logger

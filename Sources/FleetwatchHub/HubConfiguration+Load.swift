@@ -1,4 +1,5 @@
 import FleetwatchAlerting
+import FleetwatchNotify
 import FleetwatchProtocol
 import Foundation
 import Logging
@@ -251,6 +252,8 @@ extension HubConfiguration {
         try require((4096...(1 << 30)).contains(alerts.logFileMaxBytes), "alerts.log_file_max_bytes must be 4096–1073741824")
         try require((1...100).contains(alerts.logFileKeep), "alerts.log_file_keep must be 1–100")
         try require(["plain", "starttls", "tls"].contains(alerts.emailSecurity), "alerts.email.security must be plain, starttls or tls")
+        try require(MailFormat.isPlainAddress(alerts.emailFrom) && alerts.emailTo.allSatisfy(MailFormat.isPlainAddress),
+                    "alerts.email.from and alerts.email.to must be plain addresses (local@domain, no spaces, brackets or control characters)")
         try require(["INFO", "WARNING", "CRITICAL"].contains(alerts.emailMinimumLevel), "alerts.email.min_level must be INFO, WARNING or CRITICAL")
         try require(dashboard.sessionIdleTimeout >= .seconds(60), "dashboard.session_idle_timeout must be at least 60 seconds")
         try require((1...10_000).contains(dashboard.loginAttemptsPerMinute), "dashboard.login_attempts_per_minute must be 1–10000")
@@ -295,6 +298,7 @@ extension HubConfiguration {
         if let v = try Self.secret("FLEETWATCH_DATABASE_URL", env), !v.isEmpty { databaseURL = v }
         if let v = try Self.secret("FLEETWATCH_DATABASE_PASSWORD", env), !v.isEmpty { databasePassword = v }
         if let v = try Self.secret("FLEETWATCH_ADMIN_DATABASE_URL", env), !v.isEmpty { adminDatabaseURL = v }
+        if let v = try Self.secret("FLEETWATCH_ADMIN_DATABASE_PASSWORD", env), !v.isEmpty { adminDatabasePassword = v }
         if let v = env["FLEETWATCH_DATA_DIR"] { dataDirectory = v }
         if let v = env["FLEETWATCH_HUB_ID"] { ingest.hubID = v }
         if let v = env["FLEETWATCH_TRUSTED_PROXIES"] {

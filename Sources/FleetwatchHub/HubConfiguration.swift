@@ -25,6 +25,8 @@ public struct HubConfiguration: Sendable {
     /// A superuser's (or CREATEROLE role's) database URL, for `monitor-hub database init` and `analysts add`
     /// (`FLEETWATCH_ADMIN_DATABASE_URL` or its `_FILE`; never the file, never used by `serve`).
     public var adminDatabaseURL: String?
+    /// Its password, when the URL has none (`FLEETWATCH_ADMIN_DATABASE_PASSWORD` or its `_FILE`).
+    public var adminDatabasePassword: String?
     /// How long the hub waits at start for PostgreSQL to accept a connection (`hub.database_start_timeout`);
     /// a wrong password, database or TLS setting fails at once.
     public var databaseStartTimeout: Duration = .seconds(30)

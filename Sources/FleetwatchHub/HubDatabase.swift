@@ -19,7 +19,7 @@ public struct HubDatabase: Sendable {
             // One connection first: a wrong address, password or TLS setting is a clear error now, not a pool
             // retrying for ever; a server still starting is waited for (hub.database_start_timeout).
             try await DatabaseProbe.waitUntilReachable(url, patience: configuration.databaseStartTimeout, logger: logger)
-            return HubDatabase(url: url, embedded: nil, adminURL: try configuration.adminDatabaseURL.map { try DatabaseURL($0) })
+            return HubDatabase(url: url, embedded: nil, adminURL: try configuration.adminURL())
         }
         let embedded = EmbeddedPostgres(dataDirectory: configuration.dataDirectory, logger: logger)
         let (url, admin, startedHere) = try embedded.start()
@@ -77,5 +77,15 @@ public func withPostgresClient<T: Sendable>(_ client: PostgresClient,
             if let result { return result }
         }
         throw CancellationError()
+    }
+}
+
+extension HubConfiguration {
+    /// `FLEETWATCH_ADMIN_DATABASE_URL`, with `FLEETWATCH_ADMIN_DATABASE_PASSWORD` when the URL has no password.
+    func adminURL() throws -> DatabaseURL? {
+        guard let string = adminDatabaseURL else { return nil }
+        var url = try DatabaseURL(string)
+        if url.password == nil { url.password = adminDatabasePassword }
+        return url
     }
 }

@@ -41,15 +41,19 @@ public struct EmailNotifier: Notifier {
         date.locale = Locale(identifier: "en_US_POSIX")
         date.dateFormat = "EEE, dd MMM yyyy HH:mm:ss Z"
         let iso = ISO8601DateFormatter()
-        let lines = [
+        // Addresses are checked plain (MailFormat.isPlainAddress) by the configuration and the SMTP client; the
+        // subject carries free text (a stop's reason) and is encoded; the body is quoted-printable.
+        let headers = [
             "From: fleetwatch <\(from)>",
             "To: \(to.joined(separator: ", "))",
-            "Subject: \(subject(event))",
+            "Subject: \(MailFormat.header(subject(event)))",
             "Date: \(date.string(from: event.at))",
             "Message-ID: <alert-\(event.alertID)-\(event.kind.rawValue)-\(Int(event.at.timeIntervalSince1970))@fleetwatch>",
             "MIME-Version: 1.0",
             "Content-Type: text/plain; charset=utf-8",
-            "",
+            "Content-Transfer-Encoding: quoted-printable",
+        ]
+        let body = [
             event.headline,
             "",
             "Bot:       \(event.bot)",
@@ -62,7 +66,7 @@ public struct EmailNotifier: Notifier {
             "This mail: \(iso.string(from: event.at))",
             "Alert id:  \(event.alertID)",
         ]
-        return lines.joined(separator: "\r\n")
+        return headers.joined(separator: "\r\n") + "\r\n\r\n" + MailFormat.quotedPrintable(body.joined(separator: "\n"))
     }
 
     public func notify(_ event: AlertEvent) async throws {

@@ -86,12 +86,13 @@ struct SMTPClient {
                 let token = Data("\u{0}\(username)\u{0}\(password)".utf8).base64EncodedString()
                 _ = try await command("AUTH PLAIN \(token)", 235)
             }
+            guard MailFormat.isPlainAddress(from), to.allSatisfy(MailFormat.isPlainAddress) else {
+                throw NotifyError("email addresses must be plain local@domain (no spaces, brackets or control characters)", retryable: false)
+            }
             _ = try await command("MAIL FROM:<\(from)>", 250)
             for r in to { _ = try await command("RCPT TO:<\(r)>", 250) }
             _ = try await command("DATA", 354)
-            // Dot-stuffing: a line starting with "." gets another one.
-            let body = message.replacingOccurrences(of: "\r\n.", with: "\r\n..")
-            _ = try await command(body + "\r\n.", 250)
+            _ = try await command(MailFormat.dotStuffed(message) + "\r\n.", 250)
             _ = try? await command("QUIT", 221)
         }
     }

@@ -5,9 +5,11 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 
-/// HTTP POST of a JSON body per alert event (documented in docs/alerts.md), signed with HMAC-SHA256 in
-/// `X-Fleetwatch-Signature: sha256=<hex>`. The body's `text` field makes it work as is with Slack,
-/// Discord and Mattermost incoming webhooks. 5xx, 429 and network errors are retryable; other 4xx are not.
+/// HTTP POST of a JSON body per alert event (documented in docs/alerts.md), signed with HMAC-SHA256 over a
+/// timestamp and the body, `X-Fleetwatch-Signature: t=<unix seconds>,v1=<hex>`, so a receiver can refuse stale
+/// and replayed deliveries (as Stripe's and Slack's signatures allow). `X-Fleetwatch-Delivery` names the event,
+/// the same on every retry. The body's `text` field makes it work as is with Slack, Discord and Mattermost
+/// incoming webhooks. 5xx, 429 and network errors are retryable; other 4xx are not.
 public struct WebhookNotifier: Notifier {
     public struct Configuration: Sendable {
         public var url: String
@@ -57,10 +59,17 @@ public struct WebhookNotifier: Notifier {
                                        at: event.at))
     }
 
-    /// `sha256=<hex of HMAC-SHA256(secret, body)>`.
-    public static func signature(body: Data, secret: String) -> String {
-        let mac = HMAC<SHA256>.authenticationCode(for: body, using: SymmetricKey(data: Data(secret.utf8)))
-        return "sha256=" + mac.map { String(format: "%02x", $0) }.joined()
+    /// `t=<timestamp>,v1=<hex of HMAC-SHA256(secret, "<timestamp>." + body)>`.
+    public static func signature(body: Data, secret: String, timestamp: Int64) -> String {
+        var signed = Data("\(timestamp).".utf8)
+        signed.append(body)
+        let mac = HMAC<SHA256>.authenticationCode(for: signed, using: SymmetricKey(data: Data(secret.utf8)))
+        return "t=\(timestamp),v1=" + mac.map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// The event's id for receivers that deduplicate: the same on every retry of one delivery.
+    public static func deliveryID(_ event: AlertEvent) -> String {
+        "\(event.alertID)-\(event.kind.rawValue)-\(Int64((event.at.timeIntervalSince1970 * 1000).rounded()))"
     }
 
     public func notify(_ event: AlertEvent) async throws {
@@ -70,8 +79,11 @@ public struct WebhookNotifier: Notifier {
         request.headers.add(name: "Content-Type", value: "application/json")
         request.headers.add(name: "User-Agent", value: "fleetwatch-hub")
         request.headers.add(name: "X-Fleetwatch-Event", value: event.kind.rawValue)
+        request.headers.add(name: "X-Fleetwatch-Delivery", value: Self.deliveryID(event))
         if let secret = configuration.secret {
-            request.headers.add(name: "X-Fleetwatch-Signature", value: Self.signature(body: body, secret: secret))
+            // Signed at each attempt: a retry carries a fresh timestamp.
+            let now = Int64(Date().timeIntervalSince1970)
+            request.headers.add(name: "X-Fleetwatch-Signature", value: Self.signature(body: body, secret: secret, timestamp: now))
         }
         request.body = .bytes(ByteBuffer(bytes: body))
         let (s, a) = configuration.timeout.components

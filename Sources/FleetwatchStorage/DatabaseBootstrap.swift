@@ -25,6 +25,13 @@ public enum DatabaseBootstrap {
             // Identifiers and the password cannot be bind parameters in DDL: PostgreSQL quotes them (format %I, %L)
             // from bound values, and the statement it returns is run as is.
             let roleExists = try await exists("SELECT 1 FROM pg_roles WHERE rolname = $1", role, client, logger)
+            // Never demote a superuser (it may be the cluster's only one, or the one running this).
+            if try await exists("SELECT 1 FROM pg_roles WHERE rolname = $1 AND (rolsuper OR rolname = current_user)", role, client, logger) {
+                throw StorageError("""
+                    the hub's role \(role) is a superuser (or the role making it): give the hub a role of its own \
+                    (the user in FLEETWATCH_DATABASE_URL, e.g. fleetwatch) and keep the superuser for FLEETWATCH_ADMIN_DATABASE_URL
+                    """)
+            }
             try await run("""
                 SELECT format('%s ROLE %I WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD %L',
                               $3::text, $1::text, $2::text)

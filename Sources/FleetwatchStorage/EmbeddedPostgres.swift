@@ -48,6 +48,12 @@ public struct EmbeddedPostgres: Sendable {
         let bin = try findBinDirectory()
         let fm = FileManager.default
         try fm.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true)
+        if isRoot {
+            // The cluster runs as another user, who must pass through the data directory (not read it): with a
+            // strict umask it would be 0700.
+            var st = stat()
+            if stat(dataDirectory, &st) == 0, st.st_mode & 0o011 != 0o011 { chmod(dataDirectory, (st.st_mode & 0o7777) | 0o011) }
+        }
         if !fm.fileExists(atPath: clusterDirectory + "/PG_VERSION") {
             try initialize(bin: bin)
         }

@@ -81,8 +81,9 @@ final class MemoryLedger: NotificationLedger, Sendable {
         let json = try #require(try JSONSerialization.jsonObject(with: body) as? [String: Any])
         #expect(json["text"] as? String == "[WARNING] b memory_usage_mb: Memory (value 600, limit 500)")
         #expect(json["event"] as? String == "fired")
-        // HMAC-SHA256("k", "x"), computed independently with Python's hmac module.
-        #expect(WebhookNotifier.signature(body: Data("x".utf8), secret: "k") == "sha256=c38edc8815c8489f64738978f44008f8596345545f0baa68ef6fcf5c53e57189")
+        // HMAC-SHA256("k", "1700000000.x"), computed independently with Python's hmac module.
+        #expect(WebhookNotifier.signature(body: Data("x".utf8), secret: "k", timestamp: 1_700_000_000)
+                == "t=1700000000,v1=35e785f0777ca89fd2c639cc4f8c9806af1aa1f62afa88698a7e1f158f227cfc")
         #expect(EmailNotifier.subject(Self.event) == "[WARNING] b memory_usage_mb: Memory")
     }
 }

@@ -105,8 +105,15 @@ struct AlertEndToEndTests {
         #expect(fired.json["level"] == "WARNING")
         #expect(fired.json["value"] == "650")
         #expect(fired.json["text"]?.hasPrefix("[WARNING] alert-1 memory_usage_mb") == true)
-        let mac = HMAC<SHA256>.authenticationCode(for: fired.body, using: SymmetricKey(data: Data(Self.secret.utf8)))
-        #expect(fired.signature == "sha256=" + mac.map { String(format: "%02x", $0) }.joined())
+        // t=<timestamp>,v1=HMAC(secret, "<timestamp>." + body), the timestamp within a few seconds of now.
+        let fields = Dictionary(uniqueKeysWithValues: (fired.signature ?? "").split(separator: ",").compactMap { part -> (String, String)? in
+            let kv = part.split(separator: "=", maxSplits: 1)
+            return kv.count == 2 ? (String(kv[0]), String(kv[1])) : nil
+        })
+        let timestamp = try #require(fields["t"].flatMap { Int64($0) })
+        #expect(abs(Double(timestamp) - Date().timeIntervalSince1970) < 60)
+        let mac = HMAC<SHA256>.authenticationCode(for: Data("\(timestamp).".utf8) + fired.body, using: SymmetricKey(data: Data(Self.secret.utf8)))
+        #expect(fields["v1"] == mac.map { String(format: "%02x", $0) }.joined())
 
         let ledger = try await db.withClient { client in
             try await client.query("""

@@ -1,8 +1,10 @@
 import FleetwatchAgent
+import FleetwatchProtocol
 import FleetwatchStorage
 import FleetwatchTestSupport
 import Foundation
 import Logging
+import Synchronization
 import Testing
 
 /// The deployment pieces against the real tools: docker-compose's validator, promtool, the native
@@ -29,20 +31,38 @@ struct DeploymentTests {
         return nil
     }
 
-    @Test func composeFileIsValidAndNeedsItsSecrets() async throws {
+    /// The compose file validates, takes every secret from a file made private by scripts/compose-secrets, puts
+    /// none on a command line, and gives the hubs the least-privileged role made by db-init.
+    @Test func composeFileIsValidAndKeepsSecretsInFiles() async throws {
         let compose = try #require(Self.which("docker-compose"), "docker-compose is missing (scripts/test installs it)")
         let file = "\(Self.root)/docker-compose.yml"
-        let (ok, log) = try await Self.run(compose, ["-f", file, "config", "-q"],
-                                           environment: ["POSTGRES_PASSWORD": "pw", "FLEETWATCH_DEMO_TOKEN": "t"], name: "compose-ok")
+        let secrets = "\(Self.artifacts)/compose-secrets-\(UUID().uuidString.prefix(8))"
+        let (made, out) = try await Self.run("\(Self.root)/scripts/compose-secrets", [secrets], name: "compose-secrets")
+        #expect(made == 0, "\(out)")
+        let mode = { (path: String) in (try? FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) ?? -1 }
+        #expect(mode(secrets) == 0o700)
+        for name in ["pg-admin-password", "fleetwatch-db-password", "admin-password", "demo-token"] {
+            #expect(mode("\(secrets)/\(name)") == 0o600, "\(name)")
+            #expect((try? EnvironmentSecret.file("\(secrets)/\(name)"))?.count == 36)
+        }
+        let environment = ["FLEETWATCH_SECRETS": secrets]
+        let (ok, log) = try await Self.run(compose, ["-f", file, "config", "-q"], environment: environment, name: "compose-ok")
         #expect(ok == 0, "\(log)")
-        let (config, rendered) = try await Self.run(compose, ["-f", file, "config", "--services"],
-                                                    environment: ["POSTGRES_PASSWORD": "pw", "FLEETWATCH_DEMO_TOKEN": "t"], name: "compose-services")
+        let (config, services) = try await Self.run(compose, ["-f", file, "config", "--services"], environment: environment, name: "compose-services")
         #expect(config == 0)
-        #expect(Set(rendered.split(separator: "\n").map(String.init)).isSuperset(of: ["postgres", "hub-a", "hub-b", "bots-a", "bots-b"]))
-        // No secret in the file: without the variables it refuses to render.
-        let (missing, why) = try await Self.run(compose, ["-f", file, "config", "-q"], environment: ["POSTGRES_PASSWORD": ""],
-                                                name: "compose-missing")
-        #expect(missing != 0 && why.contains("POSTGRES_PASSWORD"), "\(why)")
+        #expect(Set(services.split(separator: "\n").map(String.init)).isSuperset(of: ["postgres", "db-init", "hub-a", "hub-b", "bots-a", "bots-b"]))
+        let (_, rendered) = try await Self.run(compose, ["-f", file, "config"], environment: environment, name: "compose-rendered")
+        // No secret value in the file or on a command line: every password or token setting names a file.
+        let text = try String(contentsOfFile: file, encoding: .utf8)
+        for line in text.split(separator: "\n") where !line.trimmingCharacters(in: .whitespaces).hasPrefix("#") {
+            let key = line.split(separator: ":").first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            if key.contains("PASSWORD") || key.contains("TOKEN") { #expect(key.hasSuffix("_FILE"), "\(line)") }
+            #expect(!line.contains("--token"), "\(line)")
+        }
+        #expect(rendered.contains("POSTGRES_USER: postgres") && rendered.contains("- database\n    - init"), "\(rendered)")
+        #expect(rendered.contains("FLEETWATCH_DATABASE_URL: postgres://fleetwatch@postgres:5432/fleetwatch"))
+        #expect(rendered.contains("\(secrets)/demo-token"))
+        #expect(rendered.contains("condition: service_completed_successfully"))
     }
 
     @Test(.timeLimit(.minutes(3)))
@@ -130,9 +150,21 @@ struct DeploymentTests {
         let run = UUID().uuidString.prefix(8)
         let dir = NSTemporaryDirectory() + "fw-topology-\(run)"
         let (portA, portB) = (try freeTCPPort(), try freeTCPPort())
-        var environment = ProcessInfo.processInfo.environment
-        environment["POSTGRES_PASSWORD"] = "topology-secret"
-        environment["FLEETWATCH_DEMO_TOKEN"] = "topology-token"
+        let environment = ProcessInfo.processInfo.environment
+        // Every file the script writes is private from birth: watch the modes while it starts.
+        let modes = Mutex<[String: Set<Int>]>([:])
+        let watcher = Task {
+            while !Task.isCancelled {
+                for name in ["operator-token", "secrets/pg-admin-password", "secrets/fleetwatch-db-password", "secrets/admin-password",
+                             "secrets/demo-token", "hub-a.log", "bots-a.log", "migrate.log"] {
+                    if let m = try? FileManager.default.attributesOfItem(atPath: "\(dir)/\(name)")[.posixPermissions] as? Int {
+                        modes.withLock { _ = $0[name, default: []].insert(m) }
+                    }
+                }
+                try? await Task.sleep(for: .milliseconds(5))
+            }
+        }
+        defer { watcher.cancel() }
         let topology = try ChildProcess("\(Self.root)/scripts/topology",
                                         ["--dir", dir, "--port-a", "\(portA)", "--port-b", "\(portB)", "--bots-a", "2", "--bots-b", "1"],
                                         logPath: "\(Self.artifacts)/topology-\(run).log", environment: environment)
@@ -141,6 +173,23 @@ struct DeploymentTests {
                 "\(topology.log)")
         let token = try String(contentsOfFile: "\(dir)/operator-token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(token.hasPrefix("fwo_"))
+        watcher.cancel()
+        for (name, seen) in modes.withLock({ $0 }) { #expect(seen == [0o600], "\(name): \(seen.map { String($0, radix: 8) })") }
+        #expect(modes.withLock { $0.count } == 8, "\(modes.withLock { $0.keys.sorted() })")
+        // The hubs use the least-privileged role that `monitor-hub database init` made.
+        let migrate = try String(contentsOfFile: "\(dir)/migrate.log", encoding: .utf8)
+        #expect(migrate.contains("role fleetwatch owns database fleetwatch"), "\(migrate)")
+        #expect(!(try String(contentsOfFile: "\(dir)/hub-a.log", encoding: .utf8)).contains("which has SUPERUSER"))
+        // Their command lines hold no secret.
+        let commandLines = (try? FileManager.default.contentsOfDirectory(atPath: "/proc"))?.compactMap { pid -> String? in
+            guard Int(pid) != nil, let raw = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return nil }
+            return String(decoding: raw, as: UTF8.self).replacingOccurrences(of: "\0", with: " ")
+        }.filter { $0.contains(dir) || $0.contains("fleetwatch-simbot") || $0.contains("monitor-hub serve") } ?? []
+        let secretValues = try ["pg-admin-password", "fleetwatch-db-password", "admin-password", "demo-token"].map {
+            try EnvironmentSecret.file("\(dir)/secrets/\($0)")
+        }
+        #expect(!commandLines.isEmpty)
+        for line in commandLines { for value in secretValues { #expect(!line.contains(value), "a secret on a command line: \(line)") } }
         // A bot connected to hub-a, stopped through hub-b.
         var bot: String?
         _ = try await eventually(.seconds(30)) {

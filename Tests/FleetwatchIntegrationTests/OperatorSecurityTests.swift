@@ -152,4 +152,122 @@ struct OperatorSecurityTests {
         #expect(await Self.sqlState(asAnalyst, "DELETE FROM alerts") != nil)
         #expect(await hub.stop(signal: SIGTERM, timeout: .seconds(30)) == 0)
     }
+
+    static let smtpCapture = """
+        import email, json, sys, time
+        from email import policy
+        from aiosmtpd.controller import Controller
+        port, out = int(sys.argv[1]), sys.argv[2]
+        class Capture:
+            async def handle_DATA(self, server, session, envelope):
+                msg = email.message_from_bytes(envelope.original_content, policy=policy.default)
+                record = {"mail_from": envelope.mail_from, "rcpt": envelope.rcpt_tos, "headers": list(msg.keys()),
+                          "subject": str(msg["Subject"]), "body": msg.get_content()}
+                with open(out, "a") as f:
+                    f.write(json.dumps(record) + "\\n")
+                return "250 OK"
+        Controller(Capture(), hostname="127.0.0.1", port=port).start()
+        while True:
+            time.sleep(3600)
+        """
+
+    /// Runs the verification code of docs/alerts.md (the block after `<!-- webhook-verify -->`) as a receiver;
+    /// `?skew=S` moves its clock S seconds ahead, `?reset=1` forgets the signatures it has seen.
+    static let webhookReceiver = """
+        import json, sys, time
+        from http.server import BaseHTTPRequestHandler, HTTPServer
+        from urllib.parse import urlparse, parse_qs
+        snippet, port, secret, out = sys.argv[1], int(sys.argv[2]), sys.argv[3].encode(), sys.argv[4]
+        exec(open(snippet).read())
+        class Receiver(BaseHTTPRequestHandler):
+            def do_POST(self):
+                query = parse_qs(urlparse(self.path).query)
+                if "reset" in query:
+                    seen.clear()
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                ok = verify(secret, self.headers.get("X-Fleetwatch-Signature", ""), body,
+                            now=time.time() + float(query.get("skew", ["0"])[0]))
+                with open(out, "a") as f:
+                    f.write(json.dumps({"ok": ok, "signature": self.headers.get("X-Fleetwatch-Signature", ""),
+                                        "delivery": self.headers.get("X-Fleetwatch-Delivery", ""), "body": body.decode()}) + "\\n")
+                self.send_response(200 if ok else 401)
+                self.end_headers()
+            def log_message(self, *args):
+                pass
+        HTTPServer(("127.0.0.1", port), Receiver).serve_forever()
+        """
+
+    static func jsonLines(_ path: String) -> [[String: Any]] {
+        ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+    }
+
+    /// A stop reason crafted to add a Bcc header and to end the SMTP data early reaches the mail as text, to one
+    /// recipient, in one message; webhook deliveries replayed, replayed late or altered are refused by the
+    /// receiver code docs/alerts.md gives.
+    @Test(.timeLimit(.minutes(3)))
+    func hostileReasonsInMailAndReplayedWebhooks() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["mail-bot"], token: "secret", in: db)
+        let dir = "\(Self.artifacts)/fw-notify-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let (smtpPort, hookPort) = (try freeTCPPort(), try freeTCPPort())
+        try Self.smtpCapture.write(toFile: "\(dir)/smtp.py", atomically: true, encoding: .utf8)
+        try Self.webhookReceiver.write(toFile: "\(dir)/receiver.py", atomically: true, encoding: .utf8)
+        let doc = try String(contentsOfFile: "\(DatabaseTLSTests.repo)/docs/alerts.md", encoding: .utf8)
+        let afterMarker = try #require(doc.components(separatedBy: "<!-- webhook-verify -->\n```python\n").dropFirst().first)
+        let snippet = try #require(afterMarker.components(separatedBy: "\n```").first)
+        try snippet.write(toFile: "\(dir)/verify.py", atomically: true, encoding: .utf8)
+        let smtp = try ChildProcess("/usr/bin/env", ["python3", "-u", "\(dir)/smtp.py", "\(smtpPort)", "\(dir)/mail.jsonl"], logPath: "\(dir)/smtp.log")
+        defer { kill(smtp.pid, SIGKILL) }
+        let receiver = try ChildProcess("/usr/bin/env", ["python3", "-u", "\(dir)/receiver.py", "\(dir)/verify.py", "\(hookPort)", "hook-secret",
+                                                         "\(dir)/hook.jsonl"], logPath: "\(dir)/receiver.log")
+        defer { kill(receiver.pid, SIGKILL) }
+        #expect(try await eventually(.seconds(20)) { LoopbackPort.accepts(smtpPort) && LoopbackPort.accepts(hookPort) }, "\(smtp.log)\(receiver.log)")
+        let config = "\(dir)/hub.json"
+        try """
+            {"alerts": {"console_alerts": false, "email_notifications": true, "webhook_notifications": true,
+                        "email": {"host": "127.0.0.1", "port": \(smtpPort), "security": "plain", "from": "hub@fleet.test",
+                                  "to": ["ops@fleet.test"], "min_level": "CRITICAL"},
+                        "webhook": {"url": "http://127.0.0.1:\(hookPort)/hook", "secret": "hook-secret", "min_level": "CRITICAL"}}}
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let hub = try HubUnderTest(database: db)
+        try await hub.start(extra: ["--config", config])
+        defer { Task { await hub.kill(SIGTERM) } }
+
+        let reason = "runaway\r\nBcc: attacker@evil.test\r\n.\r\nMAIL FROM:<x@evil.test>\r\nRCPT TO:<attacker@evil.test>\r\nDATA\r\nSubject: forged"
+        let body = String(decoding: try JSONSerialization.data(withJSONObject: ["reason": reason]), as: UTF8.self)
+        let (status, answer) = try await api("POST", port: hub.port, path: "/api/bots/mail-bot/emergency-stop", body: body)
+        #expect(status == 202, "\(answer)")
+
+        #expect(try await eventually(.seconds(30)) { !Self.jsonLines("\(dir)/mail.jsonl").isEmpty }, "\(smtp.log)")
+        #expect(try await eventually(.seconds(30)) { Self.jsonLines("\(dir)/hook.jsonl").contains { $0["ok"] as? Bool == true } }, "\(receiver.log)")
+        try await Task.sleep(for: .seconds(1))
+        let mails = Self.jsonLines("\(dir)/mail.jsonl")
+        #expect(mails.count == 1, "\(mails)")
+        let mail = try #require(mails.first)
+        #expect(mail["rcpt"] as? [String] == ["ops@fleet.test"] && mail["mail_from"] as? String == "hub@fleet.test")
+        #expect(mail["headers"] as? [String] == ["From", "To", "Subject", "Date", "Message-ID", "MIME-Version", "Content-Type",
+                                                  "Content-Transfer-Encoding"], "\(mail["headers"] ?? "")")
+        let subject = mail["subject"] as? String ?? ""
+        #expect(subject.contains("runawayBcc: attacker@evil.test.MAIL FROM:<x@evil.test>") && !subject.contains("\n"), "\(subject)")
+        #expect((mail["body"] as? String ?? "").contains("runaway"))
+
+        // The webhook delivery passed the documented check; the same request again, late, or altered does not.
+        let delivered = try #require(Self.jsonLines("\(dir)/hook.jsonl").first { $0["ok"] as? Bool == true })
+        let signature = try #require(delivered["signature"] as? String)
+        let payload = try #require(delivered["body"] as? String)
+        #expect(signature.hasPrefix("t=") && signature.contains(",v1="))
+        #expect((delivered["delivery"] as? String ?? "").range(of: #"^[0-9]+-fired-[0-9]+$"#, options: .regularExpression) != nil,
+                "\(delivered["delivery"] ?? "")")
+        func replay(_ query: String, _ body: String = payload) async throws -> Int {
+            try await http("POST", port: hookPort, path: "/hook\(query)", body: body, token: nil,
+                           headers: [("X-Fleetwatch-Signature", signature)]).0
+        }
+        #expect(try await replay("") == 401)                    // replayed within the window
+        #expect(try await replay("?reset=1&skew=301") == 401)   // replayed after the tolerance window
+        #expect(try await replay("?reset=1") == 200)            // the same, fresh and unseen: authentic
+        #expect(try await replay("?reset=1", payload.replacingOccurrences(of: "runaway", with: "all good")) == 401)   // altered
+    }
 }
