@@ -38,12 +38,16 @@ public struct HubApplication: Sendable {
         let database = try await HubDatabase.open(configuration, logger: logger)
         defer { database.close() }
         logger.info("using PostgreSQL at \(database.url)")
-        let client = try database.makeClient(maxConnections: configuration.databaseConnections, logger: logger)
+        // Migrations on a client of their own, without the statement timeout (a migration may take long).
+        let logger = self.logger
+        let applied = try await withPostgresClient(try database.makeClient(maxConnections: 1, logger: logger)) { client in
+            try await Migrator(client: client, logger: logger).migrate()
+        }
+        if !applied.isEmpty { logger.info("applied migrations \(applied)") }
+        let client = try database.makeClient(maxConnections: configuration.databaseConnections,
+                                             statementTimeout: configuration.databaseStatementTimeout, logger: logger)
         let clientTask = Task { await client.run() }
         defer { clientTask.cancel() }
-
-        let applied = try await Migrator(client: client, logger: logger).migrate()
-        if !applied.isEmpty { logger.info("applied migrations \(applied)") }
         await HubDatabase.warnIfPrivileged(client, logger: logger)
         let partitions = PartitionMaintainer(client: client, logger: logger)
         try await partitions.ensureWindow()
@@ -66,9 +70,10 @@ public struct HubApplication: Sendable {
         if configuration.dashboardEnabled { try await createFirstAdmin(client: client) }
         let audit = AuditLog(client: client, logger: logger)
         let refusals = RefusalAudit(audit: audit)
+        let health = DatabaseHealth(url: database.url, logger: logger)
         let app = try makeApplication(client: client, store: store, alerting: alerting, ledger: ledger, connections: connections,
                                       metrics: metrics, live: live, publisher: publisher, viewers: viewers, audit: audit,
-                                      refusals: refusals, onListening: onListening)
+                                      refusals: refusals, health: health, onListening: onListening)
         // Every notification channel on one LISTEN connection.
         let (commandWakes, wakeDispatcher) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         let feed = alerting.feed, engine = alerting.engine
@@ -101,6 +106,7 @@ public struct HubApplication: Sendable {
             subscriptions.append(.init(channel: ThresholdAdmin.channel) { bot in await engine.invalidate(bot: bot == "*" ? nil : bot) })
         }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: health),
             .init(service: partitions),
             .init(service: NotificationListener(client: client, logger: logger, subscriptions: subscriptions)),
             .init(service: ReviewMaintainer(client: client, settings: configuration.retention, logger: logger)),
@@ -135,15 +141,17 @@ public struct HubApplication: Sendable {
 
     func makeApplication(client: PostgresClient, store: any IngestStore, alerting: Alerting, ledger: CommandLedger,
                          connections: LiveConnections, metrics: HubMetrics, live: LiveFleet, publisher: LivePublisher,
-                         viewers: ViewerRegistry, audit: AuditLog, refusals: RefusalAudit,
+                         viewers: ViewerRegistry, audit: AuditLog, refusals: RefusalAudit, health: DatabaseHealth,
                          onListening: @escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol {
         let router = Router(context: HubRequestContext.self)
         let tokens = AccessTokens(client: client, logger: logger)
         let sessions = Sessions(client: client, logger: logger, idleTimeout: configuration.dashboard.sessionIdleTimeout)
         router.add(middleware: ForwardedHeaders(trusted: configuration.http.trustedProxies, directTLS: configuration.tlsCertificatePath != nil))
+        router.add(middleware: APIErrors(logger: logger))
+        router.add(middleware: DatabaseGate(health: health))
         router.add(middleware: AuthMiddleware(tokens: tokens, sessions: sessions, refusals: refusals, logger: logger))
         let fleet = FleetView(client: client, live: live, staleAfter: configuration.ingest.heartbeatInterval * 3, logger: logger)
-        HubRoutes(client: client, counters: counters, fleet: fleet, logger: logger).register(on: router)
+        HubRoutes(client: client, counters: counters, fleet: fleet, health: health, logger: logger).register(on: router)
         let gate = ViewerGate(tokens: tokens, sessions: sessions, allowedOrigins: configuration.dashboard.allowedOrigins)
         let viewerSocket = ViewerSocket(live: live, feed: alerting.feed, status: FleetStatusCache(view: fleet), sessions: sessions, tokens: tokens,
                                         registry: viewers, updateInterval: configuration.dashboard.updateInterval,

@@ -30,6 +30,9 @@ public struct HubConfiguration: Sendable {
     /// How long the hub waits at start for PostgreSQL to accept a connection (`hub.database_start_timeout`);
     /// a wrong password, database or TLS setting fails at once.
     public var databaseStartTimeout: Duration = .seconds(30)
+    /// PostgreSQL cancels any statement of the running hub that takes longer (`hub.statement_timeout`; 0: never);
+    /// an API request whose query is cancelled gets 503. Migrations are not limited.
+    public var databaseStatementTimeout: Duration = .seconds(30)
     /// Let unknown bots register themselves with the token they present (demo only).
     public var autoRegister = false
     /// Serve the dashboard.

@@ -34,8 +34,15 @@ public struct HubDatabase: Sendable {
     }
 
     /// A client for this database (run it before use).
-    public func makeClient(maxConnections: Int, logger: Logger) throws -> PostgresClient {
-        PostgresClient(configuration: try url.clientConfiguration(maxConnections: maxConnections), backgroundLogger: logger)
+    /// A client for this database (run it before use); with `statementTimeout`, PostgreSQL cancels any of its
+    /// statements that runs longer.
+    public func makeClient(maxConnections: Int, statementTimeout: Duration? = nil, logger: Logger) throws -> PostgresClient {
+        var configuration = try url.clientConfiguration(maxConnections: maxConnections)
+        if let statementTimeout, statementTimeout > .zero {
+            let ms = statementTimeout.components.seconds * 1000 + statementTimeout.components.attoseconds / 1_000_000_000_000_000
+            configuration.options.additionalStartupParameters.append(("statement_timeout", "\(ms)"))
+        }
+        return PostgresClient(configuration: configuration, backgroundLogger: logger)
     }
 
     /// Stops the embedded cluster, if this process started it.

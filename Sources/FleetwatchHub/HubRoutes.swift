@@ -1,5 +1,6 @@
 import FleetwatchIngest
 import FleetwatchSchema
+import FleetwatchStorage
 import Foundation
 import Hummingbird
 import Logging
@@ -10,6 +11,7 @@ struct HubRoutes: Sendable {
     let client: PostgresClient
     let counters: IngestCounters
     let fleet: FleetView
+    let health: DatabaseHealth
     let logger: Logger
 
     struct IngestStats: ResponseEncodable {
@@ -24,6 +26,10 @@ struct HubRoutes: Sendable {
     func register(on router: Router<HubRequestContext>) {
         router.get("/health/live") { _, _ in HTTPResponse.Status.ok }
         router.get("/health/ready") { _, _ -> Response in
+            // Known down (the health probe, once a second): no need to wait.
+            if case .down = health.current {
+                return Response(status: .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: "database unavailable\n")))
+            }
             // Bounded: a load balancer must get an answer even while connections to PostgreSQL hang.
             let version: Int? = await withTaskGroup(of: Int?.self) { group in
                 group.addTask {

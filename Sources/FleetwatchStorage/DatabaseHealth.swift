@@ -1,0 +1,175 @@
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+import ServiceLifecycle
+import Synchronization
+
+/// Whether PostgreSQL answers, known within seconds rather than when a pool gives up: once a second it runs
+/// `SELECT 1` on a connection of its own (made again whenever it fails), with a short deadline. The state is read
+/// without waiting (readiness, the API's fast 503, ingest), and its changes are logged and sent to `onChange`.
+public final class DatabaseHealth: Service, Sendable {
+    public enum State: Sendable, Equatable {
+        case up
+        case down(since: Date, reason: String)
+    }
+
+    let url: DatabaseURL
+    let interval: Duration
+    let deadline: Duration
+    let logger: Logger
+    private let state = Mutex<State>(.up)
+    private let listeners = Mutex<[@Sendable (State) -> Void]>([])
+    /// Tasks waiting for the database to go down (`untilDown`).
+    private let waiters = Mutex<(next: Int, continuations: [Int: CheckedContinuation<Void, Never>])>((0, [:]))
+
+    public init(url: DatabaseURL, interval: Duration = .seconds(1), deadline: Duration = .seconds(2), logger: Logger) {
+        self.url = url
+        self.interval = interval
+        self.deadline = deadline
+        self.logger = logger
+    }
+
+    public var current: State { state.withLock { $0 } }
+    public var isUp: Bool { current == .up }
+
+    /// Calls `listener` on every change (from the probing task).
+    public func onChange(_ listener: @escaping @Sendable (State) -> Void) {
+        listeners.withLock { $0.append(listener) }
+    }
+
+    /// Returns once the database is known to be down (at once if it is), or when the task is cancelled.
+    public func untilDown() async {
+        let id = waiters.withLock { w -> Int in
+            w.next += 1
+            return w.next
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let resumeNow = waiters.withLock { w -> Bool in
+                    if Task.isCancelled || !isUpUnlocked { return true }
+                    w.continuations[id] = c
+                    return false
+                }
+                if resumeNow { c.resume() }
+            }
+        } onCancel: {
+            waiters.withLock { $0.continuations.removeValue(forKey: id) }?.resume()
+        }
+    }
+
+    private var isUpUnlocked: Bool { state.withLock { $0 == .up } }
+
+    /// Records what a caller saw (a pool error): a failure marks the database down until the next good probe.
+    public func observed(failure reason: String) {
+        set(.down(since: Date(), reason: reason))
+    }
+
+    private func set(_ new: State) {
+        let changed = state.withLock { s -> Bool in
+            switch (s, new) {
+            case (.up, .up), (.down, .down): return false
+            default:
+                s = new
+                return true
+            }
+        }
+        guard changed else { return }
+        if case .down = new {
+            let waiting = waiters.withLock { w -> [CheckedContinuation<Void, Never>] in
+                defer { w.continuations = [:] }
+                return Array(w.continuations.values)
+            }
+            for c in waiting { c.resume() }
+        }
+        switch new {
+        case .up: logger.notice("PostgreSQL answers again")
+        case .down(_, let reason): logger.error("PostgreSQL unreachable: \(reason)")
+        }
+        for l in listeners.withLock({ $0 }) { l(new) }
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown { await self.probeLoop() }
+    }
+
+    private func probeLoop() async {
+        var connection: PostgresConnection?
+        defer { if let connection { Task { try? await connection.close() } } }
+        do {
+            while !Task.isCancelled {
+                do {
+                    if connection == nil { connection = try await self.connect() }
+                    try await self.ping(connection!)
+                    self.logger.trace("PostgreSQL answered the health probe")
+                    self.set(.up)
+                } catch is CancellationError {
+                    break
+                } catch {
+                    if let c = connection { Task { try? await c.close() } }
+                    connection = nil
+                    self.set(.down(since: Date(), reason: Self.describe(error, url: self.url)))
+                }
+                try? await Task.sleep(for: self.interval)
+            }
+        }
+    }
+
+    private func connect() async throws -> PostgresConnection {
+        try await withDeadline { [url, logger] in
+            var config = PostgresConnection.Configuration(host: url.host, port: url.port, username: url.username,
+                                                          password: url.password, database: url.database,
+                                                          tls: try DatabaseTLS.choice(url).connection)
+            if url.endpoints[0].isSocket {
+                config = .init(unixSocketPath: "\(url.host)/.s.PGSQL.\(url.port)", username: url.username, password: url.password,
+                               database: url.database)
+            }
+            config.options.connectTimeout = .seconds(2)
+            return try await PostgresConnection.connect(configuration: config, id: 1, logger: logger)
+        }
+    }
+
+    private func ping(_ connection: PostgresConnection) async throws {
+        try await withDeadline { [logger] in
+            _ = try await connection.query("SELECT 1", logger: logger).collect()
+        }
+    }
+
+    private struct TimedOut: Error, CustomStringConvertible {
+        let description = "no answer within the probe's deadline"
+    }
+
+    /// Runs `body`, giving up after `deadline` without waiting for it: a query on a connection to a dead server can
+    /// ignore cancellation, so the body is left to end when the caller closes that connection.
+    private func withDeadline<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        let once = ResumeOnce<T>()
+        return try await withCheckedThrowingContinuation { continuation in
+            once.set(continuation)
+            let work = Task {
+                do { once.resume(.success(try await body())) } catch { once.resume(.failure(error)) }
+            }
+            Task { [deadline] in
+                try? await Task.sleep(for: deadline)
+                work.cancel()
+                once.resume(.failure(TimedOut()))
+            }
+        }
+    }
+
+    static func describe(_ error: any Error, url: DatabaseURL) -> String {
+        if let p = error as? PSQLError { return DatabaseProbe.explain(p, url: url, endpoint: url.endpoints[0]).description }
+        return String(describing: error)
+    }
+}
+
+/// A continuation resumed by whichever of several racers finishes first.
+final class ResumeOnce<T: Sendable>: Sendable {
+    private let continuation = Mutex<CheckedContinuation<T, any Error>?>(nil)
+    func set(_ c: CheckedContinuation<T, any Error>) { continuation.withLock { $0 = c } }
+    func resume(_ result: Result<T, any Error>) {
+        continuation.withLock { c in
+            c?.resume(with: result)
+            c = nil
+        }
+    }
+}
