@@ -23,10 +23,11 @@ struct Run: AsyncParsableCommand {
         abstract: "Start the bot program as a child process and report it to the hub.",
         discussion: """
             Example:
-              monitor-agent run --bot-id kraken-py-1 --hub ws://hub:8000/agent/v1 --token "$FLEETWATCH_TOKEN" \\
+              monitor-agent run --bot-id kraken-py-1 --hub ws://hub:8000/agent/v1 --token-file /etc/kraken-py-1/hub-token \\
                 --log-file /var/log/bot.log --on-stop-http http://127.0.0.1:5000/api/stop -- python3 bot.py
-            The bot sends its own metrics to udp://127.0.0.1:8125 (StatsD: name:value|c|g|ms|s) or to
-            POST http://127.0.0.1:9102/metrics, and can declare an emergency with POST /emergency.
+            The bot sends its own metrics to $FLEETWATCH_STATSD_ADDRESS (StatsD: name:value|c|g|ms|s) or to
+            POST $FLEETWATCH_SIDECAR_URL/metrics with Authorization: Bearer $FLEETWATCH_SIDECAR_TOKEN, and can
+            declare an emergency with POST /emergency.
             """)
 
     @Option(help: "Bot id, as registered at the hub.") var botId: String
@@ -166,7 +167,7 @@ struct Run: AsyncParsableCommand {
             if let code = status.lastCloseCode.map({ CloseCode(rawValue: $0) }), code.isConfigurationError {
                 FileHandle.standardError.write(Data("""
                     monitor-agent: the hub at \(hub) refused bot \(botId): \(code).
-                    Check --bot-id and --token (a new token: monitor-hub bots rotate-token \(botId)).\n
+                    Check --bot-id and the token (a new token: monitor-hub bots rotate-token \(botId)).\n
                     """.utf8))
                 throw ExitCode(2)
             }

@@ -18,7 +18,9 @@ public struct PrivatePostgres: Sendable {
     @discardableResult
     public func start() async throws -> DatabaseURL {
         let out = "\(logDir)/pg-private-\(UUID().uuidString).out"
-        let p = try ChildProcess("/bin/bash", [script, "start", directory], logPath: out)
+        // A port this process handed out (freeTCPPort), so a hub started by the same tests cannot take it; the
+        // script keeps a cluster's first port on restarts.
+        let p = try ChildProcess("/bin/bash", [script, "start", directory, "\(try freeTCPPort())"], logPath: out)
         let status = await p.stop(signal: 0, timeout: .seconds(120))
         let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
         guard status == 0, let line = text.split(separator: "\n").last(where: { $0.hasPrefix("postgres://") }) else {

@@ -53,7 +53,8 @@ struct AlertEndToEndTests {
         let path = NSTemporaryDirectory() + "fw-alerts-\(UUID().uuidString).json"
         try """
             {"alerts": {"console_alerts": false, "webhook_notifications": true, "no_data_seconds": 600,
-                        "webhook": {"url": "http://127.0.0.1:\(webhookPort)/hook", "secret": "\(secret)", "min_level": "WARNING"}}}
+                        "webhook": {"url": "http://127.0.0.1:\(webhookPort)/hook", "secret": "\(secret)", "min_level": "WARNING",
+                                    "timeout": 30}}}
             """.write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }
@@ -168,14 +169,14 @@ struct AlertEndToEndTests {
 @Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
 struct EmailAlertTests {
     /// A self-signed certificate for localhost and 127.0.0.1 (SMTP STARTTLS/TLS, the hub's HTTPS/wss).
-    static func certificate() throws -> (cert: String, key: String) {
+    static func certificate() async throws -> (cert: String, key: String) {
         let dir = NSTemporaryDirectory() + "fw-smtp-tls-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         let openssl = try ChildProcess("/usr/bin/openssl", ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "\(dir)/key.pem",
                                                             "-out", "\(dir)/cert.pem", "-days", "1", "-subj", "/CN=localhost",
                                                             "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
                                        logPath: "\(dir)/openssl.log")
-        while openssl.isRunning { usleep(20_000) }
+        while openssl.isRunning { try await Task.sleep(for: .milliseconds(20)) }   // never block a shared thread
         return ("\(dir)/cert.pem", "\(dir)/key.pem")
     }
 
@@ -187,7 +188,7 @@ struct EmailAlertTests {
         let dir = ProcessInfo.processInfo.environment["FLEETWATCH_TEST_ARTIFACTS"] ?? NSTemporaryDirectory()
         var args = ["python3", "-u", "-m", "aiosmtpd", "-n", "-l", "127.0.0.1:\(smtpPort)", "-c", "aiosmtpd.handlers.Debugging", "stdout"]
         if security != "plain" {
-            let (cert, key) = try Self.certificate()
+            let (cert, key) = try await Self.certificate()
             args += security == "tls" ? ["--smtpscert", cert, "--smtpskey", key] : ["--tlscert", cert, "--tlskey", key]
         }
         let smtp = try ChildProcess("/usr/bin/env", args, logPath: "\(dir)/smtp-\(security)-\(smtpPort).log")

@@ -93,6 +93,10 @@ final class ProtocolClient: @unchecked Sendable {
         while true {
             switch await next(until: deadline) {
             case .frame(.ack(let a)) where a.sequence == sequence: return a
+            case .frame(.heartbeat(let h)):
+                // As an agent does: a heartbeat back, so a slow store does not make this connection look silent.
+                others.append(.heartbeat(h))
+                _ = await send(.heartbeat(Heartbeat(sentAtMs: UInt64(Date().timeIntervalSince1970 * 1000))))
             case .frame(let f): others.append(f)
             case .closed: return nil
             }
