@@ -28,13 +28,20 @@ struct PostgresRestartScenario {
         func acked() async -> Int64 { var n: Int64 = 0; for a in agents { n += await a.status.ackedBatches }; return n }
         try await Task.sleep(for: .seconds(3))
 
+        let stopped = ContinuousClock.now
         try await pg.stop()
         try await Task.sleep(for: .milliseconds(300))   // acks of commits that finished before the stop
         let ackedWhenDown = await acked()
         var ackedDuringOutage: Int64 = 0
+        var unready: Double?
+        var disconnected = 0
         let end = ContinuousClock.now + outage
         while ContinuousClock.now < end {
             ackedDuringOutage = max(ackedDuringOutage, await acked() - ackedWhenDown)
+            if unready == nil, (try? await ReplicasRestartScenario.get(port: port, path: "/health/ready"))?.0 == 503 {
+                unready = seconds(ContinuousClock.now - stopped)
+            }
+            if unready != nil { for a in agents where !(await a.status.connected) { disconnected += 1 } }
             try await Task.sleep(for: .milliseconds(100))
         }
         let buffered = await agents.asyncSum { await $0.status.unackedBatches }
@@ -52,9 +59,14 @@ struct PostgresRestartScenario {
         let hubAlive = hub.isRunning
         _ = await hub.stop(signal: SIGTERM)
         r.figure("PostgreSQL down", "\(seconds(outage)) s (fast shutdown, then started again)")
+        r.figure("readiness unhealthy after", unready.map { String(format: "%.2f s", $0) } ?? "never")
+        r.figure("agent connections kept open through the outage (their batches evaluated, not acknowledged)",
+                 disconnected == 0 ? "all \(agents.count)" : "no: \(disconnected) disconnected samples")
         r.figure("batches acknowledged while it was down", ackedDuringOutage)
         r.figure("unacknowledged batches held by the agents at the end of the outage", buffered)
         r.figure("first acknowledgement after PostgreSQL was back", recovery.map { String(format: "%.2f s", $0) } ?? "never")
+        r.check(unready != nil && unready! <= 6, "readiness did not turn unhealthy within 6 s of the stop")
+        r.check(disconnected == 0, "agents lost their connection during the outage (the stop cannot reach them)")
         r.check(ackedDuringOutage == 0, "\(ackedDuringOutage) batches acknowledged while PostgreSQL was down")
         r.check(recovery != nil, "the hub did not recover within 120 s")
         r.check(hubAlive, "the hub process exited")

@@ -15,6 +15,9 @@ struct AgentWebSocketHandler: Sendable {
     let onStored: (@Sendable (BotSession, ValidatedBatch) -> Void)?
     let commands: (any CommandChannel)?
     let connections: LiveConnections
+    /// Whether PostgreSQL answers now: a connection that had batches deferred during an outage (or was let in
+    /// provisionally) is asked to reconnect and send them again once it does.
+    var databaseUp: @Sendable () -> Bool = { true }
 
     enum Event: Sendable {
         case message(ByteBuffer)
@@ -130,7 +133,15 @@ struct AgentWebSocketHandler: Sendable {
                 try? await outbound.close(.unknown(code.rawValue), reason: reason)
                 break loop
             case .text: outputs = session.handleText()
-            case .tick: outputs = session.tick(heardAtMs: activity.lastReceivedMs)
+            case .tick:
+                if session.deferredBatches > 0 || session.session?.provisional == true, databaseUp() {
+                    let reason = "the database is back: connect again and send the unacknowledged batches"
+                    logger.notice("closing bot \(registered?.botName ?? "?") from \(remote): \(CloseCode.storageUnavailable): \(reason)")
+                    counters.count(.storageUnavailable)
+                    try? await outbound.close(.unknown(CloseCode.storageUnavailable.rawValue), reason: reason)
+                    break loop
+                }
+                outputs = session.tick(heardAtMs: activity.lastReceivedMs)
             case .ended(let error):
                 if let error { logger.info("agent connection from \(remote) ended: \(error)") }
                 break loop

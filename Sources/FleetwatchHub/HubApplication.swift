@@ -56,6 +56,8 @@ public struct HubApplication: Sendable {
         let store = PostgresIngestStore(client: client, logger: logger, autoRegister: configuration.autoRegister,
                                         maxNamesPerBot: configuration.ingest.maxMetricNamesPerBot,
                                         maxNames: configuration.ingest.maxMetricNames, hubID: configuration.ingest.hubID)
+        let health = DatabaseHealth(url: database.url, logger: logger)
+        let ingestStore = OutageIngestStore(inner: store, health: health, credentialMaxAge: configuration.outageCredentialMaxAge)
         let metrics = HubMetrics()
         counters.observeStoreDurations { metrics.batchStored(in: $0) }
         let alerting = makeAlerting(client: client, metrics: metrics)
@@ -70,8 +72,7 @@ public struct HubApplication: Sendable {
         if configuration.dashboardEnabled { try await createFirstAdmin(client: client) }
         let audit = AuditLog(client: client, logger: logger)
         let refusals = RefusalAudit(audit: audit)
-        let health = DatabaseHealth(url: database.url, logger: logger)
-        let app = try makeApplication(client: client, store: store, alerting: alerting, ledger: ledger, connections: connections,
+        let app = try makeApplication(client: client, store: ingestStore, alerting: alerting, ledger: ledger, connections: connections,
                                       metrics: metrics, live: live, publisher: publisher, viewers: viewers, audit: audit,
                                       refusals: refusals, health: health, onListening: onListening)
         // Every notification channel on one LISTEN connection.
@@ -89,7 +90,10 @@ public struct HubApplication: Sendable {
                 if let id = Int64(payload) { await viewers.close(session: id) }
             },
             // A revoked or rotated bot token closes every connection of the bot, on every replica.
-            .init(channel: HubAdmin.tokenChannel) { bot in await connections.revoke(bot: bot) },
+            .init(channel: HubAdmin.tokenChannel) { bot in
+                ingestStore.forget(bot: bot)
+                await connections.revoke(bot: bot)
+            },
             // A bot's metric-name limit changed: re-read what it may use.
             .init(channel: PostgresIngestStore.metricLimitChannel) { payload in
                 if let id = Int32(payload) { await store.forgetMetricNames(botID: id) }
@@ -192,7 +196,8 @@ public struct HubApplication: Sendable {
             if batch.overLimitSamples > 0 { nameLimits.refused(bot: session.botName, batch: batch) }
         }
         let handler = AgentWebSocketHandler(configuration: configuration.ingest, store: store, counters: counters,
-                                            logger: logger, onStored: onStored, commands: commands, connections: connections)
+                                            logger: logger, onStored: onStored, commands: commands, connections: connections,
+                                            databaseUp: { health.isUp })
         let ws = WebSocketServerConfiguration(maxFrameSize: configuration.ingest.maxFrameBytes * 2,
                                               autoPing: .enabled(timePeriod: .seconds(30)),
                                               closeTimeout: .seconds(5))

@@ -158,6 +158,9 @@ extension HubConfiguration {
             if let v = h.http_head_timeout { http.headTimeout = try Self.fileDuration(v, "hub.http_head_timeout", source: source) }
             if let v = h.max_connections_per_address { http.maxConnectionsPerAddress = v }
             if let v = h.statement_timeout { databaseStatementTimeout = try Self.fileDuration(v, "hub.statement_timeout", source: source) }
+            if let v = h.outage_credentials_max_age {
+                outageCredentialMaxAge = try Self.fileDuration(v, "hub.outage_credentials_max_age", source: source)
+            }
             if let v = h.trusted_proxies { http.trustedProxies = try TrustedProxies(parsing: v, source: "\(source): hub.trusted_proxies") }
             if let v = h.audit_retention_days { auditRetentionDays = v }
         }
@@ -229,6 +232,8 @@ extension HubConfiguration {
         try require((tlsCertificatePath == nil) == (tlsKeyPath == nil), "hub.tls_certificate and hub.tls_key go together")
         try require(databaseStatementTimeout == .zero || (databaseStatementTimeout >= .seconds(1) && databaseStatementTimeout <= .seconds(3600)),
                     "hub.statement_timeout must be 0 (none) or 1–3600 seconds")
+        try require(outageCredentialMaxAge >= .zero && outageCredentialMaxAge <= .seconds(86_400),
+                    "hub.outage_credentials_max_age must be 0 (none) to 86400 seconds")
         try require(databaseStartTimeout >= .zero && databaseStartTimeout <= .seconds(3600), "hub.database_start_timeout must be 0–3600 seconds")
         try require((1024...(64 << 20)).contains(ingest.maxFrameBytes), "hub.max_frame_bytes must be 1024–67108864")
         try require((1024...(256 << 20)).contains(ingest.limits.maxPayloadBytes), "hub.max_payload_bytes must be 1024–268435456")
@@ -354,6 +359,7 @@ struct ConfigFile: Decodable {
         var database_start_timeout: Double?
         var trusted_proxies: [String]?
         var statement_timeout: Double?
+        var outage_credentials_max_age: Double?
         var data_dir: String?
         var auto_register: Bool?
         var id: String?
@@ -441,7 +447,7 @@ struct ConfigFile: Decodable {
                       "login_attempts_per_minute", "chartjs_path", "update_interval", "ping_interval", "session_check_interval"],
         "emergency": ["command_ttl", "acknowledge_timeout", "poll_interval", "requests_per_minute"],
         "retention": ["raw_days", "minute_rollup_days", "hour_rollup_days", "rollup_interval"],
-        "hub": ["host", "port", "database_url", "database_start_timeout", "trusted_proxies", "statement_timeout", "data_dir", "auto_register", "id", "log_level", "tls_certificate", "tls_key",
+        "hub": ["host", "port", "database_url", "database_start_timeout", "trusted_proxies", "statement_timeout", "outage_credentials_max_age", "data_dir", "auto_register", "id", "log_level", "tls_certificate", "tls_key",
                 "max_frame_bytes",
                 "max_payload_bytes", "max_samples_per_batch", "heartbeat_interval", "max_sample_age", "max_sample_future",
                 "max_metric_names_per_bot", "max_metric_names", "max_pending_bytes", "max_bytes_per_second", "max_connections", "http_idle_timeout",

@@ -33,6 +33,10 @@ public struct HubConfiguration: Sendable {
     /// PostgreSQL cancels any statement of the running hub that takes longer (`hub.statement_timeout`; 0: never);
     /// an API request whose query is cancelled gets 503. Migrations are not limited.
     public var databaseStatementTimeout: Duration = .seconds(30)
+    /// While PostgreSQL is unreachable, bot tokens, API tokens and dashboard sessions this replica verified within
+    /// this long are still accepted (`hub.outage_credentials_max_age`; 0: none): reconnecting agents, and the
+    /// break-glass emergency stop.
+    public var outageCredentialMaxAge: Duration = .seconds(900)
     /// Let unknown bots register themselves with the token they present (demo only).
     public var autoRegister = false
     /// Serve the dashboard.

@@ -14,7 +14,7 @@ import Synchronization
 /// emergency mode. `/metrics` needs no credentials, so a scraper hammering it costs the database nothing more.
 final class HubMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
-    private let batches, samples, refused, overLimit, duplicates: Counter
+    private let batches, samples, refused, overLimit, duplicates, deferred: Counter
     private let agents, pingSeconds: Gauge
     private let storeDuration, pingDuration: DurationHistogram
     private let last = Mutex(IngestCounters.Snapshot())
@@ -31,6 +31,7 @@ final class HubMetrics: Sendable {
         refused = registry.makeCounter(descriptor: .named("fleetwatch_samples_refused_total", "Samples refused (non-finite value, timestamp outside the accepted window, or metric name over the limit)"))
         overLimit = registry.makeCounter(descriptor: .named("fleetwatch_samples_over_name_limit_total", "Samples refused because their metric name was over the bot's or the fleet's name limit"))
         duplicates = registry.makeCounter(descriptor: .named("fleetwatch_duplicate_batches_total", "Batches received again and acknowledged without storing"))
+        deferred = registry.makeCounter(descriptor: .named("fleetwatch_deferred_batches_total", "Batches received while PostgreSQL was unreachable: evaluated for alerts, not acknowledged, sent again later"))
         agents = registry.makeGauge(descriptor: .named("fleetwatch_agents_connected", "Agent connections held by this replica"))
         storeDuration = registry.makeDurationHistogram(descriptor: .named("fleetwatch_batch_store_duration_seconds", "Time to store one batch in PostgreSQL"), labels: [], buckets: latencyBuckets)
         pingDuration = registry.makeDurationHistogram(descriptor: .named("fleetwatch_postgres_ping_duration_seconds", "Round trip of SELECT 1 at each scrape"), labels: [], buckets: latencyBuckets)
@@ -53,6 +54,7 @@ final class HubMetrics: Sendable {
         refused.increment(by: now.samplesRefused - before.samplesRefused)
         overLimit.increment(by: now.samplesOverNameLimit - before.samplesOverNameLimit)
         duplicates.increment(by: now.duplicates - before.duplicates)
+        deferred.increment(by: now.deferred - before.deferred)
         for (code, count) in now.closes {
             let delta = count - before.closes[code, default: 0]
             guard delta > 0 else { continue }

@@ -10,6 +10,8 @@ public final class IngestCounters: Sendable {
         /// Of `samplesRefused`, those whose metric name was over the bot's or the fleet's name limit.
         public var samplesOverNameLimit: Int64 = 0
         public var duplicates: Int64 = 0
+        /// Batches received while PostgreSQL was unreachable: evaluated, not stored, not acknowledged.
+        public var deferred: Int64 = 0
         public var closes: [UInt16: Int64] = [:]
         public init() {}
     }
@@ -49,6 +51,11 @@ public final class IngestCounters: Sendable {
     func duplicate() {
         state.withLock { $0.duplicates += 1 }
         storeSucceeded()
+    }
+
+    func deferred() {
+        state.withLock { $0.deferred += 1 }
+        storeFailed()
     }
 
     /// When the last store succeeded and failed (monotonic nanoseconds since the hub started), for readiness.

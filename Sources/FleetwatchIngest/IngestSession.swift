@@ -22,6 +22,9 @@ public final class IngestSession {
     let counters: IngestCounters?
     let onStored: (@Sendable (BotSession, ValidatedBatch) -> Void)?
     let commands: (any CommandChannel)?
+    /// Batches received while the database was unreachable and not acknowledged: the agent still holds them, and
+    /// the hub asks it to reconnect and send them again once the database is back.
+    public private(set) var deferredBatches = 0
     /// The protocol version of the hello (1 until then).
     public private(set) var protocolVersion: UInt16 = 1
 
@@ -193,7 +196,9 @@ public final class IngestSession {
             if batch.overLimitSamples > 0 {
                 logger.warning("bot \(session.botName) batch \(frame.bootEpoch)/\(frame.sequence): refused \(batch.overLimitSamples) samples of \(batch.overLimitNameCount) metric names over the bot's name limit (\(batch.overLimitNames.prefix(3).joined(separator: ", ")))")
             }
-            let outcome = try await store.store(batch, session: session)
+            // Acks are cumulative: after one deferred batch, nothing later on this connection may be acknowledged
+            // (it would acknowledge the deferred one too). The rest waits for the reconnect as well.
+            let outcome = deferredBatches > 0 ? .deferred : try await store.store(batch, session: session)
             counters?.storeTook(ContinuousClock.now - started)
             switch outcome {
             case .stored:
@@ -208,6 +213,15 @@ public final class IngestSession {
             case .leaseLost:
                 counters?.storeSucceeded()
                 return closeOutput(.close(.replaced, "another connection took over bot \(session.botName)"))
+            case .deferred:
+                // Alerts are evaluated on arrival even now; the agent keeps the batch (no ack) for the resend.
+                counters?.deferred()
+                deferredBatches += 1
+                onStored?(session, batch)
+                if deferredBatches == 1 {
+                    logger.warning("bot \(session.botName): the database is unreachable; batches are evaluated but not acknowledged until it is back")
+                }
+                return []
             }
         } catch let refused as BatchRefusedByStore {
             // This batch only: the agent drops it; other bots and readiness are unaffected.

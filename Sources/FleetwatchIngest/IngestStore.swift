@@ -13,13 +13,19 @@ public struct BotSession: Sendable, Equatable {
     public var epoch: UInt64
     /// Highest stored sequence of that epoch when the connection started (0: none).
     public var storedSequence: UInt64
+    /// Let in while the database was unreachable, on a token this replica had verified recently: it holds no
+    /// lease, nothing it sends is stored (its batches are evaluated and deferred), and it is asked to reconnect
+    /// once the database is back.
+    public var provisional: Bool
 
-    public init(botID: Int32, botName: String, connectionID: UUID, epoch: UInt64, storedSequence: UInt64) {
+    public init(botID: Int32, botName: String, connectionID: UUID, epoch: UInt64, storedSequence: UInt64,
+                provisional: Bool = false) {
         self.botID = botID
         self.botName = botName
         self.connectionID = connectionID
         self.epoch = epoch
         self.storedSequence = storedSequence
+        self.provisional = provisional
     }
 }
 
@@ -38,6 +44,9 @@ public enum StoreOutcome: Sendable, Equatable {
     case duplicate
     /// Another connection holds the bot's lease; nothing was written.
     case leaseLost
+    /// The database is unreachable: nothing was written and nothing is acknowledged; the agent keeps the batch
+    /// and sends it again when asked to reconnect. The batch was still evaluated for alerts.
+    case deferred
 }
 
 /// A batch checked by `BatchValidator` and admitted by the store: what remains to store and what was refused.

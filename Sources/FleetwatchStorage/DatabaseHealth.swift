@@ -20,8 +20,8 @@ public final class DatabaseHealth: Service, Sendable {
     let logger: Logger
     private let state = Mutex<State>(.up)
     private let listeners = Mutex<[@Sendable (State) -> Void]>([])
-    /// Tasks waiting for the database to go down (`untilDown`).
-    private let waiters = Mutex<(next: Int, continuations: [Int: CheckedContinuation<Void, Never>])>((0, [:]))
+    /// Called once when the database goes down (`untilDown`, `failFast`).
+    private let waiters = Mutex<(next: Int, callbacks: [Int: @Sendable () -> Void])>((0, [:]))
 
     public init(url: DatabaseURL, interval: Duration = .seconds(1), deadline: Duration = .seconds(2), logger: Logger) {
         self.url = url
@@ -44,21 +44,50 @@ public final class DatabaseHealth: Service, Sendable {
             w.next += 1
             return w.next
         }
+        let once = ResumeOnce<Void>()
         await withTaskCancellationHandler {
-            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-                let resumeNow = waiters.withLock { w -> Bool in
-                    if Task.isCancelled || !isUpUnlocked { return true }
-                    w.continuations[id] = c
-                    return false
-                }
-                if resumeNow { c.resume() }
+            _ = try? await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+                once.set(c)
+                if Task.isCancelled || !whenDown(id: id, { once.resume(.success(())) }) { once.resume(.success(())) }
             }
         } onCancel: {
-            waiters.withLock { $0.continuations.removeValue(forKey: id) }?.resume()
+            _ = waiters.withLock { $0.callbacks.removeValue(forKey: id) }
+            once.resume(.success(()))
         }
     }
 
-    private var isUpUnlocked: Bool { state.withLock { $0 == .up } }
+    /// Runs `body` unless the database is known to be down, and gives up on it (`DatabaseUnavailable`) the moment
+    /// the database is noticed down, without waiting for it: a pool wait or a query on a connection to a dead
+    /// server may take a minute to fail. Whatever `body` still does is left to finish or fail by itself, so it
+    /// must be safe to abandon (a batch not acknowledged is sent again and deduplicated).
+    public func failFast<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        guard case .up = current else { throw DatabaseUnavailable(state: current) }
+        let id = waiters.withLock { w -> Int in
+            w.next += 1
+            return w.next
+        }
+        let once = ResumeOnce<T>()
+        return try await withCheckedThrowingContinuation { continuation in
+            once.set(continuation)
+            let registered = whenDown(id: id) { [weak self] in once.resume(.failure(DatabaseUnavailable(state: self?.current ?? .up))) }
+            guard registered else { return once.resume(.failure(DatabaseUnavailable(state: current))) }
+            Task {
+                let result: Result<T, any Error>
+                do { result = .success(try await body()) } catch { result = .failure(error) }
+                _ = self.waiters.withLock { $0.callbacks.removeValue(forKey: id) }
+                once.resume(result)
+            }
+        }
+    }
+
+    /// Registers `callback` for the next change to down; false (not registered) if the database is down now.
+    private func whenDown(id: Int, _ callback: @escaping @Sendable () -> Void) -> Bool {
+        waiters.withLock { w -> Bool in
+            guard state.withLock({ $0 == .up }) else { return false }
+            w.callbacks[id] = callback
+            return true
+        }
+    }
 
     /// Records what a caller saw (a pool error): a failure marks the database down until the next good probe.
     public func observed(failure reason: String) {
@@ -76,11 +105,11 @@ public final class DatabaseHealth: Service, Sendable {
         }
         guard changed else { return }
         if case .down = new {
-            let waiting = waiters.withLock { w -> [CheckedContinuation<Void, Never>] in
-                defer { w.continuations = [:] }
-                return Array(w.continuations.values)
+            let waiting = waiters.withLock { w -> [@Sendable () -> Void] in
+                defer { w.callbacks = [:] }
+                return Array(w.callbacks.values)
             }
-            for c in waiting { c.resume() }
+            for callback in waiting { callback() }
         }
         switch new {
         case .up: logger.notice("PostgreSQL answers again")
@@ -159,6 +188,16 @@ public final class DatabaseHealth: Service, Sendable {
     static func describe(_ error: any Error, url: DatabaseURL) -> String {
         if let p = error as? PSQLError { return DatabaseProbe.explain(p, url: url, endpoint: url.endpoints[0]).description }
         return String(describing: error)
+    }
+}
+
+/// What `DatabaseHealth.failFast` throws while PostgreSQL is unreachable: nothing was done that the caller can
+/// count on (a batch is not acknowledged, a request answers 503).
+public struct DatabaseUnavailable: Error, CustomStringConvertible, Sendable {
+    public let state: DatabaseHealth.State
+    public var description: String {
+        if case .down(_, let reason) = state { return "PostgreSQL is unreachable: \(reason)" }
+        return "PostgreSQL is unreachable"
     }
 }
 

@@ -26,6 +26,10 @@ public actor InMemoryIngestStore: IngestStore {
 
     public func setFailing(_ value: Bool) { failing = value }
 
+    /// When set, `store` answers `.deferred` (PostgreSQL noticed down by the health probe).
+    public var deferring = false
+    public func setDeferring(_ value: Bool) { deferring = value }
+
     public func authenticate(_ hello: Hello, connectionID: UUID, hub: String) async throws -> AuthOutcome {
         guard let token = tokens[hello.botID] else { return .refused("unknown bot id") }
         guard token == hello.token else { return .refused("wrong token") }
@@ -51,6 +55,7 @@ public actor InMemoryIngestStore: IngestStore {
     public func store(_ batch: ValidatedBatch, session: BotSession) async throws -> StoreOutcome {
         struct Down: Error {}
         if failing { throw Down() }
+        if deferring { return .deferred }
         guard leases[session.botName] == session.connectionID else { return .leaseLost }
         let key = "\(session.botName)/\(batch.epoch)/\(batch.sequence)"
         guard keys.insert(key).inserted else { return .duplicate }

@@ -155,6 +155,24 @@ import Testing
         #expect(Self.closeCode(await s.handle(try Self.batch(1))) == .storageUnavailable)
     }
 
+    @Test func aDeferredBatchHoldsBackEveryLaterAckButIsEvaluated() async throws {
+        let store = InMemoryIngestStore(tokens: ["bot-1": "secret"])
+        let evaluated = Mutex<[Double]>([])
+        let s = IngestSession(configuration: IngestConfiguration(), store: store, remote: "test", logger: Logger(label: "test"),
+                              onStored: { _, batch in evaluated.withLock { $0 += batch.series.flatMap(\.values) } })
+        _ = await s.handle(Self.hello())
+        guard case .send(.ack(let ack))? = await s.handle(try Self.batch(1, values: [1])).first else { Issue.record("no ack"); return }
+        #expect(ack.sequence == 1 && ack.outcome == .stored)
+        await store.setDeferring(true)
+        #expect(await s.handle(try Self.batch(2, values: [2])).isEmpty)      // no ack, no close: the connection stays
+        await store.setDeferring(false)
+        // The database is back, but an ack of 3 would acknowledge 2 as well (acks are cumulative): 3 waits too.
+        #expect(await s.handle(try Self.batch(3, values: [3])).isEmpty)
+        #expect(s.deferredBatches == 2)
+        #expect(await store.stored.map(\.batch.sequence) == [1])
+        #expect(evaluated.withLock { $0 } == [1, 2, 3])                     // alerts saw every batch on arrival
+    }
+
     @Test func aNewerConnectionReplacesTheOlder() async throws {
         let store = InMemoryIngestStore(tokens: ["bot-1": "secret"])
         let old = Self.session(store), new = Self.session(store)

@@ -1,0 +1,119 @@
+import Crypto
+import FleetwatchIngest
+import FleetwatchProtocol
+import Foundation
+import Synchronization
+
+/// Ingest that keeps going while PostgreSQL is unreachable, without pretending anything was stored.
+///
+/// Every database step races the health probe (`DatabaseHealth.failFast`): the moment the database is noticed
+/// down, a waiting store returns `.deferred` (no ack; the agent keeps the batch) instead of hanging until the
+/// pool gives up. The connection stays open, so the bot can still be reached by an emergency stop and its
+/// batches are still evaluated for alerts. A bot that connects during the outage is let in provisionally if this
+/// replica verified the same token within `credentialMaxAge`; otherwise it is closed with 4010 and retries.
+public final class OutageIngestStore: IngestStore {
+    let inner: any IngestStore
+    let health: DatabaseHealth
+    let credentialMaxAge: Duration
+    let clock: ContinuousClock
+
+    struct Known {
+        var botID: Int32
+        var tokenDigest: [UInt8]
+        var verifiedAt: ContinuousClock.Instant
+        /// Highest acknowledged sequence of the bot's newest epoch here (stored for certain).
+        var epoch: UInt64 = 0
+        var acknowledged: UInt64 = 0
+    }
+    private let known = Mutex<[String: Known]>([:])
+
+    public init(inner: any IngestStore, health: DatabaseHealth, credentialMaxAge: Duration = .seconds(900),
+                clock: ContinuousClock = ContinuousClock()) {
+        self.inner = inner
+        self.health = health
+        self.credentialMaxAge = credentialMaxAge
+        self.clock = clock
+    }
+
+    static func digest(_ token: String) -> [UInt8] { Array(SHA256.hash(data: Data(token.utf8))) }
+
+    public func authenticate(_ hello: Hello, connectionID: UUID, hub: String) async throws -> AuthOutcome {
+        do {
+            let outcome = try await health.failFast { [inner] in try await inner.authenticate(hello, connectionID: connectionID, hub: hub) }
+            if case .accepted(let s) = outcome {
+                let now = clock.now
+                known.withLock { k in
+                    var entry = k[hello.botID] ?? Known(botID: s.botID, tokenDigest: [], verifiedAt: now)
+                    entry.botID = s.botID
+                    entry.tokenDigest = Self.digest(hello.token)
+                    entry.verifiedAt = now
+                    if entry.epoch != s.epoch || entry.acknowledged < s.storedSequence {
+                        entry.epoch = s.epoch
+                        entry.acknowledged = s.storedSequence
+                    }
+                    k[hello.botID] = entry
+                }
+            } else {
+                _ = known.withLock { $0.removeValue(forKey: hello.botID) }
+            }
+            return outcome
+        } catch let unavailable as DatabaseUnavailable {
+            return try provisional(hello, connectionID: connectionID, unavailable)
+        }
+    }
+
+    /// A session for a bot whose token this replica verified recently; the welcome's stored sequence is the
+    /// highest this replica acknowledged for that epoch (certainly stored), so the agent drops nothing unstored.
+    private func provisional(_ hello: Hello, connectionID: UUID, _ unavailable: DatabaseUnavailable) throws -> AuthOutcome {
+        let now = clock.now
+        guard let entry = known.withLock({ $0[hello.botID] }), now - entry.verifiedAt <= credentialMaxAge else {
+            throw unavailable
+        }
+        // Constant-time comparison of the digests.
+        let presented = Self.digest(hello.token)
+        guard presented.count == entry.tokenDigest.count,
+              zip(presented, entry.tokenDigest).reduce(UInt8(0), { $0 | ($1.0 ^ $1.1) }) == 0 else {
+            return .refused("wrong token (checked against the token this replica verified before the database became unreachable)")
+        }
+        return .accepted(BotSession(botID: entry.botID, botName: hello.botID, connectionID: connectionID, epoch: hello.bootEpoch,
+                                    storedSequence: entry.epoch == hello.bootEpoch ? entry.acknowledged : 0, provisional: true))
+    }
+
+    public func admit(_ batch: ValidatedBatch, session: BotSession) async throws -> ValidatedBatch {
+        guard !session.provisional else { return batch }
+        do {
+            return try await health.failFast { [inner] in try await inner.admit(batch, session: session) }
+        } catch is DatabaseUnavailable {
+            return batch
+        }
+    }
+
+    public func store(_ batch: ValidatedBatch, session: BotSession) async throws -> StoreOutcome {
+        guard !session.provisional else { return .deferred }
+        let outcome: StoreOutcome
+        do {
+            outcome = try await health.failFast { [inner] in try await inner.store(batch, session: session) }
+        } catch is DatabaseUnavailable {
+            return .deferred
+        }
+        if outcome == .stored || outcome == .duplicate {
+            known.withLock { k in
+                guard var entry = k[session.botName] else { return }
+                if entry.epoch != batch.epoch { entry.epoch = batch.epoch; entry.acknowledged = 0 }
+                entry.acknowledged = max(entry.acknowledged, batch.sequence)
+                k[session.botName] = entry
+            }
+        }
+        return outcome
+    }
+
+    public func release(_ session: BotSession) async {
+        guard !session.provisional, health.isUp else { return }
+        _ = try? await health.failFast { [inner] in await inner.release(session) }
+    }
+
+    /// Forgets `bot`'s verified token (revoked or rotated).
+    public func forget(bot: String) {
+        _ = known.withLock { $0.removeValue(forKey: bot) }
+    }
+}
