@@ -34,7 +34,9 @@ struct Harness: Sendable {
 
     /// A hub process; `config` is JSON written to a file and passed with --config.
     func hub(_ db: TestDatabase, port: Int, name: String, config: String? = nil, databaseURL: String? = nil) throws -> ChildProcess {
-        var args = ["serve", "--database-url", databaseURL ?? db.url.urlString, "--port", "\(port)", "--hub-id", name, "--log-level", "notice"]
+        // Each replica its own data directory (its break-glass journal), the same one again when restarted.
+        var args = ["serve", "--database-url", databaseURL ?? db.url.urlString, "--port", "\(port)", "--hub-id", name, "--log-level", "notice",
+                    "--data-dir", "\(logDir)/\(db.url.database)-\(name)-data"]
         if let config {
             let path = "\(logDir)/\(db.url.database)-\(name).json"
             try config.write(toFile: path, atomically: true, encoding: .utf8)

@@ -15,6 +15,10 @@ struct AuthMiddleware: RouterMiddleware {
     let sessions: Sessions
     let refusals: RefusalAudit
     let logger: Logger
+    /// While PostgreSQL is unreachable, credentials verified recently are accepted from here (only the
+    /// break-glass routes get this far then: `DatabaseGate` answers 503 for the rest).
+    var health: DatabaseHealth?
+    var recent = VerifiedCredentials(maxAge: .zero)
 
     static let sessionCookie = "fw_session"
     static let csrfHeader = HTTPField.Name("X-CSRF-Token")!
@@ -28,14 +32,20 @@ struct AuthMiddleware: RouterMiddleware {
         let action = "\(request.method.rawValue) \(request.uri.path)"
         var context = context
         if let token = Self.bearer(request) {
-            guard let principal = try await lookup({ try await tokens.principal(token: token) }) else {
+            let cached = { [recent] in recent.recent("token", token).map(\.principal) }
+            guard let principal = try await lookup({ try await tokens.principal(token: token) }, cached: cached,
+                                                   remember: { recent.remember("token", token, principal: $0) },
+                                                   forget: { recent.forget("token", token) }) else {
                 if changes { await refusals.refused(context.actor, action: action, bot: Self.bot(request), detail: "invalid or revoked token") }
                 throw HTTPError(.unauthorized, headers: [.wwwAuthenticate: "Bearer realm=\"fleetwatch\", error=\"invalid_token\""],
                                 message: "the API token is unknown or revoked")
             }
             context.principal = principal
         } else if let secret = request.cookies[Self.sessionCookie]?.value {
-            guard let session = try await lookup({ try await sessions.session(secret: secret) }) else {
+            let cached = { [recent] in recent.recent("session", secret)?.session }
+            guard let session = try await lookup({ try await sessions.session(secret: secret) }, cached: cached,
+                                                 remember: { recent.remember("session", secret, principal: .init(name: $0.user, role: $0.role), session: $0) },
+                                                 forget: { recent.forget("session", secret) }) else {
                 if changes { await refusals.refused(context.actor, action: action, bot: Self.bot(request), detail: "session ended") }
                 throw HTTPError(.unauthorized, message: "your session has ended: sign in again at /login")
             }
@@ -57,12 +67,22 @@ struct AuthMiddleware: RouterMiddleware {
         return try await next(request, context)
     }
 
-    private func lookup<T: Sendable>(_ body: () async throws -> T?) async throws -> T? {
+    /// Checks credentials in PostgreSQL; while it is unreachable, against what this replica verified recently.
+    private func lookup<T: Sendable>(_ body: @escaping @Sendable () async throws -> T?, cached: () -> T?,
+                                     remember: (T) -> Void, forget: () -> Void) async throws -> T? {
         do {
-            return try await body()
+            let found: T?
+            if let health { found = try await health.failFast(body) } else { found = try await body() }
+            if let found { remember(found) } else { forget() }
+            return found
         } catch {
+            if let found = cached() {
+                logger.warning("database unreachable: credentials accepted as verified by this replica within hub.outage_credentials_max_age")
+                return found
+            }
             logger.error("cannot check credentials: \(String(reflecting: error))")
-            throw HTTPError(.serviceUnavailable, message: "database unavailable")
+            throw HTTPError(.serviceUnavailable, headers: [.retryAfter: "5"],
+                            message: "the database is unreachable and these credentials were not verified by this replica recently (hub.outage_credentials_max_age); retry shortly")
         }
     }
 

@@ -26,21 +26,41 @@ struct LedgerCommandChannel: CommandChannel {
     let alerts: EmergencyAlerts
     let hubID: String
     let frameTTL: Duration
+    /// Break-glass commands (taken while the database was unreachable) and the health probe: ledger calls give
+    /// up the moment the database is noticed down, so a connection's messages never wait on a dead pool.
+    var breakGlass: BreakGlass?
+
+    private func ledgerCall<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        guard let breakGlass else { return try await body() }
+        return try await breakGlass.health.failFast(body)
+    }
 
     func commandsOnConnect(_ session: BotSession) async throws -> [CommandFrame] {
         let now = CommandDispatcher.nowMs()
-        return try await ledger.takeOnConnect(botID: session.botID, hub: hubID).map { $0.frame(nowMs: now, ttlMs: CommandDispatcher.ms(frameTTL)) }
+        var journalled: [CommandFrame] = []
+        if let b = breakGlass { journalled = await b.journal.unfinished(bot: session.botName).map { b.frame($0) } }
+        if session.provisional { return journalled }
+        do {
+            let ids = Set(journalled.map { (frame: CommandFrame) in frame.commandID })
+            let fromLedger = try await ledgerCall { [ledger, hubID] in try await ledger.takeOnConnect(botID: session.botID, hub: hubID) }
+            return journalled + fromLedger.map { $0.frame(nowMs: now, ttlMs: CommandDispatcher.ms(frameTTL)) }.filter { !ids.contains($0.commandID) }
+        } catch where !journalled.isEmpty {
+            return journalled
+        }
     }
 
     func record(_ result: CommandResultFrame, session: BotSession) async throws {
-        try await ledger.record(result, botID: session.botID, connectionID: session.connectionID)
+        if let journal = breakGlass?.journal, try await journal.record(result) { return }
+        _ = try await ledgerCall { [ledger] in try await ledger.record(result, botID: session.botID, connectionID: session.connectionID) }
     }
 
     /// Records the declaration (only from the connection holding the bot's lease) and confirms it with the
     /// steps the hub holds the bot to: no liquidation unless the bot allows it.
     func declare(_ declaration: EmergencyDeclaration, session: BotSession) async throws -> CommandFrame? {
-        let declared = try await ledger.recordDeclaration(declaration, botID: session.botID, botName: session.botName,
-                                                          connectionID: session.connectionID, hub: hubID)
+        let declared = try await ledgerCall { [ledger, hubID] in
+            try await ledger.recordDeclaration(declaration, botID: session.botID, botName: session.botName,
+                                               connectionID: session.connectionID, hub: hubID)
+        }
         guard declared.leaseHeld else { return nil }
         if declared.recorded, let id = UUID(bytes: declaration.commandID), let record = try await ledger.command(id: id),
            record.bot == session.botName {

@@ -12,6 +12,8 @@ public struct CommandRoutes: Sendable {
     let alerts: EmergencyAlerts
     let limiter: RequestLimiter
     let logger: Logger
+    /// The stop while the database is unreachable; nil: none (the request gets 503).
+    var breakGlass: BreakGlass?
 
     /// The JSON body of `POST /api/control/emergency-stop` and `POST /api/bots/{bot}/emergency-stop`.
     public struct StopRequest: Decodable, Sendable {
@@ -70,6 +72,8 @@ public struct CommandRoutes: Sendable {
             guard let id = UUID(uuidString: try context.parameters.require("id")) else {
                 throw HTTPError(.badRequest, message: "a command id is a UUID")
             }
+            // A break-glass command is shown from this replica's journal until the ledger has it.
+            if let entry = await breakGlass?.journal.entry(id: id) { return entry.record }
             guard let record = try await ledger.command(id: id) else { throw HTTPError(.notFound, message: "no command \(id)") }
             return record
         }
@@ -98,8 +102,25 @@ public struct CommandRoutes: Sendable {
         }
         try await limit(context, bot: bot, action: "emergency_stop")
         let reason = try checkedReason(body.reason, context: context, bot: bot, action: "emergency_stop")
-        let outcome = try await ledger.requestStop(bot: bot, actor: context.actor, origin: "operator", reason: reason,
-                                                   liquidate: body.liquidate ?? false, idempotencyKey: try idempotencyKey(request))
+        let key = try idempotencyKey(request)
+        let outcome: CommandRequestOutcome
+        if let breakGlass {
+            do {
+                guard !breakGlass.databaseDown else { throw DatabaseUnavailable(state: breakGlass.health.current) }
+                outcome = try await breakGlass.health.failFast { [ledger, actor = context.actor] in
+                    try await ledger.requestStop(bot: bot, actor: actor, origin: "operator", reason: reason,
+                                                 liquidate: body.liquidate ?? false, idempotencyKey: key)
+                }
+            } catch is DatabaseUnavailable {
+                // Break glass: this replica journals the stop and sends it to the bot itself.
+                outcome = try await breakGlass.stop(bot: bot, actor: context.actor, origin: "operator", reason: reason,
+                                                    liquidate: body.liquidate ?? false, idempotencyKey: key)
+                return try await respond(outcome, bot: bot, action: "emergency_stop", context: context)
+            }
+        } else {
+            outcome = try await ledger.requestStop(bot: bot, actor: context.actor, origin: "operator", reason: reason,
+                                                   liquidate: body.liquidate ?? false, idempotencyKey: key)
+        }
         if case .created(let record) = outcome { await alerts.latched(record) }
         return try await respond(outcome, bot: bot, action: "emergency_stop", context: context)
     }

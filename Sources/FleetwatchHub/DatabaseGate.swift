@@ -12,7 +12,7 @@ struct DatabaseGate: RouterMiddleware {
     struct DatabaseDown: Error {}
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard Self.needsDatabase(request.uri.path) else { return try await next(request, context) }
+        guard Self.needsDatabase(request.uri.path), !Self.breaksGlass(request) else { return try await next(request, context) }
         if case .down(let since, _) = health.current { throw Self.unavailable(since: since) }
         do {
             // The route in a child task, racing the health probe: if the database goes down first, the route is
@@ -41,6 +41,17 @@ struct DatabaseGate: RouterMiddleware {
         let seconds = max(0, Int(Date().timeIntervalSince(since).rounded()))
         return HTTPError(.serviceUnavailable, headers: [.retryAfter: "5"],
                          message: "the database is unreachable (for \(seconds) s); this replica keeps trying — retry shortly")
+    }
+
+    /// The emergency stop and reading a command's state work without the database (`BreakGlass`).
+    static func breaksGlass(_ request: Request) -> Bool {
+        let parts = request.uri.path.split(separator: "/", omittingEmptySubsequences: true)
+        switch (request.method, parts.count) {
+        case (.post, 4): return parts[0] == "api" && parts[1] == "bots" && parts[3] == "emergency-stop"
+        case (.post, 3): return parts[0] == "api" && parts[1] == "control" && parts[2] == "emergency-stop"
+        case (.get, 3): return parts[0] == "api" && parts[1] == "commands"
+        default: return false
+        }
     }
 
     static func needsDatabase(_ path: String) -> Bool {

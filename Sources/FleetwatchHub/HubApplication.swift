@@ -72,7 +72,10 @@ public struct HubApplication: Sendable {
         if configuration.dashboardEnabled { try await createFirstAdmin(client: client) }
         let audit = AuditLog(client: client, logger: logger)
         let refusals = RefusalAudit(audit: audit)
-        let app = try makeApplication(client: client, store: ingestStore, alerting: alerting, ledger: ledger, connections: connections,
+        let journal = try BreakGlassJournal(directory: "\(configuration.dataDirectory)/break-glass/\(configuration.ingest.hubID)", logger: logger)
+        let breakGlass = BreakGlass(journal: journal, connections: connections, health: health, hubID: configuration.ingest.hubID,
+                                    frameTTL: configuration.emergency.frameTTL, logger: logger)
+        let app = try makeApplication(client: client, store: ingestStore, breakGlass: breakGlass, alerting: alerting, ledger: ledger, connections: connections,
                                       metrics: metrics, live: live, publisher: publisher, viewers: viewers, audit: audit,
                                       refusals: refusals, health: health, onListening: onListening)
         // Every notification channel on one LISTEN connection.
@@ -100,7 +103,7 @@ public struct HubApplication: Sendable {
             },
             // A bot's lease moved to a new connection: its older connections, here or on another replica, end (4007).
             .init(channel: PostgresIngestStore.leaseChannel) { payload in
-                if let (bot, id) = PostgresIngestStore.leaseMove(payload) { await connections.replaced(bot: bot, by: id) }
+                if let (bot, id, hub) = PostgresIngestStore.leaseMove(payload) { await connections.replaced(bot: bot, by: id, hub: hub) }
             },
             // A command was written: the replica holding the bot sends it.
             .init(channel: CommandLedger.channel) { _ in wakeDispatcher.yield() },
@@ -131,6 +134,7 @@ public struct HubApplication: Sendable {
         services.append(.init(service: CommandDispatcher(ledger: ledger, connections: connections, wakes: commandWakes,
                                                          hubID: configuration.ingest.hubID, configuration: configuration.emergency,
                                                          logger: logger)))
+        services.append(.init(service: BreakGlassReconciler(journal: journal, ledger: ledger, health: health, hubID: configuration.ingest.hubID)))
         services.append(.init(service: CommandWatchdog(ledger: ledger, alerts: alerting.emergencyAlerts,
                                                        configuration: configuration.emergency, logger: logger)))
         services.append(.init(service: app))
@@ -143,7 +147,7 @@ public struct HubApplication: Sendable {
         logger.info("hub stopped")
     }
 
-    func makeApplication(client: PostgresClient, store: any IngestStore, alerting: Alerting, ledger: CommandLedger,
+    func makeApplication(client: PostgresClient, store: any IngestStore, breakGlass: BreakGlass? = nil, alerting: Alerting, ledger: CommandLedger,
                          connections: LiveConnections, metrics: HubMetrics, live: LiveFleet, publisher: LivePublisher,
                          viewers: ViewerRegistry, audit: AuditLog, refusals: RefusalAudit, health: DatabaseHealth,
                          onListening: @escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol {
@@ -153,7 +157,8 @@ public struct HubApplication: Sendable {
         router.add(middleware: ForwardedHeaders(trusted: configuration.http.trustedProxies, directTLS: configuration.tlsCertificatePath != nil))
         router.add(middleware: APIErrors(logger: logger))
         router.add(middleware: DatabaseGate(health: health))
-        router.add(middleware: AuthMiddleware(tokens: tokens, sessions: sessions, refusals: refusals, logger: logger))
+        router.add(middleware: AuthMiddleware(tokens: tokens, sessions: sessions, refusals: refusals, logger: logger,
+                                              health: health, recent: VerifiedCredentials(maxAge: configuration.outageCredentialMaxAge)))
         let fleet = FleetView(client: client, live: live, staleAfter: configuration.ingest.heartbeatInterval * 3, logger: logger)
         HubRoutes(client: client, counters: counters, fleet: fleet, health: health, logger: logger).register(on: router)
         let gate = ViewerGate(tokens: tokens, sessions: sessions, allowedOrigins: configuration.dashboard.allowedOrigins)
@@ -185,9 +190,10 @@ public struct HubApplication: Sendable {
         ThresholdRoutes(client: client, logger: logger).register(on: router)
         MetricsRoutes(client: client, fleet: fleet, logger: logger).register(on: router)
         CommandRoutes(ledger: ledger, audit: audit, refusals: refusals, alerts: alerting.emergencyAlerts,
-                      limiter: RequestLimiter(perMinute: configuration.emergency.requestsPerMinute), logger: logger).register(on: router)
+                      limiter: RequestLimiter(perMinute: configuration.emergency.requestsPerMinute), logger: logger,
+                      breakGlass: breakGlass).register(on: router)
         let commands = LedgerCommandChannel(ledger: ledger, alerts: alerting.emergencyAlerts, hubID: configuration.ingest.hubID,
-                                            frameTTL: configuration.emergency.frameTTL)
+                                            frameTTL: configuration.emergency.frameTTL, breakGlass: breakGlass)
         // Only what was stored: series over the bot's name limit are gone from `batch` already.
         let engine = alerting.engine, nameLimits = alerting.nameLimits
         let onStored: @Sendable (BotSession, ValidatedBatch) -> Void = { session, batch in

@@ -51,10 +51,22 @@ actor LiveConnections {
         return entries.count
     }
 
-    /// `bot`'s lease moved to `connectionID` (on this replica or another): every other connection of the bot
-    /// here is closed with 4007 and stops counting for the bot.
+    /// The replica that last took each bot's lease (from the lease notifications), for the break-glass stop's
+    /// answer while the database is unreachable.
+    private var lastKnownHub: [String: String] = [:]
+
+    func lastKnownHolder(of bot: String) -> String? { lastKnownHub[bot] }
+
+    /// `bot`'s newest connection here, if any.
+    func newest(bot: String) -> (botID: Int32, connectionID: UUID)? {
+        byBot[bot]?.last.map { ($0.botID, $0.connectionID) }
+    }
+
+    /// `bot`'s lease moved to `connectionID` (on this replica or another, `hub`): every other connection of the
+    /// bot here is closed with 4007 and stops counting for the bot.
     @discardableResult
-    func replaced(bot: String, by connectionID: UUID) -> Int {
+    func replaced(bot: String, by connectionID: UUID, hub: String? = nil) -> Int {
+        if let hub { lastKnownHub[bot] = hub }
         guard let entries = byBot[bot] else { return 0 }
         let stale = entries.filter { $0.connectionID != connectionID }
         stale.forEach { $0.close(.replaced, "another connection took over bot \(bot)") }

@@ -30,6 +30,12 @@ public enum SecretFile {
             unlink(temporary)
             throw Failure(description: "cannot move \(temporary) to \(path): \(String(cString: strerror(errno)))")
         }
+        // The rename itself survives a power cut only once the directory is synced.
+        let dir = open(directory.isEmpty ? "." : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if dir >= 0 {
+            fsync(dir)
+            close(dir)
+        }
     }
 
     /// Creates `path` (and missing parents) with mode 0700 if it does not exist.

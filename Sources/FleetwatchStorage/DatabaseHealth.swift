@@ -195,6 +195,7 @@ public final class DatabaseHealth: Service, Sendable {
 /// count on (a batch is not acknowledged, a request answers 503).
 public struct DatabaseUnavailable: Error, CustomStringConvertible, Sendable {
     public let state: DatabaseHealth.State
+    public init(state: DatabaseHealth.State) { self.state = state }
     public var description: String {
         if case .down(_, let reason) = state { return "PostgreSQL is unreachable: \(reason)" }
         return "PostgreSQL is unreachable"

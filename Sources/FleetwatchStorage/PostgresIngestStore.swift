@@ -6,17 +6,17 @@ import PostgresNIO
 
 /// Ingest storage in PostgreSQL: bot authentication and leases, and exactly-once batch storage.
 public final class PostgresIngestStore: IngestStore {
-    /// NOTIFY channel of lease moves; the payload is `CONNECTION-ID<TAB>BOT` (see `leaseMove(_:)`).
+    /// NOTIFY channel of lease moves; the payload is `CONNECTION-ID<TAB>BOT<TAB>HUB` (see `leaseMove(_:)`).
     public static let leaseChannel = "fleetwatch_leases"
 
     /// NOTIFY channel of a bot's changed metric-name limit; the payload is the bot's row id.
     public static let metricLimitChannel = "fleetwatch_metric_limits"
 
-    /// The (bot, new connection) of a lease-move notification, nil for anything else.
-    public static func leaseMove(_ payload: String) -> (bot: String, connectionID: UUID)? {
-        let parts = payload.split(separator: "\t", maxSplits: 1)
-        guard parts.count == 2, let id = UUID(uuidString: String(parts[0])) else { return nil }
-        return (String(parts[1]), id)
+    /// The (bot, new connection, replica holding it) of a lease-move notification, nil for anything else.
+    public static func leaseMove(_ payload: String) -> (bot: String, connectionID: UUID, hub: String?)? {
+        let parts = payload.split(separator: "\t", maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count >= 2, let id = UUID(uuidString: String(parts[0])) else { return nil }
+        return (String(parts[1]), id, parts.count == 3 ? String(parts[2]) : nil)
     }
 
     let client: PostgresClient
@@ -72,7 +72,7 @@ public final class PostgresIngestStore: IngestStore {
                 WHERE id = \(botID)
                 RETURNING name)
             SELECT (SELECT connection_id FROM old), (SELECT connected_hub FROM old),
-                   (SELECT count(pg_notify(\(Self.leaseChannel), \(connectionID.uuidString) || chr(9) || name)) FROM moved)
+                   (SELECT count(pg_notify(\(Self.leaseChannel), \(connectionID.uuidString) || chr(9) || name || chr(9) || \(hub))) FROM moved)
             """, logger: logger).decode((UUID?, String?, Int64).self).first { _ in true }.map { ($0.0, $0.1) }
         if let (oldConnection, oldHub) = previous, let oldConnection {
             logger.notice("bot \(hello.botID): new connection \(connectionID) replaces \(oldConnection) held by \(oldHub ?? "?")")

@@ -170,3 +170,37 @@ extension CommandLedger {
         return out
     }
 }
+
+extension CommandLedger {
+    /// Writes a command taken during a database outage (`BreakGlassJournal`) to the ledger: the command as sent
+    /// (state delivered, its steps follow through `record`), the bot latched in emergency mode, and the audit rows
+    /// of the request and the delivery. Idempotent by the command's id: a second call writes nothing.
+    public func importBreakGlass(_ entry: BreakGlassJournal.Entry, hub: String) async throws {
+        let r = entry.record
+        let hash = Self.requestHash(bot: r.bot, kind: r.kind, reason: r.reason, liquidate: r.liquidate)
+        let note = "taken by \(hub) while the database was unreachable (break glass); written to the ledger when it answered again"
+        try await client.query("""
+            WITH b AS (SELECT id FROM bots WHERE name = \(r.bot) FOR UPDATE),
+            ins AS (
+                INSERT INTO commands (id, bot_id, kind, origin, issued_by, reason, actions, liquidate, liquidation_requested,
+                                      liquidation_refused, idempotency_key, request_hash, remote, state, created_at,
+                                      delivered_at, last_delivered_at, delivered_by, deliveries)
+                SELECT \(r.id), b.id, \(r.kind), \(r.origin), \(r.issuedBy), \(r.reason), \(Int16(entry.actions)), \(r.liquidate),
+                       \(r.liquidationRequested), \(r.liquidationRefused), \(entry.idempotencyKey), \(hash), \(entry.remote),
+                       'delivered', \(r.createdAt), \(r.deliveredAt ?? r.createdAt), \(r.deliveredAt ?? r.createdAt), \(hub), \(Int32(max(r.deliveries, 1)))
+                FROM b
+                ON CONFLICT DO NOTHING
+                RETURNING id, bot_id),
+            latch AS (UPDATE bots SET emergency_command_id = ins.id, emergency_since = COALESCE(emergency_since, \(r.createdAt))
+                      FROM ins WHERE bots.id = ins.bot_id AND \(r.kind) = 'emergency_stop' RETURNING 1),
+            audit AS (INSERT INTO audit_log (at, actor, actor_kind, action, outcome, bot, command_id, remote, detail)
+                      SELECT \(r.createdAt), \(r.issuedBy), \(entry.actorKind), \(r.kind + ".requested"), 'ok', \(r.bot), ins.id, \(entry.remote),
+                             \(r.reason) FROM ins
+                      UNION ALL
+                      SELECT \(r.deliveredAt ?? r.createdAt), \(hub), 'hub', 'command.delivered', 'ok', \(r.bot), ins.id, NULL, \(note) FROM ins
+                      RETURNING 1)
+            SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM latch), (SELECT count(*) FROM audit)
+            """, logger: logger)
+        logger.notice("break-glass command \(r.id) of \(r.bot) written to the ledger")
+    }
+}

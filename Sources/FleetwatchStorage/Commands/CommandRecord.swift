@@ -57,6 +57,15 @@ public struct CommandRecord: Sendable, Equatable, Codable {
 
     /// Whether the command has ended.
     public var isFinal: Bool { state == "completed" || state == "failed" }
+
+    /// A command taken by a replica while the database was unreachable (`BreakGlassJournal`): an emergency stop
+    /// without liquidation, sent by `hub` at `at`.
+    public static func breakGlass(bot: String, origin: String, issuedBy: String, reason: String, hub: String, at: Date) -> CommandRecord {
+        CommandRecord(id: UUID(), bot: bot, kind: "emergency_stop", origin: origin, issuedBy: issuedBy, reason: reason,
+                      liquidate: false, liquidationRequested: false, liquidationRefused: nil, state: "delivered", detail: nil,
+                      createdAt: at, deliveredAt: at, acknowledgedAt: nil, completedAt: nil, failedAt: nil, deliveries: 1,
+                      deliveredBy: hub, steps: [])
+    }
 }
 
 /// What an emergency-stop or resume request did.

@@ -1,0 +1,79 @@
+import FleetwatchProtocol
+import FleetwatchStorage
+import Foundation
+import Hummingbird
+import Logging
+import ServiceLifecycle
+
+/// The emergency stop while PostgreSQL is unreachable ("break glass"): the replica holding the bot's connection
+/// journals the command on its own disk (synced) and sends it at once; the bot's step results go to the same
+/// journal and are shown by `GET /api/commands/{id}`; `BreakGlassReconciler` writes it all to the ledger once the
+/// database answers. No liquidation (whether the bot allows it lives in the database), no resume.
+struct BreakGlass: Sendable {
+    let journal: BreakGlassJournal
+    let connections: LiveConnections
+    let health: DatabaseHealth
+    let hubID: String
+    let frameTTL: Duration
+    let logger: Logger
+
+    var databaseDown: Bool { !health.isUp }
+
+    func stop(bot: String, actor: Actor, origin: String, reason: String, liquidate: Bool,
+              idempotencyKey: String?) async throws -> CommandRequestOutcome {
+        if let idempotencyKey, let earlier = await journal.entry(issuedBy: actor.name, idempotencyKey: idempotencyKey) {
+            return earlier.record.bot == bot && earlier.record.reason == reason ? .existing(earlier.record) : .idempotencyConflict
+        }
+        guard !liquidate else {
+            throw HTTPError(.conflict, message: "the database is unreachable: whether \(bot) may liquidate is not known here, so a stop during the outage never liquidates; send it without \"liquidate\"")
+        }
+        guard let (botID, connectionID) = await connections.newest(bot: bot) else {
+            let holder = await connections.lastKnownHolder(of: bot)
+            throw HTTPError(.serviceUnavailable, headers: [.retryAfter: "5"],
+                            message: "the database is unreachable and bot \(bot) is not connected to this replica (\(hubID)): send the stop to the replica holding its connection"
+                                + (holder.map { " (last known: \($0))" } ?? " (none known here)"))
+        }
+        let now = Date()
+        let record = CommandRecord.breakGlass(bot: bot, origin: origin, issuedBy: actor.name, reason: reason, hub: hubID, at: now)
+        let entry = BreakGlassJournal.Entry(record: record, botID: botID, actorKind: actor.kind.rawValue, remote: actor.remote,
+                                            idempotencyKey: idempotencyKey, actions: CommandFrame.Actions.emergencyStop.rawValue)
+        do {
+            try await journal.add(entry)
+        } catch {
+            logger.error("break-glass stop of \(bot) not journalled: \(error)")
+            throw HTTPError(.internalServerError, message: "the stop could not be written to this replica's disk (see its log); nothing was sent to \(bot)")
+        }
+        let sent = await connections.send(.command(frame(entry)), to: bot, connection: connectionID)
+        logger.critical("BREAK GLASS: emergency stop of \(bot) by \(actor.kind.rawValue) \(actor.name) while the database is unreachable (command \(record.id), \(sent ? "sent" : "connection gone: sent when it reconnects")): \(reason)")
+        return .created(record)
+    }
+
+    func frame(_ entry: BreakGlassJournal.Entry) -> CommandFrame {
+        let now = CommandDispatcher.nowMs()
+        return CommandFrame(commandID: entry.record.id.bytes, botID: entry.record.bot,
+                            issuedAtMs: UInt64(max(0, entry.record.createdAt.timeIntervalSince1970 * 1000)),
+                            expiresAtMs: now + CommandDispatcher.ms(frameTTL), actions: CommandFrame.Actions(rawValue: entry.actions),
+                            reason: entry.record.reason)
+    }
+}
+
+/// Writes break-glass commands to the ledger whenever the database answers (and at start, for a journal left by
+/// a replica that was killed).
+struct BreakGlassReconciler: Service {
+    let journal: BreakGlassJournal
+    let ledger: CommandLedger
+    let health: DatabaseHealth
+    let hubID: String
+    var interval: Duration = .seconds(1)
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                if health.isUp, await !journal.pending.isEmpty {
+                    _ = await journal.reconcile(into: ledger, hub: hubID)
+                }
+                try? await Task.sleep(for: interval)
+            }
+        }
+    }
+}
