@@ -64,6 +64,8 @@ struct BreakGlassReconciler: Service {
     let ledger: CommandLedger
     let health: DatabaseHealth
     let hubID: String
+    /// Alert transitions notified during the outage, written to the alert table as well.
+    var alerts: OutageAlertStore?
     var interval: Duration = .seconds(1)
 
     func run() async throws {
@@ -72,6 +74,7 @@ struct BreakGlassReconciler: Service {
                 if health.isUp, await !journal.pending.isEmpty {
                     _ = await journal.reconcile(into: ledger, hub: hubID)
                 }
+                if health.isUp, let alerts, alerts.waiting > 0 { await alerts.reconcile() }
                 try? await Task.sleep(for: interval)
             }
         }

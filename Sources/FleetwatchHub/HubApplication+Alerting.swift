@@ -1,9 +1,11 @@
 import FleetwatchAlerting
 import FleetwatchNotify
+import FleetwatchProtocol
 import FleetwatchStorage
 import Logging
 import PostgresNIO
 import ServiceLifecycle
+import Synchronization
 
 extension HubApplication {
     /// The alerting pieces of one replica.
@@ -16,9 +18,26 @@ extension HubApplication {
         let nameLimits: NameLimitAlerts
         /// The alert store when alerting is on (health check, name limits).
         let alertStore: (any AlertStore)?
+        /// Transitions notified while the database was unreachable, for the table once it answers.
+        var outage: OutageAlertStore? = nil
+        /// Where automatic shutdowns go while the database is unreachable (set once the replica's journal is open).
+        var breakGlass = BreakGlassBox()
     }
 
-    func makeAlerting(client: PostgresClient, metrics: HubMetrics? = nil) -> Alerting {
+    /// The break-glass stop, known after alerting is built.
+    final class BreakGlassBox: Sendable {
+        private let value = Mutex<BreakGlass?>(nil)
+        func set(_ b: BreakGlass) { value.withLock { $0 = b } }
+        var current: BreakGlass? { value.withLock { $0 } }
+    }
+
+    /// This replica's own directory for what it must keep through a database outage (break-glass journal,
+    /// alert transitions).
+    static func outageDirectory(_ configuration: HubConfiguration) -> String {
+        "\(configuration.dataDirectory)/break-glass/\(configuration.ingest.hubID)"
+    }
+
+    func makeAlerting(client: PostgresClient, metrics: HubMetrics? = nil, health: DatabaseHealth? = nil) -> Alerting {
         let a = configuration.alerts
         let feed = AlertFeed()
         var notifiers: [any Notifier] = []
@@ -44,11 +63,18 @@ extension HubApplication {
         }
         notifiers += alertHandlers
         let dispatcher = Dispatcher(notifiers: notifiers,
-                                    ledger: PostgresNotificationLedger(client: client, hubID: configuration.ingest.hubID, logger: logger,
-                                                                      metrics: metrics),
+                                    ledger: FailFastNotificationLedger(inner: PostgresNotificationLedger(client: client, hubID: configuration.ingest.hubID,
+                                                                                                         logger: logger, metrics: metrics),
+                                                                       health: health),
                                     logger: logger)
-        let store = PostgresAlertStore(client: client, logger: logger)
-        let profiles = PostgresProfileSource(client: client, logger: logger)
+        let tableStore = PostgresAlertStore(client: client, logger: logger)
+        let outageDirectory = Self.outageDirectory(configuration)
+        try? SecretFile.privateDirectory(outageDirectory)
+        let outage = health.map { [logger = self.logger] in
+            OutageAlertStore(inner: tableStore, health: $0, path: "\(outageDirectory)/alert-transitions.pending", logger: logger)
+        }
+        let store: any AlertStore = outage ?? tableStore
+        let profiles = FailFastProfiles(inner: PostgresProfileSource(client: client, logger: logger), health: health)
         var cooldowns = Cooldowns()
         cooldowns.infoMs = Int64(a.cooldownInfo * 1000)
         cooldowns.warningMs = Int64(a.cooldownWarning * 1000)
@@ -58,13 +84,20 @@ extension HubApplication {
         let ledger = CommandLedger(client: client, logger: logger)
         let logger = self.logger
         let hubID = configuration.ingest.hubID
+        let breakGlass = BreakGlassBox()
         // Automatic emergency shutdown: a rule with `emergencyStop` fired on this replica (exactly one replica
         // opens an alert), so this replica writes the stop into the ledger, with the rule as the issuer.
         let autoStop: @Sendable (String, Rule, Double) async -> Void = { bot, rule, value in
             let reason = "\(rule.summary) (value \(AlertEvent.format(value)), limit \(AlertEvent.format(rule.limit)))"
+            let actor = Actor(name: rule.id, kind: .rule, remote: hubID)
             do {
-                let outcome = try await ledger.requestStop(bot: bot, actor: Actor(name: rule.id, kind: .rule, remote: hubID),
-                                                           origin: "rule", reason: reason, liquidate: false)
+                let outcome: CommandRequestOutcome
+                if let glass = breakGlass.current, !glass.health.isUp {
+                    // The database is unreachable: the same break-glass path as an operator's stop.
+                    outcome = try await glass.stop(bot: bot, actor: actor, origin: "rule", reason: reason, liquidate: false, idempotencyKey: nil)
+                } else {
+                    outcome = try await ledger.requestStop(bot: bot, actor: actor, origin: "rule", reason: reason, liquidate: false)
+                }
                 if case .created(let record) = outcome {
                     logger.critical("automatic emergency shutdown of \(bot): \(reason) (command \(record.id))")
                     await emergencyAlerts.latched(record)
@@ -74,7 +107,7 @@ extension HubApplication {
             }
         }
         let engine = a.enabled
-            ? AlertEngine(store: store, sink: dispatcher, profiles: { try await profiles.profile(bot: $0) }, cooldowns: cooldowns,
+            ? AlertEngine(store: store, sink: dispatcher, profiles: { try await profiles.profile($0) }, cooldowns: cooldowns,
                           noDataRule: SilentBotWatcher.rule, noDataMs: noDataMs, logger: logger, emergency: autoStop)
             : nil
         let watcher = a.enabled
@@ -85,7 +118,7 @@ extension HubApplication {
                         watcher: watcher, emergencyAlerts: emergencyAlerts,
                         nameLimits: NameLimitAlerts(store: a.enabled ? store : nil, sink: a.enabled ? dispatcher : nil,
                                                     limit: configuration.ingest.maxMetricNamesPerBot, logger: logger),
-                        alertStore: a.enabled ? store : nil)
+                        alertStore: a.enabled ? store : nil, outage: outage, breakGlass: breakGlass)
     }
 }
 

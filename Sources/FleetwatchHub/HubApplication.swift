@@ -60,7 +60,7 @@ public struct HubApplication: Sendable {
         let ingestStore = OutageIngestStore(inner: store, health: health, credentialMaxAge: configuration.outageCredentialMaxAge)
         let metrics = HubMetrics()
         counters.observeStoreDurations { metrics.batchStored(in: $0) }
-        let alerting = makeAlerting(client: client, metrics: metrics)
+        let alerting = makeAlerting(client: client, metrics: metrics, health: health)
         let ledger = CommandLedger(client: client, logger: logger)
         let connections = LiveConnections()
         let live = LiveFleet()
@@ -72,9 +72,13 @@ public struct HubApplication: Sendable {
         if configuration.dashboardEnabled { try await createFirstAdmin(client: client) }
         let audit = AuditLog(client: client, logger: logger)
         let refusals = RefusalAudit(audit: audit)
-        let journal = try BreakGlassJournal(directory: "\(configuration.dataDirectory)/break-glass/\(configuration.ingest.hubID)", logger: logger)
+        let journal = try BreakGlassJournal(directory: Self.outageDirectory(configuration), logger: logger)
+        // What a previous run of this replica kept through an outage reaches the tables before any agent is let in.
+        _ = await journal.reconcile(into: ledger, hub: configuration.ingest.hubID)
+        await alerting.outage?.reconcile()
         let breakGlass = BreakGlass(journal: journal, connections: connections, health: health, hubID: configuration.ingest.hubID,
                                     frameTTL: configuration.emergency.frameTTL, logger: logger)
+        alerting.breakGlass.set(breakGlass)
         let app = try makeApplication(client: client, store: ingestStore, breakGlass: breakGlass, alerting: alerting, ledger: ledger, connections: connections,
                                       metrics: metrics, live: live, publisher: publisher, viewers: viewers, audit: audit,
                                       refusals: refusals, health: health, onListening: onListening)
@@ -134,7 +138,8 @@ public struct HubApplication: Sendable {
         services.append(.init(service: CommandDispatcher(ledger: ledger, connections: connections, wakes: commandWakes,
                                                          hubID: configuration.ingest.hubID, configuration: configuration.emergency,
                                                          logger: logger)))
-        services.append(.init(service: BreakGlassReconciler(journal: journal, ledger: ledger, health: health, hubID: configuration.ingest.hubID)))
+        services.append(.init(service: BreakGlassReconciler(journal: journal, ledger: ledger, health: health, hubID: configuration.ingest.hubID,
+                                                            alerts: alerting.outage)))
         services.append(.init(service: CommandWatchdog(ledger: ledger, alerts: alerting.emergencyAlerts,
                                                        configuration: configuration.emergency, logger: logger)))
         services.append(.init(service: app))
@@ -196,8 +201,12 @@ public struct HubApplication: Sendable {
                                             frameTTL: configuration.emergency.frameTTL, breakGlass: breakGlass)
         // Only what was stored: series over the bot's name limit are gone from `batch` already.
         let engine = alerting.engine, nameLimits = alerting.nameLimits
+        let outageAlerts = alerting.outage
         let onStored: @Sendable (BotSession, ValidatedBatch) -> Void = { session, batch in
-            engine?.submit(bot: session.botName, series: batch.series)
+            // A batch deferred during an outage was evaluated when it arrived; its resend is not evaluated again.
+            if outageAlerts?.firstEvaluation(bot: session.botName, epoch: batch.epoch, sequence: batch.sequence) ?? true {
+                engine?.submit(bot: session.botName, series: batch.series)
+            }
             publisher.record(bot: session.botName, series: batch.series)
             if batch.overLimitSamples > 0 { nameLimits.refused(bot: session.botName, batch: batch) }
         }
