@@ -21,7 +21,6 @@ public final class OutageAlertStore: AlertStore {
     let health: DatabaseHealth
     let logger: Logger
     private let pending = Mutex<[Pending]>([])
-    private let provisionalIDs = Mutex<Int64>(0)
     private let silenced = Mutex<[String: Bool]>([:])
     /// Each bot's newest batch evaluated (epoch, sequence): batches deferred during an outage come again after it
     /// and must not be evaluated twice (an old value would resolve, and the new one fire, a second time).
@@ -80,7 +79,9 @@ public final class OutageAlertStore: AlertStore {
             return p
         }
         save(all)
-        let id = provisionalIDs.withLock { $0 -= 1; return $0 }
+        // Negative and random: never an id of the table, and not the same on two replicas (a receiver deduplicating
+        // by alert id must not merge two bots' alerts).
+        let id = -Int64.random(in: 1...Int64.max)
         let now = Date()
         logger.warning("alerting: database unreachable: \(kind.rawValue) \(bot) \(rule.id) notified now, written to the alert table when it answers")
         return AlertEvent(alertID: id, kind: kind, bot: bot, ruleID: rule.id, metric: rule.metric, level: rule.level, value: value,
