@@ -13,7 +13,7 @@ struct FaultSuite: AsyncParsableCommand {
         abstract: "Fault scenarios against real hubs, agents and PostgreSQL, counting every batch.")
 
     static let all = ["hub-kill", "ack-lost", "agent-kill", "hub-unreachable", "postgres-restart", "replicas-postgres-restart",
-                      "stop-twice", "stop-during-outage"]
+                      "stop-twice", "stop-during-outage", "primary-failover"]
 
     @Option(help: "PostgreSQL server URL; every scenario creates fresh databases on it.") var databaseURL: String
     @Option(help: "Directory of monitor-hub and fleetwatch-simbot (default: next to this program).") var binDir: String?
@@ -45,6 +45,7 @@ struct FaultSuite: AsyncParsableCommand {
                 case "hub-unreachable": report = try await UnreachableScenario(h: h, full: full).run()
                 case "postgres-restart": report = try await PostgresRestartScenario(h: h, full: full, pgScript: pgPrivate).run()
                 case "replicas-postgres-restart": report = try await ReplicasRestartScenario(h: h, full: full, pgScript: pgPrivate).run()
+                case "primary-failover": report = try await PrimaryFailoverScenario(h: h, full: full, pgScript: pgPrivate).run()
                 case "stop-during-outage": report = try await StopDuringOutageScenario(h: h, full: full, pgScript: pgPrivate).run()
                 default: report = try await StopTwiceScenario(h: h, full: full).run()
                 }

@@ -1,3 +1,4 @@
+import FleetwatchStorage
 import FleetwatchAlerting
 import FleetwatchNotify
 import Foundation
@@ -53,7 +54,7 @@ struct DashboardNotifier: Notifier {
     let name = "dashboard"
     let minimumLevel: AlertLevel
     var receivesSilenced: Bool { true }
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let logger: Logger
 
     func notify(_ event: AlertEvent) async throws {
@@ -70,7 +71,7 @@ struct NotificationListener: Service {
         let handle: @Sendable (String) async -> Void
     }
 
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let logger: Logger
     let subscriptions: [Subscription]
 
@@ -79,7 +80,7 @@ struct NotificationListener: Service {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {
-                    try await client.withConnection { conn in
+                    try await client.withLeasedConnection { conn in
                         try await withThrowingTaskGroup(of: Void.self) { group in
                             for s in subscriptions {
                                 group.addTask {
@@ -104,7 +105,7 @@ struct NotificationListener: Service {
 
 /// Every delivery attempt, in the `notifications` table.
 struct PostgresNotificationLedger: NotificationLedger {
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let hubID: String
     let logger: Logger
     let metrics: HubMetrics?

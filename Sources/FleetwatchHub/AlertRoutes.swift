@@ -8,7 +8,7 @@ import PostgresNIO
 /// The alert API: alerts, acknowledgement, silences, the live event feed and the notification ledger
 /// (thresholds: `ThresholdRoutes`). Documented in docs/api.md.
 struct AlertRoutes: Sendable {
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let feed: AlertFeed
     let logger: Logger
 

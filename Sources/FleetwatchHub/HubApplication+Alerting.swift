@@ -37,7 +37,7 @@ extension HubApplication {
         "\(configuration.dataDirectory)/break-glass/\(configuration.ingest.hubID)"
     }
 
-    func makeAlerting(client: PostgresClient, metrics: HubMetrics? = nil, health: DatabaseHealth? = nil) -> Alerting {
+    func makeAlerting(client: any PostgresQuerying, metrics: HubMetrics? = nil, health: DatabaseHealth? = nil) -> Alerting {
         let a = configuration.alerts
         let feed = AlertFeed()
         var notifiers: [any Notifier] = []

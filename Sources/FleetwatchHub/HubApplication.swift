@@ -44,8 +44,9 @@ public struct HubApplication: Sendable {
             try await Migrator(client: client, logger: logger).migrate()
         }
         if !applied.isEmpty { logger.info("applied migrations \(applied)") }
-        let client = try database.makeClient(maxConnections: configuration.databaseConnections,
-                                             statementTimeout: configuration.databaseStatementTimeout, logger: logger)
+        // The pool follows the writable primary when the address names several hosts (DatabaseHealth moves it).
+        let client = try DatabaseClient(url: database.url, maxConnections: configuration.databaseConnections,
+                                        statementTimeout: configuration.databaseStatementTimeout, endpoint: database.endpoint, logger: logger)
         let clientTask = Task { await client.run() }
         defer { clientTask.cancel() }
         await HubDatabase.warnIfPrivileged(client, logger: logger)
@@ -56,7 +57,7 @@ public struct HubApplication: Sendable {
         let store = PostgresIngestStore(client: client, logger: logger, autoRegister: configuration.autoRegister,
                                         maxNamesPerBot: configuration.ingest.maxMetricNamesPerBot,
                                         maxNames: configuration.ingest.maxMetricNames, hubID: configuration.ingest.hubID)
-        let health = DatabaseHealth(url: database.url, logger: logger)
+        let health = DatabaseHealth(url: database.url, client: client, logger: logger)
         let ingestStore = OutageIngestStore(inner: store, health: health, credentialMaxAge: configuration.outageCredentialMaxAge)
         let metrics = HubMetrics()
         counters.observeStoreDurations { metrics.batchStored(in: $0) }
@@ -152,7 +153,7 @@ public struct HubApplication: Sendable {
         logger.info("hub stopped")
     }
 
-    func makeApplication(client: PostgresClient, store: any IngestStore, breakGlass: BreakGlass? = nil, alerting: Alerting, ledger: CommandLedger,
+    func makeApplication(client: any PostgresQuerying, store: any IngestStore, breakGlass: BreakGlass? = nil, alerting: Alerting, ledger: CommandLedger,
                          connections: LiveConnections, metrics: HubMetrics, live: LiveFleet, publisher: LivePublisher,
                          viewers: ViewerRegistry, audit: AuditLog, refusals: RefusalAudit, health: DatabaseHealth,
                          onListening: @escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol {
@@ -276,7 +277,7 @@ extension HubApplication {
     /// standard output is a terminal, otherwise (a service, a container, a redirected log) written to
     /// `dashboard.admin_password_file` (default `<data dir>/initial-admin-password`), created mode 0600.
     /// Replicas starting together create it once.
-    func createFirstAdmin(client: PostgresClient) async throws {
+    func createFirstAdmin(client: any PostgresQuerying) async throws {
         let d = configuration.dashboard
         let password = d.adminPassword ?? PasswordHash.generatePassword()
         guard try await UserAccounts(client: client, logger: logger).createFirstAdmin(name: d.adminUser, password: password) else { return }

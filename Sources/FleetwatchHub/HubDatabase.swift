@@ -10,6 +10,9 @@ public struct HubDatabase: Sendable {
     /// A superuser's address, for the few tasks the hub's own role may not do (creating analysts' logins): the
     /// embedded cluster's, or `FLEETWATCH_ADMIN_DATABASE_URL` (or its `_FILE`).
     public let adminURL: DatabaseURL?
+    /// The host of `url` found fitting at start (its index in `url.endpoints`): the writable primary unless the
+    /// address says otherwise (`target_session_attrs`).
+    public var endpoint = 0
 
     /// Resolves the database address, starting the embedded cluster when no URL is configured.
     public static func open(_ configuration: HubConfiguration, logger: Logger) async throws -> HubDatabase {
@@ -18,8 +21,8 @@ public struct HubDatabase: Sendable {
             if url.password == nil { url.password = configuration.databasePassword }
             // One connection first: a wrong address, password or TLS setting is a clear error now, not a pool
             // retrying for ever; a server still starting is waited for (hub.database_start_timeout).
-            try await DatabaseProbe.waitUntilReachable(url, patience: configuration.databaseStartTimeout, logger: logger)
-            return HubDatabase(url: url, embedded: nil, adminURL: try configuration.adminURL())
+            let endpoint = try await DatabaseProbe.waitUntilReachable(url, patience: configuration.databaseStartTimeout, logger: logger)
+            return HubDatabase(url: url, embedded: nil, adminURL: try configuration.adminURL(), endpoint: endpoint)
         }
         let embedded = EmbeddedPostgres(dataDirectory: configuration.dataDirectory, logger: logger)
         let (url, admin, startedHere) = try embedded.start()
@@ -37,12 +40,7 @@ public struct HubDatabase: Sendable {
     /// A client for this database (run it before use); with `statementTimeout`, PostgreSQL cancels any of its
     /// statements that runs longer.
     public func makeClient(maxConnections: Int, statementTimeout: Duration? = nil, logger: Logger) throws -> PostgresClient {
-        var configuration = try url.clientConfiguration(maxConnections: maxConnections)
-        if let statementTimeout, statementTimeout > .zero {
-            let ms = statementTimeout.components.seconds * 1000 + statementTimeout.components.attoseconds / 1_000_000_000_000_000
-            configuration.options.additionalStartupParameters.append(("statement_timeout", "\(ms)"))
-        }
-        return PostgresClient(configuration: configuration, backgroundLogger: logger)
+        try DatabaseClient.makeClient(url, endpoint: endpoint, maxConnections: maxConnections, statementTimeout: statementTimeout, logger: logger)
     }
 
     /// Stops the embedded cluster, if this process started it.
@@ -51,7 +49,7 @@ public struct HubDatabase: Sendable {
     }
 
     /// Warns when the hub's role can do more than own fleetwatch's objects.
-    static func warnIfPrivileged(_ client: PostgresClient, logger: Logger) async {
+    static func warnIfPrivileged(_ client: any PostgresQuerying, logger: Logger) async {
         do {
             let rows = try await client.query("""
                 SELECT current_user::text, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls

@@ -45,7 +45,7 @@ final class HubMetrics: Sendable {
     }
 
     /// Refreshes the scrape-time figures and renders everything.
-    func render(counters: IngestCounters, connections: LiveConnections, client: PostgresClient, logger: Logger) async -> String {
+    func render(counters: IngestCounters, connections: LiveConnections, client: any PostgresQuerying, logger: Logger) async -> String {
         agents.set(to: Double(await connections.count))
         let now = counters.snapshot
         let before = last.withLock { old in defer { old = now }; return old }
@@ -71,7 +71,7 @@ final class HubMetrics: Sendable {
         return registry.emitToString()
     }
 
-    private func refreshFromDatabase(client: PostgresClient, logger: Logger) async {
+    private func refreshFromDatabase(client: any PostgresQuerying, logger: Logger) async {
         let started = ContinuousClock.now
         do {
             _ = try await client.query("SELECT 1", logger: logger).decode(Int.self).first { _ in true }

@@ -8,7 +8,7 @@ import PostgresNIO
 
 /// HTTP endpoints of the foundation: health, the fleet overview and ingest counters.
 struct HubRoutes: Sendable {
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let counters: IngestCounters
     let fleet: FleetView
     let health: DatabaseHealth

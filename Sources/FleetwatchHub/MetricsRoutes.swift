@@ -1,3 +1,4 @@
+import FleetwatchStorage
 import Foundation
 import Hummingbird
 import Logging
@@ -7,7 +8,7 @@ import PostgresNIO
 /// `/api/metrics/history`, each for the whole fleet or one bot (`?bot=`). Current values and history come
 /// from the rollups (the minute in progress included), so any replica answers for every bot.
 struct MetricsRoutes: Sendable {
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let fleet: FleetView
     let logger: Logger
 

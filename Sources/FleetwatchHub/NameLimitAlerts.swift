@@ -1,3 +1,4 @@
+import FleetwatchStorage
 import FleetwatchAlerting
 import FleetwatchIngest
 import Logging
@@ -63,7 +64,7 @@ final class NameLimitAlerts: Sendable {
 /// Resolves "bot exceeds its metric-name limit" once the bot has sent no name over its limit for
 /// `NameLimitAlerts.quietPeriod`, whichever replica raised it.
 struct NameLimitWatcher: Service {
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let alerts: NameLimitAlerts
     let interval: Duration
     let logger: Logger

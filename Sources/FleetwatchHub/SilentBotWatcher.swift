@@ -1,3 +1,4 @@
+import FleetwatchStorage
 import FleetwatchAlerting
 import Logging
 import PostgresNIO
@@ -8,7 +9,7 @@ import ServiceLifecycle
 struct SilentBotWatcher: Service {
     static let rule = Rule(id: "bot_silent", kind: .above(metric: "seconds_since_last_report"), limit: 0, level: .critical,
                            summary: "Bot stopped reporting")
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let store: any AlertStore
     let sink: any AlertSink
     let silentAfter: Duration

@@ -7,7 +7,7 @@ import PostgresNIO
 /// Applies the configuration's threshold choice at start: the fleet's default profile, which every bot without
 /// a profile of its own follows. Changes reach every replica's alert engine at once (NOTIFY).
 struct ThresholdAdmin: Sendable {
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let logger: Logger
 
     /// The NOTIFY channel that tells every replica's alert engine to re-read rules.

@@ -8,7 +8,7 @@ import PostgresNIO
 /// The thresholds API: profiles, the fleet's default profile, a bot's effective rules with where each limit and
 /// level comes from and which rules cannot fire for it, and per-bot overrides. Documented in docs/api.md.
 struct ThresholdRoutes: Sendable {
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let logger: Logger
 
     struct RuleRecord: ResponseEncodable {

@@ -29,10 +29,10 @@ public struct AccessTokens: Sendable {
         public var revokedAt: Date?
     }
 
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let logger: Logger
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: any PostgresQuerying, logger: Logger) {
         self.client = client
         self.logger = logger
     }

@@ -25,7 +25,7 @@ actor BatchWriter {
     static let bulkSamples = 2_000
     static let bulkBytes = 256 * 1024
 
-    private let client: PostgresClient
+    private let client: any PostgresQuerying
     private let logger: Logger
     private let hubID: String
     private let partitions: PartitionMaintainer
@@ -35,7 +35,7 @@ actor BatchWriter {
     private var running = 0
     private var runningBulk = 0
 
-    init(client: PostgresClient, logger: Logger, hubID: String, partitions: PartitionMaintainer,
+    init(client: any PostgresQuerying, logger: Logger, hubID: String, partitions: PartitionMaintainer,
          maxGroup: Int = 64, maxConcurrent: Int = 2) {
         self.client = client
         self.logger = logger

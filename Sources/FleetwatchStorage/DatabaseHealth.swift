@@ -23,8 +23,13 @@ public final class DatabaseHealth: Service, Sendable {
     /// Called once when the database goes down (`untilDown`, `failFast`).
     private let waiters = Mutex<(next: Int, callbacks: [Int: @Sendable () -> Void])>((0, [:]))
 
-    public init(url: DatabaseURL, interval: Duration = .seconds(1), deadline: Duration = .seconds(2), logger: Logger) {
+    /// The pool to move when the host in use is gone or no longer fits `target_session_attrs` (several hosts).
+    let client: DatabaseClient?
+
+    public init(url: DatabaseURL, client: DatabaseClient? = nil, interval: Duration = .seconds(1), deadline: Duration = .seconds(2),
+                logger: Logger) {
         self.url = url
+        self.client = client
         self.interval = interval
         self.deadline = deadline
         self.logger = logger
@@ -124,43 +129,104 @@ public final class DatabaseHealth: Service, Sendable {
 
     private func probeLoop() async {
         var connection: PostgresConnection?
+        var connectedTo = -1
         defer { if let connection { Task { try? await connection.close() } } }
-        do {
-            while !Task.isCancelled {
-                do {
-                    if connection == nil { connection = try await self.connect() }
-                    try await self.ping(connection!)
-                    self.logger.trace("PostgreSQL answered the health probe")
-                    self.set(.up)
-                } catch is CancellationError {
-                    break
-                } catch {
+        while !Task.isCancelled {
+            let target = client?.endpoint ?? 0
+            do {
+                if connection == nil || connectedTo != target {
                     if let c = connection { Task { try? await c.close() } }
                     connection = nil
-                    self.set(.down(since: Date(), reason: Self.describe(error, url: self.url)))
+                    connection = try await self.connect(target)
+                    connectedTo = target
                 }
-                try? await Task.sleep(for: self.interval)
+                let standby = try await self.ping(connection!)
+                guard Self.acceptable(url.targetSessionAttrs, standby: standby) else {
+                    throw WrongRole(endpoint: url.endpoints[target].display, standby: standby)
+                }
+                self.logger.trace("PostgreSQL answered the health probe")
+                self.set(.up)
+            } catch is CancellationError {
+                break
+            } catch {
+                if let c = connection { Task { try? await c.close() } }
+                connection = nil
+                // Several hosts: the one that fits now (a promoted standby) takes over, without a restart.
+                if let client, url.endpoints.count > 1, let other = await findEndpoint(), other != target {
+                    // Down for an instant: whatever waits on the old host gives up now (batches are deferred and
+                    // sent again), and the next probe, on the new host, brings everything back.
+                    self.set(.down(since: Date(), reason: "moving from \(url.endpoints[target].display) to \(url.endpoints[other].display)"))
+                    do {
+                        try client.switchTo(endpoint: other)
+                        logger.notice("PostgreSQL: \(url.endpoints[target].display) is gone or no longer fits target_session_attrs=\(url.targetSessionAttrs.rawValue) (\(Self.describe(error, url: url))); moved to \(url.endpoints[other].display)")
+                        continue
+                    } catch {
+                        logger.error("PostgreSQL: cannot move to \(url.endpoints[other].display): \(error)")
+                    }
+                }
+                self.set(.down(since: Date(), reason: Self.describe(error, url: self.url)))
             }
+            try? await Task.sleep(for: self.interval)
         }
     }
 
-    private func connect() async throws -> PostgresConnection {
+    /// The server in use answered, but it is not what `target_session_attrs` asks for.
+    struct WrongRole: Error, CustomStringConvertible {
+        let endpoint: String
+        let standby: Bool
+        var description: String { "\(endpoint) is \(standby ? "a standby (read-only)" : "a primary")" }
+    }
+
+    /// Whether a server that is (`standby`) or is not in recovery fits `attrs`. read-write and primary are judged
+    /// by `pg_is_in_recovery()`.
+    public static func acceptable(_ attrs: DatabaseURL.TargetSessionAttrs, standby: Bool) -> Bool {
+        switch attrs {
+        case .any, .preferStandby: return true
+        case .readWrite, .primary: return !standby
+        case .readOnly, .standby: return standby
+        }
+    }
+
+    /// The first host, in the address's order, that answers and fits `target_session_attrs` (for prefer-standby:
+    /// a standby if one answers); nil if none does.
+    func findEndpoint() async -> Int? {
+        var reachable: [(Int, Bool)] = []
+        for i in url.endpoints.indices {
+            do {
+                let c = try await connect(i)
+                defer { Task { try? await c.close() } }
+                reachable.append((i, try await ping(c)))
+            } catch {
+                continue
+            }
+        }
+        if url.targetSessionAttrs == .preferStandby, let s = reachable.first(where: { $0.1 }) { return s.0 }
+        return reachable.first { Self.acceptable(url.targetSessionAttrs, standby: $0.1) }?.0
+    }
+
+    private func connect(_ endpoint: Int) async throws -> PostgresConnection {
         try await withDeadline { [url, logger] in
-            var config = PostgresConnection.Configuration(host: url.host, port: url.port, username: url.username,
-                                                          password: url.password, database: url.database,
-                                                          tls: try DatabaseTLS.choice(url).connection)
-            if url.endpoints[0].isSocket {
-                config = .init(unixSocketPath: "\(url.host)/.s.PGSQL.\(url.port)", username: url.username, password: url.password,
+            let e = url.endpoints[endpoint]
+            var config: PostgresConnection.Configuration
+            if e.isSocket {
+                config = .init(unixSocketPath: "\(e.host)/.s.PGSQL.\(e.port)", username: url.username, password: url.password,
                                database: url.database)
+            } else {
+                config = .init(host: e.host, port: e.port, username: url.username, password: url.password, database: url.database,
+                               tls: try DatabaseTLS.choice(url).connection)
             }
             config.options.connectTimeout = .seconds(2)
             return try await PostgresConnection.connect(configuration: config, id: 1, logger: logger)
         }
     }
 
-    private func ping(_ connection: PostgresConnection) async throws {
+    /// `SELECT pg_is_in_recovery()`: whether the server is a standby.
+    private func ping(_ connection: PostgresConnection) async throws -> Bool {
         try await withDeadline { [logger] in
-            _ = try await connection.query("SELECT 1", logger: logger).collect()
+            for try await standby in try await connection.query("SELECT pg_is_in_recovery()", logger: logger).decode(Bool.self) {
+                return standby
+            }
+            return false
         }
     }
 

@@ -50,21 +50,32 @@ public enum DatabaseProbe {
         }
     }
 
-    /// Tries `connectOnce` until it works, a setting is wrong, or `patience` has passed; logs each failure.
-    public static func waitUntilReachable(_ url: DatabaseURL, patience: Duration, logger: Logger) async throws {
+    /// Tries `connectOnce` on each host until one answers and fits `target_session_attrs` (for prefer-standby, a
+    /// standby if one answers), a setting is wrong, or `patience` has passed; logs each failure. Returns the index
+    /// of that host in `url.endpoints`.
+    @discardableResult
+    public static func waitUntilReachable(_ url: DatabaseURL, patience: Duration, logger: Logger) async throws -> Int {
         let deadline = ContinuousClock.now + patience
         var delay = Duration.milliseconds(250)
         while true {
             var last: Failure?
-            for e in url.endpoints {
+            var fallback: Int?
+            for (i, e) in url.endpoints.enumerated() {
                 do {
-                    try await connectOnce(url, endpoint: e, logger: logger)
-                    return
+                    let standby = try await connectOnce(url, endpoint: e, logger: logger)
+                    if url.targetSessionAttrs == .preferStandby && !standby {
+                        fallback = fallback ?? i
+                        continue
+                    }
+                    if DatabaseHealth.acceptable(url.targetSessionAttrs, standby: standby) { return i }
+                    last = Failure(description: "\(e.display) is \(standby ? "a standby (read-only)" : "a primary"), and the address asks for target_session_attrs=\(url.targetSessionAttrs.rawValue)",
+                                   retryable: true)
                 } catch let f as Failure {
                     if !f.retryable { throw StorageError("cannot use PostgreSQL: \(f.description)") }
                     last = f
                 }
             }
+            if let fallback { return fallback }
             guard ContinuousClock.now + delay < deadline, let last else {
                 throw StorageError("cannot reach PostgreSQL within \(patience.components.seconds) s: \(last?.description ?? "no answer"). "
                                    + "Check that it runs and the address (\(url.description)) is right.")

@@ -19,7 +19,7 @@ public struct FleetFigures: Sendable, Equatable {
     ]
 
     /// Reads the figures now.
-    public static func read(client: PostgresClient, logger: Logger) async throws -> FleetFigures {
+    public static func read(client: any PostgresQuerying, logger: Logger) async throws -> FleetFigures {
         var f = FleetFigures()
         for try await (level, n) in try await client.query(PostgresQuery(unsafeSQL: statements[0]), logger: logger)
             .decode((String, Int64).self) { f.firingAlerts[level] = n }

@@ -5,10 +5,10 @@ import PostgresNIO
 /// Where the periodic health check keeps its results: each bot's last status and message, and which replica
 /// ran the fleet's last check (one replica per interval, by a conditional update of `fleet_settings`).
 public struct HealthCheckStore: Sendable {
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let logger: Logger
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: any PostgresQuerying, logger: Logger) {
         self.client = client
         self.logger = logger
     }

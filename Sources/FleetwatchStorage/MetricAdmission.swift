@@ -25,11 +25,11 @@ actor MetricAdmission {
 
     private var ids: [String: Int32] = [:]
     private var bots: [Int32: BotNames] = [:]
-    private let client: PostgresClient
+    private let client: any PostgresQuerying
     private let logger: Logger
     private let limits: Limits
 
-    init(client: PostgresClient, logger: Logger, limits: Limits) {
+    init(client: any PostgresQuerying, logger: Logger, limits: Limits) {
         self.client = client
         self.logger = logger
         self.limits = limits

@@ -5,14 +5,14 @@ import PostgresNIO
 /// Applies `schema/` migrations in order, each in its own transaction, recorded in `schema_migrations`.
 /// Replicas starting together serialize on an advisory lock, so each migration runs once.
 public struct Migrator: Sendable {
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let logger: Logger
     let migrations: [Migration]
 
     /// Advisory lock key shared by every hub replica ("fleetwatch" in ASCII, truncated).
     static let lockKey: Int64 = 0x666C_6565_7477_6174
 
-    public init(client: PostgresClient, logger: Logger, migrations: [Migration] = Schema.migrations) {
+    public init(client: any PostgresQuerying, logger: Logger, migrations: [Migration] = Schema.migrations) {
         self.client = client
         self.logger = logger
         self.migrations = migrations
@@ -21,7 +21,7 @@ public struct Migrator: Sendable {
     /// Applies what is missing; returns the versions applied now.
     @discardableResult
     public func migrate() async throws -> [Int] {
-        try await client.withConnection { conn in
+        try await client.withLeasedConnection { conn in
             try await conn.query("SELECT pg_advisory_lock(\(Self.lockKey))", logger: logger)
             do {
                 let applied = try await Self.applied(conn, logger: logger)
@@ -48,7 +48,7 @@ public struct Migrator: Sendable {
 
     /// The newest applied version, or 0.
     public func currentVersion() async throws -> Int {
-        try await client.withConnection { conn in
+        try await client.withLeasedConnection { conn in
             try await Self.applied(conn, logger: logger).max() ?? 0
         }
     }

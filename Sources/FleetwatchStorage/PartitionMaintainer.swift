@@ -6,12 +6,12 @@ import ServiceLifecycle
 /// Keeps daily `samples` partitions ready: from `behindDays` ago (the oldest day a sample may be
 /// accepted for) to `aheadDays` ahead. Runs at start and every hour; safe on several replicas at once.
 public struct PartitionMaintainer: Service {
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let logger: Logger
     var behindDays = 8
     var aheadDays = 7
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: any PostgresQuerying, logger: Logger) {
         self.client = client
         self.logger = logger
     }

@@ -6,10 +6,10 @@ import PostgresNIO
 /// Alert state in PostgreSQL. Each transition is one conditional statement; only the replica whose
 /// statement changed a row gets the event, so an alert is notified once however many replicas see it.
 public struct PostgresAlertStore: AlertStore {
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let logger: Logger
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: any PostgresQuerying, logger: Logger) {
         self.client = client
         self.logger = logger
     }
@@ -84,10 +84,10 @@ public struct PostgresProfileSource: Sendable {
     /// NOTIFY channel that tells every replica's alert engine to re-read rules (payload: a bot, or "*").
     public static let channel = "fleetwatch_thresholds"
 
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let logger: Logger
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: any PostgresQuerying, logger: Logger) {
         self.client = client
         self.logger = logger
     }

@@ -19,7 +19,7 @@ public final class PostgresIngestStore: IngestStore {
         return (String(parts[1]), id, parts.count == 3 ? String(parts[2]) : nil)
     }
 
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let logger: Logger
     let autoRegister: Bool
     let metrics: MetricAdmission
@@ -33,7 +33,7 @@ public final class PostgresIngestStore: IngestStore {
     ///   - maxNames: distinct metric names in the whole fleet.
     ///   - hubID: this replica's name, recorded with each stored batch.
     ///   - maxGroup: most batches written by one statement.
-    public init(client: PostgresClient, logger: Logger, autoRegister: Bool = false, maxNamesPerBot: Int = 1_000,
+    public init(client: any PostgresQuerying, logger: Logger, autoRegister: Bool = false, maxNamesPerBot: Int = 1_000,
                 maxNames: Int = 50_000, hubID: String = "hub", maxGroup: Int = 64) {
         self.client = client
         self.logger = logger

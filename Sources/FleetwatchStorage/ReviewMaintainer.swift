@@ -28,11 +28,11 @@ public struct RetentionSettings: Sendable, Equatable {
 public struct ReviewMaintainer: Service {
     /// Advisory lock key of the rollup/retention job.
     static let lockKey: Int64 = 0x666C_7772_6576   // "flwrev"
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let settings: RetentionSettings
     let logger: Logger
 
-    public init(client: PostgresClient, settings: RetentionSettings, logger: Logger) {
+    public init(client: any PostgresQuerying, settings: RetentionSettings, logger: Logger) {
         self.client = client
         self.settings = settings
         self.logger = logger
@@ -57,7 +57,7 @@ public struct ReviewMaintainer: Service {
     /// One pass under the advisory lock; false if another replica holds it.
     @discardableResult
     public func pass(hourly: Bool, now: Date = Date()) async throws -> Bool {
-        try await client.withConnection { conn in
+        try await client.withLeasedConnection { conn in
             let locked = try await conn.query("SELECT pg_try_advisory_lock(\(Self.lockKey))", logger: logger)
                 .decode(Bool.self).first { _ in true } ?? false
             guard locked else { return false }
@@ -84,7 +84,7 @@ public struct ReviewMaintainer: Service {
     /// Creates partitions ahead and drops the expired ones; returns the dropped partitions' names.
     @discardableResult
     public func applyRetention(now: Date = Date()) async throws -> [String] {
-        try await client.withConnection { conn in try await retention(conn, now: now) }
+        try await client.withLeasedConnection { conn in try await retention(conn, now: now) }
     }
 
     @discardableResult

@@ -37,10 +37,10 @@ public struct WeeklyReview: Sendable {
         public var emergencyStops: Int64
     }
 
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let logger: Logger
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: any PostgresQuerying, logger: Logger) {
         self.client = client
         self.logger = logger
     }

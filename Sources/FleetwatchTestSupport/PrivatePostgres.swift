@@ -29,6 +29,27 @@ public struct PrivatePostgres: Sendable {
         return try DatabaseURL(String(line), environment: [:])
     }
 
+    /// A streaming standby of this (running) cluster in `directory` (with `synchronous`, every commit on this
+    /// cluster waits for it); returns its URL.
+    public func standby(in directory: String, synchronous: Bool) async throws -> (PrivatePostgres, DatabaseURL) {
+        let out = "\(logDir)/pg-private-standby-\(UUID().uuidString).out"
+        var args = [script, "standby", self.directory, directory, "\(try freeTCPPort())"]
+        if synchronous { args.append("sync") }
+        let p = try ChildProcess("/bin/bash", args, logPath: out)
+        let status = await p.stop(signal: 0, timeout: .seconds(180))
+        let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+        guard status == 0, let line = text.split(separator: "\n").last(where: { $0.hasPrefix("postgres://") }) else {
+            throw TestSupportError("cannot make a standby of \(self.directory): \(text)")
+        }
+        return (PrivatePostgres(script: script, directory: directory, logDir: logDir), try DatabaseURL(String(line), environment: [:]))
+    }
+
+    /// Runs `scripts/pg-private COMMAND DIR` (promote, kill).
+    public func run(_ command: String) async throws {
+        let p = try ChildProcess("/bin/bash", [script, command, directory], logPath: "\(logDir)/pg-private-\(command).out")
+        guard await p.stop(signal: 0, timeout: .seconds(120)) == 0 else { throw TestSupportError("pg-private \(command) \(directory) failed") }
+    }
+
     public func stop() async throws {
         let p = try ChildProcess("/bin/bash", [script, "stop", directory], logPath: "\(logDir)/pg-private-stop.out")
         guard await p.stop(signal: 0, timeout: .seconds(120)) == 0 else { throw TestSupportError("cannot stop PostgreSQL in \(directory)") }

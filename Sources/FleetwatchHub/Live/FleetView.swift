@@ -7,7 +7,7 @@ import PostgresNIO
 /// The fleet as the dashboard shows it: the registry row, connection state, latched emergency and open
 /// alerts of each bot from PostgreSQL (one query), joined with the newest values from `LiveFleet`.
 struct FleetView: Sendable {
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let live: LiveFleet
     let staleAfter: Duration
     let logger: Logger

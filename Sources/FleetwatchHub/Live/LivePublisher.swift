@@ -1,3 +1,4 @@
+import FleetwatchStorage
 import FleetwatchProtocol
 import Foundation
 import Logging
@@ -14,11 +15,11 @@ final class LivePublisher: Service, Sendable {
     static let payloadLimit = 7600
 
     private let pending = Mutex<[String: LiveUpdate]>([:])
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let interval: Duration
     let logger: Logger
 
-    init(client: PostgresClient, interval: Duration, logger: Logger) {
+    init(client: any PostgresQuerying, interval: Duration, logger: Logger) {
         self.client = client
         self.interval = interval
         self.logger = logger

@@ -1,3 +1,4 @@
+import FleetwatchStorage
 import Foundation
 import Logging
 import PostgresNIO
@@ -5,7 +6,7 @@ import PostgresNIO
 extension LiveFleet {
     /// Fills the fleet from the newest stored batches (up to five per bot from the last 15 minutes), so a
     /// replica that just started shows current values before the next batches arrive.
-    func seed(client: PostgresClient, logger: Logger) async throws {
+    func seed(client: any PostgresQuerying, logger: Logger) async throws {
         let rows = try await client.query("""
             WITH recent AS (
                 SELECT s.*, row_number() OVER (PARTITION BY s.bot_id ORDER BY s.t_start DESC, s.seq DESC) AS n

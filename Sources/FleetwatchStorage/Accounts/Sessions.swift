@@ -18,13 +18,13 @@ public struct Sessions: Sendable {
     /// NOTIFY channel carrying the id of every ended session.
     public static let channel = "fleetwatch_sessions"
 
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let logger: Logger
     /// How long a session lives without use (sliding), and at most.
     public var idleTimeout: Duration
     public var maximumAge: Duration
 
-    public init(client: PostgresClient, logger: Logger, idleTimeout: Duration = .seconds(8 * 3600),
+    public init(client: any PostgresQuerying, logger: Logger, idleTimeout: Duration = .seconds(8 * 3600),
                 maximumAge: Duration = .seconds(7 * 86_400)) {
         self.client = client
         self.logger = logger

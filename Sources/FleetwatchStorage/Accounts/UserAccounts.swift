@@ -16,10 +16,10 @@ public struct UserAccounts: Sendable {
         public let description: String
     }
 
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let logger: Logger
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: any PostgresQuerying, logger: Logger) {
         self.client = client
         self.logger = logger
     }

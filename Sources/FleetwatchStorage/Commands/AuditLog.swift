@@ -5,10 +5,10 @@ import PostgresNIO
 /// Appends to `audit_log`: refused attempts and actions outside the command ledger's own statements
 /// (which write their audit rows in the same statement as the change).
 public struct AuditLog: Sendable {
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let logger: Logger
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: any PostgresQuerying, logger: Logger) {
         self.client = client
         self.logger = logger
     }

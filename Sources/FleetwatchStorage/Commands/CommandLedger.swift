@@ -11,10 +11,10 @@ public struct CommandLedger: Sendable {
     /// NOTIFY channel; the payload is the bot's name.
     public static let channel = "fleetwatch_commands"
 
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let logger: Logger
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: any PostgresQuerying, logger: Logger) {
         self.client = client
         self.logger = logger
     }

@@ -6,10 +6,10 @@ import PostgresNIO
 /// Threshold profiles, per-bot overrides and the fleet's default profile in PostgreSQL. Every change NOTIFYs
 /// `PostgresProfileSource.channel`, so each replica's alert engine re-reads the rules before the next batch.
 public struct ThresholdStore: Sendable {
-    let client: PostgresClient
+    let client: any PostgresQuerying
     let logger: Logger
 
-    public init(client: PostgresClient, logger: Logger) {
+    public init(client: any PostgresQuerying, logger: Logger) {
         self.client = client
         self.logger = logger
     }

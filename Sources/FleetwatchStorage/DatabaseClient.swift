@@ -1,0 +1,94 @@
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+import Synchronization
+
+/// The hub's connection pool on an address with one or several hosts (`host1:5432,host2:5432`), the way libpq
+/// reads it: it uses the first host that satisfies `target_session_attrs`, and when `DatabaseHealth` finds that
+/// host gone or no longer writable it moves the pool to the host that is (`switchTo`) — a promoted standby after
+/// a failover — without restarting anything. Statements in flight on the old host fail (a batch is not
+/// acknowledged and is sent again); the old pool is shut down a little later.
+public final class DatabaseClient: PostgresQuerying {
+    public let url: DatabaseURL
+    let maxConnections: Int
+    let statementTimeout: Duration?
+    let logger: Logger
+
+    private struct Current {
+        var client: PostgresClient
+        var endpoint: Int
+        var task: Task<Void, Never>?
+    }
+    private let current: Mutex<Current>
+    private let running = Mutex(false)
+    /// How long an abandoned pool is kept for the statements still using it.
+    static let retireAfter: Duration = .seconds(5)
+
+    public init(url: DatabaseURL, maxConnections: Int, statementTimeout: Duration? = nil, endpoint: Int = 0, logger: Logger) throws {
+        self.url = url
+        self.maxConnections = maxConnections
+        self.statementTimeout = statementTimeout
+        self.logger = logger
+        let client = try Self.makeClient(url, endpoint: endpoint, maxConnections: maxConnections, statementTimeout: statementTimeout,
+                                         logger: logger)
+        current = Mutex(Current(client: client, endpoint: endpoint, task: nil))
+    }
+
+    /// A PostgresNIO pool for one host of `url`; with `statementTimeout`, PostgreSQL cancels any statement that
+    /// runs longer.
+    public static func makeClient(_ url: DatabaseURL, endpoint: Int = 0, maxConnections: Int, statementTimeout: Duration?,
+                                  logger: Logger) throws -> PostgresClient {
+        var configuration = try url.clientConfiguration(maxConnections: maxConnections, endpoint: url.endpoints[endpoint])
+        if let statementTimeout, statementTimeout > .zero {
+            let ms = statementTimeout.components.seconds * 1000 + statementTimeout.components.attoseconds / 1_000_000_000_000_000
+            configuration.options.additionalStartupParameters.append(("statement_timeout", "\(ms)"))
+        }
+        return PostgresClient(configuration: configuration, backgroundLogger: logger)
+    }
+
+    /// The index (in `url.endpoints`) of the host in use.
+    public var endpoint: Int { current.withLock { $0.endpoint } }
+
+    /// Runs the pool (and any it is moved to) until the task is cancelled.
+    public func run() async {
+        let first = current.withLock { c -> PostgresClient in
+            let client = c.client
+            c.task = Task { await client.run() }
+            return client
+        }
+        _ = first
+        running.withLock { $0 = true }
+        await withTaskCancellationHandler {
+            while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+        } onCancel: {
+            current.withLock { $0.task?.cancel() }
+        }
+    }
+
+    /// Moves the pool to host `endpoint` (a new pool; the old one is shut down after `retireAfter`).
+    public func switchTo(endpoint: Int) throws {
+        let client = try Self.makeClient(url, endpoint: endpoint, maxConnections: maxConnections, statementTimeout: statementTimeout,
+                                         logger: logger)
+        let task = Task { await client.run() }
+        let old = current.withLock { c -> Task<Void, Never>? in
+            defer { c = Current(client: client, endpoint: endpoint, task: task) }
+            return c.task
+        }
+        logger.notice("PostgreSQL: now using \(url.endpoints[endpoint].display)")
+        if let old {
+            Task {
+                try? await Task.sleep(for: Self.retireAfter)
+                old.cancel()
+            }
+        }
+    }
+
+    public func query(_ query: PostgresQuery, logger: Logger?, file: String, line: Int) async throws -> PostgresRowSequence {
+        try await current.withLock { $0.client }.query(query, logger: logger, file: file, line: line)
+    }
+
+    public func withLeasedConnection<Result>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
+        try await current.withLock { $0.client }.withConnection(body)
+    }
+}
