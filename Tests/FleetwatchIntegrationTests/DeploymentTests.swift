@@ -156,7 +156,7 @@ struct DeploymentTests {
         let watcher = Task {
             while !Task.isCancelled {
                 for name in ["operator-token", "secrets/pg-admin-password", "secrets/fleetwatch-db-password", "secrets/admin-password",
-                             "secrets/demo-token", "hub-a.log", "bots-a.log", "migrate.log"] {
+                             "secrets/demo-token", "hub-a.log", "bots-a.log", "migrate.log", "postgres-standby.pgpass"] {
                     if let m = try? FileManager.default.attributesOfItem(atPath: "\(dir)/\(name)")[.posixPermissions] as? Int {
                         modes.withLock { _ = $0[name, default: []].insert(m) }
                     }
@@ -166,7 +166,7 @@ struct DeploymentTests {
         }
         defer { watcher.cancel() }
         let topology = try ChildProcess("\(Self.root)/scripts/topology",
-                                        ["--dir", dir, "--port-a", "\(portA)", "--port-b", "\(portB)", "--bots-a", "2", "--bots-b", "1"],
+                                        ["--dir", dir, "--port-a", "\(portA)", "--port-b", "\(portB)", "--bots-a", "2", "--bots-b", "1", "--standby"],
                                         logPath: "\(Self.artifacts)/topology-\(run).log", environment: environment)
         defer { Task { await topology.stop(signal: SIGTERM, timeout: .seconds(30)) } }
         #expect(try await eventually(.seconds(120)) { FileManager.default.fileExists(atPath: "\(dir)/ready") || !topology.isRunning },
@@ -175,7 +175,7 @@ struct DeploymentTests {
         #expect(token.hasPrefix("fwo_"))
         watcher.cancel()
         for (name, seen) in modes.withLock({ $0 }) { #expect(seen == [0o600], "\(name): \(seen.map { String($0, radix: 8) })") }
-        #expect(modes.withLock { $0.count } == 8, "\(modes.withLock { $0.keys.sorted() })")
+        #expect(modes.withLock { $0.count } == 9, "\(modes.withLock { $0.keys.sorted() })")
         // The hubs use the least-privileged role that `monitor-hub database init` made.
         let migrate = try String(contentsOfFile: "\(dir)/migrate.log", encoding: .utf8)
         #expect(migrate.contains("role fleetwatch owns database fleetwatch"), "\(migrate)")
@@ -213,10 +213,29 @@ struct DeploymentTests {
             return last
         }())
         #expect(record["state"] as? String == "completed" && record["deliveredBy"] as? String == "hub-a", "\(record)")
+        // Failover as docs/operations.md tells it: the primary dies, the standby is promoted; both hubs move by
+        // themselves and the API works again (the resume is written to the promoted standby).
+        #expect(topology.log.contains("synchronous standby on port"), "\(topology.log)")
+        for command in ["kill \(dir)/postgres", "promote \(dir)/postgres-standby"] {
+            let parts = command.split(separator: " ").map(String.init)
+            let p = try ChildProcess("/bin/bash", ["\(Self.root)/scripts/pg-private"] + parts, logPath: "\(Self.artifacts)/topology-\(run)-\(parts[0]).log")
+            #expect(await p.stop(signal: 0, timeout: .seconds(60)) == 0)
+        }
+        #expect(try await eventually(.seconds(60)) {
+            let a = (try? String(contentsOfFile: "\(dir)/hub-a.log", encoding: .utf8)) ?? "", b = (try? String(contentsOfFile: "\(dir)/hub-b.log", encoding: .utf8)) ?? ""
+            return a.contains("moved to") && b.contains("moved to")
+        })
+        var resumed = 0
+        _ = try await eventually(.seconds(60)) {
+            resumed = (try? await api("POST", port: portB, path: "/api/bots/\(target)/resume", body: #"{"reason": "after the failover"}"#, token: token))?.0 ?? 0
+            return resumed == 202
+        }
+        #expect(resumed == 202)
         // It stops everything it started.
         let exit = await topology.stop(signal: SIGTERM, timeout: .seconds(30))
         #expect(exit == 0)
         #expect(!FileManager.default.fileExists(atPath: "\(dir)/postgres/postmaster.pid"))
+        #expect(!FileManager.default.fileExists(atPath: "\(dir)/postgres-standby/postmaster.pid"))
         #expect(!LoopbackPort.accepts(portA) && !LoopbackPort.accepts(portB))
     }
 }
