@@ -225,6 +225,15 @@ extension HubAdmin {
     public func weeklyReport(week: String?, bot: String?) async throws -> WeeklyReview.Report {
         _ = try week.map(WeeklyReview.weekStart)   // a bad --week fails before touching the database
         let logger = self.logger
+        if let read = configuration.readDatabaseURL {
+            // A read replica takes the report's queries off the primary.
+            var url = try DatabaseURL(read)
+            if url.password == nil { url.password = configuration.databasePassword }
+            logger.info("weekly report from the read replica \(url)")
+            return try await withPostgresClient(PostgresClient(configuration: try url.clientConfiguration(maxConnections: 2), backgroundLogger: logger)) { client in
+                try await WeeklyReview(client: client, logger: logger).report(week: week, bot: bot)
+            }
+        }
         return try await withDatabase { client in try await WeeklyReview(client: client, logger: logger).report(week: week, bot: bot) }
     }
 

@@ -80,7 +80,9 @@ public struct HubApplication: Sendable {
         let breakGlass = BreakGlass(journal: journal, connections: connections, health: health, hubID: configuration.ingest.hubID,
                                     frameTTL: configuration.emergency.frameTTL, logger: logger)
         alerting.breakGlass.set(breakGlass)
-        let app = try makeApplication(client: client, store: ingestStore, breakGlass: breakGlass, alerting: alerting, ledger: ledger, connections: connections,
+        let reads = try await openReads(primary: client)
+        defer { reads.1?.cancel() }
+        let app = try makeApplication(client: client, store: ingestStore, breakGlass: breakGlass, reads: reads.0, alerting: alerting, ledger: ledger, connections: connections,
                                       metrics: metrics, live: live, publisher: publisher, viewers: viewers, audit: audit,
                                       refusals: refusals, health: health, onListening: onListening)
         // Every notification channel on one LISTEN connection.
@@ -119,6 +121,7 @@ public struct HubApplication: Sendable {
         }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: health),
+            .init(service: reads.0),
             .init(service: partitions),
             .init(service: NotificationListener(client: client, logger: logger, subscriptions: subscriptions)),
             .init(service: ReviewMaintainer(client: client, settings: configuration.retention, logger: logger)),
@@ -153,7 +156,24 @@ public struct HubApplication: Sendable {
         logger.info("hub stopped")
     }
 
-    func makeApplication(client: any PostgresQuerying, store: any IngestStore, breakGlass: BreakGlass? = nil, alerting: Alerting, ledger: CommandLedger,
+    /// The read replica of `hub.read_database_url` (its pool running in the returned task), or the primary.
+    func openReads(primary: any PostgresQuerying) async throws -> (ReadDatabase, Task<Void, Never>?) {
+        guard let string = configuration.readDatabaseURL else { return (ReadDatabase(client: primary, isReplica: false, logger: logger), nil) }
+        var url = try DatabaseURL(string)
+        if url.password == nil { url.password = configuration.databasePassword }
+        do {
+            let standby = try await DatabaseProbe.connectOnce(url, logger: logger)
+            logger.notice("history and reports read from \(url)\(standby ? " (a standby)" : " (not a standby: it takes the reads all the same)")")
+        } catch {
+            logger.warning("the read replica \(url) does not answer yet (history charts answer 503 until it does): \(error)")
+        }
+        let client = try DatabaseClient(url: url, maxConnections: 8, statementTimeout: configuration.databaseStatementTimeout, logger: logger)
+        let task = Task { await client.run() }
+        return (ReadDatabase(client: client, isReplica: true, logger: logger), task)
+    }
+
+    func makeApplication(client: any PostgresQuerying, store: any IngestStore, breakGlass: BreakGlass? = nil, reads: ReadDatabase? = nil,
+                         alerting: Alerting, ledger: CommandLedger,
                          connections: LiveConnections, metrics: HubMetrics, live: LiveFleet, publisher: LivePublisher,
                          viewers: ViewerRegistry, audit: AuditLog, refusals: RefusalAudit, health: DatabaseHealth,
                          onListening: @escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol {
@@ -194,7 +214,7 @@ public struct HubApplication: Sendable {
         }
         AlertRoutes(client: client, feed: alerting.feed, logger: logger).register(on: router)
         ThresholdRoutes(client: client, logger: logger).register(on: router)
-        MetricsRoutes(client: client, fleet: fleet, logger: logger).register(on: router)
+        MetricsRoutes(client: client, fleet: fleet, logger: logger, reads: reads).register(on: router)
         CommandRoutes(ledger: ledger, audit: audit, refusals: refusals, alerts: alerting.emergencyAlerts,
                       limiter: RequestLimiter(perMinute: configuration.emergency.requestsPerMinute), logger: logger,
                       breakGlass: breakGlass).register(on: router)

@@ -133,6 +133,7 @@ extension HubConfiguration {
             if let v = h.host { host = v }
             if let v = h.port { port = v }
             if let v = h.database_url { databaseURL = v }
+            if let v = h.read_database_url { readDatabaseURL = v }
             if let v = h.database_start_timeout {
                 databaseStartTimeout = try Self.fileDuration(v, "hub.database_start_timeout", source: source)
             }
@@ -304,6 +305,7 @@ extension HubConfiguration {
             port = p
         }
         if let v = try Self.secret("FLEETWATCH_DATABASE_URL", env), !v.isEmpty { databaseURL = v }
+        if let v = try Self.secret("FLEETWATCH_READ_DATABASE_URL", env), !v.isEmpty { readDatabaseURL = v }
         if let v = try Self.secret("FLEETWATCH_DATABASE_PASSWORD", env), !v.isEmpty { databasePassword = v }
         if let v = try Self.secret("FLEETWATCH_ADMIN_DATABASE_URL", env), !v.isEmpty { adminDatabaseURL = v }
         if let v = try Self.secret("FLEETWATCH_ADMIN_DATABASE_PASSWORD", env), !v.isEmpty { adminDatabasePassword = v }
@@ -356,6 +358,7 @@ struct ConfigFile: Decodable {
         var host: String?
         var port: Int?
         var database_url: String?
+        var read_database_url: String?
         var database_start_timeout: Double?
         var trusted_proxies: [String]?
         var statement_timeout: Double?
@@ -447,7 +450,7 @@ struct ConfigFile: Decodable {
                       "login_attempts_per_minute", "chartjs_path", "update_interval", "ping_interval", "session_check_interval"],
         "emergency": ["command_ttl", "acknowledge_timeout", "poll_interval", "requests_per_minute"],
         "retention": ["raw_days", "minute_rollup_days", "hour_rollup_days", "rollup_interval"],
-        "hub": ["host", "port", "database_url", "database_start_timeout", "trusted_proxies", "statement_timeout", "outage_credentials_max_age", "data_dir", "auto_register", "id", "log_level", "tls_certificate", "tls_key",
+        "hub": ["host", "port", "database_url", "read_database_url", "database_start_timeout", "trusted_proxies", "statement_timeout", "outage_credentials_max_age", "data_dir", "auto_register", "id", "log_level", "tls_certificate", "tls_key",
                 "max_frame_bytes",
                 "max_payload_bytes", "max_samples_per_batch", "heartbeat_interval", "max_sample_age", "max_sample_future",
                 "max_metric_names_per_bot", "max_metric_names", "max_pending_bytes", "max_bytes_per_second", "max_connections", "http_idle_timeout",

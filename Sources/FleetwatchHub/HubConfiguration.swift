@@ -15,6 +15,9 @@ public struct HubConfiguration: Sendable {
     public var tlsKeyPath: String?
     /// PostgreSQL address; nil runs a private cluster under `dataDirectory`.
     public var databaseURL: String?
+    /// A read-only server (a streaming standby) for reads that tolerate lag: history charts and the weekly
+    /// report (`hub.read_database_url`, `FLEETWATCH_READ_DATABASE_URL`); nil: everything reads the primary.
+    public var readDatabaseURL: String?
     /// Where the embedded cluster lives.
     public var dataDirectory = "./fleetwatch-data"
     /// Connections in the PostgreSQL pool.

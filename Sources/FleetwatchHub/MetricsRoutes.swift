@@ -11,6 +11,9 @@ struct MetricsRoutes: Sendable {
     let client: any PostgresQuerying
     let fleet: FleetView
     let logger: Logger
+    /// History comes from here (a read replica when configured).
+    var reads: ReadDatabase?
+    private var historySource: any PostgresQuerying { reads?.client ?? client }
 
     struct Snapshot: ResponseEncodable {
         let bot: String
@@ -44,6 +47,8 @@ struct MetricsRoutes: Sendable {
         let range: String
         let resolution: String
         let history: [Entry]
+        /// Present when a read replica answered: how far behind it may be (seconds).
+        var dataAgeSeconds: Double?
     }
 
     struct History: ResponseEncodable {
@@ -53,6 +58,8 @@ struct MetricsRoutes: Sendable {
         /// `raw`, `1m` or `1h`: what the points are.
         let resolution: String
         let points: [Point]
+        /// Present when a read replica answered: how far behind it may be (seconds).
+        var dataAgeSeconds: Double?
     }
 
     func register(on router: Router<HubRequestContext>) {
@@ -111,7 +118,7 @@ struct MetricsRoutes: Sendable {
 
     /// Every numeric metric of `bot`, grouped by point in time; 404 for an unknown bot.
     func botHistory(bot: String, range: String, seconds: Double) async throws -> BotHistory {
-        guard try await client.query("SELECT 1 FROM bots WHERE name = \(bot)", logger: logger).decode(Int.self).first(where: { _ in true }) != nil else {
+        guard try await historySource.query("SELECT 1 FROM bots WHERE name = \(bot)", logger: logger).decode(Int.self).first(where: { _ in true }) != nil else {
             throw HTTPError(.notFound, message: "no bot named \(bot)")
         }
         let resolution = seconds <= 3600 ? "raw" : seconds <= 86_400 ? "1m" : "1h"
@@ -119,15 +126,15 @@ struct MetricsRoutes: Sendable {
         let rows: PostgresRowSequence
         switch resolution {
         case "raw":
-            rows = try await client.query("""
+            rows = try await historySource.query("""
                 SELECT ts, metric, value FROM sample_points WHERE bot = \(bot) AND ts >= \(since) AND value IS NOT NULL ORDER BY ts
                 """, logger: logger)
         case "1m":
-            rows = try await client.query("""
+            rows = try await historySource.query("""
                 SELECT minute, metric, avg FROM review_metric_minute WHERE bot = \(bot) AND minute >= \(since) ORDER BY minute
                 """, logger: logger)
         default:
-            rows = try await client.query("""
+            rows = try await historySource.query("""
                 SELECT hour, metric, avg FROM review_metric_hour WHERE bot = \(bot) AND hour >= \(since) ORDER BY hour
                 """, logger: logger)
         }
@@ -142,7 +149,7 @@ struct MetricsRoutes: Sendable {
             current?.1[metric] = value
         }
         if let c = current { entries.append(.init(timestamp: c.0.timeIntervalSince1970, metrics: c.1)) }
-        return BotHistory(bot: bot, range: range, resolution: resolution, history: entries)
+        return BotHistory(bot: bot, range: range, resolution: resolution, history: entries, dataAgeSeconds: reads?.dataAge)
     }
 
     /// Raw samples for an hour, 1-minute rollups up to a day, 1-hour rollups beyond.
@@ -152,18 +159,18 @@ struct MetricsRoutes: Sendable {
         let rows: PostgresRowSequence
         switch resolution {
         case "raw":
-            rows = try await client.query("""
+            rows = try await historySource.query("""
                 SELECT bot, ts, value, value, value, value, NULL::float8 FROM sample_points
                 WHERE metric = \(metric) AND ts >= \(since) AND value IS NOT NULL AND (\(bot)::text IS NULL OR bot = \(bot))
                 ORDER BY bot, ts
                 """, logger: logger)
         case "1m":
-            rows = try await client.query("""
+            rows = try await historySource.query("""
                 SELECT bot, minute, avg, min, max, last, increase FROM review_metric_minute
                 WHERE metric = \(metric) AND minute >= \(since) AND (\(bot)::text IS NULL OR bot = \(bot)) ORDER BY bot, minute
                 """, logger: logger)
         default:
-            rows = try await client.query("""
+            rows = try await historySource.query("""
                 SELECT bot, hour, avg, min, max, last, increase FROM review_metric_hour
                 WHERE metric = \(metric) AND hour >= \(since) AND (\(bot)::text IS NULL OR bot = \(bot)) ORDER BY bot, hour
                 """, logger: logger)
@@ -172,6 +179,7 @@ struct MetricsRoutes: Sendable {
         for try await r in rows.decode((String, Date, Double?, Double?, Double?, Double?, Double?).self) {
             byBot[r.0, default: []].append(Point(t: r.1, avg: r.2, min: r.3, max: r.4, last: r.5, increase: r.6))
         }
-        return byBot.keys.sorted().map { History(bot: $0, metric: metric, range: range, resolution: resolution, points: byBot[$0]!) }
+        let age = reads?.dataAge
+        return byBot.keys.sorted().map { History(bot: $0, metric: metric, range: range, resolution: resolution, points: byBot[$0]!, dataAgeSeconds: age) }
     }
 }

@@ -130,7 +130,16 @@
       return el('button', { type: 'button', className: 'range-button', 'data-range': r, text: r });
     });
     const charts = CHART_METRICS.map(function (m) { return buildChartCard(m[0], m[1]); });
-    const rangeBar = el('div', { className: 'range-bar', role: 'group', 'aria-label': 'Chart range' }, [el('span', { className: 'muted', text: 'Range' })].concat(rangeButtons));
+    // How old the history may be when a read replica serves it (hub.read_database_url).
+    const dataAge = el('span', { className: 'muted data-age', 'data-role': 'data-age', hidden: true });
+    const rangeBar = el('div', { className: 'range-bar', role: 'group', 'aria-label': 'Chart range' }, [el('span', { className: 'muted', text: 'Range' })].concat(rangeButtons, [dataAge]));
+
+    function showDataAge(seconds) {
+      if (typeof seconds !== 'number') { dataAge.hidden = true; return; }
+      dataAge.hidden = false;
+      dataAge.textContent = seconds < 1 ? 'History from a read replica, up to date'
+        : 'History from a read replica, up to ' + Math.round(seconds) + ' s behind';
+    }
     const grid = el('div', { className: 'charts-grid' }, charts.map(function (c) { return c.card; }));
 
     function selectRange(range) {
@@ -152,7 +161,10 @@
       charts.forEach(function (entry) {
         const url = '/api/metrics/history?bot=' + enc + '&metric=' + encodeURIComponent(entry.metric) + '&range=' + range;
         api(url).then(function (series) {
-          if (v.alive && seq === state.seq) setChartPoints(entry, historyPoints(series, entry.metric), getRange);
+          if (v.alive && seq === state.seq) {
+            setChartPoints(entry, historyPoints(series, entry.metric), getRange);
+            showDataAge(Array.isArray(series) ? (series[0] || {}).dataAgeSeconds : series && series.dataAgeSeconds);
+          }
         }).catch(function (err) {
           if (v.alive && seq === state.seq && err.status !== 401) showChartNote(entry, 'History unavailable: ' + err.message);
         });

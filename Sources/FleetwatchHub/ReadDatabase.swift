@@ -1,0 +1,51 @@
+import FleetwatchStorage
+import Foundation
+import Logging
+import PostgresNIO
+import ServiceLifecycle
+import Synchronization
+
+/// Where reads that tolerate lag go: a read-only server (a streaming standby, `hub.read_database_url`) when one
+/// is configured, so history charts and reports never compete with ingest on the primary; the primary otherwise.
+/// Every 2 s it asks the replica how far behind it is, for the dashboard's "up to N s behind".
+final class ReadDatabase: Service, Sendable {
+    let client: any PostgresQuerying
+    let isReplica: Bool
+    let logger: Logger
+    private let age = Mutex<Double?>(nil)
+
+    init(client: any PostgresQuerying, isReplica: Bool, logger: Logger) {
+        self.client = client
+        self.isReplica = isReplica
+        self.logger = logger
+    }
+
+    /// How old the replica's data may be (seconds), nil when reads go to the primary (or the replica has not
+    /// answered yet).
+    var dataAge: Double? { isReplica ? age.withLock { $0 } : nil }
+
+    /// 0 when the replica has replayed everything it received (or is a primary); otherwise the time since the
+    /// last transaction it replayed.
+    static let lagQuery: PostgresQuery = """
+        SELECT CASE WHEN NOT pg_is_in_recovery() THEN 0::float8
+                    WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0::float8
+                    ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8, 0) END
+        """
+
+    func run() async throws {
+        guard isReplica else { return }
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do {
+                    for try await seconds in try await self.client.query(Self.lagQuery, logger: self.logger).decode(Double.self) {
+                        self.age.withLock { $0 = max(0, seconds) }
+                    }
+                } catch {
+                    self.age.withLock { $0 = nil }
+                    self.logger.warning("read replica: cannot read its lag: \(String(reflecting: error))")
+                }
+                try? await Task.sleep(for: .seconds(2))
+            }
+        }
+    }
+}
