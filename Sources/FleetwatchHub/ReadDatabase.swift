@@ -33,7 +33,8 @@ final class ReadDatabase: Service, Sendable {
         """
 
     func run() async throws {
-        guard isReplica else { return }
+        // Nothing to watch on the primary, but a service of the group runs until shutdown.
+        guard isReplica else { return try await gracefulShutdown() }
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {
