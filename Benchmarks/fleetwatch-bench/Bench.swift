@@ -14,3 +14,9 @@ struct Bench: AsyncParsableCommand {
 func report(_ name: String, _ value: Double, _ unit: String, digits: Int = 2) {
     print("\(name): \(String(format: "%.\(digits)f", value)) \(unit)")
 }
+
+/// A benchmark that cannot give a true figure stops with this (exit status 1), saying what it got instead.
+struct BenchFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

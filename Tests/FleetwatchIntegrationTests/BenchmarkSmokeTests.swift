@@ -1,0 +1,43 @@
+import FleetwatchTestSupport
+import Foundation
+import Testing
+
+/// Every benchmark of `scripts/bench` once, at a tiny size, so a change that breaks one fails here instead of
+/// being found weeks later (the figures come from `scripts/bench` on release builds, not from this run). Each must
+/// end with status 0 and print its result lines; a benchmark that meets anything unexpected exits 1 saying what.
+@Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
+struct BenchmarkSmokeTests {
+    static var artifacts: String { ProcessInfo.processInfo.environment["FLEETWATCH_TEST_ARTIFACTS"] ?? NSTemporaryDirectory() }
+
+    static func cases(_ db: String) -> [(name: String, args: [String], expect: String)] {
+        [
+            ("record", ["record", "--calls", "20000", "--repeats", "1"], "ns/call"),
+            ("wire", ["wire"], "wire bytes/sample"),
+            ("ingest", ["ingest", "--database-url", db, "--agents", "2", "--ticks", "2", "--metrics", "5", "--seconds", "2"], "hub ingest samples/s stored"),
+            ("memory", ["memory", "--database-url", db, "--seconds", "3", "--metrics", "5"], "agent memory overhead"),
+            ("alert-latency", ["alert-latency", "--database-url", db, "--transitions", "4"], "batch arrival → webhook received p50"),
+            ("stop-latency", ["stop-latency", "--database-url", db, "--stops", "3"], "request → handler invoked, other replica, p50"),
+            ("review", ["review", "--database-url", db, "--bots", "2", "--days", "1", "--sample-seconds", "600", "--runs", "2"], "weekly summary (report weekly), p50"),
+            ("fleet-api", ["fleet-api", "--database-url", db, "--bots", "10", "--requests", "5"], "p99"),
+            ("live-latency", ["live-latency", "--database-url", db, "--values", "5"], "p50"),
+            ("load", ["load", "--database-url", db, "--agents", "5", "--seconds", "5", "--warmup", "1"], "lost: 0, duplicated: 0"),
+            ("isolation", ["isolation", "--database-url", db, "--batches", "20", "--stops", "3"], "stop p99 under attack / idle"),
+        ]
+    }
+
+    @Test(.timeLimit(.minutes(12)))
+    func everyBenchmarkRunsAtATinySize() async throws {
+        let db = try #require(TestDatabase.serverURL).urlString
+        let malloc = builtExecutable("libfleetwatch_malloc_count.so")
+        for c in Self.cases(db) {
+            let log = "\(Self.artifacts)/bench-smoke-\(c.name)-\(UUID().uuidString.prefix(8)).log"
+            let started = ContinuousClock.now
+            let bench = try ChildProcess(builtExecutable("fleetwatch-bench"), c.args, logPath: log,
+                                         environment: c.name == "record" ? ["LD_PRELOAD": malloc] : [:])
+            let status = await bench.stop(signal: 0, timeout: .seconds(180))
+            let output = bench.log
+            #expect(status == 0, "\(c.name) exited \(status) after \(ContinuousClock.now - started):\n\(output.suffix(3000))")
+            #expect(output.contains(c.expect), "\(c.name) printed no '\(c.expect)':\n\(output.suffix(3000))")
+        }
+    }
+}
