@@ -84,6 +84,7 @@ public final class DatabaseClient: PostgresQuerying {
         }
     }
 
+    @discardableResult
     public func query(_ query: PostgresQuery, logger: Logger?, file: String, line: Int) async throws -> PostgresRowSequence {
         try await current.withLock { $0.client }.query(query, logger: logger, file: file, line: line)
     }
