@@ -32,7 +32,9 @@ struct ReadReplicaTests {
         let replica = TestDatabase(url: readURL)
 
         let hub = try HubUnderTest(database: db)
-        try await hub.start(environment: ["FLEETWATCH_READ_DATABASE_URL": readURL.urlString])
+        let hubConfig = "\(dir)-hub.json"
+        try #"{"dashboard": {"admin_password": "replica-test-password"}}"#.write(toFile: hubConfig, atomically: true, encoding: .utf8)
+        try await hub.start(extra: ["--config", hubConfig], environment: ["FLEETWATCH_READ_DATABASE_URL": readURL.urlString])
         defer { Task { await hub.kill(SIGTERM) } }
         #expect(hub.log.contains("history and reports read from"), "\(hub.log.suffix(1500))")
         var config = AgentConfiguration(hubURL: hub.agentURL, botID: "rr-bot", token: "secret")
@@ -44,6 +46,7 @@ struct ReadReplicaTests {
         let path = "/api/metrics/history?bot=rr-bot&metric=cpu_usage&range=1h"
 
         agent.gauge("cpu_usage").set(11)
+        agent.gauge("total_pnl").set(5)
         #expect(try await eventually(.seconds(30)) { Self.values(try await api("GET", port: hub.port, path: path).1).values.contains(11) })
         #expect(try await eventually(.seconds(10)) { Self.values(try await api("GET", port: hub.port, path: path).1).age == 0 })
 
@@ -59,6 +62,19 @@ struct ReadReplicaTests {
         #expect(try await eventually(.seconds(20)) { (Self.values(try await api("GET", port: hub.port, path: path).1).age ?? 0) >= 2 })
         let (_, behind) = try await api("GET", port: hub.port, path: path)
         #expect(!Self.values(behind).values.contains(22), "\(behind)")
+        // The dashboard says so above the bot's charts.
+        let browser = try await WebDriver(logPath: "\(Self.artifacts)/\(db.url.database)-chromedriver.log")
+        defer { Task { await browser.quit() } }
+        let base = "http://127.0.0.1:\(hub.port)"
+        try await browser.open(base + "/")
+        try await browser.waitFor("the sign-in form", "return !!document.querySelector('#username');")
+        try await browser.type("#username", "admin")
+        try await browser.type("#password", "replica-test-password")
+        try await browser.click("#login-button")
+        try await browser.waitFor("the fleet", "return !!document.querySelector('#fleet-table tr[data-bot=\"rr-bot\"]');")
+        try await browser.open(base + "/#/bot/rr-bot")
+        try await browser.waitFor("the replica's lag above the charts", timeout: .seconds(30),
+                                  "const n = document.querySelector('[data-role=\"data-age\"]'); return !!n && !n.hidden && /read replica, up to [0-9]+ s behind/.test(n.textContent);")
 
         // Replay resumed: the value arrives, and the replica is up to date again.
         try await replica.withClient { client in _ = try await client.query("SELECT pg_wal_replay_resume()", logger: Logger(label: "t")) }

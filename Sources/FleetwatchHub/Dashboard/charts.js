@@ -134,8 +134,9 @@
     const dataAge = el('span', { className: 'muted data-age', 'data-role': 'data-age', hidden: true });
     const rangeBar = el('div', { className: 'range-bar', role: 'group', 'aria-label': 'Chart range' }, [el('span', { className: 'muted', text: 'Range' })].concat(rangeButtons, [dataAge]));
 
+    // Any chart's answer that carries the replica's lag shows it (charts without points carry none).
     function showDataAge(seconds) {
-      if (typeof seconds !== 'number') { dataAge.hidden = true; return; }
+      if (typeof seconds !== 'number') return;
       dataAge.hidden = false;
       dataAge.textContent = seconds < 1 ? 'History from a read replica, up to date'
         : 'History from a read replica, up to ' + Math.round(seconds) + ' s behind';
@@ -158,6 +159,7 @@
       }
       const seq = ++state.seq;
       const range = state.range;
+      dataAge.hidden = true;
       charts.forEach(function (entry) {
         const url = '/api/metrics/history?bot=' + enc + '&metric=' + encodeURIComponent(entry.metric) + '&range=' + range;
         api(url).then(function (series) {
