@@ -49,6 +49,8 @@ extension HubApplication {
             var w = WebhookNotifier.Configuration(url: url, secret: a.webhookSecret)
             w.timeout = a.webhookTimeout
             w.minimumLevel = AlertLevel(rawValue: a.webhookMinimumLevel) ?? .warning
+            w.format = WebhookFormat(rawValue: a.webhookFormat) ?? .fleetwatch
+            w.chatID = a.webhookChatID
             notifiers.append(WebhookNotifier(configuration: w))
         }
         if a.email, let host = a.emailHost {

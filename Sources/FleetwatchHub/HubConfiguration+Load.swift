@@ -199,6 +199,8 @@ extension HubConfiguration {
                 alerts.webhookSecret = w.secret
                 if let v = w.timeout { alerts.webhookTimeout = try Self.fileDuration(v, "alerts.webhook.timeout", source: source) }
                 if let v = w.min_level { alerts.webhookMinimumLevel = v }
+                if let v = w.format { alerts.webhookFormat = v }
+                if let v = w.chat_id { alerts.webhookChatID = v }
             }
             if let e = a.email {
                 alerts.emailHost = e.host
@@ -255,6 +257,10 @@ extension HubConfiguration {
         try require((1...36_500).contains(auditRetentionDays), "hub.audit_retention_days must be 1–36500")
         try require(ingest.validator.maxAgeMs > 0 && ingest.validator.maxFutureMs >= 0, "hub.max_sample_age must be > 0 and hub.max_sample_future ≥ 0")
         try require(monitoring.healthCheckInterval > 0, "monitoring.health_check_interval must be > 0")
+        try require(WebhookFormat(rawValue: alerts.webhookFormat) != nil,
+                    "alerts.webhook.format must be one of \(WebhookFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+        try require(alerts.webhookFormat != "telegram" || !(alerts.webhookChatID ?? "").isEmpty,
+                    "alerts.webhook.format telegram needs alerts.webhook.chat_id (the chat the bot posts to)")
         for (key, level) in [("alerts.console_min_level", alerts.consoleMinimumLevel), ("alerts.webhook.min_level", alerts.webhookMinimumLevel)] {
             try require(["INFO", "WARNING", "CRITICAL"].contains(level), "\(key) must be INFO, WARNING or CRITICAL")
         }
@@ -392,6 +398,8 @@ struct ConfigFile: Decodable {
             var secret: String?
             var timeout: Double?
             var min_level: String?
+            var format: String?
+            var chat_id: String?
         }
         struct Email: Decodable {
             var host: String

@@ -113,6 +113,10 @@ public struct AlertSettings: Sendable {
     public var webhookSecret: String?
     public var webhookTimeout: Duration = .seconds(5)
     public var webhookMinimumLevel = "WARNING"
+    /// `fleetwatch` (default), `slack`, `discord` or `telegram` (`alerts.webhook.format`).
+    public var webhookFormat = "fleetwatch"
+    /// Telegram's chat id for the `telegram` format (`alerts.webhook.chat_id`).
+    public var webhookChatID: String?
     public var consoleMinimumLevel = "INFO"
     public var emailHost: String?
     public var emailPort = 587

@@ -17,6 +17,10 @@ public struct WebhookNotifier: Notifier {
         public var secret: String?
         public var timeout: Duration = .seconds(5)
         public var minimumLevel: AlertLevel = .warning
+        /// What the body looks like: fleetwatch's JSON, or a chat service's message.
+        public var format: WebhookFormat = .fleetwatch
+        /// Telegram's chat id (the `telegram` format).
+        public var chatID: String?
         public init(url: String, secret: String? = nil) {
             self.url = url
             self.secret = secret
@@ -73,7 +77,7 @@ public struct WebhookNotifier: Notifier {
     }
 
     public func notify(_ event: AlertEvent) async throws {
-        let body = try Self.body(event)
+        let body = try configuration.format.body(event, chatID: configuration.chatID)
         var request = HTTPClientRequest(url: configuration.url)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")

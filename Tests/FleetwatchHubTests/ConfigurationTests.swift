@@ -77,6 +77,9 @@ import Testing
         (#"{"alerts": {"cooldowns": {"info": 1e300}}}"#, "alerts.cooldowns.info"),
         (#"{"alerts": {"no_data_seconds": 1e19}}"#, "alerts.no_data_seconds"),
         (#"{"retention": {"raw_days": 9223372036854775807}}"#, "retention days must be at most"),
+        (#"{"alerts": {"webhook": {"url": "http://x", "format": "teams"}}}"#, "alerts.webhook.format must be one of fleetwatch, slack, discord, telegram"),
+        (#"{"alerts": {"webhook": {"url": "http://x", "format": "telegram"}}}"#, "needs alerts.webhook.chat_id"),
+        (#"{"hub": {"outage_credentials_max_age": -1}}"#, "hub.outage_credentials_max_age"),
     ])
     func badFilesGiveAClearError(json: String, mentions: String) throws {
         let path = try Self.file(json)
