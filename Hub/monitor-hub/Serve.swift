@@ -31,6 +31,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "PEM private key of --tls-cert.")
     var tlsKey: String?
 
+    @Option(help: "Log lines as text (default) or json: one JSON object per line, for log shippers.")
+    var logFormat: HubConfiguration.LogFormat?
+
     func run() async throws {
         var c = try common.load()
         if let p = port ?? dashboardPort { c.port = p }
@@ -43,12 +46,19 @@ struct Serve: AsyncParsableCommand {
         guard (c.tlsCertificatePath == nil) == (c.tlsKeyPath == nil) else {
             throw ValidationError("--tls-cert and --tls-key go together")
         }
+        if let logFormat { c.logFormat = logFormat }
         let level = c.logLevel
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = level
-            return h
+        switch c.logFormat {
+        case .text:
+            LoggingSystem.bootstrap { label in
+                var h = StreamLogHandler.standardError(label: label)
+                h.logLevel = level
+                return h
+            }
+        case .json:
+            LoggingSystem.bootstrap { label in JSONLogHandler(label: label, level: level) }
         }
+
         let logger = Logger(label: "fleetwatch.hub")
         logger.info("starting hub with profile \(c.profile)")
         try await HubApplication(configuration: c, logger: logger).run()
@@ -95,3 +105,5 @@ struct Database: AsyncParsableCommand {
         }
     }
 }
+
+extension HubConfiguration.LogFormat: ExpressibleByArgument {}

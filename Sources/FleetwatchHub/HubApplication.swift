@@ -180,6 +180,8 @@ public struct HubApplication: Sendable {
         let router = Router(context: HubRequestContext.self)
         let tokens = AccessTokens(client: client, logger: logger)
         let sessions = Sessions(client: client, logger: logger, idleTimeout: configuration.dashboard.sessionIdleTimeout)
+        // Per-route request counts and durations (route patterns, not paths: no cardinality from bot names).
+        router.add(middleware: RouteMetrics(registry: metrics.registry))
         router.add(middleware: ForwardedHeaders(trusted: configuration.http.trustedProxies, directTLS: configuration.tlsCertificatePath != nil))
         router.add(middleware: APIErrors(logger: logger))
         router.add(middleware: DatabaseGate(health: health))

@@ -141,6 +141,7 @@ extension HubConfiguration {
             if let v = h.auto_register { autoRegister = v }
             if let v = h.id { ingest.hubID = v }
             if let v = h.log_level { logLevel = try Self.level(v, from: "\(source): hub.log_level") }
+            if let v = h.log_format { logFormat = try Self.logFormat(v, from: "\(source): hub.log_format") }
             if let v = h.tls_certificate { tlsCertificatePath = v }
             if let v = h.tls_key { tlsKeyPath = v }
             if let v = h.max_frame_bytes { ingest.maxFrameBytes = v }
@@ -298,6 +299,14 @@ extension HubConfiguration {
     }
 
     /// A secret from the environment: `NAME` or the file named by `NAME_FILE` (see `EnvironmentSecret`).
+    /// `text` or `json`; anything else is an error naming where it came from.
+    public static func logFormat(_ value: String, from source: String) throws -> LogFormat {
+        guard let f = LogFormat(rawValue: value.lowercased()) else {
+            throw ConfigurationError("\(source): log format '\(value)' is not one of text, json")
+        }
+        return f
+    }
+
     static func secret(_ name: String, _ env: [String: String]) throws -> String? {
         do { return try EnvironmentSecret.read(name, env) } catch let f as EnvironmentSecret.Failure {
             throw ConfigurationError(f.description)
@@ -323,6 +332,7 @@ extension HubConfiguration {
         }
         if let v = env["FLEETWATCH_AUTO_REGISTER"] { autoRegister = ["1", "true", "yes"].contains(v.lowercased()) }
         if let v = env["FLEETWATCH_LOG_LEVEL"] { logLevel = try Self.level(v, from: "FLEETWATCH_LOG_LEVEL") }
+        if let v = env["FLEETWATCH_LOG_FORMAT"] { logFormat = try Self.logFormat(v, from: "FLEETWATCH_LOG_FORMAT") }
         if let v = env["FLEETWATCH_TLS_CERT"], !v.isEmpty { tlsCertificatePath = v }
         if let v = env["FLEETWATCH_TLS_KEY"], !v.isEmpty { tlsKeyPath = v }
         if let v = try Self.secret("FLEETWATCH_SMTP_PASSWORD", env) { alerts.emailPassword = v }
@@ -373,6 +383,7 @@ struct ConfigFile: Decodable {
         var auto_register: Bool?
         var id: String?
         var log_level: String?
+        var log_format: String?
         var tls_certificate: String?
         var tls_key: String?
         var max_frame_bytes: Int?
@@ -458,7 +469,7 @@ struct ConfigFile: Decodable {
                       "login_attempts_per_minute", "chartjs_path", "update_interval", "ping_interval", "session_check_interval"],
         "emergency": ["command_ttl", "acknowledge_timeout", "poll_interval", "requests_per_minute"],
         "retention": ["raw_days", "minute_rollup_days", "hour_rollup_days", "rollup_interval"],
-        "hub": ["host", "port", "database_url", "read_database_url", "database_start_timeout", "trusted_proxies", "statement_timeout", "outage_credentials_max_age", "data_dir", "auto_register", "id", "log_level", "tls_certificate", "tls_key",
+        "hub": ["host", "port", "database_url", "read_database_url", "database_start_timeout", "trusted_proxies", "statement_timeout", "log_format", "outage_credentials_max_age", "data_dir", "auto_register", "id", "log_level", "tls_certificate", "tls_key",
                 "max_frame_bytes",
                 "max_payload_bytes", "max_samples_per_batch", "heartbeat_interval", "max_sample_age", "max_sample_future",
                 "max_metric_names_per_bot", "max_metric_names", "max_pending_bytes", "max_bytes_per_second", "max_connections", "http_idle_timeout",

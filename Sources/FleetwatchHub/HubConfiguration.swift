@@ -47,6 +47,13 @@ public struct HubConfiguration: Sendable {
     /// Sign-in, sessions and the live WebSocket of the dashboard.
     public var dashboard = DashboardSettings()
     public var logLevel: Logger.Level = .info
+    /// `text` (default) or `json`: one JSON object per line for log shippers (`hub.log_format`,
+    /// `FLEETWATCH_LOG_FORMAT`, `--log-format`).
+    public var logFormat = LogFormat.text
+
+    public enum LogFormat: String, Sendable, CaseIterable {
+        case text, json
+    }
     /// The profile this configuration came from: `default`, `production`, `development` or a file path.
     public var profile = "default"
     /// The threshold profile every bot without its own follows, set at start: `default`, `production`,

@@ -14,6 +14,7 @@ import Synchronization
 /// emergency mode. `/metrics` needs no credentials, so a scraper hammering it costs the database nothing more.
 final class HubMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
+    private let cpuSeconds = Mutex(0.0)
     private let batches, samples, refused, overLimit, duplicates, deferred: Counter
     private let agents, pingSeconds: Gauge
     private let storeDuration, pingDuration: DurationHistogram
@@ -46,6 +47,15 @@ final class HubMetrics: Sendable {
 
     /// Refreshes the scrape-time figures and renders everything.
     func render(counters: IngestCounters, connections: LiveConnections, client: any PostgresQuerying, logger: Logger) async -> String {
+        registry.makeGauge(descriptor: .named("fleetwatch_build_info", "The hub's version (value 1)"),
+                           labels: [("version", FleetwatchVersion.current)]).set(to: 1)
+        if let p = HubObservability.ProcessFigures.read() {
+            registry.makeGauge(descriptor: .named("process_resident_memory_bytes", "Resident memory of the hub process")).set(to: p.residentBytes)
+            registry.makeGauge(descriptor: .named("process_open_fds", "Open file descriptors of the hub process")).set(to: p.openFiles)
+            registry.makeGauge(descriptor: .named("process_start_time_seconds", "Start of the hub process, Unix seconds")).set(to: p.startTime)
+            let delta = cpuSeconds.withLock { last -> Double in defer { last = max(last, p.cpuSeconds) }; return max(0, p.cpuSeconds - last) }
+            registry.makeCounter(descriptor: .named("process_cpu_seconds_total", "User and system CPU time of the hub process")).increment(by: delta)
+        }
         agents.set(to: Double(await connections.count))
         let now = counters.snapshot
         let before = last.withLock { old in defer { old = now }; return old }

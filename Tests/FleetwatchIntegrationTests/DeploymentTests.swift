@@ -71,7 +71,7 @@ struct DeploymentTests {
         let db = try await TestDatabase.create()
         try await registerBots(["metrics-bot"], token: "secret", in: db)
         let hub = try HubUnderTest(database: db)
-        try await hub.start()
+        try await hub.start(extra: ["--log-format", "json"])
         defer { Task { await hub.kill(SIGTERM) } }
         let agent = try AlertEndToEndTests.agent("metrics-bot", hub: hub.agentURL)
         let task = Task { try await agent.run() }
@@ -94,6 +94,20 @@ struct DeploymentTests {
         #expect(text.contains("fleetwatch_batch_store_duration_seconds_bucket"))
         #expect(text.contains(#"fleetwatch_commands{state="pending"} 0"#))
         #expect(text.contains(#"fleetwatch_alerts_firing{level="CRITICAL"}"#))
+        // The hub itself: its build, its process, and every route's requests by pattern and status.
+        #expect(text.contains(#"fleetwatch_build_info{version=""#))
+        #expect((value("process_resident_memory_bytes") ?? 0) > 1_000_000)
+        #expect((value("process_open_fds") ?? 0) > 3)
+        #expect(text.contains(#"fleetwatch_http_requests_total{route="/api/bots",method="GET",status="401"} 1"#), "\(text)")
+        #expect(text.contains(#"fleetwatch_http_request_duration_seconds_count{route="/api/bots",method="GET"} 1"#))
+        // --log-format json: every line the hub wrote is one JSON object with its level, label and message.
+        let lines = hub.log.split(separator: "\n").filter { !$0.isEmpty }
+        #expect(lines.count > 3)
+        for line in lines {
+            let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(object?["level"] is String && object?["label"] is String && object?["message"] is String && object?["time"] is String,
+                    "not a JSON log line: \(line)")
+        }
     }
 
     @Test(.timeLimit(.minutes(3)))
