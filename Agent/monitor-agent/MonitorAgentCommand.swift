@@ -15,6 +15,7 @@ struct MonitorAgentCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "monitor-agent",
         abstract: "Run any bot program under fleetwatch: health metrics, the bot's own metrics, remote emergency stop.",
+        version: FleetwatchVersion.current,
         subcommands: [Run.self])
 }
 
@@ -56,7 +57,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Seconds to wait for the hub to accept this bot before giving up (0: do not wait).") var connectTimeout = 15.0
     @Option(help: "Seconds between metric flushes.") var flushInterval = 1.0
     @Option(help: "Time zone whose midnight resets daily_pnl for trades reported with POST /trade or fleetwatch.trade (default UTC).") var timeZone = "UTC"
-    @Option(help: "trace, debug, info, notice, warning, error.") var logLevel = "notice"
+    @Option(help: "How much the sidecar logs.") var logLevel: Logger.Level = .notice
     @Argument(parsing: .postTerminator, help: "The bot program and its arguments, after --.") var command: [String] = []
 
     func validate() throws {
@@ -78,7 +79,7 @@ struct Run: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .notice
+        let level = logLevel
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = level
@@ -181,3 +182,6 @@ struct Run: AsyncParsableCommand {
         throw ExitCode(2)
     }
 }
+
+/// `--log-level` lists the allowed values in `--help`, and anything else is an error, not a silent default.
+extension Logger.Level: @retroactive ExpressibleByArgument {}

@@ -9,7 +9,8 @@ import Logging
 struct SimBotCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fleetwatch-simbot",
-        abstract: "Simulated trading bots reporting to a fleetwatch hub through the agent library.")
+        abstract: "Simulated trading bots reporting to a fleetwatch hub through the agent library.",
+        version: FleetwatchVersion.current)
 
     @Option(help: "The hub's agent endpoint.") var hub = "ws://127.0.0.1:8000/agent/v1"
     @Option(help: "How many bots to run in this process.") var bots = 1
@@ -33,10 +34,10 @@ struct SimBotCommand: AsyncParsableCommand {
     var declareEmergencyAfter: Double?
     @Option(help: "Write 'connected=N total=M' here every 2 s (for container health checks).") var statusFile: String?
     @Option(help: "Stop after this many seconds (default: run until interrupted).") var duration: Double?
-    @Option(help: "trace, debug, info, notice, warning, error.") var logLevel = "notice"
+    @Option(help: "How much the simulated bots log.") var logLevel: Logger.Level = .notice
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .notice
+        let level = logLevel
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = level
@@ -97,3 +98,6 @@ struct SimBotCommand: AsyncParsableCommand {
         }
     }
 }
+
+/// `--log-level` lists the allowed values in `--help`, and anything else is an error, not a silent default.
+extension Logger.Level: @retroactive ExpressibleByArgument {}

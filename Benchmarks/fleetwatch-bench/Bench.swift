@@ -1,4 +1,5 @@
 import ArgumentParser
+import FleetwatchProtocol
 
 /// `fleetwatch-bench`: the figures in docs/benchmarks.md. Build with `-c release`; `scripts/bench` runs them all.
 @main
@@ -6,6 +7,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fleetwatch-bench",
         abstract: "Benchmarks for fleetwatch's hot paths (run release builds).",
+        version: FleetwatchVersion.current,
         subcommands: [RecordBench.self, WireBench.self, IngestBench.self, MemoryBench.self, MemoryChild.self, StopLatencyBench.self, ReviewBench.self, FleetAPIBench.self, LoadBench.self, LiveLatencyBench.self,
                       AlertLatencyBench.self, IsolationBench.self])
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FleetwatchProtocol
 import FleetwatchStorage
 import Foundation
 import Logging
@@ -10,7 +11,8 @@ import Logging
 struct FaultSuite: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fleetwatch-faults",
-        abstract: "Fault scenarios against real hubs, agents and PostgreSQL, counting every batch.")
+        abstract: "Fault scenarios against real hubs, agents and PostgreSQL, counting every batch.",
+        version: FleetwatchVersion.current)
 
     static let all = ["hub-kill", "ack-lost", "agent-kill", "hub-unreachable", "postgres-restart", "replicas-postgres-restart",
                       "stop-twice", "stop-during-outage", "primary-failover"]

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FleetwatchHub
+import FleetwatchProtocol
 
 /// `monitor-hub`: the fleetwatch hub and its operator commands.
 @main
@@ -7,6 +8,7 @@ struct MonitorHub: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "monitor-hub",
         abstract: "The fleetwatch hub: ingest, storage and control for a fleet of trading bots.",
+        version: FleetwatchVersion.current,
         subcommands: [Serve.self, Migrate.self, Database.self, Bots.self, Profiles.self, Tokens.self, Users.self, Report.self, Rollup.self, Analysts.self],
         defaultSubcommand: Serve.self)
 }
