@@ -1,5 +1,6 @@
 import ArgumentParser
 import FleetwatchHub
+import Foundation
 import Logging
 
 struct Bots: AsyncParsableCommand {
@@ -24,9 +25,17 @@ struct Bots: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List registered bots.")
         @OptionGroup var common: CommonOptions
+        @OptionGroup var output: JSONOutputOption
+
+        struct Row: Encodable {
+            let bot: String, profile: String, hasToken: Bool, connected: Bool, lastSeen: Date?
+        }
 
         func run() async throws {
             let bots = try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin")).listBots()
+            if output.json {
+                return try output.print(bots.map { Row(bot: $0.name, profile: $0.profile, hasToken: $0.hasToken, connected: $0.connected, lastSeen: $0.lastSeen) })
+            }
             print("BOT\tPROFILE\tTOKEN\tCONNECTED\tLAST SEEN")
             for b in bots { print("\(b.name)\t\(b.profile)\t\(b.hasToken ? "yes" : "revoked")\t\(b.connected ? "yes" : "no")\t\(b.lastSeen.map { "\($0)" } ?? "never")") }
         }

@@ -24,9 +24,11 @@ struct Tokens: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List API tokens.")
         @OptionGroup var common: CommonOptions
+        @OptionGroup var output: JSONOutputOption
 
         func run() async throws {
             let tokens = try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin")).listAPITokens()
+            if output.json { return try output.print(tokens) }
             print("NAME\tROLE\tCREATED\tLAST USED\tREVOKED")
             for t in tokens {
                 print("\(t.name)\t\(t.role)\t\(t.createdAt)\t\(t.lastUsedAt.map { "\($0)" } ?? "never")\t\(t.revokedAt.map { "\($0)" } ?? "no")")

@@ -44,9 +44,11 @@ struct Users: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List dashboard users.")
         @OptionGroup var common: CommonOptions
+        @OptionGroup var output: JSONOutputOption
 
         func run() async throws {
             let users = try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin")).listUsers()
+            if output.json { return try output.print(users) }
             print("NAME\tROLE\tCREATED\tLAST SIGN-IN\tDISABLED")
             for u in users {
                 print("\(u.name)\t\(u.role)\t\(u.createdAt)\t\(u.lastLoginAt.map { "\($0)" } ?? "never")\t\(u.disabledAt.map { "\($0)" } ?? "no")")

@@ -19,6 +19,25 @@ struct CommandLineTests {
         #expect(status == 0 && out.trimmingCharacters(in: .whitespacesAndNewlines) == FleetwatchVersion.current, "\(program): \(status) \(out)")
     }
 
+    @Test(.enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
+    func everyListPrintsJSON() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["json-bot"], token: "secret", in: db)
+        func list(_ what: String) async throws -> [[String: Any]] {
+            let (status, out) = try await Self.run("monitor-hub", [what, "list", "--json", "--database-url", db.url.urlString, "--log-level", "error"])
+            #expect(status == 0, "\(what) list --json: \(out)")
+            let start = out.firstIndex(of: "[") ?? out.startIndex
+            return try #require(try JSONSerialization.jsonObject(with: Data(out[start...].utf8)) as? [[String: Any]], "\(what): \(out)")
+        }
+        let bots = try await list("bots")
+        #expect(bots.contains { $0["bot"] as? String == "json-bot" && $0["hasToken"] as? Bool == true && $0["connected"] as? Bool == false }, "\(bots)")
+        let tokens = try await list("tokens")
+        #expect(tokens.contains { $0["name"] as? String == "test-operator" && $0["role"] as? String == "operator" && $0["createdAt"] is String }, "\(tokens)")
+        _ = try await list("users")
+        let profiles = try await list("profiles")
+        #expect(profiles.contains { $0["profile"] as? String == "default" && (($0["rules"] as? [Any])?.count ?? 0) > 5 }, "\(profiles)")
+    }
+
     @Test func aBadLogLevelIsAnErrorThatListsTheLevels() async throws {
         for (program, args) in [("monitor-agent", ["run", "--log-level", "loud", "--", "true"]),
                                 ("fleetwatch-simbot", ["--log-level", "loud"]),
