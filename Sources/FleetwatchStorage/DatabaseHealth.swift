@@ -130,6 +130,10 @@ public final class DatabaseHealth: Service, Sendable {
     private func probeLoop() async {
         var connection: PostgresConnection?
         var connectedTo = -1
+        // A probe that merely ran out of time may be a starved machine rather than a dead database (one bot
+        // flooding a busy hub must not make it declare an outage for everyone): only the second one in a row
+        // counts. A refused or broken connection counts at once.
+        var timeouts = 0
         defer { if let connection { Task { try? await connection.close() } } }
         while !Task.isCancelled {
             let target = client?.endpoint ?? 0
@@ -145,12 +149,21 @@ public final class DatabaseHealth: Service, Sendable {
                     throw WrongRole(endpoint: url.endpoints[target].display, standby: standby)
                 }
                 self.logger.trace("PostgreSQL answered the health probe")
+                timeouts = 0
                 self.set(.up)
             } catch is CancellationError {
                 break
             } catch {
                 if let c = connection { Task { try? await c.close() } }
                 connection = nil
+                if error is TimedOut {
+                    timeouts += 1
+                    if timeouts < 2 {
+                        logger.info("PostgreSQL did not answer the health probe within \(deadline); probing again")
+                        try? await Task.sleep(for: self.interval)
+                        continue
+                    }
+                }
                 // Several hosts: the one that fits now (a promoted standby) takes over, without a restart.
                 if let client, url.endpoints.count > 1, let other = await findEndpoint(), other != target {
                     // Down for an instant: whatever waits on the old host gives up now (batches are deferred and
@@ -249,6 +262,22 @@ public final class DatabaseHealth: Service, Sendable {
                 once.resume(.failure(TimedOut()))
             }
         }
+    }
+
+    /// Whether `error` means the database (or the way to it) is gone, rather than a problem with one statement:
+    /// a closed or broken connection, a server shutting down (SQLSTATE class 57 but a statement timeout, class 08),
+    /// or a pool that cannot make connections.
+    public static func isConnectionLoss(_ error: any Error) -> Bool {
+        if let p = error as? PSQLError {
+            switch p.code {
+            case .clientClosedConnection, .serverClosedConnection, .connectionError, .uncleanShutdown, .poolClosed: return true
+            case .server:
+                guard let state = p.serverInfo?[.sqlState] else { return false }
+                return (state.hasPrefix("57") && state != "57014") || state.hasPrefix("08")
+            default: return false
+            }
+        }
+        return String(describing: type(of: error)).contains("ConnectionPoolError")
     }
 
     static func describe(_ error: any Error, url: DatabaseURL) -> String {

@@ -39,7 +39,7 @@ public final class OutageIngestStore: IngestStore {
 
     public func authenticate(_ hello: Hello, connectionID: UUID, hub: String) async throws -> AuthOutcome {
         do {
-            let outcome = try await health.failFast { [inner] in try await inner.authenticate(hello, connectionID: connectionID, hub: hub) }
+            let outcome = try await lossNoticed { [inner] in try await inner.authenticate(hello, connectionID: connectionID, hub: hub) }
             if case .accepted(let s) = outcome {
                 let now = clock.now
                 known.withLock { k in
@@ -82,7 +82,7 @@ public final class OutageIngestStore: IngestStore {
     public func admit(_ batch: ValidatedBatch, session: BotSession) async throws -> ValidatedBatch {
         guard !session.provisional else { return batch }
         do {
-            return try await health.failFast { [inner] in try await inner.admit(batch, session: session) }
+            return try await lossNoticed { [inner] in try await inner.admit(batch, session: session) }
         } catch is DatabaseUnavailable {
             return batch
         }
@@ -92,7 +92,7 @@ public final class OutageIngestStore: IngestStore {
         guard !session.provisional else { return .deferred }
         let outcome: StoreOutcome
         do {
-            outcome = try await health.failFast { [inner] in try await inner.store(batch, session: session) }
+            outcome = try await lossNoticed { [inner] in try await inner.store(batch, session: session) }
         } catch is DatabaseUnavailable {
             return .deferred
         }
@@ -105,6 +105,17 @@ public final class OutageIngestStore: IngestStore {
             }
         }
         return outcome
+    }
+
+    /// `failFast`, and a lost connection seen by the step itself (before the probe's next round) is an outage too:
+    /// the health is told at once, and the caller gets `DatabaseUnavailable` (deferral) rather than a close.
+    private func lossNoticed<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        do {
+            return try await health.failFast(body)
+        } catch let error where DatabaseHealth.isConnectionLoss(error) {
+            health.observed(failure: "a statement lost its connection: \(String(describing: error).prefix(200))")
+            throw DatabaseUnavailable(state: health.current)
+        }
     }
 
     public func release(_ session: BotSession) async {

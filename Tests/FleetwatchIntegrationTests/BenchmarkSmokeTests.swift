@@ -5,7 +5,10 @@ import Testing
 /// Every benchmark of `scripts/bench` once, at a tiny size, so a change that breaks one fails here instead of
 /// being found weeks later (the figures come from `scripts/bench` on release builds, not from this run). Each must
 /// end with status 0 and print its result lines; a benchmark that meets anything unexpected exits 1 saying what.
-@Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
+/// `scripts/test` runs this suite on its own, after the others, so its load does not disturb them.
+@Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"),
+       .enabled(if: ProcessInfo.processInfo.environment["FLEETWATCH_BENCH_SMOKE"] != "later",
+                "scripts/test runs it on its own after the rest"))
 struct BenchmarkSmokeTests {
     static var artifacts: String { ProcessInfo.processInfo.environment["FLEETWATCH_TEST_ARTIFACTS"] ?? NSTemporaryDirectory() }
 
