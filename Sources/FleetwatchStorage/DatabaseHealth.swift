@@ -219,15 +219,7 @@ public final class DatabaseHealth: Service, Sendable {
 
     private func connect(_ endpoint: Int) async throws -> PostgresConnection {
         try await withDeadline { [url, logger] in
-            let e = url.endpoints[endpoint]
-            var config: PostgresConnection.Configuration
-            if e.isSocket {
-                config = .init(unixSocketPath: "\(e.host)/.s.PGSQL.\(e.port)", username: url.username, password: url.password,
-                               database: url.database)
-            } else {
-                config = .init(host: e.host, port: e.port, username: url.username, password: url.password, database: url.database,
-                               tls: try DatabaseTLS.choice(url).connection)
-            }
+            var config = try url.connectionConfiguration(endpoint: url.endpoints[endpoint])
             config.options.connectTimeout = .seconds(2)
             return try await PostgresConnection.connect(configuration: config, id: 1, logger: logger)
         }

@@ -25,13 +25,7 @@ public enum DatabaseProbe {
         let e = endpoint ?? url.endpoints[0]
         var config: PostgresConnection.Configuration
         do {
-            if e.isSocket {
-                config = .init(unixSocketPath: "\(e.host)/.s.PGSQL.\(e.port)", username: url.username, password: url.password,
-                               database: url.database)
-            } else {
-                config = .init(host: e.host, port: e.port, username: url.username, password: url.password, database: url.database,
-                               tls: try DatabaseTLS.choice(url).connection)
-            }
+            config = try url.connectionConfiguration(endpoint: e)
         } catch let error as StorageError {
             throw Failure(description: error.description, retryable: false)
         } catch {

@@ -270,6 +270,15 @@ public struct DatabaseURL: Sendable, Equatable, CustomStringConvertible {
 
     /// A client configuration for `endpoint` (the first server by default) with `maxConnections` pooled
     /// connections. Throws when the TLS files cannot be used.
+    /// One connection to `endpoint` (a host of this address), with the address's TLS settings; for probes.
+    public func connectionConfiguration(endpoint e: Endpoint) throws -> PostgresConnection.Configuration {
+        if e.isSocket {
+            return .init(unixSocketPath: "\(e.host)/.s.PGSQL.\(e.port)", username: username, password: password, database: database)
+        }
+        return .init(host: e.host, port: e.port, username: username, password: password, database: database,
+                     tls: try DatabaseTLS.choice(self).connection)
+    }
+
     public func clientConfiguration(maxConnections: Int = 16, endpoint: Endpoint? = nil) throws -> PostgresClient.Configuration {
         let e = endpoint ?? endpoints[0]
         var config: PostgresClient.Configuration
