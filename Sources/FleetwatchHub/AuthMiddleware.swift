@@ -4,7 +4,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 
-/// Guards `/api`: every request needs an API token (`Authorization: Bearer …`, for scripts) or the
+/// Guards `/api` (and `/metrics…` under `hub.metrics_auth token`): every request needs an API token (`Authorization: Bearer …`, for scripts) or the
 /// dashboard's session cookie. Reading needs the viewer role, anything else the operator role, and a
 /// state-changing request with the cookie also needs the session's CSRF token in `X-CSRF-Token`.
 /// Missing or invalid credentials get 401, a viewer changing something or a missing CSRF token 403;
@@ -19,13 +19,16 @@ struct AuthMiddleware: RouterMiddleware {
     /// break-glass routes get this far then: `DatabaseGate` answers 503 for the rest).
     var health: DatabaseHealth?
     var recent = VerifiedCredentials(maxAge: .zero)
+    /// `hub.metrics_auth token`: `/metrics` and `/metrics/bots` need credentials too (any role may read them).
+    var guardsMetrics = false
 
     static let sessionCookie = "fw_session"
     static let csrfHeader = HTTPField.Name("X-CSRF-Token")!
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         // Decided on the path's first component, as the router splits it (`//api/…` is `/api/…` to the router).
-        guard request.uri.path.split(separator: "/", omittingEmptySubsequences: true).first == "api" else {
+        let first = request.uri.path.split(separator: "/", omittingEmptySubsequences: true).first
+        guard first == "api" || (guardsMetrics && first == "metrics") else {
             return try await next(request, context)
         }
         let changes = request.method != .get && request.method != .head

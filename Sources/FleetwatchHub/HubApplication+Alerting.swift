@@ -22,6 +22,8 @@ extension HubApplication {
         var outage: OutageAlertStore? = nil
         /// Where automatic shutdowns go while the database is unreachable (set once the replica's journal is open).
         var breakGlass = BreakGlassBox()
+        /// The Alertmanager channel, whose firing alerts are re-posted by a service.
+        var alertmanager: AlertmanagerNotifier? = nil
     }
 
     /// The break-glass stop, known after alerting is built.
@@ -62,6 +64,17 @@ extension HubApplication {
             e.verifyCertificate = a.emailVerifyCertificate
             e.minimumLevel = AlertLevel(rawValue: a.emailMinimumLevel) ?? .critical
             notifiers.append(EmailNotifier(configuration: e))
+        }
+        var alertmanager: AlertmanagerNotifier?
+        if a.alertmanager, let url = a.alertmanagerURL {
+            var m = AlertmanagerNotifier.Configuration(url: url, hubID: configuration.ingest.hubID)
+            m.minimumLevel = AlertLevel(rawValue: a.alertmanagerMinimumLevel) ?? .info
+            m.timeout = a.alertmanagerTimeout
+            m.resendInterval = a.alertmanagerResendInterval
+            m.dashboardURL = configuration.publicURL
+            let notifier = AlertmanagerNotifier(configuration: m)
+            notifiers.append(notifier)
+            alertmanager = notifier
         }
         notifiers += alertHandlers
         let dispatcher = Dispatcher(notifiers: notifiers,
@@ -120,7 +133,16 @@ extension HubApplication {
                         watcher: watcher, emergencyAlerts: emergencyAlerts,
                         nameLimits: NameLimitAlerts(store: a.enabled ? store : nil, sink: a.enabled ? dispatcher : nil,
                                                     limit: configuration.ingest.maxMetricNamesPerBot, logger: logger),
-                        alertStore: a.enabled ? store : nil, outage: outage, breakGlass: breakGlass)
+                        alertStore: a.enabled ? store : nil, outage: outage, breakGlass: breakGlass, alertmanager: alertmanager)
+    }
+}
+
+/// Keeps the firing alerts alive in Alertmanager until the hub stops.
+struct AlertmanagerResender: Service {
+    let notifier: AlertmanagerNotifier
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown { await notifier.run() }
     }
 }
 

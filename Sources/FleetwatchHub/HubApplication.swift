@@ -138,6 +138,7 @@ public struct HubApplication: Sendable {
                                                      hubID: configuration.ingest.hubID, logger: logger)))
         services.append(.init(service: NameLimitWatcher(client: client, alerts: alerting.nameLimits, interval: .seconds(60), logger: logger)))
         if let engine { services.append(.init(service: AlertEngineService(engine: engine))) }
+        if let notifier = alerting.alertmanager { services.append(.init(service: AlertmanagerResender(notifier: notifier))) }
         services.append(.init(service: LeaseChecker(connections: connections, store: store, interval: .seconds(5), logger: logger)))
         services.append(.init(service: CommandDispatcher(ledger: ledger, connections: connections, wakes: commandWakes,
                                                          hubID: configuration.ingest.hubID, configuration: configuration.emergency,
@@ -186,7 +187,8 @@ public struct HubApplication: Sendable {
         router.add(middleware: APIErrors(logger: logger))
         router.add(middleware: DatabaseGate(health: health))
         router.add(middleware: AuthMiddleware(tokens: tokens, sessions: sessions, refusals: refusals, logger: logger,
-                                              health: health, recent: VerifiedCredentials(maxAge: configuration.outageCredentialMaxAge)))
+                                              health: health, recent: VerifiedCredentials(maxAge: configuration.outageCredentialMaxAge),
+                                              guardsMetrics: configuration.metricsAuth == .token))
         let fleet = FleetView(client: client, live: live, staleAfter: configuration.ingest.heartbeatInterval * 3, logger: logger)
         HubRoutes(client: client, counters: counters, fleet: fleet, health: health, logger: logger).register(on: router)
         let gate = ViewerGate(tokens: tokens, sessions: sessions, allowedOrigins: configuration.dashboard.allowedOrigins)
@@ -216,7 +218,9 @@ public struct HubApplication: Sendable {
         }
         AlertRoutes(client: client, feed: alerting.feed, logger: logger).register(on: router)
         ThresholdRoutes(client: client, logger: logger).register(on: router)
-        MetricsRoutes(client: client, fleet: fleet, logger: logger, reads: reads).register(on: router)
+        let metricsRoutes = MetricsRoutes(client: client, fleet: fleet, logger: logger, reads: reads)
+        metricsRoutes.register(on: router)
+        BotExposition(client: client, fleet: fleet, snapshot: { try await metricsRoutes.snapshot(bot: nil) }, logger: logger).register(on: router)
         CommandRoutes(ledger: ledger, audit: audit, refusals: refusals, alerts: alerting.emergencyAlerts,
                       limiter: RequestLimiter(perMinute: configuration.emergency.requestsPerMinute), logger: logger,
                       breakGlass: breakGlass).register(on: router)

@@ -42,6 +42,10 @@ extension HubConfiguration {
             alerts.webhook = false
             warnings.append("alerts.webhook_notifications is on but alerts.webhook.url is missing: webhook alerts are OFF")
         }
+        if alerts.alertmanager, alerts.alertmanagerURL == nil {
+            alerts.alertmanager = false
+            warnings.append("alerts.alertmanager_notifications is on but alerts.alertmanager.url is missing: Alertmanager alerts are OFF")
+        }
         if alerts.email, alerts.emailHost == nil || alerts.emailTo.isEmpty {
             alerts.email = false
             let missing = [alerts.emailHost == nil ? "alerts.email.host" : nil, alerts.emailTo.isEmpty ? "alerts.email.to" : nil]
@@ -134,6 +138,11 @@ extension HubConfiguration {
             if let v = h.port { port = v }
             if let v = h.database_url { databaseURL = v }
             if let v = h.read_database_url { readDatabaseURL = v }
+            if let v = h.public_url { publicURL = v.isEmpty ? nil : v }
+            if let v = h.metrics_auth {
+                guard let a = MetricsAuth(rawValue: v) else { throw ConfigurationError("\(source): hub.metrics_auth must be none or token") }
+                metricsAuth = a
+            }
             if let v = h.database_start_timeout {
                 databaseStartTimeout = try Self.fileDuration(v, "hub.database_start_timeout", source: source)
             }
@@ -190,6 +199,15 @@ extension HubConfiguration {
             if let v = a.dashboard_alerts { alerts.dashboard = v }
             if let v = a.email_notifications { alerts.email = v }
             if let v = a.webhook_notifications { alerts.webhook = v }
+            if let v = a.alertmanager_notifications { alerts.alertmanager = v }
+            if let m = a.alertmanager {
+                alerts.alertmanagerURL = m.url
+                if let v = m.min_level { alerts.alertmanagerMinimumLevel = v }
+                if let v = m.timeout { alerts.alertmanagerTimeout = try Self.fileDuration(v, "alerts.alertmanager.timeout", source: source) }
+                if let v = m.resend_interval {
+                    alerts.alertmanagerResendInterval = try Self.fileDuration(v, "alerts.alertmanager.resend_interval", source: source)
+                }
+            }
             if let v = a.console_min_level { alerts.consoleMinimumLevel = v }
             if let v = a.no_data_seconds {
                 _ = try Self.fileMilliseconds(v, "alerts.no_data_seconds", source: source)   // the hub keeps it as milliseconds
@@ -262,7 +280,12 @@ extension HubConfiguration {
                     "alerts.webhook.format must be one of \(WebhookFormat.allCases.map(\.rawValue).joined(separator: ", "))")
         try require(alerts.webhookFormat != "telegram" || !(alerts.webhookChatID ?? "").isEmpty,
                     "alerts.webhook.format telegram needs alerts.webhook.chat_id (the chat the bot posts to)")
-        for (key, level) in [("alerts.console_min_level", alerts.consoleMinimumLevel), ("alerts.webhook.min_level", alerts.webhookMinimumLevel)] {
+        try require(alerts.alertmanagerResendInterval >= .seconds(1) && alerts.alertmanagerResendInterval <= .seconds(3600),
+                    "alerts.alertmanager.resend_interval must be 1–3600 seconds")
+        try require(alerts.alertmanagerURL.map { $0.hasPrefix("http://") || $0.hasPrefix("https://") } ?? true,
+                    "alerts.alertmanager.url must start with http:// or https:// (Alertmanager's base address, e.g. http://alertmanager:9093)")
+        for (key, level) in [("alerts.console_min_level", alerts.consoleMinimumLevel), ("alerts.webhook.min_level", alerts.webhookMinimumLevel),
+                             ("alerts.alertmanager.min_level", alerts.alertmanagerMinimumLevel)] {
             try require(["INFO", "WARNING", "CRITICAL"].contains(level), "\(key) must be INFO, WARNING or CRITICAL")
         }
         try require((4096...(1 << 30)).contains(alerts.logFileMaxBytes), "alerts.log_file_max_bytes must be 4096–1073741824")
@@ -337,6 +360,16 @@ extension HubConfiguration {
         if let v = env["FLEETWATCH_TLS_KEY"], !v.isEmpty { tlsKeyPath = v }
         if let v = try Self.secret("FLEETWATCH_SMTP_PASSWORD", env) { alerts.emailPassword = v }
         if let v = try Self.secret("FLEETWATCH_WEBHOOK_SECRET", env) { alerts.webhookSecret = v }
+        if let v = env["FLEETWATCH_ALERTMANAGER_URL"] {
+            alerts.alertmanagerURL = v.isEmpty ? nil : v
+            alerts.alertmanager = !v.isEmpty
+            try validate(source: "FLEETWATCH_ALERTMANAGER_URL")
+        }
+        if let v = env["FLEETWATCH_PUBLIC_URL"] { publicURL = v.isEmpty ? nil : v }
+        if let v = env["FLEETWATCH_METRICS_AUTH"] {
+            guard let a = MetricsAuth(rawValue: v) else { throw ConfigurationError("FLEETWATCH_METRICS_AUTH=\(v): use none or token") }
+            metricsAuth = a
+        }
         if let v = try Self.secret("FLEETWATCH_ADMIN_PASSWORD", env), !v.isEmpty { dashboard.adminPassword = v }
     }
 
@@ -375,6 +408,8 @@ struct ConfigFile: Decodable {
         var port: Int?
         var database_url: String?
         var read_database_url: String?
+        var public_url: String?
+        var metrics_auth: String?
         var database_start_timeout: Double?
         var trusted_proxies: [String]?
         var statement_timeout: Double?
@@ -423,6 +458,12 @@ struct ConfigFile: Decodable {
             var verify_certificate: Bool?
             var min_level: String?
         }
+        struct Alertmanager: Decodable {
+            var url: String
+            var min_level: String?
+            var timeout: Double?
+            var resend_interval: Double?
+        }
         struct Cooldowns: Decodable {
             var info: Double?
             var warning: Double?
@@ -434,6 +475,8 @@ struct ConfigFile: Decodable {
         var dashboard_alerts: Bool?
         var email_notifications: Bool?
         var webhook_notifications: Bool?
+        var alertmanager_notifications: Bool?
+        var alertmanager: Alertmanager?
         var console_min_level: String?
         var no_data_seconds: Double?
         var webhook: Webhook?
@@ -469,13 +512,13 @@ struct ConfigFile: Decodable {
                       "login_attempts_per_minute", "chartjs_path", "update_interval", "ping_interval", "session_check_interval"],
         "emergency": ["command_ttl", "acknowledge_timeout", "poll_interval", "requests_per_minute"],
         "retention": ["raw_days", "minute_rollup_days", "hour_rollup_days", "rollup_interval"],
-        "hub": ["host", "port", "database_url", "read_database_url", "database_start_timeout", "trusted_proxies", "statement_timeout", "log_format", "outage_credentials_max_age", "data_dir", "auto_register", "id", "log_level", "tls_certificate", "tls_key",
+        "hub": ["host", "port", "database_url", "read_database_url", "public_url", "metrics_auth", "database_start_timeout", "trusted_proxies", "statement_timeout", "log_format", "outage_credentials_max_age", "data_dir", "auto_register", "id", "log_level", "tls_certificate", "tls_key",
                 "max_frame_bytes",
                 "max_payload_bytes", "max_samples_per_batch", "heartbeat_interval", "max_sample_age", "max_sample_future",
                 "max_metric_names_per_bot", "max_metric_names", "max_pending_bytes", "max_bytes_per_second", "max_connections", "http_idle_timeout",
                 "max_header_bytes", "http_head_timeout", "max_connections_per_address", "audit_retention_days"],
         "alerts": ["enabled", "console_alerts", "log_alerts", "dashboard_alerts", "email_notifications", "webhook_notifications",
-                   "console_min_level", "no_data_seconds", "webhook", "cooldowns", "email", "log_file", "log_file_max_bytes",
+                   "alertmanager_notifications", "alertmanager", "console_min_level", "no_data_seconds", "webhook", "cooldowns", "email", "log_file", "log_file_max_bytes",
                    "log_file_keep"],
     ]
     static let freeSections: Set<String> = ["thresholds"]

@@ -40,6 +40,12 @@ public struct HubConfiguration: Sendable {
     /// this long are still accepted (`hub.outage_credentials_max_age`; 0: none): reconnecting agents, and the
     /// break-glass emergency stop.
     public var outageCredentialMaxAge: Duration = .seconds(900)
+    /// The address operators reach the dashboard at (`hub.public_url`, `FLEETWATCH_PUBLIC_URL`), for links in
+    /// alerts (Alertmanager's `dashboard` annotation); nil: alerts carry no link.
+    public var publicURL: String?
+    /// Who may read `/metrics` and `/metrics/bots` (`hub.metrics_auth`): `none` (anyone who reaches the port) or
+    /// `token` (an API token of any role, `Authorization: Bearer …`).
+    public var metricsAuth = MetricsAuth.none
     /// Let unknown bots register themselves with the token they present (demo only).
     public var autoRegister = false
     /// Serve the dashboard.
@@ -108,6 +114,11 @@ public struct HTTPLimits: Sendable, Equatable {
     public init() {}
 }
 
+/// Who may read the Prometheus expositions.
+public enum MetricsAuth: String, Sendable, CaseIterable {
+    case none, token
+}
+
 /// The reference system's `alerts` section, with the channels' settings.
 public struct AlertSettings: Sendable {
     public var enabled = true
@@ -125,6 +136,14 @@ public struct AlertSettings: Sendable {
     /// Telegram's chat id for the `telegram` format (`alerts.webhook.chat_id`).
     public var webhookChatID: String?
     public var consoleMinimumLevel = "INFO"
+    /// Prometheus Alertmanager (`alerts.alertmanager_notifications`, `alerts.alertmanager.*`,
+    /// `FLEETWATCH_ALERTMANAGER_URL`).
+    public var alertmanager = false
+    public var alertmanagerURL: String?
+    public var alertmanagerMinimumLevel = "INFO"
+    public var alertmanagerTimeout: Duration = .seconds(5)
+    /// Firing alerts are posted again this often (Alertmanager resolves an alert it does not hear about).
+    public var alertmanagerResendInterval: Duration = .seconds(60)
     public var emailHost: String?
     public var emailPort = 587
     /// `plain`, `starttls` or `tls`.
