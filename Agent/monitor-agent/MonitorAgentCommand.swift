@@ -43,7 +43,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "The local HTTP port's token: read from this file, or generated and written there (mode 0600); default FLEETWATCH_SIDECAR_TOKEN_FILE. Without either a fresh token is generated; the bot program gets it in FLEETWATCH_SIDECAR_TOKEN either way.")
     var localTokenFile: String?
     @Flag(help: "Do not serve the local HTTP endpoint.") var noHttp = false
-    @Option(help: "Restart the bot program: on-failure, always or never.") var restart = "on-failure"
+    @Option(help: "When to restart the bot program after it exits.") var restart: ChildSupervisor.RestartPolicy = .onFailure
     @Option(help: "Seconds to wait before a restart.") var restartDelay = 1.0
     @Option(help: "Emergency stop: signal sent to the bot program (TERM, INT, KILL, USR1, … or none).") var onStopSignal = "TERM"
     @Option(help: "Emergency stop: seconds to wait for the program to exit after the signal before SIGKILL.") var stopGrace = 10.0
@@ -62,7 +62,6 @@ struct Run: AsyncParsableCommand {
 
     func validate() throws {
         guard !command.isEmpty else { throw ValidationError("name the bot program after --, e.g. -- python3 bot.py") }
-        guard ChildSupervisor.RestartPolicy(rawValue: restart) != nil else { throw ValidationError("--restart must be on-failure, always or never") }
         guard onStopSignal.lowercased() == "none" || ChildSupervisor.signal(named: onStopSignal) != nil else {
             throw ValidationError("--on-stop-signal: unknown signal \(onStopSignal)")
         }
@@ -100,7 +99,7 @@ struct Run: AsyncParsableCommand {
         childEnvironment["FLEETWATCH_TOKEN"] = nil
         childEnvironment["FLEETWATCH_TOKEN_FILE"] = nil
         childEnvironment["FLEETWATCH_SIDECAR_TOKEN"] = localToken
-        let child = ChildSupervisor(command: command, policy: ChildSupervisor.RestartPolicy(rawValue: restart)!,
+        let child = ChildSupervisor(command: command, policy: restart,
                                     restartDelay: .milliseconds(Int64(restartDelay * 1000)), logger: logger,
                                     environment: childEnvironment)
         agent.register(ChildCollector(child: child, logFile: logFile))
@@ -185,3 +184,4 @@ struct Run: AsyncParsableCommand {
 
 /// `--log-level` lists the allowed values in `--help`, and anything else is an error, not a silent default.
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+extension ChildSupervisor.RestartPolicy: ExpressibleByArgument {}

@@ -15,7 +15,7 @@ struct IngestBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ingest", abstract: "Samples/s stored with concurrent agents vs COPY.")
 
     @Option(help: "PostgreSQL server URL (a fresh database is created on it).") var databaseURL: String
-    @Option var agents = 50
+    @Option(help: "Concurrent agents (one WebSocket each).") var agents = 50
     @Option(help: "Seconds of load.") var seconds = 20.0
     @Option(help: "Metrics per batch.") var metrics = 50
     @Option(help: "Samples per metric per batch (ticks).") var ticks = 20

@@ -18,7 +18,7 @@ struct LoadBench: AsyncParsableCommand {
                                                     abstract: "N agents × M metrics/s for a duration: loss, errors, hub memory drift, API latency.")
 
     @Option(help: "PostgreSQL server URL (a fresh database is created on it).") var databaseURL: String
-    @Option var agents = 1000
+    @Option(help: "Concurrent agents (one WebSocket each).") var agents = 1000
     @Option(help: "Metrics recorded per agent per second.") var metrics = 15
     @Option(help: "Seconds of load.") var seconds = 600.0
     @Option(help: "Seconds after the start that the memory baseline is taken (warm-up).") var warmup = 60.0

@@ -10,8 +10,8 @@ struct MemoryBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "memory", abstract: "Agent memory overhead (RSS).")
 
     @Option(help: "PostgreSQL server URL (a fresh database is created on it).") var databaseURL: String
-    @Option var seconds = 30.0
-    @Option var metrics = 50
+    @Option(help: "Seconds each process runs before its memory is read.") var seconds = 30.0
+    @Option(help: "Metrics the simulated bot updates.") var metrics = 50
 
     func run() async throws {
         var logger = Logger(label: "bench")
@@ -44,11 +44,11 @@ struct MemoryBench: AsyncParsableCommand {
 /// The measured process: a busy loop updating `metrics` values, with or without an agent.
 struct MemoryChild: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "memory-child", shouldDisplay: false)
-    @Option var mode = "agent"
-    @Option var seconds = 30.0
-    @Option var metrics = 50
-    @Option var hub = ""
-    @Option var out = ""
+    @Option(help: "baseline (no agent) or agent.") var mode = "agent"
+    @Option(help: "Seconds to run.") var seconds = 30.0
+    @Option(help: "Metrics updated.") var metrics = 50
+    @Option(help: "The hub's agent endpoint.") var hub = ""
+    @Option(help: "File the resident memory (KB) is written to.") var out = ""
 
     func run() async throws {
         let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))

@@ -44,7 +44,7 @@ struct Bots: AsyncParsableCommand {
     struct RotateToken: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Issue a new token for a bot; the old one stops working at once.")
         @OptionGroup var common: CommonOptions
-        @Argument var bot: String
+        @Argument(help: "The bot's id, as registered (monitor-hub bots list).") var bot: String
 
         func run() async throws {
             let token = try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin"))
@@ -56,7 +56,7 @@ struct Bots: AsyncParsableCommand {
     struct Revoke: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Revoke a bot's token; its agent is refused from its next connection.")
         @OptionGroup var common: CommonOptions
-        @Argument var bot: String
+        @Argument(help: "The bot's id, as registered (monitor-hub bots list).") var bot: String
 
         func run() async throws {
             try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin")).revoke(bot)
@@ -67,14 +67,15 @@ struct Bots: AsyncParsableCommand {
     struct Liquidation: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Allow (on) or forbid (off) emergency stops that liquidate this bot's positions.")
         @OptionGroup var common: CommonOptions
-        @Argument var bot: String
-        @Argument(help: "on or off.") var setting: String
+        @Argument(help: "The bot's id, as registered (monitor-hub bots list).") var bot: String
+        @Argument(help: "on: stops may liquidate; off: they never do.") var setting: Switch
+
+        enum Switch: String, CaseIterable, ExpressibleByArgument { case on, off }
 
         func run() async throws {
-            guard setting == "on" || setting == "off" else { throw ValidationError("say on or off") }
             try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin"))
-                .setLiquidation(bot: bot, allowed: setting == "on")
-            print("liquidation for \(bot): \(setting)")
+                .setLiquidation(bot: bot, allowed: setting == .on)
+            print("liquidation for \(bot): \(setting.rawValue)")
         }
     }
 

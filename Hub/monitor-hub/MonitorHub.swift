@@ -1,6 +1,8 @@
 import ArgumentParser
 import FleetwatchHub
 import FleetwatchProtocol
+import FleetwatchStorage
+import Logging
 
 /// `monitor-hub`: the fleetwatch hub and its operator commands.
 @main
@@ -24,8 +26,8 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Directory of the embedded PostgreSQL cluster.")
     var dataDir: String?
 
-    @Option(help: "trace, debug, info, notice, warning, error or critical.")
-    var logLevel: String?
+    @Option(help: "How much the hub logs.")
+    var logLevel: Logger.Level?
 
     /// The configuration from profile/file, environment, then these flags.
     func load() throws -> HubConfiguration {
@@ -33,10 +35,13 @@ struct CommonOptions: ParsableArguments {
             var c = try HubConfiguration.load(config: config)
             if let databaseURL { c.databaseURL = databaseURL }
             if let dataDir { c.dataDirectory = dataDir }
-            if let logLevel { c.logLevel = try HubConfiguration.level(logLevel, from: "--log-level") }
+            if let logLevel { c.logLevel = logLevel }
             return c
         } catch let error as ConfigurationError {
             throw ValidationError(error.description)
         }
     }
 }
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+extension AccessTokens.Role: ExpressibleByArgument {}

@@ -13,16 +13,14 @@ struct Report: AsyncParsableCommand {
         @OptionGroup var common: CommonOptions
         @Option(help: "ISO week, e.g. 2026-W47 (default: last week).") var week: String?
         @Option(help: "Only this bot.") var bot: String?
-        @Option(help: "table, csv or json.") var format = "table"
+        @Option(help: "table (for people), csv (for spreadsheets) or json (for programs).") var format: Format = .table
 
-        func validate() throws {
-            guard ["table", "csv", "json"].contains(format) else { throw ValidationError("--format must be table, csv or json") }
-        }
+        enum Format: String, CaseIterable, ExpressibleByArgument { case table, csv, json }
 
         func run() async throws {
             let report = try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin"))
                 .weeklyReport(week: week, bot: bot)
-            print(ReportFormatter.render(report, format: format), terminator: "")
+            print(ReportFormatter.render(report, format: format.rawValue), terminator: "")
         }
     }
 }
@@ -55,10 +53,20 @@ struct Analysts: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a read-only login and print its password (shown once).")
         @OptionGroup var common: CommonOptions
         @Argument(help: "The login name (letters, digits, _).") var name: String
+        @Option(help: "Take the password from this file's first line (at least 16 characters) instead of generating one; an analyst login of this name that exists gets it (safe to run at every deployment).")
+        var passwordFile: String?
 
         func run() async throws {
-            let password = try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin"))
-                .addAnalyst(name)
+            let given = try passwordFile.map { path -> String in
+                guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { throw ValidationError("cannot read --password-file \(path)") }
+                return String(text.split(separator: "\n", omittingEmptySubsequences: false).first ?? "")
+            }
+            let (password, created) = try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin"))
+                .addAnalyst(name, password: given)
+            if given != nil {
+                print("read-only login \(name) \(created ? "created" : "exists; its password set") (member of fleetwatch_analyst), password from \(passwordFile!)")
+                return
+            }
             print("read-only login \(name) created (member of fleetwatch_analyst). Its password (shown only now):")
             print(password)
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FleetwatchHub
+import FleetwatchStorage
 import Logging
 
 struct Tokens: AsyncParsableCommand {
@@ -11,12 +12,12 @@ struct Tokens: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create an API token and print it (shown once).")
         @OptionGroup var common: CommonOptions
         @Argument(help: "Who holds the token (recorded in the audit log), e.g. alice or grafana.") var name: String
-        @Option(help: "viewer or operator.") var role = "viewer"
+        @Option(help: "viewer (reads) or operator (also changes settings and stops bots).") var role: AccessTokens.Role = .viewer
 
         func run() async throws {
             let token = try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin"))
-                .addAPIToken(name: name, role: role)
-            print("\(role) token for \(name) (shown only now; send it as 'Authorization: Bearer <token>'):")
+                .addAPIToken(name: name, role: role.rawValue)
+            print("\(role.rawValue) token for \(name) (shown only now; send it as 'Authorization: Bearer <token>'):")
             print(token)
         }
     }
@@ -39,7 +40,7 @@ struct Tokens: AsyncParsableCommand {
     struct Revoke: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Revoke an API token; it is refused from the next request.")
         @OptionGroup var common: CommonOptions
-        @Argument var name: String
+        @Argument(help: "The token's holder, as given to tokens add (monitor-hub tokens list).") var name: String
 
         func run() async throws {
             try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin")).revokeAPIToken(name: name)

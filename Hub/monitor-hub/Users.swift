@@ -1,6 +1,7 @@
 import ArgumentParser
 import FleetwatchHub
 import FleetwatchProtocol
+import FleetwatchStorage
 import Foundation
 import Logging
 
@@ -29,15 +30,15 @@ struct Users: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a dashboard user.")
         @OptionGroup var common: CommonOptions
         @Argument(help: "User name (1–64 of A–Z a–z 0–9 _ . @ -).") var name: String
-        @Option(help: "viewer or operator.") var role = "viewer"
+        @Option(help: "viewer (reads) or operator (also changes settings and stops bots).") var role: AccessTokens.Role = .viewer
         @Option(help: "Read the password from this file's first line (else FLEETWATCH_USER_PASSWORD, else a prompt).")
         var passwordFile: String?
 
         func run() async throws {
             let password = try Users.password(file: passwordFile)
             try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin"))
-                .addUser(name: name, role: role, password: password)
-            print("\(role) \(name) created")
+                .addUser(name: name, role: role.rawValue, password: password)
+            print("\(role.rawValue) \(name) created")
         }
     }
 
@@ -59,7 +60,7 @@ struct Users: AsyncParsableCommand {
     struct Passwd: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Set a user's password; their sessions end.")
         @OptionGroup var common: CommonOptions
-        @Argument var name: String
+        @Argument(help: "The user's name (monitor-hub users list).") var name: String
         @Option(help: "Read the password from this file's first line.") var passwordFile: String?
 
         func run() async throws {
@@ -73,7 +74,7 @@ struct Users: AsyncParsableCommand {
     struct Disable: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Disable a user; their sessions and open dashboards end at once.")
         @OptionGroup var common: CommonOptions
-        @Argument var name: String
+        @Argument(help: "The user's name (monitor-hub users list).") var name: String
 
         func run() async throws {
             try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin")).disableUser(name: name)

@@ -50,4 +50,44 @@ struct CommandLineTests {
         let (_, help) = try await Self.run("monitor-agent", ["run", "--help"])
         #expect(help.contains("trace") && help.contains("critical"), "\(help)")
     }
+
+    /// Every enumerated option is refused with the allowed values listed, before anything is touched.
+    @Test func everyEnumeratedOptionRefusesAnUnknownValue() async throws {
+        for (program, args, allowed) in [("monitor-hub", ["tokens", "add", "x", "--role", "admin"], "operator"),
+                                         ("monitor-hub", ["users", "add", "x", "--role", "root"], "viewer"),
+                                         ("monitor-hub", ["report", "weekly", "--format", "xlsx"], "csv"),
+                                         ("monitor-hub", ["bots", "list", "--log-level", "loud"], "notice"),
+                                         ("monitor-hub", ["bots", "liquidation", "b", "maybe"], "off"),
+                                         ("monitor-agent", ["run", "--bot-id", "b", "--hub", "ws://127.0.0.1:1/agent/v1", "--restart", "sometimes", "--", "true"], "on-failure")] {
+            let (status, out) = try await Self.run(program, args)
+            #expect(status != 0, "\(program) \(args) accepted a bad value: \(out)")
+            #expect(out.contains(allowed), "\(program) \(args) does not list the allowed values: \(out)")
+        }
+    }
+
+    /// Every argument of every visible command of every program has help text, and every option whose values
+    /// form a closed set says so to the parser (help lists the values, anything else is refused).
+    @Test(arguments: ["monitor-hub", "monitor-agent", "fleetwatch-simbot", "fleetwatch-bench", "fleetwatch-faults"])
+    func everyArgumentHasHelpAndEveryClosedSetIsAnEnum(program: String) async throws {
+        let (status, out) = try await Self.run(program, ["--experimental-dump-help"])
+        #expect(status == 0)
+        let dump = try #require(try JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any], "\(out)")
+        let enumerated: Set<String> = ["role", "format", "log-level", "log-format", "restart", "setting"]
+        var missingHelp: [String] = [], notEnums: [String] = []
+        func walk(_ command: [String: Any], _ path: String) {
+            guard command["shouldDisplay"] as? Bool ?? true else { return }
+            for argument in command["arguments"] as? [[String: Any]] ?? [] where argument["shouldDisplay"] as? Bool ?? true {
+                let name = argument["valueName"] as? String ?? "?"
+                if path.hasSuffix(" help") { continue }   // argument-parser's own help command
+                if (argument["abstract"] as? String ?? "").isEmpty { missingHelp.append("\(path) \(name)") }
+                if enumerated.contains(name), (argument["allValues"] as? [String] ?? []).isEmpty { notEnums.append("\(path) \(name)") }
+            }
+            for sub in command["subcommands"] as? [[String: Any]] ?? [] {
+                walk(sub, "\(path) \(sub["commandName"] as? String ?? "?")")
+            }
+        }
+        walk(try #require(dump["command"] as? [String: Any]), program)
+        #expect(missingHelp.isEmpty, "arguments without help: \(missingHelp)")
+        #expect(notEnums.isEmpty, "closed sets taken as free text: \(notEnums)")
+    }
 }
