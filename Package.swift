@@ -69,6 +69,7 @@ let package = Package(
                 .embedInCode("migrations/V0005__dashboard.sql"),
                 .embedInCode("migrations/V0006__bot_isolation.sql"),
                 .embedInCode("migrations/V0007__fleet_profile.sql"),
+                .embedInCode("migrations/V0008__analyst_password.sql"),
             ]
         ),
         // Storage: PostgreSQL schema migrations, batch writer, bot registry, embedded cluster.

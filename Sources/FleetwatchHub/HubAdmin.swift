@@ -253,12 +253,16 @@ extension HubAdmin {
         }
     }
 
-    /// Creates a read-only login in the analysts' role; returns its password.
-    public func addAnalyst(_ name: String) async throws -> String {
+    /// Creates a read-only login in the analysts' role; returns its password. With `password`, a login of that
+    /// name that already exists (and is an analyst login) gets it instead (`created` false): safe to run again.
+    public func addAnalyst(_ name: String, password given: String? = nil) async throws -> (password: String, created: Bool) {
         guard name.range(of: "^[a-z_][a-z0-9_]{0,62}$", options: .regularExpression) != nil else {
             throw StorageError("an analyst login is 1–63 characters of a–z 0–9 _, starting with a letter or _")
         }
-        let password = String(BotToken.generate(prefix: "").prefix(32))
+        if let given, given.count < 16 {
+            throw StorageError("an analyst's password needs at least 16 characters")
+        }
+        let password = given ?? String(BotToken.generate(prefix: "").prefix(32))
         let logger = self.logger
         // The hub's role may not create roles: a superuser does it (the embedded cluster's, or FLEETWATCH_ADMIN_DATABASE_URL).
         let database = try await HubDatabase.open(configuration, logger: logger)
@@ -272,11 +276,20 @@ extension HubAdmin {
         try await withPostgresClient(try database.makeClient(maxConnections: 2, logger: logger)) { client in
             try await Migrator(client: client, logger: logger).migrate()
         }
-        try await withPostgresClient(PostgresClient(configuration: try admin.clientConfiguration(maxConnections: 1), backgroundLogger: logger)) { client in
-            // The name is checked above; the function quotes it (format %I) and the password (%L).
-            try await client.query("SELECT fleetwatch_create_analyst(\(name), \(password))", logger: logger)
+        return try await withPostgresClient(PostgresClient(configuration: try admin.clientConfiguration(maxConnections: 1), backgroundLogger: logger)) { client in
+            // The name is checked above; the functions quote it (format %I) and the password (%L).
+            if given == nil {
+                try await client.query("SELECT fleetwatch_create_analyst(\(name), \(password))", logger: logger)
+                return (password, true)
+            }
+            do {
+                let created = try await client.query("SELECT fleetwatch_ensure_analyst(\(name), \(password))", logger: logger)
+                    .decode(Bool.self).first { _ in true } ?? false
+                return (password, created)
+            } catch let error as PSQLError where error.serverInfo?[.sqlState] == "P0001" {
+                throw StorageError(error.serverInfo?[.message] ?? "PostgreSQL refused the login \(name)")
+            }
         }
-        return password
     }
 
     /// `monitor-hub database init`: with a superuser's address (`FLEETWATCH_ADMIN_DATABASE_URL`), creates the hub's

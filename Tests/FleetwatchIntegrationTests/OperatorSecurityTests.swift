@@ -150,6 +150,27 @@ struct OperatorSecurityTests {
         #expect(await Self.sqlState(asAnalyst, "SELECT count(*) FROM review_bot_day") == nil)
         #expect(await Self.sqlState(asAnalyst, "SELECT token_hash FROM bots") == "42501")
         #expect(await Self.sqlState(asAnalyst, "DELETE FROM alerts") != nil)
+
+        // A login whose password comes from a file (Grafana's, in compose's db-init): made, then re-keyed by the
+        // same command run again; the hub's own role is never taken for an analyst.
+        func addWithFile(_ name: String, _ password: String) async throws -> (Int32, String) {
+            let file = "\(Self.artifacts)/fw-analyst-\(name)-password"
+            try password.write(toFile: file, atomically: true, encoding: .utf8)
+            let p = try ChildProcess(builtExecutable("monitor-hub"), ["analysts", "add", name, "--password-file", file, "--data-dir", dir, "--log-level", "error"],
+                                     logPath: "\(Self.artifacts)/fw-embedded-analyst-\(name).log")
+            return (await p.stop(signal: 0, timeout: .seconds(60)), p.log)
+        }
+        let (first, firstLog) = try await addWithFile("grafana", "grafana-password-one")
+        #expect(first == 0 && firstLog.contains("created"), "\(firstLog)")
+        let (again, againLog) = try await addWithFile("grafana", "grafana-password-two")
+        #expect(again == 0 && againLog.contains("password set"), "\(againLog)")
+        let grafana = { (password: String) in
+            TestDatabase(url: DatabaseURL(host: "127.0.0.1", port: pgPort, username: "grafana", password: password, database: "fleetwatch"))
+        }
+        #expect(await Self.sqlState(grafana("grafana-password-two"), "SELECT count(*) FROM review_bot_week") == nil)
+        #expect(await Self.sqlState(grafana("grafana-password-one"), "SELECT 1") != nil, "the old password still works")
+        let (hubRole, hubRoleLog) = try await addWithFile("fleetwatch", "a-long-enough-password")
+        #expect(hubRole != 0 && hubRoleLog.contains("not an analyst login"), "\(hubRoleLog)")
         #expect(await hub.stop(signal: SIGTERM, timeout: .seconds(30)) == 0)
     }
 
