@@ -1,5 +1,6 @@
 import ArgumentParser
 import FleetwatchProtocol
+import Foundation
 
 /// `fleetwatch-bench`: the figures in docs/benchmarks.md. Build with `-c release`; `scripts/bench` runs them all.
 @main
@@ -15,6 +16,11 @@ struct Bench: AsyncParsableCommand {
 /// Prints a result line in a stable `name: value unit` form for docs/benchmarks.md.
 func report(_ name: String, _ value: Double, _ unit: String, digits: Int = 2) {
     print("\(name): \(String(format: "%.\(digits)f", value)) \(unit)")
+}
+
+/// A progress line of a long benchmark, on standard error (standard output keeps only the figures).
+func progress(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
 }
 
 /// A benchmark that cannot give a true figure stops with this (exit status 1), saying what it got instead.

@@ -78,7 +78,11 @@ struct LoadBench: AsyncParsableCommand {
         let memory = Task { () -> [(Double, Int)] in
             var out: [(Double, Int)] = []
             while ContinuousClock.now < end {
-                if let kb = Self.rssKB(pid: hub.pid) { out.append((Backoff.seconds(ContinuousClock.now - start), kb)) }
+                if let kb = Self.rssKB(pid: hub.pid) {
+                    let at = Backoff.seconds(ContinuousClock.now - start)
+                    out.append((at, kb))
+                    progress(String(format: "load: %.0f of %.0f s, hub RSS %.0f MB", at, seconds, Double(kb) / 1024))
+                }
                 try? await Task.sleep(for: .seconds(10))
             }
             return out

@@ -40,7 +40,10 @@ struct Rollup: AsyncParsableCommand {
             return d
         } ?? Date()
         let buckets = try await HubAdmin(configuration: try common.load(), logger: Logger(label: "fleetwatch.admin"))
-            .rollup(from: start, to: end)
+            .rollup(from: start, to: end) { done, days, buckets in
+                // Progress on standard error, one line per day: the result line stays alone on standard output.
+                FileHandle.standardError.write(Data("rollup: day \(done) of \(days), \(buckets) one-minute buckets so far\n".utf8))
+            }
         print("recomputed \(buckets) one-minute buckets (and their hours) from \(iso.string(from: start)) to \(iso.string(from: end))")
     }
 }

@@ -238,16 +238,21 @@ extension HubAdmin {
     }
 
     /// Recomputes the rollups of [from, to), a day at a time; returns the minute buckets written.
-    public func rollup(from: Date, to: Date) async throws -> Int {
+    /// `progress` hears after each day: (days done, days in all, buckets so far).
+    public func rollup(from: Date, to: Date, progress: @escaping @Sendable (Int, Int, Int) -> Void = { _, _, _ in }) async throws -> Int {
         let logger = self.logger
+        let days = max(1, Int((to.timeIntervalSince(from) / 86_400).rounded(.up)))
         return try await withDatabase { client in
             var total = 0
             var start = from
+            var done = 0
             while start < to {
                 let end = min(start.addingTimeInterval(86_400), to)
                 total += try await client.query("SELECT fleetwatch_rollup(\(start), \(end))", logger: logger)
                     .decode(Int.self).first { _ in true } ?? 0
                 start = end
+                done += 1
+                progress(done, days, total)
             }
             return total
         }

@@ -38,6 +38,19 @@ struct CommandLineTests {
         #expect(profiles.contains { $0["profile"] as? String == "default" && (($0["rules"] as? [Any])?.count ?? 0) > 5 }, "\(profiles)")
     }
 
+    /// A long command says how far it is: `rollup` prints a progress line per day, then its result.
+    @Test(.enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
+    func rollupReportsProgressPerDay() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["rollup-bot"], token: "secret", in: db)
+        let from = ISO8601DateFormatter().string(from: Date().addingTimeInterval(-2.5 * 86_400))
+        let (status, out) = try await Self.run("monitor-hub", ["rollup", "--from", from, "--database-url", db.url.urlString, "--log-level", "error"])
+        #expect(status == 0, "\(out)")
+        for line in ["rollup: day 1 of 3,", "rollup: day 3 of 3,", "recomputed "] {
+            #expect(out.contains(line), "missing '\(line)' in: \(out)")
+        }
+    }
+
     @Test func aBadLogLevelIsAnErrorThatListsTheLevels() async throws {
         for (program, args) in [("monitor-agent", ["run", "--log-level", "loud", "--", "true"]),
                                 ("fleetwatch-simbot", ["--log-level", "loud"]),
