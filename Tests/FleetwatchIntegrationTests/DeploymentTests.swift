@@ -1,4 +1,5 @@
 import FleetwatchAgent
+import FleetwatchHub
 import FleetwatchProtocol
 import FleetwatchStorage
 import FleetwatchTestSupport
@@ -18,6 +19,8 @@ struct DeploymentTests {
     /// Runs a program to its end (at most `timeout`): exit code and output.
     static func run(_ path: String, _ args: [String], environment: [String: String] = [:], timeout: Duration = .seconds(60),
                     name: String) async throws -> (Int32, String) {
+        // A fresh log each run: the output of an earlier run must not be read as this one's.
+        try? FileManager.default.removeItem(atPath: "\(artifacts)/\(name).log")
         let process = try ChildProcess(path, args, logPath: "\(artifacts)/\(name).log", environment: environment)
         let finished = try await eventually(timeout) { !process.isRunning }
         if !finished { await process.stop(signal: SIGKILL) }
@@ -25,7 +28,7 @@ struct DeploymentTests {
     }
 
     static func which(_ tool: String) -> String? {
-        for dir in ["/usr/bin", "/usr/local/bin", "/bin"] where FileManager.default.isExecutableFile(atPath: "\(dir)/\(tool)") {
+        for dir in ["/usr/bin", "/usr/local/bin", "/bin", "/usr/sbin"] where FileManager.default.isExecutableFile(atPath: "\(dir)/\(tool)") {
             return "\(dir)/\(tool)"
         }
         return nil
@@ -41,17 +44,45 @@ struct DeploymentTests {
         #expect(made == 0, "\(out)")
         let mode = { (path: String) in (try? FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int) ?? -1 }
         #expect(mode(secrets) == 0o700)
-        for name in ["pg-admin-password", "fleetwatch-db-password", "admin-password", "demo-token"] {
-            #expect(mode("\(secrets)/\(name)") == 0o600, "\(name)")
+        for name in ["pg-admin-password", "fleetwatch-db-password", "admin-password", "demo-token", "grafana-db-password", "grafana-admin-password"] {
+            // Readable by the containers' own users through their bind mounts; nobody else gets past the directory.
+            #expect(mode("\(secrets)/\(name)") == 0o644, "\(name)")
             #expect((try? EnvironmentSecret.file("\(secrets)/\(name)"))?.count == 36)
         }
+        let (other, otherLog) = try await Self.run("/usr/sbin/runuser", ["-u", "nobody", "--", "cat", "\(secrets)/admin-password"], name: "compose-secrets-other")
+        #expect(other != 0 && otherLog.contains("Permission denied"), "another local user read a secret: \(otherLog)")
         let environment = ["FLEETWATCH_SECRETS": secrets]
         let (ok, log) = try await Self.run(compose, ["-f", file, "config", "-q"], environment: environment, name: "compose-ok")
         #expect(ok == 0, "\(log)")
         let (config, services) = try await Self.run(compose, ["-f", file, "config", "--services"], environment: environment, name: "compose-services")
         #expect(config == 0)
-        #expect(Set(services.split(separator: "\n").map(String.init)).isSuperset(of: ["postgres", "db-init", "hub-a", "hub-b", "bots-a", "bots-b"]))
+        #expect(Set(services.split(separator: "\n").map(String.init)).isSuperset(of: [
+            "postgres", "db-init", "grafana-login", "hub-a", "hub-b", "balancer", "bots-a", "bots-b", "bot-shell", "prometheus", "alertmanager", "grafana"]))
         let (_, rendered) = try await Self.run(compose, ["-f", file, "config"], environment: environment, name: "compose-rendered")
+        // Restart policies: long-running services come back, one-shot steps do not.
+        let blocks = Self.serviceBlocks(rendered)
+        for service in ["postgres", "hub-a", "hub-b", "balancer", "bots-a", "bots-b", "bot-shell", "prometheus", "alertmanager", "grafana"] {
+            #expect(blocks[service]?.contains("restart: unless-stopped") == true, "\(service): \(blocks[service] ?? "missing")")
+        }
+        for service in ["db-init", "grafana-login"] {
+            #expect(blocks[service]?.contains("restart: \"no\"") == true || blocks[service]?.contains("restart: 'no'") == true, "\(service)")
+        }
+        // The bots reach the hubs through the balancer only; the hubs trust its fixed address, and only it.
+        #expect(rendered.components(separatedBy: "ws://balancer:8080/agent/v1").count - 1 == 3, "\(rendered)")
+        #expect(!rendered.contains("ws://hub-"))
+        for hub in ["hub-a", "hub-b"] {
+            let block = blocks[hub] ?? ""
+            #expect(block.contains("FLEETWATCH_TRUSTED_PROXIES: 10.118.38.10/32") && block.contains("FLEETWATCH_ALERTMANAGER_URL: http://alertmanager:9093"),
+                    "\(block)")
+        }
+        #expect(blocks["balancer"]?.contains("ipv4_address: 10.118.38.10") == true)
+        #expect(blocks["balancer"]?.contains("haproxy.cfg:/usr/local/etc/haproxy/haproxy.cfg") == true)
+        // Prometheus, Alertmanager and Grafana get the repository's files, which their own tools accept.
+        #expect(blocks["prometheus"]?.contains("deploy/prometheus/prometheus.yml") == true)
+        #expect(blocks["alertmanager"]?.contains("deploy/alertmanager/alertmanager.yml") == true)
+        #expect(blocks["grafana"]?.contains("deploy/grafana/provisioning") == true && blocks["grafana"]?.contains("deploy/grafana/dashboards") == true)
+        #expect(blocks["grafana"]?.contains("GF_SECURITY_ADMIN_PASSWORD__FILE") == true)
+        #expect(rendered.contains("\(secrets)/grafana-db-password"))
         // No secret value in the file or on a command line: every password or token setting names a file.
         let text = try String(contentsOfFile: file, encoding: .utf8)
         for line in text.split(separator: "\n") where !line.trimmingCharacters(in: .whitespaces).hasPrefix("#") {
@@ -63,6 +94,75 @@ struct DeploymentTests {
         #expect(rendered.contains("FLEETWATCH_DATABASE_URL: postgres://fleetwatch@postgres:5432/fleetwatch"))
         #expect(rendered.contains("\(secrets)/demo-token"))
         #expect(rendered.contains("condition: service_completed_successfully"))
+    }
+
+    /// The rendered compose file's service blocks, by service name.
+    static func serviceBlocks(_ rendered: String) -> [String: String] {
+        var blocks: [String: String] = [:], current: String?, inServices = false
+        for line in rendered.split(separator: "\n", omittingEmptySubsequences: false) {
+            if !line.hasPrefix(" ") { inServices = line == "services:"; current = nil; continue }
+            guard inServices else { continue }
+            if line.hasPrefix("  "), !line.hasPrefix("   "), line.hasSuffix(":") {
+                current = String(line.dropFirst(2).dropLast())
+                continue
+            }
+            if let c = current { blocks[c, default: ""] += line + "\n" }
+        }
+        return blocks
+    }
+
+    /// The shipped Prometheus and Alertmanager configurations pass their own tools' checks; HAProxy's accepts the
+    /// balancer's, with the hubs' addresses from the environment, and refuses it without them.
+    @Test func theStacksConfigurationFilesPassTheirOwnChecks() async throws {
+        let promtool = try #require(Self.which("promtool"))
+        let (prom, promLog) = try await Self.run(promtool, ["check", "config", "\(Self.root)/deploy/prometheus/prometheus.yml"], name: "promtool-config")
+        #expect(prom == 0, "\(promLog)")
+        let amtool = try #require(Self.which("amtool"), "amtool is missing (scripts/test installs prometheus-alertmanager)")
+        let (am, amLog) = try await Self.run(amtool, ["check-config", "\(Self.root)/deploy/alertmanager/alertmanager.yml"], name: "amtool-config")
+        #expect(am == 0, "\(amLog)")
+        let haproxy = try #require(Self.which("haproxy"), "haproxy is missing (scripts/setup installs it)")
+        let cfg = "\(Self.root)/deploy/haproxy/haproxy.cfg"
+        let (ok, okLog) = try await Self.run(haproxy, ["-c", "-f", cfg], environment: ["FLEETWATCH_HUB_A": "127.0.0.1:1", "FLEETWATCH_HUB_B": "127.0.0.1:2"],
+                                             name: "haproxy-check")
+        #expect(ok == 0, "\(okLog)")
+        let (bad, _) = try await Self.run(haproxy, ["-c", "-f", cfg], environment: ["FLEETWATCH_HUB_A": "", "FLEETWATCH_HUB_B": "127.0.0.1:2"], name: "haproxy-check-empty")
+        #expect(bad != 0)
+        let text = try String(contentsOfFile: cfg, encoding: .utf8)
+        for line in ["balance leastconn", "timeout tunnel", "timeout client-fin", "option forwardfor", "/health/ready", "http-check expect status 200"] {
+            #expect(text.contains(line), "haproxy.cfg lacks \(line)")
+        }
+    }
+
+    /// No Docker engine runs here: the image recipes are checked for what the hub needs at run time, and
+    /// scripts/topology runs the same layout natively.
+    @Test func theImagesInstallWhatTheHubReadsAtRunTime() throws {
+        let hub = try String(contentsOfFile: "\(Self.root)/Hub/Dockerfile", encoding: .utf8)
+        let runtime = try #require(hub.components(separatedBy: "\nFROM ").last)
+        // Chart.js (served at /assets/chart.min.js from dashboard.chartjs_path), CA certificates (TLS to PostgreSQL,
+        // SMTP, webhooks, Alertmanager), zlib, curl for the health check; the data directory for the break-glass journal.
+        let configured = HubConfiguration().dashboard.chartJSPath
+        #expect(configured == "/usr/share/javascript/chart.js/chart.min.js")
+        for needed in ["libjs-chart.js", "ca-certificates", "zlib1g", "curl", "tzdata", "USER fleetwatch", "HEALTHCHECK", "/health/ready",
+                       "STOPSIGNAL SIGTERM", "FLEETWATCH_DATA_DIR=", "org.opencontainers.image.title", "org.opencontainers.image.version",
+                       "org.opencontainers.image.source", "org.opencontainers.image.licenses", "org.opencontainers.image.description"] {
+            #expect(runtime.contains(needed), "the hub's runtime stage lacks \(needed)")
+        }
+        let build = hub.components(separatedBy: "\nFROM ").dropLast().joined(separator: "\nFROM ")
+        // The dependencies resolve in a layer of their own, before the sources are copied.
+        let resolve = try #require(build.range(of: "swift package resolve")), sources = try #require(build.range(of: "COPY . ."))
+        let manifest = try #require(build.range(of: "COPY Package."))
+        #expect(manifest.lowerBound < resolve.lowerBound && resolve.lowerBound < sources.lowerBound)
+        let agent = try String(contentsOfFile: "\(Self.root)/Agent/Dockerfile", encoding: .utf8)
+        #expect(agent.contains("org.opencontainers.image.title") && agent.contains("USER "))
+        // The build context leaves out builds, data (a password lives there) and secrets, and keeps every target.
+        let ignore = try String(contentsOfFile: "\(Self.root)/.dockerignore", encoding: .utf8).split(separator: "\n").map(String.init)
+        for excluded in [".build", "fleetwatch-data", "fleetwatch-topology", "secrets", ".test-artifacts", ".git"] {
+            #expect(ignore.contains { $0.trimmingCharacters(in: .whitespaces).hasPrefix(excluded) || $0.contains("/\(excluded)") }, "\(excluded) not ignored")
+        }
+        for kept in ["Sources", "Tests", "Hub", "Agent", "Fuzz", "Faults", "Benchmarks", "schema", "Package.swift"] {
+            #expect(!ignore.contains(kept) && !ignore.contains(kept + "/"), "\(kept) ignored")
+            #expect(FileManager.default.fileExists(atPath: "\(Self.root)/\(kept)"), "\(kept) missing from the repository")
+        }
     }
 
     @Test(.timeLimit(.minutes(3)))
@@ -163,14 +263,14 @@ struct DeploymentTests {
     func theNativeTopologyStopsABotThroughTheOtherReplica() async throws {
         let run = UUID().uuidString.prefix(8)
         let dir = NSTemporaryDirectory() + "fw-topology-\(run)"
-        let (portA, portB) = (try freeTCPPort(), try freeTCPPort())
+        let (portA, portB, portLB) = (try freeTCPPort(), try freeTCPPort(), try freeTCPPort())
         let environment = ProcessInfo.processInfo.environment
         // Every file the script writes is private from birth: watch the modes while it starts.
         let modes = Mutex<[String: Set<Int>]>([:])
         let watcher = Task {
             while !Task.isCancelled {
                 for name in ["operator-token", "secrets/pg-admin-password", "secrets/fleetwatch-db-password", "secrets/admin-password",
-                             "secrets/demo-token", "hub-a.log", "bots-a.log", "migrate.log", "postgres-standby.pgpass"] {
+                             "secrets/demo-token", "hub-a.log", "bots-a.log", "migrate.log", "postgres-standby.pgpass", "balancer.log"] {
                     if let m = try? FileManager.default.attributesOfItem(atPath: "\(dir)/\(name)")[.posixPermissions] as? Int {
                         modes.withLock { _ = $0[name, default: []].insert(m) }
                     }
@@ -180,7 +280,8 @@ struct DeploymentTests {
         }
         defer { watcher.cancel() }
         let topology = try ChildProcess("\(Self.root)/scripts/topology",
-                                        ["--dir", dir, "--port-a", "\(portA)", "--port-b", "\(portB)", "--bots-a", "2", "--bots-b", "1", "--standby"],
+                                        ["--dir", dir, "--port-a", "\(portA)", "--port-b", "\(portB)", "--port-lb", "\(portLB)", "--bots-a", "2", "--bots-b", "1",
+                                         "--standby"],
                                         logPath: "\(Self.artifacts)/topology-\(run).log", environment: environment)
         defer { Task { await topology.stop(signal: SIGTERM, timeout: .seconds(30)) } }
         #expect(try await eventually(.seconds(120)) { FileManager.default.fileExists(atPath: "\(dir)/ready") || !topology.isRunning },
@@ -188,8 +289,14 @@ struct DeploymentTests {
         let token = try String(contentsOfFile: "\(dir)/operator-token", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(token.hasPrefix("fwo_"))
         watcher.cancel()
-        for (name, seen) in modes.withLock({ $0 }) { #expect(seen == [0o600], "\(name): \(seen.map { String($0, radix: 8) })") }
-        #expect(modes.withLock { $0.count } == 9, "\(modes.withLock { $0.keys.sorted() })")
+        // Secrets as scripts/compose-secrets makes them (0644 in a 0700 directory), everything else 0600.
+        for (name, seen) in modes.withLock({ $0 }) {
+            // A secret is born 0600 (umask 077) and opened to 0644 once written; nothing else ever leaves 0600.
+            let allowed: Set<Int> = name.hasPrefix("secrets/") ? [0o600, 0o644] : [0o600]
+            #expect(seen.isSubset(of: allowed) && !seen.isEmpty, "\(name): \(seen.map { String($0, radix: 8) })")
+        }
+        #expect((try? FileManager.default.attributesOfItem(atPath: "\(dir)/secrets")[.posixPermissions] as? Int) == 0o700)
+        #expect(modes.withLock { $0.count } == 10, "\(modes.withLock { $0.keys.sorted() })")
         // The hubs use the least-privileged role that `monitor-hub database init` made.
         let migrate = try String(contentsOfFile: "\(dir)/migrate.log", encoding: .utf8)
         #expect(migrate.contains("role fleetwatch owns database fleetwatch"), "\(migrate)")
@@ -204,29 +311,48 @@ struct DeploymentTests {
         }
         #expect(!commandLines.isEmpty)
         for line in commandLines { for value in secretValues { #expect(!line.contains(value), "a secret on a command line: \(line)") } }
-        // A bot connected to hub-a, stopped through hub-b.
-        var bot: String?
+        // The bots came in through the balancer, which spread them over the replicas; the hubs saw their real
+        // address through it (X-Forwarded-For from the one trusted proxy).
+        var bots: [[String: Any]] = []
         _ = try await eventually(.seconds(30)) {
-            let (_, body) = try await api("GET", port: portB, path: "/api/bots", token: token)
-            let bots = jsonObject(body) as? [[String: Any]] ?? []
-            bot = bots.first { $0["connectedHub"] as? String == "hub-a" }?["id"] as? String
-            return bots.count == 3 && bot != nil
+            let (_, body) = try await api("GET", port: portLB, path: "/api/bots", token: token)
+            bots = jsonObject(body) as? [[String: Any]] ?? []
+            return bots.count == 3 && bots.allSatisfy { $0["connected"] as? Bool == true }
         }
-        let target = try #require(bot, "no bot connected to hub-a: \(topology.log)")
-        let (status, created) = try await api("POST", port: portB, path: "/api/bots/\(target)/emergency-stop", body: #"{"reason": "topology test"}"#,
+        #expect(bots.count == 3 && bots.allSatisfy { $0["connected"] as? Bool == true }, "\(bots)")
+        let hubLogs = ["a", "b"].map { (try? String(contentsOfFile: "\(dir)/hub-\($0).log", encoding: .utf8)) ?? "" }.joined()
+        #expect(hubLogs.contains("connected from 127.0.0.1 via 127.0.0.2"), "\(hubLogs.suffix(3000))")
+        // The dashboard through the balancer: sign in, the fleet, and the live feed over its /ws WebSocket.
+        let password = try EnvironmentSecret.file("\(dir)/secrets/admin-password")
+        let browser = try await WebDriver(logPath: "\(Self.artifacts)/topology-\(run)-chromedriver.log")
+        defer { Task { await browser.quit() } }
+        try await browser.open("http://127.0.0.1:\(portLB)/")
+        try await browser.waitFor("the sign-in form", "return !!document.querySelector('#username');")
+        try await browser.type("#username", "admin")
+        try await browser.type("#password", password)
+        try await browser.click("#login-button")
+        try await browser.waitFor("every bot in the fleet table", "return document.querySelectorAll('#fleet-table tr[data-bot]').length === 3;")
+        try await browser.waitFor("the live feed through the balancer",
+                                  "const n = document.querySelector('#connection-status'); return !!n && n.classList.contains('connected');")
+        // A bot stopped through the replica it is not connected to.
+        let targetBot = try #require(bots.first)
+        let target = try #require(targetBot["id"] as? String)
+        let holder = try #require(targetBot["connectedHub"] as? String)
+        let other = holder == "hub-a" ? portB : portA
+        let (status, created) = try await api("POST", port: other, path: "/api/bots/\(target)/emergency-stop", body: #"{"reason": "topology test"}"#,
                                               token: token)
         #expect(status == 202, "\(created)")
         let id = (jsonObject(created) as? [String: Any])?["id"] as? String ?? ""
         let (_, record) = (0, try await {
             var last: [String: Any] = [:]
             _ = try await eventually(.seconds(30)) {
-                let (_, body) = try await api("GET", port: portB, path: "/api/commands/\(id)", token: token)
+                let (_, body) = try await api("GET", port: other, path: "/api/commands/\(id)", token: token)
                 last = jsonObject(body) as? [String: Any] ?? [:]
                 return last["state"] as? String == "completed"
             }
             return last
         }())
-        #expect(record["state"] as? String == "completed" && record["deliveredBy"] as? String == "hub-a", "\(record)")
+        #expect(record["state"] as? String == "completed" && record["deliveredBy"] as? String == holder, "\(record)")
         // Failover as docs/operations.md tells it: the primary dies, the standby is promoted; both hubs move by
         // themselves and the API works again (the resume is written to the promoted standby).
         #expect(topology.log.contains("synchronous standby on port"), "\(topology.log)")
@@ -241,7 +367,7 @@ struct DeploymentTests {
         })
         var resumed = 0
         _ = try await eventually(.seconds(60)) {
-            resumed = (try? await api("POST", port: portB, path: "/api/bots/\(target)/resume", body: #"{"reason": "after the failover"}"#, token: token))?.0 ?? 0
+            resumed = (try? await api("POST", port: portLB, path: "/api/bots/\(target)/resume", body: #"{"reason": "after the failover"}"#, token: token))?.0 ?? 0
             return resumed == 202
         }
         #expect(resumed == 202)
@@ -250,6 +376,6 @@ struct DeploymentTests {
         #expect(exit == 0)
         #expect(!FileManager.default.fileExists(atPath: "\(dir)/postgres/postmaster.pid"))
         #expect(!FileManager.default.fileExists(atPath: "\(dir)/postgres-standby/postmaster.pid"))
-        #expect(!LoopbackPort.accepts(portA) && !LoopbackPort.accepts(portB))
+        #expect(!LoopbackPort.accepts(portA) && !LoopbackPort.accepts(portB) && !LoopbackPort.accepts(portLB))
     }
 }

@@ -153,5 +153,23 @@ struct PrometheusStackTests {
         #expect((trades.first?["value"] as? [Any])?.last as? String == "7", "\(trades)")
         let up = try await query(#"up{job="fleetwatch-bots"}"#)
         #expect((up.first?["value"] as? [Any])?.last as? String == "1", "the scrape with the token failed: \(up)")
+
+        // Every query of the shipped live Grafana dashboard is valid PromQL here, and the bot panels find the bot.
+        let live = try GrafanaDashboardTests.strings(in: "\(GrafanaDashboardTests.dashboards)/fleet-live.json", keys: ["expr", "query"])
+        #expect(live.count >= 10)
+        for (place, expr) in live {
+            if expr.hasPrefix("label_values(") {
+                let (_, body) = try await api("GET", port: promPort, path: "/api/v1/label/bot/values?match%5B%5D=fleetwatch_bot_up", token: nil)
+                #expect(body.contains("prom-bot"), "\(place): \(body)")
+                continue
+            }
+            let promql = expr.replacingOccurrences(of: "$__rate_interval", with: "1m").replacingOccurrences(of: "$bot", with: "prom-bot|prom-other")
+            let q = promql.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+            let (status, body) = try await api("GET", port: promPort, path: "/api/v1/query?query=\(q)", token: nil)
+            #expect(status == 200 && body.contains(#""status":"success""#), "\(place): \(promql) → \(status) \(body)")
+            if promql.contains("fleetwatch_bot_memory_usage_bytes") || promql.contains("fleetwatch_bot_up") {
+                #expect(body.contains("prom-bot") || body.contains(#""result":[{"#), "\(place): no data for \(promql): \(body)")
+            }
+        }
     }
 }
