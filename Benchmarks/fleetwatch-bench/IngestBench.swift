@@ -21,6 +21,9 @@ struct IngestBench: AsyncParsableCommand {
     @Option(help: "Samples per metric per batch (ticks).") var ticks = 20
     @Option(help: "Batches in flight per agent.") var window = 4
     @Option(help: "The monitor-hub binary (default: next to this one).") var hubBinary: String?
+    @Option(help: "Then feed this Prometheus binary's remote-write receiver the same shape and print the ratio (e.g. /usr/bin/prometheus).")
+    var comparePrometheus: String?
+    @Flag(help: "Skip PostgreSQL's COPY ceiling.") var noCopy = false
 
     func run() async throws {
         var logger = Logger(label: "bench")
@@ -46,6 +49,7 @@ struct IngestBench: AsyncParsableCommand {
         print("ingest: \(agents) agents, \(perBatch)-sample batches (\(metrics) metrics x \(ticks)), window \(window), \(seconds) s")
 
         let acked = SharedCounter()
+        let hubCPUBefore = RemoteWriteRun.cpuSeconds(pid: hub.pid)
         let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
         let start = ContinuousClock.now
         let window = self.window
@@ -60,15 +64,29 @@ struct IngestBench: AsyncParsableCommand {
             try await group.waitForAll()
         }
         let elapsed = Backoff.seconds(ContinuousClock.now - start)
+        let hubCPU = RemoteWriteRun.cpuSeconds(pid: hub.pid) - hubCPUBefore
         let batches = acked.value
         let samples = Double(batches) * Double(perBatch)
+        guard batches > 0 else { throw BenchFailure("no batch was acknowledged: \(hub.log.suffix(1000))") }
         report("hub ingest samples/s stored (\(agents) agents)", samples / elapsed, "samples/s", digits: 0)
         report("hub ingest batches/s", Double(batches) / elapsed, "batches/s", digits: 0)
+        report("hub CPU per million samples", hubCPU / samples * 1e6, "CPU s")
         let size = try await db.sizes(logger: logger)
         report("samples table bytes/sample (with index)", Double(size.samples) / samples, "bytes")
         report("batch ledger bytes/sample", Double(size.ledger) / samples, "bytes")
         report("total bytes/sample on disk", Double(size.samples + size.ledger) / samples, "bytes")
         kill(hub.pid, SIGTERM)
+
+        if let comparePrometheus {
+            // Prometheus right after, on the same machine, the same samples per request and requests in flight.
+            let prom = try await RemoteWriteRun(prometheus: comparePrometheus, senders: agents, metrics: metrics, ticks: ticks, window: window,
+                                                seconds: seconds).run()
+            report("Prometheus remote-write samples/s (\(agents) senders, \(perBatch)-sample requests)", prom.samplesPerSecond, "samples/s", digits: 0)
+            report("Prometheus remote-write requests/s", prom.requestsPerSecond, "requests/s", digits: 0)
+            report("Prometheus CPU per million samples", prom.cpuPerMillion, "CPU s")
+            report("fleetwatch ÷ Prometheus (samples/s, \(perBatch)-sample batches)", samples / elapsed / prom.samplesPerSecond, "×")
+        }
+        if noCopy { return }
 
         // The ceiling: COPY of the same rows into a fresh database with the same schema and indexes.
         let copyDB = try await BenchDatabase.create(server: databaseURL, bots: bots, token: "bench-token", logger: logger)
