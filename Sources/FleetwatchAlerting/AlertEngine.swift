@@ -32,6 +32,10 @@ public actor AlertEngine {
     /// Called once (on the replica that opened the alert) when a rule with `emergencyStop` fires.
     let emergency: (@Sendable (_ bot: String, _ rule: Rule, _ value: Double) async -> Void)?
     private var bots: [String: BotState] = [:]
+    /// Invalidations so far, per bot and for every bot: an evaluation that awaited while one arrived must not
+    /// write back rules it loaded before it.
+    private var invalidations: [String: UInt64] = [:]
+    private var invalidationsOfAll: UInt64 = 0
     private var queues: [String: [[Series]]] = [:]
     private var running: Set<String> = []
     private let started = ContinuousClock.now
@@ -80,8 +84,10 @@ public actor AlertEngine {
     public func invalidate(bot: String?) {
         if let bot {
             bots[bot]?.loadedAtMs = Int64.min / 2
+            invalidations[bot, default: 0] += 1
         } else {
             for key in bots.keys { bots[key]?.loadedAtMs = Int64.min / 2 }
+            invalidationsOfAll += 1
         }
     }
 
@@ -110,6 +116,7 @@ public actor AlertEngine {
     }
 
     private func evaluate(bot: String, series: [Series]) async {
+        let seen = (invalidations[bot, default: 0], invalidationsOfAll)
         do {
             var state = try await botState(bot)
             let now = nowMs()
@@ -147,6 +154,8 @@ public actor AlertEngine {
                     if e.kind == .fired, rule.emergencyStop, let emergency { await emergency(bot, rule, o.value) }
                 }
             }
+            // Rules invalidated while this batch awaited the store are read again for the next one.
+            if (invalidations[bot, default: 0], invalidationsOfAll) != seen { state.loadedAtMs = Int64.min / 2 }
             bots[bot] = state
         } catch {
             logger.error("alerting: evaluating a batch of \(bot) failed: \(String(reflecting: error))")

@@ -145,4 +145,63 @@ actor EventLog: AlertSink {
         }
         #expect(await log.events == ["b/memory_usage_mb/fired", "b/memory_usage_mb/resolved"])
     }
+
+    /// A threshold change that arrives while a batch awaits the store is used from the next batch on: the
+    /// evaluation in flight must not write back the rules it loaded before the change.
+    @Test func anInvalidationDuringAnEvaluationIsNotLost() async throws {
+        let store = GatedAlertStore()
+        let log = EventLog()
+        let limit = Mutex(500.0)
+        let profiles: AlertEngine.ProfileSource = { _ in
+            ThresholdProfile(name: "t", rules: [Rule(id: "mem", kind: .above(metric: "memory_usage_mb"), limit: limit.withLock { $0 },
+                                                     level: .warning, summary: "Memory")], enableEmergencyShutdown: false)
+        }
+        // A long cache lifetime: only an invalidation makes the engine read the rules again.
+        let engine = AlertEngine(store: store, sink: log, profiles: profiles, profileTTLMs: 3_600_000, logger: Logger(label: "t"))
+        Task { await engine.run() }
+        engine.submit(bot: "b", series: Self.memory(600, 1))      // fires; the store holds the engine in `fire`
+        try await store.waitUntilHeld()
+        limit.withLock { $0 = 700 }                                 // the operator raises the limit meanwhile
+        await engine.invalidate(bot: "b")
+        await store.release()
+        await engine.drainForTests()
+        engine.submit(bot: "b", series: Self.memory(650, 2))      // under the new limit: resolved
+        await engine.drainForTests()
+        #expect(await log.events == ["b/mem/fired", "b/mem/resolved"])
+    }
+}
+
+/// `MemoryAlertStore` whose first `fire` waits until the test releases it.
+actor GatedAlertStore: AlertStore {
+    let inner = MemoryAlertStore()
+    private var held: CheckedContinuation<Void, Never>?
+    private var released = false
+    private var holding = false
+
+    func waitUntilHeld() async throws {
+        for _ in 0..<500 where !holding { try await Task.sleep(for: .milliseconds(10)) }
+        if !holding { throw CancellationError() }
+    }
+
+    func release() {
+        released = true
+        held?.resume()
+        held = nil
+    }
+
+    func fire(bot: String, rule: Rule, value: Double, state: String?) async throws -> AlertEvent? {
+        if !released {
+            holding = true
+            await withCheckedContinuation { held = $0 }
+        }
+        return try await inner.fire(bot: bot, rule: rule, value: value, state: state)
+    }
+    func repeatIfDue(bot: String, rule: Rule, value: Double, state: String?, cooldownMs: Int64) async throws -> AlertEvent? {
+        try await inner.repeatIfDue(bot: bot, rule: rule, value: value, state: state, cooldownMs: cooldownMs)
+    }
+    func resolve(bot: String, rule: Rule, value: Double, state: String?) async throws -> AlertEvent? {
+        try await inner.resolve(bot: bot, rule: rule, value: value, state: state)
+    }
+    func firingRules(bot: String) async throws -> Set<String> { try await inner.firingRules(bot: bot) }
+    func isSilenced(bot: String, metric: String) async throws -> Bool { false }
 }
