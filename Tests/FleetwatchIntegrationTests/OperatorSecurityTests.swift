@@ -151,7 +151,7 @@ struct OperatorSecurityTests {
         #expect(await Self.sqlState(asAnalyst, "SELECT token_hash FROM bots") == "42501")
         #expect(await Self.sqlState(asAnalyst, "DELETE FROM alerts") != nil)
 
-        // A login whose password comes from a file (Grafana's, in compose's db-init): made, then re-keyed by the
+        // A login whose password comes from a file (Grafana's, in compose's grafana-login service): made, then re-keyed by the
         // same command run again; the hub's own role is never taken for an analyst.
         func addWithFile(_ name: String, _ password: String) async throws -> (Int32, String) {
             let file = "\(Self.artifacts)/fw-analyst-\(name)-password"

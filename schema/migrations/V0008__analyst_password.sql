@@ -1,5 +1,5 @@
 -- Creates an analyst login or sets its password (`monitor-hub analysts add NAME --password-file F`, run again
--- at every deployment: compose's db-init makes Grafana's login this way). Needs CREATEROLE. A role that exists
+-- at every deployment: compose's grafana-login service makes Grafana's login this way). Needs CREATEROLE. A role that exists
 -- but is not a plain analyst login (a superuser, the hub's role) is refused, never changed.
 CREATE FUNCTION fleetwatch_ensure_analyst(login text, password text) RETURNS boolean
 LANGUAGE plpgsql AS $$
