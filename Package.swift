@@ -70,6 +70,7 @@ let package = Package(
                 .embedInCode("migrations/V0006__bot_isolation.sql"),
                 .embedInCode("migrations/V0007__fleet_profile.sql"),
                 .embedInCode("migrations/V0008__analyst_password.sql"),
+                .embedInCode("migrations/V0009__minute_chunks.sql"),
             ]
         ),
         // Storage: PostgreSQL schema migrations, batch writer, bot registry, embedded cluster.

@@ -20,6 +20,7 @@ public enum Schema {
         Migration(version: 6, name: "bot_isolation", sql: decode(PackageResources.V0006__bot_isolation_sql)),
         Migration(version: 7, name: "fleet_profile", sql: decode(PackageResources.V0007__fleet_profile_sql)),
         Migration(version: 8, name: "analyst_password", sql: decode(PackageResources.V0008__analyst_password_sql)),
+        Migration(version: 9, name: "minute_chunks", sql: decode(PackageResources.V0009__minute_chunks_sql)),
     ]
 
     /// The latest version this build knows.

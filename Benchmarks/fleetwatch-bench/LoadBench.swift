@@ -142,12 +142,10 @@ struct LoadBench: AsyncParsableCommand {
 
         // Every sealed batch against PostgreSQL.
         let stored: [String: [UInt64: (Int, Int)]] = try await db.withClient(logger: logger) { client in
-            let rows = try await client.query("""
-                SELECT b.name, s.seq, cardinality(s.vals)::int8, count(*) OVER (PARTITION BY s.bot_id, s.epoch, s.seq)
-                FROM samples s JOIN bots b ON b.id = s.bot_id
-                """, logger: logger)
+            // Batch by batch, also once their minute was merged into one row by the review upkeep (schema 0009).
+            let rows = try await client.query(PostgresQuery(unsafeSQL: StoredBatches.sql), logger: logger)
             var out: [String: [UInt64: (Int, Int)]] = [:]
-            for try await (bot, seq, n, copies) in rows.decode((String, Int64, Int64, Int64).self) {
+            for try await (bot, _, seq, n, _, copies) in rows.decode((String, Int64, Int64, Int64, Double, Int64).self) {
                 out[bot, default: [:]][UInt64(seq)] = (Int(n), Int(copies))
             }
             return out

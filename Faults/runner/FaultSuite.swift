@@ -15,7 +15,7 @@ struct FaultSuite: AsyncParsableCommand {
         version: FleetwatchVersion.current)
 
     static let all = ["hub-kill", "ack-lost", "agent-kill", "hub-unreachable", "postgres-restart", "replicas-postgres-restart",
-                      "stop-twice", "stop-during-outage", "primary-failover"]
+                      "stop-twice", "stop-during-outage", "primary-failover", "rechunk-kill"]
 
     @Option(help: "PostgreSQL server URL; every scenario creates fresh databases on it.") var databaseURL: String
     @Option(help: "Directory of monitor-hub and fleetwatch-simbot (default: next to this program).") var binDir: String?
@@ -49,6 +49,7 @@ struct FaultSuite: AsyncParsableCommand {
                 case "replicas-postgres-restart": report = try await ReplicasRestartScenario(h: h, full: full, pgScript: pgPrivate).run()
                 case "primary-failover": report = try await PrimaryFailoverScenario(h: h, full: full, pgScript: pgPrivate).run()
                 case "stop-during-outage": report = try await StopDuringOutageScenario(h: h, full: full, pgScript: pgPrivate).run()
+                case "rechunk-kill": report = try await RechunkKillScenario(h: h, full: full).run()
                 default: report = try await StopTwiceScenario(h: h, full: full).run()
                 }
             } catch {

@@ -104,13 +104,10 @@ struct Harness: Sendable {
     func stored(_ db: TestDatabase) async throws -> [BatchKey: (samples: Int, copies: Int)] {
         let logger = self.logger
         return try await db.withClient(logger: logger) { client in
-            let rows = try await client.query("""
-                SELECT b.name, s.epoch, s.seq, (cardinality(s.vals) + COALESCE(cardinality(s.states), 0))::int8,
-                       count(*) OVER (PARTITION BY s.bot_id, s.epoch, s.seq)
-                FROM samples s JOIN bots b ON b.id = s.bot_id
-                """, logger: logger)
+            // Batch by batch, also once their minute was merged into one row by the review upkeep (schema 0009).
+            let rows = try await client.query(PostgresQuery(unsafeSQL: StoredBatches.sql), logger: logger)
             var out: [BatchKey: (Int, Int)] = [:]
-            for try await (bot, epoch, seq, n, copies) in rows.decode((String, Int64, Int64, Int64, Int64).self) {
+            for try await (bot, epoch, seq, n, _, copies) in rows.decode((String, Int64, Int64, Int64, Double, Int64).self) {
                 out[BatchKey(bot: bot, epoch: UInt64(epoch), seq: UInt64(seq))] = (Int(n), Int(copies))
             }
             return out

@@ -185,6 +185,7 @@ extension HubConfiguration {
             if let v = r.minute_rollup_days { retention.minuteRollupDays = v }
             if let v = r.hour_rollup_days { retention.hourRollupDays = v }
             if let v = r.rollup_interval { retention.rollupInterval = try Self.fileDuration(v, "retention.rollup_interval", source: source) }
+            if let v = r.rechunk_after { retention.rechunkAfter = try Self.fileDuration(v, "retention.rechunk_after", source: source) }
         }
         if let e = f.emergency {
             if let v = e.command_ttl { emergency.frameTTL = try Self.fileDuration(v, "emergency.command_ttl", source: source) }
@@ -309,6 +310,8 @@ extension HubConfiguration {
                     "retention days must be at most 36500 (100 years)")
         try require(retention.rollupInterval >= .seconds(1) && retention.rollupInterval <= .seconds(600),
                     "retention.rollup_interval must be 1–600 seconds")
+        try require(retention.rechunkAfter >= .zero && retention.rechunkAfter <= .seconds(3000),
+                    "retention.rechunk_after must be 0 (never) to 3000 seconds (it must leave the late window, an hour, to catch up)")
         try require(emergency.frameTTL >= .seconds(5) && emergency.frameTTL <= .seconds(3600), "emergency.command_ttl must be 5–3600 seconds")
         try require(emergency.requestsPerMinute >= 1, "emergency.requests_per_minute must be at least 1")
         try require(emergency.acknowledgeTimeout >= .seconds(1), "emergency.acknowledge_timeout must be at least 1 second")
@@ -503,6 +506,7 @@ struct ConfigFile: Decodable {
         var minute_rollup_days: Int?
         var hour_rollup_days: Int?
         var rollup_interval: Double?
+        var rechunk_after: Double?
     }
     var retention: Retention?
 
@@ -511,7 +515,7 @@ struct ConfigFile: Decodable {
         "dashboard": ["enabled", "port", "admin_user", "admin_password", "admin_password_file", "allowed_origins", "session_idle_timeout",
                       "login_attempts_per_minute", "chartjs_path", "update_interval", "ping_interval", "session_check_interval"],
         "emergency": ["command_ttl", "acknowledge_timeout", "poll_interval", "requests_per_minute"],
-        "retention": ["raw_days", "minute_rollup_days", "hour_rollup_days", "rollup_interval"],
+        "retention": ["raw_days", "minute_rollup_days", "hour_rollup_days", "rollup_interval", "rechunk_after"],
         "hub": ["host", "port", "database_url", "read_database_url", "public_url", "metrics_auth", "database_start_timeout", "trusted_proxies", "statement_timeout", "log_format", "outage_credentials_max_age", "data_dir", "auto_register", "id", "log_level", "tls_certificate", "tls_key",
                 "max_frame_bytes",
                 "max_payload_bytes", "max_samples_per_batch", "heartbeat_interval", "max_sample_age", "max_sample_future",

@@ -18,6 +18,9 @@ public struct RetentionSettings: Sendable, Equatable {
     public var rollupLookback: Duration = .seconds(3 * 60)
     /// Once an hour, this much is recomputed (batches up to this late are folded in within the hour).
     public var lateWindow: Duration = .seconds(3600)
+    /// A bot's rows of a minute are merged into one (about 4–5 instead of 20 bytes a sample at one batch a
+    /// second) once the minute is this old (`retention.rechunk_after`; zero: never).
+    public var rechunkAfter: Duration = .seconds(120)
 
     public init() {}
 }
@@ -71,6 +74,14 @@ public struct ReviewMaintainer: Service {
                     ON CONFLICT (id) DO UPDATE SET rolled_to = EXCLUDED.rolled_to, updated_at = now()
                     """, logger: logger)
                 logger.debug("rolled up \(rows) minute buckets")
+                if settings.rechunkAfter > .zero {
+                    // The closed minutes since the last pass (the last hour once an hour, for late batches).
+                    let to = now.addingTimeInterval(-settings.rechunkAfter.inSeconds)
+                    let span = hourly ? settings.lateWindow : max(settings.rollupLookback, settings.rollupInterval * 3)
+                    let merged = try await conn.query("SELECT fleetwatch_rechunk(\(to.addingTimeInterval(-span.inSeconds)), \(to))", logger: logger)
+                        .decode(Int.self).first { _ in true } ?? 0
+                    logger.debug("re-chunked closed minutes into \(merged) rows")
+                }
                 if hourly { try await retention(conn, now: now) }
             } catch {
                 _ = try? await conn.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger)

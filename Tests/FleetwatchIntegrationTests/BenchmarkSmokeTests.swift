@@ -19,6 +19,7 @@ struct BenchmarkSmokeTests {
             ("ingest", ["ingest", "--database-url", db, "--agents", "2", "--ticks", "2", "--metrics", "5", "--seconds", "2"], "hub ingest samples/s stored"),
             ("ingest-vs-prometheus", ["ingest", "--database-url", db, "--agents", "2", "--ticks", "1", "--metrics", "5", "--seconds", "2",
                                       "--compare-prometheus", "/usr/bin/prometheus", "--no-copy"], "fleetwatch ÷ Prometheus"),
+            ("disk", ["disk", "--database-url", db, "--bots", "2", "--minutes", "2", "--metrics", "5"], "disk bytes/sample after re-chunking"),
             ("memory", ["memory", "--database-url", db, "--seconds", "3", "--metrics", "5"], "agent CPU per million samples sent"),
             ("alert-latency", ["alert-latency", "--database-url", db, "--transitions", "4"], "batch arrival → webhook received p50"),
             ("stop-latency", ["stop-latency", "--database-url", db, "--stops", "3"], "request → handler invoked, other replica, p50"),

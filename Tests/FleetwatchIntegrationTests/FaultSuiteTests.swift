@@ -20,6 +20,6 @@ struct FaultSuiteTests {
         let log = suite.log
         print(log)
         #expect(status == 0, "the fault suite failed:\n\(log)")
-        #expect(log.contains("all 9 scenarios held"))
+        #expect(log.contains("all 10 scenarios held"))
     }
 }

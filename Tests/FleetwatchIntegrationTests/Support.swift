@@ -120,11 +120,8 @@ final class SealedLedger: @unchecked Sendable {
 /// What PostgreSQL holds, batch by batch: (bot, epoch, seq) → (samples, sum of values, rows).
 func storedBatches(_ db: TestDatabase) async throws -> [SealedLedger.Entry: Int] {
     try await db.withClient { client in
-        let rows = try await client.query("""
-            SELECT b.name, s.epoch, s.seq, (cardinality(s.vals) + COALESCE(cardinality(s.states), 0))::int8,
-                   COALESCE((SELECT sum(v) FROM unnest(s.vals) v), 0)::float8, count(*) OVER (PARTITION BY s.bot_id, s.epoch, s.seq)
-            FROM samples s JOIN bots b ON b.id = s.bot_id
-            """, logger: Logger(label: "test"))
+        // Batch by batch, also once their minute was merged into one row (schema 0009).
+        let rows = try await client.query(PostgresQuery(unsafeSQL: StoredBatches.sql), logger: Logger(label: "test"))
         var out: [SealedLedger.Entry: Int] = [:]
         for try await (bot, epoch, seq, count, sum, rows) in rows.decode((String, Int64, Int64, Int64, Double, Int64).self) {
             out[SealedLedger.Entry(bot: bot, epoch: UInt64(epoch), seq: UInt64(seq), count: Int(count), sum: sum)] = Int(rows)

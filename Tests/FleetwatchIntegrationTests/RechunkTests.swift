@@ -1,0 +1,155 @@
+import FleetwatchStorage
+import FleetwatchTestSupport
+import Foundation
+import Logging
+import PostgresNIO
+import Testing
+
+/// Closed minutes re-chunked into one row per bot (schema 0009): every read path answers exactly as before,
+/// late batches are folded in, and a merge that fails half-way leaves every row as it was.
+@Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
+struct RechunkTests {
+    static let logger = Logger(label: "test")
+
+    /// Five minutes of one-second batches for two bots: a gauge, a counter, a duration whose second sample falls
+    /// 0.7 s after the batch (across minute boundaries), a state every 10 s, and a restart (new epoch, counter
+    /// and sequence from the start) of rc-b half-way.
+    static func populate(_ db: TestDatabase, base: Date) async throws {
+        try await db.withClient { client in
+            for day in [base.addingTimeInterval(-86_400), base, base.addingTimeInterval(86_400)] {
+                try await client.query("SELECT fleetwatch_ensure_sample_partition(\(day)::date)", logger: logger)
+            }
+            for (name, kind) in [("rc_pnl", "gauge"), ("rc_trades", "counter"), ("rc_latency", "duration"), ("rc_status", "state")] {
+                try await client.query("INSERT INTO metrics (name, kind) VALUES (\(name), \(kind)) ON CONFLICT DO NOTHING", logger: logger)
+            }
+            try await client.query("""
+                WITH m AS (SELECT (SELECT id FROM metrics WHERE name = 'rc_pnl') AS pnl, (SELECT id FROM metrics WHERE name = 'rc_trades') AS trades,
+                                  (SELECT id FROM metrics WHERE name = 'rc_latency') AS lat, (SELECT id FROM metrics WHERE name = 'rc_status') AS st),
+                     b AS (SELECT id, name FROM bots WHERE name IN ('rc-a', 'rc-b'))
+                INSERT INTO samples (bot_id, t_start, epoch, seq, metric_ids, offsets_ms, vals, state_metric_ids, state_offsets_ms, states)
+                SELECT b.id, \(base)::timestamptz + (s * 1000 + 600) * interval '1 millisecond',
+                       CASE WHEN b.name = 'rc-b' AND s >= 150 THEN 2 ELSE 1 END,
+                       CASE WHEN b.name = 'rc-b' AND s >= 150 THEN s - 149 ELSE s + 1 END,
+                       ARRAY[m.pnl, m.trades, m.lat, m.lat], ARRAY[0, 0, 0, 700],
+                       ARRAY[round((sin(s) * 100)::numeric, 2)::float8,
+                             (CASE WHEN b.name = 'rc-b' AND s >= 150 THEN s - 150 ELSE s END)::float8,
+                             ((s * 37) % 100)::float8, ((s * 53) % 100)::float8],
+                       CASE WHEN s % 10 = 0 THEN ARRAY[m.st] END, CASE WHEN s % 10 = 0 THEN ARRAY[100] END,
+                       CASE WHEN s % 10 = 0 THEN ARRAY[CASE WHEN s % 50 = 0 THEN 'reconnecting' ELSE 'connected' END] END
+                FROM b, m, generate_series(0, 299) s
+                """, logger: logger)
+        }
+    }
+
+    /// Everything that reads samples, as text: the points, the rollups recomputed from scratch, the review views.
+    static func answers(_ db: TestDatabase, from: Date, to: Date) async throws -> [String: String] {
+        try await db.withClient { client in
+            try await client.query("DELETE FROM rollup_1m", logger: logger)
+            try await client.query("DELETE FROM rollup_1h", logger: logger)
+            try await client.query("SELECT fleetwatch_rollup(\(from), \(to))", logger: logger)
+            var out: [String: String] = [:]
+            for (name, sql) in [
+                ("sample_points", "SELECT string_agg(p::text, E'\\n' ORDER BY p::text) FROM (SELECT bot, metric, kind, ts, value, state, epoch, seq FROM sample_points WHERE bot LIKE 'rc-%') p"),
+                ("rollup_1m", "SELECT string_agg(r::text, E'\\n' ORDER BY r::text) FROM rollup_1m r"),
+                ("rollup_1h", "SELECT string_agg(r::text, E'\\n' ORDER BY r::text) FROM rollup_1h r"),
+                ("review_metric_minute", "SELECT string_agg(v::text, E'\\n' ORDER BY v::text) FROM review_metric_minute v"),
+                ("review_metric_hour", "SELECT string_agg(v::text, E'\\n' ORDER BY v::text) FROM review_metric_hour v"),
+                ("review_bot_day", "SELECT string_agg(v::text, E'\\n' ORDER BY v::text) FROM review_bot_day v"),
+                ("review_bot_week", "SELECT string_agg(v::text, E'\\n' ORDER BY v::text) FROM review_bot_week v"),
+            ] {
+                out[name] = try await client.query(PostgresQuery(unsafeSQL: sql), logger: logger).decode(String?.self).first { _ in true } ?? nil ?? ""
+            }
+            return out
+        }
+    }
+
+    static func rows(_ db: TestDatabase) async throws -> Int {
+        try await db.withClient { client in
+            try await client.query("SELECT count(*)::int FROM samples s JOIN bots b ON b.id = s.bot_id WHERE b.name LIKE 'rc-%'", logger: logger)
+                .decode(Int.self).first { _ in true } ?? -1
+        }
+    }
+
+    @Test(.timeLimit(.minutes(3)))
+    func mergedMinutesAnswerEveryReadPathAsBefore() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["rc-a", "rc-b"], token: "secret", in: db)
+        let base = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 / 60).rounded(.down) * 60 - 30 * 60)
+        try await Self.populate(db, base: base)
+        let (from, to) = (base.addingTimeInterval(-3600), base.addingTimeInterval(3600))
+        let before = try await Self.answers(db, from: from, to: to)
+        let points = before["sample_points"]?.split(separator: "\n").count ?? 0
+        #expect(points == 2460, "every sample is there to compare (2 bots × 300 batches × 4 numbers, 2 × 30 states)")
+        #expect(try await Self.rows(db) == 600)
+
+        // The hub's own path: the review upkeep merges the minutes closed `rechunk_after` ago.
+        let merged = try await db.withClient { client in
+            try await ReviewMaintainer(client: client, settings: RetentionSettings(), logger: Self.logger)
+                .pass(hourly: true, now: base.addingTimeInterval(20 * 60))
+        }
+        #expect(merged)
+        // One row per bot, minute and epoch (6 minutes touched, rc-b restarting in the third), a few bytes a sample.
+        let after = try await Self.rows(db)
+        #expect(after >= 12 && after <= 14, "\(after) rows")
+        let now = try await Self.answers(db, from: from, to: to)
+        for (name, text) in before {
+            #expect(now[name] == text, "\(name) changed by re-chunking:\nbefore \(text.prefix(600))\nafter  \(now[name]?.prefix(600) ?? "")")
+        }
+
+        // A late batch for a merged minute is folded in by the next pass, and still answers the same.
+        try await db.withClient { client in
+            try await client.query("""
+                INSERT INTO samples (bot_id, t_start, epoch, seq, metric_ids, offsets_ms, vals)
+                SELECT b.id, \(base.addingTimeInterval(30.25)), 1, 1000, ARRAY[m.id], ARRAY[0], ARRAY[42.0::float8]
+                FROM bots b, metrics m WHERE b.name = 'rc-a' AND m.name = 'rc_pnl'
+                """, logger: Self.logger)
+        }
+        let withLate = try await Self.answers(db, from: from, to: to)
+        #expect(withLate["sample_points"]?.contains("42") == true)
+        _ = try await db.withClient { client in
+            try await client.query("SELECT fleetwatch_rechunk(\(base), \(base.addingTimeInterval(60)))", logger: Self.logger)
+        }
+        #expect(try await Self.rows(db) == after)
+        #expect(try await Self.answers(db, from: from, to: to) == withLate)
+        // Run again: nothing left to merge, nothing changes.
+        let again = try await db.withClient { client in
+            try await client.query("SELECT fleetwatch_rechunk(\(from), \(to))", logger: Self.logger).decode(Int.self).first { _ in true } ?? -1
+        }
+        #expect(again == 0)
+    }
+
+    /// A merge that cannot finish (here: a row it must delete is locked and its lock wait times out) is one
+    /// statement: every row stays as it was, nothing is lost or doubled.
+    @Test(.timeLimit(.minutes(2)))
+    func aMergeThatFailsHalfWayLeavesEveryRow() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["rc-a", "rc-b"], token: "secret", in: db)
+        let base = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 / 60).rounded(.down) * 60 - 30 * 60)
+        try await Self.populate(db, base: base)
+        let before = try await Self.answers(db, from: base.addingTimeInterval(-3600), to: base.addingTimeInterval(3600))
+        try await db.withClient { holder in
+            try await holder.withConnection { lockConn in
+                try await lockConn.query("BEGIN", logger: Self.logger)
+                // The last row of rc-b's fourth minute, locked by another transaction.
+                let locked = try await lockConn.query("""
+                    SELECT 1 FROM samples s JOIN bots b ON b.id = s.bot_id WHERE b.name = 'rc-b'
+                      AND s.t_start >= \(base.addingTimeInterval(180)) AND s.t_start < \(base.addingTimeInterval(240))
+                    ORDER BY s.t_start DESC LIMIT 1 FOR UPDATE OF s
+                    """, logger: Self.logger).decode(Int.self).first { _ in true }
+                #expect(locked == 1)
+                try await db.withClient { client in
+                    try await client.withConnection { conn in
+                        try await conn.query("SET lock_timeout = '300ms'", logger: Self.logger)
+                        await #expect(throws: PSQLError.self) {
+                            _ = try await conn.query("SELECT fleetwatch_rechunk(\(base), \(base.addingTimeInterval(360)))", logger: Self.logger)
+                                .decode(Int.self).first { _ in true }
+                        }
+                    }
+                }
+                try await lockConn.query("ROLLBACK", logger: Self.logger)
+            }
+        }
+        #expect(try await Self.rows(db) == 600)
+        #expect(try await Self.answers(db, from: base.addingTimeInterval(-3600), to: base.addingTimeInterval(3600)) == before)
+    }
+}
