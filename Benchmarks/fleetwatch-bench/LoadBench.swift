@@ -44,13 +44,18 @@ struct LoadBench: AsyncParsableCommand {
         let port = try freeTCPPort()
         let bin = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("monitor-hub").path
         let hubLog = NSTemporaryDirectory() + "fleetwatch-load-hub.log"
+        // Every agent connects from 127.0.0.1: the per-address limit (1,000 by default) is lifted for the run.
+        let config = NSTemporaryDirectory() + "fleetwatch-bench-load.json"
+        try #"{"hub": {"max_connections_per_address": 1000000, "max_connections": 1000000}}"#.write(toFile: config, atomically: true, encoding: .utf8)
         let hub = try ChildProcess(bin, ["serve", "--database-url", db.url.urlString, "--port", "\(port)", "--log-level", "warning",
-                                         "--hub-id", "load-hub"],
+                                         "--hub-id", "load-hub", "--config", config],
                                    logPath: hubLog, environment: ["FLEETWATCH_ADMIN_PASSWORD": "load-benchmark-password"])
         defer { kill(hub.pid, SIGKILL) }
         for _ in 0..<300 where !LoopbackPort.accepts(port) { try await Task.sleep(for: .milliseconds(100)) }
 
         print("load: \(agents) agents × \(metrics) metrics/s for \(Int(seconds)) s on one hub (pid \(hub.pid)); memory baseline after \(Int(warmup)) s")
+        try await Task.sleep(for: .seconds(2))
+        let idleRSS = Self.rssKB(pid: hub.pid) ?? 0
         let ledger = Ledger()
         var runners: [(MonitorAgent, Task<Void, any Error>)] = []
         for name in names {
@@ -172,6 +177,8 @@ struct LoadBench: AsyncParsableCommand {
                      Double(baseline) / 1024, Int(warmup), Double(last) / 1024, Double(peak) / 1024,
                      baseline > 0 ? (Double(last) - Double(baseline)) / Double(baseline) * 100 : .nan))
         print("hub RSS every 10 s (MB): " + rss.map { String(format: "%.0f", Double($0.1) / 1024) }.joined(separator: " "))
+        print(String(format: "hub memory per connected agent: %.1f KB (RSS at the end %.1f MB minus %.1f MB before any agent, over %d agents)",
+                     Double(last - idleRSS) / Double(agents), Double(last) / 1024, Double(idleRSS) / 1024, agents))
         print(String(format: "GET /api/bots during load: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d requests)",
                      pct(latencies.bots, 0.5), pct(latencies.bots, 0.99), latencies.bots.max() ?? .nan, latencies.bots.count))
         print(String(format: "GET /api/status during load: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d requests); API errors: %d",
