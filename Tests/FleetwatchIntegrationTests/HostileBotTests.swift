@@ -13,7 +13,7 @@ import Glibc
 /// One bot with a valid token does everything a compromised or buggy bot could (issue 13), against a real hub
 /// and PostgreSQL on loopback, while a bystander bot streams, gets an alert and is stopped and resumed. The
 /// bystander must not notice; the hostile bot must get nothing it was not allowed; the hub's memory stays bounded.
-@Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
+@Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"), .enabled(if: runsHereNow(.quiet)))
 struct HostileBotTests {
     static let hostileToken = "hostile-secret"
 

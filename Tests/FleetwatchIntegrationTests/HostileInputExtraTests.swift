@@ -16,7 +16,7 @@ import Glibc
 /// slow and non-reading clients, huge bodies, injection in names and reasons, skewed clocks. In each test
 /// one good bot streams the whole time and must come out unaffected; the hub must stay ready and its memory
 /// bounded.
-@Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
+@Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"), .enabled(if: runsHereNow(.quiet)))
 struct HostileInputExtraTests {
     /// The hub idles around 40–60 MiB; anything near this means it buffers what an attacker sends.
     static let rssLimitKiB = 400 * 1024
