@@ -142,7 +142,13 @@ struct LoadBench: AsyncParsableCommand {
             dropped += s.droppedSamples
             if s.lastCloseCode != nil { reconnectCloses += 1 }
         }
-        let ingest = try await Self.ingestCounters(port: port, token: token)
+        let ingest: (closes: [String: Int], refused: Int)
+        do {
+            ingest = try await Self.ingestCounters(port: port, token: token)
+        } catch {
+            let rss = Self.rssKB(pid: hub.pid).map { String(format: "%.0f MB", Double($0) / 1024) } ?? "?"
+            throw BenchFailure("the hub did not answer GET /api/ingest after the load (\(error)); \(pending) agents still held batches; hub RSS \(rss)")
+        }
         for (_, task) in runners { task.cancel() }
 
         // Every sealed batch against PostgreSQL.
