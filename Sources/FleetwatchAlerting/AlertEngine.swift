@@ -32,10 +32,9 @@ public actor AlertEngine {
     /// Called once (on the replica that opened the alert) when a rule with `emergencyStop` fires.
     let emergency: (@Sendable (_ bot: String, _ rule: Rule, _ value: Double) async -> Void)?
     private var bots: [String: BotState] = [:]
-    /// Invalidations so far, per bot and for every bot: an evaluation that awaited while one arrived must not
-    /// write back rules it loaded before it.
-    private var invalidations: [String: UInt64] = [:]
-    private var invalidationsOfAll: UInt64 = 0
+    /// Invalidations so far (of any bot): an evaluation that awaited while one arrived does not write back the
+    /// rules it loaded before it (rare, so one counter serves every bot; no lookup per batch).
+    private var invalidations: UInt64 = 0
     private var queues: [String: [[Series]]] = [:]
     private var running: Set<String> = []
     private let started = ContinuousClock.now
@@ -84,11 +83,10 @@ public actor AlertEngine {
     public func invalidate(bot: String?) {
         if let bot {
             bots[bot]?.loadedAtMs = Int64.min / 2
-            invalidations[bot, default: 0] += 1
         } else {
             for key in bots.keys { bots[key]?.loadedAtMs = Int64.min / 2 }
-            invalidationsOfAll += 1
         }
+        invalidations += 1
     }
 
     /// Waits until the batches submitted so far have been taken in and evaluated (tests).
@@ -116,7 +114,7 @@ public actor AlertEngine {
     }
 
     private func evaluate(bot: String, series: [Series]) async {
-        let seen = (invalidations[bot, default: 0], invalidationsOfAll)
+        let seen = invalidations
         do {
             var state = try await botState(bot)
             let now = nowMs()
@@ -155,7 +153,7 @@ public actor AlertEngine {
                 }
             }
             // Rules invalidated while this batch awaited the store are read again for the next one.
-            if (invalidations[bot, default: 0], invalidationsOfAll) != seen { state.loadedAtMs = Int64.min / 2 }
+            if invalidations != seen { state.loadedAtMs = Int64.min / 2 }
             bots[bot] = state
         } catch {
             logger.error("alerting: evaluating a batch of \(bot) failed: \(String(reflecting: error))")

@@ -364,9 +364,11 @@ extension HubConfiguration {
         if let v = try Self.secret("FLEETWATCH_SMTP_PASSWORD", env) { alerts.emailPassword = v }
         if let v = try Self.secret("FLEETWATCH_WEBHOOK_SECRET", env) { alerts.webhookSecret = v }
         if let v = env["FLEETWATCH_ALERTMANAGER_URL"] {
+            guard v.isEmpty || v.hasPrefix("http://") || v.hasPrefix("https://") else {
+                throw ConfigurationError("FLEETWATCH_ALERTMANAGER_URL=\(v): give Alertmanager's base address, e.g. http://alertmanager:9093")
+            }
             alerts.alertmanagerURL = v.isEmpty ? nil : v
             alerts.alertmanager = !v.isEmpty
-            try validate(source: "FLEETWATCH_ALERTMANAGER_URL")
         }
         if let v = env["FLEETWATCH_PUBLIC_URL"] { publicURL = v.isEmpty ? nil : v }
         if let v = env["FLEETWATCH_METRICS_AUTH"] {
