@@ -80,6 +80,11 @@ import Testing
         (#"{"alerts": {"webhook": {"url": "http://x", "format": "teams"}}}"#, "alerts.webhook.format must be one of fleetwatch, slack, discord, telegram"),
         (#"{"alerts": {"webhook": {"url": "http://x", "format": "telegram"}}}"#, "needs alerts.webhook.chat_id"),
         (#"{"hub": {"outage_credentials_max_age": -1}}"#, "hub.outage_credentials_max_age"),
+        (#"{"hub": {"metrics_auth": "basic"}}"#, "hub.metrics_auth must be none or token"),
+        (#"{"alerts": {"alertmanager": {"url": "alertmanager:9093"}}}"#, "alerts.alertmanager.url must start with http://"),
+        (#"{"alerts": {"alertmanager": {"url": "http://am", "resend_interval": 0}}}"#, "alerts.alertmanager.resend_interval"),
+        (#"{"alerts": {"alertmanager": {"url": "http://am", "min_level": "LOUD"}}}"#, "alerts.alertmanager.min_level"),
+        (#"{"retention": {"rechunk_after": 7200}}"#, "retention.rechunk_after"),
     ])
     func badFilesGiveAClearError(json: String, mentions: String) throws {
         let path = try Self.file(json)
@@ -119,10 +124,33 @@ import Testing
         #expect(error.description.hasPrefix("fuzz: "), "\(error.description)")
     }
 
-    @Test func missingFileAndBadEnvironment() {
+    @Test func missingFileAndBadEnvironment() throws {
         #expect(throws: ConfigurationError.self) { try HubConfiguration.load(config: "/nonexistent.json", environment: [:]) }
         #expect(throws: ConfigurationError.self) { try HubConfiguration.load(config: nil, environment: ["FLEETWATCH_PORT": "x"]) }
         #expect(throws: ConfigurationError.self) { try HubConfiguration.load(config: nil, environment: ["FLEETWATCH_LOG_LEVEL": "loud"]) }
+        #expect(throws: ConfigurationError.self) { try HubConfiguration.load(config: nil, environment: ["FLEETWATCH_METRICS_AUTH": "yes"]) }
+        #expect(throws: ConfigurationError.self) { try HubConfiguration.load(config: nil, environment: ["FLEETWATCH_ALERTMANAGER_URL": "am:9093"]) }
+        let on = try HubConfiguration.load(config: nil, environment: ["FLEETWATCH_ALERTMANAGER_URL": "http://am:9093", "FLEETWATCH_METRICS_AUTH": "token"])
+        #expect(on.alerts.alertmanager && on.alerts.alertmanagerURL == "http://am:9093" && on.metricsAuth == .token)
+        // Switched on in the file without an address: off, with a warning (the hub still starts).
+        let c = try HubConfiguration.parse(json: Data(#"{"alerts": {"alertmanager_notifications": true}}"#.utf8))
+        #expect(!c.alerts.alertmanager && c.warnings.contains { $0.contains("alerts.alertmanager.url") })
+    }
+
+    /// A hostile bot's names and states cannot break the Prometheus exposition: names are sanitised, label
+    /// values escaped, and two names that sanitise alike give one series, not a duplicate Prometheus refuses.
+    @Test func botValuesCannotBreakTheExposition() {
+        var text = BotExposition.Text()
+        text.add("fleetwatch_bot_" + BotExposition.sanitized("a.b:c-d/e"), "gauge", "h", bot: "evil\"bot", value: 1)
+        text.add("fleetwatch_bot_" + BotExposition.sanitized("a_b_c_d_e"), "gauge", "h", bot: "evil\"bot", value: 2)
+        text.add("fleetwatch_bot_s_state", "gauge", "h", bot: "b", extra: [("state", "x\"} 1\nfleetwatch_bot_up{bot=\"z\"")], value: 1)
+        text.add("fleetwatch_bot_v", "gauge", "h", bot: "b", value: .infinity)
+        let out = text.rendered
+        #expect(out.contains(#"fleetwatch_bot_a_b_c_d_e{bot="evil\"bot"} 1"#), "\(out)")
+        #expect(!out.contains("} 2"), "a second series with the same name and labels: \(out)")
+        #expect(out.contains(#"state="x\"} 1\nfleetwatch_bot_up{bot=\"z\""} 1"#), "\(out)")
+        #expect(out.split(separator: "\n").filter { $0.hasPrefix("fleetwatch_bot_up") }.isEmpty, "a state string injected a series: \(out)")
+        #expect(out.contains("fleetwatch_bot_v{bot=\"b\"} +Inf"))
     }
 }
 
