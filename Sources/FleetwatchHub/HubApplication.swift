@@ -126,7 +126,6 @@ public struct HubApplication: Sendable {
             .init(service: NotificationListener(client: client, logger: logger, subscriptions: subscriptions)),
             .init(service: ReviewMaintainer(client: client, settings: configuration.retention, logger: logger)),
             .init(service: publisher),
-            .init(service: refusals),
             .init(service: AuditPruner(audit: audit, retentionDays: configuration.auditRetentionDays, interval: .seconds(3600), logger: logger)),
         ]
         if let watcher = alerting.watcher { services.append(.init(service: watcher)) }
@@ -149,6 +148,8 @@ public struct HubApplication: Sendable {
                                                        configuration: configuration.emergency, logger: logger)))
         services.append(.init(service: app))
         services.append(.init(service: ConnectionDrainer(connections: connections, timeout: .seconds(10), logger: logger)))
+        // Last, so it stops first: the refusals counted so far are written the moment the hub is asked to stop.
+        services.append(.init(service: refusals))
         let group = ServiceGroup(configuration: .init(
             services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],

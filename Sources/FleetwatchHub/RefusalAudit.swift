@@ -7,7 +7,9 @@ import ServiceLifecycle
 /// the rest of that minute are counted and written as one row with `repeats` set when the minute ends. At most
 /// `newKindsPerMinute` kinds start a minute; refusals of further kinds are counted under one "many sources"
 /// row. So a flood writes at most about 2 × `newKindsPerMinute` + 1 rows a minute, and holds at most that many
-/// kinds in memory. Runs as a service (the minute's flush).
+/// kinds in memory. Runs as a service (the minute's flush). When the hub stops, it writes what it counted at
+/// once (it is the first service to stop, so a stop that runs into a kill loses no counts), and refusals that
+/// still arrive while connections drain are written one row each.
 actor RefusalAudit: Service {
     private struct Pending {
         var actor: Actor
@@ -23,6 +25,7 @@ actor RefusalAudit: Service {
     private let newKindsPerMinute: Int
     private var pending: [String: Pending] = [:]
     private var started: [ContinuousClock.Instant] = []
+    private var stopped = false
 
     init(audit: AuditLog, window: Duration = .seconds(60), newKindsPerMinute: Int = 60) {
         self.audit = audit
@@ -32,6 +35,10 @@ actor RefusalAudit: Service {
 
     /// A refused attempt by `actor` (its remote's port is ignored when grouping).
     func refused(_ actor: Actor, action: String, bot: String? = nil, detail: String) async {
+        guard !stopped else {
+            await audit.record(actor, action: action, outcome: "refused", bot: bot, detail: detail)
+            return
+        }
         let address = Self.address(actor.remote)
         let key = [String(actor.name.prefix(64)), actor.kind.rawValue, address, detail].joined(separator: "\u{1F}")
         let now = ContinuousClock.now
@@ -77,6 +84,7 @@ actor RefusalAudit: Service {
                 await self.flush()
             }
         }
+        stopped = true
         await flush(force: true)
     }
 
