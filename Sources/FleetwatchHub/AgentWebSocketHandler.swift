@@ -15,6 +15,8 @@ struct AgentWebSocketHandler: Sendable {
     let onStored: (@Sendable (BotSession, ValidatedBatch) -> Void)?
     let commands: (any CommandChannel)?
     let connections: LiveConnections
+    /// Received messages waiting over all connections (`hub.max_pending_bytes_total`).
+    let backlog: IngestBacklog
     /// Whether PostgreSQL answers now: a connection that had batches deferred during an outage (or was let in
     /// provisionally) is asked to reconnect and send them again once it does.
     var databaseUp: @Sendable () -> Bool = { true }
@@ -41,11 +43,13 @@ struct AgentWebSocketHandler: Sendable {
         let tick = configuration.heartbeatInterval / 4
         let heartbeatMs = Int64(configuration.heartbeatInterval.components.seconds * 1000
                                 + configuration.heartbeatInterval.components.attoseconds / 1_000_000_000_000_000)
-        // Bounded backlog: at most `maxPendingBytes` (and one message) wait here; beyond it the reader stops
-        // reading, and the WebSocket layer stops reading the socket.
+        // Bounded backlog: at most `maxPendingBytes` (and one message) wait here, and at most the hub-wide
+        // limit over all connections; beyond either the reader stops reading, and the WebSocket layer stops
+        // reading the socket.
         let activity = ConnectionActivity(maxPendingBytes: configuration.maxPendingBytes,
                                           bytesPerSecond: configuration.maxBytesPerSecond,
-                                          burstBytes: max(configuration.maxPendingBytes, configuration.limits.maxPayloadBytes))
+                                          burstBytes: max(configuration.maxPendingBytes, configuration.limits.maxPayloadBytes),
+                                          backlog: backlog)
         let reader = Task {
             do {
                 var frames = inbound.makeAsyncIterator()
@@ -88,6 +92,7 @@ struct AgentWebSocketHandler: Sendable {
                         first = false
                         await activity.awaitHello()
                     }
+                    await activity.awaitRoom()
                 }
                 continuation.yield(.ended(nil))
             } catch {

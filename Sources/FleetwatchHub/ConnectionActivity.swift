@@ -6,10 +6,11 @@ import Synchronization
 
 /// What the reader, the ticker and the handling loop of one agent connection share: when bytes last arrived
 /// and left, whether a message is being handled, and how many received bytes wait to be handled. The reader
-/// waits (and so stops reading the socket; the WebSocket layer then stops reading TCP) while more than
-/// `maxPendingBytes` wait, so one connection can never queue more than that plus one message; and while the
-/// connection is past its byte rate (a token bucket of `bytesPerSecond`, bursts up to `burstBytes`), so one
-/// bot can take no more than its share of the hub however fast it sends.
+/// hands each message on, then waits (and so stops reading the socket; the WebSocket layer then stops reading
+/// TCP) while more than `maxPendingBytes` wait, so one connection can never queue more than that plus one
+/// message, however large that message is; while the hub-wide `backlog` is over its limit; and, before
+/// handing a message on, while the connection is past its byte rate (a token bucket of `bytesPerSecond`,
+/// bursts up to `burstBytes`), so one bot can take no more than its share of the hub however fast it sends.
 final class ConnectionActivity: Sendable {
     private struct State {
         var lastReceivedMs: Int64
@@ -28,9 +29,12 @@ final class ConnectionActivity: Sendable {
     let maxPendingBytes: Int
     let bytesPerSecond: Double
     let burstBytes: Double
+    let backlog: IngestBacklog?
 
-    init(maxPendingBytes: Int, bytesPerSecond: Int = .max, burstBytes: Int = .max, nowMs: Int64 = IngestSession.nowMs()) {
+    init(maxPendingBytes: Int, bytesPerSecond: Int = .max, burstBytes: Int = .max, backlog: IngestBacklog? = nil,
+         nowMs: Int64 = IngestSession.nowMs()) {
         self.maxPendingBytes = maxPendingBytes
+        self.backlog = backlog
         self.bytesPerSecond = Double(bytesPerSecond)
         self.burstBytes = Double(burstBytes)
         state = Mutex(State(lastReceivedMs: nowMs, lastSentMs: nowMs, tokens: Double(burstBytes)))
@@ -50,35 +54,71 @@ final class ConnectionActivity: Sendable {
     /// What one sample of a batch costs at least against the byte rate.
     static let bytesPerSample = 64
 
-    /// The reader got a message of `bytes` costing `cost`: counts it and returns once the backlog is below the
-    /// limit again and the connection is within its byte rate. While it waits, the agent counts as heard: the
-    /// wait is the hub's doing, not the agent's silence.
+    /// The reader got a message of `bytes` costing `cost`: counts it and returns once the connection is within
+    /// its byte rate; the reader then hands the message on and calls `awaitRoom`. While it waits, the agent
+    /// counts as heard: the wait is the hub's doing, not the agent's silence.
     func received(bytes: Int, cost: Int? = nil) async {
         let now = IngestSession.nowMs()
-        let (over, debt, finished) = state.withLock { s -> (Bool, Double, Bool) in
+        let (debt, finished) = state.withLock { s -> (Double, Bool) in
             s.lastReceivedMs = now
+            guard !s.finished else { return (0, true) }
             s.pendingBytes += bytes
             let instant = ContinuousClock.now
             s.tokens = min(burstBytes, s.tokens + (instant - s.refilled).inSeconds * bytesPerSecond)
             s.refilled = instant
             s.tokens -= Double(cost ?? bytes)
             s.waiting = true
-            return (s.pendingBytes > maxPendingBytes, -s.tokens, s.finished)
+            return (-s.tokens, false)
         }
-        defer { state.withLock { s in s.waiting = false; s.lastReceivedMs = IngestSession.nowMs() } }
         guard !finished else { return }
+        backlog?.add(bytes)
+        defer { state.withLock { s in s.waiting = false; s.lastReceivedMs = IngestSession.nowMs() } }
         if debt > 0, bytesPerSecond.isFinite, bytesPerSecond > 0 {
             try? await Task.sleep(for: .milliseconds(Int64(debt / bytesPerSecond * 1000) + 1))
         }
-        guard over else { return }
-        await withCheckedContinuation { continuation in
-            let resumeNow = state.withLock { s -> Bool in
-                if s.finished || s.pendingBytes <= maxPendingBytes { return true }
-                s.waiter = continuation
-                return false
+    }
+
+    /// After handing a message on: returns once this connection's waiting bytes are within `maxPendingBytes`
+    /// and the hub-wide backlog within its limit (or the connection ends). Waiting only after the message was
+    /// handed on means a message larger than the limit is handled, never waited on by itself.
+    func awaitRoom() async {
+        let owner = ObjectIdentifier(self)
+        while true {
+            let (local, finished) = state.withLock { s -> (Bool, Bool) in
+                if !s.finished, s.pendingBytes > maxPendingBytes || backlog?.isOver == true { s.waiting = true }
+                return (s.pendingBytes > maxPendingBytes, s.finished)
             }
-            if resumeNow { continuation.resume() }
+            if finished { break }
+            if !local, backlog?.isOver != true { break }
+            await withCheckedContinuation { continuation in
+                let resumeNow = state.withLock { s -> Bool in
+                    if s.finished { return true }
+                    if s.pendingBytes > maxPendingBytes {
+                        s.waiter = continuation
+                        return false
+                    }
+                    guard let backlog else { return true }
+                    s.waiter = continuation
+                    // The backlog's wake takes the waiter under this lock, so a wake right after parking
+                    // finds it.
+                    if backlog.park(owner, wake: { [weak self] in self?.wake() }) { return false }
+                    s.waiter = nil
+                    return true
+                }
+                if resumeNow { continuation.resume() }
+            }
+            backlog?.unpark(owner)
         }
+        state.withLock { s in s.waiting = false; s.lastReceivedMs = IngestSession.nowMs() }
+    }
+
+    /// Resumes the waiting reader (it checks again what it waits for).
+    private func wake() {
+        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            defer { s.waiter = nil }
+            return s.waiter
+        }
+        waiter?.resume()
     }
 
     /// The reader waits here after the first message until the loop has handled it (the hello): nothing more is
@@ -115,24 +155,29 @@ final class ConnectionActivity: Sendable {
 
     /// The loop finished a message of `bytes`; wakes the reader if the backlog fell below the limit.
     func handled(bytes: Int) {
-        let waiter = state.withLock { s -> CheckedContinuation<Void, Never>? in
+        let (waiter, counted) = state.withLock { s -> (CheckedContinuation<Void, Never>?, Bool) in
             s.busy = false
+            guard !s.finished else { return (nil, false) }
             s.pendingBytes -= bytes
-            guard s.pendingBytes <= maxPendingBytes, let w = s.waiter else { return nil }
+            guard s.pendingBytes <= maxPendingBytes, let w = s.waiter else { return (nil, true) }
             s.waiter = nil
-            return w
+            return (w, true)
         }
+        if counted { backlog?.remove(bytes) }
         waiter?.resume()
     }
 
     /// Releases a waiting reader, now and later (the connection is ending).
     func finish() {
-        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+        let (waiters, dropped) = state.withLock { s -> ([CheckedContinuation<Void, Never>], Int) in
+            guard !s.finished else { return ([], 0) }
             s.finished = true
-            s.pendingBytes = 0
-            defer { s.waiter = nil; s.helloWaiter = nil }
-            return [s.waiter, s.helloWaiter].compactMap { $0 }
+            defer { s.pendingBytes = 0; s.waiter = nil; s.helloWaiter = nil }
+            return ([s.waiter, s.helloWaiter].compactMap { $0 }, s.pendingBytes)
         }
+        // Messages read but never handled leave the hub-wide backlog with their connection.
+        if dropped > 0 { backlog?.remove(dropped) }
+        backlog?.unpark(ObjectIdentifier(self))
         waiters.forEach { $0.resume() }
     }
 

@@ -212,8 +212,9 @@ public struct HubApplication: Sendable {
             }
         }
         let counters = self.counters, metricsLogger = self.logger
+        let backlog = IngestBacklog(limit: configuration.ingest.maxPendingBytesTotal)
         router.get("/metrics") { _, _ -> Response in
-            let text = await metrics.render(counters: counters, connections: connections, client: client, logger: metricsLogger)
+            let text = await metrics.render(counters: counters, connections: connections, backlog: backlog, client: client, logger: metricsLogger)
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                             body: .init(byteBuffer: ByteBuffer(string: text)))
         }
@@ -240,7 +241,7 @@ public struct HubApplication: Sendable {
         }
         let handler = AgentWebSocketHandler(configuration: configuration.ingest, store: store, counters: counters,
                                             logger: logger, onStored: onStored, commands: commands, connections: connections,
-                                            databaseUp: { health.isUp })
+                                            backlog: backlog, databaseUp: { health.isUp })
         let ws = WebSocketServerConfiguration(maxFrameSize: configuration.ingest.maxFrameBytes * 2,
                                               autoPing: .enabled(timePeriod: .seconds(30)),
                                               closeTimeout: .seconds(5))

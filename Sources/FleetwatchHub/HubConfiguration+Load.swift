@@ -162,6 +162,7 @@ extension HubConfiguration {
             if let v = h.max_metric_names_per_bot { ingest.maxMetricNamesPerBot = v }
             if let v = h.max_metric_names { ingest.maxMetricNames = v }
             if let v = h.max_pending_bytes { ingest.maxPendingBytes = v }
+            if let v = h.max_pending_bytes_total { ingest.maxPendingBytesTotal = v }
             if let v = h.max_bytes_per_second { ingest.maxBytesPerSecond = v }
             if let v = h.max_connections { http.maxConnections = v }
             if let v = h.http_idle_timeout { http.idleTimeout = try Self.fileDuration(v, "hub.http_idle_timeout", source: source) }
@@ -266,6 +267,9 @@ extension HubConfiguration {
         try require((1...1_000_000).contains(ingest.maxMetricNamesPerBot), "hub.max_metric_names_per_bot must be 1–1000000")
         try require((1...100_000_000).contains(ingest.maxMetricNames), "hub.max_metric_names must be 1–100000000")
         try require((65_536...(1 << 30)).contains(ingest.maxPendingBytes), "hub.max_pending_bytes must be 65536–1073741824")
+        try require((1 << 20...(64 << 30)).contains(ingest.maxPendingBytesTotal), "hub.max_pending_bytes_total must be 1048576–68719476736")
+        try require(ingest.maxPendingBytesTotal >= ingest.maxPendingBytes,
+                    "hub.max_pending_bytes_total (all connections) must be at least hub.max_pending_bytes (one connection)")
         try require((1024...(1 << 30)).contains(ingest.maxBytesPerSecond), "hub.max_bytes_per_second must be 1024–1073741824")
         try require((1...1_000_000).contains(http.maxConnections), "hub.max_connections must be 1–1000000")
         try require(http.idleTimeout >= .seconds(1), "hub.http_idle_timeout must be at least 1 second")
@@ -436,6 +440,7 @@ struct ConfigFile: Decodable {
         var max_metric_names: Int?
         var max_pending_bytes: Int?
         var max_bytes_per_second: Int?
+        var max_pending_bytes_total: Int?
         var max_connections: Int?
         var http_idle_timeout: Double?
         var max_header_bytes: Int?
@@ -521,7 +526,7 @@ struct ConfigFile: Decodable {
         "hub": ["host", "port", "database_url", "read_database_url", "public_url", "metrics_auth", "database_start_timeout", "trusted_proxies", "statement_timeout", "log_format", "outage_credentials_max_age", "data_dir", "auto_register", "id", "log_level", "tls_certificate", "tls_key",
                 "max_frame_bytes",
                 "max_payload_bytes", "max_samples_per_batch", "heartbeat_interval", "max_sample_age", "max_sample_future",
-                "max_metric_names_per_bot", "max_metric_names", "max_pending_bytes", "max_bytes_per_second", "max_connections", "http_idle_timeout",
+                "max_metric_names_per_bot", "max_metric_names", "max_pending_bytes", "max_pending_bytes_total", "max_bytes_per_second", "max_connections", "http_idle_timeout",
                 "max_header_bytes", "http_head_timeout", "max_connections_per_address", "audit_retention_days"],
         "alerts": ["enabled", "console_alerts", "log_alerts", "dashboard_alerts", "email_notifications", "webhook_notifications",
                    "alertmanager_notifications", "alertmanager", "console_min_level", "no_data_seconds", "webhook", "cooldowns", "email", "log_file", "log_file_max_bytes",

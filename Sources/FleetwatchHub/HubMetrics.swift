@@ -46,7 +46,8 @@ final class HubMetrics: Sendable {
     }
 
     /// Refreshes the scrape-time figures and renders everything.
-    func render(counters: IngestCounters, connections: LiveConnections, client: any PostgresQuerying, logger: Logger) async -> String {
+    func render(counters: IngestCounters, connections: LiveConnections, backlog: IngestBacklog, client: any PostgresQuerying,
+                logger: Logger) async -> String {
         registry.makeGauge(descriptor: .named("fleetwatch_build_info", "The hub's version (value 1)"),
                            labels: [("version", FleetwatchVersion.current)]).set(to: 1)
         if let p = HubObservability.ProcessFigures.read() {
@@ -57,6 +58,10 @@ final class HubMetrics: Sendable {
             registry.makeCounter(descriptor: .named("process_cpu_seconds_total", "User and system CPU time of the hub process")).increment(by: delta)
         }
         agents.set(to: Double(await connections.count))
+        let waiting = backlog.figures
+        registry.makeGauge(descriptor: .named("fleetwatch_ingest_backlog_bytes", "Received agent messages waiting to be handled, over all connections of this replica")).set(to: Double(waiting.bytes))
+        registry.makeGauge(descriptor: .named("fleetwatch_ingest_backlog_peak_bytes", "The most received bytes that waited at once since the replica started (limit: hub.max_pending_bytes_total)")).set(to: Double(waiting.peak))
+        registry.makeGauge(descriptor: .named("fleetwatch_ingest_readers_paused", "Agent connections not read now because the hub-wide backlog is over hub.max_pending_bytes_total")).set(to: Double(waiting.parked))
         let now = counters.snapshot
         let before = last.withLock { old in defer { old = now }; return old }
         batches.increment(by: now.batchesStored - before.batchesStored)

@@ -24,6 +24,11 @@ public struct IngestConfiguration: Sendable {
     /// reading that connection until it catches up (the bot's TCP send buffer fills, other bots carry on).
     /// One message is always let in, so the bound is this plus one message (at most 2 × `maxFrameBytes`).
     public var maxPendingBytes = 4 << 20
+    /// Bytes of received messages all connections of this replica may have waiting, together; past it every
+    /// connection's reader stops after its current message until handling catches up (the agents keep their
+    /// batches and send them when read again). Bounds the hub's memory when the fleet sends faster than it
+    /// stores.
+    public var maxPendingBytesTotal = 256 << 20
     /// Bytes a second one connection may send (a batch counts its declared inflated size, or 64 bytes a sample, if larger), after a burst of
     /// `max(maxPendingBytes, limits.maxPayloadBytes)`; a faster bot is read more slowly, so no bot takes more
     /// than its share of the hub. A bot flushing 50 metrics a second costs about 3 KB/s; the default lets one

@@ -205,11 +205,12 @@ struct HostileBotTests {
     static let corruptBatch: [UInt8] = [0x03] + [1, 0, 0, 0, 0, 0, 0, 0] + [1, 0, 0, 0, 0, 0, 0, 0] + [1, 0, 0, 0] + [10, 0, 0, 0]
         + [0xDE, 0xAD, 0xBE, 0xEF, 1, 2, 3]
 
-    /// About 1 MB on the wire: 4,000 state samples of 255 random printable characters (they barely compress).
-    static func megabyteBatch() -> BatchPayload {
+    /// About 1 MB on the wire: 4,000 state samples of 255 random printable characters (they barely compress);
+    /// `states` of them for a smaller one (about 250 bytes each).
+    static func megabyteBatch(states count: Int = 4000) -> BatchPayload {
         var rng = SystemRandomNumberGenerator()
         let now = Int64(Date().timeIntervalSince1970 * 1000)
-        let states = (0..<4000).map { _ in String((0..<255).map { _ in Character(Unicode.Scalar(UInt8.random(in: 33...126, using: &rng))) }) }
-        return BatchPayload(series: [Series(name: "blob", kind: .state, timestamps: (0..<4000).map { now - Int64($0 % 1000) }, states: states)])
+        let states = (0..<count).map { _ in String((0..<255).map { _ in Character(Unicode.Scalar(UInt8.random(in: 33...126, using: &rng))) }) }
+        return BatchPayload(series: [Series(name: "blob", kind: .state, timestamps: (0..<count).map { now - Int64($0 % 1000) }, states: states)])
     }
 }

@@ -723,8 +723,8 @@ final class RawWebSocket: @unchecked Sendable {
         return out
     }
 
-    func send(opcode: UInt8, fin: Bool, payload: [UInt8]) async -> Bool {
-        await socket.write(Self.frame(opcode: opcode, fin: fin, payload: payload), until: ContinuousClock.now + .seconds(10))
+    func send(opcode: UInt8, fin: Bool, payload: [UInt8], timeout: Duration = .seconds(10)) async -> Bool {
+        await socket.write(Self.frame(opcode: opcode, fin: fin, payload: payload), until: ContinuousClock.now + timeout)
     }
 
     /// The next frame from the hub, or how the connection ended (`.timedOut` once `deadline` passes).

@@ -57,15 +57,16 @@ final class ProtocolClient: @unchecked Sendable {
 
     /// Sends one frame as one binary message.
     @discardableResult
-    func send(_ frame: Frame) async -> Bool {
-        await ws.send(opcode: 0x2, fin: true, payload: Array(frame.encoded().readableBytesView))
+    func send(_ frame: Frame, timeout: Duration = .seconds(10)) async -> Bool {
+        await ws.send(opcode: 0x2, fin: true, payload: Array(frame.encoded().readableBytesView), timeout: timeout)
     }
 
-    /// The next batch of this connection's epoch with `payload`; returns its sequence.
-    func sendBatch(_ payload: BatchPayload) async throws -> UInt64 {
+    /// The next batch of this connection's epoch with `payload`; returns its sequence. `timeout`: how long the
+    /// hub may take to read it.
+    func sendBatch(_ payload: BatchPayload, timeout: Duration = .seconds(10)) async throws -> UInt64 {
         sequence += 1
         let frame = try BatchFrame.make(bootEpoch: epoch, sequence: sequence, payload: payload)
-        guard await send(.batch(frame)) else { throw TestSupportError("batch \(sequence) not sent") }
+        guard await send(.batch(frame), timeout: timeout) else { throw TestSupportError("batch \(sequence) not sent") }
         return sequence
     }
 

@@ -1,0 +1,79 @@
+import FleetwatchProtocol
+import FleetwatchStorage
+import FleetwatchTestSupport
+import Foundation
+import Testing
+
+/// The hub's two backlog limits against a real hub process: a message larger than one connection's limit is
+/// stored (it used to stall its connection for good), and a fleet sending faster than the hub stores waits
+/// within the hub-wide limit instead of growing the hub — and loses nothing.
+@Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
+struct IngestBacklogLimitTests {
+    static func start(_ db: TestDatabase, _ json: String) async throws -> HubUnderTest {
+        let config = NSTemporaryDirectory() + "/\(db.url.database)-backlog.json"
+        try json.write(toFile: config, atomically: true, encoding: .utf8)
+        let hub = try HubUnderTest(database: db)
+        try await hub.start(extra: ["--config", config])
+        return hub
+    }
+
+    /// The value of one unlabelled gauge in the hub's /metrics.
+    static func gauge(_ name: String, port: Int) async throws -> Double? {
+        let (_, text) = try await api("GET", port: port, path: "/metrics", token: nil)
+        let line = text.split(separator: "\n").first { $0.hasPrefix(name + " ") }
+        return line.flatMap { Double($0.split(separator: " ").last ?? "") }
+    }
+
+    /// A 200 KB batch (random states barely compress) with `hub.max_pending_bytes` at its 64 KiB minimum.
+    @Test(.timeLimit(.minutes(2)))
+    func aBatchLargerThanTheConnectionsBacklogIsStored() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["big"], token: "secret", in: db)
+        let hub = try await Self.start(db, #"{"hub": {"max_pending_bytes": 65536}}"#)
+        defer { Task { await hub.kill(SIGTERM) } }
+        let client = try await ProtocolClient.connect(port: hub.port, bot: "big", token: "secret")
+        defer { client.close() }
+        let batch = HostileBotTests.megabyteBatch(states: 800)
+        var others: [Frame] = []
+        let sequence = try await client.sendBatch(batch)
+        let ack = await client.ack(of: sequence, until: .now + .seconds(60), others: &others)
+        #expect(ack?.outcome == .stored, "no ack for a batch larger than max_pending_bytes")
+        #expect(try await BotIsolationTests.count(db, "SELECT count(DISTINCT (bot_id, epoch, seq)) FROM samples") == 1)
+    }
+
+    /// Eight bots each send three 1 MB batches without waiting for acks (24 MB at once) to a hub whose
+    /// hub-wide backlog is 1 MiB: every batch is stored once, and what waited at once stayed within the limit
+    /// plus one message per connection — not the 8 × 2 MB the per-connection limit (1 MiB) allows.
+    @Test(.timeLimit(.minutes(4)))
+    func aFleetFasterThanTheHubWaitsWithinTheHubWideLimit() async throws {
+        let db = try await TestDatabase.create()
+        let bots = (0..<8).map { "flood-\($0)" }
+        try await registerBots(bots, token: "secret", in: db)
+        let hub = try await Self.start(db, #"{"hub": {"max_pending_bytes_total": 1048576, "max_pending_bytes": 1048576, "max_bytes_per_second": 1073741824}}"#)
+        defer { Task { await hub.kill(SIGTERM) } }
+        let batch = HostileBotTests.megabyteBatch()
+        var wire = 0
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            for bot in bots {
+                group.addTask {
+                    let client = try await ProtocolClient.connect(port: hub.port, bot: bot, token: "secret")
+                    defer { client.close() }
+                    var last: UInt64 = 0
+                    for _ in 0..<3 { last = try await client.sendBatch(batch, timeout: .seconds(120)) }
+                    var others: [Frame] = []
+                    let ack = await client.ack(of: last, until: .now + .seconds(150), others: &others)
+                    #expect(ack != nil, "\(bot): no ack for its last batch")
+                    return 0
+                }
+            }
+            for try await _ in group {}
+        }
+        wire = try BatchFrame.make(bootEpoch: 1, sequence: 1, payload: batch).compressed.readableBytes
+        #expect(try await BotIsolationTests.count(db, "SELECT count(DISTINCT (bot_id, epoch, seq)) FROM samples") == 24)
+        let peak = try #require(try await Self.gauge("fleetwatch_ingest_backlog_peak_bytes", port: hub.port))
+        print("ingest backlog: 8 bots x 3 batches of \(wire) bytes; peak waiting \(Int(peak)) bytes (limit 1 MiB)")
+        #expect(peak <= Double((1 << 20) + 8 * (wire + 64)), "peak backlog \(peak) bytes")
+        #expect(peak > Double(1 << 20), "the fleet never filled the backlog: the test did not test the limit")
+        #expect(try await Self.gauge("fleetwatch_ingest_backlog_bytes", port: hub.port) == 0)
+    }
+}
