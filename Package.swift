@@ -71,6 +71,7 @@ let package = Package(
                 .embedInCode("migrations/V0007__fleet_profile.sql"),
                 .embedInCode("migrations/V0008__analyst_password.sql"),
                 .embedInCode("migrations/V0009__minute_chunks.sql"),
+                .embedInCode("migrations/V0010__review_fixes.sql"),
             ]
         ),
         // Storage: PostgreSQL schema migrations, batch writer, bot registry, embedded cluster.
