@@ -105,7 +105,7 @@ let package = Package(
         .target(
             name: "FleetwatchNotify",
             dependencies: [
-                "FleetwatchAlerting",
+                "FleetwatchAlerting", "FleetwatchProtocol",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),

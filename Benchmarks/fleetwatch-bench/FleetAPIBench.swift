@@ -1,5 +1,6 @@
 import ArgumentParser
 import AsyncHTTPClient
+import FleetwatchProtocol
 import FleetwatchStorage
 import FleetwatchTestSupport
 import Foundation
@@ -86,7 +87,7 @@ struct FleetAPIBench: AsyncParsableCommand {
                     }
                 }
                 size = body.readableBytes
-                if i >= 20 { times.append(Double(elapsed.components.attoseconds) / 1e15 + Double(elapsed.components.seconds) * 1000) }
+                if i >= 20 { times.append(elapsed.inMilliseconds) }
             }
             times.sort()
             func pct(_ p: Double) -> Double { times[min(times.count - 1, Int(Double(times.count) * p))] }

@@ -63,7 +63,7 @@ struct IngestBench: AsyncParsableCommand {
             }
             try await group.waitForAll()
         }
-        let elapsed = Backoff.seconds(ContinuousClock.now - start)
+        let elapsed = (ContinuousClock.now - start).inSeconds
         let hubCPU = RemoteWriteRun.cpuSeconds(pid: hub.pid) - hubCPUBefore
         let batches = acked.value
         let samples = Double(batches) * Double(perBatch)
@@ -157,7 +157,7 @@ struct IngestBench: AsyncParsableCommand {
                 try await group.waitForAll()
             }
         }
-        let elapsed = Backoff.seconds(ContinuousClock.now - begin)
+        let elapsed = (ContinuousClock.now - begin).inSeconds
         return Double(rows * streams) * samplesPerRow / elapsed
     }
 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FleetwatchAgent
+import FleetwatchProtocol
 import FleetwatchStorage
 import FleetwatchTestSupport
 import Foundation
@@ -89,7 +90,7 @@ struct LiveLatencyBench: AsyncParsableCommand {
             for i in 11...(values + 10) {
                 guard let t0 = sent[i], let t1 = seen[i] else { missing += 1; continue }
                 let d = t1 - t0
-                ms.append(Double(d.components.seconds) * 1000 + Double(d.components.attoseconds) / 1e15)
+                ms.append(d.inMilliseconds)
             }
             ms.sort()
             func pct(_ p: Double) -> Double { ms.isEmpty ? .nan : ms[min(ms.count - 1, Int(Double(ms.count) * p))] }

@@ -84,7 +84,7 @@ struct LoadBench: AsyncParsableCommand {
             var out: [(Double, Int)] = []
             while ContinuousClock.now < end {
                 if let kb = Self.rssKB(pid: hub.pid) {
-                    let at = Backoff.seconds(ContinuousClock.now - start)
+                    let at = (ContinuousClock.now - start).inSeconds
                     out.append((at, kb))
                     progress(String(format: "load: %.0f of %.0f s, hub RSS %.0f MB", at, seconds, Double(kb) / 1024))
                 }
@@ -103,7 +103,7 @@ struct LoadBench: AsyncParsableCommand {
                     do {
                         let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
                         _ = try await response.body.collect(upTo: 64 << 20)
-                        let ms = Backoff.seconds(ContinuousClock.now - t0) * 1000
+                        let ms = (ContinuousClock.now - t0).inSeconds * 1000
                         if response.status == .ok { if path == "/api/bots" { bots.append(ms) } else { status.append(ms) } } else { errors += 1 }
                     } catch { errors += 1 }
                 }
@@ -171,7 +171,7 @@ struct LoadBench: AsyncParsableCommand {
                 if row.0 != samples { mismatched += 1 }
             }
         }
-        let elapsed = Backoff.seconds(ContinuousClock.now - start)
+        let elapsed = (ContinuousClock.now - start).inSeconds
         func pct(_ v: [Double], _ p: Double) -> Double { let s = v.sorted(); return s.isEmpty ? .nan : s[min(s.count - 1, Int(Double(s.count) * p))] }
         let baseline = rss.first { $0.0 >= warmup }?.1 ?? rss.first?.1 ?? 0
         let last = rss.last?.1 ?? 0

@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import FleetwatchProtocol
 import FleetwatchTestSupport
 import Foundation
 import NIOCore
@@ -94,7 +95,7 @@ struct RemoteWriteRun {
             }
             try await group.waitForAll()
         }
-        let elapsed = Double((ContinuousClock.now - start).components.seconds) + Double((ContinuousClock.now - start).components.attoseconds) / 1e18
+        let elapsed = (ContinuousClock.now - start).inSeconds
         let cpu = Self.cpuSeconds(pid: server.pid) - cpuBefore
         if failures.value > 0 {
             throw BenchFailure("Prometheus refused \(failures.value) of \(failures.value + requests.value) requests; first: \(firstFailure.value ?? "?")")

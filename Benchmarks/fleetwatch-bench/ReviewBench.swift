@@ -1,4 +1,5 @@
 import ArgumentParser
+import FleetwatchProtocol
 import FleetwatchStorage
 import FleetwatchTestSupport
 import Foundation
@@ -75,7 +76,7 @@ struct ReviewBench: AsyncParsableCommand {
             let rollupTime = rollupStart.duration(to: .now)
             try await client.query("ANALYZE rollup_1m", logger: logger)
             try await client.query("ANALYZE rollup_1h", logger: logger)
-            let rate = Double(rawSamples) / (Double(rollupTime.components.seconds) + Double(rollupTime.components.attoseconds) / 1e18)
+            let rate = Double(rawSamples) / rollupTime.inSeconds
             report("rollups of the whole range (1-minute and 1-hour)", Double(rollupTime.components.seconds), "s")
             report("rollup throughput", rate, "raw samples/s")
 

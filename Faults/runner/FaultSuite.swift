@@ -55,7 +55,7 @@ struct FaultSuite: AsyncParsableCommand {
             } catch {
                 report = Report(scenario: name, failures: ["the scenario could not run: \(error)"])
             }
-            report.figure("time", String(format: "%.0f s", seconds(ContinuousClock.now - started)))
+            report.figure("time", String(format: "%.0f s", (ContinuousClock.now - started).inSeconds))
             FileHandle.standardOutput.write(Data(report.render().utf8))
             if !report.ok { failed.append(name) }
         }

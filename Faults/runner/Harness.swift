@@ -184,4 +184,3 @@ func recordLoop(_ agents: [MonitorAgent], interval: Duration = .milliseconds(50)
     }
 }
 
-func seconds(_ d: Duration) -> Double { Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18 }

@@ -1,3 +1,4 @@
+import FleetwatchProtocol
 import FleetwatchTestSupport
 import Foundation
 
@@ -27,7 +28,7 @@ struct HubKillScenario {
             try await Task.sleep(for: .milliseconds(300))
             hub = try h.hub(db, port: port, name: "hub")
             try await h.waitReady(port: port)
-            downtime += seconds(ContinuousClock.now - down)
+            downtime += (ContinuousClock.now - down).inSeconds
         }
         try await Task.sleep(for: .seconds(3))
         recorder.cancel()

@@ -1,3 +1,4 @@
+import FleetwatchProtocol
 import FleetwatchTestSupport
 import Foundation
 
@@ -39,7 +40,7 @@ struct PostgresRestartScenario {
         while ContinuousClock.now < end {
             ackedDuringOutage = max(ackedDuringOutage, await acked() - ackedWhenDown)
             if unready == nil, (try? await ReplicasRestartScenario.get(port: port, path: "/health/ready"))?.0 == 503 {
-                unready = seconds(ContinuousClock.now - stopped)
+                unready = (ContinuousClock.now - stopped).inSeconds
             }
             if unready != nil { for a in agents where !(await a.status.connected) { disconnected += 1 } }
             try await Task.sleep(for: .milliseconds(100))
@@ -49,7 +50,7 @@ struct PostgresRestartScenario {
         let restarted = ContinuousClock.now
         var recovery: Double?
         while recovery == nil, ContinuousClock.now < restarted + .seconds(120) {
-            if await acked() > ackedWhenDown + ackedDuringOutage { recovery = seconds(ContinuousClock.now - restarted) }
+            if await acked() > ackedWhenDown + ackedDuringOutage { recovery = (ContinuousClock.now - restarted).inSeconds }
             try await Task.sleep(for: .milliseconds(50))
         }
         try await Task.sleep(for: .seconds(2))
@@ -58,7 +59,7 @@ struct PostgresRestartScenario {
         let count = try await h.compare(drained, db)
         let hubAlive = hub.isRunning
         _ = await hub.stop(signal: SIGTERM)
-        r.figure("PostgreSQL down", "\(seconds(outage)) s (fast shutdown, then started again)")
+        r.figure("PostgreSQL down", "\((outage).inSeconds) s (fast shutdown, then started again)")
         r.figure("readiness unhealthy after", unready.map { String(format: "%.2f s", $0) } ?? "never")
         r.figure("agent connections kept open through the outage (their batches evaluated, not acknowledged)",
                  disconnected == 0 ? "all \(agents.count)" : "no: \(disconnected) disconnected samples")

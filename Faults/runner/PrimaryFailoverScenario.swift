@@ -1,3 +1,4 @@
+import FleetwatchProtocol
 import FleetwatchAgent
 import FleetwatchStorage
 import FleetwatchTestSupport
@@ -54,7 +55,7 @@ struct PrimaryFailoverScenario {
         let promoted = ContinuousClock.now
         var resumed: Double?
         while resumed == nil, ContinuousClock.now < promoted + .seconds(60) {
-            if await acked() > ackedAtKill + 4 { resumed = seconds(ContinuousClock.now - promoted) }
+            if await acked() > ackedAtKill + 4 { resumed = (ContinuousClock.now - promoted).inSeconds }
             try await Task.sleep(for: .milliseconds(50))
         }
         // The offline bot comes online now: its stop must reach it through the new primary.
@@ -77,7 +78,7 @@ struct PrimaryFailoverScenario {
         let moved = hubs.map { $0.log.contains("moved to 127.0.0.1:\(standbyServer.port)") }
         r.figure("replication", "synchronous streaming standby (synchronous_standby_names), promoted with pg_ctl promote 1 s after the primary's SIGKILL")
         r.figure("replicas that moved to the new primary by themselves", "\(moved.filter { $0 }.count) of \(hubs.count)")
-        r.figure("ingest resumed after the promotion", resumed.map { String(format: "%.2f s (%.2f s after the kill)", $0, $0 + seconds(promoted - killed)) } ?? "never")
+        r.figure("ingest resumed after the promotion", resumed.map { String(format: "%.2f s (%.2f s after the kill)", $0, $0 + (promoted - killed).inSeconds) } ?? "never")
         r.figure("pending stop after the failover", "\(state); steps \(handler.all.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: " "))")
         r.check(moved.allSatisfy { $0 }, "a replica did not move to the promoted standby: \(moved)")
         r.check(resumed != nil, "ingest did not resume within 60 s of the promotion")

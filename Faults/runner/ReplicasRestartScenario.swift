@@ -1,3 +1,4 @@
+import FleetwatchProtocol
 import FleetwatchTestSupport
 import AsyncHTTPClient
 import FleetwatchAgent
@@ -122,7 +123,7 @@ struct ReplicasRestartScenario {
                webhook.firedByBot.withLock({ $0.count }) == alertBots.count { break }
             try await Task.sleep(for: .milliseconds(250))
         }
-        let settled = seconds(ContinuousClock.now - restarted)
+        let settled = (ContinuousClock.now - restarted).inSeconds
         try await Task.sleep(for: .seconds(5))   // room for any second execution or notification to show
         let alertRows = Int(try await h.scalar(db, Int64.self, "SELECT count(*) FROM alerts WHERE rule_id = 'memory_usage_mb'") ?? -1)
         let webhookDeliveries = Int(try await h.scalar(db, Int64.self, """
@@ -131,7 +132,7 @@ struct ReplicasRestartScenario {
             """) ?? -1)
         let commandRows = Int(try await h.scalar(db, Int64.self, "SELECT count(*) FROM commands") ?? -1)
         let fired = webhook.firedByBot.withLock { $0 }
-        r.figure("PostgreSQL down", "\(seconds(outage)) s, with 3 stops pending and 3 bots crossing a threshold")
+        r.figure("PostgreSQL down", "\((outage).inSeconds) s, with 3 stops pending and 3 bots crossing a threshold")
         r.figure("commands completed", "\(states.values.filter { $0 == "completed" }.count) of \(ids.count), \(commandRows) command rows")
         r.figure("steps run per bot", handlers.map { h in h.all.sorted { $0.key < $1.key }.map { "\($0.key)×\($0.value)" }.joined(separator: " ") }
             .joined(separator: "; "))

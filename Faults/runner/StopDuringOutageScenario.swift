@@ -1,3 +1,4 @@
+import FleetwatchProtocol
 import FleetwatchAgent
 import FleetwatchTestSupport
 import Foundation
@@ -104,7 +105,7 @@ struct StopDuringOutageScenario {
             if shown == "completed" { break }
             try await Task.sleep(for: .milliseconds(100))
         }
-        let toHandler = handlers[0].firstAt.withLock { $0 }.map { seconds($0 - asked) }
+        let toHandler = handlers[0].firstAt.withLock { $0 }.map { ($0 - asked).inSeconds }
         // The same request again (same Idempotency-Key): the same command.
         let (againStatus, againBody) = try await ReplicasRestartScenario.post(port: ports[0], path: "/api/bots/glass-1/emergency-stop",
                                                                              body: #"{"reason": "fault suite: stop while the database is down"}"#,

@@ -1,3 +1,4 @@
+import FleetwatchProtocol
 import FleetwatchTestSupport
 import FleetwatchAgent
 import Foundation
@@ -46,7 +47,7 @@ struct UnreachableScenario {
         while !waiting.isEmpty, ContinuousClock.now < deadline {
             var still: [Int] = []
             for i in waiting {
-                if await all[i].status.connected { still.append(i) } else { noticed.append(seconds(ContinuousClock.now - started)) }
+                if await all[i].status.connected { still.append(i) } else { noticed.append((ContinuousClock.now - started).inSeconds) }
             }
             waiting = still
             try await Task.sleep(for: .milliseconds(20))
@@ -60,7 +61,7 @@ struct UnreachableScenario {
         let sealed = try await h.drain(all, ledger: ledger)
         let stored = try await h.stored(db)
         func samples(_ bot: String, _ map: [BatchKey: Int]) -> Int { map.filter { $0.key.bot == bot }.values.reduce(0, +) }
-        r.figure("outage, each way", "\(seconds(outage)) s refused, then \(seconds(outage)) s silently dropped")
+        r.figure("outage, each way", "\((outage).inSeconds) s refused, then \((outage).inSeconds) s silently dropped")
         r.figure("heartbeat interval", "1 s")
         r.figure("half-open connection noticed by the agents after", String(format: "%.2f s at most (%d agents)", noticed.max() ?? .nan, noticed.count))
         r.check(noticed.count == all.count, "\(all.count - noticed.count) agents never noticed the half-open connection")

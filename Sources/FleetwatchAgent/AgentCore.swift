@@ -35,9 +35,8 @@ actor AgentCore {
     init(configuration: AgentConfiguration, epoch: UInt64, logger: Logger,
          onSeal: (@Sendable (SealedBatch) -> Void)?) throws {
         buffer = BatchBuffer(epoch: epoch, configuration: configuration.buffer)
-        let (s, a) = configuration.heartbeatInterval.components
         machine = ConnectionStateMachine(backoff: configuration.backoff,
-                                         heartbeatMs: s * 1000 + a / 1_000_000_000_000_000)
+                                         heartbeatMs: configuration.heartbeatInterval.wholeMilliseconds)
         if let dir = configuration.spoolDirectory {
             var spool = try Spool(directory: dir, maxBytes: configuration.spoolMaxBytes)
             for batch in spool.load() {

@@ -1,3 +1,4 @@
+import FleetwatchProtocol
 /// Capped exponential backoff with jitter. Pure: the random source is passed in.
 public struct Backoff: Sendable, Equatable {
     /// Delay before the first retry.
@@ -19,16 +20,10 @@ public struct Backoff: Sendable, Equatable {
 
     /// The delay before retry number `attempt` (0-based); `unit` is a random number in 0..<1.
     public func delay(attempt: Int, unit: Double) -> Duration {
-        let base = Self.seconds(initial) * pow(multiplier, Double(min(attempt, 62)))
-        let capped = min(base, Self.seconds(maximum))
+        let base = initial.inSeconds * pow(multiplier, Double(min(attempt, 62)))
+        let capped = min(base, maximum.inSeconds)
         let seconds = capped * (1 - jitter) + capped * jitter * unit
         return .nanoseconds(Int64(seconds * 1e9))
-    }
-
-    /// A duration in seconds.
-    public static func seconds(_ d: Duration) -> Double {
-        let (s, a) = d.components
-        return Double(s) + Double(a) / 1e18
     }
 
     private func pow(_ x: Double, _ y: Double) -> Double {

@@ -130,8 +130,7 @@ public struct ConnectionStateMachine: Sendable {
         let delay = code?.isConfigurationError == true
             ? backoff.maximum
             : backoff.delay(attempt: attempt, unit: random)
-        let (s, a) = delay.components
-        state = .waiting(attempt: attempt + 1, untilMs: nowMs + s * 1000 + a / 1_000_000_000_000_000)
+        state = .waiting(attempt: attempt + 1, untilMs: nowMs + delay.wholeMilliseconds)
         return .wait(delay)
     }
 }

@@ -1,3 +1,4 @@
+import FleetwatchProtocol
 import Synchronization
 #if canImport(Glibc)
 import Glibc
@@ -35,8 +36,7 @@ public final class DurationHandle: Sendable {
     /// Records one duration.
     @inlinable
     public func record(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        record(milliseconds: Double(seconds) * 1000 + Double(attoseconds) / 1e15)
+        record(milliseconds: duration.inMilliseconds)
     }
 
     /// Records one duration given in milliseconds. Negative or non-finite values are dropped.

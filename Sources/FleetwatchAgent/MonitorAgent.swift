@@ -35,7 +35,7 @@ public final class MonitorAgent: Service, Sendable {
         self.configuration = configuration
         self.logger = logger
         registry = MetricRegistry(durationCapacity: configuration.durationCapacity,
-                                  stateRepeatMs: Int64(Backoff.seconds(configuration.stateRepeatInterval) * 1000))
+                                  stateRepeatMs: Int64(configuration.stateRepeatInterval.inSeconds * 1000))
         collectors = CollectorRunner(timeout: configuration.collectorTimeout, logger: logger)
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)

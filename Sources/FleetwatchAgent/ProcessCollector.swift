@@ -1,3 +1,4 @@
+import FleetwatchProtocol
 import Foundation
 import Synchronization
 
@@ -41,7 +42,7 @@ public final class ProcessCollector: MetricCollector {
                 let percent: Double? = last.withLock { l in
                     defer { l = Last(cpuTicks: ticks, at: now) }
                     guard l.cpuTicks >= 0 else { return nil }
-                    let elapsed = Backoff.seconds(now - l.at)
+                    let elapsed = (now - l.at).inSeconds
                     guard elapsed > 0 else { return nil }
                     return (ticks - l.cpuTicks) / hz / elapsed * 100
                 }

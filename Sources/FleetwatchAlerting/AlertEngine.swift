@@ -162,8 +162,7 @@ public actor AlertEngine {
     }
 
     private func nowMs() -> Int64 {
-        let (sec, atto) = (ContinuousClock.now - started).components
-        return sec * 1000 + atto / 1_000_000_000_000_000
+        (ContinuousClock.now - started).wholeMilliseconds
     }
 
     private func botState(_ bot: String) async throws -> BotState {

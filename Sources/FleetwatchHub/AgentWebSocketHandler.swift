@@ -41,8 +41,7 @@ struct AgentWebSocketHandler: Sendable {
         let (events, continuation) = AsyncStream.makeStream(of: Event.self)
         let maxMessage = configuration.maxFrameBytes * 2
         let tick = configuration.heartbeatInterval / 4
-        let heartbeatMs = Int64(configuration.heartbeatInterval.components.seconds * 1000
-                                + configuration.heartbeatInterval.components.attoseconds / 1_000_000_000_000_000)
+        let heartbeatMs = configuration.heartbeatInterval.wholeMilliseconds
         // Bounded backlog: at most `maxPendingBytes` (and one message) wait here, and at most the hub-wide
         // limit over all connections; beyond either the reader stops reading, and the WebSocket layer stops
         // reading the socket.

@@ -52,7 +52,7 @@ struct BreakGlass: Sendable {
         let now = CommandDispatcher.nowMs()
         return CommandFrame(commandID: entry.record.id.bytes, botID: entry.record.bot,
                             issuedAtMs: UInt64(max(0, entry.record.createdAt.timeIntervalSince1970 * 1000)),
-                            expiresAtMs: now + CommandDispatcher.ms(frameTTL), actions: CommandFrame.Actions(rawValue: entry.actions),
+                            expiresAtMs: now + UInt64(max(0, frameTTL.wholeMilliseconds)), actions: CommandFrame.Actions(rawValue: entry.actions),
                             reason: entry.record.reason)
     }
 }

@@ -43,7 +43,7 @@ struct LedgerCommandChannel: CommandChannel {
         do {
             let ids = Set(journalled.map { (frame: CommandFrame) in frame.commandID })
             let fromLedger = try await ledgerCall { [ledger, hubID] in try await ledger.takeOnConnect(botID: session.botID, hub: hubID) }
-            return journalled + fromLedger.map { $0.frame(nowMs: now, ttlMs: CommandDispatcher.ms(frameTTL)) }.filter { !ids.contains($0.commandID) }
+            return journalled + fromLedger.map { $0.frame(nowMs: now, ttlMs: UInt64(max(0, frameTTL.wholeMilliseconds))) }.filter { !ids.contains($0.commandID) }
         } catch where !journalled.isEmpty {
             return journalled
         }
@@ -68,7 +68,7 @@ struct LedgerCommandChannel: CommandChannel {
         }
         let now = CommandDispatcher.nowMs()
         return CommandFrame(commandID: declaration.commandID, botID: session.botName, issuedAtMs: now,
-                            expiresAtMs: now + CommandDispatcher.ms(frameTTL), actions: declared.actions, reason: declaration.reason)
+                            expiresAtMs: now + UInt64(max(0, frameTTL.wholeMilliseconds)), actions: declared.actions, reason: declaration.reason)
     }
 }
 
@@ -108,7 +108,7 @@ struct CommandDispatcher: Service {
         do {
             let now = Self.nowMs()
             for command in try await ledger.takePending(botIDs: leases.map(\.botID), connections: leases.map(\.connectionID), hub: hubID) {
-                let sent = await connections.send(.command(command.frame(nowMs: now, ttlMs: Self.ms(configuration.frameTTL))),
+                let sent = await connections.send(.command(command.frame(nowMs: now, ttlMs: UInt64(max(0, configuration.frameTTL.wholeMilliseconds)))),
                                                   to: command.bot, connection: command.connectionID)
                 logger.notice("command \(command.id) for \(command.bot): \(sent ? "sent" : "bot left; sent again when it reconnects")")
             }
@@ -118,11 +118,6 @@ struct CommandDispatcher: Service {
     }
 
     static func nowMs() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
-
-    static func ms(_ d: Duration) -> UInt64 {
-        let (s, a) = d.components
-        return UInt64(max(0, s * 1000 + a / 1_000_000_000_000_000))
-    }
 }
 
 /// Raises a CRITICAL alert for each command not acknowledged within the configured time, and resolves it

@@ -1,3 +1,4 @@
+import FleetwatchProtocol
 import FleetwatchStorage
 import FleetwatchAlerting
 import FleetwatchIngest

@@ -1,3 +1,4 @@
+import FleetwatchProtocol
 import Foundation
 
 /// A sliding-window limit per key: at most `limit` events in any `window`. Pure: time comes in. Holds at most
@@ -60,7 +61,7 @@ actor RequestLimiter {
     }
 
     func allow(_ key: String) -> Bool {
-        window.allow(key, nowMs: (ContinuousClock.now - started).milliseconds)
+        window.allow(key, nowMs: (ContinuousClock.now - started).wholeMilliseconds)
     }
 }
 
@@ -115,13 +116,5 @@ actor LoginLimiter {
         (byAddress.keyCount, byUserAndAddress.keyCount, byUser.keyCount)
     }
 
-    private var nowMs: Int64 { (ContinuousClock.now - started).milliseconds }
-}
-
-extension Duration {
-    /// Whole milliseconds.
-    var milliseconds: Int64 {
-        let (s, a) = components
-        return s * 1000 + a / 1_000_000_000_000_000
-    }
+    private var nowMs: Int64 { (ContinuousClock.now - started).wholeMilliseconds }
 }

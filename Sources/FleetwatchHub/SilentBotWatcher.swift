@@ -17,8 +17,7 @@ struct SilentBotWatcher: Service {
     let logger: Logger
 
     func run() async throws {
-        let (s, a) = silentAfter.components
-        let seconds = Double(s) + Double(a) / 1e18
+        let seconds = silentAfter.inSeconds
         let rule = { var r = Self.rule; r.limit = seconds; return r }()
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {

@@ -42,8 +42,8 @@ public final class IngestSession {
         self.counters = counters
         self.onStored = onStored
         machine = IngestSessionMachine(nowMs: Self.nowMs(),
-                                       heartbeatMs: Self.ms(configuration.heartbeatInterval),
-                                       helloTimeoutMs: Self.ms(configuration.helloTimeout))
+                                       heartbeatMs: configuration.heartbeatInterval.wholeMilliseconds,
+                                       helloTimeoutMs: configuration.helloTimeout.wholeMilliseconds)
     }
 
     /// Handles one binary message from the agent.
@@ -120,7 +120,7 @@ public final class IngestSession {
                 let l = configuration.limits
                 let welcome = IngestOutput.send(.welcome(Welcome(
                     protocolVersion: hello.protocolVersion, bootEpoch: s.epoch, storedSequence: s.storedSequence,
-                    heartbeatIntervalMs: UInt32(Self.ms(configuration.heartbeatInterval)),
+                    heartbeatIntervalMs: UInt32(configuration.heartbeatInterval.wholeMilliseconds),
                     maxFrameBytes: UInt32(configuration.maxFrameBytes), maxPayloadBytes: UInt32(l.maxPayloadBytes),
                     maxSamplesPerBatch: UInt32(l.maxSamples))))
                 return [welcome] + (await commandsOnConnect(s))
@@ -258,9 +258,4 @@ public final class IngestSession {
     }
 
     public static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
-
-    static func ms(_ d: Duration) -> Int64 {
-        let (s, a) = d.components
-        return s * 1000 + a / 1_000_000_000_000_000
-    }
 }

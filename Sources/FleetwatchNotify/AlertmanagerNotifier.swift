@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import FleetwatchAlerting
+import FleetwatchProtocol
 import Foundation
 import NIOCore
 import Synchronization
@@ -65,7 +66,7 @@ public final class AlertmanagerNotifier: Notifier {
             return (base.hasSuffix("/") ? String(base.dropLast()) : base) + "/#/bot/" + bot
         }
         if let link { annotations["dashboard"] = link }
-        let ends = event.kind == .resolved ? event.at : now.addingTimeInterval(4 * Self.seconds(configuration.resendInterval))
+        let ends = event.kind == .resolved ? event.at : now.addingTimeInterval(4 * configuration.resendInterval.inSeconds)
         return Posted(labels: labels, annotations: annotations, startsAt: event.firedAt, endsAt: max(ends, event.firedAt),
                       generatorURL: link)
     }
@@ -94,7 +95,7 @@ public final class AlertmanagerNotifier: Notifier {
 
     /// Re-posts the firing alerts with `endsAt` moved ahead; a failure waits for the next round.
     public func resend(now: Date) async {
-        let ahead = now.addingTimeInterval(4 * Self.seconds(configuration.resendInterval))
+        let ahead = now.addingTimeInterval(4 * configuration.resendInterval.inSeconds)
         let alerts = firing.withLock { active in
             for id in active.keys { active[id]!.endsAt = ahead }
             return Array(active.values)
@@ -105,11 +106,6 @@ public final class AlertmanagerNotifier: Notifier {
 
     /// Firing alerts this channel keeps alive in Alertmanager.
     public var firingCount: Int { firing.withLock { $0.count } }
-
-    static func seconds(_ d: Duration) -> Double {
-        let (s, a) = d.components
-        return Double(s) + Double(a) / 1e18
-    }
 
     public static func body(_ alerts: [Posted]) throws -> Data {
         let encoder = JSONEncoder()
@@ -127,7 +123,7 @@ public final class AlertmanagerNotifier: Notifier {
         request.body = .bytes(ByteBuffer(bytes: try Self.body(alerts)))
         let response: HTTPClientResponse
         do {
-            response = try await client.execute(request, timeout: .milliseconds(Int64(Self.seconds(configuration.timeout) * 1000)))
+            response = try await client.execute(request, timeout: .milliseconds(configuration.timeout.wholeMilliseconds))
         } catch {
             throw NotifyError("Alertmanager \(base) unreachable: \(error)", retryable: true)
         }

@@ -1,4 +1,5 @@
 import FleetwatchAlerting
+import FleetwatchProtocol
 import Logging
 import Synchronization
 
@@ -48,13 +49,13 @@ public final class Dispatcher: AlertSink {
             do {
                 try await notifier.notify(event)
                 await ledger?.record(event, channel: notifier.name, attempt: attempt, outcome: "delivered", error: nil,
-                                     durationMs: Self.ms(ContinuousClock.now - start))
+                                     durationMs: (ContinuousClock.now - start).inMilliseconds)
                 return
             } catch {
                 let retryable = (error as? NotifyError)?.retryable ?? true
                 let last = !retryable || attempt == retry.maxAttempts
                 await ledger?.record(event, channel: notifier.name, attempt: attempt, outcome: last ? "failed" : "retrying",
-                                     error: "\(error)", durationMs: Self.ms(ContinuousClock.now - start))
+                                     error: "\(error)", durationMs: (ContinuousClock.now - start).inMilliseconds)
                 if last {
                     logger.error("alert \(event.alertID) \(event.kind.rawValue) not delivered by \(notifier.name) after \(attempt) attempt(s): \(error)")
                     return
@@ -63,10 +64,5 @@ public final class Dispatcher: AlertSink {
                 delay = min(delay * 2, retry.maximumDelay)
             }
         }
-    }
-
-    static func ms(_ d: Duration) -> Double {
-        let (s, a) = d.components
-        return Double(s) * 1000 + Double(a) / 1e15
     }
 }

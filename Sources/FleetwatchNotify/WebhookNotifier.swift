@@ -90,10 +90,9 @@ public struct WebhookNotifier: Notifier {
             request.headers.add(name: "X-Fleetwatch-Signature", value: Self.signature(body: body, secret: secret, timestamp: now))
         }
         request.body = .bytes(ByteBuffer(bytes: body))
-        let (s, a) = configuration.timeout.components
         let response: HTTPClientResponse
         do {
-            response = try await client.execute(request, timeout: .nanoseconds(s * 1_000_000_000 + a / 1_000_000_000))
+            response = try await client.execute(request, timeout: .milliseconds(configuration.timeout.wholeMilliseconds))
         } catch {
             throw NotifyError("webhook \(configuration.url) unreachable: \(error)", retryable: true)
         }

@@ -1,3 +1,4 @@
+import FleetwatchProtocol
 import Foundation
 import Logging
 import NIOCore
@@ -41,7 +42,7 @@ public final class DatabaseClient: PostgresQuerying {
                                   logger: Logger) throws -> PostgresClient {
         var configuration = try url.clientConfiguration(maxConnections: maxConnections, endpoint: url.endpoints[endpoint])
         if let statementTimeout, statementTimeout > .zero {
-            let ms = statementTimeout.components.seconds * 1000 + statementTimeout.components.attoseconds / 1_000_000_000_000_000
+            let ms = statementTimeout.wholeMilliseconds
             configuration.options.additionalStartupParameters.append(("statement_timeout", "\(ms)"))
         }
         return PostgresClient(configuration: configuration, backgroundLogger: logger)

@@ -1,3 +1,4 @@
+import FleetwatchProtocol
 import Foundation
 import Logging
 import PostgresNIO

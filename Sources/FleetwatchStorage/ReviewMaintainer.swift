@@ -1,3 +1,4 @@
+import FleetwatchProtocol
 import Foundation
 import Logging
 import PostgresNIO
@@ -121,9 +122,4 @@ public struct ReviewMaintainer: Service {
         return dropped
     }
 
-}
-
-extension Duration {
-    /// The duration in seconds, as a floating-point number (for SQL intervals and settings).
-    public var inSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

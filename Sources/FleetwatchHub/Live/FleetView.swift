@@ -1,3 +1,4 @@
+import FleetwatchProtocol
 import FleetwatchStorage
 import Foundation
 import Hummingbird
