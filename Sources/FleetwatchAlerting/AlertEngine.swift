@@ -11,12 +11,11 @@ public actor AlertEngine {
 
     struct BotState {
         var evaluator: RuleEvaluator
-        var firing: Set<String>
+        /// One tracker per rule seen firing or breached: it says when to ask the store (a breach that lasts
+        /// costs a database statement per cooldown, not per batch).
+        var trackers: [String: AlertTracker]
         var loadedAtMs: Int64
         var lastBatchMs: Int64
-        /// When a still-breached alert may next be due for a repeat (checked locally first, so a breach that
-        /// lasts costs a database statement per cooldown, not per batch).
-        var nextRepeatCheckMs: [String: Int64] = [:]
     }
 
     let store: any AlertStore
@@ -126,26 +125,22 @@ public actor AlertEngine {
             let observations = state.evaluator.evaluate(series)
             for o in observations {
                 guard let rule = state.evaluator.profile.rule(o.ruleID) else { continue }
-                let firing = state.firing.contains(rule.id)
-                let breached = AlertTracker.breached(rule, value: o.value, firing: firing)
+                var tracker = state.trackers[rule.id] ?? AlertTracker()
+                let action = tracker.observe(rule, value: o.value, nowMs: now, cooldowns: cooldowns)
                 var event: AlertEvent?
-                let cooldown = cooldowns.ms(for: rule.level)
-                if breached && !firing {
+                switch action {
+                case .fire?:
                     event = try await store.fire(bot: bot, rule: rule, value: o.value, state: o.state)
-                    state.firing.insert(rule.id)
-                    state.nextRepeatCheckMs[rule.id] = now + cooldown
-                } else if breached {
-                    if now >= state.nextRepeatCheckMs[rule.id, default: 0] {
-                        event = try await store.repeatIfDue(bot: bot, rule: rule, value: o.value, state: o.state,
-                                                           cooldownMs: cooldown)
-                        // Not due in the store (another replica notified lately): look again a little later.
-                        state.nextRepeatCheckMs[rule.id] = now + (event == nil ? max(cooldown / 10, 1000) : cooldown)
-                    }
-                } else if firing {
+                case .repeatIfDue?:
+                    event = try await store.repeatIfDue(bot: bot, rule: rule, value: o.value, state: o.state,
+                                                       cooldownMs: cooldowns.ms(for: rule.level))
+                    if event != nil { tracker.repeated(rule, nowMs: now, cooldowns: cooldowns) }
+                case .resolve?:
                     event = try await store.resolve(bot: bot, rule: rule, value: o.value, state: o.state)
-                    state.firing.remove(rule.id)
-                    state.nextRepeatCheckMs[rule.id] = nil
+                case nil:
+                    break
                 }
+                state.trackers[rule.id] = tracker.isFiring ? tracker : nil
                 if var e = event {
                     e.silenced = try await store.isSilenced(bot: bot, metric: rule.metric)
                     await sink.deliver(e)
@@ -174,8 +169,10 @@ public actor AlertEngine {
             }
             return s
         }
+        let firing = try await store.firingRules(bot: bot)
         return BotState(evaluator: RuleEvaluator(profile: try await profiles(bot)),
-                        firing: try await store.firingRules(bot: bot), loadedAtMs: now, lastBatchMs: 0)
+                        trackers: Dictionary(uniqueKeysWithValues: firing.map { ($0, AlertTracker(firing: true)) }),
+                        loadedAtMs: now, lastBatchMs: 0)
     }
 }
 

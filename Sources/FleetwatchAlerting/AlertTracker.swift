@@ -1,22 +1,33 @@
-/// The life of one alert (one bot, one rule): quiet → firing → repeated after its level's cooldown →
-/// resolved. Pure: observations and time come in, notifications come out. The PostgreSQL-backed alert
-/// store applies the same transitions with conditional updates, so replicas never notify twice.
+/// The life of one alert (one bot, one rule) as this replica sees it: quiet → firing → (a repeat due after
+/// its level's cooldown) → resolved. Pure: observations and time come in, actions for the alert store come out.
+/// The PostgreSQL-backed store carries them out with conditional updates, so replicas never notify twice: a
+/// `repeatIfDue` may find that another replica notified lately, and the tracker then looks again a little later.
+/// `AlertEngine` drives one tracker per firing rule of each bot.
 public struct AlertTracker: Sendable, Equatable {
     public enum State: Sendable, Equatable {
         case quiet
-        case firing(sinceMs: Int64, lastNotifiedMs: Int64)
+        /// Firing; a breach is checked for a repeat no earlier than `nextRepeatCheckMs`.
+        case firing(nextRepeatCheckMs: Int64)
     }
 
-    /// What to tell the channels.
-    public enum Notification: Sendable, Equatable {
-        case fired(value: Double)
-        case repeated(value: Double, firingForMs: Int64)
-        case resolved(value: Double, firedForMs: Int64)
+    /// What to ask the alert store.
+    public enum Action: Sendable, Equatable {
+        /// Open the alert (and notify).
+        case fire
+        /// Notify again if the level's cooldown has passed since the last notification on any replica.
+        case repeatIfDue
+        /// Close the alert (and notify).
+        case resolve
     }
 
-    public private(set) var state: State = .quiet
+    public private(set) var state: State
 
-    public init() {}
+    /// A quiet tracker, or one for an alert the store says is firing (its repeat is checked at the next breach).
+    public init(firing: Bool = false) {
+        state = firing ? .firing(nextRepeatCheckMs: 0) : .quiet
+    }
+
+    public var isFiring: Bool { state != .quiet }
 
     /// Whether `value` breaches `rule`, given whether the alert is firing (hysteresis applies to clearing).
     public static func breached(_ rule: Rule, value: Double, firing: Bool) -> Bool {
@@ -30,21 +41,30 @@ public struct AlertTracker: Sendable, Equatable {
         }
     }
 
-    /// Feeds one observation; returns the notification it causes, if any.
-    public mutating func observe(_ rule: Rule, value: Double, nowMs: Int64, cooldowns: Cooldowns) -> Notification? {
+    /// Feeds one observation; returns what to ask the store, if anything. A `repeatIfDue` assumes the store
+    /// will find it not yet due (the next check a tenth of the cooldown later, at least a second); call
+    /// `repeated` when it did notify.
+    public mutating func observe(_ rule: Rule, value: Double, nowMs: Int64, cooldowns: Cooldowns) -> Action? {
+        let cooldown = cooldowns.ms(for: rule.level)
         switch state {
         case .quiet:
             guard Self.breached(rule, value: value, firing: false) else { return nil }
-            state = .firing(sinceMs: nowMs, lastNotifiedMs: nowMs)
-            return .fired(value: value)
-        case .firing(let since, let last):
+            state = .firing(nextRepeatCheckMs: nowMs + cooldown)
+            return .fire
+        case .firing(let next):
             if !Self.breached(rule, value: value, firing: true) {
                 state = .quiet
-                return .resolved(value: value, firedForMs: nowMs - since)
+                return .resolve
             }
-            guard nowMs - last >= cooldowns.ms(for: rule.level) else { return nil }
-            state = .firing(sinceMs: since, lastNotifiedMs: nowMs)
-            return .repeated(value: value, firingForMs: nowMs - since)
+            guard nowMs >= next else { return nil }
+            state = .firing(nextRepeatCheckMs: nowMs + max(cooldown / 10, 1000))
+            return .repeatIfDue
         }
+    }
+
+    /// The store notified the repeat: the next check is a whole cooldown away.
+    public mutating func repeated(_ rule: Rule, nowMs: Int64, cooldowns: Cooldowns) {
+        guard isFiring else { return }
+        state = .firing(nextRepeatCheckMs: nowMs + cooldowns.ms(for: rule.level))
     }
 }

@@ -26,11 +26,6 @@ public final class Dispatcher: AlertSink {
         self.logger = logger
     }
 
-    /// Adds a channel (for example a custom handler) while the hub runs.
-    public func register(_ notifier: any Notifier) {
-        notifiers.withLock { $0.append(notifier) }
-    }
-
     public func deliver(_ event: AlertEvent) async {
         let targets = notifiers.withLock { $0 }.filter { event.level >= $0.minimumLevel }
         for notifier in targets {

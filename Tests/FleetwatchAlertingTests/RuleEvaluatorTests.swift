@@ -101,14 +101,38 @@ import Testing
         let c = Cooldowns()
         var now: Int64 = 0
         #expect(t.observe(Self.memory, value: 490, nowMs: now, cooldowns: c) == nil)
-        #expect(t.observe(Self.memory, value: 520, nowMs: now, cooldowns: c) == .fired(value: 520))
+        #expect(t.observe(Self.memory, value: 520, nowMs: now, cooldowns: c) == .fire)
+        #expect(t.observe(Self.memory, value: 520, nowMs: now + 1, cooldowns: c) == nil)        // fired once
         now += 9 * 60_000
         #expect(t.observe(Self.memory, value: 530, nowMs: now, cooldowns: c) == nil)            // within 10 min
         now += 60_000
-        #expect(t.observe(Self.memory, value: 530, nowMs: now, cooldowns: c) == .repeated(value: 530, firingForMs: 600_000))
+        #expect(t.observe(Self.memory, value: 530, nowMs: now, cooldowns: c) == .repeatIfDue)
+        t.repeated(Self.memory, nowMs: now, cooldowns: c)
+        #expect(t.observe(Self.memory, value: 530, nowMs: now + 60_000, cooldowns: c) == nil)   // a whole cooldown again
         #expect(t.observe(Self.memory, value: 495, nowMs: now + 1, cooldowns: c) == nil)        // inside hysteresis band
-        #expect(t.observe(Self.memory, value: 489, nowMs: now + 2, cooldowns: c) == .resolved(value: 489, firedForMs: 600_002))
+        #expect(t.observe(Self.memory, value: 489, nowMs: now + 2, cooldowns: c) == .resolve)
         #expect(t.state == .quiet)
+        #expect(t.observe(Self.memory, value: 489, nowMs: now + 3, cooldowns: c) == nil)        // resolved once
+    }
+
+    /// Another replica notified lately: the store answers "not due", and the tracker asks again a tenth of the
+    /// cooldown later (not at every batch, not a whole cooldown later).
+    @Test func aRepeatTheStoreFoundNotDueIsAskedAgainATenthOfTheCooldownLater() {
+        var t = AlertTracker()
+        let c = Cooldowns()
+        #expect(t.observe(Self.memory, value: 600, nowMs: 0, cooldowns: c) == .fire)
+        #expect(t.observe(Self.memory, value: 600, nowMs: 600_000, cooldowns: c) == .repeatIfDue)
+        #expect(t.observe(Self.memory, value: 600, nowMs: 600_000 + 59_999, cooldowns: c) == nil)
+        #expect(t.observe(Self.memory, value: 600, nowMs: 600_000 + 60_000, cooldowns: c) == .repeatIfDue)
+    }
+
+    /// An alert the store says is firing (loaded after a restart or by another replica) checks its repeat at
+    /// the first breach, and resolves at the first clear value.
+    @Test func aTrackerForAnAlertAlreadyFiring() {
+        var firing = AlertTracker(firing: true)
+        #expect(firing.observe(Self.memory, value: 600, nowMs: 5, cooldowns: Cooldowns()) == .repeatIfDue)
+        var clearing = AlertTracker(firing: true)
+        #expect(clearing.observe(Self.memory, value: 100, nowMs: 5, cooldowns: Cooldowns()) == .resolve)
     }
 
     @Test(arguments: [(AlertLevel.info, Int64(5 * 60_000)), (.warning, 10 * 60_000), (.critical, 30 * 60_000)])
@@ -118,7 +142,7 @@ import Testing
         var t = AlertTracker()
         _ = t.observe(rule, value: 999, nowMs: 0, cooldowns: Cooldowns())
         #expect(t.observe(rule, value: 999, nowMs: cooldown - 1, cooldowns: Cooldowns()) == nil)
-        #expect(t.observe(rule, value: 999, nowMs: cooldown, cooldowns: Cooldowns()) != nil)
+        #expect(t.observe(rule, value: 999, nowMs: cooldown, cooldowns: Cooldowns()) == .repeatIfDue)
     }
 }
 
