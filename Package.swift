@@ -241,7 +241,15 @@ let package = Package(
         ),
         .testTarget(
             name: "FleetwatchAlertingTests",
-            dependencies: ["FleetwatchAlerting", "FleetwatchProtocol", "FleetwatchNotify"]
+            dependencies: ["FleetwatchAlerting", "FleetwatchProtocol"]
+        ),
+        .testTarget(
+            name: "FleetwatchNotifyTests",
+            dependencies: ["FleetwatchNotify", "FleetwatchAlerting", "FleetwatchProtocol"]
+        ),
+        .testTarget(
+            name: "FleetwatchIngestTests",
+            dependencies: ["FleetwatchIngest", "FleetwatchProtocol", "FleetwatchTestSupport"]
         ),
         .testTarget(
             name: "FleetwatchAgentTests",
