@@ -56,6 +56,11 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The pure life of an emergency command: typed states and transitions, no I/O.
+        .target(
+            name: "FleetwatchControl",
+            dependencies: ["FleetwatchProtocol"]
+        ),
         // The ordered SQL migrations and review views, embedded into the hub binary.
         .target(
             name: "FleetwatchSchema",
@@ -77,7 +82,7 @@ let package = Package(
         .target(
             name: "FleetwatchStorage",
             dependencies: [
-                "FleetwatchProtocol", "FleetwatchSchema", "FleetwatchIngest", "FleetwatchAlerting",
+                "FleetwatchProtocol", "FleetwatchSchema", "FleetwatchIngest", "FleetwatchAlerting", "FleetwatchControl",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),
@@ -119,7 +124,7 @@ let package = Package(
             name: "FleetwatchHub",
             dependencies: [
                 "FleetwatchProtocol", "FleetwatchIngest", "FleetwatchStorage", "FleetwatchSchema",
-                "FleetwatchAlerting", "FleetwatchNotify",
+                "FleetwatchAlerting", "FleetwatchNotify", "FleetwatchControl",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
@@ -248,6 +253,10 @@ let package = Package(
             dependencies: ["FleetwatchNotify", "FleetwatchAlerting", "FleetwatchProtocol"]
         ),
         .testTarget(
+            name: "FleetwatchControlTests",
+            dependencies: ["FleetwatchControl", "FleetwatchProtocol"]
+        ),
+        .testTarget(
             name: "FleetwatchIngestTests",
             dependencies: ["FleetwatchIngest", "FleetwatchProtocol", "FleetwatchTestSupport"]
         ),
@@ -257,12 +266,12 @@ let package = Package(
         ),
         .testTarget(
             name: "FleetwatchHubTests",
-            dependencies: ["FleetwatchHub", "FleetwatchIngest", "FleetwatchStorage", "FleetwatchTestSupport"]
+            dependencies: ["FleetwatchControl", "FleetwatchHub", "FleetwatchIngest", "FleetwatchStorage", "FleetwatchTestSupport"]
         ),
         .testTarget(
             name: "FleetwatchIntegrationTests",
             dependencies: [
-                "FleetwatchHub", "FleetwatchAgent", "FleetwatchStorage", "FleetwatchTestSupport",
+                "FleetwatchControl", "FleetwatchHub", "FleetwatchAgent", "FleetwatchStorage", "FleetwatchTestSupport",
                 .product(name: "WSClient", package: "swift-websocket"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),

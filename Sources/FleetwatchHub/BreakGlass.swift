@@ -1,3 +1,4 @@
+import FleetwatchControl
 import FleetwatchProtocol
 import FleetwatchStorage
 import Foundation
@@ -19,7 +20,7 @@ struct BreakGlass: Sendable {
 
     var databaseDown: Bool { !health.isUp }
 
-    func stop(bot: String, actor: Actor, origin: String, reason: String, liquidate: Bool,
+    func stop(bot: String, actor: Actor, origin: CommandOrigin, reason: String, liquidate: Bool,
               idempotencyKey: String?) async throws -> CommandRequestOutcome {
         if let idempotencyKey, let earlier = await journal.entry(issuedBy: actor.name, idempotencyKey: idempotencyKey) {
             return earlier.record.bot == bot && earlier.record.reason == reason ? .existing(earlier.record) : .idempotencyConflict

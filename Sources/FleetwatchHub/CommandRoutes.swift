@@ -1,3 +1,4 @@
+import FleetwatchControl
 import FleetwatchStorage
 import Foundation
 import Hummingbird
@@ -108,17 +109,17 @@ public struct CommandRoutes: Sendable {
             do {
                 guard !breakGlass.databaseDown else { throw DatabaseUnavailable(state: breakGlass.health.current) }
                 outcome = try await breakGlass.health.failFast { [ledger, actor = context.actor] in
-                    try await ledger.requestStop(bot: bot, actor: actor, origin: "operator", reason: reason,
+                    try await ledger.requestStop(bot: bot, actor: actor, origin: .operator, reason: reason,
                                                  liquidate: body.liquidate ?? false, idempotencyKey: key)
                 }
             } catch is DatabaseUnavailable {
                 // Break glass: this replica journals the stop and sends it to the bot itself.
-                outcome = try await breakGlass.stop(bot: bot, actor: context.actor, origin: "operator", reason: reason,
+                outcome = try await breakGlass.stop(bot: bot, actor: context.actor, origin: .operator, reason: reason,
                                                     liquidate: body.liquidate ?? false, idempotencyKey: key)
                 return try await respond(outcome, bot: bot, action: "emergency_stop", context: context)
             }
         } else {
-            outcome = try await ledger.requestStop(bot: bot, actor: context.actor, origin: "operator", reason: reason,
+            outcome = try await ledger.requestStop(bot: bot, actor: context.actor, origin: .operator, reason: reason,
                                                    liquidate: body.liquidate ?? false, idempotencyKey: key)
         }
         if case .created(let record) = outcome { await alerts.latched(record) }

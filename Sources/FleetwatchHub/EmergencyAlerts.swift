@@ -1,4 +1,5 @@
 import FleetwatchAlerting
+import FleetwatchControl
 import FleetwatchStorage
 import Logging
 
@@ -17,8 +18,8 @@ struct EmergencyAlerts: Sendable {
     /// A stop latched `record.bot` (by an operator, a rule or the bot itself).
     func latched(_ record: CommandRecord) async {
         var rule = Self.latchedRule
-        let who = record.origin == "operator" ? "operator \(record.issuedBy)"
-            : record.origin == "rule" ? "automatic shutdown (\(record.issuedBy))" : "the bot itself"
+        let who = record.origin == CommandOrigin.operator.rawValue ? "operator \(record.issuedBy)"
+            : record.origin == CommandOrigin.rule.rawValue ? "automatic shutdown (\(record.issuedBy))" : "the bot itself"
         rule.summary = "Emergency stop by \(who): \(record.reason)"
         await fire(bot: record.bot, rule: rule, value: 1)
     }

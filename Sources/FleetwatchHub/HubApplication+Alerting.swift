@@ -1,4 +1,5 @@
 import FleetwatchAlerting
+import FleetwatchControl
 import FleetwatchNotify
 import FleetwatchProtocol
 import FleetwatchStorage
@@ -109,9 +110,9 @@ extension HubApplication {
                 let outcome: CommandRequestOutcome
                 if let glass = breakGlass.current, !glass.health.isUp {
                     // The database is unreachable: the same break-glass path as an operator's stop.
-                    outcome = try await glass.stop(bot: bot, actor: actor, origin: "rule", reason: reason, liquidate: false, idempotencyKey: nil)
+                    outcome = try await glass.stop(bot: bot, actor: actor, origin: .rule, reason: reason, liquidate: false, idempotencyKey: nil)
                 } else {
-                    outcome = try await ledger.requestStop(bot: bot, actor: actor, origin: "rule", reason: reason, liquidate: false)
+                    outcome = try await ledger.requestStop(bot: bot, actor: actor, origin: .rule, reason: reason, liquidate: false)
                 }
                 if case .created(let record) = outcome {
                     logger.critical("automatic emergency shutdown of \(bot): \(reason) (command \(record.id))")

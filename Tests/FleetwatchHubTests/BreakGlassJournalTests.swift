@@ -1,3 +1,4 @@
+import FleetwatchControl
 import FleetwatchProtocol
 import FleetwatchStorage
 import Foundation
@@ -10,7 +11,7 @@ import Testing
     static func directory() -> String { NSTemporaryDirectory() + "fw-journal-\(UUID().uuidString)/hub-a" }
 
     static func entry(bot: String = "bot-1", key: String? = "k1") -> BreakGlassJournal.Entry {
-        .init(record: .breakGlass(bot: bot, origin: "operator", issuedBy: "ops", reason: "runaway", hub: "hub-a", at: Date()),
+        .init(record: .breakGlass(bot: bot, origin: .operator, issuedBy: "ops", reason: "runaway", hub: "hub-a", at: Date()),
               botID: 7, actorKind: "operator", remote: "10.0.0.9", idempotencyKey: key, actions: CommandFrame.Actions.emergencyStop.rawValue)
     }
 

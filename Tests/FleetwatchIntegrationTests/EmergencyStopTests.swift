@@ -1,4 +1,5 @@
 import FleetwatchAgent
+import FleetwatchControl
 import FleetwatchProtocol
 import FleetwatchStorage
 import FleetwatchTestSupport
@@ -255,7 +256,7 @@ struct EmergencyStopTests {
             let botID = try await client.query("SELECT id FROM bots WHERE name = 'ledger-bot'", logger: logger)
                 .decode(Int32.self).first { _ in true }!
             guard case .created(let stop) = try await ledger.requestStop(
-                bot: "ledger-bot", actor: Actor(name: "t", kind: .operator), origin: "operator", reason: "r", liquidate: false)
+                bot: "ledger-bot", actor: Actor(name: "t", kind: .operator), origin: .operator, reason: "r", liquidate: false)
             else { Issue.record("no command"); return }
             #expect(try await ledger.takeOnConnect(botID: botID, hub: "h").map(\.id) == [stop.id])
             // Refused (say, an expired frame): recorded, audited, still open, delivered again on the next connection.
@@ -274,7 +275,7 @@ struct EmergencyStopTests {
             let outcomes = try await withThrowingTaskGroup(of: CommandRequestOutcome.self) { group in
                 for rule in ["emergency_shutdown.memory_usage_mb", "emergency_shutdown.daily_pnl_loss_limit", "emergency_shutdown.api_error_rate_percent"] {
                     group.addTask {
-                        try await ledger.requestStop(bot: "ledger-bot", actor: Actor(name: rule, kind: .rule), origin: "rule",
+                        try await ledger.requestStop(bot: "ledger-bot", actor: Actor(name: rule, kind: .rule), origin: .rule,
                                                      reason: "auto", liquidate: false)
                     }
                 }

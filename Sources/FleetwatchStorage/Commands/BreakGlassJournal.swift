@@ -1,3 +1,4 @@
+import FleetwatchControl
 import FleetwatchProtocol
 import Foundation
 import Logging
@@ -128,24 +129,21 @@ public actor BreakGlassJournal {
     static func apply(_ result: Entry.Result, to record: CommandRecord, at now: Date) -> CommandRecord {
         var out = record
         let status = CommandResultFrame.Status(rawValue: result.status)
-        let rank = ["pending": 0, "delivered": 1, "acknowledged": 2, "completed": 3, "failed": 3]
-        let next: String
-        switch status {
-        case .completed?: next = "completed"
-        case .refused?: next = "delivered"
-        case .failed? where result.step == 0: next = "failed"
-        default: next = "acknowledged"
-        }
         if let step = CommandFrame.Actions.stepName(result.step) {
             out.steps.append(.init(step: step, status: status?.name ?? "unknown", detail: result.detail,
                                    at: Date(timeIntervalSince1970: Double(result.atMs) / 1000), recordedAt: now))
         }
-        if rank[next, default: 0] > rank[out.state, default: 0] {
-            out.state = next
-            if next != "delivered" { out.acknowledgedAt = out.acknowledgedAt ?? now }
-            if next == "completed" { out.completedAt = now; out.detail = result.detail }
-            if next == "failed" { out.failedAt = now; out.detail = result.detail }
+        // An unknown status counts as an answer (acknowledged), as in the ledger.
+        var life = CommandLifecycle(state: CommandState(rawValue: out.state) ?? .pending)
+        for effect in life.apply(status ?? .received, step: result.step) {
+            switch effect {
+            case .firstDelivery: out.deliveredAt = out.deliveredAt ?? now
+            case .acknowledged: out.acknowledgedAt = out.acknowledgedAt ?? now
+            case .completed: out.completedAt = now; out.detail = result.detail
+            case .failed: out.failedAt = now; out.detail = result.detail
+            }
         }
+        out.state = life.state.rawValue
         return out
     }
 

@@ -1,3 +1,4 @@
+import FleetwatchControl
 import FleetwatchProtocol
 import Foundation
 import Logging
@@ -45,11 +46,11 @@ extension CommandLedger {
                 WHERE c.bot_id = ANY(\(botIDs))
                   AND (\(connections)::uuid[] IS NULL
                        OR (b.id, b.connection_id) IN (SELECT * FROM unnest(\(botIDs)::int4[], \(connections)::uuid[])))
-                  AND (c.state = 'pending'
-                       OR (NOT \(onlyPending) AND (c.state IN ('delivered', 'acknowledged') OR c.id = b.emergency_command_id)))
+                  AND (c.state = \(CommandState.pending.rawValue)
+                       OR (NOT \(onlyPending) AND (c.state = ANY(\(CommandState.open.map(\.rawValue))::text[]) OR c.id = b.emergency_command_id)))
                 FOR UPDATE OF c),
             u AS (
-                UPDATE commands SET state = CASE WHEN commands.state = 'pending' THEN 'delivered' ELSE commands.state END,
+                UPDATE commands SET state = CASE WHEN commands.state = \(CommandState.pending.rawValue) THEN \(CommandState.delivered.rawValue) ELSE commands.state END,
                        delivered_at = COALESCE(commands.delivered_at, now()), last_delivered_at = now(),
                        delivered_by = \(hub), deliveries = commands.deliveries + 1,
                        liquidate = commands.liquidate AND c.allowed,
@@ -63,24 +64,22 @@ extension CommandLedger {
             audit AS (
                 INSERT INTO audit_log (actor, actor_kind, action, outcome, bot, command_id, remote, detail)
                 SELECT \(hub), 'hub', 'command.delivered', 'ok', b.name, u.id, NULL, 'sent to the bot by ' || \(hub)
-                FROM u JOIN bots b ON b.id = u.bot_id WHERE u.prev = 'pending'
+                FROM u JOIN bots b ON b.id = u.bot_id WHERE u.prev = \(CommandState.pending.rawValue)
                 UNION ALL
                 SELECT \(hub), 'hub', 'liquidation.refused', 'refused', b.name, u.id, NULL, \(Self.liquidationSwitchedOffReason)
                 FROM u JOIN bots b ON b.id = u.bot_id
                 WHERE u.refused_now AND NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.command_id = u.id AND a.action = 'liquidation.refused')
                 RETURNING 1)
-            SELECT u.id, b.name,
-                   -- A finished command sent again (the latched one) only re-enters emergency mode: stop trading, latch.
-                   -- Liquidation only if granted: asked for, allowed then and at every send since.
-                   CASE WHEN u.prev IN ('completed', 'failed') THEN (u.actions & 9)::int2
-                        WHEN NOT u.granted THEN (u.actions & ~4)::int2 ELSE u.actions END,
-                   u.reason, u.created_at, (SELECT count(*) FROM audit), b.connection_id
+            SELECT u.id, b.name, u.actions, u.prev, u.granted, u.reason, u.created_at, (SELECT count(*) FROM audit), b.connection_id
             FROM u JOIN bots b ON b.id = u.bot_id ORDER BY u.created_at
             """, logger: logger)
         var out: [Outgoing] = []
-        for try await (id, bot, actions, reason, created, _, connection) in rows.decode((UUID, String, Int16, String, Date, Int64, UUID?).self) {
-            out.append(Outgoing(id: id, bot: bot, actions: CommandFrame.Actions(rawValue: UInt8(truncatingIfNeeded: actions)),
-                                reason: reason, createdAt: created, connectionID: connection))
+        for try await (id, bot, asked, previous, granted, reason, created, _, connection)
+            in rows.decode((UUID, String, Int16, String, Bool, String, Date, Int64, UUID?).self) {
+            // The steps this send carries (a finished command only re-latches; liquidation only while granted).
+            let actions = CommandLifecycle.stepsToSend(asked: CommandFrame.Actions(rawValue: UInt8(truncatingIfNeeded: asked)),
+                                                       state: CommandState(rawValue: previous) ?? .pending, liquidationGranted: granted)
+            out.append(Outgoing(id: id, bot: bot, actions: actions, reason: reason, createdAt: created, connectionID: connection))
         }
         return out
     }
@@ -97,15 +96,12 @@ extension CommandLedger {
     @discardableResult
     public func record(_ result: CommandResultFrame, botID: Int32, connectionID: UUID?) async throws -> String? {
         guard let id = UUID(bytes: result.commandID), let step = CommandFrame.Actions.stepName(result.step) else { return nil }
-        let next: String
-        switch result.status {
-        case .completed: next = "completed"
         // Refused (expired frame, clock skew): recorded, but the command stays open and is delivered again; if
         // it is never acknowledged, the unacknowledged-command alert says so.
-        case .refused: next = "delivered"
-        case .failed where result.step == 0: next = "failed"
-        default: next = "acknowledged"
-        }
+        let target = CommandLifecycle.target(of: result.status, step: result.step)
+        let next = target.rawValue
+        // The lifecycle's order, for the statement: the state moves only to a higher rank.
+        let states = CommandState.allCases.map(\.rawValue), ranks = CommandState.allCases.map(\.rank)
         let agentAt = Double(result.atMs) / 1000
         let rows = try await client.query("""
             WITH c AS (SELECT c.id, c.state AS prev, b.name AS bot FROM commands c JOIN bots b ON b.id = c.bot_id
@@ -120,10 +116,9 @@ extension CommandLedger {
                          delivered_at = COALESCE(commands.delivered_at, now()),
                          completed_at = CASE WHEN \(next) = 'completed' THEN now() ELSE commands.completed_at END,
                          failed_at = CASE WHEN \(next) = 'failed' THEN now() ELSE commands.failed_at END,
-                         detail = CASE WHEN \(next) IN ('completed', 'failed') THEN \(result.detail) ELSE commands.detail END
+                         detail = CASE WHEN \(target.isFinal) THEN \(result.detail) ELSE commands.detail END
                   FROM c WHERE commands.id = c.id
-                    AND (CASE c.prev WHEN 'pending' THEN 0 WHEN 'delivered' THEN 1 WHEN 'acknowledged' THEN 2 ELSE 3 END)
-                      < (CASE \(next) WHEN 'delivered' THEN 1 WHEN 'acknowledged' THEN 2 ELSE 3 END)
+                    AND (SELECT r FROM unnest(\(states)::text[], \(ranks)::int8[]) AS o(s, r) WHERE o.s = c.prev) < \(target.rank)
                   RETURNING commands.id, commands.state),
             audit AS (INSERT INTO audit_log (actor, actor_kind, action, outcome, bot, command_id, remote, detail)
                       SELECT c.bot, 'bot', 'command.' || u.state, 'ok', c.bot, u.id, NULL, \(step + " " + result.status.name + ": " + result.detail)
@@ -177,7 +172,7 @@ extension CommandLedger {
     /// of the request and the delivery. Idempotent by the command's id: a second call writes nothing.
     public func importBreakGlass(_ entry: BreakGlassJournal.Entry, hub: String) async throws {
         let r = entry.record
-        let hash = Self.requestHash(bot: r.bot, kind: r.kind, reason: r.reason, liquidate: r.liquidate)
+        let hash = Self.requestHash(bot: r.bot, kind: CommandKind(rawValue: r.kind) ?? .emergencyStop, reason: r.reason, liquidate: r.liquidate)
         let note = "taken by \(hub) while the database was unreachable (break glass); written to the ledger when it answered again"
         try await client.query("""
             WITH b AS (SELECT id FROM bots WHERE name = \(r.bot) FOR UPDATE),

@@ -1,3 +1,4 @@
+import FleetwatchControl
 import Crypto
 import FleetwatchProtocol
 import Foundation
@@ -26,15 +27,15 @@ public struct CommandLedger: Sendable {
     /// for the bot), latch emergency mode. The bot is latched in emergency mode from this moment.
     /// An operator asking for a liquidation the bot does not allow is refused (`liquidationNotAllowed`); a rule
     /// that asks gets the stop without it, the refusal recorded in the command and the audit log.
-    public func requestStop(bot: String, actor: Actor, origin: String, reason: String, liquidate: Bool,
+    public func requestStop(bot: String, actor: Actor, origin: CommandOrigin, reason: String, liquidate: Bool,
                             idempotencyKey: String? = nil) async throws -> CommandRequestOutcome {
         guard let (_, allowLiquidation, latched) = try await botRow(bot) else { return .unknownBot }
-        if origin == "rule", latched { return .alreadyInEmergency }
-        if liquidate, !allowLiquidation, origin == "operator" { return .liquidationNotAllowed }
+        if origin == .rule, latched { return .alreadyInEmergency }
+        if liquidate, !allowLiquidation, origin == .operator { return .liquidationNotAllowed }
         let granted = liquidate && allowLiquidation
         var actions: CommandFrame.Actions = .emergencyStop
         if granted { actions.insert(.liquidate) }
-        return try await insert(bot: bot, kind: "emergency_stop", origin: origin, actor: actor, reason: reason,
+        return try await insert(bot: bot, kind: .emergencyStop, origin: origin, actor: actor, reason: reason,
                                 actions: actions, liquidate: granted, liquidationRequested: liquidate,
                                 idempotencyKey: idempotencyKey, latch: true, onlyIfLatched: false)
     }
@@ -42,7 +43,7 @@ public struct CommandLedger: Sendable {
     /// Clears `bot`'s emergency mode and sends it a resume command. Only when it is in emergency mode.
     public func requestResume(bot: String, actor: Actor, reason: String, idempotencyKey: String? = nil) async throws -> CommandRequestOutcome {
         guard try await botRow(bot) != nil else { return .unknownBot }
-        return try await insert(bot: bot, kind: "resume", origin: "operator", actor: actor, reason: reason,
+        return try await insert(bot: bot, kind: .resume, origin: .operator, actor: actor, reason: reason,
                                 actions: .resume, liquidate: false, liquidationRequested: false,
                                 idempotencyKey: idempotencyKey, latch: false, onlyIfLatched: true)
     }
@@ -75,7 +76,7 @@ public struct CommandLedger: Sendable {
             ins AS (
                 INSERT INTO commands (id, bot_id, kind, origin, issued_by, reason, actions, liquidate, liquidation_requested,
                                       liquidation_refused, state, created_at, delivered_at, acknowledged_at, delivered_by, remote)
-                SELECT \(id), b.id, 'emergency_stop', 'bot', \(botName), \(declaration.reason),
+                SELECT \(id), b.id, \(CommandKind.emergencyStop.rawValue), \(CommandOrigin.bot.rawValue), \(botName), \(declaration.reason),
                        CASE WHEN b.allow_liquidation THEN \(actions) ELSE \(actions) & ~4 END,
                        \(asked) AND b.allow_liquidation, \(asked),
                        CASE WHEN \(asked) AND NOT b.allow_liquidation THEN \(Self.liquidationNotAllowedReason) END,
@@ -110,7 +111,7 @@ public struct CommandLedger: Sendable {
             """, logger: logger).decode((Int32, Bool, Bool).self).first { _ in true }
     }
 
-    private func insert(bot: String, kind: String, origin: String, actor: Actor, reason: String, actions: CommandFrame.Actions,
+    private func insert(bot: String, kind: CommandKind, origin: CommandOrigin, actor: Actor, reason: String, actions: CommandFrame.Actions,
                         liquidate: Bool, liquidationRequested: Bool, idempotencyKey: String?, latch: Bool,
                         onlyIfLatched: Bool) async throws -> CommandRequestOutcome {
         let refused: String? = liquidationRequested && !liquidate ? Self.liquidationNotAllowedReason : nil
@@ -120,12 +121,12 @@ public struct CommandLedger: Sendable {
         let rows = try await client.query("""
             WITH b AS (SELECT id FROM bots WHERE name = \(bot)
                          AND (NOT \(onlyIfLatched) OR emergency_command_id IS NOT NULL)
-                         AND (\(origin) <> 'rule' OR emergency_command_id IS NULL)
+                         AND (\(origin == .rule) IS FALSE OR emergency_command_id IS NULL)
                        FOR UPDATE),
             ins AS (
                 INSERT INTO commands (id, bot_id, kind, origin, issued_by, reason, actions, liquidate, liquidation_requested,
                                       liquidation_refused, idempotency_key, request_hash, remote)
-                SELECT \(id), b.id, \(kind), \(origin), \(actor.name), \(reason), \(rawActions), \(liquidate),
+                SELECT \(id), b.id, \(kind.rawValue), \(origin.rawValue), \(actor.name), \(reason), \(rawActions), \(liquidate),
                        \(liquidationRequested), \(refused), \(idempotencyKey), \(hash), \(actor.remote) FROM b
                 ON CONFLICT (issued_by, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                 RETURNING id, bot_id),
@@ -133,7 +134,7 @@ public struct CommandLedger: Sendable {
                                       emergency_since = CASE WHEN \(latch) THEN COALESCE(emergency_since, now()) END
                       FROM ins WHERE bots.id = ins.bot_id RETURNING 1),
             audit AS (INSERT INTO audit_log (actor, actor_kind, action, outcome, bot, command_id, remote, detail)
-                      SELECT \(actor.name), \(actor.kind.rawValue), \(kind + ".requested"), 'ok', \(bot), ins.id, \(actor.remote), \(reason)
+                      SELECT \(actor.name), \(actor.kind.rawValue), \(kind.rawValue + ".requested"), 'ok', \(bot), ins.id, \(actor.remote), \(reason)
                       FROM ins
                       UNION ALL
                       SELECT \(actor.name), \(actor.kind.rawValue), 'liquidation.refused', 'refused', \(bot), ins.id, \(actor.remote),
@@ -145,7 +146,7 @@ public struct CommandLedger: Sendable {
         var inserted: Int64 = 0
         for try await (n, _, _, _) in rows.decode((Int64, Int64, Int64, Int64).self) { inserted = n }
         if inserted == 1, let record = try await command(id: id) {
-            logger.notice("\(kind) of \(bot) requested by \(actor.kind.rawValue) \(actor.name): \(reason) (command \(id))")
+            logger.notice("\(kind.rawValue) of \(bot) requested by \(actor.kind.rawValue) \(actor.name): \(reason) (command \(id))")
             return .created(record)
         }
         if let key = idempotencyKey {
@@ -158,12 +159,12 @@ public struct CommandLedger: Sendable {
             }
         }
         if onlyIfLatched { return .notInEmergency }
-        return origin == "rule" ? .alreadyInEmergency : .unknownBot
+        return origin == .rule ? .alreadyInEmergency : .unknownBot
     }
 
     /// Fingerprint of a request's body, to tell a repeated request from a different one under the same key.
-    static func requestHash(bot: String, kind: String, reason: String, liquidate: Bool) -> ByteBuffer {
-        let canonical = [bot, kind, reason, liquidate ? "1" : "0"].joined(separator: "\u{1F}")
+    static func requestHash(bot: String, kind: CommandKind, reason: String, liquidate: Bool) -> ByteBuffer {
+        let canonical = [bot, kind.rawValue, reason, liquidate ? "1" : "0"].joined(separator: "\u{1F}")
         return ByteBuffer(bytes: Array(SHA256.hash(data: Data(canonical.utf8))))
     }
 }

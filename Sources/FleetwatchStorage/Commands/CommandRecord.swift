@@ -1,3 +1,4 @@
+import FleetwatchControl
 import Foundation
 
 /// Who did something to the ledger: an API token's holder, a rule, a bot, or a hub replica.
@@ -56,13 +57,13 @@ public struct CommandRecord: Sendable, Equatable, Codable {
     public var steps: [Step]
 
     /// Whether the command has ended.
-    public var isFinal: Bool { state == "completed" || state == "failed" }
+    public var isFinal: Bool { CommandState(rawValue: state)?.isFinal ?? false }
 
     /// A command taken by a replica while the database was unreachable (`BreakGlassJournal`): an emergency stop
     /// without liquidation, sent by `hub` at `at`.
-    public static func breakGlass(bot: String, origin: String, issuedBy: String, reason: String, hub: String, at: Date) -> CommandRecord {
-        CommandRecord(id: UUID(), bot: bot, kind: "emergency_stop", origin: origin, issuedBy: issuedBy, reason: reason,
-                      liquidate: false, liquidationRequested: false, liquidationRefused: nil, state: "delivered", detail: nil,
+    public static func breakGlass(bot: String, origin: CommandOrigin, issuedBy: String, reason: String, hub: String, at: Date) -> CommandRecord {
+        CommandRecord(id: UUID(), bot: bot, kind: CommandKind.emergencyStop.rawValue, origin: origin.rawValue, issuedBy: issuedBy, reason: reason,
+                      liquidate: false, liquidationRequested: false, liquidationRefused: nil, state: CommandState.delivered.rawValue, detail: nil,
                       createdAt: at, deliveredAt: at, acknowledgedAt: nil, completedAt: nil, failedAt: nil, deliveries: 1,
                       deliveredBy: hub, steps: [])
     }
