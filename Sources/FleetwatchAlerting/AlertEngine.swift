@@ -36,13 +36,15 @@ public actor AlertEngine {
     private var invalidations: UInt64 = 0
     private var queues: [String: [[Series]]] = [:]
     private var running: Set<String> = []
-    private let started = ContinuousClock.now
+    private let clock: any MillisecondClock
     private nonisolated let input: AsyncStream<(String, [Series])>
     private nonisolated let inputContinuation: AsyncStream<(String, [Series])>.Continuation
 
     public init(store: any AlertStore, sink: any AlertSink, profiles: @escaping ProfileSource, cooldowns: Cooldowns = Cooldowns(),
                 profileTTLMs: Int64 = 30_000, noDataRule: Rule? = nil, noDataMs: Int64 = 120_000, logger: Logger,
+                clock: any MillisecondClock = SystemClock.monotonic,
                 emergency: (@Sendable (_ bot: String, _ rule: Rule, _ value: Double) async -> Void)? = nil) {
+        self.clock = clock
         self.emergency = emergency
         self.noDataRule = noDataRule
         self.noDataMs = noDataMs
@@ -156,9 +158,7 @@ public actor AlertEngine {
         }
     }
 
-    private func nowMs() -> Int64 {
-        (ContinuousClock.now - started).wholeMilliseconds
-    }
+    private func nowMs() -> Int64 { clock.nowMs }
 
     private func botState(_ bot: String) async throws -> BotState {
         let now = nowMs()

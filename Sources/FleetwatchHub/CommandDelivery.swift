@@ -117,7 +117,7 @@ struct CommandDispatcher: Service {
         }
     }
 
-    static func nowMs() -> UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
+    static func nowMs() -> UInt64 { UInt64(max(0, SystemClock.wall.nowMs)) }
 }
 
 /// Raises a CRITICAL alert for each command not acknowledged within the configured time, and resolves it

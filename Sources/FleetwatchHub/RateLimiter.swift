@@ -54,14 +54,15 @@ struct SlidingWindow: Sendable {
 /// The emergency-stop and resume requests of each API token, per replica.
 actor RequestLimiter {
     private var window: SlidingWindow
-    private let started = ContinuousClock.now
+    private let clock: any MillisecondClock
 
-    init(perMinute: Int) {
+    init(perMinute: Int, clock: any MillisecondClock = SystemClock.monotonic) {
+        self.clock = clock
         window = SlidingWindow(limit: max(perMinute, 1), windowMs: 60_000)
     }
 
     func allow(_ key: String) -> Bool {
-        window.allow(key, nowMs: (ContinuousClock.now - started).wholeMilliseconds)
+        window.allow(key, nowMs: clock.nowMs)
     }
 }
 
@@ -76,7 +77,7 @@ actor LoginLimiter {
     private var byAddress: SlidingWindow
     private var byUserAndAddress: SlidingWindow
     private var byUser: SlidingWindow
-    private let started = ContinuousClock.now
+    private let clock: any MillisecondClock
 
     /// What the limiter says about an attempt.
     enum Verdict: Equatable {
@@ -87,7 +88,8 @@ actor LoginLimiter {
         case onlyFromKnownAddress
     }
 
-    init(perMinute: Int) {
+    init(perMinute: Int, clock: any MillisecondClock = SystemClock.monotonic) {
+        self.clock = clock
         let n = max(perMinute, 1)
         byAddress = SlidingWindow(limit: n, windowMs: 60_000)
         byUserAndAddress = SlidingWindow(limit: n, windowMs: 60_000)
@@ -116,5 +118,5 @@ actor LoginLimiter {
         (byAddress.keyCount, byUserAndAddress.keyCount, byUser.keyCount)
     }
 
-    private var nowMs: Int64 { (ContinuousClock.now - started).wholeMilliseconds }
+    private var nowMs: Int64 { clock.nowMs }
 }

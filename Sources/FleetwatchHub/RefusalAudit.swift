@@ -1,4 +1,5 @@
 import FleetwatchStorage
+import FleetwatchProtocol
 import Foundation
 import ServiceLifecycle
 
@@ -17,19 +18,24 @@ actor RefusalAudit: Service {
         var bot: String?
         var detail: String
         var count = 0
-        var windowStart: ContinuousClock.Instant
+        var windowStartMs: Int64
     }
 
     private let audit: AuditLog
     private let window: Duration
+    private let windowMs: Int64
     private let newKindsPerMinute: Int
+    private let clock: any MillisecondClock
     private var pending: [String: Pending] = [:]
-    private var started: [ContinuousClock.Instant] = []
+    private var started: [Int64] = []
     private var stopped = false
 
-    init(audit: AuditLog, window: Duration = .seconds(60), newKindsPerMinute: Int = 60) {
+    init(audit: AuditLog, window: Duration = .seconds(60), newKindsPerMinute: Int = 60,
+         clock: any MillisecondClock = SystemClock.monotonic) {
         self.audit = audit
         self.window = window
+        self.windowMs = window.wholeMilliseconds
+        self.clock = clock
         self.newKindsPerMinute = newKindsPerMinute
     }
 
@@ -41,18 +47,18 @@ actor RefusalAudit: Service {
         }
         let address = Self.address(actor.remote)
         let key = [String(actor.name.prefix(64)), actor.kind.rawValue, address, detail].joined(separator: "\u{1F}")
-        let now = ContinuousClock.now
-        if var entry = pending[key], now - entry.windowStart < window {
+        let now = clock.nowMs
+        if var entry = pending[key], now - entry.windowStartMs < windowMs {
             entry.count += 1
             entry.bot = bot ?? entry.bot
             entry.action = action
             pending[key] = entry
             return
         }
-        started.removeAll { now - $0 >= window }
+        started.removeAll { now - $0 >= windowMs }
         guard started.count < newKindsPerMinute else {
             var entry = pending["overflow"] ?? Pending(actor: Actor(name: "many sources", kind: .anonymous, remote: nil),
-                                                       action: "refused", detail: "", windowStart: now)
+                                                       action: "refused", detail: "", windowStartMs: now)
             entry.count += 1
             entry.detail = "refused attempts of more than \(newKindsPerMinute) kinds in a minute; last: \(action) by \(actor.name.prefix(64)) from \(address): \(detail)"
             pending["overflow"] = entry
@@ -61,15 +67,15 @@ actor RefusalAudit: Service {
         started.append(now)
         // State changes happen before any await: refusals arriving while a row is written (actor reentrancy)
         // see the new minute's entry and are counted in it.
-        let old = pending.updateValue(Pending(actor: actor, action: action, bot: bot, detail: detail, windowStart: now), forKey: key)
+        let old = pending.updateValue(Pending(actor: actor, action: action, bot: bot, detail: detail, windowStartMs: now), forKey: key)
         if let old, old.count > 0 { await write(old) }
         await audit.record(actor, action: action, outcome: "refused", bot: bot, detail: detail)
     }
 
     /// Writes the counted refusals of every minute that has ended and forgets quiet kinds.
     func flush(force: Bool = false) async {
-        let now = ContinuousClock.now
-        let due = pending.filter { force || now - $0.value.windowStart >= window }
+        let now = clock.nowMs
+        let due = pending.filter { force || now - $0.value.windowStartMs >= windowMs }
         for key in due.keys { pending[key] = nil }   // before writing: see `refused`
         for entry in due.values where entry.count > 0 { await write(entry) }
     }

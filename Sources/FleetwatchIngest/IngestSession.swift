@@ -27,13 +27,17 @@ public final class IngestSession {
     public private(set) var deferredBatches = 0
     /// The protocol version of the hello (1 until then).
     public private(set) var protocolVersion: UInt16 = 1
+    /// The wall clock (frames' times, sample validation, heartbeats).
+    let clock: any MillisecondClock
 
     /// - Parameters:
     ///   - onStored: called after each newly stored batch (alert evaluation); must not block.
     ///   - commands: the emergency-command ledger; nil: command frames are ignored.
     public init(configuration: IngestConfiguration, store: any IngestStore, remote: String, logger: Logger,
                 counters: IngestCounters? = nil, commands: (any CommandChannel)? = nil,
-                onStored: (@Sendable (BotSession, ValidatedBatch) -> Void)? = nil) {
+                onStored: (@Sendable (BotSession, ValidatedBatch) -> Void)? = nil,
+                clock: any MillisecondClock = SystemClock.wall) {
+        self.clock = clock
         self.configuration = configuration
         self.store = store
         self.commands = commands
@@ -41,7 +45,7 @@ public final class IngestSession {
         self.logger = logger
         self.counters = counters
         self.onStored = onStored
-        machine = IngestSessionMachine(nowMs: Self.nowMs(),
+        machine = IngestSessionMachine(nowMs: clock.nowMs,
                                        heartbeatMs: configuration.heartbeatInterval.wholeMilliseconds,
                                        helloTimeoutMs: configuration.helloTimeout.wholeMilliseconds)
     }
@@ -51,7 +55,7 @@ public final class IngestSession {
         let decision: IngestSessionMachine.Decision
         do {
             let frame = try Frame.decode(message, maxFrameBytes: configuration.maxFrameBytes)
-            decision = machine.received(frame, nowMs: Self.nowMs())
+            decision = machine.received(frame, nowMs: clock.nowMs)
         } catch let error as WireError {
             decision = machine.undecodable(error)
         } catch {
@@ -69,11 +73,11 @@ public final class IngestSession {
     /// (messages may wait behind a slow store; that wait is the hub's, not the agent's silence).
     public func tick(heardAtMs: Int64? = nil) -> [IngestOutput] {
         if let heardAtMs { machine.heard(atMs: heardAtMs) }
-        switch machine.tick(nowMs: Self.nowMs()) {
+        switch machine.tick(nowMs: clock.nowMs) {
         case .none: return []
         case .sendHeartbeat:
-            machine.sent(nowMs: Self.nowMs())
-            return [.send(.heartbeat(Heartbeat(sentAtMs: UInt64(Self.nowMs()))))]
+            machine.sent(nowMs: clock.nowMs)
+            return [.send(.heartbeat(Heartbeat(sentAtMs: UInt64(clock.nowMs))))]
         case .close(let code, let reason):
             log(code, reason)
             counters?.count(code)
@@ -115,7 +119,7 @@ public final class IngestSession {
             case .accepted(let s):
                 session = s
                 protocolVersion = hello.protocolVersion
-                machine.authenticated(nowMs: Self.nowMs())
+                machine.authenticated(nowMs: clock.nowMs)
                 logger.info("bot \(s.botName) connected from \(remote), agent \(hello.agentVersion), epoch \(s.epoch), stored up to \(s.storedSequence)")
                 let l = configuration.limits
                 let welcome = IngestOutput.send(.welcome(Welcome(
@@ -186,7 +190,7 @@ public final class IngestSession {
         } catch {
             return closeOutput(machine.undecodable(WireError(.corruptPayload, "\(error)")))
         }
-        let checked = configuration.validator.validate(frame, payload: payload, nowMs: Self.nowMs())
+        let checked = configuration.validator.validate(frame, payload: payload, nowMs: clock.nowMs)
         if checked.refusedSamples > 0 {
             logger.warning("bot \(session.botName) batch \(frame.bootEpoch)/\(frame.sequence): refused \(checked.refusedSamples) samples (non-finite value or timestamp outside the accepted window)")
         }
@@ -204,11 +208,11 @@ public final class IngestSession {
             case .stored:
                 counters?.stored(batch: batch)
                 onStored?(session, batch)
-                machine.sent(nowMs: Self.nowMs())
+                machine.sent(nowMs: clock.nowMs)
                 return [.send(.ack(ack(frame, .stored, batch)))]
             case .duplicate:
                 counters?.duplicate()
-                machine.sent(nowMs: Self.nowMs())
+                machine.sent(nowMs: clock.nowMs)
                 return [.send(.ack(ack(frame, .duplicate, nil)))]
             case .leaseLost:
                 counters?.storeSucceeded()
@@ -257,5 +261,6 @@ public final class IngestSession {
         }
     }
 
-    public static func nowMs() -> Int64 { Int64(Date().timeIntervalSince1970 * 1000) }
+    /// Unix milliseconds now (the system's wall clock).
+    public static func nowMs() -> Int64 { SystemClock.wall.nowMs }
 }

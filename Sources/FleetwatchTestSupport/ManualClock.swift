@@ -1,6 +1,11 @@
-/// A wall clock in milliseconds that tests move by hand, for the pure state machines.
-public struct ManualClock: Sendable {
-    public private(set) var nowMs: Int64
-    public init(startMs: Int64 = 1_700_000_000_000) { nowMs = startMs }
-    public mutating func advance(ms: Int64) { nowMs += ms }
+import FleetwatchProtocol
+import Synchronization
+
+/// A clock in milliseconds that tests move by hand. Shared by reference: the test advances it while the
+/// component under test reads it.
+public final class ManualClock: MillisecondClock {
+    private let now: Mutex<Int64>
+    public init(startMs: Int64 = 1_700_000_000_000) { now = Mutex(startMs) }
+    public var nowMs: Int64 { now.withLock { $0 } }
+    public func advance(ms: Int64) { now.withLock { $0 += ms } }
 }

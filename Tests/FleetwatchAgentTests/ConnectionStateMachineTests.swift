@@ -9,7 +9,7 @@ import Testing
 
     @Test func happyPath() {
         var m = ConnectionStateMachine()
-        var clock = ManualClock()
+        let clock = ManualClock()
         #expect(m.start() == .connect)
         #expect(m.opened(nowMs: clock.nowMs) == .sendHello)
         #expect(!m.isStreaming)
@@ -24,7 +24,7 @@ import Testing
     /// A half-open connection is noticed within two heartbeat intervals.
     @Test func silentHubIsClosedAfterTwoIntervals() {
         var m = ConnectionStateMachine()
-        var clock = ManualClock()
+        let clock = ManualClock()
         _ = m.start()
         _ = m.opened(nowMs: clock.nowMs)
         _ = m.welcomed(Self.welcome, nowMs: clock.nowMs)
@@ -48,7 +48,7 @@ import Testing
 
     @Test func failedConnectsBackOffAndStableConnectionsReset() {
         var m = ConnectionStateMachine(backoff: Backoff(initial: .milliseconds(100), maximum: .seconds(10), jitter: 0))
-        var clock = ManualClock()
+        let clock = ManualClock()
         _ = m.start()
         #expect(m.connectFailed(nowMs: clock.nowMs, random: 0) == .wait(.milliseconds(100)))
         #expect(m.waited() == .connect)

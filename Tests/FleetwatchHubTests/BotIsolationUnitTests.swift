@@ -1,6 +1,7 @@
 @testable import FleetwatchHub
 import FleetwatchIngest
 import FleetwatchProtocol
+import FleetwatchTestSupport
 import Foundation
 import Testing
 
@@ -56,6 +57,27 @@ import Testing
         #expect(await limiter.attempt(address: "10.0.2.1", user: "admin") == .onlyFromKnownAddress)
         let keys = await limiter.keyCounts
         #expect(keys.address <= 10_000 && keys.pair <= 10_000 && keys.user <= 10_000)
+    }
+
+    /// The lock-outs last one minute on the limiter's clock (moved by hand here: no waiting).
+    @Test func lockOutsEndWhenTheirMinuteHasPassed() async {
+        let clock = ManualClock()
+        let limiter = LoginLimiter(perMinute: 3, clock: clock)
+        for _ in 0..<3 {
+            _ = await limiter.attempt(address: "10.0.0.66", user: "admin")
+            await limiter.failed(address: "10.0.0.66", user: "admin")
+        }
+        #expect(await limiter.attempt(address: "10.0.0.66", user: "admin") == .refused)
+        clock.advance(ms: 59_999)
+        #expect(await limiter.attempt(address: "10.0.0.66", user: "admin") == .refused)
+        clock.advance(ms: 60_001)
+        #expect(await limiter.attempt(address: "10.0.0.66", user: "admin") == .allowed)
+        let requests = RequestLimiter(perMinute: 2, clock: clock)
+        #expect(await requests.allow("token"))
+        #expect(await requests.allow("token"))
+        #expect(await !requests.allow("token"))
+        clock.advance(ms: 60_000)
+        #expect(await requests.allow("token"))
     }
 
     /// A refused attempt's kind is its actor, role, address and reason: one row at once, the rest counted.

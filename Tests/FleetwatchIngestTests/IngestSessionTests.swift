@@ -189,7 +189,7 @@ import Testing
 
 @Suite struct IngestSessionMachineTests {
     @Test func helloTimeoutHeartbeatsAndSilence() {
-        var clock = ManualClock()
+        let clock = ManualClock()
         var m = IngestSessionMachine(nowMs: clock.nowMs, heartbeatMs: 1000, helloTimeoutMs: 5000)
         clock.advance(ms: 5001)
         guard case .close(.helloExpected, _) = m.tick(nowMs: clock.nowMs) else { Issue.record("no hello timeout"); return }

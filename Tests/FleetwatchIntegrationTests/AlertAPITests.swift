@@ -100,7 +100,14 @@ struct AlertAPITests {
         let second = try AlertEndToEndTests.agent("quiet-bot", hub: hub.agentURL)
         let t2 = Task { try await second.run() }
         defer { t2.cancel() }
-        try await AlertEndToEndTests.send(second, memory: 100)
+        // The bot is back and keeps reporting (a single batch would leave it silent again 5 s later).
+        let reporting = Task {
+            while !Task.isCancelled {
+                try await AlertEndToEndTests.send(second, memory: 100)
+                try await Task.sleep(for: .seconds(1))
+            }
+        }
+        defer { reporting.cancel() }
         #expect(try await eventually(.seconds(30)) { await receiver.events("resolved").contains { $0.json["rule"] == "bot_silent" } })
         #expect(await receiver.events("fired").filter { $0.json["rule"] == "bot_silent" }.count == 1)
         await hub.kill(SIGTERM)
