@@ -148,6 +148,20 @@ struct AlertmanagerResender: Service {
 }
 
 /// Runs the alert engine in the service group; on shutdown it stops taking batches and drains.
+/// Runs the alert fan-out; it stops after the services that raise alerts (it is listed before them), so their
+/// last events still go out, and retries end with it.
+struct DispatcherService: Service {
+    let dispatcher: Dispatcher
+
+    func run() async throws {
+        await withGracefulShutdownHandler {
+            await dispatcher.run()
+        } onGracefulShutdown: {
+            dispatcher.finish()
+        }
+    }
+}
+
 struct AlertEngineService: Service {
     let engine: AlertEngine
 

@@ -121,6 +121,8 @@ public struct HubApplication: Sendable {
         }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: health),
+            // Early in the list, so it stops late: the alerts raised while the others stop still go out.
+            .init(service: DispatcherService(dispatcher: alerting.dispatcher)),
             .init(service: reads.0),
             .init(service: partitions),
             .init(service: NotificationListener(client: client, logger: logger, subscriptions: subscriptions)),

@@ -3,9 +3,10 @@ import FleetwatchProtocol
 import Logging
 import Synchronization
 
-/// Fans each alert event out to every channel, each in its own task, so a slow or dead channel never
-/// delays another one or the caller. Retries retryable failures with capped exponential backoff; every
-/// attempt goes to the ledger.
+/// Fans each alert event out to every channel, each in its own child task of `run`, so a slow or dead channel
+/// never delays another one or the caller. Retries retryable failures with capped exponential backoff; every
+/// attempt goes to the ledger. `finish` ends it: events after it are not sent (and say so in the log), sends
+/// under way finish their current attempt and retry no more, and `run` returns when they have.
 public final class Dispatcher: AlertSink {
     public struct RetryPolicy: Sendable {
         public var maxAttempts = 5
@@ -14,23 +15,44 @@ public final class Dispatcher: AlertSink {
         public init() {}
     }
 
-    private let notifiers = Mutex<[any Notifier]>([])
+    private let notifiers: [any Notifier]
     let ledger: (any NotificationLedger)?
     let retry: RetryPolicy
     let logger: Logger
+    private let jobs: AsyncStream<(AlertEvent, any Notifier)>
+    private let jobsContinuation: AsyncStream<(AlertEvent, any Notifier)>.Continuation
+    private let stopping = Atomic<Bool>(false)
 
     public init(notifiers: [any Notifier], ledger: (any NotificationLedger)?, retry: RetryPolicy = RetryPolicy(), logger: Logger) {
-        self.notifiers.withLock { $0 = notifiers }
+        self.notifiers = notifiers
         self.ledger = ledger
         self.retry = retry
         self.logger = logger
+        (jobs, jobsContinuation) = AsyncStream.makeStream(of: (AlertEvent, any Notifier).self)
     }
 
+    /// Hands `event` to every channel of its level without waiting for any of them.
     public func deliver(_ event: AlertEvent) async {
-        let targets = notifiers.withLock { $0 }.filter { event.level >= $0.minimumLevel }
-        for notifier in targets {
-            Task { await self.send(event, to: notifier) }
+        for notifier in notifiers where event.level >= notifier.minimumLevel {
+            if case .terminated = jobsContinuation.yield((event, notifier)) {
+                logger.warning("alert \(event.alertID) \(event.kind.rawValue) not sent by \(notifier.name): the hub is stopping")
+            }
         }
+    }
+
+    /// Sends what `deliver` hands over, each send a child task, until `finish` and every send under way is done.
+    public func run() async {
+        await withDiscardingTaskGroup { group in
+            for await (event, notifier) in jobs {
+                group.addTask { await self.send(event, to: notifier) }
+            }
+        }
+    }
+
+    /// No new events; sends under way end after their current attempt.
+    public func finish() {
+        stopping.store(true, ordering: .relaxed)
+        jobsContinuation.finish()
     }
 
     private func send(_ event: AlertEvent, to notifier: any Notifier) async {
@@ -55,9 +77,21 @@ public final class Dispatcher: AlertSink {
                     logger.error("alert \(event.alertID) \(event.kind.rawValue) not delivered by \(notifier.name) after \(attempt) attempt(s): \(error)")
                     return
                 }
-                try? await Task.sleep(for: delay)
+                await pause(delay)
+                if stopping.load(ordering: .relaxed) {
+                    logger.error("alert \(event.alertID) \(event.kind.rawValue) not delivered by \(notifier.name): the hub stopped before attempt \(attempt + 1)")
+                    return
+                }
                 delay = min(delay * 2, retry.maximumDelay)
             }
+        }
+    }
+
+    /// Waits `delay`, or less once the dispatcher is stopping.
+    private func pause(_ delay: Duration) async {
+        let end = ContinuousClock.now + delay
+        while ContinuousClock.now < end, !stopping.load(ordering: .relaxed) {
+            try? await Task.sleep(for: min(.milliseconds(100), end - ContinuousClock.now))
         }
     }
 }

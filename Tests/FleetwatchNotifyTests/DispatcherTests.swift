@@ -30,6 +30,25 @@ final class MemoryLedger: NotificationLedger, Sendable {
         for _ in 0..<500 where !condition() { try? await Task.sleep(for: .milliseconds(5)) }
     }
 
+    /// Stopping ends retries: a send waiting to retry gives up, and `run` returns without waiting out the
+    /// backoff; an event after the stop is not sent.
+    @Test(.timeLimit(.minutes(1)))
+    func finishingEndsRetries() async {
+        let ledger = MemoryLedger()
+        var slow = Dispatcher.RetryPolicy()
+        slow.initialDelay = .seconds(3600)
+        let d = Dispatcher(notifiers: [CallbackNotifier(name: "down") { _ in throw NotifyError("refused", retryable: true) }],
+                           ledger: ledger, retry: slow, logger: Logger(label: "t"))
+        let running = Task { await d.run() }
+        await d.deliver(Self.event)
+        await Self.wait { ledger.all == ["down/1/retrying"] }
+        d.finish()
+        await running.value
+        await d.deliver(Self.event)
+        try? await Task.sleep(for: .milliseconds(50))
+        #expect(ledger.all == ["down/1/retrying"])
+    }
+
     @Test func retryableFailuresAreRetriedOthersAreNot() async {
         let ledger = MemoryLedger()
         let flaky = Mutex(0)
@@ -41,6 +60,8 @@ final class MemoryLedger: NotificationLedger, Sendable {
             CallbackNotifier(name: "rejects") { _ in throw NotifyError("400", retryable: false) },
             CallbackNotifier(name: "down") { _ in throw NotifyError("refused", retryable: true) },
         ], ledger: ledger, retry: Self.fast(), logger: Logger(label: "t"))
+        let running = Task { await d.run() }
+        defer { running.cancel() }
         await d.deliver(Self.event)
         await Self.wait { ledger.all.count >= 7 }
         let rows = Set(ledger.all)
@@ -54,6 +75,8 @@ final class MemoryLedger: NotificationLedger, Sendable {
             CallbackNotifier(name: "slow") { _ in try await Task.sleep(for: .seconds(30)) },
             CallbackNotifier(name: "fast") { _ in },
         ], ledger: ledger, retry: Self.fast(), logger: Logger(label: "t"))
+        let running = Task { await d.run() }
+        defer { running.cancel() }
         let start = ContinuousClock.now
         await d.deliver(Self.event)
         #expect(ContinuousClock.now - start < .seconds(1))
@@ -67,6 +90,8 @@ final class MemoryLedger: NotificationLedger, Sendable {
             CallbackNotifier(name: "critical-only", minimumLevel: .critical) { _ in },
             CallbackNotifier(name: "all") { _ in },
         ], ledger: ledger, retry: Self.fast(), logger: Logger(label: "t"))
+        let running = Task { await d.run() }
+        defer { running.cancel() }
         await d.deliver(Self.event)
         var silenced = Self.event
         silenced.silenced = true
