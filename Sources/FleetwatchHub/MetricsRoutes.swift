@@ -89,19 +89,12 @@ struct MetricsRoutes: Sendable {
     static let ranges: [String: Double] = ["1h": 3600, "6h": 6 * 3600, "24h": 86_400, "7d": 7 * 86_400, "30d": 30 * 86_400]
 
     func snapshot(bot: String?) async throws -> [Snapshot] {
-        // The newest minute of each (bot, metric) within the last day: one index range per series.
-        let rows = try await client.query("""
-            SELECT DISTINCT ON (r.bot_id, r.metric_id) b.name, m.name, r.bucket, r.last
-            FROM rollup_1m r JOIN bots b ON b.id = r.bot_id JOIN metrics m ON m.id = r.metric_id
-            WHERE r.bucket > now() - interval '1 day' AND (\(bot)::text IS NULL OR b.name = \(bot))
-            ORDER BY r.bot_id, r.metric_id, r.bucket DESC
-            """, logger: logger)
         var byBot: [String: (Date?, [String: Double])] = [:]
-        for try await (name, metric, bucket, last) in rows.decode((String, String, Date, Double).self) {
-            var entry = byBot[name] ?? (nil, [:])
-            entry.1[metric] = last
-            entry.0 = max(entry.0 ?? bucket, bucket)
-            byBot[name] = entry
+        for m in try await MetricHistory(client: client, logger: logger).newestMinutes(bot: bot) {
+            var entry = byBot[m.bot] ?? (nil, [:])
+            entry.1[m.metric] = m.last
+            entry.0 = max(entry.0 ?? m.minute, m.minute)
+            byBot[m.bot] = entry
         }
         // The newest batches (any replica's) are fresher than the minute rollups.
         let live = await fleet.live.all().filter { bot == nil || $0.key == bot }
@@ -116,70 +109,37 @@ struct MetricsRoutes: Sendable {
         return byBot.keys.sorted().map { Snapshot(bot: $0, at: byBot[$0]!.0, metrics: byBot[$0]!.1, states: texts[$0] ?? [:]) }
     }
 
+    private var historyStore: MetricHistory { MetricHistory(client: historySource, logger: logger) }
+
     /// Every numeric metric of `bot`, grouped by point in time; 404 for an unknown bot.
     func botHistory(bot: String, range: String, seconds: Double) async throws -> BotHistory {
-        guard try await historySource.query("SELECT 1 FROM bots WHERE name = \(bot)", logger: logger).decode(Int.self).first(where: { _ in true }) != nil else {
-            throw HTTPError(.notFound, message: "no bot named \(bot)")
-        }
-        let resolution = seconds <= 3600 ? "raw" : seconds <= 86_400 ? "1m" : "1h"
-        let since = Date().addingTimeInterval(-seconds)
-        let rows: PostgresRowSequence
-        switch resolution {
-        case "raw":
-            rows = try await historySource.query("""
-                SELECT ts, metric, value FROM sample_points WHERE bot = \(bot) AND ts >= \(since) AND value IS NOT NULL ORDER BY ts
-                """, logger: logger)
-        case "1m":
-            rows = try await historySource.query("""
-                SELECT minute, metric, avg FROM review_metric_minute WHERE bot = \(bot) AND minute >= \(since) ORDER BY minute
-                """, logger: logger)
-        default:
-            rows = try await historySource.query("""
-                SELECT hour, metric, avg FROM review_metric_hour WHERE bot = \(bot) AND hour >= \(since) ORDER BY hour
-                """, logger: logger)
-        }
+        guard try await historyStore.botExists(bot) else { throw HTTPError(.notFound, message: "no bot named \(bot)") }
+        let resolution = MetricHistory.Resolution(rangeSeconds: seconds)
+        let points = try await historyStore.bot(bot, since: Date().addingTimeInterval(-seconds), resolution: resolution)
         var entries: [BotHistory.Entry] = []
         var current: (Date, [String: Double])?
-        for try await (at, metric, value) in rows.decode((Date, String, Double?).self) {
-            guard let value else { continue }
-            if current?.0 != at {
+        for p in points {
+            guard let value = p.avg else { continue }
+            if current?.0 != p.at {
                 if let c = current { entries.append(.init(timestamp: c.0.timeIntervalSince1970, metrics: c.1)) }
-                current = (at, [:])
+                current = (p.at, [:])
             }
-            current?.1[metric] = value
+            current?.1[p.metric] = value
         }
         if let c = current { entries.append(.init(timestamp: c.0.timeIntervalSince1970, metrics: c.1)) }
-        return BotHistory(bot: bot, range: range, resolution: resolution, history: entries, dataAgeSeconds: reads?.dataAge)
+        return BotHistory(bot: bot, range: range, resolution: resolution.rawValue, history: entries, dataAgeSeconds: reads?.dataAge)
     }
 
     /// Raw samples for an hour, 1-minute rollups up to a day, 1-hour rollups beyond.
     func history(bot: String?, metric: String, range: String, seconds: Double) async throws -> [History] {
-        let resolution = seconds <= 3600 ? "raw" : seconds <= 86_400 ? "1m" : "1h"
-        let since = Date().addingTimeInterval(-seconds)
-        let rows: PostgresRowSequence
-        switch resolution {
-        case "raw":
-            rows = try await historySource.query("""
-                SELECT bot, ts, value, value, value, value, NULL::float8 FROM sample_points
-                WHERE metric = \(metric) AND ts >= \(since) AND value IS NOT NULL AND (\(bot)::text IS NULL OR bot = \(bot))
-                ORDER BY bot, ts
-                """, logger: logger)
-        case "1m":
-            rows = try await historySource.query("""
-                SELECT bot, minute, avg, min, max, last, increase FROM review_metric_minute
-                WHERE metric = \(metric) AND minute >= \(since) AND (\(bot)::text IS NULL OR bot = \(bot)) ORDER BY bot, minute
-                """, logger: logger)
-        default:
-            rows = try await historySource.query("""
-                SELECT bot, hour, avg, min, max, last, increase FROM review_metric_hour
-                WHERE metric = \(metric) AND hour >= \(since) AND (\(bot)::text IS NULL OR bot = \(bot)) ORDER BY bot, hour
-                """, logger: logger)
-        }
+        let resolution = MetricHistory.Resolution(rangeSeconds: seconds)
         var byBot: [String: [Point]] = [:]
-        for try await r in rows.decode((String, Date, Double?, Double?, Double?, Double?, Double?).self) {
-            byBot[r.0, default: []].append(Point(t: r.1, avg: r.2, min: r.3, max: r.4, last: r.5, increase: r.6))
+        for p in try await historyStore.metric(metric, bot: bot, since: Date().addingTimeInterval(-seconds), resolution: resolution) {
+            byBot[p.bot, default: []].append(Point(t: p.at, avg: p.avg, min: p.min, max: p.max, last: p.last, increase: p.increase))
         }
         let age = reads?.dataAge
-        return byBot.keys.sorted().map { History(bot: $0, metric: metric, range: range, resolution: resolution, points: byBot[$0]!, dataAgeSeconds: age) }
+        return byBot.keys.sorted().map {
+            History(bot: $0, metric: metric, range: range, resolution: resolution.rawValue, points: byBot[$0]!, dataAgeSeconds: age)
+        }
     }
 }
