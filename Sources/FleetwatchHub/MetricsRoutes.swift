@@ -115,7 +115,7 @@ struct MetricsRoutes: Sendable {
     func botHistory(bot: String, range: String, seconds: Double) async throws -> BotHistory {
         guard try await historyStore.botExists(bot) else { throw HTTPError(.notFound, message: "no bot named \(bot)") }
         let resolution = MetricHistory.Resolution(rangeSeconds: seconds)
-        let points = try await historyStore.bot(bot, since: Date().addingTimeInterval(-seconds), resolution: resolution)
+        let points = try await historyStore.points(bot: bot, metric: nil, since: Date().addingTimeInterval(-seconds), resolution: resolution)
         var entries: [BotHistory.Entry] = []
         var current: (Date, [String: Double])?
         for p in points {
@@ -134,7 +134,7 @@ struct MetricsRoutes: Sendable {
     func history(bot: String?, metric: String, range: String, seconds: Double) async throws -> [History] {
         let resolution = MetricHistory.Resolution(rangeSeconds: seconds)
         var byBot: [String: [Point]] = [:]
-        for p in try await historyStore.metric(metric, bot: bot, since: Date().addingTimeInterval(-seconds), resolution: resolution) {
+        for p in try await historyStore.points(bot: bot, metric: metric, since: Date().addingTimeInterval(-seconds), resolution: resolution) {
             byBot[p.bot, default: []].append(Point(t: p.at, avg: p.avg, min: p.min, max: p.max, last: p.last, increase: p.increase))
         }
         let age = reads?.dataAge

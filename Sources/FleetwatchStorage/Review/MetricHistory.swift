@@ -63,55 +63,31 @@ public struct MetricHistory: Sendable {
         try await client.query("SELECT 1 FROM bots WHERE name = \(bot)", logger: logger).decode(Int.self).first { _ in true } != nil
     }
 
-    /// Every numeric metric of `bot` since `since`, in time order (avg for rollups; every column is the value
-    /// for raw samples).
-    public func bot(_ bot: String, since: Date, resolution: Resolution) async throws -> [Point] {
+    /// Points since `since` of one bot or all, one metric or all, ordered by bot then time (every column is
+    /// the value for raw samples; rollups carry avg, min, max, last and the counter increase).
+    public func points(bot: String?, metric: String?, since: Date, resolution: Resolution) async throws -> [Point] {
         let rows: PostgresRowSequence
         switch resolution {
         case .raw:
             rows = try await client.query("""
                 SELECT bot, metric, ts, value, value, value, value, NULL::float8 FROM sample_points
-                WHERE bot = \(bot) AND ts >= \(since) AND value IS NOT NULL ORDER BY ts
-                """, logger: logger)
-        case .minute:
-            rows = try await client.query("""
-                SELECT bot, metric, minute, avg, min, max, last, increase FROM review_metric_minute
-                WHERE bot = \(bot) AND minute >= \(since) ORDER BY minute
-                """, logger: logger)
-        case .hour:
-            rows = try await client.query("""
-                SELECT bot, metric, hour, avg, min, max, last, increase FROM review_metric_hour
-                WHERE bot = \(bot) AND hour >= \(since) ORDER BY hour
-                """, logger: logger)
-        }
-        return try await Self.points(rows)
-    }
-
-    /// One metric since `since`, of one bot or all, ordered by bot then time.
-    public func metric(_ metric: String, bot: String?, since: Date, resolution: Resolution) async throws -> [Point] {
-        let rows: PostgresRowSequence
-        switch resolution {
-        case .raw:
-            rows = try await client.query("""
-                SELECT bot, metric, ts, value, value, value, value, NULL::float8 FROM sample_points
-                WHERE metric = \(metric) AND ts >= \(since) AND value IS NOT NULL AND (\(bot)::text IS NULL OR bot = \(bot))
+                WHERE ts >= \(since) AND value IS NOT NULL AND (\(bot)::text IS NULL OR bot = \(bot))
+                  AND (\(metric)::text IS NULL OR metric = \(metric))
                 ORDER BY bot, ts
                 """, logger: logger)
         case .minute:
             rows = try await client.query("""
                 SELECT bot, metric, minute, avg, min, max, last, increase FROM review_metric_minute
-                WHERE metric = \(metric) AND minute >= \(since) AND (\(bot)::text IS NULL OR bot = \(bot)) ORDER BY bot, minute
+                WHERE minute >= \(since) AND (\(bot)::text IS NULL OR bot = \(bot)) AND (\(metric)::text IS NULL OR metric = \(metric))
+                ORDER BY bot, minute
                 """, logger: logger)
         case .hour:
             rows = try await client.query("""
                 SELECT bot, metric, hour, avg, min, max, last, increase FROM review_metric_hour
-                WHERE metric = \(metric) AND hour >= \(since) AND (\(bot)::text IS NULL OR bot = \(bot)) ORDER BY bot, hour
+                WHERE hour >= \(since) AND (\(bot)::text IS NULL OR bot = \(bot)) AND (\(metric)::text IS NULL OR metric = \(metric))
+                ORDER BY bot, hour
                 """, logger: logger)
         }
-        return try await Self.points(rows)
-    }
-
-    private static func points(_ rows: PostgresRowSequence) async throws -> [Point] {
         var out: [Point] = []
         for try await r in rows.decode((String, String, Date, Double?, Double?, Double?, Double?, Double?).self) {
             out.append(Point(bot: r.0, metric: r.1, at: r.2, avg: r.3, min: r.4, max: r.5, last: r.6, increase: r.7))
