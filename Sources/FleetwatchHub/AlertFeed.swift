@@ -58,7 +58,7 @@ struct DashboardNotifier: Notifier {
     let logger: Logger
 
     func notify(_ event: AlertEvent) async throws {
-        try await client.query("SELECT pg_notify(\(AlertFeed.channel), \(AlertFeed.encode(event)))", logger: logger)
+        try await Broadcast(client: client, logger: logger).publish(AlertFeed.channel, AlertFeed.encode(event))
     }
 }
 
@@ -113,10 +113,9 @@ struct PostgresNotificationLedger: NotificationLedger {
     func record(_ event: AlertEvent, channel: String, attempt: Int, outcome: String, error: String?, durationMs: Double) async {
         metrics?.notificationAttempt(channel: channel, outcome: outcome)
         do {
-            try await client.query("""
-                INSERT INTO notifications (alert_id, event, channel, attempt, outcome, error, hub, duration_ms)
-                VALUES (\(event.alertID), \(event.kind.rawValue), \(channel), \(attempt), \(outcome), \(error), \(hubID), \(durationMs))
-                """, logger: logger)
+            try await AlertHistory(client: client, logger: logger).recordDelivery(
+                alertID: event.alertID, event: event.kind.rawValue, channel: channel, attempt: attempt, outcome: outcome,
+                error: error, hub: hubID, durationMs: durationMs)
         } catch {
             logger.error("notification ledger: cannot record \(channel) attempt \(attempt) of alert \(event.alertID): \(String(reflecting: error))")
         }

@@ -32,10 +32,7 @@ struct BotExposition: Sendable {
     }
 
     func render() async throws -> String {
-        var kinds: [String: String] = [:]
-        for try await (name, kind) in try await client.query("SELECT name, kind FROM metrics", logger: logger).decode((String, String).self) {
-            kinds[name] = kind
-        }
+        let kinds = try await BotRegistry(client: client, logger: logger).metricKinds()
         let rows = try await fleet.rows(bot: nil)
         let values = try await snapshot()
         var text = Text()

@@ -14,13 +14,7 @@ public struct HubAdmin: Sendable {
         self.logger = logger
     }
 
-    public struct BotSummary: Sendable {
-        public let name: String
-        public let profile: String
-        public let hasToken: Bool
-        public let connected: Bool
-        public let lastSeen: Date?
-    }
+    public typealias BotSummary = BotRegistry.Summary
 
     /// Runs `body` against a migrated database.
     func withDatabase<T: Sendable>(_ body: @Sendable @escaping (PostgresClient) async throws -> T) async throws -> T {
@@ -51,18 +45,11 @@ public struct HubAdmin: Sendable {
         let token = BotToken.generate()
         let hash = BotToken.hash(token)
         let logger = self.logger
-        let inserted = try await withDatabase { client in
-            if let profile, try await client.query("SELECT 1 FROM threshold_profiles WHERE name = \(profile)", logger: logger)
-                .decode(Int.self).first(where: { _ in true }) == nil {
-                throw StorageError("no threshold profile named \(profile) (built in: default, production, development)")
-            }
-            return try await client.query("""
-                INSERT INTO bots (name, profile, token_hash, token_issued_at) VALUES (\(bot), \(profile), \(hash), now())
-                ON CONFLICT (name) DO NOTHING RETURNING id
-                """, logger: logger).decode(Int32.self).first { _ in true } != nil
+        switch try await withDatabase({ client in try await BotRegistry(client: client, logger: logger).add(bot, profile: profile, tokenHash: hash) }) {
+        case .added: return token
+        case .noSuchProfile: throw StorageError("no threshold profile named \(profile ?? "") (built in: default, production, development)")
+        case .exists: throw StorageError("bot \(bot) already exists; use `monitor-hub bots rotate-token \(bot)` for a new token")
         }
-        guard inserted else { throw StorageError("bot \(bot) already exists; use `monitor-hub bots rotate-token \(bot)` for a new token") }
-        return token
     }
 
     /// Replaces `bot`'s token and returns the new one.
@@ -80,34 +67,13 @@ public struct HubAdmin: Sendable {
 
     private func setHash(_ bot: String, _ hash: ByteBuffer?) async throws {
         let logger = self.logger
-        let found = try await withDatabase { client in
-            // The lease is taken back (nothing the old connection still sends counts), and the NOTIFY (delivered at
-            // commit) makes every replica close the bot's connections at once; the lease check catches a missed one.
-            try await client.query("""
-                WITH u AS (UPDATE bots SET token_hash = \(hash), token_issued_at = now(), connection_id = NULL, connected_hub = NULL
-                           WHERE name = \(bot) RETURNING id)
-                SELECT u.id FROM u CROSS JOIN LATERAL (SELECT pg_notify(\(Self.tokenChannel), \(bot))) AS n
-                """, logger: logger).decode(Int32.self).first { _ in true } != nil
-        }
+        let found = try await withDatabase { client in try await BotRegistry(client: client, logger: logger).setToken(bot, hash: hash) }
         guard found else { throw StorageError("no bot named \(bot); add it with `monitor-hub bots add \(bot)`") }
     }
 
-    /// NOTIFY channel of bot token changes; the payload is the bot's name.
-    static let tokenChannel = "fleetwatch_bot_tokens"
-
     public func listBots() async throws -> [BotSummary] {
         let logger = self.logger
-        return try await withDatabase { client in
-            var out: [BotSummary] = []
-            let rows = try await client.query("""
-                SELECT name, COALESCE(profile, 'fleet default (' || COALESCE((SELECT value FROM fleet_settings WHERE key = 'default_profile'), 'default') || ')'),
-                       token_hash IS NOT NULL, connection_id IS NOT NULL, last_seen_at FROM bots ORDER BY name
-                """, logger: logger)
-            for try await (n, p, t, c, l) in rows.decode((String, String, Bool, Bool, Date?).self) {
-                out.append(BotSummary(name: n, profile: p, hasToken: t, connected: c, lastSeen: l))
-            }
-            return out
-        }
+        return try await withDatabase { client in try await BotRegistry(client: client, logger: logger).list() }
     }
 }
 
@@ -140,10 +106,7 @@ extension HubAdmin {
     /// Allows or forbids emergency stops that liquidate `bot`'s positions.
     public func setLiquidation(bot: String, allowed: Bool) async throws {
         let logger = self.logger
-        let found = try await withDatabase { client in
-            try await client.query("UPDATE bots SET allow_liquidation = \(allowed) WHERE name = \(bot) RETURNING id", logger: logger)
-                .decode(Int32.self).first { _ in true } != nil
-        }
+        let found = try await withDatabase { client in try await BotRegistry(client: client, logger: logger).setLiquidation(bot, allowed: allowed) }
         guard found else { throw StorageError("no bot named \(bot)") }
     }
 
@@ -152,31 +115,17 @@ extension HubAdmin {
     public func setMetricNameLimit(bot: String, limit: Int?) async throws -> (limit: Int?, used: Int) {
         if let limit, !(1...1_000_000).contains(limit) { throw StorageError("a metric-name limit is 1–1000000") }
         let logger = self.logger
-        let row = try await withDatabase { client in
-            try await client.query("""
-                WITH u AS (UPDATE bots SET max_metric_names = \(limit.map(Int32.init)) WHERE name = \(bot)
-                           RETURNING id, max_metric_names)
-                SELECT u.max_metric_names, (SELECT count(*) FROM bot_metrics bm WHERE bm.bot_id = u.id)
-                FROM u, LATERAL (SELECT pg_notify(\(PostgresIngestStore.metricLimitChannel), u.id::text)) n
-                """, logger: logger).decode((Int32?, Int64).self).first { _ in true }
-        }
-        guard let (stored, used) = row else { throw StorageError("no bot named \(bot)") }
-        return (stored.map(Int.init), Int(used))
+        let row = try await withDatabase { client in try await BotRegistry(client: client, logger: logger).setMetricNameLimit(bot, limit: limit) }
+        guard let row else { throw StorageError("no bot named \(bot)") }
+        return row
     }
 
     /// The metric names `bot` has used, in the order it first sent them.
     public func metricNames(bot: String) async throws -> (limit: Int?, names: [String]) {
         let logger = self.logger
-        return try await withDatabase { client in
-            guard let limit = try await client.query("SELECT max_metric_names FROM bots WHERE name = \(bot)", logger: logger)
-                .decode(Int32?.self).first(where: { _ in true }) else { throw StorageError("no bot named \(bot)") }
-            var names: [String] = []
-            for try await name in try await client.query("""
-                SELECT m.name FROM bot_metrics bm JOIN metrics m ON m.id = bm.metric_id JOIN bots b ON b.id = bm.bot_id
-                WHERE b.name = \(bot) ORDER BY bm.first_seen_at, m.name
-                """, logger: logger).decode(String.self) { names.append(name) }
-            return (limit.map(Int.init), names)
-        }
+        let found = try await withDatabase { client in try await BotRegistry(client: client, logger: logger).metricNames(bot) }
+        guard let found else { throw StorageError("no bot named \(bot)") }
+        return found
     }
 }
 
@@ -243,13 +192,13 @@ extension HubAdmin {
         let logger = self.logger
         let days = max(1, Int((to.timeIntervalSince(from) / 86_400).rounded(.up)))
         return try await withDatabase { client in
+            let review = WeeklyReview(client: client, logger: logger)
             var total = 0
             var start = from
             var done = 0
             while start < to {
                 let end = min(start.addingTimeInterval(86_400), to)
-                total += try await client.query("SELECT fleetwatch_rollup(\(start), \(end))", logger: logger)
-                    .decode(Int.self).first { _ in true } ?? 0
+                total += try await review.rollup(from: start, to: end)
                 start = end
                 done += 1
                 progress(done, days, total)
@@ -282,18 +231,12 @@ extension HubAdmin {
             try await Migrator(client: client, logger: logger).migrate()
         }
         return try await withPostgresClient(PostgresClient(configuration: try admin.clientConfiguration(maxConnections: 1), backgroundLogger: logger)) { client in
-            // The name is checked above; the functions quote it (format %I) and the password (%L).
+            let analysts = Analysts(client: client, logger: logger)
             if given == nil {
-                try await client.query("SELECT fleetwatch_create_analyst(\(name), \(password))", logger: logger)
+                try await analysts.create(name, password: password)
                 return (password, true)
             }
-            do {
-                let created = try await client.query("SELECT fleetwatch_ensure_analyst(\(name), \(password))", logger: logger)
-                    .decode(Bool.self).first { _ in true } ?? false
-                return (password, created)
-            } catch let error as PSQLError where error.serverInfo?[.sqlState] == "P0001" {
-                throw StorageError(error.serverInfo?[.message] ?? "PostgreSQL refused the login \(name)")
-            }
+            return (password, try await analysts.ensure(name, password: password))
         }
     }
 

@@ -100,7 +100,7 @@ public struct HubApplication: Sendable {
                 if let id = Int64(payload) { await viewers.close(session: id) }
             },
             // A revoked or rotated bot token closes every connection of the bot, on every replica.
-            .init(channel: HubAdmin.tokenChannel) { bot in
+            .init(channel: BotRegistry.tokenChannel) { bot in
                 ingestStore.forget(bot: bot)
                 await connections.revoke(bot: bot)
             },

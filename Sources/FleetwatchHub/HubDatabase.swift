@@ -51,19 +51,12 @@ public struct HubDatabase: Sendable {
     /// Warns when the hub's role can do more than own fleetwatch's objects.
     static func warnIfPrivileged(_ client: any PostgresQuerying, logger: Logger) async {
         do {
-            let rows = try await client.query("""
-                SELECT current_user::text, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls
-                FROM pg_roles WHERE rolname = current_user
-                """, logger: logger)
-            for try await (user, superuser, createRole, createDB, replication, bypass) in rows.decode((String, Bool, Bool, Bool, Bool, Bool).self) {
-                let powers = [superuser ? "SUPERUSER" : nil, createRole ? "CREATEROLE" : nil, createDB ? "CREATEDB" : nil,
-                              replication ? "REPLICATION" : nil, bypass ? "BYPASSRLS" : nil].compactMap { $0 }
-                if !powers.isEmpty {
-                    logger.warning("""
-                        the hub connects to PostgreSQL as \(user), which has \(powers.joined(separator: ", ")): \
-                        give it a role that owns only fleetwatch's database (monitor-hub database init, docs/security.md "The database role")
-                        """)
-                }
+            let (user, powers) = try await ServerFacts(client: client, logger: logger).rolePowers()
+            if !powers.isEmpty {
+                logger.warning("""
+                    the hub connects to PostgreSQL as \(user), which has \(powers.joined(separator: ", ")): \
+                    give it a role that owns only fleetwatch's database (monitor-hub database init, docs/security.md "The database role")
+                    """)
             }
         } catch {
             logger.debug("cannot check the database role's privileges: \(String(reflecting: error))")

@@ -89,7 +89,7 @@ final class HubMetrics: Sendable {
     private func refreshFromDatabase(client: any PostgresQuerying, logger: Logger) async {
         let started = ContinuousClock.now
         do {
-            _ = try await client.query("SELECT 1", logger: logger).decode(Int.self).first { _ in true }
+            try await ServerFacts(client: client, logger: logger).ping()
             pingDuration.record(ContinuousClock.now - started)
             pingSeconds.set(to: 1)
             let figures = try await FleetFigures.read(client: client, logger: logger)

@@ -33,8 +33,7 @@ struct HubRoutes: Sendable {
             // Bounded: a load balancer must get an answer even while connections to PostgreSQL hang.
             let version: Int? = await withTaskGroup(of: Int?.self) { group in
                 group.addTask {
-                    try? await client.query("SELECT COALESCE(max(version), 0) FROM schema_migrations", logger: logger)
-                        .decode(Int.self).first { _ in true } ?? 0
+                    try? await ServerFacts(client: client, logger: logger).schemaVersion()
                 }
                 group.addTask { try? await Task.sleep(for: .seconds(2)); return nil }
                 let first = await group.next() ?? nil

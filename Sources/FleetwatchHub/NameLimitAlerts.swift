@@ -76,13 +76,8 @@ struct NameLimitWatcher: Service {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {
-                    let rows = try await client.query("""
-                        SELECT b.name FROM alerts a JOIN bots b ON b.id = a.bot_id
-                        WHERE a.rule_id = \(NameLimitAlerts.rule.id) AND a.state = 'firing'
-                          AND (b.metric_names_refused_at IS NULL
-                               OR b.metric_names_refused_at < now() - \(quiet) * interval '1 second')
-                        """, logger: logger)
-                    for try await bot in rows.decode(String.self) {
+                    let scans = AlertScans(client: client, logger: logger)
+                    for bot in try await scans.quietNameLimitBots(rule: NameLimitAlerts.rule.id, quietFor: quiet) {
                         if let event = try await store.resolve(bot: bot, rule: NameLimitAlerts.rule, value: 0, state: nil) {
                             await sink.deliver(event)
                         }

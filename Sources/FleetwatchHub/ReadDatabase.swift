@@ -24,23 +24,14 @@ final class ReadDatabase: Service, Sendable {
     /// answered yet).
     var dataAge: Double? { isReplica ? age.withLock { $0 } : nil }
 
-    /// 0 when the replica has replayed everything it received (or is a primary); otherwise the time since the
-    /// last transaction it replayed.
-    static let lagQuery: PostgresQuery = """
-        SELECT CASE WHEN NOT pg_is_in_recovery() THEN 0::float8
-                    WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0::float8
-                    ELSE COALESCE(EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp())::float8, 0) END
-        """
-
     func run() async throws {
         // Nothing to watch on the primary, but a service of the group runs until shutdown.
         guard isReplica else { return try await gracefulShutdown() }
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {
-                    for try await seconds in try await self.client.query(Self.lagQuery, logger: self.logger).decode(Double.self) {
-                        self.age.withLock { $0 = max(0, seconds) }
-                    }
+                    let seconds = try await ServerFacts(client: self.client, logger: self.logger).replicationLag()
+                    self.age.withLock { $0 = seconds }
                 } catch {
                     self.age.withLock { $0 = nil }
                     self.logger.warning("read replica: cannot read its lag: \(String(reflecting: error))")

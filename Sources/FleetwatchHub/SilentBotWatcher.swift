@@ -22,12 +22,7 @@ struct SilentBotWatcher: Service {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 do {
-                    let rows = try await client.query("""
-                        SELECT b.name, EXTRACT(EPOCH FROM now() - b.last_seen_at)::float8 FROM bots b
-                        WHERE b.token_hash IS NOT NULL AND b.last_seen_at < now() - \(seconds) * interval '1 second'
-                          AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.bot_id = b.id AND a.rule_id = 'bot_silent' AND a.state = 'firing')
-                        """, logger: logger)
-                    for try await (bot, silentFor) in rows.decode((String, Double).self) {
+                    for (bot, silentFor) in try await AlertScans(client: client, logger: logger).silentBots(after: seconds, rule: rule.id) {
                         if var event = try await store.fire(bot: bot, rule: rule, value: silentFor.rounded(), state: nil) {
                             event.silenced = try await store.isSilenced(bot: bot, metric: rule.metric)
                             await sink.deliver(event)

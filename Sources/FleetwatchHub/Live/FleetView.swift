@@ -100,35 +100,14 @@ struct FleetView: Sendable {
     }
 
     func rows(bot: String?) async throws -> [Row] {
-        let stale = staleAfter.inSeconds
-        let rows = try await client.query("""
-            SELECT b.name, COALESCE(b.profile, (SELECT value FROM fleet_settings WHERE key = 'default_profile'), 'default'),
-                   CASE WHEN b.emergency_command_id IS NOT NULL THEN 'emergency'
-                        WHEN b.connection_id IS NULL THEN 'offline'
-                        WHEN b.last_seen_at IS NULL OR b.last_seen_at < now() - \(stale) * interval '1 second' THEN 'stale'
-                        ELSE 'online' END,
-                   b.connection_id IS NOT NULL, b.connected_hub, b.agent_version, b.first_seen_at, b.last_seen_at, b.created_at,
-                   b.emergency_since, b.emergency_command_id, b.allow_liquidation,
-                   count(a.id) FILTER (WHERE a.level = 'CRITICAL'), count(a.id) FILTER (WHERE a.level = 'WARNING'),
-                   count(a.id) FILTER (WHERE a.level = 'INFO'),
-                   COALESCE(array_agg(a.rule_id) FILTER (WHERE a.level = 'CRITICAL'), '{}'),
-                   COALESCE(array_agg(a.rule_id) FILTER (WHERE a.level = 'WARNING'), '{}'),
-                   COALESCE(array_agg(a.rule_id) FILTER (WHERE a.level = 'INFO'), '{}'),
-                   b.health_checked_at, b.health_status, b.health_message
-            FROM bots b LEFT JOIN alerts a ON a.bot_id = b.id AND a.state = 'firing'
-            WHERE \(bot)::text IS NULL OR b.name = \(bot)
-            GROUP BY b.id ORDER BY b.name
-            """, logger: logger)
-        var out: [Row] = []
-        for try await row in rows {
-            let r = try row.decode((String, String, String, Bool, String?, String?, Date?, Date?, Date, Date?, UUID?, Bool,
-                                    Int64, Int64, Int64, [String], [String], [String], Date?, String?, String?).self)
-            var entry = Row(name: r.0, profile: r.1, state: r.2, connected: r.3, hub: r.4, version: r.5, first: r.6, last: r.7,
-                            created: r.8, emergencySince: r.9, emergencyCommand: r.10, allowLiquidation: r.11,
-                            alerts: AlertCounts(critical: r.12, warning: r.13, info: r.14))
-            entry.firing = (r.15, r.16, r.17)
-            if let at = r.18, let status = r.19 { entry.check = HealthCheck(at: at, status: status, message: r.20 ?? "") }
-            out.append(entry)
+        let out = try await FleetRoster(client: client, logger: logger).bots(bot, staleAfter: staleAfter.inSeconds).map { b in
+            var entry = Row(name: b.name, profile: b.profile, state: b.state, connected: b.connected, hub: b.hub, version: b.version,
+                            first: b.first, last: b.last, created: b.created, emergencySince: b.emergencySince,
+                            emergencyCommand: b.emergencyCommand, allowLiquidation: b.allowLiquidation,
+                            alerts: AlertCounts(critical: Int64(b.critical.count), warning: Int64(b.warning.count), info: Int64(b.info.count)))
+            entry.firing = (b.critical, b.warning, b.info)
+            entry.check = b.check.map { HealthCheck(at: $0.at, status: $0.status, message: $0.message) }
+            return entry
         }
         if let bot, out.isEmpty { throw HTTPError(.notFound, message: "no bot named \(bot)") }
         return out

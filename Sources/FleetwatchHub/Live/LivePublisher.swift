@@ -73,7 +73,7 @@ final class LivePublisher: Service, Sendable {
         guard !updates.isEmpty else { return }
         for payload in Self.pack(updates) {
             do {
-                try await client.query("SELECT pg_notify(\(Self.channel), \(payload))", logger: logger)
+                try await Broadcast(client: client, logger: logger).publish(Self.channel, payload)
             } catch {
                 // Live values only: the next batch carries newer ones, and the tables hold everything.
                 logger.debug("cannot publish live values: \(String(reflecting: error))")

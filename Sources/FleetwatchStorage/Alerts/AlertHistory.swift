@@ -139,4 +139,13 @@ public struct AlertHistory: Sendable {
         }
         return out
     }
+
+    /// Records one delivery attempt of an alert event in the notification ledger.
+    public func recordDelivery(alertID: Int64, event: String, channel: String, attempt: Int, outcome: String, error: String?,
+                               hub: String, durationMs: Double) async throws {
+        try await client.query("""
+            INSERT INTO notifications (alert_id, event, channel, attempt, outcome, error, hub, duration_ms)
+            VALUES (\(alertID), \(event), \(channel), \(attempt), \(outcome), \(error), \(hub), \(durationMs))
+            """, logger: logger)
+    }
 }

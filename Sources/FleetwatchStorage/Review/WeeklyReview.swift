@@ -45,6 +45,11 @@ public struct WeeklyReview: Sendable {
         self.logger = logger
     }
 
+    /// Recomputes the review's rollups of [from, to); returns the minute buckets written.
+    public func rollup(from: Date, to: Date) async throws -> Int {
+        try await client.query("SELECT fleetwatch_rollup(\(from), \(to))", logger: logger).decode(Int.self).first { _ in true } ?? 0
+    }
+
     /// The ISO week `week` ("2026-W47"), nil for last week; optionally one bot. Bots ranked by week PnL.
     public func report(week: String?, bot: String?, now: Date = Date()) async throws -> Report {
         let start = try week.map(Self.weekStart) ?? Self.weekStart(of: now.addingTimeInterval(-7 * 86_400))
