@@ -78,7 +78,7 @@ let package = Package(
                 .embedInCode("migrations/V0010__review_fixes.sql"),
             ]
         ),
-        // Storage: PostgreSQL schema migrations, batch writer, bot registry, embedded cluster.
+        // Storage: PostgreSQL schema migrations and every query, foldered by feature.
         .target(
             name: "FleetwatchStorage",
             dependencies: [
@@ -90,6 +90,11 @@ let package = Package(
                 .product(name: "_CryptoExtras", package: "swift-crypto"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
+        ),
+        // Processes: spawning programs without pipes, free loopback ports, the embedded PostgreSQL cluster.
+        .target(
+            name: "FleetwatchProcesses",
+            dependencies: ["FleetwatchProtocol", "FleetwatchStorage", .product(name: "Logging", package: "swift-log")]
         ),
         // Ingest: the agent WebSocket endpoint, session state machine, authentication, limits.
         .target(
@@ -123,7 +128,7 @@ let package = Package(
         .target(
             name: "FleetwatchHub",
             dependencies: [
-                "FleetwatchProtocol", "FleetwatchIngest", "FleetwatchStorage", "FleetwatchSchema",
+                "FleetwatchProtocol", "FleetwatchIngest", "FleetwatchStorage", "FleetwatchProcesses", "FleetwatchSchema",
                 "FleetwatchAlerting", "FleetwatchNotify", "FleetwatchControl",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
@@ -163,7 +168,7 @@ let package = Package(
         .target(
             name: "FleetwatchTestSupport",
             dependencies: [
-                "FleetwatchProtocol", "FleetwatchAgent", "FleetwatchIngest", "FleetwatchStorage",
+                "FleetwatchProtocol", "FleetwatchAgent", "FleetwatchIngest", "FleetwatchStorage", "FleetwatchProcesses",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
@@ -215,7 +220,7 @@ let package = Package(
         .executableTarget(
             name: "FleetwatchBench",
             dependencies: [
-                "FleetwatchProtocol", "FleetwatchAgent", "FleetwatchStorage", "FleetwatchTestSupport",
+                "FleetwatchProtocol", "FleetwatchAgent", "FleetwatchStorage", "FleetwatchProcesses", "FleetwatchTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "WSClient", package: "swift-websocket"),
@@ -228,7 +233,7 @@ let package = Package(
         .executableTarget(
             name: "FleetwatchFaults",
             dependencies: [
-                "FleetwatchProtocol", "FleetwatchAgent", "FleetwatchStorage", "FleetwatchTestSupport",
+                "FleetwatchProtocol", "FleetwatchAgent", "FleetwatchStorage", "FleetwatchProcesses", "FleetwatchTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -271,7 +276,7 @@ let package = Package(
         .testTarget(
             name: "FleetwatchIntegrationTests",
             dependencies: [
-                "FleetwatchControl", "FleetwatchHub", "FleetwatchAgent", "FleetwatchStorage", "FleetwatchTestSupport",
+                "FleetwatchControl", "FleetwatchHub", "FleetwatchAgent", "FleetwatchStorage", "FleetwatchProcesses", "FleetwatchTestSupport",
                 .product(name: "WSClient", package: "swift-websocket"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),

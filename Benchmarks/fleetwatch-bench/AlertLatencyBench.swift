@@ -1,5 +1,6 @@
 import ArgumentParser
 import FleetwatchAgent
+import FleetwatchProcesses
 import FleetwatchProtocol
 import FleetwatchStorage
 import FleetwatchTestSupport

@@ -1,4 +1,5 @@
 import ArgumentParser
+import FleetwatchProcesses
 import FleetwatchProtocol
 import FleetwatchStorage
 import FleetwatchTestSupport

@@ -1,5 +1,6 @@
 import ArgumentParser
 import AsyncHTTPClient
+import FleetwatchProcesses
 import FleetwatchProtocol
 import FleetwatchStorage
 import FleetwatchTestSupport

@@ -1,6 +1,7 @@
 import ArgumentParser
 import AsyncHTTPClient
 import FleetwatchAgent
+import FleetwatchProcesses
 import FleetwatchProtocol
 import FleetwatchStorage
 import FleetwatchTestSupport

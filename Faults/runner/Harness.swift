@@ -1,4 +1,5 @@
 import FleetwatchAgent
+import FleetwatchProcesses
 import FleetwatchProtocol
 import FleetwatchStorage
 import FleetwatchTestSupport

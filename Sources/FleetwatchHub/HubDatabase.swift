@@ -1,3 +1,4 @@
+import FleetwatchProcesses
 import FleetwatchProtocol
 import FleetwatchStorage
 import Logging

@@ -1,3 +1,4 @@
+import FleetwatchProcesses
 import FleetwatchStorage
 import Foundation
 import Synchronization

@@ -1,5 +1,6 @@
 import Crypto
 import FleetwatchAgent
+import FleetwatchProcesses
 import FleetwatchStorage
 import FleetwatchTestSupport
 import Foundation

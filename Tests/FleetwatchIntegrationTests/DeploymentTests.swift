@@ -1,5 +1,6 @@
 import FleetwatchAgent
 import FleetwatchHub
+import FleetwatchProcesses
 import FleetwatchProtocol
 import FleetwatchStorage
 import FleetwatchTestSupport

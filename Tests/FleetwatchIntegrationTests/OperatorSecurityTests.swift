@@ -1,3 +1,4 @@
+import FleetwatchProcesses
 import FleetwatchStorage
 import FleetwatchTestSupport
 import Foundation

@@ -1,3 +1,4 @@
+import FleetwatchStorage
 import Foundation
 #if canImport(Glibc)
 import Glibc

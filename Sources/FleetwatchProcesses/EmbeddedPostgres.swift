@@ -1,4 +1,5 @@
 import FleetwatchProtocol
+import FleetwatchStorage
 import Foundation
 import Logging
 
