@@ -17,6 +17,8 @@ struct BreakGlass: Sendable {
     let hubID: String
     let frameTTL: Duration
     let logger: Logger
+    /// The wall clock of the journal's times and the frames' expiry.
+    var clock: any MillisecondClock = SystemClock.wall
 
     var databaseDown: Bool { !health.isUp }
 
@@ -34,7 +36,7 @@ struct BreakGlass: Sendable {
                             message: "the database is unreachable and bot \(bot) is not connected to this replica (\(hubID)): send the stop to the replica holding its connection"
                                 + (holder.map { " (last known: \($0))" } ?? " (none known here)"))
         }
-        let now = Date()
+        let now = clock.date
         let record = CommandRecord.breakGlass(bot: bot, origin: origin, issuedBy: actor.name, reason: reason, hub: hubID, at: now)
         let entry = BreakGlassJournal.Entry(record: record, botID: botID, actorKind: actor.kind.rawValue, remote: actor.remote,
                                             idempotencyKey: idempotencyKey, actions: CommandFrame.Actions.emergencyStop.rawValue)
@@ -50,7 +52,7 @@ struct BreakGlass: Sendable {
     }
 
     func frame(_ entry: BreakGlassJournal.Entry) -> CommandFrame {
-        let now = CommandDispatcher.nowMs()
+        let now = clock.unsignedMs
         return CommandFrame(commandID: entry.record.id.bytes, botID: entry.record.bot,
                             issuedAtMs: UInt64(max(0, entry.record.createdAt.timeIntervalSince1970 * 1000)),
                             expiresAtMs: now + UInt64(max(0, frameTTL.wholeMilliseconds)), actions: CommandFrame.Actions(rawValue: entry.actions),

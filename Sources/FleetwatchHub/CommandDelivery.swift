@@ -29,6 +29,8 @@ struct LedgerCommandChannel: CommandChannel {
     /// Break-glass commands (taken while the database was unreachable) and the health probe: ledger calls give
     /// up the moment the database is noticed down, so a connection's messages never wait on a dead pool.
     var breakGlass: BreakGlass?
+    /// The wall clock the command frames' issue and expiry times come from.
+    var clock: any MillisecondClock = SystemClock.wall
 
     private func ledgerCall<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
         guard let breakGlass else { return try await body() }
@@ -36,7 +38,7 @@ struct LedgerCommandChannel: CommandChannel {
     }
 
     func commandsOnConnect(_ session: BotSession) async throws -> [CommandFrame] {
-        let now = CommandDispatcher.nowMs()
+        let now = clock.unsignedMs
         var journalled: [CommandFrame] = []
         if let b = breakGlass { journalled = await b.journal.unfinished(bot: session.botName).map { b.frame($0) } }
         if session.provisional { return journalled }
@@ -66,7 +68,7 @@ struct LedgerCommandChannel: CommandChannel {
            record.bot == session.botName {
             await alerts.latched(record)
         }
-        let now = CommandDispatcher.nowMs()
+        let now = clock.unsignedMs
         return CommandFrame(commandID: declaration.commandID, botID: session.botName, issuedAtMs: now,
                             expiresAtMs: now + UInt64(max(0, frameTTL.wholeMilliseconds)), actions: declared.actions, reason: declaration.reason)
     }
@@ -82,6 +84,8 @@ struct CommandDispatcher: Service {
     let hubID: String
     let configuration: EmergencyConfiguration
     let logger: Logger
+    /// The wall clock the command frames' issue and expiry times come from.
+    var clock: any MillisecondClock = SystemClock.wall
 
     func run() async throws {
         let (passes, pass) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -106,7 +110,7 @@ struct CommandDispatcher: Service {
         let leases = await connections.leases
         guard !leases.isEmpty else { return }
         do {
-            let now = Self.nowMs()
+            let now = clock.unsignedMs
             for command in try await ledger.takePending(botIDs: leases.map(\.botID), connections: leases.map(\.connectionID), hub: hubID) {
                 let sent = await connections.send(.command(command.frame(nowMs: now, ttlMs: UInt64(max(0, configuration.frameTTL.wholeMilliseconds)))),
                                                   to: command.bot, connection: command.connectionID)
@@ -116,8 +120,6 @@ struct CommandDispatcher: Service {
             logger.error("cannot read pending commands: \(String(reflecting: error))")
         }
     }
-
-    static func nowMs() -> UInt64 { UInt64(max(0, SystemClock.wall.nowMs)) }
 }
 
 /// Raises a CRITICAL alert for each command not acknowledged within the configured time, and resolves it

@@ -22,22 +22,22 @@ final class ConnectionActivity: Sendable {
         var finished = false
         var helloHandled = false
         var helloWaiter: CheckedContinuation<Void, Never>?
-        var tokens: Double
-        var refilled = ContinuousClock.now
+        var bucket: TokenBucket
     }
     private let state: Mutex<State>
     let maxPendingBytes: Int
-    let bytesPerSecond: Double
-    let burstBytes: Double
     let backlog: IngestBacklog?
+    /// The wall clock the ingest session reads (when the agent was last heard, when the hub last wrote).
+    let clock: any MillisecondClock
 
     init(maxPendingBytes: Int, bytesPerSecond: Int = .max, burstBytes: Int = .max, backlog: IngestBacklog? = nil,
-         nowMs: Int64 = IngestSession.nowMs()) {
+         clock: any MillisecondClock = SystemClock.wall) {
         self.maxPendingBytes = maxPendingBytes
         self.backlog = backlog
-        self.bytesPerSecond = Double(bytesPerSecond)
-        self.burstBytes = Double(burstBytes)
-        state = Mutex(State(lastReceivedMs: nowMs, lastSentMs: nowMs, tokens: Double(burstBytes)))
+        self.clock = clock
+        let now = clock.nowMs
+        state = Mutex(State(lastReceivedMs: now, lastSentMs: now,
+                            bucket: TokenBucket(bytesPerSecond: Double(bytesPerSecond), burst: Double(burstBytes), nowMs: now)))
     }
 
     /// What a message costs against the byte rate: its size; for a batch the inflated size it declares, or
@@ -58,24 +58,18 @@ final class ConnectionActivity: Sendable {
     /// its byte rate; the reader then hands the message on and calls `awaitRoom`. While it waits, the agent
     /// counts as heard: the wait is the hub's doing, not the agent's silence.
     func received(bytes: Int, cost: Int? = nil) async {
-        let now = IngestSession.nowMs()
-        let (debt, finished) = state.withLock { s -> (Double, Bool) in
+        let now = clock.nowMs
+        let (waitMs, finished) = state.withLock { s -> (Int64, Bool) in
             s.lastReceivedMs = now
             guard !s.finished else { return (0, true) }
             s.pendingBytes += bytes
-            let instant = ContinuousClock.now
-            s.tokens = min(burstBytes, s.tokens + (instant - s.refilled).inSeconds * bytesPerSecond)
-            s.refilled = instant
-            s.tokens -= Double(cost ?? bytes)
             s.waiting = true
-            return (-s.tokens, false)
+            return (s.bucket.take(Double(cost ?? bytes), nowMs: now), false)
         }
         guard !finished else { return }
         backlog?.add(bytes)
-        defer { state.withLock { s in s.waiting = false; s.lastReceivedMs = IngestSession.nowMs() } }
-        if debt > 0, bytesPerSecond.isFinite, bytesPerSecond > 0 {
-            try? await Task.sleep(for: .milliseconds(Int64(debt / bytesPerSecond * 1000) + 1))
-        }
+        defer { state.withLock { s in s.waiting = false; s.lastReceivedMs = clock.nowMs } }
+        if waitMs > 0 { try? await Task.sleep(for: .milliseconds(waitMs)) }
     }
 
     /// After handing a message on: returns once this connection's waiting bytes are within `maxPendingBytes`
@@ -109,7 +103,7 @@ final class ConnectionActivity: Sendable {
             }
             backlog?.unpark(owner)
         }
-        state.withLock { s in s.waiting = false; s.lastReceivedMs = IngestSession.nowMs() }
+        state.withLock { s in s.waiting = false; s.lastReceivedMs = clock.nowMs }
     }
 
     /// Resumes the waiting reader (it checks again what it waits for).
@@ -146,7 +140,7 @@ final class ConnectionActivity: Sendable {
 
     /// The reader saw a frame that carries no message (a ping, a fragment): the agent is not silent.
     func heard() {
-        let now = IngestSession.nowMs()
+        let now = clock.nowMs
         state.withLock { $0.lastReceivedMs = now }
     }
 
@@ -183,24 +177,51 @@ final class ConnectionActivity: Sendable {
 
     /// Something was written to the agent.
     func sent() {
-        let now = IngestSession.nowMs()
+        let now = clock.nowMs
         state.withLock { $0.lastSentMs = now }
     }
 
     /// When the agent was last heard: now while the reader is held back by the hub (rate, backlog).
     var lastReceivedMs: Int64 {
-        let now = IngestSession.nowMs()
+        let now = clock.nowMs
         return state.withLock { $0.waiting ? now : $0.lastReceivedMs }
     }
 
     /// Whether the loop is inside a message and nothing was written for `intervalMs`: the ticker then sends
     /// the heartbeat itself, so a slow store never looks like a dead hub to the agent.
     func heartbeatDue(intervalMs: Int64) -> Bool {
-        let now = IngestSession.nowMs()
+        let now = clock.nowMs
         return state.withLock { s in
             guard s.busy, now - s.lastSentMs >= intervalMs else { return false }
             s.lastSentMs = now
             return true
         }
+    }
+}
+
+/// A byte rate with bursts: `burst` bytes at most are available at once, refilled at `bytesPerSecond`. Taking
+/// more than is available answers how long the taker must wait for the debt to be paid.
+struct TokenBucket: Sendable, Equatable {
+    let bytesPerSecond: Double
+    let burst: Double
+    private(set) var tokens: Double
+    private var refilledMs: Int64
+
+    init(bytesPerSecond: Double, burst: Double, nowMs: Int64) {
+        self.bytesPerSecond = bytesPerSecond
+        self.burst = burst
+        tokens = burst
+        refilledMs = nowMs
+    }
+
+    /// Takes `cost` bytes at `nowMs`; returns the milliseconds to wait before going on (0 within the rate).
+    mutating func take(_ cost: Double, nowMs: Int64) -> Int64 {
+        guard bytesPerSecond.isFinite, bytesPerSecond > 0, bytesPerSecond < Double(Int.max) else { return 0 }
+        // A clock that went back refills nothing (and takes nothing back).
+        let elapsed = Double(max(0, nowMs - refilledMs)) / 1000
+        tokens = min(burst, tokens + elapsed * bytesPerSecond)
+        refilledMs = max(refilledMs, nowMs)
+        tokens -= cost
+        return tokens < 0 ? Int64(-tokens / bytesPerSecond * 1000) + 1 : 0
     }
 }

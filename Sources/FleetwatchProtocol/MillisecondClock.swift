@@ -1,3 +1,4 @@
+import Foundation
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -28,4 +29,12 @@ public struct SystemClock: MillisecondClock {
         clock_gettime(kind == .wall ? CLOCK_REALTIME : CLOCK_MONOTONIC, &ts)
         return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
     }
+}
+
+extension MillisecondClock {
+    /// A wall clock's time as a `Date`.
+    public var date: Date { Date(timeIntervalSince1970: Double(nowMs) / 1000) }
+
+    /// A wall clock's time as unsigned unix milliseconds (frames carry them so), 0 before 1970.
+    public var unsignedMs: UInt64 { UInt64(max(0, nowMs)) }
 }

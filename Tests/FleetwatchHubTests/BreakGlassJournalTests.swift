@@ -1,6 +1,7 @@
 import FleetwatchControl
 import FleetwatchProtocol
 import FleetwatchStorage
+import FleetwatchTestSupport
 import Foundation
 import Logging
 import Testing
@@ -10,8 +11,8 @@ import Testing
 @Suite struct BreakGlassJournalTests {
     static func directory() -> String { NSTemporaryDirectory() + "fw-journal-\(UUID().uuidString)/hub-a" }
 
-    static func entry(bot: String = "bot-1", key: String? = "k1") -> BreakGlassJournal.Entry {
-        .init(record: .breakGlass(bot: bot, origin: .operator, issuedBy: "ops", reason: "runaway", hub: "hub-a", at: Date()),
+    static func entry(bot: String = "bot-1", key: String? = "k1", at: Date = Date()) -> BreakGlassJournal.Entry {
+        .init(record: .breakGlass(bot: bot, origin: .operator, issuedBy: "ops", reason: "runaway", hub: "hub-a", at: at),
               botID: 7, actorKind: "operator", remote: "10.0.0.9", idempotencyKey: key, actions: CommandFrame.Actions.emergencyStop.rawValue)
     }
 
@@ -46,6 +47,27 @@ import Testing
         #expect(files == ["\(id.uuidString.lowercased()).json"])
         let mode = try FileManager.default.attributesOfItem(atPath: "\(dir)/\(files[0])")[.posixPermissions] as? Int
         #expect(mode == 0o600)
+    }
+
+    /// The journal's record times come from its clock: each state is stamped when the result arrived here.
+    @Test func theJournalStampsResultsWithItsClock() async throws {
+        let clock = ManualClock()
+        let journal = try BreakGlassJournal(directory: Self.directory(), logger: Logger(label: "t"), clock: clock)
+        let e = Self.entry(at: clock.date)     // sent at once: delivered when journalled
+        let delivered = clock.date
+        try await journal.add(e)
+        clock.advance(ms: 1_500)
+        #expect(try await journal.record(Self.result(e.record.id, step: 0, .received)))
+        let acknowledged = clock.date
+        clock.advance(ms: 2_000)
+        #expect(try await journal.record(Self.result(e.record.id, step: 1, .succeeded)))
+        clock.advance(ms: 60_000)
+        #expect(try await journal.record(Self.result(e.record.id, step: 0, .completed)))
+        let record = try #require(await journal.entry(id: e.record.id)).record
+        #expect(record.deliveredAt == delivered)
+        #expect(record.acknowledgedAt == acknowledged)
+        #expect(record.completedAt == clock.date)
+        #expect(record.steps.last?.recordedAt == clock.date)
     }
 
     @Test func aDamagedFileIsLeftForTheOperator() async throws {

@@ -40,12 +40,15 @@ public actor BreakGlassJournal {
 
     let directory: String
     let logger: Logger
+    /// The wall clock of the results' record times.
+    let clock: any MillisecondClock
     private var entries: [UUID: Entry] = [:]
 
     /// Opens (creating) the journal in `directory` and reads what a previous run left there.
-    public init(directory: String, logger: Logger) throws {
+    public init(directory: String, logger: Logger, clock: any MillisecondClock = SystemClock.wall) throws {
         self.directory = directory
         self.logger = logger
+        self.clock = clock
         try SecretFile.privateDirectory(directory)
         var found: [UUID: Entry] = [:]
         for name in try FileManager.default.contentsOfDirectory(atPath: directory) where name.hasSuffix(".json") {
@@ -89,7 +92,7 @@ public actor BreakGlassJournal {
         let r = Entry.Result(step: result.step, status: result.status.rawValue, atMs: result.atMs, detail: result.detail)
         guard !entry.results.contains(where: { $0.step == r.step && $0.status == r.status }) else { return true }
         entry.results.append(r)
-        entry.record = Self.apply(r, to: entry.record, at: Date())
+        entry.record = Self.apply(r, to: entry.record, at: clock.date)
         try write(entry)
         entries[id] = entry
         return true

@@ -1,0 +1,55 @@
+@testable import FleetwatchHub
+import FleetwatchProtocol
+import FleetwatchTestSupport
+import Testing
+
+/// A connection's times come from an injected clock: the byte rate's bucket, when the agent was last heard and
+/// when the hub must send a heartbeat of its own.
+struct ConnectionClockTests {
+    @Test func theBucketLetsABurstThroughThenChargesTheRate() {
+        var bucket = TokenBucket(bytesPerSecond: 1_000, burst: 2_000, nowMs: 0)
+        #expect(bucket.take(2_000, nowMs: 0) == 0)            // the burst
+        #expect(bucket.take(500, nowMs: 0) == 501)            // 500 bytes in debt: half a second (+1 ms rounding)
+        #expect(bucket.take(0, nowMs: 500) == 0)              // paid off after half a second
+        #expect(bucket.take(1_000, nowMs: 1_501) == 0)        // refilled at 1,000 bytes/s
+        #expect(bucket.take(10_000, nowMs: 100_000) == 8_001) // refills only up to the burst
+    }
+
+    @Test func aClockThatGoesBackRefillsNothing() {
+        var bucket = TokenBucket(bytesPerSecond: 1_000, burst: 1_000, nowMs: 10_000)
+        #expect(bucket.take(1_000, nowMs: 10_000) == 0)
+        #expect(bucket.take(500, nowMs: 5_000) == 501)
+        #expect(bucket.tokens == -500)
+    }
+
+    @Test func anUnlimitedRateNeverWaits() {
+        var bucket = TokenBucket(bytesPerSecond: Double(Int.max), burst: Double(Int.max), nowMs: 0)
+        #expect(bucket.take(1e18, nowMs: 0) == 0)
+    }
+
+    @Test func theAgentIsHeardAtTheClocksTimeAndHeartbeatsFallDueByIt() async {
+        let clock = ManualClock()
+        let activity = ConnectionActivity(maxPendingBytes: 1_000, clock: clock)
+        let start = clock.nowMs
+        clock.advance(ms: 7_000)
+        #expect(activity.lastReceivedMs == start)             // silent for seven seconds
+        activity.heard()
+        #expect(activity.lastReceivedMs == start + 7_000)
+
+        // The loop is inside a slow message: a heartbeat is due once nothing was written for the interval.
+        activity.begin()
+        activity.sent()
+        clock.advance(ms: 999)
+        #expect(!activity.heartbeatDue(intervalMs: 1_000))
+        clock.advance(ms: 1)
+        #expect(activity.heartbeatDue(intervalMs: 1_000))
+        #expect(!activity.heartbeatDue(intervalMs: 1_000))    // the due heartbeat counts as written
+        activity.handled(bytes: 0)
+        clock.advance(ms: 5_000)
+        #expect(!activity.heartbeatDue(intervalMs: 1_000))    // not inside a message: the session sends its own
+
+        // Held back by the hub, the agent counts as heard now, whatever the clock says.
+        await activity.received(bytes: 10)
+        #expect(activity.lastReceivedMs == clock.nowMs)
+    }
+}
