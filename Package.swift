@@ -273,8 +273,23 @@ let package = Package(
             name: "FleetwatchHubTests",
             dependencies: ["FleetwatchControl", "FleetwatchHub", "FleetwatchIngest", "FleetwatchStorage", "FleetwatchTestSupport"]
         ),
+        // Against a real PostgreSQL (FLEETWATCH_TEST_DATABASE_URL, which scripts/test provides), in-process: stores,
+        // the ledger, the review, the dashboards' SQL and the hub's routes.
         .testTarget(
-            name: "FleetwatchIntegrationTests",
+            name: "FleetwatchPostgresTests",
+            dependencies: [
+                "FleetwatchControl", "FleetwatchHub", "FleetwatchIngest", "FleetwatchStorage", "FleetwatchSchema", "FleetwatchTestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ]
+        ),
+        // End to end: the built programs as processes, a browser, mail and webhook receivers, Prometheus.
+        .testTarget(
+            name: "FleetwatchEndToEndTests",
             dependencies: [
                 "FleetwatchControl", "FleetwatchHub", "FleetwatchAgent", "FleetwatchStorage", "FleetwatchProcesses", "FleetwatchTestSupport",
                 .product(name: "WSClient", package: "swift-websocket"),

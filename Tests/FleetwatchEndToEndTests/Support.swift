@@ -10,9 +10,6 @@ import Logging
 import PostgresNIO
 import Testing
 
-/// Tests in this target need the test PostgreSQL (`scripts/test` provides it).
-let hasDatabase = TestDatabase.serverURL != nil
-
 /// Where `scripts/test` runs a suite. Most run together, in parallel; `quiet` suites assert that a good bot
 /// keeps getting through while a hostile one floods the hub, which a machine loaded by dozens of other tests
 /// cannot tell apart from a hub that fails, so they run after the rest, alone (`FLEETWATCH_TEST_PHASE=quiet`);
@@ -89,25 +86,6 @@ final class HubUnderTest: @unchecked Sendable {
         let n = recv(fd, &buf, 64, 0)
         guard n > 12 else { return nil }
         return Int(String(decoding: buf[9..<12], as: UTF8.self))
-    }
-}
-
-/// API tokens every test database gets from `registerBots`.
-let operatorToken = "fwo_test-operator-token"
-let viewerToken = "fwv_test-viewer-token"
-
-/// Registers bots with known tokens directly in the database, and the test operator and viewer API tokens.
-func registerBots(_ names: [String], token: String, in db: TestDatabase) async throws {
-    try await db.withClient { client in
-        try await Migrator(client: client, logger: Logger(label: "test")).migrate()
-        try await client.query("""
-            INSERT INTO api_tokens (name, role, token_hash) VALUES ('test-operator', 'operator', \(BotToken.hash(operatorToken))),
-                ('test-viewer', 'viewer', \(BotToken.hash(viewerToken))) ON CONFLICT DO NOTHING
-            """, logger: Logger(label: "test"))
-        for name in names {
-            let hash = BotToken.hash(token)
-            try await client.query("INSERT INTO bots (name, token_hash) VALUES (\(name), \(hash))", logger: Logger(label: "test"))
-        }
     }
 }
 

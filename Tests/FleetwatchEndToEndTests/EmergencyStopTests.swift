@@ -246,45 +246,6 @@ struct EmergencyStopTests {
         #expect(try await Self.scalar(db, Int64.self, "SELECT count(*) FROM command_steps WHERE command_id = \(uuid) AND status = 'succeeded'") == 3)
     }
 
-    @Test(.timeLimit(.minutes(2)))
-    func theLedgerKeepsARefusedCommandOpenAndRaceFreeAutomaticStops() async throws {
-        let db = try await TestDatabase.create()
-        try await registerBots(["ledger-bot"], token: "secret", in: db)
-        try await db.withClient { client in
-            let logger = Logger(label: "test")
-            let ledger = CommandLedger(client: client, logger: logger)
-            let botID = try await client.query("SELECT id FROM bots WHERE name = 'ledger-bot'", logger: logger)
-                .decode(Int32.self).first { _ in true }!
-            guard case .created(let stop) = try await ledger.requestStop(
-                bot: "ledger-bot", actor: Actor(name: "t", kind: .operator), origin: .operator, reason: "r", liquidate: false)
-            else { Issue.record("no command"); return }
-            #expect(try await ledger.takeOnConnect(botID: botID, hub: "h").map(\.id) == [stop.id])
-            // Refused (say, an expired frame): recorded, audited, still open, delivered again on the next connection.
-            let refused = CommandResultFrame(commandID: stop.id.bytes, step: 0, status: .refused, atMs: 1, detail: "command expired")
-            #expect(try await ledger.record(refused, botID: botID, connectionID: nil) == "delivered")
-            #expect(try await ledger.command(id: stop.id)?.steps.map(\.status) == ["refused"])
-            #expect(try await ledger.takeOnConnect(botID: botID, hub: "h").first?.actions == .emergencyStop)
-            // Completed, then sent again as the latched command: stop trading and latch only.
-            for (step, status) in [(UInt8(0), CommandResultFrame.Status.received), (1, .succeeded), (2, .succeeded), (8, .succeeded), (0, .completed)] {
-                try await ledger.record(CommandResultFrame(commandID: stop.id.bytes, step: step, status: status, atMs: 2, detail: ""), botID: botID, connectionID: nil)
-            }
-            #expect(try await ledger.command(id: stop.id)?.state == "completed")
-            #expect(try await ledger.takeOnConnect(botID: botID, hub: "h").first?.actions == [.stopTrading, .latchEmergency])
-            // Two automatic stops at once on a latched bot create nothing; at most one on an unlatched one.
-            try await client.query("UPDATE bots SET emergency_command_id = NULL WHERE id = \(botID)", logger: logger)
-            let outcomes = try await withThrowingTaskGroup(of: CommandRequestOutcome.self) { group in
-                for rule in ["emergency_shutdown.memory_usage_mb", "emergency_shutdown.daily_pnl_loss_limit", "emergency_shutdown.api_error_rate_percent"] {
-                    group.addTask {
-                        try await ledger.requestStop(bot: "ledger-bot", actor: Actor(name: rule, kind: .rule), origin: .rule,
-                                                     reason: "auto", liquidate: false)
-                    }
-                }
-                return try await group.reduce(into: []) { $0.append($1) }
-            }
-            #expect(outcomes.filter { if case .created = $0 { return true } else { return false } }.count == 1, "\(outcomes)")
-        }
-    }
-
     @Test(.timeLimit(.minutes(3)))
     func aMissedNotificationOnlyDelaysTheCommand() async throws {
         let db = try await TestDatabase.create()

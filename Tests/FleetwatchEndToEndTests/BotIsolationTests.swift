@@ -162,30 +162,6 @@ struct BotIsolationTests {
         quiet.close()
     }
 
-    /// Results and declarations count only from the connection that holds the bot's lease.
-    @Test(.timeLimit(.minutes(2)))
-    func onlyTheLeaseHolderReportsAndDeclares() async throws {
-        let db = try await TestDatabase.create()
-        try await registerBots(["lease-bot"], token: "secret", in: db)
-        try await db.withClient { (client: PostgresClient) async throws -> Void in
-            let logger = Logger(label: "test")
-            let store = PostgresIngestStore(client: client, logger: logger)
-            let ledger = CommandLedger(client: client, logger: logger)
-            let hello = Hello(botID: "lease-bot", token: "secret", agentVersion: "t", bootEpoch: 1, lastAckedSequence: 0)
-            guard case .accepted(let old) = try await store.authenticate(hello, connectionID: UUID(), hub: "h"),
-                  case .accepted(let new) = try await store.authenticate(hello, connectionID: UUID(), hub: "h") else {
-                Issue.record("not accepted"); return
-            }
-            let stale = EmergencyDeclaration(commandID: UUID().bytes, declaredAtMs: 1, actions: .emergencyStop, reason: "stale")
-            let fresh = EmergencyDeclaration(commandID: UUID().bytes, declaredAtMs: 1, actions: .emergencyStop, reason: "fresh")
-            #expect(try await ledger.recordDeclaration(stale, botID: old.botID, botName: "lease-bot", connectionID: old.connectionID, hub: "h").recorded == false)
-            #expect(try await ledger.recordDeclaration(fresh, botID: new.botID, botName: "lease-bot", connectionID: new.connectionID, hub: "h").recorded)
-            let result = CommandResultFrame(commandID: fresh.commandID, step: 0, status: .completed, atMs: 1, detail: "done")
-            #expect(try await ledger.record(result, botID: old.botID, connectionID: old.connectionID) == nil)
-            #expect(try await ledger.record(result, botID: new.botID, connectionID: new.connectionID) == "completed")
-        }
-    }
-
     /// Readiness turns 503 while batches cannot be stored although the database answers, and back after. A batch
     /// whose own data PostgreSQL refuses fails alone (4005) and leaves readiness alone.
     @Test(.timeLimit(.minutes(3)))

@@ -155,7 +155,7 @@ struct PrometheusStackTests {
         #expect((up.first?["value"] as? [Any])?.last as? String == "1", "the scrape with the token failed: \(up)")
 
         // Every query of the shipped live Grafana dashboard is valid PromQL here, and the bot panels find the bot.
-        let live = try GrafanaDashboardTests.strings(in: "\(GrafanaDashboardTests.dashboards)/fleet-live.json", keys: ["expr", "query"])
+        let live = try GrafanaDashboards.strings(in: "\(GrafanaDashboards.directory)/fleet-live.json", keys: ["expr", "query"])
         #expect(live.count >= 10)
         for (place, expr) in live {
             if expr.hasPrefix("label_values(") {

@@ -97,14 +97,4 @@ struct PostgresStoreTests {
             #expect(partitions == [1])
         }
     }
-
-    @Test func sqlSplitterKeepsFunctionBodiesWhole() {
-        let parts = SQLSplitter.split("""
-            CREATE TABLE a (x text DEFAULT ';'); -- a comment; with a semicolon
-            CREATE FUNCTION f() RETURNS int LANGUAGE plpgsql AS $$ BEGIN RETURN 1; END $$;
-            /* block; comment */ SELECT 'it''s; fine';
-            """)
-        #expect(parts.count == 3)
-        #expect(parts[1].hasSuffix("END $$"))
-    }
 }

@@ -11,24 +11,10 @@ import Testing
 /// `PrometheusStackTests`.)
 @Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
 struct GrafanaDashboardTests {
-    static let dashboards = "\(DeploymentTests.root)/deploy/grafana/dashboards"
+    static let dashboards = GrafanaDashboards.directory
 
-    /// Every string under one of `keys` anywhere in a dashboard's JSON, with where it was found.
     static func strings(in path: String, keys: Set<String>) throws -> [(String, String)] {
-        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: path)))
-        var found: [(String, String)] = []
-        func walk(_ value: Any, _ at: String) {
-            if let object = value as? [String: Any] {
-                let here = (object["title"] as? String).map { "\(at) › \($0)" } ?? (object["name"] as? String).map { "\(at) › \($0)" } ?? at
-                for (key, child) in object {
-                    if keys.contains(key), let text = child as? String, !text.isEmpty { found.append((here, text)) } else { walk(child, here) }
-                }
-            } else if let array = value as? [Any] {
-                for child in array { walk(child, at) }
-            }
-        }
-        walk(json, (path as NSString).lastPathComponent)
-        return found
+        try GrafanaDashboards.strings(in: path, keys: keys)
     }
 
     /// Grafana's PostgreSQL macros and this dashboard's variables, expanded for the last 7 days.
@@ -55,7 +41,7 @@ struct GrafanaDashboardTests {
         let bots = ["graf-a", "graf-b"]
         try await registerBots(bots, token: "secret", in: db)
         let start = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 / 86_400).rounded(.down) * 86_400 - 6 * 86_400)
-        _ = try await ReviewTests.load(db, bots: bots, weekStart: start)
+        _ = try await ReviewWeek.load(db, bots: bots, weekStart: start)
         try await db.withClient { client in
             let logger = Logger(label: "test")
             for (bot, level, hours) in [("graf-a", "CRITICAL", 30.0), ("graf-b", "WARNING", 50.0)] {
