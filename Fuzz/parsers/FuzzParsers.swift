@@ -62,7 +62,7 @@ func handleCommands(_ input: Data) {
     // The bytes as a journal file: never fatal; what it recovers is the logs' memory from "before a restart".
     let journal = CommandJournal.parse(input)
     for result in journal {
-        precondition(result.commandID.count == 16, "the journal gave a command id of \(result.commandID.count) bytes")
+        precondition(result.commandID.bytes.count == 16, "the journal gave a command id of \(result.commandID.bytes.count) bytes")
     }
     // The bytes as one frame, as the agent receives it, then each line as the hex of one frame (the journal's
     // format): a sequence of deliveries, results and declarations.
@@ -103,9 +103,9 @@ struct CheckedLog {
     /// The log forgets nothing: a command id is executed at most once, however often it is delivered.
     let remembersAll: Bool
     /// Ids the log said to execute.
-    var executed: Set<[UInt8]> = []
+    var executed: Set<CommandID> = []
     /// Ids started (executed or declared) without a final result yet.
-    var running: Set<[UInt8]> = []
+    var running: Set<CommandID> = []
 
     init(journal: [CommandResultFrame], memory: Int, liquidationEnabled: Bool) {
         log = CommandLog(botID: fuzzBotID, journal: journal, memory: memory)
@@ -157,7 +157,7 @@ struct CheckedLog {
         }
     }
 
-    mutating func declared(_ id: [UInt8]) {
+    mutating func declared(_ id: CommandID) {
         log.declared(id)
         running.insert(id)
     }

@@ -192,15 +192,15 @@ actor AgentCore {
             return nil
         case .relatch(let results):
             outbox += results.map { Frame.commandResult($0).encoded() }
-            logger.critical("emergency mode is latched at the hub (command \(Self.hex(command.commandID))): entering it again")
+            logger.critical("emergency mode is latched at the hub (command \(command.commandID)): entering it again")
             return handler.map { .relatch($0) }
         case .refuse(let why):
-            logger.error("refused command \(Self.hex(command.commandID)): \(why)")
+            logger.error("refused command \(command.commandID): \(why)")
             outbox.append(Frame.commandResult(CommandResultFrame(commandID: command.commandID, step: 0, status: .refused,
                                                                  atMs: now, detail: why)).encoded())
             return nil
         case .execute(let steps, let skipped, let reportReceived):
-            logger.critical("emergency command \(Self.hex(command.commandID)) from the hub: \(command.reason)")
+            logger.critical("emergency command \(command.commandID) from the hub: \(command.reason)")
             guard let handler else {
                 report(CommandResultFrame(commandID: command.commandID, step: 0, status: .received, atMs: now, detail: command.reason))
                 report(CommandResultFrame(commandID: command.commandID, step: 0, status: .failed, atMs: now,
@@ -227,10 +227,7 @@ actor AgentCore {
 
     /// The bot declares an emergency: returns the work to run (nil without a handler) and queues the declaration.
     func declare(reason: String, liquidate: Bool) -> (CommandFrame, CommandWork?) {
-        var rng = SystemRandomNumberGenerator()
-        var id = (0..<16).map { _ in UInt8.random(in: 0...255, using: &rng) }
-        id[6] = (id[6] & 0x0F) | 0x40   // a version-4 UUID
-        id[8] = (id[8] & 0x3F) | 0x80
+        let id = CommandID.random()
         let now = UInt64(CoarseClock.preciseNowMs())
         var actions = CommandFrame.Actions.emergencyStop
         let liquidating = liquidate && (handler?.liquidationEnabled ?? false)
@@ -247,8 +244,6 @@ actor AgentCore {
         wake?.yield()
         return (command, work)
     }
-
-    static func hex(_ id: [UInt8]) -> String { id.map { String(format: "%02x", $0) }.joined() }
 
     private func acknowledge(epoch: UInt64, sequence: UInt64) {
         let removed = buffer.acknowledge(epoch: epoch, sequence: sequence)

@@ -26,9 +26,9 @@ public struct CommandLog: Sendable {
     }
 
     public let botID: String
-    private var entries: [[UInt8]: Entry] = [:]
-    private var order: [[UInt8]] = []
-    private var running: Set<[UInt8]> = []
+    private var entries: [CommandID: Entry] = [:]
+    private var order: [CommandID] = []
+    private var running: Set<CommandID> = []
     let memory: Int
 
     /// - Parameter journal: results recorded before a restart, oldest first.
@@ -72,7 +72,7 @@ public struct CommandLog: Sendable {
     }
 
     /// Starts a command the bot itself declared (runs like a delivered one).
-    public mutating func declared(_ id: [UInt8]) {
+    public mutating func declared(_ id: CommandID) {
         if entries[id] == nil { order.append(id) }
         entries[id, default: Entry()].fromJournal = false
         running.insert(id)
@@ -88,7 +88,7 @@ public struct CommandLog: Sendable {
     }
 
     /// Results reported for `id` so far.
-    public func results(_ id: [UInt8]) -> [CommandResultFrame] { entries[id]?.results ?? [] }
+    public func results(_ id: CommandID) -> [CommandResultFrame] { entries[id]?.results ?? [] }
 
     private mutating func trim() {
         while order.count > memory, let oldest = order.first, !running.contains(oldest) {

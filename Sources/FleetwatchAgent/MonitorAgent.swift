@@ -63,7 +63,7 @@ public final class MonitorAgent: Service, Sendable {
     /// liquidate if asked and enabled, emergency mode) and records it at the hub as bot-initiated, latched until
     /// an operator resumes. Returns the command id. Works while the hub is away (sent when it is back).
     @discardableResult
-    public func declareEmergency(reason: String, liquidate: Bool = false) async -> [UInt8] {
+    public func declareEmergency(reason: String, liquidate: Bool = false) async -> CommandID {
         let (command, work) = await core.declare(reason: String(reason.utf8.prefix(1000)) ?? reason, liquidate: liquidate)
         if let work { await enqueue(work).value }
         return command.commandID

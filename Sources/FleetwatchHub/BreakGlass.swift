@@ -53,7 +53,7 @@ struct BreakGlass: Sendable {
 
     func frame(_ entry: BreakGlassJournal.Entry) -> CommandFrame {
         let now = clock.unsignedMs
-        return CommandFrame(commandID: entry.record.id.bytes, botID: entry.record.bot,
+        return CommandFrame(commandID: entry.record.id, botID: entry.record.bot,
                             issuedAtMs: UInt64(max(0, entry.record.createdAt.timeIntervalSince1970 * 1000)),
                             expiresAtMs: now + UInt64(max(0, frameTTL.wholeMilliseconds)), actions: CommandFrame.Actions(rawValue: entry.actions),
                             reason: entry.record.reason)

@@ -64,7 +64,7 @@ struct LedgerCommandChannel: CommandChannel {
                                                connectionID: session.connectionID, hub: hubID)
         }
         guard declared.leaseHeld else { return nil }
-        if declared.recorded, let id = UUID(bytes: declaration.commandID), let record = try await ledger.command(id: id),
+        if declared.recorded, case let id = declaration.commandID, let record = try await ledger.command(id: id),
            record.bot == session.botName {
             await alerts.latched(record)
         }

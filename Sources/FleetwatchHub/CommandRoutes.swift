@@ -1,3 +1,4 @@
+import FleetwatchProtocol
 import FleetwatchControl
 import FleetwatchStorage
 import Foundation
@@ -70,7 +71,7 @@ public struct CommandRoutes: Sendable {
             return try await ledger.commands(bot: bot, limit: limit)
         }
         router.get("/api/commands/:id") { _, context -> CommandRecord in
-            guard let id = UUID(uuidString: try context.parameters.require("id")) else {
+            guard let id = CommandID(try context.parameters.require("id")) else {
                 throw HTTPError(.badRequest, message: "a command id is a UUID")
             }
             // A break-glass command is shown from this replica's journal until the ledger has it.
@@ -81,7 +82,7 @@ public struct CommandRoutes: Sendable {
         router.get("/api/audit") { request, _ -> [AuditLog.Entry] in
             let q = request.uri.queryParameters
             let command = try q.get("command").map { text in
-                guard let id = UUID(uuidString: text) else { throw HTTPError(.badRequest, message: "command must be a command id (UUID)") }
+                guard let id = CommandID(text) else { throw HTTPError(.badRequest, message: "command must be a command id (UUID)") }
                 return id
             }
             return try await audit.entries(bot: q.get("bot"), commandID: command,
@@ -157,9 +158,9 @@ public struct CommandRoutes: Sendable {
         }
         switch outcome {
         case .created(let record):
-            return EditedResponse(status: .accepted, headers: [.location: "/api/commands/\(record.id.uuidString)"], response: record)
+            return EditedResponse(status: .accepted, headers: [.location: "/api/commands/\(record.id)"], response: record)
         case .existing(let record):
-            return EditedResponse(status: .ok, headers: [.location: "/api/commands/\(record.id.uuidString)"], response: record)
+            return EditedResponse(status: .ok, headers: [.location: "/api/commands/\(record.id)"], response: record)
         case .idempotencyConflict:
             return try await refuse(.unprocessableContent, "this Idempotency-Key was used for a different request")
         case .unknownBot:

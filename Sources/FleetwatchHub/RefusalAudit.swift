@@ -84,14 +84,16 @@ actor RefusalAudit: Service {
     var keyCount: Int { pending.count }
 
     func run() async throws {
-        await cancelWhenGracefulShutdown {
-            while !Task.isCancelled {
-                try? await Task.sleep(for: self.window / 4)
-                await self.flush()
-            }
+        // Only the wait is cut short by the shutdown: a write in progress is never cancelled (its minute's
+        // counts are already out of `pending`, and would be lost).
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: self.window / 4) }
+            if Task.isShuttingDownGracefully || Task.isCancelled { break }
+            await flush()
         }
         stopped = true
-        await flush(force: true)
+        // Written even if the group is being cancelled: an unstructured task does not inherit the cancellation.
+        await Task { await self.flush(force: true) }.value
     }
 
     private func write(_ entry: Pending) async {

@@ -12,8 +12,8 @@ public struct CommandFrame: Equatable, Sendable {
         public static let latchEmergency = Actions(rawValue: 1 << 3)
         public static let resume = Actions(rawValue: 1 << 4)
     }
-    /// The command's id in the hub's ledger (16 bytes, a UUID).
-    public var commandID: [UInt8]
+    /// The command's id in the hub's ledger (16 bytes on the wire, a UUID).
+    public var commandID: CommandID
     /// The bot the command is bound to; an agent refuses a command for another bot.
     public var botID: String
     public var issuedAtMs: UInt64
@@ -22,7 +22,7 @@ public struct CommandFrame: Equatable, Sendable {
     public var actions: Actions
     public var reason: String
 
-    public init(commandID: [UInt8], botID: String, issuedAtMs: UInt64, expiresAtMs: UInt64,
+    public init(commandID: CommandID, botID: String, issuedAtMs: UInt64, expiresAtMs: UInt64,
                 actions: Actions, reason: String) {
         self.commandID = commandID
         self.botID = botID
@@ -33,7 +33,7 @@ public struct CommandFrame: Equatable, Sendable {
     }
 
     func encodeBody(into buffer: inout ByteBuffer) {
-        buffer.writeBytes(commandID)
+        buffer.writeCommandID(commandID)
         buffer.writeInteger(issuedAtMs, endianness: .little)
         buffer.writeInteger(expiresAtMs, endianness: .little)
         buffer.writeInteger(actions.rawValue)
@@ -42,8 +42,7 @@ public struct CommandFrame: Equatable, Sendable {
     }
 
     init(body buffer: inout ByteBuffer) throws {
-        guard let id = buffer.readBytes(length: 16) else { throw WireError(.truncated, "frame ends inside command id") }
-        commandID = id
+        commandID = try buffer.readCommandID()
         issuedAtMs = try buffer.readLE(UInt64.self, "issued at")
         expiresAtMs = try buffer.readLE(UInt64.self, "expires at")
         actions = Actions(rawValue: try buffer.readLE(UInt8.self, "actions"))
@@ -58,14 +57,14 @@ public struct CommandResultFrame: Equatable, Sendable {
     public enum Status: UInt8, Sendable {
         case received = 0, succeeded = 1, failed = 2, skipped = 3, completed = 4, refused = 5
     }
-    public var commandID: [UInt8]
+    public var commandID: CommandID
     /// The step this result is about (an `Actions` bit), 0 for the command as a whole.
     public var step: UInt8
     public var status: Status
     public var atMs: UInt64
     public var detail: String
 
-    public init(commandID: [UInt8], step: UInt8, status: Status, atMs: UInt64, detail: String) {
+    public init(commandID: CommandID, step: UInt8, status: Status, atMs: UInt64, detail: String) {
         self.commandID = commandID
         self.step = step
         self.status = status
@@ -74,7 +73,7 @@ public struct CommandResultFrame: Equatable, Sendable {
     }
 
     func encodeBody(into buffer: inout ByteBuffer) {
-        buffer.writeBytes(commandID)
+        buffer.writeCommandID(commandID)
         buffer.writeInteger(step)
         buffer.writeInteger(status.rawValue)
         buffer.writeInteger(atMs, endianness: .little)
@@ -82,8 +81,7 @@ public struct CommandResultFrame: Equatable, Sendable {
     }
 
     init(body buffer: inout ByteBuffer) throws {
-        guard let id = buffer.readBytes(length: 16) else { throw WireError(.truncated, "frame ends inside command id") }
-        commandID = id
+        commandID = try buffer.readCommandID()
         step = try buffer.readLE(UInt8.self, "step")
         let raw = try buffer.readLE(UInt8.self, "status")
         guard let status = Status(rawValue: raw) else { throw WireError(.invalidField, "command status \(raw) is unknown") }

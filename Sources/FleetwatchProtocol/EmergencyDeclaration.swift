@@ -4,13 +4,13 @@ import NIOCore
 /// command ledger (origin "bot", latched) and answers with a command frame of the same id; the agent
 /// sends the declaration again on every connection until that answer arrives.
 public struct EmergencyDeclaration: Equatable, Sendable {
-    /// Chosen by the agent (16 bytes, a UUID); the ledger's command id.
-    public var commandID: [UInt8]
+    /// Chosen by the agent (16 bytes on the wire, a UUID); the ledger's command id.
+    public var commandID: CommandID
     public var declaredAtMs: UInt64
     public var actions: CommandFrame.Actions
     public var reason: String
 
-    public init(commandID: [UInt8], declaredAtMs: UInt64, actions: CommandFrame.Actions, reason: String) {
+    public init(commandID: CommandID, declaredAtMs: UInt64, actions: CommandFrame.Actions, reason: String) {
         self.commandID = commandID
         self.declaredAtMs = declaredAtMs
         self.actions = actions
@@ -18,15 +18,14 @@ public struct EmergencyDeclaration: Equatable, Sendable {
     }
 
     func encodeBody(into buffer: inout ByteBuffer) {
-        buffer.writeBytes(commandID)
+        buffer.writeCommandID(commandID)
         buffer.writeInteger(declaredAtMs, endianness: .little)
         buffer.writeInteger(actions.rawValue)
         buffer.writeWireString(reason)
     }
 
     init(body buffer: inout ByteBuffer) throws {
-        guard let id = buffer.readBytes(length: 16) else { throw WireError(.truncated, "frame ends inside command id") }
-        commandID = id
+        commandID = try buffer.readCommandID()
         declaredAtMs = try buffer.readLE(UInt64.self, "declared at")
         actions = CommandFrame.Actions(rawValue: try buffer.readLE(UInt8.self, "actions"))
         reason = try buffer.readWireString(maxBytes: 1024, "reason")

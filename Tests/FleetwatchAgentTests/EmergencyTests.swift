@@ -7,12 +7,12 @@ import Testing
 @Suite struct EmergencyTests {
     static func command(_ id: UInt8, bot: String = "bot-1", actions: CommandFrame.Actions = [.stopTrading, .cancelOrders, .liquidate, .latchEmergency],
                         expires: UInt64 = 2_000) -> CommandFrame {
-        CommandFrame(commandID: Array(repeating: id, count: 16), botID: bot, issuedAtMs: 1_000, expiresAtMs: expires,
+        CommandFrame(commandID: CommandID(bytes: Array(repeating: id, count: 16))!, botID: bot, issuedAtMs: 1_000, expiresAtMs: expires,
                      actions: actions, reason: "test")
     }
 
     static func result(_ id: UInt8, step: CommandFrame.Actions?, _ status: CommandResultFrame.Status) -> CommandResultFrame {
-        CommandResultFrame(commandID: Array(repeating: id, count: 16), step: step?.rawValue ?? 0, status: status, atMs: 1_500, detail: "")
+        CommandResultFrame(commandID: CommandID(bytes: Array(repeating: id, count: 16))!, step: step?.rawValue ?? 0, status: status, atMs: 1_500, detail: "")
     }
 
     @Test func executesOnceInOrderAndHonoursLiquidationAndBinding() {

@@ -50,7 +50,7 @@ struct BotIsolationTests {
         // The bot's own declaration asks for liquidation: the bot may run its own steps, but the hub records
         // no liquidation, and the latched command it re-sends after a reconnect carries none.
         let declared = await agent.declareEmergency(reason: "exchange halted", liquidate: true)
-        let declaredID = try #require(UUID(bytes: declared))
+        let declaredID = declared
         #expect(try await eventually(.seconds(20)) {
             try await Self.count(db, """
                 SELECT count(*) FROM commands WHERE id = \(declaredID) AND origin = 'bot' AND NOT liquidate

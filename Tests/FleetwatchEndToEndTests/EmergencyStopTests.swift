@@ -136,7 +136,7 @@ struct EmergencyStopTests {
         #expect(try await eventually {
             (try await Self.scalar(db, Double.self, "SELECT value FROM sample_points WHERE bot = 'stop-bot' AND metric = 'trading_enabled' ORDER BY ts DESC LIMIT 1")) == 0
         })
-        #expect(try await Self.scalar(db, String.self, "SELECT emergency_command_id::text FROM bots WHERE name = 'stop-bot'") == id.lowercased())
+        #expect(try await Self.scalar(db, String.self, "SELECT emergency_command_id::text FROM bots WHERE name = 'stop-bot'") == id)
         let actions = try await db.withClient { client in
             var out: [String] = []
             let rows = try await client.query("SELECT action FROM audit_log WHERE command_id = \(UUID(uuidString: id)!) ORDER BY id",
@@ -285,11 +285,11 @@ struct EmergencyStopTests {
         #expect(handler.all == ["stop", "cancel", "latch"])
         let task = Task { try await agent.run() }
         defer { task.cancel() }
-        let id = try #require(UUID(bytes: raw)).uuidString
+        let id = raw.description
         let record = try await Self.waitForState(hub.port, id, "completed")
         #expect(record["origin"] as? String == "bot" && record["issuedBy"] as? String == "self-bot")
         #expect(Self.steps(record).contains("latch_emergency/succeeded"))
-        #expect(try await Self.scalar(db, String.self, "SELECT emergency_command_id::text FROM bots WHERE name = 'self-bot'") == id.lowercased())
+        #expect(try await Self.scalar(db, String.self, "SELECT emergency_command_id::text FROM bots WHERE name = 'self-bot'") == id)
         #expect(try await Self.scalar(db, String.self, "SELECT summary FROM alerts WHERE rule_id = 'emergency_mode'")?.contains("the bot itself") == true)
         #expect(handler.all == ["stop", "cancel", "latch"], "the hub's confirmation ran the steps again")
     }

@@ -85,10 +85,10 @@ struct HostileBotTests {
         #expect(status == 202, "\(body)")
         let stopID = try #require((jsonObject(body) as? [String: Any])?["id"] as? String)
         let replay = try await ProtocolClient.connect(port: port, bot: "hostile", token: Self.hostileToken)
-        let stopBytes = try #require(UUID(uuidString: stopID)).bytes
+        let stopBytes = try #require(CommandID(stopID))
         for (step, status) in [(UInt8(0), CommandResultFrame.Status.failed), (0, .completed), (1, .failed)] {
             await replay.send(.commandResult(CommandResultFrame(commandID: stopBytes, step: step, status: status, atMs: 1, detail: "hostile")))
-            await replay.send(.commandResult(CommandResultFrame(commandID: UUID().bytes, step: step, status: status, atMs: 1, detail: "unknown")))
+            await replay.send(.commandResult(CommandResultFrame(commandID: CommandID.random(), step: step, status: status, atMs: 1, detail: "unknown")))
         }
         let stopped = try await EmergencyStopTests.waitForState(port, stopID, "completed")
         let steps = (stopped["steps"] as? [[String: Any]] ?? []).map { "\($0["step"] ?? "")/\($0["status"] ?? "")" }
@@ -98,13 +98,13 @@ struct HostileBotTests {
 
         // 5. A declaration with every bit set: latched without liquidation (not allowed for the bot) or resume,
         //    dated by the hub, the refusal recorded; the confirmation and every re-send carry no liquidation.
-        let declared = UUID()
-        await replay.send(.emergencyDeclaration(EmergencyDeclaration(commandID: declared.bytes, declaredAtMs: 1,
+        let declared = CommandID.random()
+        await replay.send(.emergencyDeclaration(EmergencyDeclaration(commandID: declared, declaredAtMs: 1,
                                                                      actions: CommandFrame.Actions(rawValue: 0xFF), reason: "every bit")))
         var confirmation: CommandFrame?
         let deadline = ContinuousClock.now + .seconds(20)
         while confirmation == nil, case .frame(let f) = await replay.next(until: deadline) {
-            if case .command(let c) = f, c.commandID == declared.bytes { confirmation = c }
+            if case .command(let c) = f, c.commandID == declared { confirmation = c }
         }
         let confirmed = try #require(confirmation, "no confirmation of the declaration")
         #expect(confirmed.actions == [.stopTrading, .cancelOrders, .latchEmergency])
@@ -118,7 +118,7 @@ struct HostileBotTests {
         var resent: CommandFrame?
         let resendDeadline = ContinuousClock.now + .seconds(20)
         while resent == nil, case .frame(let f) = await again.next(until: resendDeadline) {
-            if case .command(let c) = f, c.commandID == declared.bytes { resent = c }
+            if case .command(let c) = f, c.commandID == declared { resent = c }
         }
         #expect(resent.map { !$0.actions.contains(.liquidate) && !$0.actions.contains(.resume) } == true, "\(String(describing: resent))")
 

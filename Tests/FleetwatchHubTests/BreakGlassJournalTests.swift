@@ -16,8 +16,8 @@ import Testing
               botID: 7, actorKind: "operator", remote: "10.0.0.9", idempotencyKey: key, actions: CommandFrame.Actions.emergencyStop.rawValue)
     }
 
-    static func result(_ id: UUID, step: UInt8, _ status: CommandResultFrame.Status) -> CommandResultFrame {
-        CommandResultFrame(commandID: id.bytes, step: step, status: status, atMs: UInt64(Date().timeIntervalSince1970 * 1000), detail: "ok")
+    static func result(_ id: CommandID, step: UInt8, _ status: CommandResultFrame.Status) -> CommandResultFrame {
+        CommandResultFrame(commandID: id, step: step, status: status, atMs: UInt64(Date().timeIntervalSince1970 * 1000), detail: "ok")
     }
 
     @Test func survivesARestartAndFollowsTheResults() async throws {
@@ -30,7 +30,7 @@ import Testing
         #expect(try await journal.record(Self.result(id, step: 0, .received)))
         #expect(try await journal.record(Self.result(id, step: 1, .succeeded)))
         #expect(try await journal.record(Self.result(id, step: 1, .succeeded)))          // again: no second step
-        #expect(try await !journal.record(Self.result(UUID(), step: 1, .succeeded)))      // not journalled here
+        #expect(try await !journal.record(Self.result(CommandID.random(), step: 1, .succeeded)))      // not journalled here
         #expect(await journal.unfinished(bot: "bot-1").count == 1)
 
         // A new process finds it, state and steps included.
@@ -44,7 +44,7 @@ import Testing
         #expect(await reopened.unfinished(bot: "bot-1").isEmpty)
 
         let files = try FileManager.default.contentsOfDirectory(atPath: dir)
-        #expect(files == ["\(id.uuidString.lowercased()).json"])
+        #expect(files == ["\(id).json"])
         let mode = try FileManager.default.attributesOfItem(atPath: "\(dir)/\(files[0])")[.posixPermissions] as? Int
         #expect(mode == 0o600)
     }

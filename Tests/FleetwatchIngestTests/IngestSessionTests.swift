@@ -218,7 +218,7 @@ import Testing
 }
 
 @Suite struct IngestSessionCommandTests {
-    static let command = CommandFrame(commandID: Array(0..<16), botID: "bot-1", issuedAtMs: 1, expiresAtMs: 2,
+    static let command = CommandFrame(commandID: CommandID(bytes: (0..<16).map(UInt8.init))!, botID: "bot-1", issuedAtMs: 1, expiresAtMs: 2,
                                       actions: .emergencyStop, reason: "latched")
 
     static func session(_ channel: InMemoryCommandChannel) -> IngestSession {
@@ -238,7 +238,7 @@ import Testing
         #expect(await s.handle(Frame.commandResult(result).encoded()).isEmpty)
         #expect(await channel.results == [result])
         // A declaration is answered with a command frame of the same id (the confirmation).
-        let declaration = EmergencyDeclaration(commandID: Array(16..<32), declaredAtMs: 5, actions: .emergencyStop, reason: "mine")
+        let declaration = EmergencyDeclaration(commandID: CommandID(bytes: (16..<32).map(UInt8.init))!, declaredAtMs: 5, actions: .emergencyStop, reason: "mine")
         let confirmation = await s.handle(Frame.emergencyDeclaration(declaration).encoded())
         guard case .send(.command(let echo))? = confirmation.first else { Issue.record("no confirmation: \(confirmation)"); return }
         #expect(echo.commandID == declaration.commandID && echo.botID == "bot-1")
@@ -251,7 +251,7 @@ import Testing
         await channel.setFailing(true)
         let result = CommandResultFrame(commandID: Self.command.commandID, step: 0, status: .received, atMs: 3, detail: "")
         #expect(await s.handle(Frame.commandResult(result).encoded()).isEmpty)
-        let declaration = EmergencyDeclaration(commandID: Array(16..<32), declaredAtMs: 5, actions: .emergencyStop, reason: "mine")
+        let declaration = EmergencyDeclaration(commandID: CommandID(bytes: (16..<32).map(UInt8.init))!, declaredAtMs: 5, actions: .emergencyStop, reason: "mine")
         #expect(await s.handle(Frame.emergencyDeclaration(declaration).encoded()).isEmpty, "unconfirmed: the agent sends it again")
         // The session still stores batches.
         #expect(await s.handle(try IngestSessionTests.batch(1)).count == 1)
@@ -259,7 +259,7 @@ import Testing
 
     @Test func beforeTheWelcomeCommandFramesAreRefused() async throws {
         let s = Self.session(InMemoryCommandChannel())
-        let declaration = EmergencyDeclaration(commandID: Array(16..<32), declaredAtMs: 5, actions: .emergencyStop, reason: "x")
+        let declaration = EmergencyDeclaration(commandID: CommandID(bytes: (16..<32).map(UInt8.init))!, declaredAtMs: 5, actions: .emergencyStop, reason: "x")
         let out = await s.handle(Frame.emergencyDeclaration(declaration).encoded())
         #expect(IngestSessionTests.closeCode(out) == .helloExpected)
     }

@@ -26,8 +26,8 @@ struct CommandLedgerTests {
                   case .accepted(let new) = try await store.authenticate(hello, connectionID: UUID(), hub: "h") else {
                 Issue.record("not accepted"); return
             }
-            let stale = EmergencyDeclaration(commandID: UUID().bytes, declaredAtMs: 1, actions: .emergencyStop, reason: "stale")
-            let fresh = EmergencyDeclaration(commandID: UUID().bytes, declaredAtMs: 1, actions: .emergencyStop, reason: "fresh")
+            let stale = EmergencyDeclaration(commandID: CommandID.random(), declaredAtMs: 1, actions: .emergencyStop, reason: "stale")
+            let fresh = EmergencyDeclaration(commandID: CommandID.random(), declaredAtMs: 1, actions: .emergencyStop, reason: "fresh")
             #expect(try await ledger.recordDeclaration(stale, botID: old.botID, botName: "lease-bot", connectionID: old.connectionID, hub: "h").recorded == false)
             #expect(try await ledger.recordDeclaration(fresh, botID: new.botID, botName: "lease-bot", connectionID: new.connectionID, hub: "h").recorded)
             let result = CommandResultFrame(commandID: fresh.commandID, step: 0, status: .completed, atMs: 1, detail: "done")
@@ -52,13 +52,13 @@ struct CommandLedgerTests {
             else { Issue.record("no command"); return }
             #expect(try await ledger.takeOnConnect(botID: botID, hub: "h").map(\.id) == [stop.id])
             // Refused (say, an expired frame): recorded, audited, still open, delivered again on the next connection.
-            let refused = CommandResultFrame(commandID: stop.id.bytes, step: 0, status: .refused, atMs: 1, detail: "command expired")
+            let refused = CommandResultFrame(commandID: stop.id, step: 0, status: .refused, atMs: 1, detail: "command expired")
             #expect(try await ledger.record(refused, botID: botID, connectionID: nil) == "delivered")
             #expect(try await ledger.command(id: stop.id)?.steps.map(\.status) == ["refused"])
             #expect(try await ledger.takeOnConnect(botID: botID, hub: "h").first?.actions == .emergencyStop)
             // Completed, then sent again as the latched command: stop trading and latch only.
             for (step, status) in [(UInt8(0), CommandResultFrame.Status.received), (1, .succeeded), (2, .succeeded), (8, .succeeded), (0, .completed)] {
-                try await ledger.record(CommandResultFrame(commandID: stop.id.bytes, step: step, status: status, atMs: 2, detail: ""), botID: botID, connectionID: nil)
+                try await ledger.record(CommandResultFrame(commandID: stop.id, step: step, status: status, atMs: 2, detail: ""), botID: botID, connectionID: nil)
             }
             #expect(try await ledger.command(id: stop.id)?.state == "completed")
             #expect(try await ledger.takeOnConnect(botID: botID, hub: "h").first?.actions == [.stopTrading, .latchEmergency])
@@ -74,6 +74,28 @@ struct CommandLedgerTests {
                 return try await group.reduce(into: []) { $0.append($1) }
             }
             #expect(outcomes.filter { if case .created = $0 { return true } else { return false } }.count == 1, "\(outcomes)")
+        }
+    }
+}
+
+/// A command id is a `uuid` column: bound and read without conversion, the same text as PostgreSQL's.
+@Suite(.enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
+struct CommandIDColumnTests {
+    @Test func commandIDsBindAndReadAsUUIDs() async throws {
+        let db = try await TestDatabase.create()
+        try await db.withClient { client in
+            let logger = Logger(label: "test")
+            let id = CommandID.random()
+            let text = try await client.query("SELECT \(id)::text", logger: logger).decode(String.self).first { _ in true }
+            #expect(text == id.description)
+            let back = try await client.query("SELECT \(id.description)::uuid", logger: logger).decode(CommandID.self).first { _ in true }
+            #expect(back == id)
+            let generated = try await client.query("SELECT u, u::text FROM (SELECT gen_random_uuid() AS u) x", logger: logger)
+                .decode((CommandID, String).self).first { _ in true }
+            #expect(generated.map { $0.0.description == $0.1 } == true)
+            let list = try await client.query("SELECT array_length(\([id, CommandID.random()])::uuid[], 1)", logger: logger)
+                .decode(Int.self).first { _ in true }
+            #expect(list == 2)
         }
     }
 }

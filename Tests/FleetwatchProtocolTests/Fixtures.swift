@@ -20,13 +20,13 @@ enum Fixtures {
     static let ackV2Refused = Frame.ack(Ack(bootEpoch: 1_764_072_000_000_000, sequence: 43, outcome: .stored, refusedSamples: 1200,
                                             refusals: [.metricNameLimit, .invalidValue]))
     static let heartbeat = Frame.heartbeat(Heartbeat(sentAtMs: 1_764_072_000_123))
-    static let command = Frame.command(CommandFrame(commandID: Array(0..<16), botID: "kraken-btc-01", issuedAtMs: 1_764_072_000_000,
+    static let command = Frame.command(CommandFrame(commandID: CommandID(bytes: (0..<16).map(UInt8.init))!, botID: "kraken-btc-01", issuedAtMs: 1_764_072_000_000,
                                                     expiresAtMs: 1_764_072_060_000, actions: [.stopTrading, .cancelOrders, .latchEmergency],
                                                     reason: "daily loss"))
-    static let commandResult = Frame.commandResult(CommandResultFrame(commandID: Array(0..<16), step: 2, status: .succeeded,
+    static let commandResult = Frame.commandResult(CommandResultFrame(commandID: CommandID(bytes: (0..<16).map(UInt8.init))!, step: 2, status: .succeeded,
                                                                       atMs: 1_764_072_000_500, detail: "3 orders cancelled"))
     static let emergencyDeclaration = Frame.emergencyDeclaration(EmergencyDeclaration(
-        commandID: Array(16..<32), declaredAtMs: 1_764_072_000_700, actions: [.stopTrading, .cancelOrders, .latchEmergency],
+        commandID: CommandID(bytes: (16..<32).map(UInt8.init))!, declaredAtMs: 1_764_072_000_700, actions: [.stopTrading, .cancelOrders, .latchEmergency],
         reason: "exchange halted withdrawals"))
 
     /// A small batch: a counter, a gauge with cents, a duration and a state.

@@ -32,7 +32,7 @@ struct FleetView: Sendable {
         let lastSeen: Date?
         let createdAt: Date
         let emergencySince: Date?
-        let emergencyCommandId: UUID?
+        let emergencyCommandId: CommandID?
         let allowLiquidation: Bool
         /// When the newest value below was recorded.
         let metricsAt: Date?
@@ -93,7 +93,7 @@ struct FleetView: Sendable {
 
     struct Row {
         let name: String, profile: String, state: String, connected: Bool, hub: String?, version: String?
-        let first: Date?, last: Date?, created: Date, emergencySince: Date?, emergencyCommand: UUID?, allowLiquidation: Bool
+        let first: Date?, last: Date?, created: Date, emergencySince: Date?, emergencyCommand: CommandID?, allowLiquidation: Bool
         let alerts: AlertCounts
         var firing: (critical: [String], warning: [String], info: [String]) = ([], [], [])
         var check: HealthCheck?

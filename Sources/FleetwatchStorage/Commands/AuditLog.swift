@@ -1,3 +1,4 @@
+import FleetwatchProtocol
 import Foundation
 import Logging
 import PostgresNIO
@@ -21,7 +22,7 @@ public struct AuditLog: Sendable {
         public var action: String
         public var outcome: String
         public var bot: String?
-        public var commandID: UUID?
+        public var commandID: CommandID?
         public var remote: String?
         public var detail: String
         /// How many attempts this entry stands for (refusals are aggregated per kind, address and minute).
@@ -30,7 +31,7 @@ public struct AuditLog: Sendable {
 
     /// Records one entry (`repeats`: how many like it it stands for); failures are logged, never thrown (an
     /// audit write must not turn a refusal into a 500).
-    public func record(_ actor: Actor, action: String, outcome: String, bot: String? = nil, commandID: UUID? = nil,
+    public func record(_ actor: Actor, action: String, outcome: String, bot: String? = nil, commandID: CommandID? = nil,
                        detail: String = "", repeats: Int = 1) async {
         do {
             try await client.query("""
@@ -60,7 +61,7 @@ public struct AuditLog: Sendable {
     }
 
     /// The newest entries, optionally for one bot or one command.
-    public func entries(bot: String? = nil, commandID: UUID? = nil, limit: Int = 200) async throws -> [Entry] {
+    public func entries(bot: String? = nil, commandID: CommandID? = nil, limit: Int = 200) async throws -> [Entry] {
         let rows = try await client.query("""
             SELECT id, at, actor, actor_kind, action, outcome, bot, command_id, remote, detail, repeats FROM audit_log
             WHERE (\(bot)::text IS NULL OR bot = \(bot)) AND (\(commandID)::uuid IS NULL OR command_id = \(commandID))
@@ -68,7 +69,7 @@ public struct AuditLog: Sendable {
             """, logger: logger)
         var out: [Entry] = []
         for try await (id, at, actor, kind, action, outcome, bot, command, remote, detail, repeats)
-            in rows.decode((Int64, Date, String, String, String, String, String?, UUID?, String?, String, Int32).self) {
+            in rows.decode((Int64, Date, String, String, String, String, String?, CommandID?, String?, String, Int32).self) {
             out.append(Entry(id: id, at: at, actor: actor, actorKind: kind, action: action, outcome: outcome, bot: bot,
                              commandID: command, remote: remote, detail: detail, repeats: Int(repeats)))
         }

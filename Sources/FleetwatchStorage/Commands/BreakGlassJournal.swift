@@ -42,7 +42,7 @@ public actor BreakGlassJournal {
     let logger: Logger
     /// The wall clock of the results' record times.
     let clock: any MillisecondClock
-    private var entries: [UUID: Entry] = [:]
+    private var entries: [CommandID: Entry] = [:]
 
     /// Opens (creating) the journal in `directory` and reads what a previous run left there.
     public init(directory: String, logger: Logger, clock: any MillisecondClock = SystemClock.wall) throws {
@@ -50,7 +50,7 @@ public actor BreakGlassJournal {
         self.logger = logger
         self.clock = clock
         try SecretFile.privateDirectory(directory)
-        var found: [UUID: Entry] = [:]
+        var found: [CommandID: Entry] = [:]
         for name in try FileManager.default.contentsOfDirectory(atPath: directory) where name.hasSuffix(".json") {
             let path = "\(directory)/\(name)"
             do {
@@ -67,7 +67,7 @@ public actor BreakGlassJournal {
     /// Commands not yet in the ledger.
     public var pending: [Entry] { entries.values.sorted { $0.record.createdAt < $1.record.createdAt } }
 
-    public func entry(id: UUID) -> Entry? { entries[id] }
+    public func entry(id: CommandID) -> Entry? { entries[id] }
 
     /// The command `issuedBy` made with `idempotencyKey`, if journalled here.
     public func entry(issuedBy: String, idempotencyKey: String) -> Entry? {
@@ -88,7 +88,8 @@ public actor BreakGlassJournal {
     /// Records a step result for a journalled command; false if the command is not in the journal (the ledger
     /// has it). A result seen before changes nothing.
     public func record(_ result: CommandResultFrame) throws -> Bool {
-        guard let id = UUID(bytes: result.commandID), var entry = entries[id] else { return false }
+        let id = result.commandID
+        guard var entry = entries[id] else { return false }
         let r = Entry.Result(step: result.step, status: result.status.rawValue, atMs: result.atMs, detail: result.detail)
         guard !entry.results.contains(where: { $0.step == r.step && $0.status == r.status }) else { return true }
         entry.results.append(r)
@@ -102,7 +103,7 @@ public actor BreakGlassJournal {
     /// being written are written too before its file is removed (nothing is lost in between).
     public func reconcile(into ledger: CommandLedger, hub: String) async -> Int {
         var done = 0
-        for id in entries.keys.sorted(by: { $0.uuidString < $1.uuidString }) {
+        for id in entries.keys.sorted() {
             var written = 0
             do {
                 guard let first = entries[id] else { continue }
@@ -110,7 +111,7 @@ public actor BreakGlassJournal {
                 while let entry = entries[id], written < entry.results.count {
                     for r in entry.results[written...] {
                         guard let status = CommandResultFrame.Status(rawValue: r.status) else { continue }
-                        try await ledger.record(CommandResultFrame(commandID: id.bytes, step: r.step, status: status, atMs: r.atMs,
+                        try await ledger.record(CommandResultFrame(commandID: id, step: r.step, status: status, atMs: r.atMs,
                                                                    detail: r.detail), botID: entry.botID, connectionID: nil)
                         written += 1
                     }
@@ -150,7 +151,7 @@ public actor BreakGlassJournal {
         return out
     }
 
-    private func path(_ id: UUID) -> String { "\(directory)/\(id.uuidString.lowercased()).json" }
+    private func path(_ id: CommandID) -> String { "\(directory)/\(id).json" }
 
     private func write(_ entry: Entry) throws {
         let data = try JSONEncoder.journal.encode(entry)

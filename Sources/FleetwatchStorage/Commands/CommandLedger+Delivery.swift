@@ -7,7 +7,7 @@ import PostgresNIO
 extension CommandLedger {
     /// A command as the replica holding the bot's connection sends it.
     public struct Outgoing: Sendable, Equatable {
-        public var id: UUID
+        public var id: CommandID
         public var bot: String
         public var actions: CommandFrame.Actions
         public var reason: String
@@ -17,7 +17,7 @@ extension CommandLedger {
 
         /// The frame, valid for `ttlMs` from now: a delayed or replayed frame is refused by the agent.
         public func frame(nowMs: UInt64, ttlMs: UInt64) -> CommandFrame {
-            CommandFrame(commandID: id.bytes, botID: bot, issuedAtMs: UInt64(max(0, createdAt.timeIntervalSince1970 * 1000)),
+            CommandFrame(commandID: id, botID: bot, issuedAtMs: UInt64(max(0, createdAt.timeIntervalSince1970 * 1000)),
                          expiresAtMs: nowMs + ttlMs, actions: actions, reason: reason)
         }
     }
@@ -75,7 +75,7 @@ extension CommandLedger {
             """, logger: logger)
         var out: [Outgoing] = []
         for try await (id, bot, asked, previous, granted, reason, created, _, connection)
-            in rows.decode((UUID, String, Int16, String, Bool, String, Date, Int64, UUID?).self) {
+            in rows.decode((CommandID, String, Int16, String, Bool, String, Date, Int64, UUID?).self) {
             // The steps this send carries (a finished command only re-latches; liquidation only while granted).
             let actions = CommandLifecycle.stepsToSend(asked: CommandFrame.Actions(rawValue: UInt8(truncatingIfNeeded: asked)),
                                                        state: CommandState(rawValue: previous) ?? .pending, liquidationGranted: granted)
@@ -95,7 +95,8 @@ extension CommandLedger {
     ///   connection lost the lease).
     @discardableResult
     public func record(_ result: CommandResultFrame, botID: Int32, connectionID: UUID?) async throws -> String? {
-        guard let id = UUID(bytes: result.commandID), let step = CommandFrame.Actions.stepName(result.step) else { return nil }
+        let id = result.commandID
+        guard let step = CommandFrame.Actions.stepName(result.step) else { return nil }
         // Refused (expired frame, clock skew): recorded, but the command stays open and is delivered again; if
         // it is never acknowledged, the unacknowledged-command alert says so.
         let target = CommandLifecycle.target(of: result.status, step: result.step)
@@ -137,7 +138,7 @@ extension CommandLedger {
 
     /// Commands not acknowledged `after` their creation and not yet reported: marks them reported (so exactly
     /// one replica raises the alert) and returns (bot, command id, state).
-    public func takeOverdue(after: Duration) async throws -> [(bot: String, id: UUID, state: String)] {
+    public func takeOverdue(after: Duration) async throws -> [(bot: String, id: CommandID, state: String)] {
         let seconds = after.inSeconds
         let rows = try await client.query("""
             WITH u AS (UPDATE commands SET overdue_alerted_at = now()
@@ -146,8 +147,8 @@ extension CommandLedger {
                        RETURNING id, bot_id, state)
             SELECT b.name, u.id, u.state FROM u JOIN bots b ON b.id = u.bot_id
             """, logger: logger)
-        var out: [(bot: String, id: UUID, state: String)] = []
-        for try await (bot, id, state) in rows.decode((String, UUID, String).self) { out.append((bot, id, state)) }
+        var out: [(bot: String, id: CommandID, state: String)] = []
+        for try await (bot, id, state) in rows.decode((String, CommandID, String).self) { out.append((bot, id, state)) }
         return out
     }
 

@@ -1,10 +1,11 @@
+import FleetwatchProtocol
 import Foundation
 import Logging
 import PostgresNIO
 
 extension CommandLedger {
     /// One command with its steps.
-    public func command(id: UUID) async throws -> CommandRecord? {
+    public func command(id: CommandID) async throws -> CommandRecord? {
         try await commands(where: id, bot: nil, limit: 1).first
     }
 
@@ -14,15 +15,15 @@ extension CommandLedger {
     }
 
     /// Whether `bot` is latched in emergency mode, and by which command.
-    public func emergency(bot: String) async throws -> (commandID: UUID, since: Date)? {
+    public func emergency(bot: String) async throws -> (commandID: CommandID, since: Date)? {
         let row = try await client.query("""
             SELECT emergency_command_id, emergency_since FROM bots WHERE name = \(bot) AND emergency_command_id IS NOT NULL
-            """, logger: logger).decode((UUID, Date).self).first(where: { _ in true })
+            """, logger: logger).decode((CommandID, Date).self).first(where: { _ in true })
         guard let (id, since) = row else { return nil }
         return (id, since)
     }
 
-    private func commands(where id: UUID?, bot: String?, limit: Int) async throws -> [CommandRecord] {
+    private func commands(where id: CommandID?, bot: String?, limit: Int) async throws -> [CommandRecord] {
         let rows = try await client.query("""
             SELECT c.id, b.name, c.kind, c.origin, c.issued_by, c.reason, c.liquidate, c.liquidation_requested,
                    c.liquidation_refused, c.state, c.detail, c.created_at,
@@ -48,7 +49,7 @@ extension CommandLedger {
         for try await row in rows {
             let (id, bot, kind, origin, by, reason, liquidate, asked, refused, state, detail, created, delivered, acked, completed,
                  failed, deliveries, deliveredBy, steps) = try row.decode(
-                (UUID, String, String, String, String, String, Bool, Bool, String?, String, String?, Date, Date?, Date?, Date?,
+                (CommandID, String, String, String, String, String, Bool, Bool, String?, String, String?, Date, Date?, Date?, Date?,
                  Date?, Int32, String?, String).self)
             out.append(CommandRecord(
                 id: id, bot: bot, kind: kind, origin: origin, issuedBy: by, reason: reason, liquidate: liquidate,

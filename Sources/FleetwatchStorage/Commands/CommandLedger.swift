@@ -68,7 +68,7 @@ public struct CommandLedger: Sendable {
         let stopSteps: CommandFrame.Actions = [.stopTrading, .cancelOrders, .liquidate, .latchEmergency]
         var granted = declaration.actions.intersection(stopSteps)
         granted.remove(.liquidate)
-        guard let id = UUID(bytes: declaration.commandID) else { return Declared(recorded: false, leaseHeld: true, actions: granted) }
+        let id = declaration.commandID
         let asked = declaration.actions.contains(.liquidate)
         let actions = Int16(declaration.actions.intersection(stopSteps).rawValue)
         let rows = try await client.query("""
@@ -115,7 +115,7 @@ public struct CommandLedger: Sendable {
                         liquidate: Bool, liquidationRequested: Bool, idempotencyKey: String?, latch: Bool,
                         onlyIfLatched: Bool) async throws -> CommandRequestOutcome {
         let refused: String? = liquidationRequested && !liquidate ? Self.liquidationNotAllowedReason : nil
-        let id = UUID()
+        let id = CommandID.random()
         let hash = Self.requestHash(bot: bot, kind: kind, reason: reason, liquidate: liquidate)
         let rawActions = Int16(actions.rawValue)
         let rows = try await client.query("""
@@ -152,7 +152,7 @@ public struct CommandLedger: Sendable {
         if let key = idempotencyKey {
             let existing = try await client.query("""
                 SELECT id, request_hash FROM commands WHERE issued_by = \(actor.name) AND idempotency_key = \(key)
-                """, logger: logger).decode((UUID, ByteBuffer?).self).first { _ in true }
+                """, logger: logger).decode((CommandID, ByteBuffer?).self).first { _ in true }
             if let (existingID, existingHash) = existing {
                 guard existingHash == hash, let record = try await command(id: existingID) else { return .idempotencyConflict }
                 return .existing(record)
@@ -166,19 +166,5 @@ public struct CommandLedger: Sendable {
     static func requestHash(bot: String, kind: CommandKind, reason: String, liquidate: Bool) -> ByteBuffer {
         let canonical = [bot, kind.rawValue, reason, liquidate ? "1" : "0"].joined(separator: "\u{1F}")
         return ByteBuffer(bytes: Array(SHA256.hash(data: Data(canonical.utf8))))
-    }
-}
-
-extension UUID {
-    /// A UUID from its 16 bytes (a command frame's id), nil for any other length.
-    public init?(bytes: [UInt8]) {
-        guard bytes.count == 16 else { return nil }
-        self.init(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
-                         bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
-    }
-
-    /// The 16 bytes of a command frame's id.
-    public var bytes: [UInt8] {
-        withUnsafeBytes(of: uuid) { Array($0) }
     }
 }

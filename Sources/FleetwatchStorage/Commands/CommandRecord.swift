@@ -1,3 +1,4 @@
+import FleetwatchProtocol
 import FleetwatchControl
 import Foundation
 
@@ -30,7 +31,7 @@ public struct CommandRecord: Sendable, Equatable, Codable {
         public var recordedAt: Date
     }
 
-    public var id: UUID
+    public var id: CommandID
     public var bot: String
     /// `emergency_stop` or `resume`.
     public var kind: String
@@ -62,7 +63,7 @@ public struct CommandRecord: Sendable, Equatable, Codable {
     /// A command taken by a replica while the database was unreachable (`BreakGlassJournal`): an emergency stop
     /// without liquidation, sent by `hub` at `at`.
     public static func breakGlass(bot: String, origin: CommandOrigin, issuedBy: String, reason: String, hub: String, at: Date) -> CommandRecord {
-        CommandRecord(id: UUID(), bot: bot, kind: CommandKind.emergencyStop.rawValue, origin: origin.rawValue, issuedBy: issuedBy, reason: reason,
+        CommandRecord(id: CommandID.random(), bot: bot, kind: CommandKind.emergencyStop.rawValue, origin: origin.rawValue, issuedBy: issuedBy, reason: reason,
                       liquidate: false, liquidationRequested: false, liquidationRefused: nil, state: CommandState.delivered.rawValue, detail: nil,
                       createdAt: at, deliveredAt: at, acknowledgedAt: nil, completedAt: nil, failedAt: nil, deliveries: 1,
                       deliveredBy: hub, steps: [])

@@ -1,3 +1,4 @@
+import FleetwatchProtocol
 import Foundation
 import Logging
 import PostgresNIO
@@ -18,7 +19,7 @@ public struct FleetRoster: Sendable {
         /// online, stale (connected but silent for `staleAfter`), offline or emergency.
         public let state: String
         public let connected: Bool, hub: String?, version: String?
-        public let first: Date?, last: Date?, created: Date, emergencySince: Date?, emergencyCommand: UUID?, allowLiquidation: Bool
+        public let first: Date?, last: Date?, created: Date, emergencySince: Date?, emergencyCommand: CommandID?, allowLiquidation: Bool
         /// Firing alerts' rule ids by level.
         public let critical: [String], warning: [String], info: [String]
         public let check: (at: Date, status: String, message: String)?
@@ -44,7 +45,7 @@ public struct FleetRoster: Sendable {
             """, logger: logger)
         var out: [Bot] = []
         for try await row in rows {
-            let r = try row.decode((String, String, String, Bool, String?, String?, Date?, Date?, Date, Date?, UUID?, Bool,
+            let r = try row.decode((String, String, String, Bool, String?, String?, Date?, Date?, Date, Date?, CommandID?, Bool,
                                     [String], [String], [String], Date?, String?, String?).self)
             out.append(Bot(name: r.0, profile: r.1, state: r.2, connected: r.3, hub: r.4, version: r.5, first: r.6, last: r.7,
                            created: r.8, emergencySince: r.9, emergencyCommand: r.10, allowLiquidation: r.11,
