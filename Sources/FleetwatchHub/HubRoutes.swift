@@ -31,14 +31,8 @@ struct HubRoutes: Sendable {
                 return Response(status: .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: "database unavailable\n")))
             }
             // Bounded: a load balancer must get an answer even while connections to PostgreSQL hang.
-            let version: Int? = await withTaskGroup(of: Int?.self) { group in
-                group.addTask {
-                    try? await ServerFacts(client: client, logger: logger).schemaVersion()
-                }
-                group.addTask { try? await Task.sleep(for: .seconds(2)); return nil }
-                let first = await group.next() ?? nil
-                group.cancelAll()
-                return first
+            let version: Int? = await firstWithin(.seconds(2)) {
+                try? await ServerFacts(client: client, logger: logger).schemaVersion()
             }
             guard let version else {
                 return Response(status: .serviceUnavailable, body: .init(byteBuffer: ByteBuffer(string: "database unavailable\n")))

@@ -341,7 +341,7 @@ struct DeploymentTests {
         }
         #expect(resumed == 202)
         // It stops everything it started.
-        let exit = await topology.stop(signal: SIGTERM, timeout: .seconds(30))
+        let exit = await topology.stop(signal: SIGTERM, timeout: .seconds(90))   // a loaded machine: a promoted standby's checkpoint can take half a minute
         #expect(exit == 0)
         #expect(!FileManager.default.fileExists(atPath: "\(dir)/postgres/postmaster.pid"))
         #expect(!FileManager.default.fileExists(atPath: "\(dir)/postgres-standby/postmaster.pid"))

@@ -155,4 +155,44 @@ import Testing
         #expect(out.split(separator: "\n").filter { $0.hasPrefix("fleetwatch_bot_up") }.isEmpty, "a state string injected a series: \(out)")
         #expect(out.contains("fleetwatch_bot_v{bot=\"b\"} +Inf"))
     }
+
+    /// The file's keys are one table: nested groups are checked like sections (a typo inside `alerts.webhook`
+    /// used to be ignored), a group without its required key names it, nulls count as absent, and the keys apply
+    /// in the table's order whatever the file's (a built-in profile, then the file's own switch).
+    @Test(arguments: [
+        (#"{"alerts": {"webhook": {"url": "http://x", "secert": "s"}}}"#, #"unknown key "alerts.webhook.secert""#),
+        (#"{"alerts": {"email": {"port": 25}}}"#, "alerts.email.host is missing"),
+        (#"{"alerts": {"cooldowns": 5}}"#, "alerts.cooldowns must be an object"),
+        (#"{"hub": {"port": 80.5}}"#, "hub.port must be a whole number"),
+        (#"{"dashboard": {"allowed_origins": ["https://a", 7]}}"#, "dashboard.allowed_origins must be a list of strings"),
+        (#"[1, 2]"#, "one JSON object of sections"),
+        (#"{"thresholds": {"memory_usage_mb": [1]}}"#, "thresholds.memory_usage_mb must be a number"),
+    ])
+    func nestedKeysAndTypesAreChecked(json: String, mentions: String) throws {
+        let error = try #require(throws: ConfigurationError.self) { try HubConfiguration.parse(json: Data(json.utf8), source: "f.json") }
+        #expect(error.description.contains(mentions), "\(error.description)")
+    }
+
+    @Test func keysApplyInTheTablesOrderAndNullsAreAbsent() throws {
+        let a = try HubConfiguration.parse(json: Data(#"{"monitoring": {"enable_emergency_shutdown": false, "profile": "production"}}"#.utf8))
+        let b = try HubConfiguration.parse(json: Data(#"{"monitoring": {"profile": "production", "enable_emergency_shutdown": false}}"#.utf8))
+        #expect(!a.monitoring.enableEmergencyShutdown && !b.monitoring.enableEmergencyShutdown && a.baseProfile == "production")
+        let c = try HubConfiguration.parse(json: Data(#"{"monitoring": {"profile": "production"}}"#.utf8))
+        #expect(c.monitoring.enableEmergencyShutdown)
+        let d = try HubConfiguration.parse(json: Data(#"{"hub": {"port": null, "max_frame_bytes": 2097152}, "alerts": null}"#.utf8))
+        #expect(d.port == HubConfiguration().port && d.ingest.maxFrameBytes == 2_097_152)
+    }
+
+    /// Every key of the table is documented (docs/configuration.md, or alerts.md for the channels).
+    @Test func everyKeyIsDocumented() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let docs = try ["docs/configuration.md", "docs/alerts.md"].map { try String(contentsOf: root.appendingPathComponent($0), encoding: .utf8) }
+            .joined()
+        let missing = HubConfiguration.configKeys.map(\.path).filter { path in
+            let leaf = String(path.split(separator: ".").last!)
+            return !docs.contains("`\(leaf)`") && !docs.contains("\"\(leaf)\"")
+        }
+        #expect(missing.isEmpty, "undocumented keys: \(missing)")
+        #expect(HubConfiguration.configKeys.count == Set(HubConfiguration.configKeys.map(\.path)).count, "a key is in the table twice")
+    }
 }

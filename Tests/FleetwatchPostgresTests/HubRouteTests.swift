@@ -18,7 +18,7 @@ struct HubRouteTests {
     struct Bot: Decodable { let id: String; let profile: String; let state: String; let connected: Bool
                             let metrics: [String: Double]; let alerts: [String: Int] }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func healthFollowsSchemaAndDatabase() async throws {
         try await InProcessHub.run { hub, client in
             let live = try await client.execute(uri: "/health/live", method: .get)
@@ -43,7 +43,7 @@ struct HubRouteTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func apiTokensAndRoles() async throws {
         try await InProcessHub.run { hub, client in
             let anonymous = try await client.execute(uri: "/api/bots", method: .get)
@@ -81,7 +81,7 @@ struct HubRouteTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func signInSessionCookieAndCSRF() async throws {
         try await InProcessHub.run { hub, client in
             try await UserAccounts(client: hub.client, logger: hub.logger).add(name: "alice", role: .operator,
@@ -121,7 +121,7 @@ struct HubRouteTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func thresholdsAndFleet() async throws {
         try await InProcessHub.run { hub, client in
             let viewer = try await hub.token("reader", .viewer)
@@ -147,7 +147,7 @@ struct HubRouteTests {
         }
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    @Test(.timeLimit(.minutes(3)))
     func metricsExposition() async throws {
         try await InProcessHub.run { _, client in
             _ = try await client.execute(uri: "/health/live", method: .get)
