@@ -3,12 +3,14 @@ import Logging
 import Foundation
 import NIOCore
 
-/// The agent's shared state: the batch buffer, the connection state machine and the spool.
+/// The agent's shared state: the batch buffer, the connection state machine and the command log; the spool and
+/// the journal are written by `disk`, off this actor.
 /// The flush loop and the connection loop both talk to it; it performs no network I/O itself.
 actor AgentCore {
     private var buffer: BatchBuffer
     private var machine: ConnectionStateMachine
-    private var spool: Spool?
+    /// Spool files and the command journal, written off this actor in order.
+    nonisolated let disk: AgentDisk
     private let logger: Logger
     private let sendWindow: Int
     private var wake: AsyncStream<Void>.Continuation?
@@ -19,7 +21,6 @@ actor AgentCore {
     let onSeal: (@Sendable (SealedBatch) -> Void)?
     // Emergency commands.
     private var commandLog: CommandLog
-    private var journal: CommandJournal?
     private var handler: (any EmergencyHandler)?
     /// Command results and declarations waiting for the connection; sent before batches.
     private var outbox: [ByteBuffer] = []
@@ -37,27 +38,30 @@ actor AgentCore {
         buffer = BatchBuffer(epoch: epoch, configuration: configuration.buffer)
         machine = ConnectionStateMachine(backoff: configuration.backoff,
                                          heartbeatMs: configuration.heartbeatInterval.wholeMilliseconds)
+        var spool: Spool?
         if let dir = configuration.spoolDirectory {
-            var spool = try Spool(directory: dir, maxBytes: configuration.spoolMaxBytes)
-            for batch in spool.load() {
-                spool.remove(buffer.restore(batch))
+            var loaded = try Spool(directory: dir, maxBytes: configuration.spoolMaxBytes)
+            for batch in loaded.load() {
+                loaded.remove(buffer.restore(batch))
             }
             let recovered = buffer.unackedBatches.count
             if recovered > 0 {
                 logger.info("recovered \(recovered) unacknowledged batches from the spool")
             }
-            self.spool = spool
+            spool = loaded
         }
         self.logger = logger
         self.sendWindow = max(configuration.sendWindow, 1)
         self.onSeal = onSeal
+        var journal: CommandJournal?
         if let dir = configuration.spoolDirectory {
-            let journal = try CommandJournal(directory: dir)
-            commandLog = CommandLog(botID: configuration.botID, journal: journal.load())
-            self.journal = journal
+            let opened = try CommandJournal(directory: dir)
+            commandLog = CommandLog(botID: configuration.botID, journal: opened.load())
+            journal = opened
         } else {
             commandLog = CommandLog(botID: configuration.botID)
         }
+        disk = AgentDisk(spool: spool, journal: journal)
     }
 
     var epoch: UInt64 { buffer.epoch }
@@ -75,8 +79,8 @@ actor AgentCore {
     func add(_ series: [Series]) {
         let (sealed, dropped) = buffer.append(series)
         sealed.forEach(persist)
-        spool?.remove(dropped)
-        if machine.isStreaming || spool != nil, let b = buffer.seal() { persist(b) }
+        disk.remove(dropped)
+        if machine.isStreaming || disk.spools, let b = buffer.seal() { persist(b) }
         wake?.yield()
     }
 
@@ -90,7 +94,7 @@ actor AgentCore {
     var hubRefusedSamples: Int64 { refusedByHub }
 
     private func persist(_ batch: SealedBatch) {
-        spool?.write(batch)
+        disk.write(batch)
         onSeal?(batch)
     }
 
@@ -126,7 +130,7 @@ actor AgentCore {
         }
         if let code {
             if code.dropsOffendingBatch, let b = buffer.dropOldest() {
-                spool?.remove([b])
+                disk.remove([b])
                 logger.error("hub refused batch \(b.epoch)/\(b.sequence) (\(code)); dropped its \(b.sampleCount) samples")
             } else if code.isConfigurationError {
                 logger.error("hub refused this agent: \(code). Check the bot id, token and agent version.")
@@ -138,7 +142,7 @@ actor AgentCore {
     }
 
     /// Handles one frame from the hub; returns emergency work to run outside the actor.
-    func received(_ frame: Frame) -> CommandWork? {
+    func received(_ frame: Frame) async -> CommandWork? {
         var work: CommandWork?
         let now = CoarseClock.preciseNowMs()
         machine.heard(nowMs: now)
@@ -157,7 +161,7 @@ actor AgentCore {
             acknowledge(epoch: ack.bootEpoch, sequence: ack.sequence)
             if let refused = ack.refusedSamples, refused > 0 { hubRefused(Int64(refused), ack.refusals, now: now) }
         case .command(let command):
-            work = decide(command)
+            work = await decide(command)
         default:
             break
         }
@@ -182,7 +186,7 @@ actor AgentCore {
 
     func setHandler(_ handler: any EmergencyHandler) { self.handler = handler }
 
-    private func decide(_ command: CommandFrame) -> CommandWork? {
+    private func decide(_ command: CommandFrame) async -> CommandWork? {
         declarations.removeAll { $0.commandID == command.commandID }   // the hub confirmed a declaration
         let now = UInt64(CoarseClock.preciseNowMs())
         let decision = commandLog.decide(command, nowMs: now, liquidationEnabled: handler?.liquidationEnabled ?? false)
@@ -202,8 +206,8 @@ actor AgentCore {
         case .execute(let steps, let skipped, let reportReceived):
             logger.critical("emergency command \(command.commandID) from the hub: \(command.reason)")
             guard let handler else {
-                report(CommandResultFrame(commandID: command.commandID, step: 0, status: .received, atMs: now, detail: command.reason))
-                report(CommandResultFrame(commandID: command.commandID, step: 0, status: .failed, atMs: now,
+                await report(CommandResultFrame(commandID: command.commandID, step: 0, status: .received, atMs: now, detail: command.reason))
+                await report(CommandResultFrame(commandID: command.commandID, step: 0, status: .failed, atMs: now,
                                           detail: "this bot registered no emergency handler (MonitorAgent.setEmergencyHandler)"))
                 return nil
             }
@@ -212,9 +216,9 @@ actor AgentCore {
     }
 
     /// A step finished: remember it (journal first), then send it.
-    func report(_ result: CommandResultFrame) {
+    func report(_ result: CommandResultFrame) async {
         commandLog.record(result)
-        journal?.append(result)
+        await disk.append(result)
         if result.status == .succeeded {
             if result.step == CommandFrame.Actions.latchEmergency.rawValue { emergencyMode = true }
             if result.step == CommandFrame.Actions.resume.rawValue { emergencyMode = false }
@@ -248,7 +252,7 @@ actor AgentCore {
     private func acknowledge(epoch: UInt64, sequence: UInt64) {
         let removed = buffer.acknowledge(epoch: epoch, sequence: sequence)
         ackedBatches += Int64(removed.count)
-        spool?.remove(removed)
+        disk.remove(removed)
     }
 
     /// Wakes the writer for its periodic checks (heartbeats, silence) without counting as a frame heard.
@@ -274,7 +278,7 @@ actor AgentCore {
             for b in buffer.nextToSend(limit: sendWindow) {
                 if b.frame.readableBytes > hubMaxFrameBytes {
                     logger.error("batch \(b.sequence) is \(b.frame.readableBytes) bytes, above the hub's limit; dropped")
-                    if let dropped = buffer.drop(epoch: b.epoch, sequence: b.sequence) { spool?.remove([dropped]) }
+                    if let dropped = buffer.drop(epoch: b.epoch, sequence: b.sequence) { disk.remove([dropped]) }
                     continue
                 }
                 frames.append(b.frame)

@@ -129,6 +129,7 @@ public final class MonitorAgent: Service, Sendable {
                                  timestamps: [now], values: [Double(refusedByHub)]))
         }
         await core.add(series)
+        await core.disk.drain()   // on disk when this returns (the write itself is off the core's actor)
     }
 
     /// Flushes every `flushInterval` and keeps a connection to the hub, until cancelled or shut down.
@@ -142,6 +143,7 @@ public final class MonitorAgent: Service, Sendable {
         }
         await flush()
         await core.sealPending()
+        await core.disk.drain()
         await core.stop()
     }
 

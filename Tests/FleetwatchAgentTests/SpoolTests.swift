@@ -1,6 +1,8 @@
 @testable import FleetwatchAgent
 import FleetwatchProtocol
+import Dispatch
 import Foundation
+import NIOCore
 import Testing
 
 @Suite struct SpoolTests {
@@ -39,5 +41,47 @@ import Testing
         let files = try FileManager.default.contentsOfDirectory(atPath: dir)
         #expect(files.count < 20)
         #expect(files.sorted().last == Spool.fileName(epoch: 1, sequence: 20))
+    }
+}
+
+/// The spool and the journal are written off the agent's actor: a stalled disk holds neither the agent's state
+/// nor the bot's other calls; `flush()` still returns only once its batch is on disk.
+@Suite struct AgentDiskTests {
+    @Test func aStalledDiskDoesNotHoldTheAgent() async throws {
+        let dir = NSTemporaryDirectory() + "fw-disk-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var c = AgentConfiguration(hubURL: "ws://127.0.0.1:1/agent/v1", botID: "bot", token: "t")
+        c.processCollector = false
+        c.spoolDirectory = dir
+        let agent = try MonitorAgent(configuration: c)
+        let release = DispatchSemaphore(value: 0)
+        agent.core.disk.stall(until: release)
+        agent.counter("trades_executed").increment(by: 1)
+        let flushed = Task { await agent.flush() }
+        // The batch is sealed and waits for the disk; the agent's state answers meanwhile.
+        while await agent.status.unackedBatches == 0 { await Task.yield() }
+        #expect(await agent.status.unackedBatches == 1)
+        #expect(Self.files(dir).isEmpty)
+        release.signal()
+        await flushed.value
+        #expect(Self.files(dir).count == 1)          // on disk once flush() returned
+        #expect(agent.core.disk.spooledBytes > 0)
+    }
+
+    /// Writes and removals land in the order they were asked for.
+    @Test func writesAndRemovalsKeepTheirOrder() async throws {
+        let dir = NSTemporaryDirectory() + "fw-disk-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let disk = AgentDisk(spool: try Spool(directory: dir, maxBytes: 1 << 20), journal: nil)
+        let batches = (1...5).map { SealedBatch(epoch: 7, sequence: UInt64($0), sampleCount: 1, frame: ByteBuffer(bytes: [UInt8](repeating: UInt8($0), count: 10))) }
+        for b in batches { disk.write(b) }
+        disk.remove(Array(batches[0..<3]))
+        disk.write(batches[0])                        // written again after its removal: kept
+        await disk.drain()
+        #expect(Self.files(dir) == [1, 4, 5].map { Spool.fileName(epoch: 7, sequence: $0) })
+    }
+
+    static func files(_ dir: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []).filter { $0.hasSuffix(".batch") }.sorted()
     }
 }
