@@ -217,8 +217,9 @@ actor AgentCore {
 
     /// A step finished: remember it (journal first), then send it.
     func report(_ result: CommandResultFrame) async {
-        commandLog.record(result)
+        // On disk first, then in the log: a redelivery arriving during the write resends only what is journalled.
         await disk.append(result)
+        commandLog.record(result)
         if result.status == .succeeded {
             if result.step == CommandFrame.Actions.latchEmergency.rawValue { emergencyMode = true }
             if result.step == CommandFrame.Actions.resume.rawValue { emergencyMode = false }

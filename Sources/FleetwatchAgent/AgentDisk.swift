@@ -1,5 +1,6 @@
 import Dispatch
 import FleetwatchProtocol
+import Synchronization
 
 /// The agent's disk: the spool's batch files and the command journal, written in order on a serial queue of
 /// their own, so a slow or stalled disk never holds the agent's actor — nor a thread of Swift's cooperative
@@ -7,10 +8,16 @@ import FleetwatchProtocol
 /// writes (`drain`, `append`): a batch is on disk when `flush()` returns, a result is in the journal before the
 /// hub hears of it.
 final class AgentDisk: @unchecked Sendable {
-    // `spool` and `journal` are touched only on `queue` (hence `@unchecked Sendable`).
-    private let queue = DispatchQueue(label: "fleetwatch.agent.disk")
+    // `spool` is touched only on `queue`, `journal` only on `journalQueue` (hence `@unchecked Sendable`): each
+    // keeps its own order, and an emergency step's result never waits behind batch files.
+    private let queue = DispatchQueue(label: "fleetwatch.agent.spool")
+    private let journalQueue = DispatchQueue(label: "fleetwatch.agent.journal")
     private var spool: Spool?
     private var journal: CommandJournal?
+    /// Spool writes asked for and not done yet; past `maxQueuedWrites` a batch keeps no disk copy (it is still
+    /// in memory and delivered), so a stalled disk cannot queue the whole buffer twice.
+    private let queuedWrites = Atomic<Int>(0)
+    static let maxQueuedWrites = 1_000
     /// Whether batches are kept on disk at all.
     let spools: Bool
 
@@ -21,9 +28,18 @@ final class AgentDisk: @unchecked Sendable {
     }
 
     /// Writes a sealed batch's file (in order with every other write and removal).
-    func write(_ batch: SealedBatch) {
-        guard spools else { return }
-        queue.async { self.spool?.write(batch) }
+    @discardableResult
+    func write(_ batch: SealedBatch) -> Bool {
+        guard spools else { return false }
+        guard queuedWrites.add(1, ordering: .relaxed).newValue <= Self.maxQueuedWrites else {
+            queuedWrites.subtract(1, ordering: .relaxed)
+            return false
+        }
+        queue.async {
+            self.spool?.write(batch)
+            self.queuedWrites.subtract(1, ordering: .relaxed)
+        }
+        return true
     }
 
     /// Deletes the files of acknowledged or dropped batches.
@@ -35,7 +51,7 @@ final class AgentDisk: @unchecked Sendable {
     /// Appends a command result to the journal, synced; returns once it is on disk.
     func append(_ result: CommandResultFrame) async {
         await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
-            queue.async {
+            journalQueue.async {
                 self.journal?.append(result)
                 done.resume()
             }

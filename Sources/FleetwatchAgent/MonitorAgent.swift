@@ -112,6 +112,12 @@ public final class MonitorAgent: Service, Sendable {
 
     /// Takes one snapshot of every metric and collector and queues it for sending.
     public func flush() async {
+        await flush(waitForDisk: true)
+    }
+
+    /// One snapshot; with `waitForDisk`, returns once its batch is on disk. The periodic loop does not wait: a
+    /// stalled disk must not stop the samples from reaching the hub.
+    func flush(waitForDisk: Bool) async {
         let now = CoarseClock.preciseNowMs()
         var (series, refused) = registry.snapshot(nowMs: now)
         series += await collectors.collect(nowMs: now)
@@ -129,7 +135,7 @@ public final class MonitorAgent: Service, Sendable {
                                  timestamps: [now], values: [Double(refusedByHub)]))
         }
         await core.add(series)
-        await core.disk.drain()   // on disk when this returns (the write itself is off the core's actor)
+        if waitForDisk { await core.disk.drain() }   // the write itself is off the core's actor
     }
 
     /// Flushes every `flushInterval` and keeps a connection to the hub, until cancelled or shut down.
@@ -154,7 +160,7 @@ public final class MonitorAgent: Service, Sendable {
             do { try await clock.sleep(until: next) } catch { return }
             next = next.advanced(by: configuration.flushInterval)
             if next < clock.now { next = clock.now.advanced(by: configuration.flushInterval) }
-            await flush()
+            await flush(waitForDisk: false)
         }
     }
 

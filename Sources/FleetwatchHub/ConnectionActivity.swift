@@ -29,15 +29,18 @@ final class ConnectionActivity: Sendable {
     let backlog: IngestBacklog?
     /// The wall clock the ingest session reads (when the agent was last heard, when the hub last wrote).
     let clock: any MillisecondClock
+    /// The clock of the byte rate: monotonic, so a wall-clock step neither throttles nor frees a connection.
+    let rateClock: any MillisecondClock
 
     init(maxPendingBytes: Int, bytesPerSecond: Int = .max, burstBytes: Int = .max, backlog: IngestBacklog? = nil,
-         clock: any MillisecondClock = SystemClock.wall) {
+         clock: any MillisecondClock = SystemClock.wall, rateClock: any MillisecondClock = SystemClock.monotonic) {
         self.maxPendingBytes = maxPendingBytes
         self.backlog = backlog
         self.clock = clock
+        self.rateClock = rateClock
         let now = clock.nowMs
         state = Mutex(State(lastReceivedMs: now, lastSentMs: now,
-                            bucket: TokenBucket(bytesPerSecond: Double(bytesPerSecond), burst: Double(burstBytes), nowMs: now)))
+                            bucket: TokenBucket(bytesPerSecond: Double(bytesPerSecond), burst: Double(burstBytes), nowMs: rateClock.nowMs)))
     }
 
     /// What a message costs against the byte rate: its size; for a batch the inflated size it declares, or
@@ -58,13 +61,13 @@ final class ConnectionActivity: Sendable {
     /// its byte rate; the reader then hands the message on and calls `awaitRoom`. While it waits, the agent
     /// counts as heard: the wait is the hub's doing, not the agent's silence.
     func received(bytes: Int, cost: Int? = nil) async {
-        let now = clock.nowMs
+        let now = clock.nowMs, rateNow = rateClock.nowMs
         let (waitMs, finished) = state.withLock { s -> (Int64, Bool) in
             s.lastReceivedMs = now
             guard !s.finished else { return (0, true) }
             s.pendingBytes += bytes
             s.waiting = true
-            return (s.bucket.take(Double(cost ?? bytes), nowMs: now), false)
+            return (s.bucket.take(Double(cost ?? bytes), nowMs: rateNow), false)
         }
         guard !finished else { return }
         backlog?.add(bytes)
@@ -217,10 +220,11 @@ struct TokenBucket: Sendable, Equatable {
     /// Takes `cost` bytes at `nowMs`; returns the milliseconds to wait before going on (0 within the rate).
     mutating func take(_ cost: Double, nowMs: Int64) -> Int64 {
         guard bytesPerSecond.isFinite, bytesPerSecond > 0, bytesPerSecond < Double(Int.max) else { return 0 }
-        // A clock that went back refills nothing (and takes nothing back).
+        // A clock that went back refills nothing for that step (and takes nothing back); it refills again from
+        // the new reading on.
         let elapsed = Double(max(0, nowMs - refilledMs)) / 1000
         tokens = min(burst, tokens + elapsed * bytesPerSecond)
-        refilledMs = max(refilledMs, nowMs)
+        refilledMs = nowMs
         tokens -= cost
         return tokens < 0 ? Int64(-tokens / bytesPerSecond * 1000) + 1 : 0
     }

@@ -7,24 +7,42 @@ func firstWithin<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () 
     let answer = FirstAnswer<T>()
     return await withCheckedContinuation { continuation in
         answer.set(continuation)
-        Task { answer.give(await body()) }
-        Task {
+        answer.setTimer(Task {
             try? await Task.sleep(for: limit)
             answer.give(nil)
-        }
+        })
+        Task { answer.give(await body()) }
     }
 }
 
-/// Resumes its continuation with the first answer given; later answers are dropped.
+/// Resumes its continuation with the first answer given; later answers are dropped. The first answer stops the
+/// timer.
 private final class FirstAnswer<T: Sendable>: Sendable {
-    private let slot = Mutex<CheckedContinuation<T?, Never>?>(nil)
+    private struct State {
+        var continuation: CheckedContinuation<T?, Never>?
+        var timer: Task<Void, Never>?
+        var answered = false
+    }
+    private let state = Mutex(State())
 
-    func set(_ continuation: CheckedContinuation<T?, Never>) { slot.withLock { $0 = continuation } }
+    func set(_ continuation: CheckedContinuation<T?, Never>) { state.withLock { $0.continuation = continuation } }
+
+    func setTimer(_ timer: Task<Void, Never>) {
+        let cancelNow = state.withLock { s -> Bool in
+            s.timer = timer
+            return s.answered
+        }
+        if cancelNow { timer.cancel() }
+    }
 
     func give(_ value: T?) {
-        slot.withLock { c in
-            c?.resume(returning: value)
-            c = nil
+        let timer = state.withLock { s -> Task<Void, Never>? in
+            guard !s.answered else { return nil }
+            s.answered = true
+            s.continuation?.resume(returning: value)
+            s.continuation = nil
+            return s.timer
         }
+        timer?.cancel()
     }
 }

@@ -47,7 +47,7 @@ public struct CommandID: Hashable, Sendable, Comparable, CustomStringConvertible
     /// Parses the text form (either case; the dashes optional, as PostgreSQL's `uuid` input accepts).
     public init?(_ text: String) {
         let hex = text.filter { $0 != "-" }
-        guard hex.count == 32, text.count == 32 || text.count == 36 else { return nil }
+        guard hex.count == 32, text.count == 32 || text.count == 36, hex.allSatisfy(\.isHexDigit), hex.allSatisfy(\.isASCII) else { return nil }
         var bytes: [UInt8] = []
         var i = hex.startIndex
         while i < hex.endIndex {

@@ -68,6 +68,30 @@ import Testing
         #expect(agent.core.disk.spooledBytes > 0)
     }
 
+    /// The periodic flush does not wait for a stalled disk (samples keep flowing to the hub), and a stalled disk
+    /// queues a bounded number of writes: past it a batch keeps no disk copy (it stays in memory).
+    @Test func thePeriodicFlushAndTheQueueDoNotWaitForAStalledDisk() async throws {
+        let dir = NSTemporaryDirectory() + "fw-disk-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var c = AgentConfiguration(hubURL: "ws://127.0.0.1:1/agent/v1", botID: "bot", token: "t")
+        c.processCollector = false
+        c.spoolDirectory = dir
+        let agent = try MonitorAgent(configuration: c)
+        let release = DispatchSemaphore(value: 0)
+        agent.core.disk.stall(until: release)
+        agent.counter("trades_executed").increment(by: 1)
+        await agent.flush(waitForDisk: false)         // returns with the disk stalled
+        #expect(await agent.status.unackedBatches == 1)
+        func batch(_ n: Int) -> SealedBatch { SealedBatch(epoch: 9, sequence: UInt64(n), sampleCount: 1, frame: ByteBuffer(bytes: [1, 2, 3])) }
+        var queued = 1                                 // the flush's batch
+        while agent.core.disk.write(batch(queued)) { queued += 1 }
+        #expect(queued == AgentDisk.maxQueuedWrites)
+        release.signal()
+        await agent.core.disk.drain()
+        #expect(agent.core.disk.write(batch(queued)))  // room again once the disk caught up
+        await agent.core.disk.drain()
+    }
+
     /// Writes and removals land in the order they were asked for.
     @Test func writesAndRemovalsKeepTheirOrder() async throws {
         let dir = NSTemporaryDirectory() + "fw-disk-\(UUID().uuidString)"

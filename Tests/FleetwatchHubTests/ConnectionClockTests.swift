@@ -20,6 +20,8 @@ struct ConnectionClockTests {
         #expect(bucket.take(1_000, nowMs: 10_000) == 0)
         #expect(bucket.take(500, nowMs: 5_000) == 501)
         #expect(bucket.tokens == -500)
+        #expect(bucket.take(0, nowMs: 5_600) == 0)            // refills again from the new reading: 600 ms later
+        #expect(bucket.tokens == 100)
     }
 
     @Test func anUnlimitedRateNeverWaits() {
@@ -29,7 +31,7 @@ struct ConnectionClockTests {
 
     @Test func theAgentIsHeardAtTheClocksTimeAndHeartbeatsFallDueByIt() async {
         let clock = ManualClock()
-        let activity = ConnectionActivity(maxPendingBytes: 1_000, clock: clock)
+        let activity = ConnectionActivity(maxPendingBytes: 1_000, clock: clock, rateClock: ManualClock())
         let start = clock.nowMs
         clock.advance(ms: 7_000)
         #expect(activity.lastReceivedMs == start)             // silent for seven seconds

@@ -19,7 +19,8 @@ struct CommandIDTests {
 
     @Test func badTextAndLengthsAreRefused() {
         for text in ["", "0011", "00112233-4455-4677-8899-aabbccddeef", "00112233-4455-4677-8899-aabbccddeeffa",
-                     "0011223-34455-4677-8899-aabbccddeeff", "00112233-4455-4677-8899-aabbccddeegg", "{00112233-4455-4677-8899-aabbccddeeff}"] {
+                     "0011223-34455-4677-8899-aabbccddeeff", "00112233-4455-4677-8899-aabbccddeegg", "{00112233-4455-4677-8899-aabbccddeeff}",
+                     "+0112233-4455-4677-8899-aabbccddeeff", "00112233-4455-4677-8899-aabbccddeef\u{FF10}"] {
             #expect(CommandID(text) == nil, "\(text)")
         }
         #expect(CommandID(bytes: [UInt8](repeating: 1, count: 15)) == nil)
