@@ -32,4 +32,29 @@ struct OpenAPICoverageTests {
         let missing = routes.subtracting(documented)
         #expect(missing.isEmpty, "routes missing from docs/openapi.yaml: \(missing.sorted())")
     }
+
+    /// A plain (unquoted) YAML scalar may not hold ": " or " #": the document stopped being valid YAML once (a
+    /// description quoting "CRITICAL: …"), which every OpenAPI tool refuses. Quote such values or use a block.
+    @Test func plainScalarsStayValidYAML() throws {
+        let yaml = try String(contentsOf: Self.root.appendingPathComponent("docs/openapi.yaml"), encoding: .utf8)
+        var bad: [String] = []
+        var blockIndent: Int?   // inside a block scalar (`key: |`): lines indented deeper than its key are text
+        for (n, line) in yaml.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let indent = line.prefix { $0 == " " }.count
+            if let b = blockIndent {
+                if line.allSatisfy({ $0 == " " }) || indent > b { continue }
+                blockIndent = nil
+            }
+            if line.hasSuffix(": |") || line.hasSuffix(": >") || line.hasSuffix(": |-") || line.hasSuffix(": >-") {
+                blockIndent = indent
+                continue
+            }
+            let trimmed = line.drop { $0 == " " || $0 == "-" }.drop { $0 == " " }
+            guard let colon = trimmed.range(of: ": "), !trimmed.hasPrefix("#") else { continue }
+            let value = trimmed[colon.upperBound...]
+            guard let first = value.first, !"\"'|>[{&*!".contains(first) else { continue }
+            if value.contains(": ") || value.contains(" #") { bad.append("line \(n + 1): \(line)") }
+        }
+        #expect(bad.isEmpty, "plain scalars that are not valid YAML:\n\(bad.joined(separator: "\n"))")
+    }
 }
