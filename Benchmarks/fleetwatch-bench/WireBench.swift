@@ -27,5 +27,23 @@ struct WireBench: ParsableCommand {
             let jsonZ = try Zlib.compress(ByteBuffer(bytes: json))
             report("  JSON + zlib bytes/sample (for scale)", Double(jsonZ.readableBytes) / n, "bytes")
         }
+        // Protocol 3: a connection's stream of delta batches, each coded against the ones before (ten minutes,
+        // so the first batch's definitions weigh what they weigh over a connection's life).
+        for (metrics, ticks) in [(50, 1), (15, 1), (50, 20)] {
+            let batches = RealisticBatches.stream(metrics: metrics, seconds: 600, ticksPerBatch: ticks, startMs: 1_764_072_000_000)
+            var encoder = DeltaEncoder()
+            var bytes = 0, samples = 0, selfContained = 0
+            for (i, batch) in batches.enumerated() {
+                guard let frame = encoder.encode(epoch: 1_764_072_000_000_000, sequence: UInt64(i + 1), payload: batch) else {
+                    throw ValidationError("batch \(i + 1) could not be coded as a delta batch")
+                }
+                bytes += frame.readableBytes
+                samples += batch.sampleCount
+                selfContained += Frame.batch(try BatchFrame.make(bootEpoch: 1, sequence: UInt64(i + 1), payload: batch)).encoded().readableBytes
+            }
+            report("wire bytes/sample, protocol 3 delta batches, \(metrics) metrics x \(ticks) tick(s) per batch, \(batches.count) batches",
+                   Double(bytes) / Double(samples), "bytes")
+            report("  the same batches self-contained (protocols 1 and 2)", Double(selfContained) / Double(samples), "bytes")
+        }
     }
 }

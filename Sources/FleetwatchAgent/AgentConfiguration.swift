@@ -41,6 +41,10 @@ public struct AgentConfiguration: Sendable {
     /// For `wss://` hubs whose certificate is not signed by a system-trusted authority: a PEM file with the
     /// certificate(s) to trust (the hub's own, or its private CA). Nil: the system's trust store.
     public var trustedCertificatesPath: String?
+    /// The newest protocol version offered in the hello (1–3; default the newest). Lower it only to talk to a
+    /// hub that misbehaves with a newer one: a hub that does not speak the offered version answers 4001 and the
+    /// agent offers the next lower one by itself.
+    public var protocolVersion: UInt16 = WireProtocol.version
 
     /// This library's version.
     public static let libraryVersion = "fleetwatch-agent-swift/0.1.0"

@@ -31,11 +31,14 @@ actor AgentCore {
     private(set) var refusedByHub: Int64 = 0
     private var lastRefusalLog: Int64 = .min
     /// The version offered in the hello: the newest, or 1 after a hub refused the newest with 4001.
-    private var protocolVersion = WireProtocol.version
+    private var protocolVersion: UInt16
+    /// Protocol 3: codes this connection's batches against what it sent before (nil on protocols 1 and 2).
+    private var deltaEncoder: DeltaEncoder?
 
     init(configuration: AgentConfiguration, epoch: UInt64, logger: Logger,
          onSeal: (@Sendable (SealedBatch) -> Void)?) throws {
         buffer = BatchBuffer(epoch: epoch, configuration: configuration.buffer)
+        protocolVersion = min(max(configuration.protocolVersion, 1), WireProtocol.version)
         machine = ConnectionStateMachine(backoff: configuration.backoff,
                                          heartbeatMs: configuration.heartbeatInterval.wholeMilliseconds)
         var spool: Spool?
@@ -110,6 +113,7 @@ actor AgentCore {
     func opened(botID: String, token: String, agentVersion: String) -> (hello: ByteBuffer, wake: AsyncStream<Void>) {
         _ = machine.opened(nowMs: CoarseClock.preciseNowMs())
         outbox.removeAll()   // results are sent again when the hub delivers their command again
+        deltaEncoder = nil
         let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         wake = continuation
         let hello = Hello(protocolVersion: protocolVersion, botID: botID, token: token, agentVersion: agentVersion,
@@ -122,10 +126,11 @@ actor AgentCore {
         wake = nil
         buffer.connectionLost()
         if let error { lastError = "\(error)" }
+        deltaEncoder = nil
         if code == .unsupportedVersion, protocolVersion > 1 {
-            // A hub older than this agent: speak v1 to it from now on, and retry at once.
-            logger.notice("the hub does not speak protocol \(protocolVersion); using protocol 1")
-            protocolVersion = 1
+            // A hub older than this agent: offer the next older version from now on, and retry at once.
+            logger.notice("the hub does not speak protocol \(protocolVersion); offering protocol \(protocolVersion - 1)")
+            protocolVersion -= 1
             return machine.closed(code: nil, nowMs: CoarseClock.preciseNowMs(), random: Double.random(in: 0..<1, using: &random))
         }
         if let code {
@@ -150,6 +155,7 @@ actor AgentCore {
         case .welcome(let welcome):
             if case .startStreaming(let stored) = machine.welcomed(welcome, nowMs: now) {
                 hubMaxFrameBytes = Int(welcome.maxFrameBytes)
+                deltaEncoder = welcome.protocolVersion >= WireProtocol.deltaBatchVersion ? DeltaEncoder() : nil
                 buffer.configuration.maxBatchSamples = min(buffer.configuration.maxBatchSamples,
                                                            Int(max(welcome.maxSamplesPerBatch, 1)))
                 if stored > 0 { acknowledge(epoch: welcome.bootEpoch, sequence: stored) }
@@ -277,6 +283,10 @@ actor AgentCore {
             frames += outbox
             outbox.removeAll()
             for b in buffer.nextToSend(limit: sendWindow) {
+                if let delta = deltaFrame(b) {
+                    frames.append(delta)
+                    continue
+                }
                 if b.frame.readableBytes > hubMaxFrameBytes {
                     logger.error("batch \(b.sequence) is \(b.frame.readableBytes) bytes, above the hub's limit; dropped")
                     if let dropped = buffer.drop(epoch: b.epoch, sequence: b.sequence) { disk.remove([dropped]) }
@@ -287,6 +297,14 @@ actor AgentCore {
         }
         if !frames.isEmpty { machine.sent(nowMs: now) }
         return (frames, false)
+    }
+
+    /// On protocol 3, `batch` coded against what this connection sent before; nil: send its self-contained frame
+    /// (a batch from the spool, one the delta coding cannot take, or one too large as a delta).
+    private func deltaFrame(_ batch: SealedBatch) -> ByteBuffer? {
+        guard let payload = batch.payload else { return nil }
+        return deltaEncoder?.encode(epoch: batch.epoch, sequence: batch.sequence, payload: payload,
+                                    maxFrameBytes: hubMaxFrameBytes)
     }
 }
 

@@ -6,14 +6,18 @@ public struct SealedBatch: Sendable, Equatable {
     public let epoch: UInt64
     public let sequence: UInt64
     public let sampleCount: Int
-    /// The whole encoded batch frame, ready to send again after a reconnect.
+    /// The whole encoded batch frame, self-contained: what the spool keeps and what protocols 1 and 2 send.
     public let frame: ByteBuffer
+    /// The samples, for a protocol-3 connection to code against what it sent before (nil for a batch recovered
+    /// from the spool: it travels as `frame`).
+    public let payload: BatchPayload?
 
-    public init(epoch: UInt64, sequence: UInt64, sampleCount: Int, frame: ByteBuffer) {
+    public init(epoch: UInt64, sequence: UInt64, sampleCount: Int, frame: ByteBuffer, payload: BatchPayload? = nil) {
         self.epoch = epoch
         self.sequence = sequence
         self.sampleCount = sampleCount
         self.frame = frame
+        self.payload = payload
     }
 }
 
@@ -117,7 +121,7 @@ public struct BatchBuffer: Sendable {
             return nil
         }
         let batch = SealedBatch(epoch: epoch, sequence: nextSequence, sampleCount: count,
-                                frame: Frame.batch(frame).encoded())
+                                frame: Frame.batch(frame).encoded(), payload: payload)
         nextSequence += 1
         sealed.append(batch)
         sealedSamples += count

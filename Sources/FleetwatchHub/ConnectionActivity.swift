@@ -48,6 +48,12 @@ final class ConnectionActivity: Sendable {
     /// packs thousands of tiny series, costs what handling it costs).
     static func cost(of message: ByteBuffer) -> Int {
         let size = message.readableBytes
+        if message.getInteger(at: message.readerIndex, as: UInt8.self) == FrameType.deltaBatch.rawValue {
+            guard let declared = DeltaBatchFrame.declaredSizes(ofMessage: message) else { return size }
+            // Bounded like a self-contained batch's u32 fields.
+            let samples = Int(min(declared.samples, UInt64(UInt32.max))) * bytesPerSample
+            return max(size, Int(min(declared.rawLength ?? 0, UInt64(UInt32.max))), samples)
+        }
         guard size >= 25, message.getInteger(at: message.readerIndex, as: UInt8.self) == FrameType.batch.rawValue,
               let samples = message.getInteger(at: message.readerIndex + 17, endianness: .little, as: UInt32.self),
               let raw = message.getInteger(at: message.readerIndex + 21, endianness: .little, as: UInt32.self) else { return size }

@@ -17,6 +17,10 @@ public struct BatchValidator: Sendable {
     }
 
     public func validate(_ frame: BatchFrame, payload: BatchPayload, nowMs: Int64) -> ValidatedBatch {
+        validate(epoch: frame.bootEpoch, sequence: frame.sequence, payload: payload, nowMs: nowMs)
+    }
+
+    public func validate(epoch: UInt64, sequence: UInt64, payload: BatchPayload, nowMs: Int64) -> ValidatedBatch {
         let low = nowMs - maxAgeMs, high = nowMs + maxFutureMs
         var refused = 0
         var first = Int64.max
@@ -43,7 +47,7 @@ public struct BatchValidator: Sendable {
             }
             if out.count > 0 { kept.append(out) }
         }
-        return ValidatedBatch(epoch: frame.bootEpoch, sequence: frame.sequence, sentSamples: payload.sampleCount,
+        return ValidatedBatch(epoch: epoch, sequence: sequence, sentSamples: payload.sampleCount,
                               series: kept, refusedSamples: refused, firstTimestampMs: first == .max ? nil : first)
     }
 }

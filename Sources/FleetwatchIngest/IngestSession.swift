@@ -27,6 +27,8 @@ public final class IngestSession {
     public private(set) var deferredBatches = 0
     /// The protocol version of the hello (1 until then).
     public private(set) var protocolVersion: UInt16 = 1
+    /// Protocol 3: what this connection's delta batches defined so far.
+    var deltaDecoder = DeltaDecoder()
     /// The wall clock (frames' times, sample validation, heartbeats).
     let clock: any MillisecondClock
 
@@ -104,6 +106,8 @@ public final class IngestSession {
             return await authenticate(hello)
         case .store(let batch):
             return await store(batch)
+        case .storeDelta(let batch):
+            return await store(batch)
         }
     }
 
@@ -175,30 +179,51 @@ public final class IngestSession {
     }
 
     private func store(_ frame: BatchFrame) async -> [IngestOutput] {
-        guard let session else { return [] }
+        guard session != nil else { return [] }
         guard frame.sequence <= UInt64(Int64.max), frame.bootEpoch <= UInt64(Int64.max) else {
             return closeOutput(machine.undecodable(WireError(.invalidField, "sequence or epoch above 2^63")))
         }
-        let payload: BatchPayload
         do {
-            payload = try frame.inflate(limits: configuration.limits)
-        } catch let error as WireError {
-            // Whatever is wrong inside a batch, the agent must drop that batch rather than resend it forever:
-            // 4003/4004 keep their meaning, everything else becomes 4005.
-            let code = error.closeCode == .payloadTooLarge ? error : WireError(.corruptPayload, error.detail)
-            return closeOutput(machine.undecodable(code))
+            return await store(epoch: frame.bootEpoch, sequence: frame.sequence, payload: try frame.inflate(limits: configuration.limits))
         } catch {
+            return refuseBatch(error)
+        }
+    }
+
+    private func store(_ frame: DeltaBatchFrame) async -> [IngestOutput] {
+        guard session != nil else { return [] }
+        guard protocolVersion >= WireProtocol.deltaBatchVersion else {
+            return closeOutput(machine.undecodable(WireError(.invalidField, "delta batches need protocol 3; this connection speaks \(protocolVersion)")))
+        }
+        do {
+            let batch = try deltaDecoder.decode(frame, limits: configuration.limits)
+            return await store(epoch: batch.bootEpoch, sequence: batch.sequence, payload: batch.payload)
+        } catch {
+            return refuseBatch(error)
+        }
+    }
+
+    /// Whatever is wrong inside a batch, the agent must drop that batch rather than resend it forever:
+    /// 4003/4004 keep their meaning, everything else becomes 4005.
+    private func refuseBatch(_ error: any Error) -> [IngestOutput] {
+        guard let error = error as? WireError else {
             return closeOutput(machine.undecodable(WireError(.corruptPayload, "\(error)")))
         }
-        let checked = configuration.validator.validate(frame, payload: payload, nowMs: clock.nowMs)
+        let code = error.closeCode == .payloadTooLarge ? error : WireError(.corruptPayload, error.detail)
+        return closeOutput(machine.undecodable(code))
+    }
+
+    private func store(epoch: UInt64, sequence: UInt64, payload: BatchPayload) async -> [IngestOutput] {
+        guard let session else { return [] }
+        let checked = configuration.validator.validate(epoch: epoch, sequence: sequence, payload: payload, nowMs: clock.nowMs)
         if checked.refusedSamples > 0 {
-            logger.warning("bot \(session.botName) batch \(frame.bootEpoch)/\(frame.sequence): refused \(checked.refusedSamples) samples (non-finite value or timestamp outside the accepted window)")
+            logger.warning("bot \(session.botName) batch \(epoch)/\(sequence): refused \(checked.refusedSamples) samples (non-finite value or timestamp outside the accepted window)")
         }
         do {
             let started = ContinuousClock.now
             let batch = try await store.admit(checked, session: session)
             if batch.overLimitSamples > 0 {
-                logger.warning("bot \(session.botName) batch \(frame.bootEpoch)/\(frame.sequence): refused \(batch.overLimitSamples) samples of \(batch.overLimitNameCount) metric names over the bot's name limit (\(batch.overLimitNames.prefix(3).joined(separator: ", ")))")
+                logger.warning("bot \(session.botName) batch \(epoch)/\(sequence): refused \(batch.overLimitSamples) samples of \(batch.overLimitNameCount) metric names over the bot's name limit (\(batch.overLimitNames.prefix(3).joined(separator: ", ")))")
             }
             // Acks are cumulative: after one deferred batch, nothing later on this connection may be acknowledged
             // (it would acknowledge the deferred one too). The rest waits for the reconnect as well.
@@ -209,11 +234,11 @@ public final class IngestSession {
                 counters?.stored(batch: batch)
                 onStored?(session, batch)
                 machine.sent(nowMs: clock.nowMs)
-                return [.send(.ack(ack(frame, .stored, batch)))]
+                return [.send(.ack(ack(epoch, sequence, .stored, batch)))]
             case .duplicate:
                 counters?.duplicate()
                 machine.sent(nowMs: clock.nowMs)
-                return [.send(.ack(ack(frame, .duplicate, nil)))]
+                return [.send(.ack(ack(epoch, sequence, .duplicate, nil)))]
             case .leaseLost:
                 counters?.storeSucceeded()
                 return closeOutput(.close(.replaced, "another connection took over bot \(session.botName)"))
@@ -229,19 +254,19 @@ public final class IngestSession {
             }
         } catch let refused as BatchRefusedByStore {
             // This batch only: the agent drops it; other bots and readiness are unaffected.
-            logger.warning("bot \(session.botName) batch \(frame.bootEpoch)/\(frame.sequence) refused: \(refused)")
+            logger.warning("bot \(session.botName) batch \(epoch)/\(sequence) refused: \(refused)")
             return closeOutput(.close(.badBatch, "batch refused by the database: \(refused)"))
         } catch {
             counters?.storeFailed()
-            logger.error("bot \(session.botName) batch \(frame.bootEpoch)/\(frame.sequence) not stored: \(String(reflecting: error))")
+            logger.error("bot \(session.botName) batch \(epoch)/\(sequence) not stored: \(String(reflecting: error))")
             return closeOutput(.close(.storageUnavailable, "storage unavailable; batch not acknowledged"))
         }
     }
 
     /// The ack in this connection's protocol version: v2 says what was refused.
-    private func ack(_ frame: BatchFrame, _ outcome: Ack.Outcome, _ batch: ValidatedBatch?) -> Ack {
-        guard protocolVersion >= 2 else { return Ack(bootEpoch: frame.bootEpoch, sequence: frame.sequence, outcome: outcome) }
-        return Ack(bootEpoch: frame.bootEpoch, sequence: frame.sequence, outcome: outcome,
+    private func ack(_ epoch: UInt64, _ sequence: UInt64, _ outcome: Ack.Outcome, _ batch: ValidatedBatch?) -> Ack {
+        guard protocolVersion >= 2 else { return Ack(bootEpoch: epoch, sequence: sequence, outcome: outcome) }
+        return Ack(bootEpoch: epoch, sequence: sequence, outcome: outcome,
                    refusedSamples: UInt32(clamping: batch?.refusedSamples ?? 0), refusals: batch?.refusalReasons ?? [])
     }
 

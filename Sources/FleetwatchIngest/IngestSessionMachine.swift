@@ -12,6 +12,8 @@ public struct IngestSessionMachine: Sendable {
     public enum Decision: Equatable, Sendable {
         case authenticate(Hello)
         case store(BatchFrame)
+        /// A protocol-3 delta batch (the session checks the connection's version and holds the decoder).
+        case storeDelta(DeltaBatchFrame)
         case commandResult(CommandResultFrame)
         case declaration(EmergencyDeclaration)
         case ignore
@@ -48,6 +50,7 @@ public struct IngestSessionMachine: Sendable {
             state = .streaming(lastHeardMs: nowMs, lastSentMs: sent)
             switch f {
             case .batch(let b): return .store(b)
+            case .deltaBatch(let d): return .storeDelta(d)
             case .heartbeat: return .ignore
             case .commandResult(let r): return .commandResult(r)
             case .emergencyDeclaration(let d): return .declaration(d)

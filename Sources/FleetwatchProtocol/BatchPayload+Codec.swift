@@ -72,16 +72,20 @@ extension BatchPayload {
 
     /// The smallest scale 0…9 at which every value is an exact integer below 2^53, or nil.
     static func decimalScale(of values: [Double]) -> UInt8? {
-        scales: for (k, power) in decimalPowers.enumerated() {
-            for v in values {
-                let scaled = (v * power).rounded()
-                guard scaled.isFinite, abs(scaled) <= 9_007_199_254_740_992, scaled / power == v,
-                      v != 0 || v.sign == .plus
-                else { continue scales }
-            }
-            return UInt8(k)
-        }
+        for k in decimalPowers.indices where isExact(values, scale: k) { return UInt8(k) }
         return nil
+    }
+
+    /// Whether every value is an exact integer below 2^53 after scaling by 10^scale (and none is −0).
+    static func isExact(_ values: [Double], scale: Int) -> Bool {
+        let power = decimalPowers[scale]
+        for v in values {
+            let scaled = (v * power).rounded()
+            guard scaled.isFinite, abs(scaled) <= 9_007_199_254_740_992, scaled / power == v,
+                  v != 0 || v.sign == .plus
+            else { return false }
+        }
+        return true
     }
 
     /// Decodes an uncompressed payload, enforcing `limits` before allocating.

@@ -1,6 +1,6 @@
 import NIOCore
 
-/// The first byte of every binary WebSocket message of protocol v1.
+/// The first byte of every binary WebSocket message.
 public enum FrameType: UInt8, Sendable, CaseIterable {
     case hello = 0x01
     case welcome = 0x02
@@ -10,9 +10,11 @@ public enum FrameType: UInt8, Sendable, CaseIterable {
     case command = 0x06
     case commandResult = 0x07
     case emergencyDeclaration = 0x08
+    /// Protocol 3 only: a batch coded against the connection's earlier delta batches.
+    case deltaBatch = 0x09
 }
 
-/// One binary WebSocket message of protocol v1.
+/// One binary WebSocket message.
 public enum Frame: Equatable, Sendable {
     case hello(Hello)
     case welcome(Welcome)
@@ -22,6 +24,7 @@ public enum Frame: Equatable, Sendable {
     case command(CommandFrame)
     case commandResult(CommandResultFrame)
     case emergencyDeclaration(EmergencyDeclaration)
+    case deltaBatch(DeltaBatchFrame)
 
     /// The frame's type byte.
     public var type: FrameType {
@@ -34,6 +37,7 @@ public enum Frame: Equatable, Sendable {
         case .command: return .command
         case .commandResult: return .commandResult
         case .emergencyDeclaration: return .emergencyDeclaration
+        case .deltaBatch: return .deltaBatch
         }
     }
 
@@ -49,6 +53,7 @@ public enum Frame: Equatable, Sendable {
         case .command(let f): f.encodeBody(into: &buffer)
         case .commandResult(let f): f.encodeBody(into: &buffer)
         case .emergencyDeclaration(let f): f.encodeBody(into: &buffer)
+        case .deltaBatch(let f): var body = f.body; buffer.writeBuffer(&body)
         }
     }
 
@@ -80,8 +85,9 @@ public enum Frame: Equatable, Sendable {
         case .command: frame = .command(try CommandFrame(body: &buffer))
         case .commandResult: frame = .commandResult(try CommandResultFrame(body: &buffer))
         case .emergencyDeclaration: frame = .emergencyDeclaration(try EmergencyDeclaration(body: &buffer))
+        case .deltaBatch: frame = .deltaBatch(DeltaBatchFrame(body: buffer.readSlice(length: buffer.readableBytes)!))
         }
-        if type != .batch, buffer.readableBytes > 0 {
+        if type != .batch, type != .deltaBatch, buffer.readableBytes > 0 {
             throw WireError(.trailingBytes, "\(buffer.readableBytes) bytes after a \(type) frame")
         }
         return frame

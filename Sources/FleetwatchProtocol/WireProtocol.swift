@@ -1,9 +1,11 @@
 /// Constants of the fleetwatch wire protocol. The byte layout is documented in `docs/protocol.md`.
 public enum WireProtocol {
     /// The newest protocol version this library speaks (and what the agent offers in its hello).
-    public static let version: UInt16 = 2
-    /// Every version this library speaks: v1 agents keep working with a v2 hub.
-    public static let supportedVersions: ClosedRange<UInt16> = 1...2
+    public static let version: UInt16 = 3
+    /// Every version this library speaks: v1 and v2 agents keep working with a v3 hub.
+    public static let supportedVersions: ClosedRange<UInt16> = 1...3
+    /// The first version with delta batches (frame 0x09, docs/protocol.md §11).
+    public static let deltaBatchVersion: UInt16 = 3
     /// The WebSocket path agents connect to.
     public static let agentPath = "/agent/v1"
     /// Longest accepted bot id, in UTF-8 bytes.

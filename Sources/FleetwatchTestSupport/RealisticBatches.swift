@@ -45,6 +45,21 @@ public enum RealisticBatches {
     }
 }
 
+extension RealisticBatches {
+    /// The same generator's `seconds` snapshots as consecutive batches of `ticksPerBatch` snapshots each (1: what a
+    /// bot flushing every second sends).
+    public static func stream(metrics: Int = 50, seconds: Int, ticksPerBatch: Int = 1, startMs: Int64,
+                              seed: UInt64 = 1) -> [BatchPayload] {
+        let all = payload(metrics: metrics, ticks: seconds, startMs: startMs, seed: seed)
+        return stride(from: 0, to: seconds, by: ticksPerBatch).map { first in
+            let r = first..<min(first + ticksPerBatch, seconds)
+            return BatchPayload(series: all.series.map { s in
+                Series(name: s.name, kind: s.kind, timestamps: Array(s.timestamps[r]), values: Array(s.values[r]))
+            })
+        }
+    }
+}
+
 extension Double {
     func rounded(toPlaces p: Int) -> Double {
         let m = [1.0, 10, 100, 1000][p]

@@ -9,8 +9,10 @@ import Testing
 @Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
 struct EndToEndTests {
     /// An agent flushed by hand (no background flushes), so the test knows every batch it seals.
-    static func agent(_ bot: String, hub: String, ledger: SealedLedger, token: String = "secret") throws -> MonitorAgent {
+    static func agent(_ bot: String, hub: String, ledger: SealedLedger, token: String = "secret",
+                      protocolVersion: UInt16 = WireProtocol.version) throws -> MonitorAgent {
         var c = AgentConfiguration(hubURL: hub, botID: bot, token: token)
+        c.protocolVersion = protocolVersion
         c.flushInterval = .seconds(3600)
         c.processCollector = false
         c.backoff = Backoff(initial: .milliseconds(50), maximum: .milliseconds(500))
@@ -82,6 +84,46 @@ struct EndToEndTests {
         let sealed = ledger.all
         tasks.forEach { $0.cancel() }
         try await Self.expectExactlyOnce(sealed, db)
+        await hub.kill(SIGTERM)
+    }
+
+    /// Agents speaking protocols 1, 2 and 3 (self-contained batches, v2 acks, delta batches) to one hub, recording
+    /// the same metrics: PostgreSQL holds the same samples for each, every batch once.
+    @Test(.timeLimit(.minutes(3)))
+    func agentsOfEveryProtocolVersionStoreTheSameSamples() async throws {
+        let bots = ["proto-1", "proto-2", "proto-3"]
+        let db = try await TestDatabase.create()
+        try await registerBots(bots, token: "secret", in: db)
+        let hub = try HubUnderTest(database: db)
+        try await hub.start()
+        let ledger = SealedLedger()
+        let agents = try bots.enumerated().map { i, bot in
+            try Self.agent(bot, hub: hub.agentURL, ledger: ledger, protocolVersion: UInt16(i + 1))
+        }
+        let tasks = agents.map { a in Task { try await a.run() } }
+        for round in 0..<40 {
+            if round == 20 { await hub.kill(SIGKILL); try await hub.start() }   // new connections, new delta contexts
+            for a in agents { await Self.trade(a, round: round) }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(try await eventually(.seconds(60)) { await Self.drained(agents) })
+        for (i, a) in agents.enumerated() { #expect(await a.status.protocolVersion == UInt16(i + 1)) }
+        tasks.forEach { $0.cancel() }
+        try await Self.expectExactlyOnce(ledger.all, db)
+        let rows = try await db.withClient { client in
+            let result = try await client.query("""
+                SELECT bot, metric, kind, COALESCE(value::text, ''), COALESCE(state, '') FROM sample_points
+                WHERE metric IN ('trades_executed', 'daily_pnl', 'memory_usage_mb', 'trade_execution_time', 'websocket_status')
+                ORDER BY bot, metric, ts, value
+                """, logger: Logger(label: "t"))
+            var out: [(String, String, String, String, String)] = []
+            for try await row in result.decode((String, String, String, String, String).self) { out.append(row) }
+            return out
+        }
+        let byBot = Dictionary(grouping: rows, by: \.0).mapValues { $0.map { "\($0.1) \($0.2) \($0.3) \($0.4)" } }
+        #expect(byBot["proto-1"]?.count ?? 0 > 100)
+        #expect(byBot["proto-2"] == byBot["proto-1"])
+        #expect(byBot["proto-3"] == byBot["proto-1"])
         await hub.kill(SIGTERM)
     }
 

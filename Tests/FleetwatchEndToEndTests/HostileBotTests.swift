@@ -32,7 +32,7 @@ struct HostileBotTests {
 
         // 1. 100,000 distinct metric names: the bot's first 1,000 are stored, the rest refused and reported.
         let names = try await ProtocolClient.connect(port: port, bot: "hostile", token: Self.hostileToken)
-        #expect(names.welcome.protocolVersion == 2)
+        #expect(names.welcome.protocolVersion == WireProtocol.version)
         var refused: Int64 = 0, others: [Frame] = []
         for b in 0..<50 {   // 2,000 series per batch is the hub's limit
             let seq = try await names.sendBatch(ProtocolClient.names("order_", (b * 2000)..<((b + 1) * 2000)))

@@ -38,6 +38,32 @@ enum Fixtures {
                states: ["connected", "connected"]),
     ])
 
+    static let helloV3 = Frame.hello(Hello(protocolVersion: 3, botID: "kraken-btc-01", token: "fwb_secret", agentVersion: "swift/0.3.0",
+                                           bootEpoch: 1_764_072_000_000_000, lastAckedSequence: 41))
+    static let welcomeV3 = Frame.welcome(Welcome(protocolVersion: 3, bootEpoch: 1_764_072_000_000_000, storedSequence: 41,
+                                                 heartbeatIntervalMs: 5000, maxFrameBytes: 1 << 20, maxPayloadBytes: 4 << 20,
+                                                 maxSamplesPerBatch: 20_000))
+
+    /// Three one-second batches of `payload`'s metrics, as protocol 3 sends them one after another (§11.6).
+    static let deltaStream: [BatchPayload] = [
+        BatchPayload(series: [
+            Series(name: "trades_executed", kind: .counter, timestamps: [1_764_072_000_000], values: [10]),
+            Series(name: "daily_pnl", kind: .gauge, timestamps: [1_764_072_000_000], values: [-12.5]),
+            Series(name: "trade_execution_time", kind: .duration, timestamps: [1_764_072_000_400], values: [0.1 + 0.2]),
+            Series(name: "websocket_status", kind: .state, timestamps: [1_764_072_000_000], states: ["connected"]),
+        ]),
+        BatchPayload(series: [
+            Series(name: "trades_executed", kind: .counter, timestamps: [1_764_072_001_000], values: [12]),
+            Series(name: "daily_pnl", kind: .gauge, timestamps: [1_764_072_001_000], values: [-12.25]),
+            Series(name: "websocket_status", kind: .state, timestamps: [1_764_072_001_000], states: ["connected"]),
+        ]),
+        BatchPayload(series: [
+            Series(name: "trades_executed", kind: .counter, timestamps: [1_764_072_002_000], values: [13]),
+            Series(name: "daily_pnl", kind: .gauge, timestamps: [1_764_072_002_001], values: [-12.25]),
+            Series(name: "websocket_status", kind: .state, timestamps: [1_764_072_002_000], states: ["reconnecting"]),
+        ]),
+    ]
+
     /// A realistic batch of `ticks` flushes of 50 metrics, as the simulated bot reports them.
     static func realistic(ticks: Int = 20, metrics: Int = 50, seed: UInt64 = 7) -> BatchPayload {
         var rng = SplitMix(seed: seed)

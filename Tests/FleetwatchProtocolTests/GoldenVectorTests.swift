@@ -11,7 +11,7 @@ import Testing
         ("heartbeat", Fixtures.heartbeat), ("command", Fixtures.command), ("command-result", Fixtures.commandResult),
         ("emergency-declaration", Fixtures.emergencyDeclaration),
         ("hello-v2", Fixtures.helloV2), ("welcome-v2", Fixtures.welcomeV2), ("ack-v2", Fixtures.ackV2),
-        ("ack-v2-refused", Fixtures.ackV2Refused),
+        ("ack-v2-refused", Fixtures.ackV2Refused), ("hello-v3", Fixtures.helloV3), ("welcome-v3", Fixtures.welcomeV3),
     ]
 
     static func goldenURL(_ name: String) -> URL {
@@ -40,6 +40,24 @@ import Testing
         let expected = try Self.golden("batch-payload", actual: raw)
         #expect(Fixtures.hex(raw) == Fixtures.hex(expected))
         #expect(try BatchPayload.decode(expected, limits: BatchLimits()) == Fixtures.payload)
+    }
+
+    /// Protocol 3: three delta batches in a row on one connection, each against the ones before.
+    @Test func deltaBatchesMatchGoldenBytes() throws {
+        var encoder = DeltaEncoder(), decoder = DeltaDecoder()
+        for (i, batch) in Fixtures.deltaStream.enumerated() {
+            let bytesEncoded = encoder.encode(epoch: 1_764_072_000_000_000, sequence: 42 + UInt64(i), payload: batch)
+            let bytes = try #require(bytesEncoded)
+            let expected = try Self.golden("delta-batch-\(i + 1)", actual: bytes)
+            #expect(Fixtures.hex(bytes) == Fixtures.hex(expected))
+            guard case .deltaBatch(let frame) = try Frame.decode(expected) else {
+                Issue.record("golden delta batch \(i + 1) did not decode as a delta batch")
+                return
+            }
+            let decoded = try decoder.decode(frame, limits: BatchLimits())
+            #expect(decoded.bootEpoch == 1_764_072_000_000_000 && decoded.sequence == 42 + UInt64(i))
+            #expect(decoded.payload == batch)
+        }
     }
 
     @Test func goldenBatchFrameDecodes() throws {

@@ -36,7 +36,7 @@ import Testing
         }
     }
 
-    @Test(arguments: [UInt16(0), 3, 0xFFFF])
+    @Test(arguments: [UInt16(0), 4, 0xFFFF])
     func unknownProtocolVersion(version: UInt16) throws {
         for frame in [Fixtures.hello, Fixtures.welcome] {
             var bytes = frame.encoded()
@@ -47,7 +47,7 @@ import Testing
         }
     }
 
-    @Test func versionsOneAndTwoAreBothSpoken() throws {
+    @Test func everySupportedVersionIsSpoken() throws {
         for version in WireProtocol.supportedVersions {
             var bytes = Fixtures.hello.encoded()
             bytes.setInteger(version, at: 1, endianness: .little)
