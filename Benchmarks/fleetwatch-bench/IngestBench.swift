@@ -25,6 +25,8 @@ struct IngestBench: AsyncParsableCommand {
     @Option(help: "Then feed this Prometheus binary's remote-write receiver the same shape and print the ratio (e.g. /usr/bin/prometheus).")
     var comparePrometheus: String?
     @Flag(help: "Skip PostgreSQL's COPY ceiling.") var noCopy = false
+    @Option(name: .customLong("protocol"), help: "The protocol the agents speak: 2 sends self-contained batches, 3 delta batches (what the Swift agent sends).")
+    var protocolVersion: UInt16 = WireProtocol.version
 
     func run() async throws {
         var logger = Logger(label: "bench")
@@ -47,7 +49,9 @@ struct IngestBench: AsyncParsableCommand {
         let payload = RealisticBatches.payload(metrics: metrics, ticks: ticks, startMs: nowMs)
         let template = try BatchFrame.make(bootEpoch: 1, sequence: 1, payload: payload)
         let perBatch = payload.sampleCount
-        print("ingest: \(agents) agents, \(perBatch)-sample batches (\(metrics) metrics x \(ticks)), window \(window), \(seconds) s")
+        guard (2...3).contains(protocolVersion) else { throw ValidationError("--protocol must be 2 or 3") }
+        print("ingest: \(agents) agents, \(perBatch)-sample batches (\(metrics) metrics x \(ticks)), window \(window), \(seconds) s, protocol \(protocolVersion)")
+        let version = protocolVersion
 
         let acked = SharedCounter()
         let hubCPUBefore = RemoteWriteRun.cpuSeconds(pid: hub.pid)
@@ -58,8 +62,8 @@ struct IngestBench: AsyncParsableCommand {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (i, bot) in bots.enumerated() {
                 group.addTask {
-                    try await runAgent(bot: bot, epoch: UInt64(1000 + i), port: port, template: template,
-                                       deadline: deadline, acked: acked, window: window, logger: agentLogger)
+                    try await runAgent(bot: bot, epoch: UInt64(1000 + i), port: port, template: template, payload: payload,
+                                       protocolVersion: version, deadline: deadline, acked: acked, window: window, logger: agentLogger)
                 }
             }
             try await group.waitForAll()
@@ -163,10 +167,23 @@ struct IngestBench: AsyncParsableCommand {
     }
 }
 
-/// One load-generating agent: hello, then batches with up to `window` in flight until the deadline.
-func runAgent(bot: String, epoch: UInt64, port: Int, template: BatchFrame, deadline: ContinuousClock.Instant,
-              acked: SharedCounter, window: Int = 4, logger: Logger) async throws {
-    let hello = Frame.hello(Hello(botID: bot, token: "bench-token", agentVersion: "bench", bootEpoch: epoch, lastAckedSequence: 0)).encoded()
+/// One load-generating agent: hello, then batches with up to `window` in flight until the deadline. Every batch
+/// holds `payload` (the same samples, as `template` does): on protocol 3 the first as a delta batch that defines
+/// the metrics, the rest as the delta batch that repeats them, coded once so the sender stays cheap.
+func runAgent(bot: String, epoch: UInt64, port: Int, template: BatchFrame, payload: BatchPayload, protocolVersion: UInt16,
+              deadline: ContinuousClock.Instant, acked: SharedCounter, window: Int = 4, logger: Logger) async throws {
+    let hello = Frame.hello(Hello(protocolVersion: protocolVersion, botID: bot, token: "bench-token", agentVersion: "bench",
+                                  bootEpoch: epoch, lastAckedSequence: 0)).encoded()
+    let deltas: [ByteBuffer] = try {
+        guard protocolVersion >= WireProtocol.deltaBatchVersion else { return [] }
+        var encoder = DeltaEncoder()
+        return try (1...2 as ClosedRange<UInt64>).map { seq in
+            guard let frame = encoder.encode(epoch: epoch, sequence: seq, payload: payload) else {
+                throw BenchFailure("the benchmark's batch cannot be a delta batch")
+            }
+            return frame
+        }
+    }()
     _ = try await WebSocketClient.connect(url: "ws://127.0.0.1:\(port)/agent/v1", configuration: .init(maxFrameSize: 1 << 21),
                                           logger: logger) { inbound, outbound, _ in
         try await outbound.write(.binary(hello))
@@ -175,10 +192,14 @@ func runAgent(bot: String, epoch: UInt64, port: Int, template: BatchFrame, deadl
         var seq: UInt64 = 0, inFlight = 0
         func send() async throws {
             seq += 1
-            var frame = template
-            frame.bootEpoch = epoch
-            frame.sequence = seq
-            try await outbound.write(.binary(Frame.batch(frame).encoded()))
+            if !deltas.isEmpty {
+                try await outbound.write(.binary(deltas[seq == 1 ? 0 : 1]))
+            } else {
+                var frame = template
+                frame.bootEpoch = epoch
+                frame.sequence = seq
+                try await outbound.write(.binary(Frame.batch(frame).encoded()))
+            }
             inFlight += 1
         }
         while inFlight < window { try await send() }

@@ -8,9 +8,10 @@ public struct SealedBatch: Sendable, Equatable {
     public let sampleCount: Int
     /// The whole encoded batch frame, self-contained: what the spool keeps and what protocols 1 and 2 send.
     public let frame: ByteBuffer
-    /// The samples, for a protocol-3 connection to code against what it sent before (nil for a batch recovered
-    /// from the spool: it travels as `frame`).
-    public let payload: BatchPayload?
+    /// The samples, for a protocol-3 connection to code against what it sent before. Nil for a batch recovered
+    /// from the spool, and for one more than `BatchBuffer.payloadsKept` batches behind the newest: it travels as
+    /// `frame`.
+    public internal(set) var payload: BatchPayload?
 
     public init(epoch: UInt64, sequence: UInt64, sampleCount: Int, frame: ByteBuffer, payload: BatchPayload? = nil) {
         self.epoch = epoch
@@ -59,6 +60,10 @@ public struct BatchBuffer: Sendable {
     /// of dropped samples stays exact while the buffer holds any batch never sent).
     public private(set) var everSentCount = 0
     public private(set) var sealedSamples = 0
+
+    /// How many of the newest sealed batches keep their samples for delta coding (the rest keep only their
+    /// compressed frame, about 2 bytes a sample, so a long outage costs no more memory than before protocol 3).
+    public static let payloadsKept = 64
 
     public init(epoch: UInt64, configuration: Configuration = .init(), firstSequence: UInt64 = 1) {
         self.epoch = epoch
@@ -125,6 +130,8 @@ public struct BatchBuffer: Sendable {
         nextSequence += 1
         sealed.append(batch)
         sealedSamples += count
+        let old = sealed.count - 1 - Self.payloadsKept
+        if old >= head, sealed[old].payload != nil { sealed[old].payload = nil }
         return batch
     }
 

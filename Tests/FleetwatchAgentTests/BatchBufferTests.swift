@@ -27,6 +27,19 @@ import Testing
         #expect(all == (0..<250).map(Double.init))
     }
 
+    /// Only the newest batches keep their samples for protocol 3's delta coding; older ones keep their frame only,
+    /// so a long outage costs what it cost before.
+    @Test func onlyTheNewestBatchesKeepTheirSamples() throws {
+        var buffer = BatchBuffer(epoch: 7, configuration: .init(capacity: 100_000, maxBatchSamples: 10))
+        for i in 0..<(BatchBuffer.payloadsKept + 6) {
+            _ = buffer.append([Self.series("a", count: 10, at: Int64(i) * 100)])
+        }
+        let kept = buffer.unackedBatches.map { $0.payload != nil }
+        #expect(kept == Array(repeating: false, count: 6) + Array(repeating: true, count: BatchBuffer.payloadsKept))
+        let newest = try #require(buffer.unackedBatches.last)
+        #expect(newest.payload == (try Self.decode(newest)))
+    }
+
     @Test func mergesSnapshotsOfTheSameMetric() throws {
         var buffer = BatchBuffer(epoch: 1, configuration: .init(maxBatchSamples: 1000))
         _ = buffer.append([Self.series("a", count: 1, at: 1), Self.series("b", count: 1, at: 1)])

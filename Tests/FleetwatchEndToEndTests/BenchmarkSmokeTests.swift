@@ -17,6 +17,8 @@ struct BenchmarkSmokeTests {
             ("record", ["record", "--calls", "20000", "--repeats", "1"], "ns/call"),
             ("wire", ["wire"], "wire bytes/sample"),
             ("ingest", ["ingest", "--database-url", db, "--agents", "2", "--ticks", "2", "--metrics", "5", "--seconds", "2"], "hub ingest samples/s stored"),
+            ("ingest-protocol-2", ["ingest", "--database-url", db, "--agents", "2", "--ticks", "1", "--metrics", "5", "--seconds", "2",
+                                   "--protocol", "2", "--no-copy"], "hub ingest samples/s stored"),
             ("ingest-vs-prometheus", ["ingest", "--database-url", db, "--agents", "2", "--ticks", "1", "--metrics", "5", "--seconds", "2",
                                       "--compare-prometheus", "/usr/bin/prometheus", "--no-copy"], "fleetwatch ÷ Prometheus"),
             ("disk", ["disk", "--database-url", db, "--bots", "2", "--minutes", "2", "--metrics", "5"], "disk bytes/sample after re-chunking"),
