@@ -126,15 +126,7 @@ extension BatchPayload {
         }
         let count = Int(count64)
         remaining -= count
-        var timestamps = [Int64]()
-        timestamps.reserveCapacity(count)
-        var t = base
-        for _ in 0..<count {
-            let (next, overflow) = t.addingReportingOverflow(Zigzag.decode(try r.varint("timestamp")))
-            guard !overflow, next >= 0 else { throw WireError(.invalidField, "timestamp of \(name) out of range") }
-            t = next
-            timestamps.append(t)
-        }
+        let timestamps = try r.timestamps(count, base: base, of: name)
         let rawEncoding = try r.byte("value encoding")
         guard let encoding = ValueEncoding(rawValue: rawEncoding),
               (encoding == .stateDictionary) == (kind == .state)
@@ -147,24 +139,10 @@ extension BatchPayload {
         case .decimal:
             let scale = try r.byte("decimal scale")
             guard Int(scale) < decimalPowers.count else { throw WireError(.invalidField, "decimal scale \(scale) > 9") }
-            let power = decimalPowers[Int(scale)]
-            var values = [Double]()
-            values.reserveCapacity(count)
-            var m: Int64 = 0
-            for _ in 0..<count {
-                m = m &+ Zigzag.decode(try r.varint("value"))
-                values.append(Double(m) / power)
-            }
+            let values = try r.decimals(count, power: decimalPowers[Int(scale)], from: 0).values
             return Series(name: name, kind: kind, timestamps: timestamps, values: values)
         case .floatXor:
-            guard r.remaining >= count * 8 else { throw WireError(.truncated, "payload ends inside values of \(name)") }
-            var values = [Double]()
-            values.reserveCapacity(count)
-            var previous: UInt64 = 0
-            for _ in 0..<count {
-                previous ^= try r.uint64LE("value")
-                values.append(Double(bitPattern: previous))
-            }
+            let values = try r.floats(count, from: 0, of: name).values
             return Series(name: name, kind: kind, timestamps: timestamps, values: values)
         }
     }

@@ -53,3 +53,45 @@ struct WireReader {
         return s
     }
 }
+
+/// The sample runs both batch decoders read (self-contained, §4; delta, §11): one implementation of each.
+extension WireReader {
+    /// `count` zigzag timestamp deltas, the first against `base`; every timestamp must be ≥ 0.
+    mutating func timestamps(_ count: Int, base: Int64, of name: String) throws -> [Int64] {
+        var timestamps = [Int64]()
+        timestamps.reserveCapacity(count)
+        var t = base
+        for _ in 0..<count {
+            let (next, overflow) = t.addingReportingOverflow(Zigzag.decode(try varint("timestamp")))
+            guard !overflow, next >= 0 else { throw WireError(.invalidField, "timestamp of \(name) out of range") }
+            t = next
+            timestamps.append(t)
+        }
+        return timestamps
+    }
+
+    /// `count` decimal values as zigzag mantissa changes from `last`; returns them and the last mantissa.
+    mutating func decimals(_ count: Int, power: Double, from last: Int64) throws -> (values: [Double], last: Int64) {
+        var values = [Double]()
+        values.reserveCapacity(count)
+        var m = last
+        for _ in 0..<count {
+            m = m &+ Zigzag.decode(try varint("value"))
+            values.append(Double(m) / power)
+        }
+        return (values, m)
+    }
+
+    /// `count` float values as bit patterns XOR the previous one, from `last`; returns them and the last pattern.
+    mutating func floats(_ count: Int, from last: UInt64, of name: String) throws -> (values: [Double], last: UInt64) {
+        guard remaining >= count * 8 else { throw WireError(.truncated, "payload ends inside values of \(name)") }
+        var values = [Double]()
+        values.reserveCapacity(count)
+        var bits = last
+        for _ in 0..<count {
+            bits ^= try uint64LE("value")
+            values.append(Double(bitPattern: bits))
+        }
+        return (values, bits)
+    }
+}

@@ -187,37 +187,15 @@ public struct DeltaDecoder: Sendable {
         guard let encoding = entry.encoding else {
             throw WireError(.invalidField, "series \(entry.name) has no value encoding yet")
         }
-        var timestamps = [Int64]()
-        timestamps.reserveCapacity(count)
-        var t = base
-        for _ in 0..<count {
-            let (next, overflow) = t.addingReportingOverflow(Zigzag.decode(try r.varint("timestamp")))
-            guard !overflow, next >= 0 else { throw WireError(.invalidField, "timestamp of \(entry.name) out of range") }
-            t = next
-            timestamps.append(t)
-        }
+        let timestamps = try r.timestamps(count, base: base, of: entry.name)
         switch encoding {
         case .decimal:
-            let power = decimalPowers[Int(entry.scale)]
-            var values = [Double]()
-            values.reserveCapacity(count)
-            var m = entry.lastMantissa
-            for _ in 0..<count {
-                m = m &+ Zigzag.decode(try r.varint("value"))
-                values.append(Double(m) / power)
-            }
-            context.entries[id].lastMantissa = m
+            let (values, last) = try r.decimals(count, power: decimalPowers[Int(entry.scale)], from: entry.lastMantissa)
+            context.entries[id].lastMantissa = last
             return Series(name: entry.name, kind: entry.kind, timestamps: timestamps, values: values)
         case .floatXor:
-            guard r.remaining >= count * 8 else { throw WireError(.truncated, "payload ends inside values of \(entry.name)") }
-            var values = [Double]()
-            values.reserveCapacity(count)
-            var bits = entry.lastBits
-            for _ in 0..<count {
-                bits ^= try r.uint64LE("value")
-                values.append(Double(bitPattern: bits))
-            }
-            context.entries[id].lastBits = bits
+            let (values, last) = try r.floats(count, from: entry.lastBits, of: entry.name)
+            context.entries[id].lastBits = last
             return Series(name: entry.name, kind: entry.kind, timestamps: timestamps, values: values)
         case .stateDictionary:
             var states = [String]()
