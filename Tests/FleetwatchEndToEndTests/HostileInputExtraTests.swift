@@ -455,6 +455,8 @@ struct HostileHub: Sendable {
     /// Stops the good bot and checks it came through whole, then that the hub is running, ready and was
     /// never big. `expectUninterrupted`: the good bot's connection must never have been closed either.
     func finish(expectUninterrupted: Bool) async throws {
+        // An attack the hub ends at once must not end the check before the good bot has streamed a while.
+        _ = try await eventually(.seconds(30)) { good.roundsSoFar.load(ordering: .relaxed) >= 5 }
         good.streaming.cancel()
         let rounds = await good.streaming.value
         #expect(rounds >= 5, "the good bot streamed only \(rounds) rounds")
@@ -495,6 +497,8 @@ struct GoodBot: Sendable {
     let run: Task<Void, any Error>
     /// Ends when cancelled, with the number of rounds recorded.
     let streaming: Task<Int, Never>
+    /// Rounds recorded so far.
+    let roundsSoFar: RoundCount
 
     static func start(hub: HubUnderTest, bot: String = "good", wide: Int = 0,
                       handler: (any EmergencyHandler)? = nil) async throws -> GoodBot {
@@ -502,18 +506,28 @@ struct GoodBot: Sendable {
         let agent = try EndToEndTests.agent(bot, hub: hub.agentURL, ledger: ledger)
         if let handler { await agent.setEmergencyHandler(handler) }
         let run = Task { try await agent.run() }
+        let count = RoundCount(0)
         let streaming = Task { () -> Int in
             var round = 0
             while !Task.isCancelled {
                 for i in 0..<wide { agent.gauge("load_\(i)").set(Double((round + i) % 97)) }
                 await EndToEndTests.trade(agent, round: round)
                 round += 1
+                count.store(round, ordering: .relaxed)
                 try? await Task.sleep(for: .milliseconds(50))
             }
             return round
         }
-        return GoodBot(agent: agent, ledger: ledger, run: run, streaming: streaming)
+        return GoodBot(agent: agent, ledger: ledger, run: run, streaming: streaming, roundsSoFar: count)
     }
+}
+
+/// A round counter the streaming task and the checks share.
+final class RoundCount: Sendable {
+    private let value: Atomic<Int>
+    init(_ value: Int) { self.value = Atomic(value) }
+    func store(_ v: Int, ordering: AtomicStoreOrdering) { value.store(v, ordering: ordering) }
+    func load(ordering: AtomicLoadOrdering) -> Int { value.load(ordering: ordering) }
 }
 
 /// Samples a process's resident memory every 100 ms from /proc; `stop` also reads the kernel's high-water mark.
