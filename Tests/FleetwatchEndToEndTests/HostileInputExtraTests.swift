@@ -456,7 +456,7 @@ struct HostileHub: Sendable {
     /// never big. `expectUninterrupted`: the good bot's connection must never have been closed either.
     func finish(expectUninterrupted: Bool) async throws {
         // An attack the hub ends at once must not end the check before the good bot has streamed a while.
-        _ = try await eventually(.seconds(30)) { good.roundsSoFar.load(ordering: .relaxed) >= 5 }
+        _ = try await eventually(.seconds(30)) { good.roundsSoFar.current >= 5 }
         good.streaming.cancel()
         let rounds = await good.streaming.value
         #expect(rounds >= 5, "the good bot streamed only \(rounds) rounds")
@@ -513,7 +513,7 @@ struct GoodBot: Sendable {
                 for i in 0..<wide { agent.gauge("load_\(i)").set(Double((round + i) % 97)) }
                 await EndToEndTests.trade(agent, round: round)
                 round += 1
-                count.store(round, ordering: .relaxed)
+                count.set(round)
                 try? await Task.sleep(for: .milliseconds(50))
             }
             return round
@@ -526,8 +526,8 @@ struct GoodBot: Sendable {
 final class RoundCount: Sendable {
     private let value: Atomic<Int>
     init(_ value: Int) { self.value = Atomic(value) }
-    func store(_ v: Int, ordering: AtomicStoreOrdering) { value.store(v, ordering: ordering) }
-    func load(ordering: AtomicLoadOrdering) -> Int { value.load(ordering: ordering) }
+    func set(_ v: Int) { value.store(v, ordering: .relaxed) }
+    var current: Int { value.load(ordering: .relaxed) }
 }
 
 /// Samples a process's resident memory every 100 ms from /proc; `stop` also reads the kernel's high-water mark.
