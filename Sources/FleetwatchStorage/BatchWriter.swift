@@ -16,14 +16,23 @@ actor BatchWriter {
         let batch: ValidatedBatch
         let session: BotSession
         let continuation: CheckedContinuation<StoreOutcome, any Error>
-        var streamKey: String { "\(session.botID)/\(batch.epoch)" }
+        var stream: StreamKey { StreamKey(bot: session.botID, epoch: batch.epoch) }
         /// A batch big enough to hold a statement for a while.
         var isBulk: Bool { rows.count > BatchWriter.bulkSamples || rows.bytes > BatchWriter.bulkBytes }
+    }
+
+    /// A bot run: its ledger row is updated once per statement.
+    struct StreamKey: Hashable {
+        var bot: Int32
+        var epoch: UInt64
     }
 
     /// Past these, a batch is bulk.
     static let bulkSamples = 2_000
     static let bulkBytes = 256 * 1024
+    /// How far past the head of the queue a group looks for batches of other streams (a bot with many batches
+    /// waiting must not make every group scan all of them).
+    static let scanFactor = 4
 
     private let client: any PostgresQuerying
     private let logger: Logger
@@ -31,7 +40,9 @@ actor BatchWriter {
     private let partitions: PartitionMaintainer
     private let maxGroup: Int
     private let maxConcurrent: Int
-    private var queue: [Item] = []
+    /// Waiting batches, small and bulk apart, each in arrival order.
+    private var small = FIFO<Item>()
+    private var bulk = FIFO<Item>()
     private var running = 0
     private var runningBulk = 0
 
@@ -47,7 +58,8 @@ actor BatchWriter {
 
     func store(_ rows: SampleRows, batch: ValidatedBatch, session: BotSession) async throws -> StoreOutcome {
         try await withCheckedThrowingContinuation { continuation in
-            queue.append(Item(rows: rows, batch: batch, session: session, continuation: continuation))
+            let item = Item(rows: rows, batch: batch, session: session, continuation: continuation)
+            if item.isBulk { bulk.append(item) } else { small.append(item) }
             startFlushIfIdle()
         }
     }
@@ -56,32 +68,35 @@ actor BatchWriter {
         while running < maxConcurrent {
             // At most one bulk statement at a time, started as soon as none runs (so a backfill is never starved);
             // the other slots are the small batches'.
-            let bulk: Bool
-            if runningBulk == 0, queue.contains(where: { $0.isBulk }) {
-                bulk = true
-            } else if queue.contains(where: { !$0.isBulk }) {
-                bulk = false
+            let isBulk: Bool
+            if runningBulk == 0, !bulk.isEmpty {
+                isBulk = true
+            } else if !small.isEmpty {
+                isBulk = false
             } else {
                 return
             }
             running += 1
-            if bulk { runningBulk += 1 }
-            let group = takeGroup(bulk: bulk)
-            Task { await self.flush(group, bulk: bulk) }
+            if isBulk { runningBulk += 1 }
+            let group = isBulk ? [bulk.removeFirst()] : takeGroup()
+            Task { await self.flush(group, bulk: isBulk) }
         }
     }
 
-    /// Up to `maxGroup` items of one kind with distinct (bot, epoch): the ledger row of a stream is updated once
-    /// per statement. Bulk items go one at a time.
-    private func takeGroup(bulk: Bool) -> [Item] {
-        var seen = Set<String>()
+    /// Up to `maxGroup` small items with distinct (bot, epoch), oldest first: the ledger row of a stream is
+    /// updated once per statement. Items of a stream already in the group keep their place for the next one.
+    private func takeGroup() -> [Item] {
+        var seen = Set<StreamKey>()
         var group: [Item] = []
-        var rest: [Item] = []
-        let limit = bulk ? 1 : maxGroup
-        for item in queue {
-            if item.isBulk == bulk, group.count < limit, seen.insert(item.streamKey).inserted { group.append(item) } else { rest.append(item) }
+        var skipped: [Item] = []
+        group.reserveCapacity(min(maxGroup, small.count))
+        var scanned = 0
+        while group.count < maxGroup, scanned < maxGroup * Self.scanFactor, !small.isEmpty {
+            let item = small.removeFirst()
+            scanned += 1
+            if seen.insert(item.stream).inserted { group.append(item) } else { skipped.append(item) }
         }
-        queue = rest
+        small.prepend(skipped)
         return group
     }
 
