@@ -32,13 +32,13 @@ enum HealthAssessment {
         if !f.info.isEmpty { parts.append("INFO: \(list(f.info))") }
         let alerts = parts.joined(separator: "; ")
         if f.state == "emergency" {
-            let since = f.emergencySince.map { " since \(ISO8601DateFormatter().string(from: $0))" } ?? ""
+            let since = f.emergencySince.map { " since \($0.formatted(.iso8601))" } ?? ""
             return (.emergency, "in emergency mode\(since); an operator must resume it" + (alerts.isEmpty ? "" : " (\(alerts))"))
         }
         if !f.critical.isEmpty { return (.critical, alerts) }
         if f.lastSeen == nil { return (.warning, "has never reported" + (alerts.isEmpty ? "" : " (\(alerts))")) }
         // Times, not durations: the message stays the same until something changes (live viewers get it on change).
-        let since = f.lastSeen.map { ISO8601DateFormatter().string(from: $0) } ?? "?"
+        let since = f.lastSeen.map { $0.formatted(.iso8601) } ?? "?"
         if f.state == "stale" { return (.warning, "connected but no data since \(since)" + (alerts.isEmpty ? "" : "; \(alerts)")) }
         if f.state == "offline" { return (.warning, "offline, last seen \(since)" + (alerts.isEmpty ? "" : "; \(alerts)")) }
         if !f.warning.isEmpty { return (.warning, alerts) }
