@@ -21,6 +21,10 @@ actor MetricAdmission {
     private struct BotNames {
         var admitted: Set<Int32> = []
         var fullSince: ContinuousClock.Instant?
+        /// The names of the bot's last batch answered from the cache, and their ids: a bot sends the same names
+        /// batch after batch, and comparing them costs less than looking each one up.
+        var lastNames: [String] = []
+        var lastIDs: [Int32?] = []
     }
 
     private var ids: [String: Int32] = [:]
@@ -80,12 +84,15 @@ actor MetricAdmission {
     /// All ids from the cache, or nil if a name is not admitted for the bot here.
     private func cached(_ series: [Series], botID: Int32) -> [Int32?]? {
         guard let bot = bots[botID] else { return nil }
+        if bot.lastNames.count == series.count, zip(bot.lastNames, series).allSatisfy({ $0 == $1.name }) { return bot.lastIDs }
         var out: [Int32?] = []
         out.reserveCapacity(series.count)
         for s in series {
             guard let id = ids[s.name], bot.admitted.contains(id) else { return nil }
             out.append(id)
         }
+        bots[botID]?.lastNames = series.map(\.name)
+        bots[botID]?.lastIDs = out
         return out
     }
 
