@@ -68,7 +68,7 @@ public struct HubApplication: Sendable {
         do { try await live.seed(client: client, logger: logger) } catch {
             logger.warning("cannot load the newest values for the dashboard (they arrive with the next batches): \(String(reflecting: error))")
         }
-        let publisher = LivePublisher(client: client, interval: .milliseconds(200), logger: logger)
+        let publisher = LivePublisher(client: client, interval: .milliseconds(200), logger: logger, local: live)
         let viewers = ViewerRegistry()
         if configuration.dashboardEnabled { try await createFirstAdmin(client: client) }
         let audit = AuditLog(client: client, logger: logger)
@@ -94,7 +94,10 @@ public struct HubApplication: Sendable {
                 if let event = AlertFeed.decode(payload) { await feed.append(event) }
             },
             // Newest values stored by any replica, for this replica's API and dashboard viewers.
-            .init(channel: LivePublisher.channel) { payload in await live.apply(LivePublisher.decode(payload)) },
+            .init(channel: LivePublisher.channel) { [origin = publisher.origin] payload in
+                let updates = LivePublisher.decode(payload, skipping: origin)
+                if !updates.isEmpty { await live.apply(updates) }
+            },
             // Sign-out on any replica closes the session's WebSockets here.
             .init(channel: Sessions.channel) { payload in
                 if let id = Int64(payload) { await viewers.close(session: id) }

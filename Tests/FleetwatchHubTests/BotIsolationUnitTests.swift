@@ -16,7 +16,7 @@ import Testing
         let payloads = LivePublisher.pack([update, LiveUpdate(bot: "small", at: update.at, numbers: ["x": 1], states: [:])])
         #expect(payloads.count > 1)
         #expect(payloads.allSatisfy { $0.utf8.count <= LivePublisher.payloadLimit })
-        let back = payloads.flatMap(LivePublisher.decode)
+        let back = payloads.flatMap { LivePublisher.decode($0) }
         var merged: [String: Double] = [:], mergedStates: [String: String] = [:]
         for u in back where u.bot == "big" {
             merged.merge(u.numbers) { _, new in new }

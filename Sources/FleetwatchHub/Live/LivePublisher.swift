@@ -10,6 +10,9 @@ import Synchronization
 /// `record` is called on the ingest path and only merges into a dictionary under a lock; the service
 /// flushes every `interval`, packing several bots into each notification (PostgreSQL caps a payload
 /// at 8000 bytes), so 1,000 bots cost a few notifications per flush, not one per batch.
+///
+/// A payload is `ORIGIN<TAB>[updates as JSON]`, `ORIGIN` this publisher's random id: the replica that
+/// published applies its updates to its own `LiveFleet` directly and skips them when they come back.
 final class LivePublisher: Service, Sendable {
     static let channel = "fleetwatch_live"
     static let payloadLimit = 7600
@@ -18,11 +21,16 @@ final class LivePublisher: Service, Sendable {
     let client: any PostgresQuerying
     let interval: Duration
     let logger: Logger
+    /// This replica's values, updated at each flush without the round trip through PostgreSQL.
+    let local: LiveFleet?
+    /// Marks this publisher's notifications (unique per process, unlike a hub id an operator may repeat).
+    let origin = UUID().uuidString
 
-    init(client: any PostgresQuerying, interval: Duration, logger: Logger) {
+    init(client: any PostgresQuerying, interval: Duration, logger: Logger, local: LiveFleet? = nil) {
         self.client = client
         self.interval = interval
         self.logger = logger
+        self.local = local
     }
 
     /// Merges a stored batch's newest values (last value of counters and gauges, mean of durations,
@@ -30,19 +38,20 @@ final class LivePublisher: Service, Sendable {
     func record(bot: String, series: [Series]) {
         guard let update = Self.update(bot: bot, series: series) else { return }
         pending.withLock { p in
-            if var existing = p[bot] {
-                existing.numbers.merge(update.numbers) { _, new in new }
-                existing.states.merge(update.states) { _, new in new }
-                existing.at = max(existing.at, update.at)
-                p[bot] = existing
-            } else {
+            // Taken out of the dictionary, the pending update is merged in place rather than copied.
+            guard var existing = p.removeValue(forKey: bot) else {
                 p[bot] = update
+                return
             }
+            existing.numbers.merge(update.numbers) { _, new in new }
+            existing.states.merge(update.states) { _, new in new }
+            existing.at = max(existing.at, update.at)
+            p[bot] = existing
         }
     }
 
     static func update(bot: String, series: [Series]) -> LiveUpdate? {
-        var numbers: [String: Double] = [:], states: [String: String] = [:]
+        var numbers = [String: Double](minimumCapacity: series.count), states: [String: String] = [:]
         var newest: Int64 = .min
         for s in series where s.count > 0 {
             newest = max(newest, s.timestamps.max() ?? .min)
@@ -71,7 +80,8 @@ final class LivePublisher: Service, Sendable {
             return Array(p.values)
         }
         guard !updates.isEmpty else { return }
-        for payload in Self.pack(updates) {
+        await local?.apply(updates)
+        for payload in Self.pack(updates, origin: origin) {
             do {
                 try await Broadcast(client: client, logger: logger).publish(Self.channel, payload)
             } catch {
@@ -81,24 +91,25 @@ final class LivePublisher: Service, Sendable {
         }
     }
 
-    /// JSON arrays of updates, each under the payload limit. An update too big for one notification (a bot
-    /// with hundreds of metrics) is split into several of the same bot and time; replicas merge them.
-    static func pack(_ updates: [LiveUpdate]) -> [String] {
-        let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .millisecondsSince1970
+    /// `ORIGIN<TAB>` and a JSON array of updates, each payload under the payload limit. An update too big for
+    /// one notification (a bot with hundreds of metrics) is split into several of the same bot and time;
+    /// replicas merge them.
+    static func pack(_ updates: [LiveUpdate], origin: String = "") -> [String] {
+        let prefix = origin.isEmpty ? "" : origin + "\t"
+        let limit = payloadLimit - prefix.utf8.count
         var out: [String] = [], current: [String] = [], size = 2
         for u in updates.flatMap(split) {
-            guard let data = try? encoder.encode(u), data.count + 2 <= payloadLimit else { continue }
-            let json = String(decoding: data, as: UTF8.self)
-            if size + json.utf8.count + 1 > payloadLimit, !current.isEmpty {
-                out.append("[" + current.joined(separator: ",") + "]")
+            let json = LiveUpdateJSON.encode(u)
+            guard json.utf8.count + 2 <= limit else { continue }
+            if size + json.utf8.count + 1 > limit, !current.isEmpty {
+                out.append(prefix + "[" + current.joined(separator: ",") + "]")
                 current = []
                 size = 2
             }
             current.append(json)
             size += json.utf8.count + 1
         }
-        if !current.isEmpty { out.append("[" + current.joined(separator: ",") + "]") }
+        if !current.isEmpty { out.append(prefix + "[" + current.joined(separator: ",") + "]") }
         return out
     }
 
@@ -128,9 +139,15 @@ final class LivePublisher: Service, Sendable {
         return parts
     }
 
-    static func decode(_ payload: String) -> [LiveUpdate] {
+    /// The updates of a payload; none if it is `skipping`'s own (or not a payload at all).
+    static func decode(_ payload: String, skipping origin: String? = nil) -> [LiveUpdate] {
+        var json = Substring(payload)
+        if let tab = payload.firstIndex(of: "\t") {
+            if let origin, payload[..<tab] == origin { return [] }
+            json = payload[payload.index(after: tab)...]
+        }
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .millisecondsSince1970
-        return (try? decoder.decode([LiveUpdate].self, from: Data(payload.utf8))) ?? []
+        return (try? decoder.decode([LiveUpdate].self, from: Data(json.utf8))) ?? []
     }
 }
