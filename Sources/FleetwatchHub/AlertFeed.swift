@@ -64,10 +64,12 @@ struct DashboardNotifier: Notifier {
 
 /// One PostgreSQL connection LISTENing on every channel the replica needs (not one pooled connection per
 /// channel): each notification goes to its channel's handler, in order per channel. After a failure it
-/// listens again; what was published meanwhile is picked up by the periodic passes behind every channel.
+/// listens again; what was published meanwhile is picked up by the periodic passes behind every channel, or by
+/// the channel's `listening` hook, run each time its LISTEN is in place (notifications sent before are lost).
 struct NotificationListener: Service {
     struct Subscription: Sendable {
         let channel: String
+        var listening: (@Sendable () async -> Void)? = nil
         let handle: @Sendable (String) async -> Void
     }
 
@@ -85,6 +87,7 @@ struct NotificationListener: Service {
                             for s in subscriptions {
                                 group.addTask {
                                     try await conn.listen(on: s.channel) { notifications in
+                                        await s.listening?()
                                         for try await n in notifications { await s.handle(n.payload) }
                                     }
                                 }

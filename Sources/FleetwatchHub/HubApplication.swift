@@ -112,7 +112,15 @@ public struct HubApplication: Sendable {
                 if let id = Int32(payload) { await store.forgetMetricNames(botID: id) }
             },
             // A bot's lease moved to a new connection: its older connections, here or on another replica, end (4007).
-            .init(channel: PostgresIngestStore.leaseChannel) { payload in
+            // Once listening, the replicas holding bots now, for a stop sent here while the database is down (a
+            // notification sent before the LISTEN, e.g. while this replica started, is never delivered).
+            .init(channel: PostgresIngestStore.leaseChannel, listening: {
+                do {
+                    await connections.learnHolders(try await store.connectedHubs())
+                } catch {
+                    logger.warning("could not read which replicas hold the bots: \(String(reflecting: error))")
+                }
+            }) { payload in
                 if let (bot, id, hub) = PostgresIngestStore.leaseMove(payload) { await connections.replaced(bot: bot, by: id, hub: hub) }
             },
             // A command was written: the replica holding the bot sends it.

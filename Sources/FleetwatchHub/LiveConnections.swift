@@ -57,6 +57,12 @@ actor LiveConnections {
 
     func lastKnownHolder(of bot: String) -> String? { lastKnownHub[bot] }
 
+    /// Replicas holding bots as read from the database (bot → replica); a holder a notification named already
+    /// is kept (it may be newer than the read).
+    func learnHolders(_ hubs: [String: String]) {
+        for (bot, hub) in hubs where lastKnownHub[bot] == nil { lastKnownHub[bot] = hub }
+    }
+
     /// `bot`'s newest connection here, if any.
     func newest(bot: String) -> (botID: Int32, connectionID: UUID)? {
         byBot[bot]?.last.map { ($0.botID, $0.connectionID) }

@@ -124,6 +124,15 @@ public final class PostgresIngestStore: IngestStore {
         return out
     }
 
+    /// The replica holding each connected bot's lease (bot → hub id).
+    public func connectedHubs() async throws -> [String: String] {
+        var out: [String: String] = [:]
+        for try await (name, hub) in try await client.query("""
+            SELECT name, connected_hub FROM bots WHERE connected_hub IS NOT NULL
+            """, logger: logger).decode((String, String).self) { out[name] = hub }
+        return out
+    }
+
     /// Forgets what this replica cached of `botID`'s admitted names (its limit changed).
     public func forgetMetricNames(botID: Int32) async {
         await metrics.forget(botID: botID)

@@ -57,6 +57,23 @@ struct PostgresStoreTests {
         }
     }
 
+    /// What a replica reads, once it listens for lease moves, to know which replica holds each bot.
+    @Test func connectedHubsNameTheReplicaHoldingEachBot() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["bot-1", "bot-2", "bot-3"], token: "secret", in: db)
+        try await db.withClient { (client: PostgresClient) async throws -> Void in
+            let store = PostgresIngestStore(client: client, logger: logger)
+            func hello(_ bot: String) -> Hello { Hello(botID: bot, token: "secret", agentVersion: "t", bootEpoch: 5, lastAckedSequence: 0) }
+            guard case .accepted(let one) = try await store.authenticate(hello("bot-1"), connectionID: UUID(), hub: "hub-a"),
+                  case .accepted = try await store.authenticate(hello("bot-2"), connectionID: UUID(), hub: "hub-b") else {
+                Issue.record("refused"); return
+            }
+            #expect(try await store.connectedHubs() == ["bot-1": "hub-a", "bot-2": "hub-b"])
+            await store.release(one)
+            #expect(try await store.connectedHubs() == ["bot-2": "hub-b"])
+        }
+    }
+
     @Test func authenticationRefusals() async throws {
         let db = try await TestDatabase.create()
         try await registerBots(["bot-1"], token: "secret", in: db)
