@@ -24,6 +24,14 @@ public struct BatchValidator: Sendable {
         let low = nowMs - maxAgeMs, high = nowMs + maxFutureMs
         var refused = 0
         var first = Int64.max
+        // A batch with nothing to refuse (the normal one) keeps its series as they are.
+        if payload.series.allSatisfy({ s in
+            zip(s.timestamps.indices, s.timestamps).allSatisfy { i, t in t >= low && t <= high && (s.kind == .state || s.values[i].isFinite) }
+        }) {
+            for s in payload.series { if let m = s.timestamps.min() { first = min(first, m) } }
+            return ValidatedBatch(epoch: epoch, sequence: sequence, sentSamples: payload.sampleCount, series: payload.series,
+                                  refusedSamples: 0, firstTimestampMs: first == .max ? nil : first)
+        }
         var kept: [Series] = []
         kept.reserveCapacity(payload.series.count)
         for s in payload.series {

@@ -99,6 +99,11 @@ public struct ValidatedBatch: Sendable, Equatable {
     /// This batch without the series whose id is nil (names over the limit); `ids` in `series` order.
     public func admitting(ids: [Int32?]) -> ValidatedBatch {
         var out = self
+        if !ids.contains(nil) {
+            // Every name admitted (a bot's normal batch): the series stay as they are.
+            out.metricIDs = ids.map { $0! }
+            return out
+        }
         out.series = []
         out.metricIDs = []
         out.series.reserveCapacity(series.count)

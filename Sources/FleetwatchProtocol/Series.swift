@@ -40,7 +40,7 @@ public struct Series: Equatable, Sendable {
     }
 
     /// Number of samples.
-    public var count: Int { timestamps.count }
+    @inlinable public var count: Int { timestamps.count }
 }
 
 /// The decoded content of a batch.
