@@ -120,14 +120,50 @@ actor BatchWriter {
     }
 
     private func writeCreatingPartitions(_ group: [Item]) async throws -> [StoreOutcome] {
-        do {
-            return try await write(group)
-        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23514" {
-            // A batch for a day without a partition: create the partitions and try once more.
-            for item in group where item.rows.count > 0 { try await partitions.ensure(dayOf: item.rows.start) }
-            return try await write(group)
+        // Rows are locked in the order of the statement's input: the same bot order in every group, so two
+        // statements in flight wait for each other instead of deadlocking (as far as the plan follows it).
+        let order = group.indices.sorted { (group[$0].session.botID, group[$0].batch.epoch) < (group[$1].session.botID, group[$1].batch.epoch) }
+        let sorted = order.map { group[$0] }
+        let outcomes = try await Self.retryingConflicts(logger: logger) {
+            do {
+                return try await write(sorted)
+            } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23514" {
+                // A batch for a day without a partition: create the partitions and try once more.
+                for item in sorted where item.rows.count > 0 { try await partitions.ensure(dayOf: item.rows.start) }
+                return try await write(sorted)
+            }
+        }
+        var inGroupOrder = outcomes
+        for (position, index) in order.enumerated() { inGroupOrder[index] = outcomes[position] }
+        return inGroupOrder
+    }
+
+    /// Most tries of a statement PostgreSQL rolled back for a conflict with another transaction.
+    static let conflictAttempts = 4
+
+    /// `body`, tried again when PostgreSQL rolled it back for a deadlock or a serialization failure (class 40:
+    /// nothing of it was committed, so trying again is safe), up to `conflictAttempts` times in all.
+    static func retryingConflicts<T>(isolation: isolated (any _Concurrency.Actor)? = #isolation, logger: Logger, attempts: Int = conflictAttempts,
+                                     isConflict: (any Error) -> Bool = isConflict,
+                                     _ body: () async throws -> T) async throws -> T {
+        var attempt = 1
+        while true {
+            do {
+                return try await body()
+            } catch where attempt < attempts && isConflict(error) {
+                logger.notice("batch statement rolled back by a conflict with another transaction, trying again (\(attempt) of \(attempts - 1)): \(error)")
+                attempt += 1
+            }
         }
     }
+
+    /// A deadlock (40P01) or serialization failure (40001).
+    static func isConflict(_ error: any Error) -> Bool {
+        guard let error = error as? PSQLError else { return false }
+        return isConflict(sqlState: error.serverInfo?[.sqlState])
+    }
+
+    static func isConflict(sqlState: String?) -> Bool { sqlState == "40P01" || sqlState == "40001" }
 
     /// Whether PostgreSQL refused the statement for the data of a batch (a data exception, class 22, or an
     /// integrity violation, class 23), not for the database's state.
