@@ -7,6 +7,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import ServiceLifecycle
 import Testing
 
 /// A real HTTP receiver for webhooks: records every request; answers 500 to the first `failFirst` ones.
@@ -29,7 +30,9 @@ actor WebhookReceiver {
 
     func events(_ kind: String) -> [Received] { received.filter { $0.json["event"] == kind } }
 
-    /// Starts the HTTP server on a free port; returns the port and the task running it.
+    /// Starts the HTTP server on a free port; returns the port and a task whose cancellation shuts the server down
+    /// gracefully. (Cancelling the task that serves would race NIO's accept: a connection accepted meanwhile is
+    /// never served nor finished, and the process traps with "Deinited NIOAsyncWriter without calling finish()".)
     func start() async throws -> (Int, Task<Void, any Error>) {
         let router = Router()
         router.post("/hook") { request, _ -> HTTPResponse.Status in
@@ -41,7 +44,15 @@ actor WebhookReceiver {
         var logger = Logger(label: "webhook")
         logger.logLevel = .warning
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: port)), logger: logger)
-        let task = Task { try await app.runService(gracefulShutdownSignals: []) }
+        let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))
+        let serving = Task.detached { try await group.run() }   // never cancelled: it ends by the graceful shutdown
+        let task = Task<Void, any Error> {
+            await withTaskCancellationHandler {
+                _ = await serving.result
+            } onCancel: {
+                Task { await group.triggerGracefulShutdown() }
+            }
+        }
         return (port, task)
     }
 }
