@@ -733,7 +733,23 @@ final class RawWebSocket: @unchecked Sendable {
             for shift in stride(from: 56, through: 0, by: -8) { out.append(UInt8((n >> shift) & 0xFF)) }
         }
         out += maskKey
-        for (i, byte) in payload.enumerated() { out.append(byte ^ maskKey[i & 3]) }
+        let start = out.count
+        out += payload
+        // Eight bytes at a time: a byte loop over a megabyte took a tenth of a second in a debug build, long enough
+        // for tests that send many big frames to hold the test process's threads away from other tests' agents.
+        let key = maskKey.withUnsafeBytes { k in UInt64(k.loadUnaligned(as: UInt32.self)) | UInt64(k.loadUnaligned(as: UInt32.self)) << 32 }
+        out.withUnsafeMutableBytes { b in
+            var i = 0
+            while i + 8 <= n {
+                let word = b.loadUnaligned(fromByteOffset: start + i, as: UInt64.self) ^ key
+                b.storeBytes(of: word, toByteOffset: start + i, as: UInt64.self)
+                i += 8
+            }
+            while i < n {
+                b[start + i] ^= maskKey[i & 3]
+                i += 1
+            }
+        }
         return out
     }
 
