@@ -83,6 +83,7 @@ let package = Package(
             name: "FleetwatchStorage",
             dependencies: [
                 "FleetwatchProtocol", "FleetwatchSchema", "FleetwatchIngest", "FleetwatchAlerting", "FleetwatchControl",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),

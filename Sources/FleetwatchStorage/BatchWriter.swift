@@ -1,6 +1,7 @@
 import FleetwatchIngest
 import Foundation
 import Logging
+import NIOCore
 import PostgresNIO
 
 /// Stores batches from many connections in groups: one SQL statement (one transaction, one commit) for up
@@ -41,8 +42,8 @@ actor BatchWriter {
     private let maxGroup: Int
     private let maxConcurrent: Int
     /// Waiting batches, small and bulk apart, each in arrival order.
-    private var small = FIFO<Item>()
-    private var bulk = FIFO<Item>()
+    private var small = CircularBuffer<Item>()
+    private var bulk = CircularBuffer<Item>()
     private var running = 0
     private var runningBulk = 0
 
@@ -83,8 +84,12 @@ actor BatchWriter {
         }
     }
 
-    /// Up to `maxGroup` small items with distinct (bot, epoch), oldest first: the ledger row of a stream is
+    /// Up to `maxGroup` small items with distinct (bot, epoch), the oldest ones: the ledger row of a stream is
     /// updated once per statement. Items of a stream already in the group keep their place for the next one.
+    ///
+    /// The group is in bot order: rows are locked in the order of the statement's input, the same bot order in
+    /// every group, so two statements in flight wait for each other instead of deadlocking (as far as the plan
+    /// follows it).
     private func takeGroup() -> [Item] {
         var seen = Set<StreamKey>()
         var group: [Item] = []
@@ -96,7 +101,8 @@ actor BatchWriter {
             scanned += 1
             if seen.insert(item.stream).inserted { group.append(item) } else { skipped.append(item) }
         }
-        small.prepend(skipped)
+        for item in skipped.reversed() { small.prepend(item) }
+        group.sort { ($0.stream.bot, $0.stream.epoch) < ($1.stream.bot, $1.stream.epoch) }
         return group
     }
 
@@ -120,22 +126,15 @@ actor BatchWriter {
     }
 
     private func writeCreatingPartitions(_ group: [Item]) async throws -> [StoreOutcome] {
-        // Rows are locked in the order of the statement's input: the same bot order in every group, so two
-        // statements in flight wait for each other instead of deadlocking (as far as the plan follows it).
-        let order = group.indices.sorted { (group[$0].session.botID, group[$0].batch.epoch) < (group[$1].session.botID, group[$1].batch.epoch) }
-        let sorted = order.map { group[$0] }
-        let outcomes = try await Self.retryingConflicts(logger: logger) {
+        try await Self.retryingConflicts(logger: logger) {
             do {
-                return try await write(sorted)
+                return try await write(group)
             } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23514" {
                 // A batch for a day without a partition: create the partitions and try once more.
-                for item in sorted where item.rows.count > 0 { try await partitions.ensure(dayOf: item.rows.start) }
-                return try await write(sorted)
+                for item in group where item.rows.count > 0 { try await partitions.ensure(dayOf: item.rows.start) }
+                return try await write(group)
             }
         }
-        var inGroupOrder = outcomes
-        for (position, index) in order.enumerated() { inGroupOrder[index] = outcomes[position] }
-        return inGroupOrder
     }
 
     /// Most tries of a statement PostgreSQL rolled back for a conflict with another transaction.
