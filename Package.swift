@@ -247,12 +247,12 @@ let package = Package(
         .target(name: "CMallocCount", path: "Benchmarks/malloc-count"),
         .testTarget(
             name: "FleetwatchProtocolTests",
-            dependencies: ["FleetwatchProtocol"],
+            dependencies: ["FleetwatchProtocol", "FleetwatchTestSupport"],
             resources: [.copy("Golden")]
         ),
         .testTarget(
             name: "FleetwatchAlertingTests",
-            dependencies: ["FleetwatchAlerting", "FleetwatchProtocol"]
+            dependencies: ["FleetwatchAlerting", "FleetwatchProtocol", "FleetwatchTestSupport"]
         ),
         .testTarget(
             name: "FleetwatchNotifyTests",

@@ -1,4 +1,5 @@
 @testable import FleetwatchAlerting
+import FleetwatchTestSupport
 import Testing
 
 @Suite struct CounterWindowTests {
@@ -69,18 +70,5 @@ import Testing
         let lastSecond = try #require(w.increase(windowMs: 1_000, nowMs: 51_000))
         #expect(lastSecond.amount == Self.naiveIncrease(all, windowMs: 1_000, nowMs: 51_000))
         #expect(lastSecond.spanMs == 1_000)
-    }
-}
-
-/// A small deterministic random generator for the tests.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

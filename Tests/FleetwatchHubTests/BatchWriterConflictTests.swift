@@ -34,25 +34,17 @@ import Testing
         #expect(value == 42 && calls.value == 3)
     }
 
-    @Test func conflictsGiveUpAfterTheLastAttempt() async throws {
+    /// A statement that keeps failing: a conflict is tried `conflictAttempts` times in all, any other error once;
+    /// either way the caller gets the error.
+    @Test(arguments: [true, false]) func aFailingStatementGivesUp(conflicting: Bool) async throws {
         let calls = Calls()
-        await #expect(throws: Conflict.self) {
+        let error = await #expect(throws: (any Error).self) {
             try await BatchWriter.retryingConflicts(logger: logger, isConflict: { $0 is Conflict }) { () async throws -> Int in
                 _ = calls.next()
-                throw Conflict()
+                if conflicting { throw Conflict() } else { throw Other() }
             }
         }
-        #expect(calls.value == BatchWriter.conflictAttempts)
-    }
-
-    @Test func otherErrorsAreNotTriedAgain() async throws {
-        let calls = Calls()
-        await #expect(throws: Other.self) {
-            try await BatchWriter.retryingConflicts(logger: logger, isConflict: { $0 is Conflict }) { () async throws -> Int in
-                _ = calls.next()
-                throw Other()
-            }
-        }
-        #expect(calls.value == 1)
+        #expect(conflicting ? error is Conflict : error is Other)
+        #expect(calls.value == (conflicting ? BatchWriter.conflictAttempts : 1))
     }
 }
