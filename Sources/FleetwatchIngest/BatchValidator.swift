@@ -22,36 +22,38 @@ public struct BatchValidator: Sendable {
 
     public func validate(epoch: UInt64, sequence: UInt64, payload: BatchPayload, nowMs: Int64) -> ValidatedBatch {
         let low = nowMs - maxAgeMs, high = nowMs + maxFutureMs
-        var refused = 0
+        func accepts(_ s: Series, _ i: Int) -> Bool {
+            let t = s.timestamps[i]
+            return t >= low && t <= high && (s.kind == .state || s.values[i].isFinite)
+        }
+        func isClean(_ s: Series) -> Bool { s.timestamps.indices.allSatisfy { accepts(s, $0) } }
         var first = Int64.max
-        // A batch with nothing to refuse (the normal one) keeps its series as they are.
-        if payload.series.allSatisfy({ s in
-            zip(s.timestamps.indices, s.timestamps).allSatisfy { i, t in t >= low && t <= high && (s.kind == .state || s.values[i].isFinite) }
-        }) {
-            for s in payload.series { if let m = s.timestamps.min() { first = min(first, m) } }
+        // The series before the first one with a sample to refuse are kept as they are: in the normal batch,
+        // all of them, with no copy.
+        var firstDirty = payload.series.startIndex
+        while firstDirty < payload.series.endIndex, isClean(payload.series[firstDirty]) {
+            if let m = payload.series[firstDirty].timestamps.min() { first = min(first, m) }
+            firstDirty += 1
+        }
+        if firstDirty == payload.series.endIndex {
             return ValidatedBatch(epoch: epoch, sequence: sequence, sentSamples: payload.sampleCount, series: payload.series,
                                   refusedSamples: 0, firstTimestampMs: first == .max ? nil : first)
         }
-        var kept: [Series] = []
+        var kept = Array(payload.series[..<firstDirty])
         kept.reserveCapacity(payload.series.count)
-        for s in payload.series {
-            var clean = true
-            for (i, t) in s.timestamps.enumerated() where t < low || t > high || (s.kind != .state && !s.values[i].isFinite) {
-                clean = false
-                break
-            }
-            if clean {
+        var refused = 0
+        for (index, s) in payload.series.enumerated().dropFirst(firstDirty) {
+            if index > firstDirty, isClean(s) {
                 if let m = s.timestamps.min() { first = min(first, m) }
                 kept.append(s)
                 continue
             }
             var out = Series(name: s.name, kind: s.kind, timestamps: [])
-            for (i, t) in s.timestamps.enumerated() {
-                let ok = t >= low && t <= high && (s.kind == .state || s.values[i].isFinite)
-                guard ok else { refused += 1; continue }
-                out.timestamps.append(t)
+            for i in s.timestamps.indices {
+                guard accepts(s, i) else { refused += 1; continue }
+                out.timestamps.append(s.timestamps[i])
                 if s.kind == .state { out.states.append(s.states[i]) } else { out.values.append(s.values[i]) }
-                first = min(first, t)
+                first = min(first, s.timestamps[i])
             }
             if out.count > 0 { kept.append(out) }
         }

@@ -96,14 +96,19 @@ public struct ValidatedBatch: Sendable, Equatable {
         return r
     }
 
+    /// This batch with every name admitted (a bot's normal batch): the series stay as they are; `ids` in
+    /// `series` order.
+    public func admittingEvery(ids: [Int32]) -> ValidatedBatch {
+        precondition(ids.count == series.count, "one id per series")
+        var out = self
+        out.metricIDs = ids
+        return out
+    }
+
     /// This batch without the series whose id is nil (names over the limit); `ids` in `series` order.
     public func admitting(ids: [Int32?]) -> ValidatedBatch {
+        if !ids.contains(nil) { return admittingEvery(ids: ids.map { $0! }) }
         var out = self
-        if !ids.contains(nil) {
-            // Every name admitted (a bot's normal batch): the series stay as they are.
-            out.metricIDs = ids.map { $0! }
-            return out
-        }
         out.series = []
         out.metricIDs = []
         out.series.reserveCapacity(series.count)

@@ -24,7 +24,15 @@ actor MetricAdmission {
         /// The names of the bot's last batch answered from the cache, and their ids: a bot sends the same names
         /// batch after batch, and comparing them costs less than looking each one up.
         var lastNames: [String] = []
-        var lastIDs: [Int32?] = []
+        var lastIDs: [Int32] = []
+    }
+
+    /// The ids of a batch's metric names.
+    enum Admitted: Sendable {
+        /// Every name admitted (a bot's normal batch): the id of each series' name.
+        case every([Int32])
+        /// The id of each series' name, nil where the name is over the bot's or the fleet's limit.
+        case some([Int32?])
     }
 
     private var ids: [String: Int32] = [:]
@@ -40,8 +48,8 @@ actor MetricAdmission {
     }
 
     /// The id of each series' name, nil where the name is over the bot's or the fleet's limit.
-    func ids(for series: [Series], botID: Int32) async throws -> [Int32?] {
-        if let known = cached(series, botID: botID) { return known }
+    func ids(for series: [Series], botID: Int32) async throws -> Admitted {
+        if let known = cached(series, botID: botID) { return .every(known) }
         var missing: [String] = [], kinds: [String] = []
         var seen = Set<String>()
         let bot = bots[botID] ?? BotNames()
@@ -50,7 +58,7 @@ actor MetricAdmission {
             kinds.append(s.kind.description)
         }
         if let since = bot.fullSince, ContinuousClock.now - since < limits.recheckFull {
-            return series.map { s in ids[s.name].flatMap { bot.admitted.contains($0) ? $0 : nil } }
+            return .some(series.map { s in ids[s.name].flatMap { bot.admitted.contains($0) ? $0 : nil } })
         }
         let rows = try await client.query("""
             SELECT metric, metric_id FROM fleetwatch_admit_metrics(\(botID), \(missing), \(kinds), \(Int32(clamping: limits.perBot)), \(Int32(clamping: limits.fleet)))
@@ -78,14 +86,14 @@ actor MetricAdmission {
             entry.fullSince = nil
         }
         bots[botID] = entry
-        return series.map { s in ids[s.name].flatMap { entry.admitted.contains($0) ? $0 : nil } }
+        return .some(series.map { s in ids[s.name].flatMap { entry.admitted.contains($0) ? $0 : nil } })
     }
 
     /// All ids from the cache, or nil if a name is not admitted for the bot here.
-    private func cached(_ series: [Series], botID: Int32) -> [Int32?]? {
+    private func cached(_ series: [Series], botID: Int32) -> [Int32]? {
         guard let bot = bots[botID] else { return nil }
         if bot.lastNames.count == series.count, zip(bot.lastNames, series).allSatisfy({ $0 == $1.name }) { return bot.lastIDs }
-        var out: [Int32?] = []
+        var out: [Int32] = []
         out.reserveCapacity(series.count)
         for s in series {
             guard let id = ids[s.name], bot.admitted.contains(id) else { return nil }

@@ -85,7 +85,10 @@ public final class PostgresIngestStore: IngestStore {
     }
 
     public func admit(_ batch: ValidatedBatch, session: BotSession) async throws -> ValidatedBatch {
-        let admitted = batch.admitting(ids: try await metrics.ids(for: batch.series, botID: session.botID))
+        let admitted = switch try await metrics.ids(for: batch.series, botID: session.botID) {
+        case .every(let ids): batch.admittingEvery(ids: ids)
+        case .some(let ids): batch.admitting(ids: ids)
+        }
         if admitted.overLimitSamples > 0 { await recordRefusal(session) }
         return admitted
     }
