@@ -46,6 +46,7 @@ public final class ChildProcess: @unchecked Sendable {
         let rc = posix_spawn(&pid, path, &actions, &attr, argv, envp)
         guard rc == 0 else { throw TestSupportError("cannot start \(path): \(String(cString: strerror(rc)))") }
         self.pid = pid
+        LiveChildren.add(pid)
     }
 
     /// Sends `signal` and waits for the process to end; returns its exit status.
@@ -57,12 +58,12 @@ public final class ChildProcess: @unchecked Sendable {
         var status: Int32 = 0
         while ContinuousClock.now < deadline {
             let r = waitpid(pid, &status, WNOHANG)
-            if r == pid { exited = true; return status }
+            if r == pid { markExited(); return status }
             try? await Task.sleep(for: .milliseconds(20))
         }
         kill(pid, SIGKILL)
         waitpid(pid, &status, 0)
-        exited = true
+        markExited()
         return status
     }
 
@@ -71,7 +72,7 @@ public final class ChildProcess: @unchecked Sendable {
         guard !exited else { return false }
         var status: Int32 = 0
         if waitpid(pid, &status, WNOHANG) == pid {
-            exited = true
+            markExited()
             exitCode = Spawn.exitCode(status)
             return false
         }
@@ -84,8 +85,32 @@ public final class ChildProcess: @unchecked Sendable {
     /// The log so far.
     public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
+    private func markExited() {
+        exited = true
+        LiveChildren.remove(pid)
+    }
+
     deinit {
-        if !exited { kill(pid, SIGKILL); var s: Int32 = 0; waitpid(pid, &s, 0) }
+        if !exited { kill(pid, SIGKILL); var s: Int32 = 0; waitpid(pid, &s, 0); LiveChildren.remove(pid) }
+    }
+}
+
+/// The children still running, killed when the test process exits: a test that stops its hubs from a `defer`
+/// task may be the last one to run, and the process can end before that task does.
+enum LiveChildren {
+    private static let pids = Mutex<Set<pid_t>>([])
+    private static let registered = Mutex(false)
+
+    static func add(_ pid: pid_t) {
+        pids.withLock { _ = $0.insert(pid) }
+        let first = registered.withLock { done in defer { done = true }; return !done }
+        if first { atexit { LiveChildren.killAll() } }
+    }
+
+    static func remove(_ pid: pid_t) { pids.withLock { _ = $0.remove(pid) } }
+
+    static func killAll() {
+        for pid in pids.withLock({ $0 }) { kill(pid, SIGKILL) }
     }
 }
 
