@@ -50,7 +50,7 @@ struct IngestBench: AsyncParsableCommand {
         let template = try BatchFrame.make(bootEpoch: 1, sequence: 1, payload: payload)
         let perBatch = payload.sampleCount
         guard (2...3).contains(protocolVersion) else { throw ValidationError("--protocol must be 2 or 3") }
-        print("ingest: \(agents) agents, \(perBatch)-sample batches (\(metrics) metrics x \(ticks)), window \(window), \(seconds) s, protocol \(protocolVersion)")
+        print("ingest: \(agents) agents, \(perBatch)-sample batches (\(metrics) metrics x \(ticks)), window \(window), \(seconds) s, protocol \(protocolVersion), hub \(bin)")
         let version = protocolVersion
 
         let acked = SharedCounter()

@@ -12,13 +12,14 @@ import Testing
 struct BenchmarkSmokeTests {
     static var artifacts: String { ProcessInfo.processInfo.environment["FLEETWATCH_TEST_ARTIFACTS"] ?? NSTemporaryDirectory() }
 
-    static func cases(_ db: String) -> [(name: String, args: [String], expect: String)] {
+    /// `hubOther`: a monitor-hub at another path, for `ingest --hub-binary` (an A/B against another build).
+    static func cases(_ db: String, hubOther: String) -> [(name: String, args: [String], expect: String)] {
         [
             ("record", ["record", "--calls", "20000", "--repeats", "1"], "ns/call"),
             ("wire", ["wire"], "wire bytes/sample"),
             ("ingest", ["ingest", "--database-url", db, "--agents", "2", "--ticks", "2", "--metrics", "5", "--seconds", "2"], "hub ingest samples/s stored"),
             ("ingest-protocol-2", ["ingest", "--database-url", db, "--agents", "2", "--ticks", "1", "--metrics", "5", "--seconds", "2",
-                                   "--protocol", "2", "--no-copy"], "hub ingest samples/s stored"),
+                                   "--protocol", "2", "--no-copy", "--hub-binary", hubOther], "hub \(hubOther)"),
             ("ingest-vs-prometheus", ["ingest", "--database-url", db, "--agents", "2", "--ticks", "1", "--metrics", "5", "--seconds", "2",
                                       "--compare-prometheus", "/usr/bin/prometheus", "--no-copy"], "fleetwatch ÷ Prometheus"),
             ("disk", ["disk", "--database-url", db, "--bots", "2", "--minutes", "2", "--metrics", "5"], "disk bytes/sample after re-chunking"),
@@ -37,7 +38,10 @@ struct BenchmarkSmokeTests {
     func everyBenchmarkRunsAtATinySize() async throws {
         let db = try #require(TestDatabase.serverURL).urlString
         let malloc = builtExecutable("libfleetwatch_malloc_count.so")
-        for c in Self.cases(db) {
+        let hubOther = "\(Self.artifacts)/bench-smoke-other-build-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: hubOther, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(atPath: "\(hubOther)/monitor-hub-b", withDestinationPath: builtExecutable("monitor-hub"))
+        for c in Self.cases(db, hubOther: "\(hubOther)/monitor-hub-b") {
             let log = "\(Self.artifacts)/bench-smoke-\(c.name)-\(UUID().uuidString.prefix(8)).log"
             let started = ContinuousClock.now
             let bench = try ChildProcess(builtExecutable("fleetwatch-bench"), c.args, logPath: log,
