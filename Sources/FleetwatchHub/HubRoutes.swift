@@ -47,7 +47,7 @@ struct HubRoutes: Sendable {
             }
             return Response(status: .ok, body: .init(byteBuffer: ByteBuffer(string: "ready\n")))
         }
-        router.get("/api/bots") { _, _ -> [FleetView.BotSummary] in try await fleet.summaries(bot: nil) }
+        router.get("/api/bots") { _, _ -> BotSummaryList in BotSummaryList(summaries: try await fleet.summaries(bot: nil)) }
         router.get("/api/bots/:bot") { _, context -> FleetView.BotSummary in
             try await fleet.summaries(bot: try context.parameters.require("bot"))[0]
         }
