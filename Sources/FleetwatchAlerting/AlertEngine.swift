@@ -162,7 +162,9 @@ public actor AlertEngine {
 
     private func botState(_ bot: String) async throws -> BotState {
         let now = nowMs()
-        if var s = bots[bot] {
+        // Taken out of the registry while the batch is evaluated (put back by `evaluate`), so the counter
+        // windows are mutated in place rather than copied.
+        if var s = bots.removeValue(forKey: bot) {
             if now - s.loadedAtMs >= profileTTLMs {
                 s.evaluator.update(profile: try await profiles(bot))
                 s.loadedAtMs = now

@@ -1,3 +1,5 @@
+import FleetwatchProtocol
+
 /// Recent readings of one cumulative counter, enough to answer "how much did it rise in the last N seconds".
 /// A reading below the previous one is a restart of the counting process: the new value counts as the rise.
 ///
@@ -20,6 +22,11 @@ struct CounterWindow: Sendable {
     let keepMs: Int64
 
     init(keepMs: Int64) { self.keepMs = keepMs }
+
+    /// Adds every reading of a counter series, in order.
+    mutating func add(_ s: Series) {
+        for j in s.timestamps.indices where j < s.values.count { add(ms: s.timestamps[j], value: s.values[j]) }
+    }
 
     mutating func add(ms: Int64, value: Double) {
         guard let last = readings.last else {

@@ -45,50 +45,62 @@ public struct RuleEvaluator: Sendable {
     }
 
     /// Reads `series` (one batch) and returns an observation for each rule with data in it.
+    ///
+    /// The series are read in place, never copied: a batch's arrays are shared with the threads that store it
+    /// and publish its live values, and copying a series costs an atomic retain of each of its arrays.
     public mutating func evaluate(_ series: [Series]) -> [Observation] {
-        var byName: [String: Series] = [:]
-        for s in series where ruleMetrics.contains(s.name) { byName[s.name] = s }
-        for s in series where s.kind == .counter && counterNames.contains(s.name) {
-            var w = counters[s.name] ?? CounterWindow(keepMs: longestWindowMs(for: s.name))
-            for (t, v) in zip(s.timestamps, s.values) { w.add(ms: t, value: v) }
-            counters[s.name] = w
+        var byName: [String: Int] = [:]
+        for i in series.indices where ruleMetrics.contains(series[i].name) {
+            byName[series[i].name] = i
+            guard series[i].kind == .counter, counterNames.contains(series[i].name) else { continue }
+            let name = series[i].name
+            let keepMs = longestWindowMs(for: name)
+            counters[name, default: CounterWindow(keepMs: keepMs)].add(series[i])
         }
         var out: [Observation] = []
         for rule in profile.rules {
-            if let o = observe(rule, byName) { out.append(o) }
+            if let o = observe(rule, series, byName) { out.append(o) }
         }
         return out
     }
 
-    private func observe(_ rule: Rule, _ byName: [String: Series]) -> Observation? {
+    private func observe(_ rule: Rule, _ series: [Series], _ byName: [String: Int]) -> Observation? {
         switch rule.kind {
         case .above(let m):
-            guard let s = byName[m], let i = s.values.indices.max(by: { s.values[$0] < s.values[$1] }) else { return nil }
-            return Observation(ruleID: rule.id, value: s.values[i], atMs: s.timestamps[i])
+            guard let i = byName[m] else { return nil }
+            return Self.extreme(rule.id, series[i], greatest: true)
         case .below(let m):
-            guard let s = byName[m], let i = s.values.indices.min(by: { s.values[$0] < s.values[$1] }) else { return nil }
-            return Observation(ruleID: rule.id, value: s.values[i], atMs: s.timestamps[i])
+            guard let i = byName[m] else { return nil }
+            return Self.extreme(rule.id, series[i], greatest: false)
         case .stateNot(let m, let healthy):
-            guard let s = byName[m], let last = s.states.last, let t = s.timestamps.last else { return nil }
+            guard let i = byName[m], let last = series[i].states.last, let t = series[i].timestamps.last else { return nil }
             return Observation(ruleID: rule.id, value: healthy.contains(last) ? 0 : 1, state: last, atMs: t)
         case .stateIn(let m, let values):
-            guard let s = byName[m], let last = s.states.last, let t = s.timestamps.last else { return nil }
+            guard let i = byName[m], let last = series[i].states.last, let t = series[i].timestamps.last else { return nil }
             return Observation(ruleID: rule.id, value: values.contains(last) ? 1 : 0, state: last, atMs: t)
         case .rateAbove(let c, let window, let per):
-            guard let t = byName[c]?.timestamps.max(),
+            guard let i = byName[c], let t = series[i].timestamps.max(),
                   let inc = counters[c]?.increase(windowMs: Int64(window) * 1000, nowMs: t) else { return nil }
             return Observation(ruleID: rule.id, value: inc.amount * Double(per) / Double(window), atMs: t)
         case .rateBelow(let c, let window, let per):
-            guard let t = byName[c]?.timestamps.max(),
+            guard let i = byName[c], let t = series[i].timestamps.max(),
                   let inc = counters[c]?.increase(windowMs: Int64(window) * 1000, nowMs: t),
                   inc.spanMs >= Int64(window) * 900 else { return nil }   // judge a full window only
             return Observation(ruleID: rule.id, value: inc.amount * Double(per) * 1000 / Double(inc.spanMs), atMs: t)
         case .ratioAbove(let n, let d, let window):
-            guard let t = byName[d]?.timestamps.max() ?? byName[n]?.timestamps.max(),
+            guard let t = byName[d].flatMap({ series[$0].timestamps.max() }) ?? byName[n].flatMap({ series[$0].timestamps.max() }),
                   let den = counters[d]?.increase(windowMs: Int64(window) * 1000, nowMs: t), den.amount > 0 else { return nil }
             let num = counters[n]?.increase(windowMs: Int64(window) * 1000, nowMs: t)?.amount ?? 0
             return Observation(ruleID: rule.id, value: num / den.amount * 100, atMs: t)
         }
+    }
+
+    /// The observation of the greatest (or least) value of `s`, at the first sample holding it.
+    private static func extreme(_ id: String, _ s: Series, greatest: Bool) -> Observation? {
+        guard !s.values.isEmpty else { return nil }
+        var best = 0
+        for j in 1..<s.values.count where greatest ? s.values[best] < s.values[j] : s.values[j] < s.values[best] { best = j }
+        return Observation(ruleID: id, value: s.values[best], atMs: s.timestamps[best])
     }
 
     private func longestWindowMs(for counter: String) -> Int64 {

@@ -92,11 +92,11 @@ actor MetricAdmission {
     /// All ids from the cache, or nil if a name is not admitted for the bot here.
     private func cached(_ series: [Series], botID: Int32) -> [Int32]? {
         guard let bot = bots[botID] else { return nil }
-        if bot.lastNames.count == series.count, zip(bot.lastNames, series).allSatisfy({ $0 == $1.name }) { return bot.lastIDs }
+        if bot.lastNames.count == series.count, series.indices.allSatisfy({ bot.lastNames[$0] == series[$0].name }) { return bot.lastIDs }
         var out: [Int32] = []
         out.reserveCapacity(series.count)
-        for s in series {
-            guard let id = ids[s.name], bot.admitted.contains(id) else { return nil }
+        for i in series.indices {
+            guard let id = ids[series[i].name], bot.admitted.contains(id) else { return nil }
             out.append(id)
         }
         bots[botID]?.lastNames = series.map(\.name)

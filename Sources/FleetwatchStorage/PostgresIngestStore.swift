@@ -174,24 +174,30 @@ struct SampleRows {
         metricIDs.reserveCapacity(n)
         offsets.reserveCapacity(n)
         values.reserveCapacity(n)
-        for (s, id) in zip(batch.series, batch.metricIDs) {
-            if s.kind == .state {
-                if states == nil { states = []; stateMetricIDs = []; stateOffsets = [] }
-                for (t, v) in zip(s.timestamps, s.states) {
-                    stateMetricIDs!.append(id)
-                    stateOffsets!.append(Int32(truncatingIfNeeded: t - t0))
-                    states!.append(v)
-                    bytes += 8 + v.utf8.count
-                }
-            } else {
-                for (t, v) in zip(s.timestamps, s.values) {
-                    metricIDs.append(id)
-                    offsets.append(Int32(truncatingIfNeeded: t - t0))
-                    values.append(v)
-                }
-                bytes += 16 * s.count
-            }
-            count += s.count
+        // The series are read in place, not copied (see `RuleEvaluator.evaluate`).
+        for i in batch.series.indices where i < batch.metricIDs.count {
+            let id = batch.metricIDs[i]
+            Self.append(batch.series[i], id: id, t0: t0, to: &self)
         }
+    }
+
+    private static func append(_ s: Series, id: Int32, t0: Int64, to rows: inout SampleRows) {
+        if s.kind == .state {
+            if rows.states == nil { rows.states = []; rows.stateMetricIDs = []; rows.stateOffsets = [] }
+            for j in s.timestamps.indices where j < s.states.count {
+                rows.stateMetricIDs!.append(id)
+                rows.stateOffsets!.append(Int32(truncatingIfNeeded: s.timestamps[j] - t0))
+                rows.states!.append(s.states[j])
+                rows.bytes += 8 + s.states[j].utf8.count
+            }
+        } else {
+            for j in s.timestamps.indices where j < s.values.count {
+                rows.metricIDs.append(id)
+                rows.offsets.append(Int32(truncatingIfNeeded: s.timestamps[j] - t0))
+                rows.values.append(s.values[j])
+            }
+            rows.bytes += 16 * s.count
+        }
+        rows.count += s.count
     }
 }

@@ -31,6 +31,19 @@ import Testing
         #expect(AlertTracker.breached(r, value: o.value, firing: false) == breached)
     }
 
+    /// An above rule sees a batch's greatest value, a below rule its least, each at the first sample holding it;
+    /// other metrics in the batch change nothing.
+    @Test func extremesAreTakenAtTheirFirstSample() throws {
+        var e = RuleEvaluator(profile: .standard)
+        let batch = [Self.gauge("unrelated", [1e9]), Self.gauge("memory_usage_mb", [480, 600, 510, 600], at: 5_000),
+                     Self.gauge("daily_pnl", [-10, -60, -60, 3], at: 9_000)]
+        let out = e.evaluate(batch)
+        let memory = try #require(out.first { $0.ruleID == "memory_usage_mb" })
+        #expect(memory.value == 600 && memory.atMs == 6_000)
+        let loss = try #require(out.first { $0.ruleID == "daily_pnl_loss_limit" })
+        #expect(loss.value == -60 && loss.atMs == 10_000)
+    }
+
     @Test func stateRules() throws {
         var e = RuleEvaluator(profile: .standard)
         let s = Series(name: "websocket_status", kind: .state, timestamps: [1, 2], states: ["connected", "reconnecting"])

@@ -53,12 +53,13 @@ final class LivePublisher: Service, Sendable {
     static func update(bot: String, series: [Series]) -> LiveUpdate? {
         var numbers = [String: Double](minimumCapacity: series.count), states: [String: String] = [:]
         var newest: Int64 = .min
-        for s in series where s.count > 0 {
-            newest = max(newest, s.timestamps.max() ?? .min)
-            switch s.kind {
-            case .state: states[s.name] = s.states.last
-            case .duration: numbers[s.name] = s.values.reduce(0, +) / Double(s.values.count)
-            case .counter, .gauge: numbers[s.name] = s.values.last
+        // Read in place, not copied (see `RuleEvaluator.evaluate`).
+        for i in series.indices where series[i].count > 0 {
+            newest = max(newest, series[i].timestamps.max() ?? .min)
+            switch series[i].kind {
+            case .state: states[series[i].name] = series[i].states.last
+            case .duration: numbers[series[i].name] = series[i].values.reduce(0, +) / Double(series[i].values.count)
+            case .counter, .gauge: numbers[series[i].name] = series[i].values.last
             }
         }
         guard newest != .min else { return nil }
