@@ -15,6 +15,13 @@ public struct AgentConfiguration: Sendable {
     public var backoff = Backoff()
     /// Most batches sent and not yet acknowledged.
     public var sendWindow = 64
+    /// While a batch awaits the hub's ack, a flush's samples are not sealed into a batch of their own: they wait
+    /// and join the next one, sealed as soon as the ack comes back, or at the first flush after waiting this
+    /// long. A hub that keeps up acks within milliseconds, so each flush still goes at once; a hub that falls
+    /// behind gets fewer, larger batches instead of a growing queue of small ones; a hub that stores nothing
+    /// (its database is down: it evaluates batches but acks none) still gets fresh samples every this long.
+    /// `nil`: one batch per flush whatever the hub does. (With a spool, every flush is sealed regardless.)
+    public var maxCoalesceDelay: Duration? = .seconds(5)
     /// A directory for the on-disk spool; nil keeps unacknowledged batches in memory only.
     public var spoolDirectory: String?
     /// Largest size of the spool directory.

@@ -13,6 +13,9 @@ actor AgentCore {
     nonisolated let disk: AgentDisk
     private let logger: Logger
     private let sendWindow: Int
+    private let maxCoalesceDelayMs: Int64?
+    /// When the oldest pending sample was added (while it waits for an ack, `maxCoalesceDelay`).
+    private var pendingSinceMs: Int64?
     private var wake: AsyncStream<Void>.Continuation?
     private var ackedBatches: Int64 = 0
     private var lastError: String?
@@ -55,6 +58,7 @@ actor AgentCore {
         }
         self.logger = logger
         self.sendWindow = max(configuration.sendWindow, 1)
+        self.maxCoalesceDelayMs = configuration.maxCoalesceDelay.map { max(Int64($0 / .milliseconds(1)), 0) }
         self.onSeal = onSeal
         var journal: CommandJournal?
         if let dir = configuration.spoolDirectory {
@@ -78,18 +82,34 @@ actor AgentCore {
 
     // MARK: samples
 
-    /// Adds a flush's samples; seals at once when streaming or when the spool must persist them.
+    /// Adds a flush's samples; seals at once when the spool must persist them, or when streaming and the hub
+    /// is keeping up (see `AgentConfiguration.maxCoalesceDelay`).
     func add(_ series: [Series]) {
         let (sealed, dropped) = buffer.append(series)
         sealed.forEach(persist)
         disk.remove(dropped)
-        if machine.isStreaming || disk.spools, let b = buffer.seal() { persist(b) }
+        if buffer.pendingCount == 0 { pendingSinceMs = nil } else if pendingSinceMs == nil { pendingSinceMs = CoarseClock.preciseNowMs() }
+        if disk.spools || sealsNow { sealPendingBatch() }
         wake?.yield()
+    }
+
+    /// Whether pending samples go into a batch now: streaming, and no batch awaits an ack or they have waited
+    /// `maxCoalesceDelay`.
+    private var sealsNow: Bool {
+        guard machine.isStreaming else { return false }
+        guard let limit = maxCoalesceDelayMs, !buffer.unackedBatches.isEmpty else { return true }
+        return CoarseClock.preciseNowMs() - (pendingSinceMs ?? .max) >= limit
+    }
+
+    private func sealPendingBatch() {
+        if let b = buffer.seal() { persist(b) }
+        if buffer.pendingCount == 0 { pendingSinceMs = nil }
     }
 
     /// Seals whatever is pending (at shutdown) so the spool keeps it.
     func sealPending() {
         while let b = buffer.seal() { persist(b) }
+        pendingSinceMs = nil
     }
 
     var droppedSamples: Int64 { buffer.droppedSamples }
@@ -159,7 +179,7 @@ actor AgentCore {
                 buffer.configuration.maxBatchSamples = min(buffer.configuration.maxBatchSamples,
                                                            Int(max(welcome.maxSamplesPerBatch, 1)))
                 if stored > 0 { acknowledge(epoch: welcome.bootEpoch, sequence: stored) }
-                if let b = buffer.seal() { persist(b) }
+                sealPendingBatch()
                 lastError = nil
                 outbox += declarations.map { Frame.emergencyDeclaration($0).encoded() }
             }
@@ -260,6 +280,8 @@ actor AgentCore {
         let removed = buffer.acknowledge(epoch: epoch, sequence: sequence)
         ackedBatches += Int64(removed.count)
         disk.remove(removed)
+        // Samples that waited for the hub to catch up go now, in one batch.
+        if buffer.pendingCount > 0, sealsNow { sealPendingBatch() }
     }
 
     /// Wakes the writer for its periodic checks (heartbeats, silence) without counting as a frame heard.

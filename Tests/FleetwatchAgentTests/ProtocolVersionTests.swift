@@ -6,10 +6,12 @@ import Testing
 
 /// Which version the agent offers, and what it sends once a hub answered in it.
 @Suite struct ProtocolVersionTests {
-    static func core(offering version: UInt16 = WireProtocol.version) throws -> AgentCore {
+    /// With `maxCoalesceDelay` nil, every `add` seals a batch of its own, acked or not.
+    static func core(offering version: UInt16 = WireProtocol.version, maxCoalesceDelay: Duration? = nil) throws -> AgentCore {
         var c = AgentConfiguration(hubURL: "ws://127.0.0.1:1/agent/v1", botID: "bot", token: "t")
         c.protocolVersion = version
         c.processCollector = false
+        c.maxCoalesceDelay = maxCoalesceDelay
         return try AgentCore(configuration: c, epoch: 77, logger: Logger(label: "t"), onSeal: nil)
     }
 
@@ -73,5 +75,67 @@ import Testing
         let v2 = await core.nextWork().frames.compactMap { try? Frame.decode($0) }
         #expect(v2.count == 3)
         #expect(v2.allSatisfy { if case .batch = $0 { true } else { false } })
+    }
+
+    /// While a batch awaits its ack, later flushes wait and go together in one batch once the ack is back; the
+    /// samples and their order are those recorded.
+    @Test func flushesWaitingForAnAckGoInOneBatch() async throws {
+        let core = try Self.core(maxCoalesceDelay: .seconds(600))
+        _ = await core.start()
+        _ = try await Self.offered(core)
+        _ = await core.received(Self.welcome(3))
+        for i in 0..<4 { await core.add(Self.samples(i)) }
+        var decoder = DeltaDecoder()
+        let first = try await Self.sent(core, &decoder)
+        #expect(first.map(\.sequence) == [1] && first[0].payload.series == Self.samples(0))
+        let waiting = await core.status
+        #expect(waiting.bufferedSamples == 8 && waiting.unackedBatches == 1)
+        // The ack seals the three flushes that waited into batch 2.
+        _ = await core.received(.ack(Ack(bootEpoch: 77, sequence: 1, outcome: .stored)))
+        let second = try await Self.sent(core, &decoder)
+        #expect(second.map(\.sequence) == [2])
+        try Self.expectMerged(second.first, flushes: 1..<4)
+        // Acked and nothing waiting: the next flush is sent at once again.
+        _ = await core.received(.ack(Ack(bootEpoch: 77, sequence: 2, outcome: .stored)))
+        await core.add(Self.samples(4))
+        #expect(try await Self.sent(core, &decoder).map(\.sequence) == [3])
+    }
+
+    /// A hub that acks nothing (its database is down: it evaluates batches and defers them) still gets the
+    /// samples once they have waited `maxCoalesceDelay`.
+    @Test func samplesWaitForAnAckNoLongerThanTheDelay() async throws {
+        let core = try Self.core(maxCoalesceDelay: .milliseconds(50))
+        _ = await core.start()
+        _ = try await Self.offered(core)
+        _ = await core.received(Self.welcome(3))
+        var decoder = DeltaDecoder()
+        await core.add(Self.samples(0))
+        await core.add(Self.samples(1))
+        #expect(try await Self.sent(core, &decoder).map(\.sequence) == [1])
+        try await Task.sleep(for: .milliseconds(60))
+        await core.add(Self.samples(2))   // sample 1 has waited past the delay: 1 and 2 go now, unacked or not
+        let late = try await Self.sent(core, &decoder)
+        #expect(late.map(\.sequence) == [2])
+        try Self.expectMerged(late.first, flushes: 1..<3)
+        #expect(await core.status.unackedBatches == 2)
+    }
+
+    static func sent(_ core: AgentCore, _ decoder: inout DeltaDecoder) async throws -> [DecodedDeltaBatch] {
+        var out: [DecodedDeltaBatch] = []
+        for bytes in await core.nextWork().frames {
+            guard case .deltaBatch(let d) = try Frame.decode(bytes) else { throw WireError(.invalidField, "not a delta batch") }
+            out.append(try decoder.decode(d, limits: BatchLimits()))
+        }
+        return out
+    }
+
+    /// `batch` holds the samples of `flushes`, in order.
+    static func expectMerged(_ batch: DecodedDeltaBatch?, flushes: Range<Int>) throws {
+        let batch = try #require(batch)
+        let merged = flushes.map(samples)
+        for (n, name) in ["memory_usage_mb", "trades_executed"].enumerated() {
+            let s = try #require(batch.payload.series.first { $0.name == name })
+            #expect(s.timestamps == merged.map { $0[n].timestamps[0] } && s.values == merged.map { $0[n].values[0] })
+        }
     }
 }
