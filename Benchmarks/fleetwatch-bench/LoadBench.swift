@@ -30,7 +30,8 @@ struct LoadBench: AsyncParsableCommand {
         func observer(_ bot: String) -> @Sendable (SealedBatch) -> Void {
             { batch in self.lock.withLock { self.sealed[bot, default: []].append((batch.epoch, batch.sequence, batch.sampleCount)) } }
         }
-        var all: [String: [(UInt64, UInt64, Int)]] { lock.withLock { sealed } }
+        func batches(of bot: String) -> [(UInt64, UInt64, Int)] { lock.withLock { sealed[bot] ?? [] } }
+        var samples: Int { lock.withLock { sealed.values.reduce(0) { $0 + $1.reduce(0) { $0 + $1.2 } } } }
     }
 
     func run() async throws {
@@ -113,35 +114,39 @@ struct LoadBench: AsyncParsableCommand {
             return (bots, status, errors)
         }
         _ = await recorder.value
+        let loadEnded = ContinuousClock.now
+        let sealedDuringLoad = ledger.samples
         let rss = await memory.value
         let latencies = await api.value
 
-        // Drain: every agent flushes and waits for its acks.
+        // Drain. The agents go on flushing their gauges every second and, while a batch awaits its ack, a flush's
+        // samples wait for the next batch (`maxCoalesceDelay`), so an agent of a busy hub is never idle. Instead:
+        // every agent flushes, and after the longest a sample can wait unsealed (the coalescing delay and a flush)
+        // each connected agent's sealed batches are taken; the run drains when every agent has had all of them
+        // acknowledged. An agent not connected then may hold samples it never sealed: it counts as not drained.
         for a in agentsList { await a.flush() }
+        try await Task.sleep(for: (AgentConfiguration(hubURL: "", botID: "", token: "").maxCoalesceDelay ?? .zero) + .seconds(2))
+        var sealed: [String: [(UInt64, UInt64, Int)]] = [:]
+        var targets: [Int: Int64] = [:]
+        var disconnected = 0
+        for (i, a) in agentsList.enumerated() {
+            let batches = ledger.batches(of: names[i])
+            guard await a.status.connected else { disconnected += 1; continue }
+            sealed[names[i]] = batches
+            targets[i] = Int64(batches.count)
+        }
         let drainDeadline = ContinuousClock.now + .seconds(120)
-        func busy() async -> Int {
-            var n = 0
-            for a in agentsList { let s = await a.status; if s.unackedBatches > 0 || s.bufferedSamples > 0 { n += 1 } }
-            return n
+        while ContinuousClock.now < drainDeadline, !targets.isEmpty {
+            for (i, target) in targets where await agentsList[i].status.ackedBatches >= target { targets[i] = nil }
+            if !targets.isEmpty { try await Task.sleep(for: .milliseconds(200)) }
         }
-        // The ledger is taken between two checks that found every agent idle: a batch sealed meanwhile by a
-        // timer flush is either in it and acknowledged, or not in it.
-        var pending = agentsList.count
-        var sealed = ledger.all
-        while ContinuousClock.now < drainDeadline {
-            pending = await busy()
-            if pending == 0 {
-                sealed = ledger.all
-                pending = await busy()
-                if pending == 0 { break }
-            }
-            try await Task.sleep(for: .milliseconds(500))
-        }
-        var dropped: Int64 = 0, reconnectCloses = 0
+        let pending = targets.count + disconnected
+        let drained = ContinuousClock.now - loadEnded
+        var dropped: Int64 = 0, reconnectCloses = 0, lastCloses: [String: Int] = [:]
         for a in agentsList {
             let s = await a.status
             dropped += s.droppedSamples
-            if s.lastCloseCode != nil { reconnectCloses += 1 }
+            if let code = s.lastCloseCode { reconnectCloses += 1; lastCloses["\(code)", default: 0] += 1 }
         }
         let ingest: (closes: [String: Int], refused: Int)
         do {
@@ -179,7 +184,7 @@ struct LoadBench: AsyncParsableCommand {
         let peak = rss.map(\.1).max() ?? 0
         print("batches sealed by the agents: \(sealedBatches) (\(sealedSamples) samples); stored rows checked one by one")
         print("lost: \(lost), duplicated: \(duplicated), wrong sample count: \(mismatched), agents not drained: \(pending), dropped samples: \(dropped)")
-        print("hub closes by code: \(ingest.closes), samples refused: \(ingest.refused); agents that saw a close: \(reconnectCloses)")
+        print("hub closes by code: \(ingest.closes), samples refused: \(ingest.refused); agents that saw a close: \(reconnectCloses) (last close by code: \(lastCloses))")
         print(String(format: "hub RSS: %.1f MB after %d s warm-up, %.1f MB at the end, peak %.1f MB: drift %+.1f %%",
                      Double(baseline) / 1024, Int(warmup), Double(last) / 1024, Double(peak) / 1024,
                      baseline > 0 ? (Double(last) - Double(baseline)) / Double(baseline) * 100 : .nan))
@@ -190,7 +195,8 @@ struct LoadBench: AsyncParsableCommand {
                      pct(latencies.bots, 0.5), pct(latencies.bots, 0.99), latencies.bots.max() ?? .nan, latencies.bots.count))
         print(String(format: "GET /api/status during load: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d requests); API errors: %d",
                      pct(latencies.status, 0.5), pct(latencies.status, 0.99), latencies.status.max() ?? .nan, latencies.status.count, latencies.errors))
-        print(String(format: "throughput: %.0f samples/s, %.0f batches/s over %.0f s", Double(sealedSamples) / elapsed,
+        print(String(format: "throughput: %.0f samples/s sealed during the load (%d agents × %d metrics/s recorded); every agent's batches acknowledged %.1f s after it; %.0f samples/s, %.0f batches/s over %.0f s in all",
+                     Double(sealedDuringLoad) / seconds, agents, metrics, drained.inSeconds, Double(sealedSamples) / elapsed,
                      Double(sealedBatches) / elapsed, elapsed))
         let failed = lost > 0 || duplicated > 0 || mismatched > 0 || pending > 0 || dropped > 0 || latencies.errors > 0
             || !ingest.closes.isEmpty || ingest.refused > 0
