@@ -23,6 +23,7 @@ struct LoadBench: AsyncParsableCommand {
     @Option(help: "Metrics recorded per agent per second.") var metrics = 15
     @Option(help: "Seconds of load.") var seconds = 600.0
     @Option(help: "Seconds after the start that the memory baseline is taken (warm-up).") var warmup = 60.0
+    @Option(help: "The hub's log level (its log: fleetwatch-load-hub.log in the temporary directory).") var hubLogLevel = "warning"
 
     final class Ledger: @unchecked Sendable {
         private let lock = NSLock()
@@ -49,7 +50,7 @@ struct LoadBench: AsyncParsableCommand {
         // Every agent connects from 127.0.0.1: the per-address limit (1,000 by default) is lifted for the run.
         let config = NSTemporaryDirectory() + "fleetwatch-bench-load.json"
         try #"{"hub": {"max_connections_per_address": 1000000, "max_connections": 1000000}}"#.write(toFile: config, atomically: true, encoding: .utf8)
-        let hub = try ChildProcess(bin, ["serve", "--database-url", db.url.urlString, "--port", "\(port)", "--log-level", "warning",
+        let hub = try ChildProcess(bin, ["serve", "--database-url", db.url.urlString, "--port", "\(port)", "--log-level", hubLogLevel,
                                          "--hub-id", "load-hub", "--config", config],
                                    logPath: hubLog, environment: ["FLEETWATCH_ADMIN_PASSWORD": "load-benchmark-password"])
         defer { kill(hub.pid, SIGKILL) }
@@ -142,11 +143,12 @@ struct LoadBench: AsyncParsableCommand {
         }
         let pending = targets.count + disconnected
         let drained = ContinuousClock.now - loadEnded
-        var dropped: Int64 = 0, reconnectCloses = 0, lastCloses: [String: Int] = [:]
+        var dropped: Int64 = 0, reconnectCloses = 0, lastCloses: [String: Int] = [:], lastErrors: [String: Int] = [:]
         for a in agentsList {
             let s = await a.status
             dropped += s.droppedSamples
             if let code = s.lastCloseCode { reconnectCloses += 1; lastCloses["\(code)", default: 0] += 1 }
+            if let error = s.lastError { lastErrors[String(error.prefix(100)), default: 0] += 1 }
         }
         let ingest: (closes: [String: Int], refused: Int)
         do {
@@ -185,6 +187,7 @@ struct LoadBench: AsyncParsableCommand {
         print("batches sealed by the agents: \(sealedBatches) (\(sealedSamples) samples); stored rows checked one by one")
         print("lost: \(lost), duplicated: \(duplicated), wrong sample count: \(mismatched), agents not drained: \(pending), dropped samples: \(dropped)")
         print("hub closes by code: \(ingest.closes), samples refused: \(ingest.refused); agents that saw a close: \(reconnectCloses) (last close by code: \(lastCloses))")
+        if !lastErrors.isEmpty { print("agents' last connection errors: \(lastErrors.sorted { $0.value > $1.value }.prefix(5).map { "\($0.value)× \($0.key)" })") }
         print(String(format: "hub RSS: %.1f MB after %d s warm-up, %.1f MB at the end, peak %.1f MB: drift %+.1f %%",
                      Double(baseline) / 1024, Int(warmup), Double(last) / 1024, Double(peak) / 1024,
                      baseline > 0 ? (Double(last) - Double(baseline)) / Double(baseline) * 100 : .nan))
