@@ -16,6 +16,8 @@ actor AgentCore {
     private let maxCoalesceDelayMs: Int64?
     /// When the oldest pending sample was added (while it waits for an ack, `maxCoalesceDelay`).
     private var pendingSinceMs: Int64?
+    /// The agent is closing the connection because it heard nothing from the hub (4008).
+    private var closingForSilence = false
     private var wake: AsyncStream<Void>.Continuation?
     private var ackedBatches: Int64 = 0
     private var lastError: String?
@@ -132,6 +134,7 @@ actor AgentCore {
     /// The socket is open: returns the hello to send and the stream that wakes the writer.
     func opened(botID: String, token: String, agentVersion: String) -> (hello: ByteBuffer, wake: AsyncStream<Void>) {
         _ = machine.opened(nowMs: CoarseClock.preciseNowMs())
+        closingForSilence = false
         outbox.removeAll()   // results are sent again when the hub delivers their command again
         deltaEncoder = nil
         let (stream, continuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -141,7 +144,11 @@ actor AgentCore {
         return (Frame.hello(hello).encoded(), stream)
     }
 
-    func closed(code: CloseCode?, error: (any Error)?) -> ConnectionStateMachine.Action {
+    func closed(code received: CloseCode?, error: (any Error)?) -> ConnectionStateMachine.Action {
+        // When the agent closed the connection itself (the hub was silent), the hub answers with 1000: that is
+        // not why the connection ended.
+        let code = closingForSilence ? .heartbeatTimeout : received
+        closingForSilence = false
         wake?.finish()
         wake = nil
         buffer.connectionLost()
@@ -295,6 +302,7 @@ actor AgentCore {
         var frames: [ByteBuffer] = []
         switch machine.tick(nowMs: now) {
         case .closeSilentConnection:
+            closingForSilence = true
             return ([], true)
         case .sendHeartbeat:
             frames.append(Frame.heartbeat(Heartbeat(sentAtMs: UInt64(now))).encoded())

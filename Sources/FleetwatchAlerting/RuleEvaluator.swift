@@ -54,8 +54,8 @@ public struct RuleEvaluator: Sendable {
             byName[series[i].name] = i
             guard series[i].kind == .counter, counterNames.contains(series[i].name) else { continue }
             let name = series[i].name
-            let keepMs = longestWindowMs(for: name)
-            counters[name, default: CounterWindow(keepMs: keepMs)].add(series[i])
+            if counters[name] == nil { counters[name] = CounterWindow(keepMs: longestWindowMs(for: name)) }
+            counters[name]?.add(series[i])
         }
         var out: [Observation] = []
         for rule in profile.rules {

@@ -138,4 +138,24 @@ import Testing
             #expect(s.timestamps == merged.map { $0[n].timestamps[0] } && s.values == merged.map { $0[n].values[0] })
         }
     }
+
+    /// An agent that closes a silent connection itself reports 4008 as the connection's last close, not the 1000
+    /// the hub answers its close with.
+    @Test func aConnectionClosedForSilenceReportsTheHeartbeatTimeout() async throws {
+        let core = try Self.core()
+        _ = await core.start()
+        _ = try await Self.offered(core)
+        _ = await core.received(.welcome(Welcome(protocolVersion: 3, bootEpoch: 77, storedSequence: 0, heartbeatIntervalMs: 100,
+                                                 maxFrameBytes: 1 << 20, maxPayloadBytes: 4 << 20, maxSamplesPerBatch: 20_000)))
+        #expect(await core.nextWork().closeSilent == false)
+        try await Task.sleep(for: .milliseconds(250))   // more than two heartbeat intervals without a word
+        #expect(await core.nextWork().closeSilent)
+        _ = await core.closed(code: .init(rawValue: 1000), error: nil)
+        #expect(await core.status.lastCloseCode == CloseCode.heartbeatTimeout.rawValue)
+        // A close the hub starts is reported as it is.
+        _ = await core.waited()
+        _ = try await Self.offered(core)
+        _ = await core.closed(code: .init(rawValue: 1001), error: nil)
+        #expect(await core.status.lastCloseCode == 1001)
+    }
 }

@@ -178,8 +178,10 @@ struct BotIsolationTests {
                 CREATE FUNCTION fw_test_disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
                 BEGIN RAISE EXCEPTION 'could not extend file: No space left on device' USING ERRCODE = 'disk_full'; END $$
                 """, logger: logger)
-            try await client.query("CREATE TRIGGER fw_test_disk_full BEFORE INSERT ON samples FOR EACH ROW EXECUTE FUNCTION fw_test_disk_full()",
-                                   logger: logger)
+            try await Self.retryingDeadlocks {
+                try await client.query("CREATE TRIGGER fw_test_disk_full BEFORE INSERT ON samples FOR EACH ROW EXECUTE FUNCTION fw_test_disk_full()",
+                                       logger: logger)
+            }
         }
         let bot = try await ProtocolClient.connect(port: hub.port, bot: "ready-bot", token: "secret")
         _ = try await bot.sendBatch(ProtocolClient.names("m", 0..<3))
@@ -187,7 +189,9 @@ struct BotIsolationTests {
         bot.close()
         #expect(try await HubUnderTest.httpGet(port: hub.port, path: "/health/ready") == 503)
         try await db.withClient { client in
-            try await client.query("DROP TRIGGER fw_test_disk_full ON samples", logger: Logger(label: "test"))
+            // DROP TRIGGER locks samples and each of its partitions; the hub's background work may hold one of
+            // them and wait for another (a deadlock PostgreSQL breaks after a second): test setup, so try again.
+            try await Self.retryingDeadlocks { try await client.query("DROP TRIGGER fw_test_disk_full ON samples", logger: Logger(label: "test")) }
         }
         let again = try await ProtocolClient.connect(port: hub.port, bot: "ready-bot", token: "secret")
         var others: [Frame] = []
@@ -202,8 +206,10 @@ struct BotIsolationTests {
         try await db.withClient { client in
             let id = try await client.query("SELECT id FROM bots WHERE name = 'ready-bot'", logger: Logger(label: "test"))
                 .decode(Int32.self).first { _ in true } ?? 0
-            try await client.query(PostgresQuery(unsafeSQL: "ALTER TABLE samples ADD CONSTRAINT fw_test_refuse_bot CHECK (bot_id <> \(id)) NOT VALID"),
-                                   logger: Logger(label: "test"))
+            try await Self.retryingDeadlocks {
+                try await client.query(PostgresQuery(unsafeSQL: "ALTER TABLE samples ADD CONSTRAINT fw_test_refuse_bot CHECK (bot_id <> \(id)) NOT VALID"),
+                                       logger: Logger(label: "test"))
+            }
         }
         let refused = try await ProtocolClient.connect(port: hub.port, bot: "ready-bot", token: "secret")
         let other = try await ProtocolClient.connect(port: hub.port, bot: "other-ready-bot", token: "secret")
@@ -214,5 +220,20 @@ struct BotIsolationTests {
         refused.close()
         other.close()
         #expect(try await HubUnderTest.httpGet(port: hub.port, path: "/health/ready") == 200)
+    }
+
+    /// `body` again after a deadlock or lock timeout, up to five times; any other error, or the last, with
+    /// PostgreSQL's own message.
+    static func retryingDeadlocks(_ body: () async throws -> Void) async throws {
+        for attempt in 1...5 {
+            do {
+                try await body()
+                return
+            } catch let error as PSQLError where ["40P01", "55P03"].contains(error.serverInfo?[.sqlState] ?? "") && attempt < 5 {
+                try await Task.sleep(for: .milliseconds(200))
+            } catch {
+                throw TestSupportError(String(reflecting: error))
+            }
+        }
     }
 }
