@@ -5,30 +5,19 @@ enum LiveUpdateJSON {
     static func encode(_ u: LiveUpdate) -> String {
         var out: [UInt8] = []
         out.reserveCapacity(64 + u.bot.utf8.count + u.numbers.count * 32 + u.states.count * 32)
-        out.append(contentsOf: #"{"b":"#.utf8)
-        string(u.bot, into: &out)
-        out.append(contentsOf: #","t":"#.utf8)
+        var o = JSONObject(&out)
+        o.string("b", u.bot, &out)
         let ms = (u.at.timeIntervalSince1970 * 1000).rounded()
-        out.append(contentsOf: (ms.isFinite ? String(Int64(exactly: ms) ?? 0) : "0").utf8)
-        out.append(contentsOf: #","v":{"#.utf8)
-        var first = true
-        for (name, value) in u.numbers where value.isFinite {
-            if !first { out.append(UInt8(ascii: ",")) }
-            first = false
-            string(name, into: &out)
-            out.append(UInt8(ascii: ":"))
-            out.append(contentsOf: value.description.utf8)
-        }
-        out.append(contentsOf: #"},"s":{"#.utf8)
-        first = true
-        for (name, value) in u.states {
-            if !first { out.append(UInt8(ascii: ",")) }
-            first = false
-            string(name, into: &out)
-            out.append(UInt8(ascii: ":"))
-            string(value, into: &out)
-        }
-        out.append(contentsOf: "}}".utf8)
+        o.integer("t", ms.isFinite ? Int64(exactly: ms) ?? 0 : 0, &out)
+        o.key("v", &out)
+        var v = JSONObject(&out)
+        for (name, value) in u.numbers { v.number(name, value, &out) }
+        v.close(&out)
+        o.key("s", &out)
+        var st = JSONObject(&out)
+        for (name, value) in u.states { st.string(name, value, &out) }
+        st.close(&out)
+        o.close(&out)
         return String(decoding: out, as: UTF8.self)
     }
 
