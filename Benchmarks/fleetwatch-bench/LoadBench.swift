@@ -126,7 +126,7 @@ struct LoadBench: AsyncParsableCommand {
         // each connected agent's sealed batches are taken; the run drains when every agent has had all of them
         // acknowledged. An agent not connected then may hold samples it never sealed: it counts as not drained.
         for a in agentsList { await a.flush() }
-        try await Task.sleep(for: (AgentConfiguration(hubURL: "", botID: "", token: "").maxCoalesceDelay ?? .zero) + .seconds(2))
+        try await Task.sleep(for: AgentConfiguration.defaultMaxCoalesceDelay + .seconds(2))
         var sealed: [String: [(UInt64, UInt64, Int)]] = [:]
         var targets: [Int: Int64] = [:]
         var disconnected = 0

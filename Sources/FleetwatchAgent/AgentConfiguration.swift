@@ -21,7 +21,10 @@ public struct AgentConfiguration: Sendable {
     /// behind gets fewer, larger batches instead of a growing queue of small ones; a hub that stores nothing
     /// (its database is down: it evaluates batches but acks none) still gets fresh samples every this long.
     /// `nil`: one batch per flush whatever the hub does. (With a spool, every flush is sealed regardless.)
-    public var maxCoalesceDelay: Duration? = .seconds(5)
+    /// A negative delay counts as zero: no coalescing.
+    public var maxCoalesceDelay: Duration? = defaultMaxCoalesceDelay
+    /// `maxCoalesceDelay` unless set otherwise.
+    public static let defaultMaxCoalesceDelay: Duration = .seconds(5)
     /// A directory for the on-disk spool; nil keeps unacknowledged batches in memory only.
     public var spoolDirectory: String?
     /// Largest size of the spool directory.

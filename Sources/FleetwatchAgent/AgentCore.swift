@@ -90,17 +90,18 @@ actor AgentCore {
         let (sealed, dropped) = buffer.append(series)
         sealed.forEach(persist)
         disk.remove(dropped)
-        if buffer.pendingCount == 0 { pendingSinceMs = nil } else if pendingSinceMs == nil { pendingSinceMs = CoarseClock.preciseNowMs() }
-        if disk.spools || sealsNow { sealPendingBatch() }
+        let now = CoarseClock.preciseNowMs()
+        if buffer.pendingCount == 0 { pendingSinceMs = nil } else if pendingSinceMs == nil { pendingSinceMs = now }
+        if disk.spools || sealsNow(nowMs: now) { sealPendingBatch() }
         wake?.yield()
     }
 
     /// Whether pending samples go into a batch now: streaming, and no batch awaits an ack or they have waited
     /// `maxCoalesceDelay`.
-    private var sealsNow: Bool {
+    private func sealsNow(nowMs: Int64) -> Bool {
         guard machine.isStreaming else { return false }
         guard let limit = maxCoalesceDelayMs, !buffer.unackedBatches.isEmpty else { return true }
-        return CoarseClock.preciseNowMs() - (pendingSinceMs ?? .max) >= limit
+        return nowMs - (pendingSinceMs ?? .max) >= limit
     }
 
     private func sealPendingBatch() {
@@ -288,7 +289,7 @@ actor AgentCore {
         ackedBatches += Int64(removed.count)
         disk.remove(removed)
         // Samples that waited for the hub to catch up go now, in one batch.
-        if buffer.pendingCount > 0, sealsNow { sealPendingBatch() }
+        if buffer.pendingCount > 0, sealsNow(nowMs: CoarseClock.preciseNowMs()) { sealPendingBatch() }
     }
 
     /// Wakes the writer for its periodic checks (heartbeats, silence) without counting as a frame heard.

@@ -120,6 +120,22 @@ import Testing
         #expect(await core.status.unackedBatches == 2)
     }
 
+    /// No delay, a zero one, and a negative one (a careless setting, taken as zero) all send each flush in a
+    /// batch of its own while earlier ones await their acks.
+    @Test(arguments: [nil, Duration.zero, Duration.seconds(-5)])
+    func withoutACoalescingDelayEveryFlushIsItsOwnBatch(delay: Duration?) async throws {
+        let core = try Self.core(maxCoalesceDelay: delay)
+        _ = await core.start()
+        _ = try await Self.offered(core)
+        _ = await core.received(Self.welcome(3))
+        var decoder = DeltaDecoder()
+        for i in 0..<3 { await core.add(Self.samples(i)) }
+        let sent = try await Self.sent(core, &decoder)
+        #expect(sent.map(\.sequence) == [1, 2, 3])
+        #expect(sent.map(\.payload.series) == (0..<3).map(Self.samples))
+        #expect(await core.status.unackedBatches == 3)
+    }
+
     static func sent(_ core: AgentCore, _ decoder: inout DeltaDecoder) async throws -> [DecodedDeltaBatch] {
         var out: [DecodedDeltaBatch] = []
         for bytes in await core.nextWork().frames {

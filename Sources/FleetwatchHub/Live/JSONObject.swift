@@ -83,13 +83,14 @@ enum ISO8601Seconds {
             digits(-value, width, into: &out)
             return
         }
-        var buffer: [UInt8] = []
-        var v = value
-        repeat {
-            buffer.append(UInt8(ascii: "0") + UInt8(v % 10))
-            v /= 10
-        } while v > 0
-        for _ in buffer.count..<max(width, buffer.count) { out.append(UInt8(ascii: "0")) }
-        out.append(contentsOf: buffer.reversed())
+        var count = 1
+        var power: Int64 = 1
+        while value / power >= 10 { power *= 10; count += 1 }
+        for _ in count..<max(width, count) { out.append(UInt8(ascii: "0")) }
+        // Most significant digit first, without a scratch buffer (this runs six times per date, per bot).
+        while power > 0 {
+            out.append(UInt8(ascii: "0") + UInt8(value / power % 10))
+            power /= 10
+        }
     }
 }
