@@ -205,6 +205,7 @@ extension HubConfiguration {
                                                        source: "\(source): hub.trusted_proxies")
         },
         .set("hub.audit_retention_days", \.auditRetentionDays),
+        .duration("hub.memory_trim_interval", \.memoryTrimInterval),
 
         .set("retention.raw_days", \.retention.rawDays),
         .set("retention.minute_rollup_days", \.retention.minuteRollupDays),

@@ -151,6 +151,9 @@ public struct HubApplication: Sendable {
         services.append(.init(service: NameLimitWatcher(client: client, alerts: alerting.nameLimits, interval: .seconds(60), logger: logger)))
         if let engine { services.append(.init(service: AlertEngineService(engine: engine))) }
         if let notifier = alerting.alertmanager { services.append(.init(service: AlertmanagerResender(notifier: notifier))) }
+        if configuration.memoryTrimInterval > .zero {
+            services.append(.init(service: MemoryTrimmer(interval: configuration.memoryTrimInterval, logger: logger)))
+        }
         services.append(.init(service: LeaseChecker(connections: connections, store: store, interval: .seconds(5), logger: logger)))
         services.append(.init(service: CommandDispatcher(ledger: ledger, connections: connections, wakes: commandWakes,
                                                          hubID: configuration.ingest.hubID, configuration: configuration.emergency,

@@ -123,6 +123,8 @@ extension HubConfiguration {
         try require(ingest.maxBytesPerSecond * 20 >= ingest.limits.maxPayloadBytes,
                     "hub.max_bytes_per_second must be at least hub.max_payload_bytes / 20 (a largest batch may not hold its connection's reading for more than 20 s)")
         try require((1...36_500).contains(auditRetentionDays), "hub.audit_retention_days must be 1–36500")
+        try require(memoryTrimInterval == .zero || (.seconds(1) ... .seconds(3600)).contains(memoryTrimInterval),
+                    "hub.memory_trim_interval must be 0 (never) or 1–3600 seconds")
         try require(ingest.validator.maxAgeMs > 0 && ingest.validator.maxFutureMs >= 0, "hub.max_sample_age must be > 0 and hub.max_sample_future ≥ 0")
         try require(monitoring.healthCheckInterval > 0, "monitoring.health_check_interval must be > 0")
         try require(WebhookFormat(rawValue: alerts.webhookFormat) != nil,

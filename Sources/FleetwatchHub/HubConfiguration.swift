@@ -89,6 +89,9 @@ public struct HubConfiguration: Sendable {
     public var http = HTTPLimits()
     /// Days the audit log keeps its rows (default 400: more than a year, for a yearly review).
     public var auditRetentionDays = 400
+    /// How often the hub gives the memory its allocator holds free back to the system (`MemoryTrimmer`);
+    /// zero: never.
+    public var memoryTrimInterval: Duration = .seconds(30)
 
     public init() {}
 }

@@ -88,12 +88,24 @@ import Testing
         (#"{"alerts": {"alertmanager": {"url": "http://am", "resend_interval": 0}}}"#, "alerts.alertmanager.resend_interval"),
         (#"{"alerts": {"alertmanager": {"url": "http://am", "min_level": "LOUD"}}}"#, "alerts.alertmanager.min_level"),
         (#"{"retention": {"rechunk_after": 7200}}"#, "retention.rechunk_after"),
+        (#"{"hub": {"memory_trim_interval": 0.5}}"#, "hub.memory_trim_interval must be 0 (never) or 1–3600 seconds"),
+        (#"{"hub": {"memory_trim_interval": -30}}"#, "hub.memory_trim_interval"),
+        (#"{"hub": {"memory_trim_interval": 86400}}"#, "hub.memory_trim_interval must be 0 (never) or 1–3600 seconds"),
     ])
     func badFilesGiveAClearError(json: String, mentions: String) throws {
         let path = try Self.file(json)
         let error = try #require(throws: ConfigurationError.self) { try HubConfiguration.load(config: path, environment: [:]) }
         #expect(error.description.contains(mentions), "\(error.description)")
         #expect(error.description.contains(path))
+    }
+
+    /// The memory trim runs every 30 s unless the file says otherwise; 0 turns it off.
+    @Test func memoryTrimInterval() throws {
+        #expect(HubConfiguration().memoryTrimInterval == .seconds(30))
+        let off = try HubConfiguration.load(config: Self.file(#"{"hub": {"memory_trim_interval": 0}}"#), environment: [:])
+        #expect(off.memoryTrimInterval == .zero)
+        let often = try HubConfiguration.load(config: Self.file(#"{"hub": {"memory_trim_interval": 5}}"#), environment: [:])
+        #expect(often.memoryTrimInterval == .seconds(5))
     }
 
     /// A channel switched on without its settings is switched off with a warning naming the missing key (the
