@@ -29,7 +29,8 @@ struct BenchmarkSmokeTests {
             ("review", ["review", "--database-url", db, "--bots", "2", "--days", "1", "--sample-seconds", "600", "--runs", "2"], "weekly summary (report weekly), p50"),
             ("fleet-api", ["fleet-api", "--database-url", db, "--bots", "10", "--requests", "5"], "p99"),
             ("live-latency", ["live-latency", "--database-url", db, "--values", "5"], "p50"),
-            ("load", ["load", "--database-url", db, "--agents", "5", "--seconds", "5", "--warmup", "1"], "lost: 0, duplicated: 0"),
+            ("load", ["load", "--database-url", db, "--agents", "5", "--seconds", "5", "--warmup", "1", "--hub-log-level", "info"],
+             "lost: 0, duplicated: 0"),
             ("isolation", ["isolation", "--database-url", db, "--batches", "20", "--stops", "3"], "stop p99 under attack / idle"),
         ]
     }
@@ -50,6 +51,18 @@ struct BenchmarkSmokeTests {
             let output = bench.log
             #expect(status == 0, "\(c.name) exited \(status) after \(ContinuousClock.now - started):\n\(output.suffix(3000))")
             #expect(output.contains(c.expect), "\(c.name) printed no '\(c.expect)':\n\(output.suffix(3000))")
+            if c.name == "load" { Self.expectHubLogAtInfo(output) }
         }
+    }
+
+    /// `load --hub-log-level info` reaches the hub: its log (the path the benchmark prints) has info lines.
+    static func expectHubLogAtInfo(_ output: String) {
+        let marker = "hub log (level info): "
+        guard let line = output.split(separator: "\n").first(where: { $0.hasPrefix(marker) }) else {
+            Issue.record("load printed no '\(marker)'")
+            return
+        }
+        let log = (try? String(contentsOfFile: String(line.dropFirst(marker.count)), encoding: .utf8)) ?? ""
+        #expect(log.contains(" info fleetwatch.hub:"), "the hub's log has no info line:\n\(log.prefix(2000))")
     }
 }

@@ -126,6 +126,56 @@ struct RechunkTests {
         #expect(again == 0)
     }
 
+    /// A rollup that fails (here: cancelled as if it outran `hub.statement_timeout`, what a large fleet's late-window
+    /// rollup does) does not keep the pass from merging the closed minutes and applying retention; the pass says
+    /// which steps failed.
+    @Test(.timeLimit(.minutes(2)))
+    func aFailingRollupDoesNotStopTheMergeOrRetention() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["rc-a", "rc-b"], token: "secret", in: db)
+        let base = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 / 60).rounded(.down) * 60 - 30 * 60)
+        try await Self.populate(db, base: base)
+        let now = base.addingTimeInterval(20 * 60)
+        let expired = now.addingTimeInterval(-20 * 86_400)
+        try await db.withClient { client in
+            try await client.query("SELECT fleetwatch_ensure_sample_partition(\(expired)::date)", logger: Self.logger)
+            try await client.query("""
+                CREATE OR REPLACE FUNCTION fleetwatch_rollup(from_ts timestamptz, to_ts timestamptz) RETURNS integer
+                LANGUAGE plpgsql AS $$ BEGIN
+                    RAISE EXCEPTION 'canceling statement due to statement timeout' USING ERRCODE = 'query_canceled';
+                END $$
+                """, logger: Self.logger)
+        }
+        let error = try await #require(throws: ReviewUpkeepFailed.self) {
+            try await db.withClient { client in
+                try await ReviewMaintainer(client: client, settings: RetentionSettings(), logger: Self.logger).pass(hourly: true, now: now)
+            }
+        }
+        #expect(error.steps.map(\.name) == ["rollup of the newest minutes", "rollup of the late window"])
+        #expect(error.description.contains("hub.statement_timeout"), "\(error)")
+        let rows = try await Self.rows(db)
+        #expect(rows >= 12 && rows <= 14, "the closed minutes were merged: \(rows) rows")
+        let partitions = try await db.withClient { client in
+            try await client.query("SELECT count(*)::int FROM pg_class WHERE relname = \("samples_" + Self.day(expired))", logger: Self.logger)
+                .decode(Int.self).first { _ in true } ?? -1
+        }
+        #expect(partitions == 0, "the expired partition was dropped")
+        // The advisory lock was given back: the next pass (here another replica's) runs.
+        let next = try await db.withClient { client in
+            try await client.query("SELECT pg_try_advisory_lock(\(Int64(0x666C_7772_6576)))", logger: Self.logger)
+                .decode(Bool.self).first { _ in true } ?? false
+        }
+        #expect(next)
+    }
+
+    static func day(_ date: Date) -> String {
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.timeZone = TimeZone(identifier: "UTC")
+        f.dateFormat = "yyyyMMdd"
+        return f.string(from: date)
+    }
+
     /// A merge that cannot finish (here: a row it must delete is locked and its lock wait times out) is one
     /// statement: every row stays as it was, nothing is lost or doubled.
     @Test(.timeLimit(.minutes(2)))

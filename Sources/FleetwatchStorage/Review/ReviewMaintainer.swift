@@ -50,6 +50,12 @@ public struct ReviewMaintainer: Service {
                 do {
                     let didWork = try await pass(hourly: hourly)
                     if hourly && didWork { lastHourly = .now }
+                } catch let error as ReviewUpkeepFailed {
+                    // The steps that failed are tried again at their next turn: the hour's steps in an hour, not
+                    // at every pass (a late-window rollup that outruns the statement timeout would otherwise
+                    // take every pass's time and fail again).
+                    if hourly { lastHourly = .now }
+                    if !Task.isCancelled { logger.error("review upkeep: \(error)") }
                 } catch {
                     if !Task.isCancelled { logger.error("review upkeep failed: \(String(reflecting: error))") }
                 }
@@ -58,16 +64,22 @@ public struct ReviewMaintainer: Service {
         }
     }
 
-    /// One pass under the advisory lock; false if another replica holds it.
+    /// One pass under the advisory lock; false if another replica holds it. Each step runs whatever an earlier
+    /// one did: the newest minutes' rollup, their merge, and once an hour the late window's rollup and merge and
+    /// the partitions' retention. A step that fails (a rollup that outruns `hub.statement_timeout` under a
+    /// large fleet) does not keep the others from running; the pass then throws `ReviewUpkeepFailed` naming them.
     @discardableResult
     public func pass(hourly: Bool, now: Date = Date()) async throws -> Bool {
         try await client.withLeasedConnection { conn in
             let locked = try await conn.query("SELECT pg_try_advisory_lock(\(Self.lockKey))", logger: logger)
                 .decode(Bool.self).first { _ in true } ?? false
             guard locked else { return false }
-            do {
-                let lookback = hourly ? max(settings.rollupLookback, settings.lateWindow) : settings.rollupLookback
-                let from = now.addingTimeInterval(-lookback.inSeconds)
+            var failed: [ReviewUpkeepFailed.Step] = []
+            func step(_ name: String, _ body: () async throws -> Void) async {
+                do { try await body() } catch { failed.append(.init(name: name, error: error)) }
+            }
+            await step("rollup of the newest minutes") {
+                let from = now.addingTimeInterval(-settings.rollupLookback.inSeconds)
                 let rows = try await conn.query("SELECT fleetwatch_rollup(\(from), \(now))", logger: logger)
                     .decode(Int.self).first { _ in true } ?? 0
                 try await conn.query("""
@@ -75,22 +87,41 @@ public struct ReviewMaintainer: Service {
                     ON CONFLICT (id) DO UPDATE SET rolled_to = EXCLUDED.rolled_to, updated_at = now()
                     """, logger: logger)
                 logger.debug("rolled up \(rows) minute buckets")
-                if settings.rechunkAfter > .zero {
-                    // The closed minutes since the last pass (the last hour once an hour, for late batches).
-                    let to = now.addingTimeInterval(-settings.rechunkAfter.inSeconds)
-                    let span = hourly ? settings.lateWindow : max(settings.rollupLookback, settings.rollupInterval * 3)
-                    let merged = try await conn.query("SELECT fleetwatch_rechunk(\(to.addingTimeInterval(-span.inSeconds)), \(to))", logger: logger)
-                        .decode(Int.self).first { _ in true } ?? 0
-                    logger.debug("re-chunked closed minutes into \(merged) rows")
-                }
-                if hourly { try await retention(conn, now: now) }
-            } catch {
-                _ = try? await conn.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger)
-                throw error
             }
-            _ = try await conn.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger)
+            // The minutes closed since the last pass.
+            let closedTo = now.addingTimeInterval(-settings.rechunkAfter.inSeconds)
+            if settings.rechunkAfter > .zero {
+                await step("merge of the closed minutes") {
+                    try await rechunk(conn, from: closedTo.addingTimeInterval(-max(settings.rollupLookback, settings.rollupInterval * 3).inSeconds),
+                                      to: closedTo)
+                }
+            }
+            if hourly {
+                // Batches up to `lateWindow` late: folded into the rollups and merges of their minutes.
+                if settings.lateWindow > settings.rollupLookback {
+                    await step("rollup of the late window") {
+                        let rows = try await conn.query("SELECT fleetwatch_rollup(\(now.addingTimeInterval(-settings.lateWindow.inSeconds)), \(now))",
+                                                        logger: logger).decode(Int.self).first { _ in true } ?? 0
+                        logger.debug("rolled up \(rows) minute buckets of the late window")
+                    }
+                }
+                if settings.rechunkAfter > .zero {
+                    await step("merge of the late window") {
+                        try await rechunk(conn, from: closedTo.addingTimeInterval(-settings.lateWindow.inSeconds), to: closedTo)
+                    }
+                }
+                await step("partition retention") { try await retention(conn, now: now) }
+            }
+            _ = try? await conn.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger)
+            if !failed.isEmpty { throw ReviewUpkeepFailed(steps: failed) }
             return true
         }
+    }
+
+    private func rechunk(_ conn: PostgresConnection, from: Date, to: Date) async throws {
+        let merged = try await conn.query("SELECT fleetwatch_rechunk(\(from), \(to))", logger: logger)
+            .decode(Int.self).first { _ in true } ?? 0
+        logger.debug("re-chunked closed minutes into \(merged) rows")
     }
 
     /// Creates partitions ahead and drops the expired ones; returns the dropped partitions' names.
@@ -122,4 +153,19 @@ public struct ReviewMaintainer: Service {
         return dropped
     }
 
+}
+
+/// Steps of a review upkeep pass that failed (the others ran).
+public struct ReviewUpkeepFailed: Error, CustomStringConvertible {
+    public struct Step: @unchecked Sendable {
+        public let name: String
+        public let error: any Error
+    }
+    public let steps: [Step]
+
+    public var description: String {
+        let what = steps.map { "\($0.name): \(String(reflecting: $0.error))" }.joined(separator: "; ")
+        let timedOut = steps.contains { ($0.error as? PSQLError)?.serverInfo?[.sqlState] == "57014" }
+        return what + (timedOut ? " (PostgreSQL cancelled a step at hub.statement_timeout: the fleet sends more samples than the upkeep rolls up in that time; raise hub.statement_timeout, see docs/operations.md)" : "")
+    }
 }
