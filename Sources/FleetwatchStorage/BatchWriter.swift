@@ -186,7 +186,9 @@ actor BatchWriter {
             w.seqs.append(Int64(item.batch.sequence))
             w.sent.append(Int32(item.batch.sentSamples))
             w.kept.append(Int32(r.count))
-            w.starts.append(r.count > 0 ? r.start : Date())
+            let start = r.count > 0 ? r.start : Date()
+            w.starts.append(start)
+            w.ends.append(r.count > 0 ? r.end : start)
             w.lo.append(Int32(w.ids.count + 1))
             w.ids += r.metricIDs; w.offsets += r.offsets; w.values += r.values
             w.hi.append(Int32(w.ids.count))
@@ -213,8 +215,9 @@ struct WriteGroup: PostgresPreparedStatement {
     static let sql = """
         WITH input AS (
             SELECT * FROM unnest($1::int4[], $2::uuid[], $3::int8[], $4::int8[], $5::int4[],
-                                 $6::int4[], $7::timestamptz[], $8::int4[], $9::int4[], $10::int4[], $11::int4[])
-                WITH ORDINALITY AS u(bot_id, conn, epoch, seq, sent, kept, t_start, lo, hi, slo, shi, n)
+                                 $6::int4[], $7::timestamptz[], $8::int4[], $9::int4[], $10::int4[], $11::int4[],
+                                 $19::timestamptz[])
+                WITH ORDINALITY AS u(bot_id, conn, epoch, seq, sent, kept, t_start, lo, hi, slo, shi, t_end, n)
         ), lease AS (
             UPDATE bots b SET last_seen_at = now() FROM input i
             WHERE b.id = i.bot_id AND b.connection_id = i.conn RETURNING b.id, b.connection_id
@@ -233,12 +236,13 @@ struct WriteGroup: PostgresPreparedStatement {
             RETURNING bot_id, epoch, stored_through AS seq
         ), inserted AS (
             INSERT INTO samples (bot_id, t_start, epoch, seq, metric_ids, offsets_ms, vals,
-                                 state_metric_ids, state_offsets_ms, states)
+                                 state_metric_ids, state_offsets_ms, states, t_end)
             SELECT o.bot_id, o.t_start, o.epoch, o.seq,
                    ($13::int4[])[o.lo:o.hi], ($14::int4[])[o.lo:o.hi], ($15::float8[])[o.lo:o.hi],
                    CASE WHEN o.shi >= o.slo THEN ($16::int4[])[o.slo:o.shi] END,
                    CASE WHEN o.shi >= o.slo THEN ($17::int4[])[o.slo:o.shi] END,
-                   CASE WHEN o.shi >= o.slo THEN ($18::text[])[o.slo:o.shi] END
+                   CASE WHEN o.shi >= o.slo THEN ($18::text[])[o.slo:o.shi] END,
+                   o.t_end
             FROM owned o JOIN stored s USING (bot_id, epoch, seq)
             WHERE o.kept > 0
         )
@@ -252,7 +256,7 @@ struct WriteGroup: PostgresPreparedStatement {
 
     var hubID: String
     var botIDs: [Int32] = [], conns: [UUID] = [], epochs: [Int64] = [], seqs: [Int64] = []
-    var sent: [Int32] = [], kept: [Int32] = [], starts: [Date] = []
+    var sent: [Int32] = [], kept: [Int32] = [], starts: [Date] = [], ends: [Date] = []
     var lo: [Int32] = [], hi: [Int32] = [], slo: [Int32] = [], shi: [Int32] = []
     var ids: [Int32] = [], offsets: [Int32] = [], values: [Double] = []
     var sids: [Int32] = [], soffsets: [Int32] = [], states: [String] = []
@@ -260,12 +264,13 @@ struct WriteGroup: PostgresPreparedStatement {
     init(hubID: String) { self.hubID = hubID }
 
     func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 18)
+        var b = PostgresBindings(capacity: 19)
         b.append(botIDs); b.append(conns); b.append(epochs); b.append(seqs); b.append(sent)
         b.append(kept); b.append(starts); b.append(lo); b.append(hi); b.append(slo); b.append(shi)
         b.append(hubID)
         b.append(BinaryArray(ids)); b.append(BinaryArray(offsets)); b.append(BinaryArray(values))
         b.append(sids); b.append(soffsets); b.append(states)
+        b.append(ends)
         return b
     }
 

@@ -163,10 +163,15 @@ struct SampleRows {
     var stateOffsets: [Int32]?
     var states: [String]?
     var count = 0
+    /// Milliseconds from `start` to the row's last sample (its `t_end`).
+    var endOffset: Int32 = 0
     /// Bytes of the row's arrays, roughly (8 per number, plus each state string).
     var bytes = 0
 
     /// - Parameter batch: an admitted batch (`metricIDs` set, one per series).
+    /// When the row's last sample is.
+    var end: Date { start.addingTimeInterval(Double(endOffset) / 1000) }
+
     init(batch: ValidatedBatch) {
         let t0 = batch.firstTimestampMs ?? 0
         start = Date(timeIntervalSince1970: Double(t0) / 1000)
@@ -186,14 +191,18 @@ struct SampleRows {
             if rows.states == nil { rows.states = []; rows.stateMetricIDs = []; rows.stateOffsets = [] }
             for j in s.timestamps.indices where j < s.states.count {
                 rows.stateMetricIDs!.append(id)
-                rows.stateOffsets!.append(Int32(truncatingIfNeeded: s.timestamps[j] - t0))
+                let offset = Int32(truncatingIfNeeded: s.timestamps[j] - t0)
+                rows.stateOffsets!.append(offset)
+                if offset > rows.endOffset { rows.endOffset = offset }
                 rows.states!.append(s.states[j])
                 rows.bytes += 8 + s.states[j].utf8.count
             }
         } else {
             for j in s.timestamps.indices where j < s.values.count {
                 rows.metricIDs.append(id)
-                rows.offsets.append(Int32(truncatingIfNeeded: s.timestamps[j] - t0))
+                let offset = Int32(truncatingIfNeeded: s.timestamps[j] - t0)
+                rows.offsets.append(offset)
+                if offset > rows.endOffset { rows.endOffset = offset }
                 rows.values.append(s.values[j])
             }
             rows.bytes += 16 * s.count

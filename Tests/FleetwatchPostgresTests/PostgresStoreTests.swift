@@ -57,6 +57,37 @@ struct PostgresStoreTests {
         }
     }
 
+    /// Each stored row says when its last sample is (`t_end`, schema 0011), a state's included: the rollups find a
+    /// batch that runs past its first minute by it.
+    @Test func eachRowCarriesItsLastSamplesTime() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["bot-1"], token: "secret", in: db)
+        try await db.withClient { (client: PostgresClient) async throws -> Void in
+            let store = PostgresIngestStore(client: client, logger: logger)
+            try await PartitionMaintainer(client: client, logger: logger).ensureWindow()
+            let hello = Hello(botID: "bot-1", token: "secret", agentVersion: "t", bootEpoch: 5, lastAckedSequence: 0)
+            guard case .accepted(let session) = try await store.authenticate(hello, connectionID: UUID(), hub: "h") else {
+                Issue.record("refused"); return
+            }
+            let t0 = Int64(Date().timeIntervalSince1970 * 1000) - 300_000
+            let spans = [
+                [Series(name: "daily_pnl", kind: .gauge, timestamps: [t0 + 20, t0, t0 + 150_250], values: [1, 2, 3]),
+                 Series(name: "websocket_status", kind: .state, timestamps: [t0 + 9_000], states: ["connected"])],
+                [Series(name: "daily_pnl", kind: .gauge, timestamps: [t0 + 1_000], values: [4]),
+                 Series(name: "websocket_status", kind: .state, timestamps: [t0 + 200_125], states: ["reconnecting"])],
+            ]
+            for (i, series) in spans.enumerated() {
+                let batch = ValidatedBatch(epoch: 5, sequence: UInt64(i + 1), sentSamples: 4, series: series, refusedSamples: 0,
+                                           firstTimestampMs: series.flatMap(\.timestamps).min())
+                #expect(try await store.store(batch, session: session) == .stored)
+            }
+            let ends = try await client.query("""
+                SELECT (extract(epoch FROM t_end) * 1000)::int8 - \(t0) FROM samples ORDER BY seq
+                """, logger: logger).decode(Int64.self).all()
+            #expect(ends == [150_250, 200_125])
+        }
+    }
+
     /// What a replica reads, once it listens for lease moves, to know which replica holds each bot.
     @Test func connectedHubsNameTheReplicaHoldingEachBot() async throws {
         let db = try await TestDatabase.create()

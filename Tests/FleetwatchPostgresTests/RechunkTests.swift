@@ -71,6 +71,16 @@ struct RechunkTests {
         }
     }
 
+    /// Rows whose `t_end` is not their last sample's time.
+    static func rowsWithAWrongEnd(_ db: TestDatabase) async throws -> Int {
+        try await db.withClient { client in
+            try await client.query("""
+                SELECT count(*)::int FROM samples s WHERE s.t_end IS DISTINCT FROM
+                    (SELECT s.t_start + max(o) * interval '1 millisecond' FROM unnest(s.offsets_ms || COALESCE(s.state_offsets_ms, '{}')) o)
+                """, logger: logger).decode(Int.self).first { _ in true } ?? -1
+        }
+    }
+
     static func rows(_ db: TestDatabase) async throws -> Int {
         try await db.withClient { client in
             try await client.query("SELECT count(*)::int FROM samples s JOIN bots b ON b.id = s.bot_id WHERE b.name LIKE 'rc-%'", logger: logger)
@@ -99,6 +109,7 @@ struct RechunkTests {
         // One row per bot, minute and epoch (6 minutes touched, rc-b restarting in the third), a few bytes a sample.
         let after = try await Self.rows(db)
         #expect(after >= 12 && after <= 14, "\(after) rows")
+        #expect(try await Self.rowsWithAWrongEnd(db) == 0, "each merged row's t_end is its last sample's time")
         let now = try await Self.answers(db, from: from, to: to)
         for (name, text) in before {
             #expect(now[name] == text, "\(name) changed by re-chunking:\nbefore \(text.prefix(600))\nafter  \(now[name]?.prefix(600) ?? "")")
@@ -124,6 +135,67 @@ struct RechunkTests {
             try await client.query("SELECT fleetwatch_rechunk(\(from), \(to))", logger: Self.logger).decode(Int.self).first { _ in true } ?? -1
         }
         #expect(again == 0)
+    }
+
+    /// The rollup reads only the rows that can hold samples of its window (schema 0011): those that start in it or
+    /// up to a minute before, and those longer than a minute that reach into it, however early they start (found
+    /// through their `t_end`). Rows stored before the migration have no `t_end`: over ranges they can reach, the
+    /// rollup reads an hour back as before. Each window's figures must equal those computed from `sample_points`.
+    @Test(.timeLimit(.minutes(2)))
+    func rollupsFindEveryRowThatReachesIntoTheirWindow() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["rc-a"], token: "secret", in: db)
+        let window = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 / 60).rounded(.down) * 60 - 10 * 60)
+        try await db.withClient { client in
+            for day in [window.addingTimeInterval(-86_400), window, window.addingTimeInterval(86_400)] {
+                try await client.query("SELECT fleetwatch_ensure_sample_partition(\(day)::date)", logger: Self.logger)
+            }
+            try await client.query("INSERT INTO metrics (name, kind) VALUES ('rc_pnl', 'gauge') ON CONFLICT DO NOTHING", logger: Self.logger)
+            // (start relative to the window, sample offsets in ms, t_end set): a row in the window; a row starting 30 s
+            // before with a sample in it; a short row that ends before it; a row starting three hours before and
+            // running into it (t_end set); a legacy row (no t_end) starting 40 minutes before and running into it.
+            let rows: [(Double, [Int], Bool)] = [(15, [0, 1000], true), (-30, [0, 45_000], true), (-300, [0, 20_000], true),
+                                                 (-3 * 3600, [0, 3 * 3600_000 + 5_000], true), (-2400, [0, 2400_000 + 7_000], false)]
+            for (i, (at, offsets, hasEnd)) in rows.enumerated() {
+                let start = window.addingTimeInterval(at)
+                let end: Date? = hasEnd ? start.addingTimeInterval(Double(offsets.max()!) / 1000) : nil
+                try await client.query("""
+                    INSERT INTO samples (bot_id, t_start, epoch, seq, metric_ids, offsets_ms, vals, t_end)
+                    SELECT b.id, \(start), 1, \(i + 1), array_fill(m.id, ARRAY[\(offsets.count)]::int[]), \(offsets.map(Int32.init)),
+                           \(offsets.indices.map { Double(i * 10 + $0) }), \(end)
+                    FROM bots b, metrics m WHERE b.name = 'rc-a' AND m.name = 'rc_pnl'
+                    """, logger: Self.logger)
+            }
+        }
+        func rolledUp(since: Date) async throws -> (rollup: [String], points: [String]) {
+            try await db.withClient { client in
+                try await client.query("UPDATE samples_t_end_since SET since = \(since)", logger: Self.logger)
+                try await client.query("DELETE FROM rollup_1m", logger: Self.logger)
+                try await client.query("SELECT fleetwatch_rollup(\(window), \(window.addingTimeInterval(120)))", logger: Self.logger)
+                let rollup = try await client.query("""
+                    SELECT bucket::text || ' ' || samples || ' ' || min || ' ' || max || ' ' || sum FROM rollup_1m ORDER BY bucket
+                    """, logger: Self.logger).decode(String.self).all()
+                let points = try await client.query("""
+                    SELECT minute::text || ' ' || count(*) || ' ' || min(value) || ' ' || max(value) || ' ' || sum(value)
+                    FROM (SELECT date_trunc('minute', ts) AS minute, value FROM sample_points
+                          WHERE ts >= \(window) AND ts < \(window.addingTimeInterval(120))) p
+                    GROUP BY minute ORDER BY minute
+                    """, logger: Self.logger).decode(String.self).all()
+                return (rollup, points)
+            }
+        }
+        // Ten minutes after the migration (the legacy row was stored before it): read an hour back, as before.
+        let soon = try await rolledUp(since: window.addingTimeInterval(-600))
+        #expect(soon.rollup == soon.points, "rollup \(soon.rollup) vs points \(soon.points)")
+        #expect(soon.rollup.first?.contains(" 5 ") == true, "the legacy row's sample counts too: \(soon.rollup)")
+        // A day after it (legacy rows are then all more than an hour older than the window): a minute back, and the
+        // row three hours long through its t_end.
+        try await db.withClient { client in
+            try await client.query("DELETE FROM samples WHERE t_end IS NULL", logger: Self.logger)
+        }
+        let late = try await rolledUp(since: window.addingTimeInterval(-86_400))
+        #expect(late.rollup == late.points, "rollup \(late.rollup) vs points \(late.points)")
+        #expect(late.rollup.first?.contains(" 4 ") == true, "the window's first minute has 4 samples: \(late.rollup)")
     }
 
     /// A rollup that fails (here: cancelled as if it outran `hub.statement_timeout`, what a large fleet's late-window
