@@ -76,6 +76,7 @@ let package = Package(
                 .embedInCode("migrations/V0008__analyst_password.sql"),
                 .embedInCode("migrations/V0009__minute_chunks.sql"),
                 .embedInCode("migrations/V0010__review_fixes.sql"),
+                .embedInCode("migrations/V0011__row_ends.sql"),
             ]
         ),
         // Storage: PostgreSQL schema migrations and every query, foldered by feature.
@@ -221,7 +222,7 @@ let package = Package(
         .executableTarget(
             name: "FleetwatchBench",
             dependencies: [
-                "FleetwatchProtocol", "FleetwatchAgent", "FleetwatchStorage", "FleetwatchProcesses", "FleetwatchTestSupport",
+                "FleetwatchProtocol", "FleetwatchAgent", "FleetwatchStorage", "FleetwatchProcesses", "FleetwatchTestSupport", "FleetwatchSchema",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "WSClient", package: "swift-websocket"),

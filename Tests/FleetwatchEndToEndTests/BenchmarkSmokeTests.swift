@@ -26,6 +26,8 @@ struct BenchmarkSmokeTests {
             ("memory", ["memory", "--database-url", db, "--seconds", "3", "--metrics", "5"], "agent CPU per million samples sent"),
             ("alert-latency", ["alert-latency", "--database-url", db, "--transitions", "4"], "batch arrival → webhook received p50"),
             ("stop-latency", ["stop-latency", "--database-url", db, "--stops", "3"], "request → handler invoked, other replica, p50"),
+            ("upkeep", ["upkeep", "--database-url", db, "--bots", "2", "--metrics", "5", "--minutes", "12", "--runs", "1"],
+             "regular pass rollup, before ÷ after"),
             ("review", ["review", "--database-url", db, "--bots", "2", "--days", "1", "--sample-seconds", "600", "--runs", "2"], "weekly summary (report weekly), p50"),
             ("fleet-api", ["fleet-api", "--database-url", db, "--bots", "10", "--requests", "5"], "p99"),
             ("live-latency", ["live-latency", "--database-url", db, "--values", "5"], "p50"),

@@ -100,8 +100,17 @@ public struct ReviewMaintainer: Service {
                 // Batches up to `lateWindow` late: folded into the rollups and merges of their minutes.
                 if settings.lateWindow > settings.rollupLookback {
                     await step("rollup of the late window") {
-                        let rows = try await conn.query("SELECT fleetwatch_rollup(\(now.addingTimeInterval(-settings.lateWindow.inSeconds)), \(now))",
-                                                        logger: logger).decode(Int.self).first { _ in true } ?? 0
+                        // In slices, oldest first (a counter's first sample in a slice continues from the bucket
+                        // before it): each statement stays short however large the fleet.
+                        var from = Self.minute(now.addingTimeInterval(-settings.lateWindow.inSeconds))
+                        let end = now.addingTimeInterval(-settings.rollupLookback.inSeconds)
+                        var rows = 0
+                        while from < end {
+                            let to = min(from.addingTimeInterval(Self.lateSlice.inSeconds), end)
+                            rows += try await conn.query("SELECT fleetwatch_rollup(\(from), \(to))", logger: logger)
+                                .decode(Int.self).first { _ in true } ?? 0
+                            from = to
+                        }
                         logger.debug("rolled up \(rows) minute buckets of the late window")
                     }
                 }
@@ -116,6 +125,13 @@ public struct ReviewMaintainer: Service {
             if !failed.isEmpty { throw ReviewUpkeepFailed(steps: failed) }
             return true
         }
+    }
+
+    /// How much of the late window one rollup statement covers.
+    static let lateSlice: Duration = .seconds(600)
+
+    static func minute(_ date: Date) -> Date {
+        Date(timeIntervalSince1970: (date.timeIntervalSince1970 / 60).rounded(.down) * 60)
     }
 
     private func rechunk(_ conn: PostgresConnection, from: Date, to: Date) async throws {
