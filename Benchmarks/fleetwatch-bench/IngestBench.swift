@@ -55,6 +55,7 @@ struct IngestBench: AsyncParsableCommand {
 
         let acked = SharedCounter()
         let hubCPUBefore = RemoteWriteRun.cpuSeconds(pid: hub.pid)
+        let senderCPUBefore = RemoteWriteRun.cpuSeconds(pid: getpid())
         let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
         let start = ContinuousClock.now
         let window = self.window
@@ -70,12 +71,15 @@ struct IngestBench: AsyncParsableCommand {
         }
         let elapsed = (ContinuousClock.now - start).inSeconds
         let hubCPU = RemoteWriteRun.cpuSeconds(pid: hub.pid) - hubCPUBefore
+        let senderCPU = RemoteWriteRun.cpuSeconds(pid: getpid()) - senderCPUBefore
         let batches = acked.value
         let samples = Double(batches) * Double(perBatch)
         guard batches > 0 else { throw BenchFailure("no batch was acknowledged: \(hub.log.suffix(1000))") }
         report("hub ingest samples/s stored (\(agents) agents)", samples / elapsed, "samples/s", digits: 0)
         report("hub ingest batches/s", Double(batches) / elapsed, "batches/s", digits: 0)
         report("hub CPU per million samples", hubCPU / samples * 1e6, "CPU s")
+        // The senders share the machine with the receiver: what they take is not the hub's, on either side.
+        report("senders' CPU per million samples (this process)", senderCPU / samples * 1e6, "CPU s")
         let size = try await db.sizes(logger: logger)
         report("samples table bytes/sample (with index)", Double(size.samples) / samples, "bytes")
         report("batch ledger bytes/sample", Double(size.ledger) / samples, "bytes")
@@ -89,6 +93,7 @@ struct IngestBench: AsyncParsableCommand {
             report("Prometheus remote-write samples/s (\(agents) senders, \(perBatch)-sample requests)", prom.samplesPerSecond, "samples/s", digits: 0)
             report("Prometheus remote-write requests/s", prom.requestsPerSecond, "requests/s", digits: 0)
             report("Prometheus CPU per million samples", prom.cpuPerMillion, "CPU s")
+            report("Prometheus senders' CPU per million samples (this process)", prom.senderCPUPerMillion, "CPU s")
             report("fleetwatch ÷ Prometheus (samples/s, \(perBatch)-sample batches)", samples / elapsed / prom.samplesPerSecond, "×")
         }
         if noCopy { return }

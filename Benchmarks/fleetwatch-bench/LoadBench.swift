@@ -57,6 +57,7 @@ struct LoadBench: AsyncParsableCommand {
         for _ in 0..<300 where !LoopbackPort.accepts(port) { try await Task.sleep(for: .milliseconds(100)) }
 
         print("load: \(agents) agents × \(metrics) metrics/s for \(Int(seconds)) s on one hub (pid \(hub.pid)); memory baseline after \(Int(warmup)) s")
+        print("hub log (level \(hubLogLevel)): \(hubLog)")
         try await Task.sleep(for: .seconds(2))
         let idleRSS = Self.rssKB(pid: hub.pid) ?? 0
         let ledger = Ledger()

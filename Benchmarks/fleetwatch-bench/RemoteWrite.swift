@@ -27,6 +27,8 @@ struct RemoteWriteRun {
         let appended: Double
         /// CPU seconds the Prometheus process used per million samples.
         let cpuPerMillion: Double
+        /// CPU seconds this process (the senders) used per million samples.
+        let senderCPUPerMillion: Double
     }
 
     func run() async throws -> Result {
@@ -61,6 +63,7 @@ struct RemoteWriteRun {
         guard ready else { throw BenchFailure("Prometheus did not start: \(server.log.suffix(1000))") }
 
         let cpuBefore = Self.cpuSeconds(pid: server.pid)
+        let senderCPUBefore = Self.cpuSeconds(pid: getpid())
         let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
         let start = ContinuousClock.now
         let url = "http://127.0.0.1:\(port)/api/v1/write"
@@ -97,6 +100,7 @@ struct RemoteWriteRun {
         }
         let elapsed = (ContinuousClock.now - start).inSeconds
         let cpu = Self.cpuSeconds(pid: server.pid) - cpuBefore
+        let senderCPU = Self.cpuSeconds(pid: getpid()) - senderCPUBefore
         if failures.value > 0 {
             throw BenchFailure("Prometheus refused \(failures.value) of \(failures.value + requests.value) requests; first: \(firstFailure.value ?? "?")")
         }
@@ -109,7 +113,7 @@ struct RemoteWriteRun {
             throw BenchFailure("Prometheus answered for \(Int(samples)) samples but appended \(Int(appended))")
         }
         return Result(samplesPerSecond: samples / elapsed, requestsPerSecond: Double(requests.value) / elapsed, appended: appended,
-                      cpuPerMillion: cpu / samples * 1e6)
+                      cpuPerMillion: cpu / samples * 1e6, senderCPUPerMillion: senderCPU / samples * 1e6)
     }
 
     /// User + system CPU seconds of a process, from /proc.
