@@ -66,31 +66,36 @@ struct RemoteWriteRun {
         let senderCPUBefore = Self.cpuSeconds(pid: getpid())
         let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
         let start = ContinuousClock.now
-        let url = "http://127.0.0.1:\(port)/api/v1/write"
         let failures = SharedCounter(), requests = SharedCounter()
         let firstFailure = FirstFailure()
         try await withThrowingTaskGroup(of: Void.self) { group in
             for sender in 0..<senders {
                 for lane in 0..<window {
                     group.addTask {
-                        // Each lane has its own series so that its timestamps only move forward.
+                        // Each lane has its own series so that its timestamps only move forward, and its own connection.
                         var body = WriteRequestBody(sender: sender * window + lane, metrics: metrics, ticks: ticks)
                         var step: Int64 = 0
-                        while ContinuousClock.now < deadline {
-                            step += 1
-                            var request = HTTPClientRequest(url: url)
-                            request.method = .POST
-                            request.headers.add(name: "Content-Type", value: "application/x-protobuf")
-                            request.headers.add(name: "Content-Encoding", value: "snappy")
-                            request.headers.add(name: "X-Prometheus-Remote-Write-Version", value: "0.1.0")
-                            request.body = .bytes(body.next(step: step))
-                            let response = try await client.execute(request, timeout: .seconds(30))
-                            let answer = try await response.body.collect(upTo: 1 << 16)
-                            if response.status.code / 100 == 2 {
-                                requests.add(1)
-                            } else {
-                                failures.add(1)
-                                firstFailure.set("\(response.status.code): \(String(buffer: answer))")
+                        let channel = try await RawHTTPConnection.connect(port: port)
+                        let head = RawHTTPConnection.head(path: "/api/v1/write", port: port, length: body.count, headers: [
+                            ("Content-Type", "application/x-protobuf"), ("Content-Encoding", "snappy"),
+                            ("X-Prometheus-Remote-Write-Version", "0.1.0"),
+                        ])
+                        try await channel.executeThenClose { inbound, outbound in
+                            var answers = inbound.makeAsyncIterator()
+                            var reader = RawHTTPConnection()
+                            while ContinuousClock.now < deadline {
+                                step += 1
+                                var payload = body.next(step: step)
+                                var request = head
+                                request.writeBuffer(&payload)
+                                try await outbound.write(request)
+                                let answer = try await reader.answer(from: &answers)
+                                if answer.status / 100 == 2 {
+                                    requests.add(1)
+                                } else {
+                                    failures.add(1)
+                                    firstFailure.set("\(answer.status): \(answer.body)")
+                                }
                             }
                         }
                     }
@@ -186,12 +191,21 @@ struct WriteRequestBody {
 
     /// The body for request `step`: sample `t` of every series at `base + (step × ticks + t)` ms.
     mutating func next(step: Int64) -> ByteBuffer {
-        for (i, offset) in stampOffsets.enumerated() {
-            let stamp = Self.varint6(base + step * Int64(ticks) + Int64(i % ticks))
-            for k in 0..<6 { bytes[offset + k] = stamp[k] }
+        bytes.withUnsafeMutableBufferPointer { out in
+            for (i, offset) in stampOffsets.enumerated() {
+                // A 6-byte padded varint, written in place (see `varint6`).
+                var v = UInt64(base + step * Int64(ticks) + Int64(i % ticks))
+                for k in 0..<6 {
+                    out[offset + k] = UInt8(v & 0x7f) | (k < 5 ? 0x80 : 0)
+                    v >>= 7
+                }
+            }
         }
         return ByteBuffer(bytes: bytes)
     }
+
+    /// The body's size (the same for every step).
+    var count: Int { bytes.count }
 
     static func varint(_ v: UInt64, into out: inout [UInt8]) {
         var v = v
