@@ -1,5 +1,6 @@
 import FleetwatchProtocol
 import Logging
+import Synchronization
 
 /// Evaluates every stored batch against its bot's rules and drives the alerts' lives through the store.
 ///
@@ -39,6 +40,12 @@ public actor AlertEngine {
     private let clock: any MillisecondClock
     private nonisolated let input: AsyncStream<(String, [Series])>
     private nonisolated let inputContinuation: AsyncStream<(String, [Series])>.Continuation
+    /// Batches submitted and not yet evaluated.
+    private nonisolated let waiting = Atomic<Int>(0)
+
+    /// Batches submitted and not yet evaluated, over all bots: a figure that keeps growing says evaluation does
+    /// not keep up with ingest (`fleetwatch_alert_evaluation_backlog` on `/metrics`).
+    public nonisolated var backlog: Int { waiting.load(ordering: .relaxed) }
 
     public init(store: any AlertStore, sink: any AlertSink, profiles: @escaping ProfileSource, cooldowns: Cooldowns = Cooldowns(),
                 profileTTLMs: Int64 = 30_000, noDataRule: Rule? = nil, noDataMs: Int64 = 120_000, logger: Logger,
@@ -59,6 +66,7 @@ public actor AlertEngine {
 
     /// Hands a stored batch of `bot` to the engine without waiting; batches keep their order.
     public nonisolated func submit(bot: String, series: [Series]) {
+        waiting.add(1, ordering: .relaxed)
         inputContinuation.yield((bot, series))
     }
 
@@ -109,6 +117,7 @@ public actor AlertEngine {
         while let next = queues[bot]?.first {
             queues[bot]?.removeFirst()
             await evaluate(bot: bot, series: next)
+            waiting.subtract(1, ordering: .relaxed)
         }
         queues[bot] = nil
         running.remove(bot)

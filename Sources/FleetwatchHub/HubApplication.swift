@@ -230,7 +230,8 @@ public struct HubApplication: Sendable {
         let counters = self.counters, metricsLogger = self.logger
         let backlog = IngestBacklog(limit: configuration.ingest.maxPendingBytesTotal)
         router.get("/metrics") { _, _ -> Response in
-            let text = await metrics.render(counters: counters, connections: connections, backlog: backlog, client: client, logger: metricsLogger)
+            let text = await metrics.render(counters: counters, connections: connections, backlog: backlog, client: client,
+                                            engine: alerting.engine, logger: metricsLogger)
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                             body: .init(byteBuffer: ByteBuffer(string: text)))
         }

@@ -1,3 +1,4 @@
+import FleetwatchAlerting
 import FleetwatchIngest
 import FleetwatchProtocol
 import FleetwatchStorage
@@ -47,7 +48,12 @@ final class HubMetrics: Sendable {
 
     /// Refreshes the scrape-time figures and renders everything.
     func render(counters: IngestCounters, connections: LiveConnections, backlog: IngestBacklog, client: any PostgresQuerying,
-                logger: Logger) async -> String {
+                engine: AlertEngine? = nil, logger: Logger) async -> String {
+        if let engine {
+            registry.makeGauge(descriptor: .named("fleetwatch_alert_evaluation_backlog",
+                                                  "Stored batches waiting for alert evaluation on this replica (growing: evaluation does not keep up)"))
+                .set(to: Double(engine.backlog))
+        }
         registry.makeGauge(descriptor: .named("fleetwatch_build_info", "The hub's version (value 1)"),
                            labels: [("version", FleetwatchVersion.current)]).set(to: 1)
         if let p = HubObservability.ProcessFigures.read() {

@@ -86,6 +86,23 @@ actor EventLog: AlertSink {
         await engine.drainForTests()
         #expect(await log.events == ["b/mem/fired", "b/mem/resolved"])
     }
+
+    /// The backlog counts batches submitted and not yet evaluated: those waiting behind a store that holds the
+    /// engine, until it lets go.
+    @Test func theBacklogCountsBatchesNotYetEvaluated() async throws {
+        let store = GatedAlertStore()
+        let engine = AlertEngine(store: store, sink: EventLog(), profiles: { _ in .standard }, logger: Logger(label: "t"))
+        #expect(engine.backlog == 0)
+        engine.submit(bot: "b", series: Self.memory(600, 1))      // fires: held in the store
+        for i in 2...4 { engine.submit(bot: "b", series: Self.memory(600, Int64(i))) }
+        #expect(engine.backlog == 4)
+        Task { await engine.run() }
+        try await store.waitUntilHeld()
+        #expect(engine.backlog == 4, "the first is still being evaluated")
+        await store.release()
+        await engine.drainForTests()
+        #expect(engine.backlog == 0)
+    }
 }
 
 /// `MemoryAlertStore` whose first `fire` waits until the test releases it.

@@ -160,6 +160,8 @@ struct DeploymentTests {
         #expect((value("fleetwatch_batches_stored_total") ?? 0) >= 1)
         #expect((value("fleetwatch_samples_stored_total") ?? 0) >= 1)
         #expect(value("fleetwatch_postgres_up") == 1)
+        // The one batch was evaluated long before this scrape: nothing waits for alert evaluation.
+        #expect(value("fleetwatch_alert_evaluation_backlog") == 0)
         #expect(text.contains("fleetwatch_batch_store_duration_seconds_bucket"))
         #expect(text.contains(#"fleetwatch_commands{state="pending"} 0"#))
         #expect(text.contains(#"fleetwatch_alerts_firing{level="CRITICAL"}"#))
