@@ -54,7 +54,12 @@ struct RawHTTPConnection {
         var length = 0
         for line in lines.dropFirst() {
             let lower = line.lowercased()
-            if lower.hasPrefix("content-length:") { length = Int(lower.dropFirst(15).trimmingCharacters(in: .whitespaces)) ?? 0 }
+            if lower.hasPrefix("content-length:") {
+                guard let n = Int(lower.dropFirst(15).trimmingCharacters(in: .whitespaces)), n >= 0 else {
+                    throw BenchFailure("an answer with a Content-Length the benchmark cannot read: \(head.prefix(200))")
+                }
+                length = n
+            }
             if lower.hasPrefix("transfer-encoding:") { throw BenchFailure("a chunked answer (not read by the benchmark's sender): \(head.prefix(200))") }
         }
         let headBytes = end.upperBound - view.startIndex

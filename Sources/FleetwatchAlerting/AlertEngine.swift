@@ -67,7 +67,7 @@ public actor AlertEngine {
     /// Hands a stored batch of `bot` to the engine without waiting; batches keep their order.
     public nonisolated func submit(bot: String, series: [Series]) {
         waiting.add(1, ordering: .relaxed)
-        inputContinuation.yield((bot, series))
+        if case .terminated = inputContinuation.yield((bot, series)) { waiting.subtract(1, ordering: .relaxed) }
     }
 
     /// Evaluates submitted batches until cancelled.

@@ -168,10 +168,10 @@ struct SampleRows {
     /// Bytes of the row's arrays, roughly (8 per number, plus each state string).
     var bytes = 0
 
-    /// - Parameter batch: an admitted batch (`metricIDs` set, one per series).
     /// When the row's last sample is.
     var end: Date { start.addingTimeInterval(Double(endOffset) / 1000) }
 
+    /// - Parameter batch: an admitted batch (`metricIDs` set, one per series).
     init(batch: ValidatedBatch) {
         let t0 = batch.firstTimestampMs ?? 0
         start = Date(timeIntervalSince1970: Double(t0) / 1000)

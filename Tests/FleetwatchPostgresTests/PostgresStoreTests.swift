@@ -85,6 +85,15 @@ struct PostgresStoreTests {
                 SELECT (extract(epoch FROM t_end) * 1000)::int8 - \(t0) FROM samples ORDER BY seq
                 """, logger: logger).decode(Int64.self).all()
             #expect(ends == [150_250, 200_125])
+            // Long after the migration (rollups read a minute back and long rows by their t_end), the minute of the
+            // first batch's last sample, two minutes after its start, rolls up from the hub's own rows.
+            try await client.query("UPDATE samples_t_end_since SET since = now() - interval '7 days'", logger: logger)
+            let minute = Date(timeIntervalSince1970: (Double(t0 + 150_250) / 60_000).rounded(.down) * 60)
+            try await client.query("SELECT fleetwatch_rollup(\(minute), \(minute.addingTimeInterval(60)))", logger: logger)
+            let rolled = try await client.query("""
+                SELECT samples, max FROM rollup_1m r JOIN metrics m ON m.id = r.metric_id WHERE m.name = 'daily_pnl' AND r.bucket = \(minute)
+                """, logger: logger).decode((Int64, Double).self).all()
+            #expect(rolled.count == 1 && rolled.first?.0 == 1 && rolled.first?.1 == 3, "\(rolled)")
         }
     }
 

@@ -153,9 +153,12 @@ struct RechunkTests {
             try await client.query("INSERT INTO metrics (name, kind) VALUES ('rc_pnl', 'gauge') ON CONFLICT DO NOTHING", logger: Self.logger)
             // (start relative to the window, sample offsets in ms, t_end set): a row in the window; a row starting 30 s
             // before with a sample in it; a short row that ends before it; a row starting three hours before and
-            // running into it (t_end set); a legacy row (no t_end) starting 40 minutes before and running into it.
+            // running into it (t_end set); a legacy row (no t_end) starting 40 minutes before and running into it;
+            // a row longer than a minute that starts within the minute before (read once, not by both ways); one
+            // that ends exactly at the window's start; one that starts exactly a minute before it.
             let rows: [(Double, [Int], Bool)] = [(15, [0, 1000], true), (-30, [0, 45_000], true), (-300, [0, 20_000], true),
-                                                 (-3 * 3600, [0, 3 * 3600_000 + 5_000], true), (-2400, [0, 2400_000 + 7_000], false)]
+                                                 (-3 * 3600, [0, 3 * 3600_000 + 5_000], true), (-2400, [0, 2400_000 + 7_000], false),
+                                                 (-30, [0, 100_000], true), (-120, [0, 120_000], true), (-60, [0, 61_000], true)]
             for (i, (at, offsets, hasEnd)) in rows.enumerated() {
                 let start = window.addingTimeInterval(at)
                 let end: Date? = hasEnd ? start.addingTimeInterval(Double(offsets.max()!) / 1000) : nil
@@ -187,7 +190,7 @@ struct RechunkTests {
         // Ten minutes after the migration (the legacy row was stored before it): read an hour back, as before.
         let soon = try await rolledUp(since: window.addingTimeInterval(-600))
         #expect(soon.rollup == soon.points, "rollup \(soon.rollup) vs points \(soon.points)")
-        #expect(soon.rollup.first?.contains(" 5 ") == true, "the legacy row's sample counts too: \(soon.rollup)")
+        #expect(soon.rollup.first?.contains(" 7 ") == true, "the legacy row's sample counts too: \(soon.rollup)")
         // A day after it (legacy rows are then all more than an hour older than the window): a minute back, and the
         // row three hours long through its t_end.
         try await db.withClient { client in
@@ -195,7 +198,8 @@ struct RechunkTests {
         }
         let late = try await rolledUp(since: window.addingTimeInterval(-86_400))
         #expect(late.rollup == late.points, "rollup \(late.rollup) vs points \(late.points)")
-        #expect(late.rollup.first?.contains(" 4 ") == true, "the window's first minute has 4 samples: \(late.rollup)")
+        #expect(late.rollup.first?.contains(" 6 ") == true, "the window's first minute has 6 samples: \(late.rollup)")
+        #expect(late.rollup.count == 2 && late.rollup[1].contains(" 1 "), "the second minute has 1 sample: \(late.rollup)")
     }
 
     /// A rollup that fails (here: cancelled as if it outran `hub.statement_timeout`, what a large fleet's late-window
@@ -225,6 +229,7 @@ struct RechunkTests {
         }
         #expect(error.steps.map(\.name) == ["rollup of the newest minutes", "rollup of the late window"])
         #expect(error.description.contains("hub.statement_timeout"), "\(error)")
+        #expect(error.timedOutOnly, "only timeouts: the hour's steps wait an hour")
         let rows = try await Self.rows(db)
         #expect(rows >= 12 && rows <= 14, "the closed minutes were merged: \(rows) rows")
         let partitions = try await db.withClient { client in
@@ -238,6 +243,27 @@ struct RechunkTests {
                 .decode(Bool.self).first { _ in true } ?? false
         }
         #expect(next)
+    }
+
+    /// A step that failed for another reason than the statement timeout (the database going away, here an error
+    /// raised in the rollup) is told apart: the hub tries the hour's steps again at the next pass.
+    @Test(.timeLimit(.minutes(2)))
+    func aFailureOtherThanATimeoutIsToldApart() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["rc-a"], token: "secret", in: db)
+        try await db.withClient { client in
+            try await client.query("""
+                CREATE OR REPLACE FUNCTION fleetwatch_rollup(from_ts timestamptz, to_ts timestamptz) RETURNS integer
+                LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'the server is going away' USING ERRCODE = 'admin_shutdown'; END $$
+                """, logger: Self.logger)
+        }
+        let error = try await #require(throws: ReviewUpkeepFailed.self) {
+            try await db.withClient { client in
+                try await ReviewMaintainer(client: client, settings: RetentionSettings(), logger: Self.logger).pass(hourly: true, now: Date())
+            }
+        }
+        #expect(!error.timedOutOnly)
+        #expect(!error.description.contains("hub.statement_timeout"), "\(error)")
     }
 
     static func day(_ date: Date) -> String {

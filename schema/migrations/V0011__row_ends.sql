@@ -2,8 +2,9 @@
 --
 -- A batch's row starts at its first sample, and its samples may run past that minute, so `fleetwatch_rollup` read
 -- every row that started up to an hour before its window, and unpacked all their samples. For the review upkeep's
--- pass over the newest 3 minutes that was 63 minutes of samples, four times the work of the rollup itself at 100
--- bots with 50 metrics a second, and a pass that outran the statement timeout at a few hundred bots.
+-- pass over the newest 3 minutes that was 63 minutes of samples: twice the time of reading only its own rows at 100
+-- bots with 50 metrics a second (scripts/bench upkeep), and a pass cancelled at the statement timeout at a few
+-- hundred bots.
 --
 -- Now every row written carries `t_end` (its last sample's time; the hub writes it, and the minute merge), a row
 -- that spans more than a minute is found through the small partial index `samples_long_rows`, and every other row

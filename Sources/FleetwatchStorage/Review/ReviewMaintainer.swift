@@ -15,7 +15,7 @@ public struct RetentionSettings: Sendable, Equatable {
     /// How often the newest minutes are rolled up.
     public var rollupInterval: Duration = .seconds(60)
     /// Each pass recomputes this much before now (batches arriving up to this late are folded in at once).
-    /// A pass costs about lookback × ingest rate in samples read.
+    /// A pass reads about (lookback + 1 minute) × ingest rate samples.
     public var rollupLookback: Duration = .seconds(3 * 60)
     /// Once an hour, this much is recomputed (batches up to this late are folded in within the hour).
     public var lateWindow: Duration = .seconds(3600)
@@ -26,8 +26,8 @@ public struct RetentionSettings: Sendable, Equatable {
     public init() {}
 }
 
-/// Keeps the review data current: rolls up the newest minutes every `rollupInterval` (and the last two
-/// hours every hour, for late batches), creates rollup partitions ahead of time and drops whole expired
+/// Keeps the review data current: rolls up the newest minutes every `rollupInterval` (and the last hour
+/// every hour, for late batches), merges closed minutes, creates rollup partitions ahead of time and drops whole expired
 /// partitions (never large DELETEs). One replica at a time does the work (a PostgreSQL advisory lock).
 public struct ReviewMaintainer: Service {
     /// Advisory lock key of the rollup/retention job.
@@ -51,10 +51,11 @@ public struct ReviewMaintainer: Service {
                     let didWork = try await pass(hourly: hourly)
                     if hourly && didWork { lastHourly = .now }
                 } catch let error as ReviewUpkeepFailed {
-                    // The steps that failed are tried again at their next turn: the hour's steps in an hour, not
-                    // at every pass (a late-window rollup that outruns the statement timeout would otherwise
-                    // take every pass's time and fail again).
-                    if hourly { lastHourly = .now }
+                    // Steps cancelled at the statement timeout are tried again at their next turn, the hour's steps
+                    // in an hour: at every pass they would take its time and fail again. After any other failure
+                    // (the database was away) the hour's steps are tried again at the next pass, which then rolls
+                    // up the hour the outage was in.
+                    if hourly && error.timedOutOnly { lastHourly = .now }
                     if !Task.isCancelled { logger.error("review upkeep: \(error)") }
                 } catch {
                     if !Task.isCancelled { logger.error("review upkeep failed: \(String(reflecting: error))") }
@@ -76,6 +77,7 @@ public struct ReviewMaintainer: Service {
             guard locked else { return false }
             var failed: [ReviewUpkeepFailed.Step] = []
             func step(_ name: String, _ body: () async throws -> Void) async {
+                guard !Task.isCancelled else { return }   // shutting down: the next start does it
                 do { try await body() } catch { failed.append(.init(name: name, error: error)) }
             }
             await step("rollup of the newest minutes") {
@@ -105,7 +107,7 @@ public struct ReviewMaintainer: Service {
                         var from = Self.minute(now.addingTimeInterval(-settings.lateWindow.inSeconds))
                         let end = now.addingTimeInterval(-settings.rollupLookback.inSeconds)
                         var rows = 0
-                        while from < end {
+                        while from < end, !Task.isCancelled {
                             let to = min(from.addingTimeInterval(Self.lateSlice.inSeconds), end)
                             rows += try await conn.query("SELECT fleetwatch_rollup(\(from), \(to))", logger: logger)
                                 .decode(Int.self).first { _ in true } ?? 0
@@ -121,14 +123,20 @@ public struct ReviewMaintainer: Service {
                 }
                 await step("partition retention") { try await retention(conn, now: now) }
             }
-            _ = try? await conn.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger)
+            do {
+                try await conn.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger)
+            } catch {
+                // The lock goes with the session: if this connection stays open, no replica runs the upkeep.
+                logger.error("review upkeep: giving back its lock failed (no replica runs the upkeep while this database session holds it; it ends with the session): \(String(reflecting: error))")
+            }
             if !failed.isEmpty { throw ReviewUpkeepFailed(steps: failed) }
             return true
         }
     }
 
-    /// How much of the late window one rollup statement covers.
-    static let lateSlice: Duration = .seconds(600)
+    /// How much of the late window one rollup statement covers (`scripts/bench upkeep`: about 4.7 s for 5 minutes
+    /// at 5,000 samples a second on two cores).
+    public static let lateSlice: Duration = .seconds(300)
 
     static func minute(_ date: Date) -> Date {
         Date(timeIntervalSince1970: (date.timeIntervalSince1970 / 60).rounded(.down) * 60)
@@ -173,15 +181,21 @@ public struct ReviewMaintainer: Service {
 
 /// Steps of a review upkeep pass that failed (the others ran).
 public struct ReviewUpkeepFailed: Error, CustomStringConvertible {
-    public struct Step: @unchecked Sendable {
+    public struct Step: Sendable {
         public let name: String
         public let error: any Error
+        var timedOut: Bool { (error as? PSQLError)?.serverInfo?[.sqlState] == "57014" }
     }
     public let steps: [Step]
 
+    /// Whether every failed step was cancelled at `hub.statement_timeout` (SQLSTATE 57014).
+    public var timedOutOnly: Bool { steps.allSatisfy(\.timedOut) }
+
     public var description: String {
         let what = steps.map { "\($0.name): \(String(reflecting: $0.error))" }.joined(separator: "; ")
-        let timedOut = steps.contains { ($0.error as? PSQLError)?.serverInfo?[.sqlState] == "57014" }
-        return what + (timedOut ? " (PostgreSQL cancelled a step at hub.statement_timeout: the fleet sends more samples than the upkeep rolls up in that time; raise hub.statement_timeout, see docs/operations.md)" : "")
+        let timedOut = steps.contains(where: \.timedOut)
+        return what + (timedOut
+            ? " (PostgreSQL cancelled a step, SQLSTATE 57014: at hub.statement_timeout, the fleet sends more samples than the upkeep rolls up in that time; raise hub.statement_timeout or give PostgreSQL more cores, and recompute what was missed with monitor-hub rollup: docs/weekly-review.md)"
+            : " (tried again at the next pass; recompute a range that stays missing with monitor-hub rollup: docs/weekly-review.md)")
     }
 }
