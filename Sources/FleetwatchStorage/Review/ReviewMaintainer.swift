@@ -134,7 +134,7 @@ public struct ReviewMaintainer: Service {
         }
     }
 
-    /// How much of the late window one rollup statement covers (`scripts/bench upkeep`: about 4.7 s for 5 minutes
+    /// How much of the late window one rollup statement covers (`scripts/bench upkeep`: about 5.8 s for 5 minutes
     /// at 5,000 samples a second on two cores).
     public static let lateSlice: Duration = .seconds(300)
 
