@@ -19,6 +19,17 @@ struct PostgresStoreTests {
                               firstTimestampMs: nowMs)
     }
 
+    /// A store with the partitions in place and bot-1 (token "secret") accepted on a new connection.
+    func acceptedSession(_ client: PostgresClient) async throws -> (PostgresIngestStore, Hello, BotSession) {
+        let store = PostgresIngestStore(client: client, logger: logger)
+        try await PartitionMaintainer(client: client, logger: logger).ensureWindow()
+        let hello = Hello(botID: "bot-1", token: "secret", agentVersion: "t", bootEpoch: 5, lastAckedSequence: 0)
+        guard case .accepted(let session) = try await store.authenticate(hello, connectionID: UUID(), hub: "h") else {
+            throw WireError(.invalidField, "bot-1 was refused")
+        }
+        return (store, hello, session)
+    }
+
     @Test func migrationsAreRecordedAndRunOnce() async throws {
         let db = try await TestDatabase.create()
         try await db.withClient { (client: PostgresClient) async throws -> Void in
@@ -33,12 +44,7 @@ struct PostgresStoreTests {
         let db = try await TestDatabase.create()
         try await registerBots(["bot-1"], token: "secret", in: db)
         try await db.withClient { (client: PostgresClient) async throws -> Void in
-            let store = PostgresIngestStore(client: client, logger: logger)
-            try await PartitionMaintainer(client: client, logger: logger).ensureWindow()
-            let hello = Hello(botID: "bot-1", token: "secret", agentVersion: "t", bootEpoch: 5, lastAckedSequence: 0)
-            guard case .accepted(let session) = try await store.authenticate(hello, connectionID: UUID(), hub: "h") else {
-                Issue.record("refused"); return
-            }
+            let (store, hello, session) = try await acceptedSession(client)
             #expect(try await store.store(batch(1), session: session) == .stored)
             #expect(try await store.store(batch(1), session: session) == .duplicate)
             #expect(try await store.store(batch(2, values: [3]), session: session) == .stored)
@@ -63,12 +69,7 @@ struct PostgresStoreTests {
         let db = try await TestDatabase.create()
         try await registerBots(["bot-1"], token: "secret", in: db)
         try await db.withClient { (client: PostgresClient) async throws -> Void in
-            let store = PostgresIngestStore(client: client, logger: logger)
-            try await PartitionMaintainer(client: client, logger: logger).ensureWindow()
-            let hello = Hello(botID: "bot-1", token: "secret", agentVersion: "t", bootEpoch: 5, lastAckedSequence: 0)
-            guard case .accepted(let session) = try await store.authenticate(hello, connectionID: UUID(), hub: "h") else {
-                Issue.record("refused"); return
-            }
+            let (store, hello, session) = try await acceptedSession(client)
             let t0 = Int64(Date().timeIntervalSince1970 * 1000) - 300_000
             let spans = [
                 [Series(name: "daily_pnl", kind: .gauge, timestamps: [t0 + 20, t0, t0 + 150_250], values: [1, 2, 3]),

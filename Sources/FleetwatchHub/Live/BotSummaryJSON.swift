@@ -39,14 +39,8 @@ enum BotSummaryJSON {
         o.string("emergencyCommandId", s.emergencyCommandId?.description, &out)
         o.bool("allowLiquidation", s.allowLiquidation, &out)
         o.date("metricsAt", s.metricsAt, &out)
-        o.key("metrics", &out)
-        var m = JSONObject(&out)
-        for (name, value) in s.metrics { m.number(name, value, &out) }
-        m.close(&out)
-        o.key("states", &out)
-        var st = JSONObject(&out)
-        for (name, value) in s.states { st.string(name, value, &out) }
-        st.close(&out)
+        o.numbers("metrics", s.metrics, &out)
+        o.strings("states", s.states, &out)
         o.key("alerts", &out)
         var a = JSONObject(&out)
         a.integer("critical", s.alerts.critical, &out)

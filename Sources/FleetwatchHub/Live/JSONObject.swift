@@ -44,6 +44,22 @@ struct JSONObject {
         out.append(UInt8(ascii: "\""))
     }
 
+    /// A member holding an object of numbers (non-finite ones left out).
+    mutating func numbers<S: Sequence<(key: String, value: Double)>>(_ name: String, _ members: S, _ out: inout [UInt8]) {
+        key(name, &out)
+        var inner = JSONObject(&out)
+        for (k, v) in members { inner.number(k, v, &out) }
+        inner.close(&out)
+    }
+
+    /// A member holding an object of strings.
+    mutating func strings<S: Sequence<(key: String, value: String)>>(_ name: String, _ members: S, _ out: inout [UInt8]) {
+        key(name, &out)
+        var inner = JSONObject(&out)
+        for (k, v) in members { inner.string(k, v, &out) }
+        inner.close(&out)
+    }
+
     func close(_ out: inout [UInt8]) { out.append(UInt8(ascii: "}")) }
 }
 

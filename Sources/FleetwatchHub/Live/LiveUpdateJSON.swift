@@ -9,14 +9,8 @@ enum LiveUpdateJSON {
         o.string("b", u.bot, &out)
         let ms = (u.at.timeIntervalSince1970 * 1000).rounded()
         o.integer("t", ms.isFinite ? Int64(exactly: ms) ?? 0 : 0, &out)
-        o.key("v", &out)
-        var v = JSONObject(&out)
-        for (name, value) in u.numbers { v.number(name, value, &out) }
-        v.close(&out)
-        o.key("s", &out)
-        var st = JSONObject(&out)
-        for (name, value) in u.states { st.string(name, value, &out) }
-        st.close(&out)
+        o.numbers("v", u.numbers, &out)
+        o.strings("s", u.states, &out)
         o.close(&out)
         return String(decoding: out, as: UTF8.self)
     }
