@@ -6,6 +6,13 @@ import Synchronization
 ///
 /// `submit` never waits for evaluation: batches are queued per bot and evaluated in arrival order by one
 /// task per bot, so a slow database or channel never delays ingest.
+///
+/// A bot's rules are cached. Once they are `profileTTLMs` old they are read again in the background while
+/// the bot's batches go on being evaluated with the cached rules, so a busy database never holds evaluation
+/// up (a fleet that connected at once would otherwise wait on thousands of reads every `profileTTLMs`, and its
+/// batches would pile up meanwhile). Each reading is given an age of up to a quarter of `profileTTLMs` at
+/// random, which spreads the fleet's readings out. Rules an operator changed (`invalidate`) are read before
+/// the bot's next batch.
 public actor AlertEngine {
     /// Where each bot's rules come from.
     public typealias ProfileSource = @Sendable (_ bot: String) async throws -> ThresholdProfile
@@ -37,11 +44,18 @@ public actor AlertEngine {
     private var invalidations: UInt64 = 0
     private var queues: [String: [[Series]]] = [:]
     private var running: Set<String> = []
+    /// Rules read in the background, taken up at the bot's next batch.
+    private var refreshed: [String: ThresholdProfile] = [:]
+    private var refreshing: Set<String> = []
+    /// `loadedAtMs` of rules that must be read before the bot's next batch.
+    private static let mustReload = Int64.min / 2
     private let clock: any MillisecondClock
     private nonisolated let input: AsyncStream<(String, [Series])>
     private nonisolated let inputContinuation: AsyncStream<(String, [Series])>.Continuation
     /// Batches submitted and not yet evaluated.
     private nonisolated let waiting = Atomic<Int>(0)
+    /// Called once for every submitted batch, when it was evaluated (or refused by a finished engine).
+    private nonisolated let evaluated: (@Sendable () -> Void)?
 
     /// Batches submitted and not yet evaluated, over all bots: a figure that keeps growing says evaluation does
     /// not keep up with ingest (`fleetwatch_alert_evaluation_backlog` on `/metrics`).
@@ -50,8 +64,10 @@ public actor AlertEngine {
     public init(store: any AlertStore, sink: any AlertSink, profiles: @escaping ProfileSource, cooldowns: Cooldowns = Cooldowns(),
                 profileTTLMs: Int64 = 30_000, noDataRule: Rule? = nil, noDataMs: Int64 = 120_000, logger: Logger,
                 clock: any MillisecondClock = SystemClock.monotonic,
-                emergency: (@Sendable (_ bot: String, _ rule: Rule, _ value: Double) async -> Void)? = nil) {
+                emergency: (@Sendable (_ bot: String, _ rule: Rule, _ value: Double) async -> Void)? = nil,
+                evaluated: (@Sendable () -> Void)? = nil) {
         self.clock = clock
+        self.evaluated = evaluated
         self.emergency = emergency
         self.noDataRule = noDataRule
         self.noDataMs = noDataMs
@@ -67,7 +83,10 @@ public actor AlertEngine {
     /// Hands a stored batch of `bot` to the engine without waiting; batches keep their order.
     public nonisolated func submit(bot: String, series: [Series]) {
         waiting.add(1, ordering: .relaxed)
-        if case .terminated = inputContinuation.yield((bot, series)) { waiting.subtract(1, ordering: .relaxed) }
+        if case .terminated = inputContinuation.yield((bot, series)) {
+            waiting.subtract(1, ordering: .relaxed)
+            evaluated?()
+        }
     }
 
     /// Evaluates submitted batches until cancelled.
@@ -91,9 +110,9 @@ public actor AlertEngine {
     /// Forgets cached rules of `bot` (every bot when nil): the next batch reads them again.
     public func invalidate(bot: String?) {
         if let bot {
-            bots[bot]?.loadedAtMs = Int64.min / 2
+            bots[bot]?.loadedAtMs = Self.mustReload
         } else {
-            for key in bots.keys { bots[key]?.loadedAtMs = Int64.min / 2 }
+            for key in bots.keys { bots[key]?.loadedAtMs = Self.mustReload }
         }
         invalidations += 1
     }
@@ -118,6 +137,7 @@ public actor AlertEngine {
             queues[bot]?.removeFirst()
             await evaluate(bot: bot, series: next)
             waiting.subtract(1, ordering: .relaxed)
+            evaluated?()
         }
         queues[bot] = nil
         running.remove(bot)
@@ -159,7 +179,7 @@ public actor AlertEngine {
                 }
             }
             // Rules invalidated while this batch awaited the store are read again for the next one.
-            if invalidations != seen { state.loadedAtMs = Int64.min / 2 }
+            if invalidations != seen { state.loadedAtMs = Self.mustReload }
             bots[bot] = state
         } catch {
             logger.error("alerting: evaluating a batch of \(bot) failed: \(String(reflecting: error))")
@@ -174,16 +194,49 @@ public actor AlertEngine {
         // Taken out of the registry while the batch is evaluated (put back by `evaluate`), so the counter
         // windows are mutated in place rather than copied.
         if var s = bots.removeValue(forKey: bot) {
-            if now - s.loadedAtMs >= profileTTLMs {
+            if s.loadedAtMs == Self.mustReload {
+                refreshed[bot] = nil
                 s.evaluator.update(profile: try await profiles(bot))
-                s.loadedAtMs = now
+                s.loadedAtMs = loadedAt(now)
+            } else {
+                if let p = refreshed.removeValue(forKey: bot) { s.evaluator.update(profile: p) }
+                if now - s.loadedAtMs >= profileTTLMs {
+                    s.loadedAtMs = loadedAt(now)
+                    refresh(bot)
+                }
             }
             return s
         }
         let firing = try await store.firingRules(bot: bot)
         return BotState(evaluator: RuleEvaluator(profile: try await profiles(bot)),
                         trackers: Dictionary(uniqueKeysWithValues: firing.map { ($0, AlertTracker(firing: true)) }),
-                        loadedAtMs: now, lastBatchMs: 0)
+                        loadedAtMs: loadedAt(now), lastBatchMs: 0)
+    }
+
+    /// The load time to record for rules read at `now`: up to a quarter of the cache's lifetime earlier, at
+    /// random, so bots whose rules were read together are read again at different times.
+    private func loadedAt(_ now: Int64) -> Int64 {
+        profileTTLMs >= 4 ? now - Int64.random(in: 0..<(profileTTLMs / 4)) : now
+    }
+
+    /// Reads `bot`'s rules in the background (once at a time per bot); the result is taken up at its next
+    /// batch unless an operator's change arrived meanwhile (that change is read before the next batch).
+    private func refresh(_ bot: String) {
+        guard refreshing.insert(bot).inserted else { return }
+        let seen = invalidations
+        Task {
+            var profile: ThresholdProfile?
+            do {
+                profile = try await profiles(bot)
+            } catch {
+                logger.warning("alerting: reading the rules of \(bot) again failed; its cached rules stay in use: \(String(reflecting: error))")
+            }
+            self.refreshFinished(bot, profile, seen: seen)
+        }
+    }
+
+    private func refreshFinished(_ bot: String, _ profile: ThresholdProfile?, seen: UInt64) {
+        refreshing.remove(bot)
+        if let profile, invalidations == seen { refreshed[bot] = profile }
     }
 }
-

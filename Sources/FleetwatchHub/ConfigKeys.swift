@@ -192,6 +192,7 @@ extension HubConfiguration {
         .set("hub.max_metric_names", \.ingest.maxMetricNames),
         .set("hub.max_pending_bytes", \.ingest.maxPendingBytes),
         .set("hub.max_pending_bytes_total", \.ingest.maxPendingBytesTotal),
+        .set("hub.max_unevaluated_batches", \.ingest.maxUnevaluatedBatches),
         .set("hub.max_bytes_per_second", \.ingest.maxBytesPerSecond),
         .set("hub.max_connections", \.http.maxConnections),
         .duration("hub.http_idle_timeout", \.http.idleTimeout),

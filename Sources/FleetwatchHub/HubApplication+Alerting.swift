@@ -25,6 +25,9 @@ extension HubApplication {
         var breakGlass = BreakGlassBox()
         /// The Alertmanager channel, whose firing alerts are re-posted by a service.
         var alertmanager: AlertmanagerNotifier? = nil
+        /// Received messages and unevaluated batches of every connection: the engine gives each batch back here
+        /// once evaluated, and the agent connections' readers wait on it.
+        var ingestBacklog: IngestBacklog
     }
 
     /// The break-glass stop, known after alerting is built.
@@ -42,6 +45,7 @@ extension HubApplication {
 
     func makeAlerting(client: any PostgresQuerying, metrics: HubMetrics? = nil, health: DatabaseHealth? = nil) -> Alerting {
         let a = configuration.alerts
+        let backlog = IngestBacklog(limit: configuration.ingest.maxPendingBytesTotal, maxUnevaluated: configuration.ingest.maxUnevaluatedBatches)
         let feed = AlertFeed()
         var notifiers: [any Notifier] = []
         if a.console { notifiers.append(ConsoleNotifier(minimumLevel: AlertLevel(rawValue: a.consoleMinimumLevel) ?? .info)) }
@@ -124,7 +128,8 @@ extension HubApplication {
         }
         let engine = a.enabled
             ? AlertEngine(store: store, sink: dispatcher, profiles: { try await profiles.profile($0) }, cooldowns: cooldowns,
-                          noDataRule: SilentBotWatcher.rule, noDataMs: noDataMs, logger: logger, emergency: autoStop)
+                          noDataRule: SilentBotWatcher.rule, noDataMs: noDataMs, logger: logger, emergency: autoStop,
+                          evaluated: { backlog.evaluated() })
             : nil
         let watcher = a.enabled
             ? SilentBotWatcher(client: client, store: store, sink: dispatcher, silentAfter: .milliseconds(noDataMs),
@@ -134,7 +139,8 @@ extension HubApplication {
                         watcher: watcher, emergencyAlerts: emergencyAlerts,
                         nameLimits: NameLimitAlerts(store: a.enabled ? store : nil, sink: a.enabled ? dispatcher : nil,
                                                     limit: configuration.ingest.maxMetricNamesPerBot, logger: logger),
-                        alertStore: a.enabled ? store : nil, outage: outage, breakGlass: breakGlass, alertmanager: alertmanager)
+                        alertStore: a.enabled ? store : nil, outage: outage, breakGlass: breakGlass, alertmanager: alertmanager,
+                        ingestBacklog: backlog)
     }
 }
 

@@ -228,7 +228,7 @@ public struct HubApplication: Sendable {
             }
         }
         let counters = self.counters, metricsLogger = self.logger
-        let backlog = IngestBacklog(limit: configuration.ingest.maxPendingBytesTotal)
+        let backlog = alerting.ingestBacklog
         router.get("/metrics") { _, _ -> Response in
             let text = await metrics.render(counters: counters, connections: connections, backlog: backlog, client: client,
                                             engine: alerting.engine, logger: metricsLogger)
@@ -251,7 +251,10 @@ public struct HubApplication: Sendable {
         let onStored: @Sendable (BotSession, ValidatedBatch) -> Void = { session, batch in
             // A batch deferred during an outage was evaluated when it arrived; its resend is not evaluated again.
             if outageAlerts?.firstEvaluation(bot: session.botName, epoch: batch.epoch, sequence: batch.sequence) ?? true {
-                engine?.submit(bot: session.botName, series: batch.series)
+                if let engine {
+                    backlog.submitted()
+                    engine.submit(bot: session.botName, series: batch.series)
+                }
             }
             publisher.record(bot: session.botName, series: batch.series)
             if batch.overLimitSamples > 0 { nameLimits.refused(bot: session.botName, batch: batch) }

@@ -112,6 +112,7 @@ extension HubConfiguration {
         try require((1...100_000_000).contains(ingest.maxMetricNames), "hub.max_metric_names must be 1–100000000")
         try require((65_536...(1 << 30)).contains(ingest.maxPendingBytes), "hub.max_pending_bytes must be 65536–1073741824")
         try require((1 << 20...(64 << 30)).contains(ingest.maxPendingBytesTotal), "hub.max_pending_bytes_total must be 1048576–68719476736")
+        try require((100...10_000_000).contains(ingest.maxUnevaluatedBatches), "hub.max_unevaluated_batches must be 100–10000000")
         try require(ingest.maxPendingBytesTotal >= ingest.maxPendingBytes,
                     "hub.max_pending_bytes_total (all connections) must be at least hub.max_pending_bytes (one connection)")
         try require((1024...(1 << 30)).contains(ingest.maxBytesPerSecond), "hub.max_bytes_per_second must be 1024–1073741824")

@@ -67,7 +67,7 @@ final class HubMetrics: Sendable {
         let waiting = backlog.figures
         registry.makeGauge(descriptor: .named("fleetwatch_ingest_backlog_bytes", "Received agent messages waiting to be handled, over all connections of this replica")).set(to: Double(waiting.bytes))
         registry.makeGauge(descriptor: .named("fleetwatch_ingest_backlog_peak_bytes", "The most received bytes that waited at once since the replica started (limit: hub.max_pending_bytes_total)")).set(to: Double(waiting.peak))
-        registry.makeGauge(descriptor: .named("fleetwatch_ingest_readers_paused", "Agent connections not read now because the hub-wide backlog is over hub.max_pending_bytes_total")).set(to: Double(waiting.parked))
+        registry.makeGauge(descriptor: .named("fleetwatch_ingest_readers_paused", "Agent connections not read now because the hub-wide backlog is over hub.max_pending_bytes_total or hub.max_unevaluated_batches")).set(to: Double(waiting.parked))
         let now = counters.snapshot
         let before = last.withLock { old in defer { old = now }; return old }
         batches.increment(by: now.batchesStored - before.batchesStored)

@@ -29,6 +29,11 @@ public struct IngestConfiguration: Sendable {
     /// batches and send them when read again). Bounds the hub's memory when the fleet sends faster than it
     /// stores.
     public var maxPendingBytesTotal = 256 << 20
+    /// Stored batches this replica may have waiting for alert evaluation; past it every connection's reader
+    /// stops after its current message until evaluation catches up, as for `maxPendingBytesTotal`. Evaluation
+    /// never delays a batch's acknowledgement; this bounds the memory of the batches it has yet to read when
+    /// it falls behind (about 2 KB each at 15 metrics).
+    public var maxUnevaluatedBatches = 10_000
     /// Bytes a second one connection may send (a batch counts its declared inflated size, or 64 bytes a sample, if larger), after a burst of
     /// `max(maxPendingBytes, limits.maxPayloadBytes)`; a faster bot is read more slowly, so no bot takes more
     /// than its share of the hub. A bot flushing 50 metrics a second costs about 3 KB/s; the default lets one

@@ -1,5 +1,6 @@
 import FleetwatchAlerting
 import FleetwatchProtocol
+import FleetwatchTestSupport
 import Foundation
 import Logging
 import Synchronization
@@ -87,6 +88,88 @@ actor EventLog: AlertSink {
         #expect(await log.events == ["b/mem/fired", "b/mem/resolved"])
     }
 
+    /// The engine gives back every batch it was handed once, when it has evaluated it (the hub's readers wait on
+    /// that count), and a batch a finished engine refuses at once.
+    @Test func everyBatchIsGivenBackOnceEvaluated() async throws {
+        let store = GatedAlertStore()
+        let given = Atomic<Int>(0)
+        let engine = AlertEngine(store: store, sink: EventLog(), profiles: { _ in .standard }, logger: Logger(label: "t"),
+                                 evaluated: { given.add(1, ordering: .relaxed) })
+        Task { await engine.run() }
+        for i in 1...4 { engine.submit(bot: "b", series: Self.memory(600, Int64(i))) }   // the first fires: held
+        engine.submit(bot: "c", series: Self.memory(100, 1))
+        try await store.waitUntilHeld()
+        await engine.drainForTests()
+        #expect(given.load(ordering: .relaxed) == 1, "only c's batch was evaluated while b's first is held")
+        await store.release()
+        await engine.drainForTests()
+        #expect(given.load(ordering: .relaxed) == 5)
+        engine.finish()
+        engine.submit(bot: "b", series: Self.memory(600, 9))
+        #expect(given.load(ordering: .relaxed) == 6, "a finished engine gives the batch back at once")
+    }
+
+    static func memoryRule(limit: Double) -> ThresholdProfile {
+        ThresholdProfile(name: "t", rules: [Rule(id: "mem", kind: .above(metric: "memory_usage_mb"), limit: limit,
+                                                 level: .warning, summary: "Memory")], enableEmergencyShutdown: false)
+    }
+
+    /// Rules past their cache lifetime are read again in the background: while that reading waits on a busy
+    /// database, the bot's batches are still evaluated with the cached rules; the rules read are used from the
+    /// batch after the reading on.
+    @Test func expiredRulesAreReadAgainWithoutHoldingEvaluationUp() async throws {
+        let clock = ManualClock()
+        let source = HeldProfiles(first: Self.memoryRule(limit: 500), later: Self.memoryRule(limit: 700))
+        let log = EventLog()
+        let engine = AlertEngine(store: MemoryAlertStore(), sink: log, profiles: { _ in await source.profile() },
+                                 profileTTLMs: 30_000, logger: Logger(label: "t"), clock: clock)
+        Task { await engine.run() }
+        engine.submit(bot: "b", series: Self.memory(400, 1))
+        await engine.drainForTests()
+        clock.advance(ms: 30_000)
+        engine.submit(bot: "b", series: Self.memory(600, 2))       // the rules are read again, and that reading waits
+        await engine.drainForTests()
+        #expect(await log.events == ["b/mem/fired"], "evaluated with the cached limit of 500 while the reading waits")
+        #expect(engine.backlog == 0)
+        for _ in 0..<200 where await source.calls < 2 { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(await source.calls == 2)
+        await source.release()
+        var t: Int64 = 3
+        while await log.events.count < 2 && t < 300 {                // once the reading is taken up, 650 is under 700
+            engine.submit(bot: "b", series: Self.memory(650, t))
+            await engine.drainForTests()
+            t += 1
+        }
+        #expect(await log.events == ["b/mem/fired", "b/mem/resolved"])
+        #expect(await source.calls == 2, "one reading per lifetime, not one per batch")
+    }
+
+    /// A fleet whose rules were read together is not read again all at once: each reading is given an age of
+    /// up to a quarter of the lifetime, so after 85 % of it some bots' rules are read again and others' are not.
+    @Test func aFleetLoadedTogetherIsReadAgainSpreadOut() async throws {
+        let clock = ManualClock()
+        let calls = Mutex([String: Int]())
+        let engine = AlertEngine(store: MemoryAlertStore(), sink: EventLog(),
+                                 profiles: { bot in calls.withLock { $0[bot, default: 0] += 1 }; return .standard },
+                                 profileTTLMs: 40_000, logger: Logger(label: "t"), clock: clock)
+        Task { await engine.run() }
+        let bots = (0..<200).map { "bot-\($0)" }
+        for bot in bots { engine.submit(bot: bot, series: Self.memory(100, 1)) }
+        await engine.drainForTests()
+        #expect(calls.withLock { $0.values.allSatisfy { $0 == 1 } && $0.count == 200 })
+        clock.advance(ms: 34_000)
+        for bot in bots { engine.submit(bot: bot, series: Self.memory(100, 2)) }
+        await engine.drainForTests()
+        try await Task.sleep(for: .milliseconds(50))
+        let readAgain = calls.withLock { $0.values.filter { $0 == 2 }.count }
+        #expect(readAgain > 0 && readAgain < 200, "\(readAgain) of 200 read again at 85 % of the lifetime")
+        clock.advance(ms: 6_000)                                      // the whole lifetime: every bot's rules
+        for bot in bots { engine.submit(bot: bot, series: Self.memory(100, 3)) }
+        await engine.drainForTests()
+        for _ in 0..<100 where calls.withLock({ $0.values.contains(1) }) { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(calls.withLock { $0.values.allSatisfy { $0 >= 2 } })
+    }
+
     /// The backlog counts batches submitted and not yet evaluated: those waiting behind a store that holds the
     /// engine, until it lets go.
     @Test func theBacklogCountsBatchesNotYetEvaluated() async throws {
@@ -138,4 +221,32 @@ actor GatedAlertStore: AlertStore {
     }
     func firingRules(bot: String) async throws -> Set<String> { try await inner.firingRules(bot: bot) }
     func isSilenced(bot: String, metric: String) async throws -> Bool { false }
+}
+
+/// A rule source whose first reading answers at once and whose later readings wait until the test releases them
+/// (a database busy with other work).
+actor HeldProfiles {
+    let first: ThresholdProfile
+    let later: ThresholdProfile
+    private(set) var calls = 0
+    private var released = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    init(first: ThresholdProfile, later: ThresholdProfile) {
+        self.first = first
+        self.later = later
+    }
+
+    func profile() async -> ThresholdProfile {
+        calls += 1
+        if calls == 1 { return first }
+        if !released { await withCheckedContinuation { waiting.append($0) } }
+        return later
+    }
+
+    func release() {
+        released = true
+        for w in waiting { w.resume() }
+        waiting = []
+    }
 }

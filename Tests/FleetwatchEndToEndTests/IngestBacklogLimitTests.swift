@@ -78,4 +78,52 @@ struct IngestBacklogLimitTests {
         #expect(peak > Double(1 << 20), "the fleet never filled the backlog: the test did not test the limit")
         #expect(try await Self.gauge("fleetwatch_ingest_backlog_bytes", port: hub.port) == 0)
     }
+
+    /// With `hub.max_unevaluated_batches` at its minimum (100), six bots each send 300 small batches, each after
+    /// the previous one's ack (1,800 batches, far more than the bound): every batch is acknowledged as stored,
+    /// and afterwards nothing waits for evaluation and no reader is held. A batch never given back by evaluation
+    /// would stop every reader for good once 100 were missing, and the next batch would get no ack.
+    @Test(.timeLimit(.minutes(3)))
+    func theEvaluationBoundHoldsNoReaderForGood() async throws {
+        let db = try await TestDatabase.create()
+        let bots = (0..<6).map { "eval-\($0)" }
+        try await registerBots(bots, token: "secret", in: db)
+        let hub = try await Self.start(db, #"{"hub": {"max_unevaluated_batches": 100, "max_bytes_per_second": 1073741824}}"#)
+        defer { Task { await hub.kill(SIGTERM) } }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for bot in bots {
+                group.addTask {
+                    let client = try await ProtocolClient.connect(port: hub.port, bot: bot, token: "secret")
+                    defer { client.close() }
+                    let now = Int64(Date().timeIntervalSince1970 * 1000)
+                    var others: [Frame] = []
+                    for i in 0..<300 {
+                        let t = now - 300_000 + Int64(i) * 1000
+                        let sequence = try await client.sendBatch(BatchPayload(series: [
+                            Series(name: "memory_usage_mb", kind: .gauge, timestamps: [t], values: [Double(100 + i % 7)]),
+                            Series(name: "orders_total", kind: .counter, timestamps: [t], values: [Double(i)]),
+                        ]))
+                        let ack = await client.ack(of: sequence, until: .now + .seconds(30), others: &others)
+                        guard ack?.outcome == .stored else {
+                            Issue.record("\(bot): batch \(i) got \(String(describing: ack?.outcome)), not stored")
+                            return
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        // Every sample once (the review upkeep may have merged closed minutes' rows meanwhile, so samples are
+        // counted, not rows).
+        #expect(try await BotIsolationTests.count(db, "SELECT count(*) FROM sample_points WHERE bot LIKE 'eval-%'") == 3600)
+        #expect(try await BotIsolationTests.count(db, "SELECT count(DISTINCT (bot, metric, ts)) FROM sample_points WHERE bot LIKE 'eval-%'") == 3600)
+        var backlog: Double?
+        for _ in 0..<100 {
+            backlog = try await Self.gauge("fleetwatch_alert_evaluation_backlog", port: hub.port)
+            if backlog == 0 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(backlog == 0)
+        #expect(try await Self.gauge("fleetwatch_ingest_readers_paused", port: hub.port) == 0)
+    }
 }

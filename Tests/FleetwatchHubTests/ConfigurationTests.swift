@@ -91,6 +91,9 @@ import Testing
         (#"{"hub": {"memory_trim_interval": 0.5}}"#, "hub.memory_trim_interval must be 0 (never) or 1–3600 seconds"),
         (#"{"hub": {"memory_trim_interval": -30}}"#, "hub.memory_trim_interval"),
         (#"{"hub": {"memory_trim_interval": 86400}}"#, "hub.memory_trim_interval must be 0 (never) or 1–3600 seconds"),
+        (#"{"hub": {"max_unevaluated_batches": 99}}"#, "hub.max_unevaluated_batches must be 100–10000000"),
+        (#"{"hub": {"max_unevaluated_batches": 0}}"#, "hub.max_unevaluated_batches must be 100–10000000"),
+        (#"{"hub": {"max_unevaluated_batches": "10k"}}"#, "hub.max_unevaluated_batches"),
     ])
     func badFilesGiveAClearError(json: String, mentions: String) throws {
         let path = try Self.file(json)
@@ -106,6 +109,13 @@ import Testing
         #expect(off.memoryTrimInterval == .zero)
         let often = try HubConfiguration.load(config: Self.file(#"{"hub": {"memory_trim_interval": 5}}"#), environment: [:])
         #expect(often.memoryTrimInterval == .seconds(5))
+    }
+
+    /// Batches waiting for alert evaluation are bounded at 10,000 unless the file says otherwise.
+    @Test func maxUnevaluatedBatches() throws {
+        #expect(HubConfiguration().ingest.maxUnevaluatedBatches == 10_000)
+        let set = try HubConfiguration.load(config: Self.file(#"{"hub": {"max_unevaluated_batches": 500}}"#), environment: [:])
+        #expect(set.ingest.maxUnevaluatedBatches == 500)
     }
 
     /// A channel switched on without its settings is switched off with a warning naming the missing key (the

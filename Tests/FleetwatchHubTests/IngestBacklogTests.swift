@@ -79,6 +79,29 @@ struct IngestBacklogTests {
         #expect(backlog.figures.bytes == 0)
     }
 
+    /// Batches waiting for alert evaluation past their limit hold every reader, even with the bytes far within
+    /// theirs, until evaluation brings them back within it.
+    @Test func unevaluatedBatchesHoldEveryReaderUntilEvaluationCatchesUp() async {
+        let backlog = IngestBacklog(limit: 1 << 20, maxUnevaluated: 2)
+        let a = ConnectionActivity(maxPendingBytes: 1000, backlog: backlog)
+        for _ in 0..<3 { backlog.submitted() }    // 3 of 2
+        await a.received(bytes: 10)
+        let (task, done) = Self.waitInBackground(a)
+        #expect(await Self.stillWaiting(done))
+        #expect(backlog.figures.parked == 1)
+        a.handled(bytes: 10)                       // the bytes are not what it waits for
+        #expect(await Self.stillWaiting(done))
+        backlog.evaluated()                        // 2 of 2
+        await task.value
+        #expect(backlog.figures.parked == 0)
+        #expect(backlog.unevaluated == 2)
+        backlog.evaluated()
+        backlog.evaluated()
+        #expect(backlog.unevaluated == 0)
+        await a.received(bytes: 10)
+        await a.awaitRoom()                        // within both: goes on at once
+    }
+
     /// Without a hub-wide limit (and within its own), a reader never waits.
     @Test func withinTheLimitsNothingWaits() async {
         let activity = ConnectionActivity(maxPendingBytes: 1000, backlog: IngestBacklog(limit: 10_000))
