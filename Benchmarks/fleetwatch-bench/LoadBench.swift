@@ -192,6 +192,17 @@ struct LoadBench: AsyncParsableCommand {
         print(String(format: "hub RSS: %.1f MB after %d s warm-up, %.1f MB at the end, peak %.1f MB: drift %+.1f %%",
                      Double(baseline) / 1024, Int(warmup), Double(last) / 1024, Double(peak) / 1024,
                      baseline > 0 ? (Double(last) - Double(baseline)) / Double(baseline) * 100 : .nan))
+        // The RSS swings by tens of MB within a minute (freed memory reused, then handed back): single readings
+        // say as much about the swing's phase as about growth, so the minute after the warm-up is compared
+        // with the load's last minute, each by its mean.
+        func mean(_ window: ClosedRange<Double>) -> Double? {
+            let v = rss.filter { window.contains($0.0) }.map { Double($0.1) / 1024 }
+            return v.isEmpty ? nil : v.reduce(0, +) / Double(v.count)
+        }
+        if let first = mean(warmup...(warmup + 60)), let end = mean(max(warmup, seconds - 60)...seconds) {
+            print(String(format: "hub RSS, means of a minute: %.1f MB in the minute after the warm-up, %.1f MB in the last minute: drift %+.1f %%",
+                         first, end, (end - first) / first * 100))
+        }
         print("hub RSS every 10 s (MB): " + rss.map { String(format: "%.0f", Double($0.1) / 1024) }.joined(separator: " "))
         print(String(format: "hub memory per connected agent: %.1f KB (RSS at the end %.1f MB minus %.1f MB before any agent, over %d agents)",
                      Double(last - idleRSS) / Double(agents), Double(last) / 1024, Double(idleRSS) / 1024, agents))

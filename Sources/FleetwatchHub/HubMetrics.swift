@@ -63,6 +63,10 @@ final class HubMetrics: Sendable {
             let delta = cpuSeconds.withLock { last -> Double in defer { last = max(last, p.cpuSeconds) }; return max(0, p.cpuSeconds - last) }
             registry.makeCounter(descriptor: .named("process_cpu_seconds_total", "User and system CPU time of the hub process")).increment(by: delta)
         }
+        if let arenas = MallocArenas.count() {
+            registry.makeGauge(descriptor: .named("fleetwatch_allocator_arenas", "Arenas of the hub's memory allocator (glibc; at most hub.malloc_arenas)"))
+                .set(to: Double(arenas))
+        }
         agents.set(to: Double(await connections.count))
         let waiting = backlog.figures
         registry.makeGauge(descriptor: .named("fleetwatch_ingest_backlog_bytes", "Received agent messages waiting to be handled, over all connections of this replica")).set(to: Double(waiting.bytes))
