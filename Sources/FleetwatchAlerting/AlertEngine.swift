@@ -4,8 +4,10 @@ import Synchronization
 
 /// Evaluates every stored batch against its bot's rules and drives the alerts' lives through the store.
 ///
-/// `submit` never waits for evaluation: batches are queued per bot and evaluated in arrival order by one
-/// task per bot, so a slow database or channel never delays ingest.
+/// `submit` never waits for evaluation. Each bot's batches are evaluated in arrival order: most change no
+/// alert and are evaluated as they are taken in; a batch that needs the alert store (a breach, a clearance, a
+/// bot back from silence, rules to read) goes on in a task of the bot's own, with the bot's later batches
+/// queued behind it, so a slow database or channel holds up neither ingest nor the other bots.
 ///
 /// A bot's rules are cached. Once they are `profileTTLMs` old they are read again in the background while
 /// the bot's batches go on being evaluated with the cached rules, so a busy database never holds evaluation
@@ -102,9 +104,35 @@ public actor AlertEngine {
     }
 
     private func enqueue(bot: String, series: [Series]) {
+        // Most batches change no alert and need nothing from the store: they are evaluated right here, without a
+        // task of their own (under load each task waits its turn behind every connection's work, and batches
+        // piled up meanwhile). A batch that needs the store goes on in the bot's task; the bot's later batches
+        // queue behind it.
+        if !running.contains(bot), let state = cachedState(bot) {
+            let seen = invalidations
+            let step = prepare(bot: bot, state: state, series: series)
+            if step.actions.isEmpty && !step.noData {
+                bots[bot] = step.state
+                finished()
+                return
+            }
+            running.insert(bot)
+            Task {
+                await self.complete(bot, step, seen: seen)
+                self.finished()
+                await self.drain(bot)
+            }
+            return
+        }
         queues[bot, default: []].append(series)
         guard running.insert(bot).inserted else { return }
         Task { await self.drain(bot) }
+    }
+
+    /// A batch was evaluated.
+    private func finished() {
+        waiting.subtract(1, ordering: .relaxed)
+        evaluated?()
     }
 
     /// Forgets cached rules of `bot` (every bot when nil): the next batch reads them again.
@@ -136,40 +164,65 @@ public actor AlertEngine {
         while let next = queues[bot]?.first {
             queues[bot]?.removeFirst()
             await evaluate(bot: bot, series: next)
-            waiting.subtract(1, ordering: .relaxed)
-            evaluated?()
+            finished()
         }
         queues[bot] = nil
         running.remove(bot)
     }
 
-    private func evaluate(bot: String, series: [Series]) async {
-        let seen = invalidations
+    /// What evaluating one batch asks of the store, worked out without it.
+    struct Step {
+        var state: BotState
+        var nowMs: Int64
+        /// The bot is back from silence (or new to this replica): its no-data alert is resolved.
+        var noData: Bool
+        var actions: [(rule: Rule, observation: Observation, tracker: AlertTracker, action: AlertTracker.Action)]
+    }
+
+    /// Evaluates a batch against the bot's state: no store, no waiting. Takes up rules read in the background,
+    /// and starts a reading when the cached ones are old.
+    private func prepare(bot: String, state: BotState, series: [Series]) -> Step {
+        var state = state
+        let now = nowMs()
+        if !refreshed.isEmpty, let p = refreshed.removeValue(forKey: bot) { state.evaluator.update(profile: p) }
+        if now - state.loadedAtMs >= profileTTLMs {
+            state.loadedAtMs = loadedAt(now)
+            refresh(bot)
+        }
+        let noData = noDataRule != nil && (state.lastBatchMs == 0 || now - state.lastBatchMs >= noDataMs / 2)
+        state.lastBatchMs = now
+        var actions: [(rule: Rule, observation: Observation, tracker: AlertTracker, action: AlertTracker.Action)] = []
+        for o in state.evaluator.evaluate(series) {
+            guard let rule = state.evaluator.profile.rule(o.ruleID) else { continue }
+            var tracker = state.trackers[rule.id] ?? AlertTracker()
+            if let action = tracker.observe(rule, value: o.value, nowMs: now, cooldowns: cooldowns) {
+                actions.append((rule, o, tracker, action))
+            } else {
+                state.trackers[rule.id] = tracker.isFiring ? tracker : nil
+            }
+        }
+        return Step(state: state, nowMs: now, noData: noData, actions: actions)
+    }
+
+    /// Asks the store what `step` needs, delivers the events, and puts the bot's state back.
+    private func complete(_ bot: String, _ step: Step, seen: UInt64) async {
+        var state = step.state
         do {
-            var state = try await botState(bot)
-            let now = nowMs()
-            // A bot back from silence (or seen first by this replica) resolves its no-data alert.
-            if let rule = noDataRule, state.lastBatchMs == 0 || now - state.lastBatchMs >= noDataMs / 2 {
+            if step.noData, let rule = noDataRule {
                 if let event = try await store.resolve(bot: bot, rule: rule, value: 0, state: nil) { await sink.deliver(event) }
             }
-            state.lastBatchMs = now
-            let observations = state.evaluator.evaluate(series)
-            for o in observations {
-                guard let rule = state.evaluator.profile.rule(o.ruleID) else { continue }
-                var tracker = state.trackers[rule.id] ?? AlertTracker()
-                let action = tracker.observe(rule, value: o.value, nowMs: now, cooldowns: cooldowns)
+            for (rule, o, before, action) in step.actions {
+                var tracker = before
                 var event: AlertEvent?
                 switch action {
-                case .fire?:
+                case .fire:
                     event = try await store.fire(bot: bot, rule: rule, value: o.value, state: o.state)
-                case .repeatIfDue?:
+                case .repeatIfDue:
                     event = try await store.repeatIfDue(bot: bot, rule: rule, value: o.value, state: o.state,
                                                        cooldownMs: cooldowns.ms(for: rule.level))
-                    if event != nil { tracker.repeated(rule, nowMs: now, cooldowns: cooldowns) }
-                case .resolve?:
+                    if event != nil { tracker.repeated(rule, nowMs: step.nowMs, cooldowns: cooldowns) }
+                case .resolve:
                     event = try await store.resolve(bot: bot, rule: rule, value: o.value, state: o.state)
-                case nil:
-                    break
                 }
                 state.trackers[rule.id] = tracker.isFiring ? tracker : nil
                 if var e = event {
@@ -187,23 +240,40 @@ public actor AlertEngine {
         }
     }
 
+    private func evaluate(bot: String, series: [Series]) async {
+        let seen = invalidations
+        let state: BotState
+        do {
+            state = try await botState(bot)
+        } catch {
+            logger.error("alerting: evaluating a batch of \(bot) failed: \(String(reflecting: error))")
+            bots[bot] = nil
+            return
+        }
+        await complete(bot, prepare(bot: bot, state: state, series: series), seen: seen)
+    }
+
+    /// The bot's cached state, taken out of the registry, if its rules need not be read first.
+    private func cachedState(_ bot: String) -> BotState? {
+        guard let s = bots.removeValue(forKey: bot) else { return nil }
+        if s.loadedAtMs == Self.mustReload {
+            bots[bot] = s
+            return nil
+        }
+        return s
+    }
+
     private func nowMs() -> Int64 { clock.nowMs }
 
     private func botState(_ bot: String) async throws -> BotState {
         let now = nowMs()
-        // Taken out of the registry while the batch is evaluated (put back by `evaluate`), so the counter
+        // Taken out of the registry while the batch is evaluated (put back by `complete`), so the counter
         // windows are mutated in place rather than copied.
         if var s = bots.removeValue(forKey: bot) {
             if s.loadedAtMs == Self.mustReload {
                 refreshed[bot] = nil
                 s.evaluator.update(profile: try await profiles(bot))
                 s.loadedAtMs = loadedAt(now)
-            } else {
-                if let p = refreshed.removeValue(forKey: bot) { s.evaluator.update(profile: p) }
-                if now - s.loadedAtMs >= profileTTLMs {
-                    s.loadedAtMs = loadedAt(now)
-                    refresh(bot)
-                }
             }
             return s
         }

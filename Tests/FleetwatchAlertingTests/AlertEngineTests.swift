@@ -109,6 +109,42 @@ actor EventLog: AlertSink {
         #expect(given.load(ordering: .relaxed) == 6, "a finished engine gives the batch back at once")
     }
 
+    /// Batches that change no alert are evaluated as they arrive, the others in the bot's task with its later
+    /// batches queued behind: whether the store answers at once or slowly (so that batches queue), the same
+    /// batches give the same transitions, in order, and counters' rates see every reading once.
+    @Test func slowOrQuickStoreTheSameBatchesGiveTheSameAlerts() async throws {
+        let profile = ThresholdProfile(name: "t", rules: [
+            Rule(id: "mem", kind: .above(metric: "memory_usage_mb"), limit: 500, level: .warning, summary: "Memory"),
+            Rule(id: "orders", kind: .rateAbove(counter: "orders_total", windowSeconds: 60, perSeconds: 60), limit: 100,
+                 level: .warning, summary: "Orders"),
+        ], enableEmergencyShutdown: false)
+        let memory: [Double] = [100, 600, 610, 100, 90, 700, 720, 100, 100, 650]
+        func run(delayMs: Int) async -> [String] {
+            let log = EventLog()
+            let engine = AlertEngine(store: SlowAlertStore(delayMs: delayMs), sink: log, profiles: { _ in profile },
+                                     logger: Logger(label: "t"))
+            Task { await engine.run() }
+            var orders = 0.0
+            for (i, m) in memory.enumerated() {
+                let t = Int64(1_000_000 + i * 1000)
+                orders += i < 5 ? 1 : 50                   // the rise in a minute passes 100 at the 7th batch: fires
+                engine.submit(bot: "b", series: [
+                    .init(name: "memory_usage_mb", kind: .gauge, timestamps: [t], values: [m]),
+                    .init(name: "orders_total", kind: .counter, timestamps: [t], values: [orders]),
+                ])
+                if i % 3 == 0 { await Task.yield() }
+            }
+            for _ in 0..<20 { await engine.drainForTests() }
+            return await log.events
+        }
+        let quick = await run(delayMs: 0)
+        let slow = await run(delayMs: 20)
+        #expect(quick == slow)
+        #expect(quick.filter { $0 == "b/mem/fired" }.count == 3, "\(quick)")
+        #expect(quick.filter { $0 == "b/mem/resolved" }.count == 2, "\(quick)")
+        #expect(quick.contains("b/orders/fired"), "\(quick)")
+    }
+
     static func memoryRule(limit: Double) -> ThresholdProfile {
         ThresholdProfile(name: "t", rules: [Rule(id: "mem", kind: .above(metric: "memory_usage_mb"), limit: limit,
                                                  level: .warning, summary: "Memory")], enableEmergencyShutdown: false)
@@ -249,4 +285,28 @@ actor HeldProfiles {
         for w in waiting { w.resume() }
         waiting = []
     }
+}
+
+/// `MemoryAlertStore` that takes `delayMs` to answer every transition (a busy database).
+actor SlowAlertStore: AlertStore {
+    let inner = MemoryAlertStore()
+    let delayMs: Int
+    init(delayMs: Int) { self.delayMs = delayMs }
+
+    private func pause() async { if delayMs > 0 { try? await Task.sleep(for: .milliseconds(delayMs)) } }
+
+    func fire(bot: String, rule: Rule, value: Double, state: String?) async throws -> AlertEvent? {
+        await pause()
+        return try await inner.fire(bot: bot, rule: rule, value: value, state: state)
+    }
+    func repeatIfDue(bot: String, rule: Rule, value: Double, state: String?, cooldownMs: Int64) async throws -> AlertEvent? {
+        await pause()
+        return try await inner.repeatIfDue(bot: bot, rule: rule, value: value, state: state, cooldownMs: cooldownMs)
+    }
+    func resolve(bot: String, rule: Rule, value: Double, state: String?) async throws -> AlertEvent? {
+        await pause()
+        return try await inner.resolve(bot: bot, rule: rule, value: value, state: state)
+    }
+    func firingRules(bot: String) async throws -> Set<String> { try await inner.firingRules(bot: bot) }
+    func isSilenced(bot: String, metric: String) async throws -> Bool { false }
 }
