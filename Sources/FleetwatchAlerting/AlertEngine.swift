@@ -139,19 +139,23 @@ public actor AlertEngine {
     public func invalidate(bot: String?) {
         if let bot {
             bots[bot]?.loadedAtMs = Self.mustReload
+            refreshed[bot] = nil
         } else {
             for key in bots.keys { bots[key]?.loadedAtMs = Self.mustReload }
+            refreshed.removeAll()
         }
         invalidations += 1
     }
 
-    /// Waits until the batches submitted so far have been taken in and evaluated (tests).
+    /// Waits until the batches submitted so far have been taken in and evaluated, and the rules being read in
+    /// the background were read (tests; gives up after about two seconds).
     public func drainForTests() async {
+        var settled: Bool { running.isEmpty && queues.isEmpty && refreshing.isEmpty && waiting.load(ordering: .relaxed) == 0 }
         for _ in 0..<200 {
             await Task.yield()
-            if running.isEmpty && queues.isEmpty { try? await Task.sleep(for: .milliseconds(5)) }
-            if running.isEmpty && queues.isEmpty { return }
-            try? await Task.sleep(for: .milliseconds(2))
+            if settled { try? await Task.sleep(for: .milliseconds(5)) }
+            if settled { return }
+            try? await Task.sleep(for: .milliseconds(5))
         }
     }
 
@@ -237,6 +241,7 @@ public actor AlertEngine {
         } catch {
             logger.error("alerting: evaluating a batch of \(bot) failed: \(String(reflecting: error))")
             bots[bot] = nil   // reload state from the store next time
+            refreshed[bot] = nil
         }
     }
 
@@ -277,6 +282,7 @@ public actor AlertEngine {
             }
             return s
         }
+        refreshed[bot] = nil
         let firing = try await store.firingRules(bot: bot)
         return BotState(evaluator: RuleEvaluator(profile: try await profiles(bot)),
                         trackers: Dictionary(uniqueKeysWithValues: firing.map { ($0, AlertTracker(firing: true)) }),
@@ -307,6 +313,13 @@ public actor AlertEngine {
 
     private func refreshFinished(_ bot: String, _ profile: ThresholdProfile?, seen: UInt64) {
         refreshing.remove(bot)
-        if let profile, invalidations == seen { refreshed[bot] = profile }
+        guard let profile else { return }
+        if invalidations == seen {
+            refreshed[bot] = profile
+        } else if let s = bots[bot], s.loadedAtMs != Self.mustReload {
+            // Rules changed meanwhile (this bot's or another's: one counter serves all), so what was read may be
+            // stale: read again at the bot's next batch rather than a whole lifetime later.
+            bots[bot]?.loadedAtMs = nowMs() - profileTTLMs
+        }
     }
 }

@@ -52,7 +52,7 @@ final class HubMetrics: Sendable {
         if let engine {
             registry.makeGauge(descriptor: .named("fleetwatch_alert_evaluation_backlog",
                                                   "Stored batches waiting for alert evaluation on this replica (growing: evaluation does not keep up)"))
-                .set(to: Double(engine.backlog))
+                .set(to: Double(backlog.unevaluated))   // the count the agent connections' readers wait on
         }
         registry.makeGauge(descriptor: .named("fleetwatch_build_info", "The hub's version (value 1)"),
                            labels: [("version", FleetwatchVersion.current)]).set(to: 1)
@@ -63,7 +63,7 @@ final class HubMetrics: Sendable {
             let delta = cpuSeconds.withLock { last -> Double in defer { last = max(last, p.cpuSeconds) }; return max(0, p.cpuSeconds - last) }
             registry.makeCounter(descriptor: .named("process_cpu_seconds_total", "User and system CPU time of the hub process")).increment(by: delta)
         }
-        if let arenas = MallocArenas.count() {
+        if let arenas = MallocArenas.recentCount() {
             registry.makeGauge(descriptor: .named("fleetwatch_allocator_arenas", "Arenas of the hub's memory allocator (glibc; at most hub.malloc_arenas)"))
                 .set(to: Double(arenas))
         }

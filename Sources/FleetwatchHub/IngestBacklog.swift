@@ -19,6 +19,12 @@ final class IngestBacklog: Sendable {
         var peak = 0
 
         func isOver(_ limit: Int, _ maxUnevaluated: Int) -> Bool { bytes > limit || unevaluated > maxUnevaluated }
+        /// Parked readers go on once the bytes are within their limit and the unevaluated batches at 90 % of
+        /// theirs: waking every reader the moment evaluation is one batch under its limit would have them all
+        /// read a message and go over it again at once.
+        func mayWake(_ limit: Int, _ maxUnevaluated: Int) -> Bool {
+            bytes <= limit && unevaluated <= maxUnevaluated - maxUnevaluated / 10
+        }
     }
     private let state = Mutex(State())
     let limit: Int
@@ -49,7 +55,7 @@ final class IngestBacklog: Sendable {
     }
 
     /// A batch handed to alert evaluation was evaluated (or refused by an engine that stopped); wakes the parked
-    /// readers once both sums are within their limits.
+    /// readers once both sums are back within their limits (the unevaluated batches at 90 % of theirs).
     func evaluated() {
         release { $0.unevaluated -= 1 }
     }
@@ -57,7 +63,7 @@ final class IngestBacklog: Sendable {
     private func release(_ change: (inout State) -> Void) {
         let wake = state.withLock { s -> [@Sendable () -> Void] in
             change(&s)
-            guard !s.parked.isEmpty, !s.isOver(limit, maxUnevaluated) else { return [] }
+            guard !s.parked.isEmpty, s.mayWake(limit, maxUnevaluated) else { return [] }
             defer { s.parked.removeAll(keepingCapacity: true) }
             return Array(s.parked.values)
         }
@@ -84,6 +90,6 @@ final class IngestBacklog: Sendable {
         state.withLock { ($0.bytes, $0.peak, $0.parked.count) }
     }
 
-    /// Batches handed to alert evaluation and not yet evaluated (tests).
+    /// Batches handed to alert evaluation and not yet evaluated (`/metrics`, tests).
     var unevaluated: Int { state.withLock { $0.unevaluated } }
 }

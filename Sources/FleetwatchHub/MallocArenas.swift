@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import Synchronization
 
 /// How many arenas glibc's allocator may use (`hub.malloc_arenas`).
 ///
@@ -32,6 +33,18 @@ enum MallocArenas {
         return nil
         #endif
     }()
+
+    /// `count()` as of at most a minute ago: `malloc_info` walks the free lists of every arena under its lock,
+    /// which a scrape of `/metrics` every few seconds should not do each time.
+    static func recentCount() -> Int? {
+        let now = ContinuousClock.now
+        if let (at, value) = recent.withLock({ $0 }), now - at < .seconds(60) { return value }
+        let value = count()
+        recent.withLock { $0 = (now, value) }
+        return value
+    }
+
+    private static let recent = Mutex<(ContinuousClock.Instant, Int?)?>(nil)
 
     /// The arenas glibc's allocator has now (from `malloc_info`), nil elsewhere (tests, diagnostics).
     static func count() -> Int? {

@@ -145,6 +145,58 @@ actor EventLog: AlertSink {
         #expect(quick.contains("b/orders/fired"), "\(quick)")
     }
 
+    /// A bot back from silence resolves its no-data alert also when its batch would otherwise be evaluated as it
+    /// arrives (cached rules, nothing breached); a batch right after asks nothing.
+    @Test func aBotBackFromSilenceResolvesItsNoDataAlert() async throws {
+        let clock = ManualClock()
+        let store = MemoryAlertStore()
+        let log = EventLog()
+        let silent = Rule(id: "bot_silent", kind: .above(metric: "seconds_since_last_report"), limit: 0, level: .critical,
+                          summary: "Silent")
+        let engine = AlertEngine(store: store, sink: log, profiles: { _ in .standard }, noDataRule: silent, noDataMs: 120_000,
+                                 logger: Logger(label: "t"), clock: clock)
+        Task { await engine.run() }
+        engine.submit(bot: "b", series: Self.memory(100, 1))     // first seen: the (absent) alert is resolved: nothing
+        await engine.drainForTests()
+        _ = try await store.fire(bot: "b", rule: silent, value: 130, state: nil)   // the silent-bot watcher fired it
+        clock.advance(ms: 60_000)
+        engine.submit(bot: "b", series: Self.memory(100, 2))     // back after half the no-data time: resolved
+        await engine.drainForTests()
+        engine.submit(bot: "b", series: Self.memory(100, 3))     // right after: nothing to ask
+        await engine.drainForTests()
+        #expect(await log.events == ["b/bot_silent/resolved"])
+        #expect(try await store.firingRules(bot: "b").isEmpty)
+    }
+
+    /// Rules read in the background before an operator's change are not used after it, even when the bot's
+    /// state was dropped by a failed evaluation in between (its rules are then read afresh, and must stay).
+    @Test func aChangeWinsOverRulesReadBeforeIt() async throws {
+        let clock = ManualClock()
+        let limit = Mutex(500.0)
+        let store = FailingOnceAlertStore()
+        let log = EventLog()
+        let engine = AlertEngine(store: store, sink: log, profiles: { _ in Self.memoryRule(limit: limit.withLock { $0 }) },
+                                 profileTTLMs: 30_000, logger: Logger(label: "t"), clock: clock)
+        Task { await engine.run() }
+        engine.submit(bot: "b", series: Self.memory(100, 1))
+        await engine.drainForTests()
+        clock.advance(ms: 30_000)
+        await store.failNextFire()
+        engine.submit(bot: "b", series: Self.memory(600, 2))     // starts a background reading (limit 500), fails to fire
+        await engine.drainForTests()
+        limit.withLock { $0 = 700 }
+        await engine.invalidate(bot: "b")                         // the operator's change
+        engine.submit(bot: "b", series: Self.memory(650, 3))     // state read afresh: 650 is under 700
+        await engine.drainForTests()
+        engine.submit(bot: "b", series: Self.memory(650, 4))
+        await engine.drainForTests()
+        let events = await log.events
+        #expect(events.isEmpty, "\(events): the rules read before the change were used")
+        engine.submit(bot: "b", series: Self.memory(750, 5))
+        await engine.drainForTests()
+        #expect(await log.events == ["b/mem/fired"])
+    }
+
     static func memoryRule(limit: Double) -> ThresholdProfile {
         ThresholdProfile(name: "t", rules: [Rule(id: "mem", kind: .above(metric: "memory_usage_mb"), limit: limit,
                                                  level: .warning, summary: "Memory")], enableEmergencyShutdown: false)
@@ -306,6 +358,27 @@ actor SlowAlertStore: AlertStore {
     func resolve(bot: String, rule: Rule, value: Double, state: String?) async throws -> AlertEvent? {
         await pause()
         return try await inner.resolve(bot: bot, rule: rule, value: value, state: state)
+    }
+    func firingRules(bot: String) async throws -> Set<String> { try await inner.firingRules(bot: bot) }
+    func isSilenced(bot: String, metric: String) async throws -> Bool { false }
+}
+
+/// `MemoryAlertStore` whose next `fire` throws once when told to (a database that failed a statement).
+actor FailingOnceAlertStore: AlertStore {
+    struct Failed: Error {}
+    let inner = MemoryAlertStore()
+    private var failFire = false
+    func failNextFire() { failFire = true }
+
+    func fire(bot: String, rule: Rule, value: Double, state: String?) async throws -> AlertEvent? {
+        if failFire { failFire = false; throw Failed() }
+        return try await inner.fire(bot: bot, rule: rule, value: value, state: state)
+    }
+    func repeatIfDue(bot: String, rule: Rule, value: Double, state: String?, cooldownMs: Int64) async throws -> AlertEvent? {
+        try await inner.repeatIfDue(bot: bot, rule: rule, value: value, state: state, cooldownMs: cooldownMs)
+    }
+    func resolve(bot: String, rule: Rule, value: Double, state: String?) async throws -> AlertEvent? {
+        try await inner.resolve(bot: bot, rule: rule, value: value, state: state)
     }
     func firingRules(bot: String) async throws -> Set<String> { try await inner.firingRules(bot: bot) }
     func isSilenced(bot: String, metric: String) async throws -> Bool { false }

@@ -81,8 +81,9 @@ struct IngestBacklogLimitTests {
 
     /// With `hub.max_unevaluated_batches` at its minimum (100), six bots each send 300 small batches, each after
     /// the previous one's ack (1,800 batches, far more than the bound): every batch is acknowledged as stored,
-    /// and afterwards nothing waits for evaluation and no reader is held. A batch never given back by evaluation
-    /// would stop every reader for good once 100 were missing, and the next batch would get no ack.
+    /// and afterwards nothing waits for evaluation (`fleetwatch_alert_evaluation_backlog` is the count the readers
+    /// wait on) and no reader is held. A batch never given back by evaluation would stay in that count, and once
+    /// 100 were missing it would stop every reader for good: the next batch would get no ack.
     @Test(.timeLimit(.minutes(3)))
     func theEvaluationBoundHoldsNoReaderForGood() async throws {
         let db = try await TestDatabase.create()
