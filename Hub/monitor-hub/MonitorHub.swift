@@ -13,6 +13,22 @@ struct MonitorHub: AsyncParsableCommand {
         version: FleetwatchVersion.current,
         subcommands: [Serve.self, Migrate.self, Database.self, Bots.self, Profiles.self, Tokens.self, Users.self, Report.self, Rollup.self, Analysts.self],
         defaultSubcommand: Serve.self)
+
+    /// ArgumentParser's entry, after limiting the allocator's arenas on the main thread, before any other
+    /// thread allocates (`MallocArenas`).
+    static func main() async {
+        MallocArenas.limit(MallocArenas.hubDefault)
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// Options every subcommand shares.

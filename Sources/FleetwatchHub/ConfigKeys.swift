@@ -207,7 +207,6 @@ extension HubConfiguration {
         },
         .set("hub.audit_retention_days", \.auditRetentionDays),
         .duration("hub.memory_trim_interval", \.memoryTrimInterval),
-        .set("hub.malloc_arenas", \.mallocArenas),
 
         .set("retention.raw_days", \.retention.rawDays),
         .set("retention.minute_rollup_days", \.retention.minuteRollupDays),

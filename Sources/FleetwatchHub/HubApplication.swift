@@ -35,8 +35,6 @@ public struct HubApplication: Sendable {
     /// Runs until SIGTERM/SIGINT (or `shutdown` is triggered). `onListening` gets the bound port.
     public func run(onListening: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
         for warning in configuration.warnings { logger.warning("configuration: \(warning)") }
-        // Before the event loops and the database pool start their threads.
-        if MallocArenas.limit(configuration.mallocArenas) { logger.debug("allocator arenas limited to \(configuration.mallocArenas)") }
         let database = try await HubDatabase.open(configuration, logger: logger)
         defer { database.close() }
         logger.info("using PostgreSQL at \(database.url)")

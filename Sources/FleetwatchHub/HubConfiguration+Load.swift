@@ -126,7 +126,6 @@ extension HubConfiguration {
         try require((1...36_500).contains(auditRetentionDays), "hub.audit_retention_days must be 1–36500")
         try require(memoryTrimInterval == .zero || (.seconds(1) ... .seconds(3600)).contains(memoryTrimInterval),
                     "hub.memory_trim_interval must be 0 (never) or 1–3600 seconds")
-        try require((0...64).contains(mallocArenas), "hub.malloc_arenas must be 0 (glibc's default) or 1–64")
         try require(ingest.validator.maxAgeMs > 0 && ingest.validator.maxFutureMs >= 0, "hub.max_sample_age must be > 0 and hub.max_sample_future ≥ 0")
         try require(monitoring.healthCheckInterval > 0, "monitoring.health_check_interval must be > 0")
         try require(WebhookFormat(rawValue: alerts.webhookFormat) != nil,

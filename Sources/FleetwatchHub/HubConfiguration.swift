@@ -92,9 +92,6 @@ public struct HubConfiguration: Sendable {
     /// How often the hub gives the memory its allocator holds free back to the system (`MemoryTrimmer`);
     /// zero: never.
     public var memoryTrimInterval: Duration = .seconds(30)
-    /// Arenas glibc's allocator may use (`MallocArenas`); zero: glibc's default (eight per core). Ignored when
-    /// the environment sets `MALLOC_ARENA_MAX`.
-    public var mallocArenas = 2
 
     public init() {}
 }

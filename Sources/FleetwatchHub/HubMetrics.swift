@@ -64,7 +64,7 @@ final class HubMetrics: Sendable {
             registry.makeCounter(descriptor: .named("process_cpu_seconds_total", "User and system CPU time of the hub process")).increment(by: delta)
         }
         if let arenas = MallocArenas.recentCount() {
-            registry.makeGauge(descriptor: .named("fleetwatch_allocator_arenas", "Arenas of the hub's memory allocator (glibc; at most hub.malloc_arenas)"))
+            registry.makeGauge(descriptor: .named("fleetwatch_allocator_arenas", "Arenas of the hub's memory allocator (glibc; 2 unless MALLOC_ARENA_MAX is set)"))
                 .set(to: Double(arenas))
         }
         agents.set(to: Double(await connections.count))

@@ -4,18 +4,23 @@ import Glibc
 import Foundation
 import Synchronization
 
-/// How many arenas glibc's allocator may use (`hub.malloc_arenas`).
+/// How many arenas glibc's allocator may use: `monitor-hub` limits them to `hubDefault` first thing.
 ///
 /// glibc gives threads their own arenas, up to eight per core, and memory freed in one arena is reused only
 /// there: the hub's event-loop and task threads each keep their own free memory between live blocks, and the
 /// resident memory climbs for minutes under load before it levels off. With two arenas, the same 5,000-agent
 /// load levelled off sooner and lower (docs/benchmarks.md). The usual remedy, `MALLOC_ARENA_MAX`, needs the
-/// environment of every way the hub is started; the hub sets the limit itself, first thing, unless that
-/// variable is set (the operator's choice wins). Only on glibc; elsewhere it does nothing.
-enum MallocArenas {
+/// environment of every way the hub is started; the hub sets the limit itself, on the main thread before any
+/// other thread allocates (glibc fixes the limit when the next arena is wanted, so a configuration file read
+/// later could not change it), unless that variable is set (the operator's choice wins). Only on glibc;
+/// elsewhere it does nothing.
+public enum MallocArenas {
+    /// The arenas `monitor-hub` allows.
+    public static let hubDefault = 2
+
     /// Limits the arenas to `count` (0: leave glibc's default); whether the limit was set.
     @discardableResult
-    static func limit(_ count: Int, environment: [String: String] = ProcessInfo.processInfo.environment) -> Bool {
+    public static func limit(_ count: Int, environment: [String: String] = ProcessInfo.processInfo.environment) -> Bool {
         guard count > 0, environment["MALLOC_ARENA_MAX"] == nil, let mallopt else { return false }
         return mallopt(arenaMax, Int32(clamping: count)) == 1
     }

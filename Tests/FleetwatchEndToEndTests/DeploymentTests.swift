@@ -162,7 +162,7 @@ struct DeploymentTests {
         #expect(value("fleetwatch_postgres_up") == 1)
         // The one batch was evaluated long before this scrape: nothing waits for alert evaluation.
         #expect(value("fleetwatch_alert_evaluation_backlog") == 0)
-        // hub.malloc_arenas (2 by default) holds glibc's allocator to two arenas (a thread each, otherwise).
+        // monitor-hub holds glibc's allocator to two arenas as it starts (a thread each, otherwise: 7).
         if ProcessInfo.processInfo.environment["MALLOC_ARENA_MAX"] == nil {
             #expect((1...2).contains(value("fleetwatch_allocator_arenas") ?? 0), "\(String(describing: value("fleetwatch_allocator_arenas")))")
         }

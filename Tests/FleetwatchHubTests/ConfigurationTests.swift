@@ -91,9 +91,6 @@ import Testing
         (#"{"hub": {"memory_trim_interval": 0.5}}"#, "hub.memory_trim_interval must be 0 (never) or 1–3600 seconds"),
         (#"{"hub": {"memory_trim_interval": -30}}"#, "hub.memory_trim_interval"),
         (#"{"hub": {"memory_trim_interval": 86400}}"#, "hub.memory_trim_interval must be 0 (never) or 1–3600 seconds"),
-        (#"{"hub": {"malloc_arenas": 65}}"#, "hub.malloc_arenas must be 0 (glibc's default) or 1–64"),
-        (#"{"hub": {"malloc_arenas": -1}}"#, "hub.malloc_arenas must be 0 (glibc's default) or 1–64"),
-        (#"{"hub": {"malloc_arenas": "two"}}"#, "hub.malloc_arenas"),
         (#"{"hub": {"max_unevaluated_batches": 99}}"#, "hub.max_unevaluated_batches must be 100–10000000"),
         (#"{"hub": {"max_unevaluated_batches": 0}}"#, "hub.max_unevaluated_batches must be 100–10000000"),
         (#"{"hub": {"max_unevaluated_batches": "10k"}}"#, "hub.max_unevaluated_batches"),
@@ -112,13 +109,6 @@ import Testing
         #expect(off.memoryTrimInterval == .zero)
         let often = try HubConfiguration.load(config: Self.file(#"{"hub": {"memory_trim_interval": 5}}"#), environment: [:])
         #expect(often.memoryTrimInterval == .seconds(5))
-    }
-
-    /// The allocator gets two arenas unless the file says otherwise; 0 leaves glibc's default.
-    @Test func mallocArenas() throws {
-        #expect(HubConfiguration().mallocArenas == 2)
-        let off = try HubConfiguration.load(config: Self.file(#"{"hub": {"malloc_arenas": 0}}"#), environment: [:])
-        #expect(off.mallocArenas == 0)
     }
 
     /// Batches waiting for alert evaluation are bounded at 10,000 unless the file says otherwise.
