@@ -23,6 +23,7 @@ public enum Schema {
         Migration(version: 9, name: "minute_chunks", sql: decode(PackageResources.V0009__minute_chunks_sql)),
         Migration(version: 10, name: "review_fixes", sql: decode(PackageResources.V0010__review_fixes_sql)),
         Migration(version: 11, name: "row_ends", sql: decode(PackageResources.V0011__row_ends_sql)),
+        Migration(version: 12, name: "merge_compression", sql: decode(PackageResources.V0012__merge_compression_sql)),
     ]
 
     /// The latest version this build knows.

@@ -200,6 +200,13 @@ extension HubConfiguration {
         .duration("hub.http_head_timeout", \.http.headTimeout),
         .set("hub.max_connections_per_address", \.http.maxConnectionsPerAddress),
         .duration("hub.statement_timeout", \.databaseStatementTimeout),
+        .custom("hub.toast_compression") { c, v, source in
+            let value = try String.read(v, "hub.toast_compression", source: source)
+            guard let method = ToastCompression(rawValue: value.lowercased()) else {
+                throw ConfigurationError("\(source): hub.toast_compression '\(value)' is not one of auto, lz4, pglz")
+            }
+            c.toastCompression = method
+        },
         .duration("hub.outage_credentials_max_age", \.outageCredentialMaxAge),
         .custom("hub.trusted_proxies") { c, v, source in
             c.http.trustedProxies = try TrustedProxies(parsing: [String].read(v, "hub.trusted_proxies", source: source),

@@ -40,13 +40,19 @@ public struct HubApplication: Sendable {
         logger.info("using PostgreSQL at \(database.url)")
         // Migrations on a client of their own, without the statement timeout (a migration may take long).
         let logger = self.logger
-        let applied = try await withPostgresClient(try database.makeClient(maxConnections: 1, logger: logger)) { client in
-            try await Migrator(client: client, logger: logger).migrate()
+        let (applied, offered) = try await withPostgresClient(try database.makeClient(maxConnections: 1, logger: logger)) { client in
+            (try await Migrator(client: client, logger: logger).migrate(),
+             try await ServerFacts(client: client, logger: logger).toastCompressions())
         }
         if !applied.isEmpty { logger.info("applied migrations \(applied)") }
+        // Checked before the pool starts: a value the server refuses would fail every connection.
+        let compression = try configuration.toastCompression.sessionValue(offered: offered)
+        logger.info("large batches are compressed with \(compression ?? "the server's default_toast_compression") as they arrive, merged minutes with pglz")
         // The pool follows the writable primary when the address names several hosts (DatabaseHealth moves it).
         let client = try DatabaseClient(url: database.url, maxConnections: configuration.databaseConnections,
-                                        statementTimeout: configuration.databaseStatementTimeout, endpoint: database.endpoint, logger: logger)
+                                        statementTimeout: configuration.databaseStatementTimeout,
+                                        sessionSettings: compression.map { [("default_toast_compression", $0)] } ?? [],
+                                        endpoint: database.endpoint, logger: logger)
         let clientTask = Task { await client.run() }
         defer { clientTask.cancel() }
         await HubDatabase.warnIfPrivileged(client, logger: logger)

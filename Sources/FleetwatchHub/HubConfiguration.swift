@@ -36,6 +36,9 @@ public struct HubConfiguration: Sendable {
     /// PostgreSQL cancels any statement of the running hub that takes longer (`hub.statement_timeout`; 0: never);
     /// an API request whose query is cancelled gets 503. Migrations are not limited.
     public var databaseStatementTimeout: Duration = .seconds(30)
+    /// How PostgreSQL compresses large batches as they arrive (`hub.toast_compression`): lz4 where the server has
+    /// it; merged minutes are pglz whatever this says.
+    public var toastCompression = ToastCompression.auto
     /// While PostgreSQL is unreachable, bot tokens, API tokens and dashboard sessions this replica verified within
     /// this long are still accepted (`hub.outage_credentials_max_age`; 0: none): reconnecting agents, and the
     /// break-glass emergency stop.

@@ -14,6 +14,8 @@ public final class DatabaseClient: PostgresQuerying {
     public let url: DatabaseURL
     let maxConnections: Int
     let statementTimeout: Duration?
+    /// Settings every connection of the pool starts with (`SET name = value`), e.g. `default_toast_compression`.
+    let sessionSettings: [(String, String)]
     let logger: Logger
 
     private struct Current {
@@ -26,25 +28,29 @@ public final class DatabaseClient: PostgresQuerying {
     /// How long an abandoned pool is kept for the statements still using it.
     static let retireAfter: Duration = .seconds(5)
 
-    public init(url: DatabaseURL, maxConnections: Int, statementTimeout: Duration? = nil, endpoint: Int = 0, logger: Logger) throws {
+    public init(url: DatabaseURL, maxConnections: Int, statementTimeout: Duration? = nil, sessionSettings: [(String, String)] = [],
+                endpoint: Int = 0, logger: Logger) throws {
         self.url = url
         self.maxConnections = maxConnections
         self.statementTimeout = statementTimeout
+        self.sessionSettings = sessionSettings
         self.logger = logger
         let client = try Self.makeClient(url, endpoint: endpoint, maxConnections: maxConnections, statementTimeout: statementTimeout,
-                                         logger: logger)
+                                         sessionSettings: sessionSettings, logger: logger)
         current = Mutex(Current(client: client, endpoint: endpoint, task: nil))
     }
 
     /// A PostgresNIO pool for one host of `url`; with `statementTimeout`, PostgreSQL cancels any statement that
-    /// runs longer.
+    /// runs longer. `sessionSettings` travel in each connection's start-up message: a value the server refuses
+    /// fails every connection, so check it first.
     public static func makeClient(_ url: DatabaseURL, endpoint: Int = 0, maxConnections: Int, statementTimeout: Duration?,
-                                  logger: Logger) throws -> PostgresClient {
+                                  sessionSettings: [(String, String)] = [], logger: Logger) throws -> PostgresClient {
         var configuration = try url.clientConfiguration(maxConnections: maxConnections, endpoint: url.endpoints[endpoint])
         if let statementTimeout, statementTimeout > .zero {
             let ms = statementTimeout.wholeMilliseconds
             configuration.options.additionalStartupParameters.append(("statement_timeout", "\(ms)"))
         }
+        configuration.options.additionalStartupParameters += sessionSettings
         return PostgresClient(configuration: configuration, backgroundLogger: logger)
     }
 
@@ -70,7 +76,7 @@ public final class DatabaseClient: PostgresQuerying {
     /// Moves the pool to host `endpoint` (a new pool; the old one is shut down after `retireAfter`).
     public func switchTo(endpoint: Int) throws {
         let client = try Self.makeClient(url, endpoint: endpoint, maxConnections: maxConnections, statementTimeout: statementTimeout,
-                                         logger: logger)
+                                         sessionSettings: sessionSettings, logger: logger)
         let task = Task { await client.run() }
         let old = current.withLock { c -> Task<Void, Never>? in
             defer { c = Current(client: client, endpoint: endpoint, task: task) }

@@ -37,6 +37,17 @@ public struct ServerFacts: Sendable {
         return ("", [])
     }
 
+    /// The compression methods the server can use for large values (`default_toast_compression`'s choices:
+    /// pglz always, lz4 when it was built with it).
+    public func toastCompressions() async throws -> [String] {
+        let rows = try await client.query("""
+            SELECT u FROM pg_settings, unnest(enumvals) u WHERE name = 'default_toast_compression'
+            """, logger: logger)
+        var methods: [String] = []
+        for try await method in rows.decode(String.self) { methods.append(method) }
+        return methods
+    }
+
     /// 0 when the server is a primary or has replayed everything it received; otherwise the seconds since the
     /// last transaction it replayed.
     public func replicationLag() async throws -> Double {

@@ -94,6 +94,8 @@ import Testing
         (#"{"hub": {"max_unevaluated_batches": 99}}"#, "hub.max_unevaluated_batches must be 100–10000000"),
         (#"{"hub": {"max_unevaluated_batches": 0}}"#, "hub.max_unevaluated_batches must be 100–10000000"),
         (#"{"hub": {"max_unevaluated_batches": "10k"}}"#, "hub.max_unevaluated_batches"),
+        (#"{"hub": {"toast_compression": "zstd"}}"#, "hub.toast_compression 'zstd' is not one of auto, lz4, pglz"),
+        (#"{"hub": {"toast_compression": 4}}"#, "hub.toast_compression"),
     ])
     func badFilesGiveAClearError(json: String, mentions: String) throws {
         let path = try Self.file(json)
@@ -116,6 +118,20 @@ import Testing
         #expect(HubConfiguration().ingest.maxUnevaluatedBatches == 10_000)
         let set = try HubConfiguration.load(config: Self.file(#"{"hub": {"max_unevaluated_batches": 500}}"#), environment: [:])
         #expect(set.ingest.maxUnevaluatedBatches == 500)
+    }
+
+    /// Large batches are compressed with lz4 where the server has it, unless the file says otherwise; asking for lz4
+    /// from a server without it is refused with what to set, before any connection would fail on it.
+    @Test func toastCompression() throws {
+        #expect(HubConfiguration().toastCompression == .auto)
+        let set = try HubConfiguration.load(config: Self.file(#"{"hub": {"toast_compression": "PGLZ"}}"#), environment: [:])
+        #expect(set.toastCompression == .pglz)
+        #expect(try ToastCompression.auto.sessionValue(offered: ["pglz", "lz4"]) == "lz4")
+        #expect(try ToastCompression.auto.sessionValue(offered: ["pglz"]) == nil)
+        #expect(try ToastCompression.pglz.sessionValue(offered: ["pglz", "lz4"]) == "pglz")
+        #expect(try ToastCompression.lz4.sessionValue(offered: ["pglz", "lz4"]) == "lz4")
+        let error = try #require(throws: ConfigurationError.self) { try ToastCompression.lz4.sessionValue(offered: ["pglz"]) }
+        #expect(error.description.contains("built without lz4") && error.description.contains("set hub.toast_compression to auto or pglz"))
     }
 
     /// A channel switched on without its settings is switched off with a warning naming the missing key (the

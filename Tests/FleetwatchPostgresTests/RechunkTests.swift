@@ -137,6 +137,49 @@ struct RechunkTests {
         #expect(again == 0)
     }
 
+    /// The hub's write connections default to lz4 (`hub.toast_compression`): large rows written on them are lz4,
+    /// and the upkeep's merge on the same connections writes pglz (schema 0012), the smaller for rows that stay,
+    /// with every read path answering as before.
+    @Test(.timeLimit(.minutes(2)))
+    func theMergeWritesPglzOnConnectionsThatDefaultToLz4() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["rc-a"], token: "secret", in: db)
+        let offered = try await db.withClient { try await ServerFacts(client: $0, logger: Self.logger).toastCompressions() }
+        try #require(offered.contains("lz4"), "the test server offers lz4 (Debian's PostgreSQL does): \(offered)")
+        let base = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 / 60).rounded(.down) * 60 - 30 * 60)
+        let client = try DatabaseClient(url: db.url, maxConnections: 2, sessionSettings: [("default_toast_compression", "lz4")],
+                                        logger: Self.logger)
+        let running = Task { await client.run() }
+        defer { running.cancel() }
+        for day in [base.addingTimeInterval(-86_400), base, base.addingTimeInterval(86_400)] {
+            try await client.query("SELECT fleetwatch_ensure_sample_partition(\(day)::date)", logger: Self.logger)
+        }
+        try await client.query("INSERT INTO metrics (name, kind) VALUES ('rc_latency', 'duration') ON CONFLICT DO NOTHING", logger: Self.logger)
+        // Three batches of 600 samples in one minute, as a busy bot's large batches arrive.
+        try await client.query("""
+            INSERT INTO samples (bot_id, t_start, epoch, seq, metric_ids, offsets_ms, vals, t_end)
+            SELECT b.id, \(base)::timestamptz + r * interval '15 seconds', 1, r + 1,
+                   array_fill((SELECT id FROM metrics WHERE name = 'rc_latency'), ARRAY[600]),
+                   ARRAY(SELECT i * 20 FROM generate_series(0, 599) i),
+                   ARRAY(SELECT (40 + (i * 7 + r) % 25)::float8 FROM generate_series(0, 599) i),
+                   \(base)::timestamptz + r * interval '15 seconds' + interval '11980 milliseconds'
+            FROM bots b, generate_series(0, 2) r WHERE b.name = 'rc-a'
+            """, logger: Self.logger)
+        func methods() async throws -> [String] {
+            var out: [String] = []
+            let rows = try await client.query("SELECT COALESCE(pg_column_compression(vals), 'none') FROM samples ORDER BY t_start", logger: Self.logger)
+            for try await m in rows.decode(String.self) { out.append(m) }
+            return out
+        }
+        #expect(try await methods() == ["lz4", "lz4", "lz4"])
+        let (from, to) = (base.addingTimeInterval(-3600), base.addingTimeInterval(3600))
+        let before = try await Self.answers(db, from: from, to: to)
+        #expect(try await ReviewMaintainer(client: client, settings: RetentionSettings(), logger: Self.logger)
+            .pass(hourly: true, now: base.addingTimeInterval(20 * 60)))
+        #expect(try await methods() == ["pglz"], "one merged row, compressed with pglz")
+        #expect(try await Self.answers(db, from: from, to: to) == before)
+    }
+
     /// The rollup reads only the rows that can hold samples of its window (schema 0011): those that start in it or
     /// up to a minute before, and those longer than a minute that reach into it, however early they start (found
     /// through their `t_end`). Rows stored before the migration have no `t_end`: over ranges they can reach, the
