@@ -25,8 +25,16 @@ struct IngestBench: AsyncParsableCommand {
     @Option(help: "Then feed this Prometheus binary's remote-write receiver the same shape and print the ratio (e.g. /usr/bin/prometheus).")
     var comparePrometheus: String?
     @Flag(help: "Skip PostgreSQL's COPY ceiling.") var noCopy = false
+    @Option(help: "The hub's hub.toast_compression: auto (its default: lz4 where PostgreSQL has it), lz4 or pglz.")
+    var toastCompression: String?
     @Option(name: .customLong("protocol"), help: "The protocol the agents speak: 2 sends self-contained batches, 3 delta batches (what the Swift agent sends).")
     var protocolVersion: UInt16 = WireProtocol.version
+
+    func validate() throws {
+        if let t = toastCompression, !["auto", "lz4", "pglz"].contains(t) {
+            throw ValidationError("--toast-compression must be auto, lz4 or pglz")
+        }
+    }
 
     func run() async throws {
         var logger = Logger(label: "bench")
@@ -38,7 +46,8 @@ struct IngestBench: AsyncParsableCommand {
         // The hub's ceiling, not one bot's fair share: each agent here sends as fast as acks return, far past
         // the per-connection rate a real bot needs (hub.max_bytes_per_second), so the run lifts it.
         let config = NSTemporaryDirectory() + "fleetwatch-bench-ingest.json"
-        try #"{"hub": {"max_bytes_per_second": 1073741824}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let compression = toastCompression.map { #", "toast_compression": "\#($0)""# } ?? ""
+        try #"{"hub": {"max_bytes_per_second": 1073741824\#(compression)}}"#.write(toFile: config, atomically: true, encoding: .utf8)
         let hub = try ChildProcess(bin, ["serve", "--database-url", db.url.urlString, "--port", "\(port)", "--log-level", "warning",
                                          "--config", config],
                                    logPath: NSTemporaryDirectory() + "fleetwatch-bench-hub.log")
@@ -50,7 +59,7 @@ struct IngestBench: AsyncParsableCommand {
         let template = try BatchFrame.make(bootEpoch: 1, sequence: 1, payload: payload)
         let perBatch = payload.sampleCount
         guard (2...3).contains(protocolVersion) else { throw ValidationError("--protocol must be 2 or 3") }
-        print("ingest: \(agents) agents, \(perBatch)-sample batches (\(metrics) metrics x \(ticks)), window \(window), \(seconds) s, protocol \(protocolVersion), hub \(bin)")
+        print("ingest: \(agents) agents, \(perBatch)-sample batches (\(metrics) metrics x \(ticks)), window \(window), \(seconds) s, protocol \(protocolVersion), hub \(bin), toast compression \(toastCompression ?? "auto")")
         let version = protocolVersion
 
         let acked = SharedCounter()
