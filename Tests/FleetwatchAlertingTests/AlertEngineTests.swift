@@ -276,9 +276,30 @@ actor EventLog: AlertSink {
     }
 }
 
+/// `MemoryAlertStore` with a step of the test's own before each `fire`; everything else goes straight through.
+protocol FireHookedAlertStore: AlertStore {
+    var inner: MemoryAlertStore { get }
+    func beforeFire() async throws
+}
+
+extension FireHookedAlertStore {
+    func fire(bot: String, rule: Rule, value: Double, state: String?) async throws -> AlertEvent? {
+        try await beforeFire()
+        return try await inner.fire(bot: bot, rule: rule, value: value, state: state)
+    }
+    func repeatIfDue(bot: String, rule: Rule, value: Double, state: String?, cooldownMs: Int64) async throws -> AlertEvent? {
+        try await inner.repeatIfDue(bot: bot, rule: rule, value: value, state: state, cooldownMs: cooldownMs)
+    }
+    func resolve(bot: String, rule: Rule, value: Double, state: String?) async throws -> AlertEvent? {
+        try await inner.resolve(bot: bot, rule: rule, value: value, state: state)
+    }
+    func firingRules(bot: String) async throws -> Set<String> { try await inner.firingRules(bot: bot) }
+    func isSilenced(bot: String, metric: String) async throws -> Bool { false }
+}
+
 /// `MemoryAlertStore` whose first `fire` waits until the test releases it.
-actor GatedAlertStore: AlertStore {
-    let inner = MemoryAlertStore()
+actor GatedAlertStore: FireHookedAlertStore {
+    nonisolated let inner = MemoryAlertStore()
     private var held: CheckedContinuation<Void, Never>?
     private var released = false
     private var holding = false
@@ -294,21 +315,12 @@ actor GatedAlertStore: AlertStore {
         held = nil
     }
 
-    func fire(bot: String, rule: Rule, value: Double, state: String?) async throws -> AlertEvent? {
+    func beforeFire() async throws {
         if !released {
             holding = true
             await withCheckedContinuation { held = $0 }
         }
-        return try await inner.fire(bot: bot, rule: rule, value: value, state: state)
     }
-    func repeatIfDue(bot: String, rule: Rule, value: Double, state: String?, cooldownMs: Int64) async throws -> AlertEvent? {
-        try await inner.repeatIfDue(bot: bot, rule: rule, value: value, state: state, cooldownMs: cooldownMs)
-    }
-    func resolve(bot: String, rule: Rule, value: Double, state: String?) async throws -> AlertEvent? {
-        try await inner.resolve(bot: bot, rule: rule, value: value, state: state)
-    }
-    func firingRules(bot: String) async throws -> Set<String> { try await inner.firingRules(bot: bot) }
-    func isSilenced(bot: String, metric: String) async throws -> Bool { false }
 }
 
 /// A rule source whose first reading answers at once and whose later readings wait until the test releases them
@@ -364,22 +376,13 @@ actor SlowAlertStore: AlertStore {
 }
 
 /// `MemoryAlertStore` whose next `fire` throws once when told to (a database that failed a statement).
-actor FailingOnceAlertStore: AlertStore {
+actor FailingOnceAlertStore: FireHookedAlertStore {
     struct Failed: Error {}
-    let inner = MemoryAlertStore()
+    nonisolated let inner = MemoryAlertStore()
     private var failFire = false
     func failNextFire() { failFire = true }
 
-    func fire(bot: String, rule: Rule, value: Double, state: String?) async throws -> AlertEvent? {
+    func beforeFire() async throws {
         if failFire { failFire = false; throw Failed() }
-        return try await inner.fire(bot: bot, rule: rule, value: value, state: state)
     }
-    func repeatIfDue(bot: String, rule: Rule, value: Double, state: String?, cooldownMs: Int64) async throws -> AlertEvent? {
-        try await inner.repeatIfDue(bot: bot, rule: rule, value: value, state: state, cooldownMs: cooldownMs)
-    }
-    func resolve(bot: String, rule: Rule, value: Double, state: String?) async throws -> AlertEvent? {
-        try await inner.resolve(bot: bot, rule: rule, value: value, state: state)
-    }
-    func firingRules(bot: String) async throws -> Set<String> { try await inner.firingRules(bot: bot) }
-    func isSilenced(bot: String, metric: String) async throws -> Bool { false }
 }
