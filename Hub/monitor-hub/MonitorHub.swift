@@ -18,16 +18,7 @@ struct MonitorHub: AsyncParsableCommand {
     /// thread allocates (`MallocArenas`).
     static func main() async {
         MallocArenas.limit(MallocArenas.hubDefault)
-        do {
-            var command = try parseAsRoot()
-            if var command = command as? AsyncParsableCommand {
-                try await command.run()
-            } else {
-                try command.run()
-            }
-        } catch {
-            exit(withError: error)
-        }
+        await main(nil)
     }
 }
 
