@@ -6,7 +6,8 @@ import NIOCore
 import NIOWebSocket
 
 /// Bridges one WebSocket to an `IngestSession`: messages and heartbeat ticks are handled in one task,
-/// in order, so batches of one connection are stored and acknowledged in sequence.
+/// in order, so batches of one connection are stored and acknowledged in sequence. Ticks come from the hub's
+/// `ConnectionTicker`, and only when the connection has something to judge.
 struct AgentWebSocketHandler: Sendable {
     let configuration: IngestConfiguration
     let store: any IngestStore
@@ -17,6 +18,8 @@ struct AgentWebSocketHandler: Sendable {
     let connections: LiveConnections
     /// Received messages waiting over all connections (`hub.max_pending_bytes_total`).
     let backlog: IngestBacklog
+    /// The hub's one timer: heartbeats, silence and hello deadlines of every connection.
+    let ticker: ConnectionTicker
     /// Whether PostgreSQL answers now: a connection that had batches deferred during an outage (or was let in
     /// provisionally) is asked to reconnect and send them again once it does.
     var databaseUp: @Sendable () -> Bool = { true }
@@ -40,7 +43,6 @@ struct AgentWebSocketHandler: Sendable {
                                     counters: counters, commands: commands, onStored: onStored)
         let (events, continuation) = AsyncStream.makeStream(of: Event.self)
         let maxMessage = configuration.maxFrameBytes * 2
-        let tick = configuration.heartbeatInterval / 4
         let heartbeatMs = configuration.heartbeatInterval.wholeMilliseconds
         // Bounded backlog: at most `maxPendingBytes` (and one message) wait here, and at most the hub-wide
         // limit over all connections; beyond either the reader stops reading, and the WebSocket layer stops
@@ -98,21 +100,21 @@ struct AgentWebSocketHandler: Sendable {
                 continuation.yield(.ended(error))
             }
         }
-        let ticker = Task {
-            while !Task.isCancelled {
-                try await Task.sleep(for: tick)
-                // A store that takes longer than a heartbeat interval must not look like a dead hub.
-                if activity.heartbeatDue(intervalMs: heartbeatMs) {
-                    try? await outbound.write(.binary(Frame.heartbeat(Heartbeat(sentAtMs: UInt64(IngestSession.nowMs()))).encoded()))
-                }
-                continuation.yield(.tick)
+        let ticks = ticker.register {
+            // A store that takes longer than a heartbeat interval must not look like a dead hub: the heartbeat
+            // goes out beside the loop, which is inside that store.
+            if activity.heartbeatDue(intervalMs: heartbeatMs) {
+                Task { try? await outbound.write(.binary(Frame.heartbeat(Heartbeat(sentAtMs: UInt64(IngestSession.nowMs()))).encoded())) }
             }
+            if activity.tickDue(intervalMs: heartbeatMs) { continuation.yield(.tick) }
         }
         defer {
             reader.cancel()
-            ticker.cancel()
+            ticker.unregister(ticks)
             activity.finish()
         }
+        // Whether the loop asked for every tick (see `ConnectionActivity.wantTicks`).
+        var wantsTicks = false
         var registered: BotSession?
         do {
         loop: for await event in events {
@@ -149,6 +151,12 @@ struct AgentWebSocketHandler: Sendable {
             case .ended(let error):
                 if let error { logger.info("agent connection from \(remote) ended: \(error)") }
                 break loop
+            }
+            // Deferred batches, or a provisional session: every tick checks whether the database is back.
+            let wants = session.deferredBatches > 0 || session.session?.provisional == true
+            if wants != wantsTicks {
+                wantsTicks = wants
+                activity.wantTicks(wants)
             }
             for output in outputs {
                 switch output {

@@ -23,6 +23,8 @@ final class ConnectionActivity: Sendable {
         var helloHandled = false
         var helloWaiter: CheckedContinuation<Void, Never>?
         var bucket: TokenBucket
+        /// The loop asked to be woken at every tick (see `tickDue`).
+        var wantsTicks = false
     }
     private let state: Mutex<State>
     let maxPendingBytes: Int
@@ -194,6 +196,28 @@ final class ConnectionActivity: Sendable {
     var lastReceivedMs: Int64 {
         let now = clock.nowMs
         return state.withLock { $0.waiting ? now : $0.lastReceivedMs }
+    }
+
+    /// Whether the reader is held back by the hub now (byte rate, backlog).
+    var isHeldBack: Bool { state.withLock { $0.waiting } }
+
+    /// The loop wants to be woken at every tick whatever the clocks say (it holds batches deferred during an
+    /// outage, or was let in provisionally, and must learn at once that the database is back).
+    func wantTicks(_ wants: Bool) {
+        state.withLock { $0.wantsTicks = wants }
+    }
+
+    /// Whether the loop has anything to judge at a tick: the hello's deadline (no hello handled yet), a heartbeat
+    /// to send (nothing written for `intervalMs`), the agent's silence (nothing read for `intervalMs`, unless the
+    /// hub holds the reader back), or it asked for every tick. With one-second batches acknowledged every second,
+    /// none of these holds and the connection is not woken.
+    func tickDue(intervalMs: Int64) -> Bool {
+        let now = clock.nowMs
+        return state.withLock { s in
+            guard !s.finished else { return false }
+            return !s.helloHandled || s.wantsTicks || now - s.lastSentMs >= intervalMs
+                || (!s.waiting && now - s.lastReceivedMs >= intervalMs)
+        }
     }
 
     /// Whether the loop is inside a message and nothing was written for `intervalMs`: the ticker then sends

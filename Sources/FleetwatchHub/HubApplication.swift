@@ -88,8 +88,9 @@ public struct HubApplication: Sendable {
         alerting.breakGlass.set(breakGlass)
         let reads = try await openReads(primary: client)
         defer { reads.1?.cancel() }
+        let ticker = ConnectionTicker(interval: configuration.ingest.heartbeatInterval / 4)
         let app = try makeApplication(client: client, store: ingestStore, breakGlass: breakGlass, reads: reads.0, alerting: alerting, ledger: ledger, connections: connections,
-                                      metrics: metrics, live: live, publisher: publisher, viewers: viewers, audit: audit,
+                                      ticker: ticker, metrics: metrics, live: live, publisher: publisher, viewers: viewers, audit: audit,
                                       refusals: refusals, health: health, onListening: onListening)
         // Every notification channel on one LISTEN connection.
         let (commandWakes, wakeDispatcher) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -138,6 +139,8 @@ public struct HubApplication: Sendable {
         }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: health),
+            // Early in the list, so it stops late: connections still draining keep their heartbeats.
+            .init(service: ticker),
             // Early in the list, so it stops late: the alerts raised while the others stop still go out.
             .init(service: DispatcherService(dispatcher: alerting.dispatcher)),
             .init(service: reads.0),
@@ -198,7 +201,7 @@ public struct HubApplication: Sendable {
 
     func makeApplication(client: any PostgresQuerying, store: any IngestStore, breakGlass: BreakGlass? = nil, reads: ReadDatabase? = nil,
                          alerting: Alerting, ledger: CommandLedger,
-                         connections: LiveConnections, metrics: HubMetrics, live: LiveFleet, publisher: LivePublisher,
+                         connections: LiveConnections, ticker: ConnectionTicker, metrics: HubMetrics, live: LiveFleet, publisher: LivePublisher,
                          viewers: ViewerRegistry, audit: AuditLog, refusals: RefusalAudit, health: DatabaseHealth,
                          onListening: @escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol {
         let router = Router(context: HubRequestContext.self)
@@ -267,7 +270,7 @@ public struct HubApplication: Sendable {
         }
         let handler = AgentWebSocketHandler(configuration: configuration.ingest, store: store, counters: counters,
                                             logger: logger, onStored: onStored, commands: commands, connections: connections,
-                                            backlog: backlog, databaseUp: { health.isUp })
+                                            backlog: backlog, ticker: ticker, databaseUp: { health.isUp })
         let ws = WebSocketServerConfiguration(maxFrameSize: configuration.ingest.maxFrameBytes * 2,
                                               autoPing: .enabled(timePeriod: .seconds(30)),
                                               closeTimeout: .seconds(5))

@@ -54,4 +54,68 @@ struct ConnectionClockTests {
         await activity.received(bytes: 10)
         #expect(activity.lastReceivedMs == clock.nowMs)
     }
+
+    /// The hub's ticker wakes a connection only when the loop has something to judge: a hello's deadline, a
+    /// heartbeat to send, an agent's silence, or batches deferred during an outage.
+    @Test func aConnectionIsWokenOnlyWhenSomethingIsDue() async {
+        let clock = ManualClock()
+        let activity = ConnectionActivity(maxPendingBytes: 1_000, clock: clock, rateClock: ManualClock())
+        #expect(activity.tickDue(intervalMs: 1_000))          // no hello yet: its deadline is judged at every tick
+        activity.helloDone()
+        #expect(!activity.tickDue(intervalMs: 1_000))         // just heard from and written to
+
+        // One-second batches, each acknowledged: never due.
+        for _ in 0..<5 {
+            clock.advance(ms: 999)
+            await activity.received(bytes: 10)
+            activity.handled(bytes: 10)
+            activity.sent()
+            #expect(!activity.tickDue(intervalMs: 1_000))
+        }
+
+        // The hub wrote nothing for the interval: a heartbeat is due.
+        clock.advance(ms: 600)
+        activity.heard()
+        clock.advance(ms: 400)
+        #expect(activity.tickDue(intervalMs: 1_000))
+        activity.sent()
+        #expect(!activity.tickDue(intervalMs: 1_000))
+
+        // The agent is silent for the interval: its silence is judged.
+        clock.advance(ms: 600)
+        activity.sent()
+        clock.advance(ms: 400)
+        #expect(activity.tickDue(intervalMs: 1_000))
+        activity.heard()
+        #expect(!activity.tickDue(intervalMs: 1_000))
+
+        // Deferred batches: every tick, until the loop says otherwise.
+        activity.wantTicks(true)
+        #expect(activity.tickDue(intervalMs: 1_000))
+        activity.wantTicks(false)
+        #expect(!activity.tickDue(intervalMs: 1_000))
+
+        // A finished connection is never woken.
+        clock.advance(ms: 10_000)
+        #expect(activity.tickDue(intervalMs: 1_000))
+        activity.finish()
+        #expect(!activity.tickDue(intervalMs: 1_000))
+    }
+
+    /// The reader held back by the hub (byte rate, backlog) is not the agent's silence.
+    @Test func aReaderHeldBackIsNotSilence() async {
+        let clock = ManualClock(), rate = ManualClock()
+        let activity = ConnectionActivity(maxPendingBytes: 1_000, bytesPerSecond: 100, burstBytes: 100, clock: clock, rateClock: rate)
+        activity.helloDone()
+        await activity.received(bytes: 100)
+        let held = Task { await activity.received(bytes: 100) }   // past the rate: waits a second of the rate clock
+        for _ in 0..<100 where !activity.isHeldBack { await Task.yield(); try? await Task.sleep(for: .milliseconds(5)) }
+        #expect(activity.isHeldBack)
+        clock.advance(ms: 5_000)
+        activity.sent()
+        #expect(!activity.tickDue(intervalMs: 1_000))
+        activity.finish()
+        await held.value
+    }
 }
+
