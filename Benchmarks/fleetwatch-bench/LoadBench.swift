@@ -32,7 +32,25 @@ struct LoadBench: AsyncParsableCommand {
             { batch in self.lock.withLock { self.sealed[bot, default: []].append((batch.epoch, batch.sequence, batch.sampleCount)) } }
         }
         func batches(of bot: String) -> [(UInt64, UInt64, Int)] { lock.withLock { sealed[bot] ?? [] } }
-        var samples: Int { lock.withLock { sealed.values.reduce(0) { $0 + $1.reduce(0) { $0 + $1.2 } } } }
+        var samples: Int { counts.samples }
+        /// Batches and samples sealed so far, over all agents.
+        var counts: (batches: Int, samples: Int) {
+            lock.withLock { sealed.values.reduce((0, 0)) { ($0.0 + $1.count, $0.1 + $1.reduce(0) { $0 + $1.2 }) } }
+        }
+    }
+
+    /// The hub's CPU seconds and the agents' sealed counts at one moment.
+    struct CPUReading {
+        let at: ContinuousClock.Instant
+        let hubCPU: Double
+        let batches: Int
+        let samples: Int
+
+        init(hub: pid_t, ledger: Ledger) {
+            at = .now
+            hubCPU = RemoteWriteRun.cpuSeconds(pid: hub)
+            (batches, samples) = ledger.counts
+        }
     }
 
     func run() async throws {
@@ -83,6 +101,11 @@ struct LoadBench: AsyncParsableCommand {
                 try? await Task.sleep(until: start + .seconds(tick), clock: .continuous)
             }
         }
+        // The hub's CPU from the end of the warm-up to the end of the load.
+        let cpuAtWarmup = Task { () -> CPUReading in
+            try? await Task.sleep(until: start + .milliseconds(Int64(min(warmup, seconds / 2) * 1000)), clock: .continuous)
+            return CPUReading(hub: hub.pid, ledger: ledger)
+        }
         // Hub memory every 10 s.
         let memory = Task { () -> [(Double, Int)] in
             var out: [(Double, Int)] = []
@@ -117,6 +140,7 @@ struct LoadBench: AsyncParsableCommand {
         }
         _ = await recorder.value
         let loadEnded = ContinuousClock.now
+        let cpuAtEnd = CPUReading(hub: hub.pid, ledger: ledger)
         let sealedDuringLoad = ledger.samples
         let rss = await memory.value
         let latencies = await api.value
@@ -213,6 +237,12 @@ struct LoadBench: AsyncParsableCommand {
         print(String(format: "throughput: %.0f samples/s sealed during the load (%d agents × %d metrics/s recorded); every agent's batches acknowledged %.1f s after it; %.0f samples/s, %.0f batches/s over %.0f s in all",
                      Double(sealedDuringLoad) / seconds, agents, metrics, drained.inSeconds, Double(sealedSamples) / elapsed,
                      Double(sealedBatches) / elapsed, elapsed))
+        let cpuFrom = await cpuAtWarmup.value
+        let cpuSeconds = cpuAtEnd.hubCPU - cpuFrom.hubCPU, cpuWindow = (cpuAtEnd.at - cpuFrom.at).inSeconds
+        let cpuBatches = cpuAtEnd.batches - cpuFrom.batches, cpuSamples = cpuAtEnd.samples - cpuFrom.samples
+        print(String(format: "hub CPU from the warm-up to the end of the load: %.1f s in %.0f s (%.0f %% of one core); %.0f µs per batch sealed, %.2f CPU s per million samples sealed (%d batches, %d samples)",
+                     cpuSeconds, cpuWindow, cpuSeconds / max(cpuWindow, 1e-9) * 100, cpuSeconds / Double(max(cpuBatches, 1)) * 1e6,
+                     cpuSeconds / Double(max(cpuSamples, 1)) * 1e6, cpuBatches, cpuSamples))
         let failed = lost > 0 || duplicated > 0 || mismatched > 0 || pending > 0 || dropped > 0 || latencies.errors > 0
             || !ingest.closes.isEmpty || ingest.refused > 0
         print(failed ? "RESULT: FAILED" : "RESULT: ok (0 lost, 0 duplicated, 0 errors)")
