@@ -14,7 +14,8 @@ struct HeartbeatTests {
         try await registerBots(["idle-bot", "busy-bot"], token: "secret", in: db)
         let path = NSTemporaryDirectory() + "fw-heartbeat-\(UUID().uuidString).json"
         defer { try? FileManager.default.removeItem(atPath: path) }
-        try #"{"hub": {"heartbeat_interval": 1}}"#.write(toFile: path, atomically: true, encoding: .utf8)
+        // Two seconds: a test process that the suites beside it hold up for a moment must not look silent (two intervals).
+        try #"{"hub": {"heartbeat_interval": 2}}"#.write(toFile: path, atomically: true, encoding: .utf8)
         let hub = try HubUnderTest(database: db)
         try await hub.start(extra: ["--config", path])
         defer { Task { await hub.kill(SIGTERM) } }
@@ -31,14 +32,14 @@ struct HeartbeatTests {
         }
         #expect(acked == 12)
 
-        // No batches for five seconds. The agent sends a heartbeat of its own every half second (as an agent does
+        // No batches for ten seconds. The agent sends a heartbeat of its own every half second (as an agent does
         // when it has sent nothing for a while), so the hub never finds it silent; the hub, which has nothing else to
         // send, sends a heartbeat every interval.
         let idle = try await ProtocolClient.connect(port: hub.port, bot: "idle-bot", token: "secret")
         defer { idle.close() }
         var heartbeats = 0
         var closed: RawWebSocket.CloseOutcome?
-        let end = ContinuousClock.now + .seconds(5)
+        let end = ContinuousClock.now + .seconds(10)
         var sent = ContinuousClock.now
         reading: while ContinuousClock.now < end {
             if ContinuousClock.now - sent >= .milliseconds(500) {
@@ -54,8 +55,8 @@ struct HeartbeatTests {
             }
         }
         #expect(closed == nil, "the idle agent was closed: \(String(describing: closed))")
-        // One a second (the ticker looks every 250 ms): four or five in five seconds; three allows a slow machine.
-        #expect(heartbeats >= 3, "the idle agent heard \(heartbeats) heartbeats in 5 s")
+        // One every two seconds (the ticker looks every 500 ms): four or five in ten seconds; three allows a slow machine.
+        #expect(heartbeats >= 3, "the idle agent heard \(heartbeats) heartbeats in 10 s")
 
         // Still connected: its first batch is stored and acknowledged.
         var others: [Frame] = []
