@@ -6,7 +6,9 @@ import Testing
 /// The hub's heartbeats, driven by its one ticker for all connections (`ConnectionTicker`), on a real hub: an agent
 /// whose batches are acknowledged gets its acks, and an idle agent hears a heartbeat every interval and stays
 /// connected.
-@Suite(.enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
+/// It runs in the quiet phase (`scripts/test`), alone: in the main phase the suites beside it can hold its process
+/// up for longer than two intervals, and the hub then rightly closes its silent agents.
+@Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"), .enabled(if: runsHereNow(.quiet)))
 struct HeartbeatTests {
     @Test(.timeLimit(.minutes(3)))
     func idleAgentsHearHeartbeatsAndBusyOnesAcks() async throws {
