@@ -113,8 +113,6 @@ struct AgentWebSocketHandler: Sendable {
             ticker.unregister(ticks)
             activity.finish()
         }
-        // Whether the loop asked for every tick (see `ConnectionActivity.wantTicks`).
-        var wantsTicks = false
         var registered: BotSession?
         do {
         loop: for await event in events {
@@ -124,7 +122,9 @@ struct AgentWebSocketHandler: Sendable {
                 let checkedAt = ContinuousClock.now
                 activity.begin()
                 outputs = await session.handle(bytes)
-                activity.handled(bytes: bytes.readableBytes)
+                // Deferred batches, or a provisional session: every tick checks whether the database is back.
+                activity.handled(bytes: bytes.readableBytes,
+                                 wantsTicks: session.deferredBatches > 0 || session.session?.provisional == true)
                 activity.helloDone()
                 if registered == nil, let s = session.session {
                     registered = s
@@ -151,12 +151,6 @@ struct AgentWebSocketHandler: Sendable {
             case .ended(let error):
                 if let error { logger.info("agent connection from \(remote) ended: \(error)") }
                 break loop
-            }
-            // Deferred batches, or a provisional session: every tick checks whether the database is back.
-            let wants = session.deferredBatches > 0 || session.session?.provisional == true
-            if wants != wantsTicks {
-                wantsTicks = wants
-                activity.wantTicks(wants)
             }
             for output in outputs {
                 switch output {

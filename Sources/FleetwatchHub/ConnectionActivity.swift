@@ -23,7 +23,7 @@ final class ConnectionActivity: Sendable {
         var helloHandled = false
         var helloWaiter: CheckedContinuation<Void, Never>?
         var bucket: TokenBucket
-        /// The loop asked to be woken at every tick (see `tickDue`).
+        /// The loop asked to be woken at every tick (`handled(bytes:wantsTicks:)`).
         var wantsTicks = false
     }
     private let state: Mutex<State>
@@ -158,10 +158,13 @@ final class ConnectionActivity: Sendable {
     /// The loop starts handling a message.
     func begin() { state.withLock { $0.busy = true } }
 
-    /// The loop finished a message of `bytes`; wakes the reader if the backlog fell below the limit.
-    func handled(bytes: Int) {
+    /// The loop finished a message of `bytes`; wakes the reader if the backlog fell below the limit. `wantsTicks`:
+    /// the loop must now be woken at every tick whatever the clocks say (it holds batches deferred during an outage,
+    /// or was let in provisionally, and must learn at once that the database is back; see `tickDue`).
+    func handled(bytes: Int, wantsTicks: Bool = false) {
         let (waiter, counted) = state.withLock { s -> (CheckedContinuation<Void, Never>?, Bool) in
             s.busy = false
+            s.wantsTicks = wantsTicks
             guard !s.finished else { return (nil, false) }
             s.pendingBytes -= bytes
             guard s.pendingBytes <= maxPendingBytes, let w = s.waiter else { return (nil, true) }
@@ -200,12 +203,6 @@ final class ConnectionActivity: Sendable {
 
     /// Whether the reader is held back by the hub now (byte rate, backlog).
     var isHeldBack: Bool { state.withLock { $0.waiting } }
-
-    /// The loop wants to be woken at every tick whatever the clocks say (it holds batches deferred during an
-    /// outage, or was let in provisionally, and must learn at once that the database is back).
-    func wantTicks(_ wants: Bool) {
-        state.withLock { $0.wantsTicks = wants }
-    }
 
     /// Whether the loop has anything to judge at a tick: the hello's deadline (no hello handled yet), a heartbeat
     /// to send (nothing written for `intervalMs`), the agent's silence (nothing read for `intervalMs`, unless the

@@ -27,6 +27,12 @@ final class ConnectionTicker: Service, Sendable {
         self.interval = interval
     }
 
+    /// Ticks at a quarter of the agents' heartbeat interval, so a due heartbeat or silence is judged at most a
+    /// quarter interval late.
+    convenience init(heartbeatInterval: Duration) {
+        self.init(interval: heartbeatInterval / 4)
+    }
+
     /// Adds a connection's check; `unregister` removes it when the connection ends.
     func register(_ check: @escaping Check) -> Registration {
         registry.withLock { r in

@@ -88,7 +88,7 @@ public struct HubApplication: Sendable {
         alerting.breakGlass.set(breakGlass)
         let reads = try await openReads(primary: client)
         defer { reads.1?.cancel() }
-        let ticker = ConnectionTicker(interval: configuration.ingest.heartbeatInterval / 4)
+        let ticker = ConnectionTicker(heartbeatInterval: configuration.ingest.heartbeatInterval)
         let app = try makeApplication(client: client, store: ingestStore, breakGlass: breakGlass, reads: reads.0, alerting: alerting, ledger: ledger, connections: connections,
                                       ticker: ticker, metrics: metrics, live: live, publisher: publisher, viewers: viewers, audit: audit,
                                       refusals: refusals, health: health, onListening: onListening)

@@ -73,26 +73,24 @@ struct ConnectionClockTests {
             #expect(!activity.tickDue(intervalMs: 1_000))
         }
 
-        // The hub wrote nothing for the interval: a heartbeat is due.
-        clock.advance(ms: 600)
-        activity.heard()
-        clock.advance(ms: 400)
-        #expect(activity.tickDue(intervalMs: 1_000))
-        activity.sent()
-        #expect(!activity.tickDue(intervalMs: 1_000))
-
-        // The agent is silent for the interval: its silence is judged.
-        clock.advance(ms: 600)
-        activity.sent()
-        clock.advance(ms: 400)
-        #expect(activity.tickDue(intervalMs: 1_000))
-        activity.heard()
-        #expect(!activity.tickDue(intervalMs: 1_000))
+        // One side quiet for the interval while the other goes on: due, until the quiet side acts again.
+        func quiet(_ side: () -> Void, whileOtherActs other: () -> Void) {
+            clock.advance(ms: 600)
+            other()
+            clock.advance(ms: 400)
+            #expect(activity.tickDue(intervalMs: 1_000))
+            side()
+            #expect(!activity.tickDue(intervalMs: 1_000))
+        }
+        quiet(activity.sent, whileOtherActs: activity.heard)  // the hub wrote nothing: a heartbeat is due
+        quiet(activity.heard, whileOtherActs: activity.sent)  // the agent said nothing: its silence is judged
 
         // Deferred batches: every tick, until the loop says otherwise.
-        activity.wantTicks(true)
+        activity.begin()
+        activity.handled(bytes: 0, wantsTicks: true)
         #expect(activity.tickDue(intervalMs: 1_000))
-        activity.wantTicks(false)
+        activity.begin()
+        activity.handled(bytes: 0, wantsTicks: false)
         #expect(!activity.tickDue(intervalMs: 1_000))
 
         // A finished connection is never woken.

@@ -54,7 +54,7 @@ struct InProcessHub: Sendable {
                 store: OutageIngestStore(inner: store, health: health, credentialMaxAge: config.outageCredentialMaxAge),
                 reads: ReadDatabase(client: client, isReplica: false, logger: logger),
                 alerting: alerting, ledger: CommandLedger(client: client, logger: logger), connections: LiveConnections(),
-                ticker: ConnectionTicker(interval: config.ingest.heartbeatInterval / 4), metrics: metrics, live: LiveFleet(),
+                ticker: ConnectionTicker(heartbeatInterval: config.ingest.heartbeatInterval), metrics: metrics, live: LiveFleet(),
                 publisher: LivePublisher(client: client, interval: .milliseconds(200), logger: logger),
                 viewers: ViewerRegistry(), audit: audit, refusals: RefusalAudit(audit: audit), health: health,
                 onListening: { _ in })
