@@ -206,9 +206,10 @@ struct EmergencyStopTests {
         let agent2 = try await Self.agent("offline-bot", hub: hub.agentURL, handler: handler2)
         let task2 = Task { try await agent2.run() }
         defer { task2.cancel() }
-        #expect(try await eventually { handler2.all.contains("latch") })
+        // The agent counts itself latched once the handler's latch call has returned, a moment after the handler
+        // recorded it: wait for that rather than read it in between.
+        #expect(try await eventually { await agent2.isInEmergencyMode })
         #expect(handler2.all == ["stop", "latch"])
-        #expect(await agent2.isInEmergencyMode)
         #expect(try await Self.command(hub.port, id)["state"] as? String == "completed")
     }
 
