@@ -62,7 +62,8 @@ public struct HubApplication: Sendable {
         try await ThresholdAdmin(client: client, logger: logger).applyConfigurationProfile(configuration)
         let store = PostgresIngestStore(client: client, logger: logger, autoRegister: configuration.autoRegister,
                                         maxNamesPerBot: configuration.ingest.maxMetricNamesPerBot,
-                                        maxNames: configuration.ingest.maxMetricNames, hubID: configuration.ingest.hubID)
+                                        maxNames: configuration.ingest.maxMetricNames, hubID: configuration.ingest.hubID,
+                                        statementDeadline: configuration.batchStatementDeadline)
         let health = DatabaseHealth(url: database.url, client: client, logger: logger)
         let ingestStore = OutageIngestStore(inner: store, health: health, credentialMaxAge: configuration.outageCredentialMaxAge)
         let metrics = HubMetrics()

@@ -47,8 +47,12 @@ actor BatchWriter {
     private var running = 0
     private var runningBulk = 0
 
+    /// Gives up on a statement whose answer can no longer come (`StatementWatch`).
+    let watch: StatementWatch
+
     init(client: any PostgresQuerying, logger: Logger, hubID: String, partitions: PartitionMaintainer,
-         maxGroup: Int = 64, maxConcurrent: Int = 2) {
+         maxGroup: Int = 64, maxConcurrent: Int = 2, watch: StatementWatch = StatementWatch()) {
+        self.watch = watch
         self.client = client
         self.logger = logger
         self.hubID = hubID
@@ -197,14 +201,20 @@ actor BatchWriter {
             w.shi.append(Int32(w.sids.count))
         }
         let logger = self.logger
+        let count = group.count
+        let statement = w
+        let watch = self.watch
         // A prepared statement: PostgreSQL parses and plans it once per connection, not once per group (that
-        // was a third of its CPU time at one-second batches).
+        // was a third of its CPU time at one-second batches). Watched: a statement that will never be answered
+        // must not hold one of the writer's slots for good (a store waiting behind it would wait forever).
         return try await client.withLeasedConnection { connection in
-            var outcomes = [StoreOutcome](repeating: .leaseLost, count: group.count)
-            for try await (n, owned, stored) in try await connection.execute(w, logger: logger) {
-                outcomes[Int(n) - 1] = !owned ? .leaseLost : (stored ? .stored : .duplicate)
+            try await watch.run(on: connection) { connection in
+                var outcomes = [StoreOutcome](repeating: .leaseLost, count: count)
+                for try await (n, owned, stored) in try await connection.execute(statement, logger: logger) {
+                    outcomes[Int(n) - 1] = !owned ? .leaseLost : (stored ? .stored : .duplicate)
+                }
+                return outcomes
             }
-            return outcomes
         }
     }
 }

@@ -258,8 +258,9 @@ public final class DatabaseHealth: Service, Sendable {
 
     /// Whether `error` means the database (or the way to it) is gone, rather than a problem with one statement:
     /// a closed or broken connection, a server shutting down (SQLSTATE class 57 but a statement timeout, class 08),
-    /// or a pool that cannot make connections.
+    /// a pool that cannot make connections, or a statement given up on for a dead connection (`StatementAbandoned`).
     public static func isConnectionLoss(_ error: any Error) -> Bool {
+        if error is StatementAbandoned { return true }
         if let p = error as? PSQLError {
             switch p.code {
             case .clientClosedConnection, .serverClosedConnection, .connectionError, .uncleanShutdown, .poolClosed: return true
@@ -293,6 +294,14 @@ public struct DatabaseUnavailable: Error, CustomStringConvertible, Sendable {
 final class ResumeOnce<T: Sendable>: Sendable {
     private let continuation = Mutex<CheckedContinuation<T, any Error>?>(nil)
     func set(_ c: CheckedContinuation<T, any Error>) { continuation.withLock { $0 = c } }
+    /// The continuation, taken from the other racers (nil if one resumed it): the taker resumes it.
+    func take() -> CheckedContinuation<T, any Error>? {
+        continuation.withLock { c in
+            defer { c = nil }
+            return c
+        }
+    }
+
     func resume(_ result: Result<T, any Error>) {
         continuation.withLock { c in
             c?.resume(with: result)

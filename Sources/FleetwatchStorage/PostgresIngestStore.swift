@@ -33,15 +33,18 @@ public final class PostgresIngestStore: IngestStore {
     ///   - maxNames: distinct metric names in the whole fleet.
     ///   - hubID: this replica's name, recorded with each stored batch.
     ///   - maxGroup: most batches written by one statement.
+    ///   - statementDeadline: a batch statement unanswered this long is given up on (`StatementWatch`; the batch
+    ///     is not acknowledged); nil: only when its connection closes.
     public init(client: any PostgresQuerying, logger: Logger, autoRegister: Bool = false, maxNamesPerBot: Int = 1_000,
-                maxNames: Int = 50_000, hubID: String = "hub", maxGroup: Int = 64) {
+                maxNames: Int = 50_000, hubID: String = "hub", maxGroup: Int = 64, statementDeadline: Duration? = nil) {
         self.client = client
         self.logger = logger
         self.autoRegister = autoRegister
         metrics = MetricAdmission(client: client, logger: logger,
                                   limits: .init(perBot: maxNamesPerBot, fleet: maxNames))
         partitions = PartitionMaintainer(client: client, logger: logger)
-        writer = BatchWriter(client: client, logger: logger, hubID: hubID, partitions: partitions, maxGroup: maxGroup)
+        writer = BatchWriter(client: client, logger: logger, hubID: hubID, partitions: partitions, maxGroup: maxGroup,
+                             watch: StatementWatch(deadline: statementDeadline))
     }
 
     public func authenticate(_ hello: Hello, connectionID: UUID, hub: String) async throws -> AuthOutcome {

@@ -10,16 +10,6 @@ import Logging
 import PostgresNIO
 import Testing
 
-/// Where `scripts/test` runs a suite. Most run together, in parallel; `quiet` suites assert that a good bot
-/// keeps getting through while a hostile one floods the hub, which a machine loaded by dozens of other tests
-/// cannot tell apart from a hub that fails, so they run after the rest, alone (`FLEETWATCH_TEST_PHASE=quiet`);
-/// without the variable (a single `swift test`, `--filter`) everything runs.
-enum TestPhase: String { case main, quiet }
-
-func runsHereNow(_ phase: TestPhase) -> Bool {
-    guard let current = ProcessInfo.processInfo.environment["FLEETWATCH_TEST_PHASE"].flatMap(TestPhase.init(rawValue:)) else { return true }
-    return current == phase
-}
 
 /// A hub process on its own port and database.
 final class HubUnderTest: @unchecked Sendable {
@@ -119,16 +109,6 @@ func storedBatches(_ db: TestDatabase) async throws -> [SealedLedger.Entry: Int]
         }
         return out
     }
-}
-
-/// Waits until `condition` holds or `timeout` passes.
-func eventually(_ timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async throws -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try await Task.sleep(for: .milliseconds(100))
-    }
-    return try await condition()
 }
 
 /// One HTTP request on loopback through AsyncHTTPClient: (status, body). Sends the test operator token

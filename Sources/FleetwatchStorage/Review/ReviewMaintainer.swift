@@ -35,6 +35,7 @@ public struct ReviewMaintainer: Service {
     let client: any PostgresQuerying
     let settings: RetentionSettings
     let logger: Logger
+    let watch = StatementWatch()
 
     public init(client: any PostgresQuerying, settings: RetentionSettings, logger: Logger) {
         self.client = client
@@ -71,67 +72,73 @@ public struct ReviewMaintainer: Service {
     /// large fleet) does not keep the others from running; the pass then throws `ReviewUpkeepFailed` naming them.
     @discardableResult
     public func pass(hourly: Bool, now: Date = Date()) async throws -> Bool {
+        // Watched: a statement the pool sent to a connection PostgreSQL had just closed is never answered, and a
+        // pass waiting for it would stop the upkeep for good.
         try await client.withLeasedConnection { conn in
-            let locked = try await conn.query("SELECT pg_try_advisory_lock(\(Self.lockKey))", logger: logger)
-                .decode(Bool.self).first { _ in true } ?? false
-            guard locked else { return false }
-            var failed: [ReviewUpkeepFailed.Step] = []
-            func step(_ name: String, _ body: () async throws -> Void) async {
-                guard !Task.isCancelled else { return }   // shutting down: the next start does it
-                do { try await body() } catch { failed.append(.init(name: name, error: error)) }
-            }
-            await step("rollup of the newest minutes") {
-                let from = now.addingTimeInterval(-settings.rollupLookback.inSeconds)
-                let rows = try await conn.query("SELECT fleetwatch_rollup(\(from), \(now))", logger: logger)
-                    .decode(Int.self).first { _ in true } ?? 0
-                try await conn.query("""
-                    INSERT INTO rollup_progress (rolled_to) VALUES (date_trunc('minute', \(now)::timestamptz))
-                    ON CONFLICT (id) DO UPDATE SET rolled_to = EXCLUDED.rolled_to, updated_at = now()
-                    """, logger: logger)
-                logger.debug("rolled up \(rows) minute buckets")
-            }
-            // The minutes closed since the last pass.
-            let closedTo = now.addingTimeInterval(-settings.rechunkAfter.inSeconds)
-            if settings.rechunkAfter > .zero {
-                await step("merge of the closed minutes") {
-                    try await rechunk(conn, from: closedTo.addingTimeInterval(-max(settings.rollupLookback, settings.rollupInterval * 3).inSeconds),
-                                      to: closedTo)
-                }
-            }
-            if hourly {
-                // Batches up to `lateWindow` late: folded into the rollups and merges of their minutes.
-                if settings.lateWindow > settings.rollupLookback {
-                    await step("rollup of the late window") {
-                        // In slices, oldest first (a counter's first sample in a slice continues from the bucket
-                        // before it): each statement stays short however large the fleet.
-                        var from = Self.minute(now.addingTimeInterval(-settings.lateWindow.inSeconds))
-                        let end = now.addingTimeInterval(-settings.rollupLookback.inSeconds)
-                        var rows = 0
-                        while from < end, !Task.isCancelled {
-                            let to = min(from.addingTimeInterval(Self.lateSlice.inSeconds), end)
-                            rows += try await conn.query("SELECT fleetwatch_rollup(\(from), \(to))", logger: logger)
-                                .decode(Int.self).first { _ in true } ?? 0
-                            from = to
-                        }
-                        logger.debug("rolled up \(rows) minute buckets of the late window")
-                    }
-                }
-                if settings.rechunkAfter > .zero {
-                    await step("merge of the late window") {
-                        try await rechunk(conn, from: closedTo.addingTimeInterval(-settings.lateWindow.inSeconds), to: closedTo)
-                    }
-                }
-                await step("partition retention") { try await retention(conn, now: now) }
-            }
-            do {
-                try await conn.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger)
-            } catch {
-                // The lock goes with the session: if this connection stays open, no replica runs the upkeep.
-                logger.error("review upkeep: giving back its lock failed (no replica runs the upkeep while this database session holds it; it ends with the session): \(String(reflecting: error))")
-            }
-            if !failed.isEmpty { throw ReviewUpkeepFailed(steps: failed) }
-            return true
+            try await watch.run(on: conn) { conn in try await self.pass(on: conn, hourly: hourly, now: now) }
         }
+    }
+
+    private func pass(on conn: PostgresConnection, hourly: Bool, now: Date) async throws -> Bool {
+        let locked = try await conn.query("SELECT pg_try_advisory_lock(\(Self.lockKey))", logger: logger)
+            .decode(Bool.self).first { _ in true } ?? false
+        guard locked else { return false }
+        var failed: [ReviewUpkeepFailed.Step] = []
+        func step(_ name: String, _ body: () async throws -> Void) async {
+            guard !Task.isCancelled else { return }   // shutting down: the next start does it
+            do { try await body() } catch { failed.append(.init(name: name, error: error)) }
+        }
+        await step("rollup of the newest minutes") {
+            let from = now.addingTimeInterval(-settings.rollupLookback.inSeconds)
+            let rows = try await conn.query("SELECT fleetwatch_rollup(\(from), \(now))", logger: logger)
+                .decode(Int.self).first { _ in true } ?? 0
+            try await conn.query("""
+                INSERT INTO rollup_progress (rolled_to) VALUES (date_trunc('minute', \(now)::timestamptz))
+                ON CONFLICT (id) DO UPDATE SET rolled_to = EXCLUDED.rolled_to, updated_at = now()
+                """, logger: logger)
+            logger.debug("rolled up \(rows) minute buckets")
+        }
+        // The minutes closed since the last pass.
+        let closedTo = now.addingTimeInterval(-settings.rechunkAfter.inSeconds)
+        if settings.rechunkAfter > .zero {
+            await step("merge of the closed minutes") {
+                try await rechunk(conn, from: closedTo.addingTimeInterval(-max(settings.rollupLookback, settings.rollupInterval * 3).inSeconds),
+                                  to: closedTo)
+            }
+        }
+        if hourly {
+            // Batches up to `lateWindow` late: folded into the rollups and merges of their minutes.
+            if settings.lateWindow > settings.rollupLookback {
+                await step("rollup of the late window") {
+                    // In slices, oldest first (a counter's first sample in a slice continues from the bucket
+                    // before it): each statement stays short however large the fleet.
+                    var from = Self.minute(now.addingTimeInterval(-settings.lateWindow.inSeconds))
+                    let end = now.addingTimeInterval(-settings.rollupLookback.inSeconds)
+                    var rows = 0
+                    while from < end, !Task.isCancelled {
+                        let to = min(from.addingTimeInterval(Self.lateSlice.inSeconds), end)
+                        rows += try await conn.query("SELECT fleetwatch_rollup(\(from), \(to))", logger: logger)
+                            .decode(Int.self).first { _ in true } ?? 0
+                        from = to
+                    }
+                    logger.debug("rolled up \(rows) minute buckets of the late window")
+                }
+            }
+            if settings.rechunkAfter > .zero {
+                await step("merge of the late window") {
+                    try await rechunk(conn, from: closedTo.addingTimeInterval(-settings.lateWindow.inSeconds), to: closedTo)
+                }
+            }
+            await step("partition retention") { try await retention(conn, now: now) }
+        }
+        do {
+            try await conn.query("SELECT pg_advisory_unlock(\(Self.lockKey))", logger: logger)
+        } catch {
+            // The lock goes with the session: if this connection stays open, no replica runs the upkeep.
+            logger.error("review upkeep: giving back its lock failed (no replica runs the upkeep while this database session holds it; it ends with the session): \(String(reflecting: error))")
+        }
+        if !failed.isEmpty { throw ReviewUpkeepFailed(steps: failed) }
+        return true
     }
 
     /// How much of the late window one rollup statement covers (`scripts/bench upkeep`: about 5.8 s for 5 minutes

@@ -1,0 +1,150 @@
+import NIOCore
+import PostgresNIO
+import Synchronization
+
+/// Gives up on a statement whose answer can no longer come, so whoever waits for it (a `BatchWriter` slot) is free.
+///
+/// PostgresNIO (1.33) hands a statement to a connection's channel without a way to learn that the write failed: a
+/// statement that reaches a connection the server has just closed (PostgreSQL restarted under a busy hub: the pool
+/// leased the connection an instant before it saw the close) is never answered, and the task awaiting it waits
+/// forever. A statement in flight when the connection closes fails at once; so when the connection has closed and
+/// the statement has still not ended `grace` later, it never will. A statement that has not ended by `deadline`
+/// (`hub.statement_timeout` and a margin: PostgreSQL would have cancelled it by then) is given up on as well: its
+/// connection is dead without having closed (a host gone from the network).
+///
+/// Giving up throws `StatementAbandoned`, which counts as a lost connection (`DatabaseHealth.isConnectionLoss`): a
+/// batch is not acknowledged and is sent again (its ledger row tells whether it was stored). The connection is
+/// closed, so the pool does not lend it out again with the given-up statement ahead in its queue. The abandoned statement's
+/// task is left behind; it keeps what it captured until it ends, if ever — one statement's data per such event.
+final class StatementWatch: Sendable {
+    let grace: Duration
+    let deadline: Duration?
+
+    /// Statements waiting on each connection, to give up on when it closes.
+    private struct Watched {
+        var waiters: [Int: @Sendable () -> Void] = [:]
+    }
+    private let watched = Mutex<(next: Int, connections: [ObjectIdentifier: Watched])>((0, [:]))
+
+    init(grace: Duration = .seconds(2), deadline: Duration? = nil) {
+        self.grace = grace
+        self.deadline = deadline
+    }
+
+    /// `body` on `connection`, or `StatementAbandoned` once `connection` has closed and `body` has not ended within
+    /// `grace`, or `deadline` after it started. Cancelling the caller cancels `body`.
+    func run<T: Sendable>(on connection: PostgresConnection,
+                          _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let running = RunningTask()
+        return try await withTaskCancellationHandler {
+            try await start(on: connection, running: running, body)
+        } onCancel: {
+            running.cancel()
+        }
+    }
+
+    private func start<T: Sendable>(on connection: PostgresConnection, running: RunningTask,
+                                    _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let once = ResumeOnce<T>()
+        let key = ObjectIdentifier(connection)
+        return try await withCheckedThrowingContinuation { continuation in
+            once.set(continuation)
+            let giveUp: @Sendable (StatementAbandoned.Reason) -> Void = { [grace, deadline] reason in
+                Task {
+                    if reason == .connectionClosed { try? await Task.sleep(for: grace) }
+                    guard let waiting = once.take() else { return }
+                    // Closed before the caller goes on (and gives the connection back to the pool), so the pool does
+                    // not lend it again with the given-up statement still ahead in its queue.
+                    try? await connection.close()
+                    waiting.resume(throwing: StatementAbandoned(reason: reason, after: reason == .connectionClosed ? grace : deadline ?? .zero))
+                }
+            }
+            let id = register(connection, key: key) { giveUp(.connectionClosed) }
+            let timer = deadline.map { deadline in
+                Task {
+                    try await Task.sleep(for: deadline)
+                    giveUp(.noAnswer)
+                }
+            }
+            running.set(Task {
+                let result: Result<T, any Error>
+                do { result = .success(try await body(connection)) } catch { result = .failure(error) }
+                timer?.cancel()
+                if let id { self.unregister(key: key, id: id) }
+                once.resume(result)
+            }, cancelled: Task.isCancelled)
+        }
+    }
+
+    /// The task running a statement, for the caller's cancellation.
+    private final class RunningTask: Sendable {
+        private let state = Mutex<(task: Task<Void, Never>?, cancelled: Bool)>((nil, false))
+        func set(_ task: Task<Void, Never>, cancelled: Bool) {
+            let cancelNow = state.withLock { s -> Bool in
+                s.task = task
+                return s.cancelled || cancelled
+            }
+            if cancelNow { task.cancel() }
+        }
+        func cancel() {
+            let task = state.withLock { s -> Task<Void, Never>? in
+                s.cancelled = true
+                return s.task
+            }
+            task?.cancel()
+        }
+    }
+
+    /// Registers `callback` for the close of `connection`: nil (and the callback is called) if it is closed already.
+    private func register(_ connection: PostgresConnection, key: ObjectIdentifier, _ callback: @escaping @Sendable () -> Void) -> Int? {
+        if connection.isClosed {
+            callback()
+            return nil
+        }
+        let (id, first) = watched.withLock { w -> (Int, Bool) in
+            w.next += 1
+            let first = w.connections[key] == nil
+            w.connections[key, default: Watched()].waiters[w.next] = callback
+            return (w.next, first)
+        }
+        // One callback on the close future per connection, not one per statement: a pooled connection lives long.
+        if first {
+            connection.closeFuture.whenComplete { _ in
+                let waiting = self.watched.withLock { $0.connections.removeValue(forKey: key)?.waiters.values.map { $0 } ?? [] }
+                for callback in waiting { callback() }
+            }
+        }
+        return id
+    }
+
+    private func unregister(key: ObjectIdentifier, id: Int) {
+        watched.withLock { w in
+            guard w.connections[key] != nil else { return }
+            w.connections[key]!.waiters[id] = nil
+        }
+    }
+
+    /// Connections with a close callback registered (for tests: entries must not pile up).
+    var watchedConnections: Int { watched.withLock { $0.connections.count } }
+}
+
+/// A statement given up on (`StatementWatch`): whether it was carried out is unknown.
+public struct StatementAbandoned: Error, CustomStringConvertible, Sendable {
+    public enum Reason: Sendable, Equatable {
+        /// Its connection closed and it did not end.
+        case connectionClosed
+        /// No answer within the deadline.
+        case noAnswer
+    }
+    public let reason: Reason
+    public let after: Duration
+
+    public var description: String {
+        switch reason {
+        case .connectionClosed:
+            return "the connection to PostgreSQL closed under a statement that did not end within \(after) (whether it was carried out is unknown)"
+        case .noAnswer:
+            return "PostgreSQL did not answer a statement within \(after), past hub.statement_timeout (the connection is presumed dead; whether it was carried out is unknown)"
+        }
+    }
+}
