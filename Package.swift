@@ -86,6 +86,7 @@ let package = Package(
             dependencies: [
                 "FleetwatchProtocol", "FleetwatchSchema", "FleetwatchIngest", "FleetwatchAlerting", "FleetwatchControl",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "Logging", package: "swift-log"),

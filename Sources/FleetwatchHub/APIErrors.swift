@@ -37,6 +37,10 @@ struct APIErrors<Context: RequestContext>: RouterMiddleware {
                                  message: "the database is unreachable; try again shortly (ref \(reference))")
             }
         }
+        if error is QueryUnanswered || error is StatementAbandoned {
+            return HTTPError(.serviceUnavailable, headers: [.retryAfter: "5"],
+                             message: "the database did not answer in time; try again (ref \(reference))")
+        }
         if error is StorageError {
             return HTTPError(.internalServerError, message: "the request could not be stored; the hub's log has the details (ref \(reference))")
         }

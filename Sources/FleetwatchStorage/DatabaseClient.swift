@@ -91,9 +91,21 @@ public final class DatabaseClient: PostgresQuerying {
         }
     }
 
+    /// How long a statement through `query` may go unanswered (`statementTimeout` and a margin; none without it):
+    /// PostgresNIO never answers one its pool sent to a connection the server had just closed, and a service loop
+    /// waiting for it (command delivery, alert evaluation) would stop for good.
+    var answerDeadline: Duration? {
+        guard let statementTimeout, statementTimeout > .zero else { return nil }
+        return statementTimeout + .seconds(15)
+    }
+
     @discardableResult
     public func query(_ query: PostgresQuery, logger: Logger?, file: String, line: Int) async throws -> PostgresRowSequence {
-        try await current.withLock { $0.client }.query(query, logger: logger, file: file, line: line)
+        let client = current.withLock { $0.client }
+        guard let deadline = answerDeadline else { return try await client.query(query, logger: logger, file: file, line: line) }
+        return try await StatementWatch.answered(within: deadline) {
+            try await client.query(query, logger: logger, file: file, line: line)
+        }
     }
 
     public func withLeasedConnection<Result>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {

@@ -1,4 +1,5 @@
 import NIOCore
+import NIOPosix
 import PostgresNIO
 import Synchronization
 
@@ -47,24 +48,26 @@ final class StatementWatch: Sendable {
                                     _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
         let once = ResumeOnce<T>()
         let key = ObjectIdentifier(connection)
+        let loop = connection.eventLoop
         return try await withCheckedThrowingContinuation { continuation in
             once.set(continuation)
-            let giveUp: @Sendable (StatementAbandoned.Reason) -> Void = { [grace, deadline] reason in
+            let giveUp: @Sendable (StatementAbandoned) -> Void = { error in
+                guard let waiting = once.take() else { return }
+                running.cancel()   // nobody waits for it any more
+                // Closed before the caller goes on (and gives the connection back to the pool), so the pool does not
+                // lend it again with the given-up statement still ahead in its queue.
                 Task {
-                    if reason == .connectionClosed { try? await Task.sleep(for: grace) }
-                    guard let waiting = once.take() else { return }
-                    // Closed before the caller goes on (and gives the connection back to the pool), so the pool does
-                    // not lend it again with the given-up statement still ahead in its queue.
                     try? await connection.close()
-                    waiting.resume(throwing: StatementAbandoned(reason: reason, after: reason == .connectionClosed ? grace : deadline ?? .zero))
+                    waiting.resume(throwing: error)
                 }
             }
-            let id = register(connection, key: key) { giveUp(.connectionClosed) }
+            let id = register(connection, key: key) { [grace] in
+                loop.scheduleTask(in: TimeAmount(grace)) { giveUp(StatementAbandoned(reason: .connectionClosed, after: grace)) }
+            }
+            // An event-loop timer, removed when the statement ends (a cancelled `Task.sleep` keeps its wake-up
+            // scheduled until the full deadline: tens of thousands of them at a busy hub's statement rate).
             let timer = deadline.map { deadline in
-                Task {
-                    try await Task.sleep(for: deadline)
-                    giveUp(.noAnswer)
-                }
+                loop.scheduleTask(in: TimeAmount(deadline)) { giveUp(StatementAbandoned(reason: .noAnswer, after: deadline)) }
             }
             running.set(Task {
                 let result: Result<T, any Error>
@@ -73,6 +76,33 @@ final class StatementWatch: Sendable {
                 if let id { self.unregister(key: key, id: id) }
                 once.resume(result)
             }, cancelled: Task.isCancelled)
+        }
+    }
+
+    /// `body` (a statement through the pool, whose connection the caller does not see), or `QueryUnanswered` if it has
+    /// not ended within `deadline`; it is then cancelled and left to end (a wait for a pooled connection leaves the
+    /// pool's queue). Cancelling the caller cancels `body`.
+    static func answered<T: Sendable>(within deadline: Duration, on loop: any EventLoop = NIOSingletons.posixEventLoopGroup.any(),
+                                      _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        let running = RunningTask()
+        return try await withTaskCancellationHandler {
+            let once = ResumeOnce<T>()
+            return try await withCheckedThrowingContinuation { continuation in
+                once.set(continuation)
+                let timer = loop.scheduleTask(in: TimeAmount(deadline)) {
+                    guard let waiting = once.take() else { return }
+                    running.cancel()
+                    waiting.resume(throwing: QueryUnanswered(after: deadline))
+                }
+                running.set(Task {
+                    let result: Result<T, any Error>
+                    do { result = .success(try await body()) } catch { result = .failure(error) }
+                    timer.cancel()
+                    once.resume(result)
+                }, cancelled: Task.isCancelled)
+            }
+        } onCancel: {
+            running.cancel()
         }
     }
 
@@ -108,8 +138,10 @@ final class StatementWatch: Sendable {
             return (w.next, first)
         }
         // One callback on the close future per connection, not one per statement: a pooled connection lives long.
+        // It holds the connection, so no other object takes its address (the key) while the entry exists.
         if first {
             connection.closeFuture.whenComplete { _ in
+                _ = connection
                 let waiting = self.watched.withLock { $0.connections.removeValue(forKey: key)?.waiters.values.map { $0 } ?? [] }
                 for callback in waiting { callback() }
             }
@@ -124,8 +156,10 @@ final class StatementWatch: Sendable {
         }
     }
 
-    /// Connections with a close callback registered (for tests: entries must not pile up).
+    /// Connections with a close callback registered, and statements waiting on them (for tests: entries must not
+    /// pile up).
     var watchedConnections: Int { watched.withLock { $0.connections.count } }
+    var watchedStatements: Int { watched.withLock { $0.connections.values.reduce(0) { $0 + $1.waiters.count } } }
 }
 
 /// A statement given up on (`StatementWatch`): whether it was carried out is unknown.
@@ -146,5 +180,15 @@ public struct StatementAbandoned: Error, CustomStringConvertible, Sendable {
         case .noAnswer:
             return "PostgreSQL did not answer a statement within \(after), past hub.statement_timeout (the connection is presumed dead; whether it was carried out is unknown)"
         }
+    }
+}
+
+/// A statement through the pool with no answer within `hub.statement_timeout` and a margin, the wait for a connection
+/// included (`StatementWatch.answered`): the connection it was sent on may have closed under it, or the pool is
+/// saturated. Not counted as a lost connection; an API request gets 503.
+public struct QueryUnanswered: Error, CustomStringConvertible, Sendable {
+    public let after: Duration
+    public var description: String {
+        "PostgreSQL did not answer within \(after) (past hub.statement_timeout, the wait for a pooled connection included)"
     }
 }

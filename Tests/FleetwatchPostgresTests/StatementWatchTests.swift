@@ -1,8 +1,10 @@
+@testable import FleetwatchHub
 import FleetwatchIngest
 import FleetwatchProtocol
 @testable import FleetwatchStorage
 import FleetwatchTestSupport
 import Foundation
+import Hummingbird
 import Logging
 import NIOCore
 import PostgresNIO
@@ -14,6 +16,12 @@ import Testing
 @Suite(.enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
 struct StatementWatchTests {
     let logger = Logger(label: "test")
+
+    final class Count: Sendable {
+        private let n = Mutex(0)
+        func add() { n.withLock { $0 += 1 } }
+        var value: Int { n.withLock { $0 } }
+    }
 
     /// A connection of its own (not pooled) to `db`, and its server process id.
     func connect(_ db: TestDatabase) async throws -> (PostgresConnection, Int32) {
@@ -60,6 +68,38 @@ struct StatementWatchTests {
         #expect(watch.watchedConnections == 0)
     }
 
+    /// A statement still waiting when its connection closes (here a body that does not end by itself, as a
+    /// statement that was never answered) is given up on `grace` after the close, and cancelled.
+    @Test(.timeLimit(.minutes(1)))
+    func aStatementStillWaitingWhenItsConnectionClosesIsGivenUpAfterTheGrace() async throws {
+        let db = try await TestDatabase.create()
+        let (connection, pid) = try await connect(db)
+        let watch = StatementWatch(grace: .milliseconds(300))
+        let bodyCancelled = Count()
+        let started = Count()
+        let waiting = Task {
+            try await watch.run(on: connection) { _ in
+                started.add()
+                do { try await Task.sleep(for: .seconds(40)) } catch { bodyCancelled.add(); throw error }
+                return 1
+            }
+        }
+        #expect(try await eventually(.seconds(10)) { started.value > 0 })
+        #expect(watch.watchedStatements == 1)
+        try await db.withClient { client in
+            _ = try await client.query("SELECT pg_terminate_backend(\(pid))", logger: logger)
+        }
+        let closedAt = ContinuousClock.now
+        await #expect {
+            _ = try await waiting.value
+        } throws: { error in
+            (error as? StatementAbandoned)?.reason == .connectionClosed
+        }
+        #expect(ContinuousClock.now - closedAt < .seconds(20))
+        #expect(try await eventually(.seconds(10)) { bodyCancelled.value > 0 })
+        #expect(watch.watchedConnections == 0 && watch.watchedStatements == 0)
+    }
+
     @Test(.timeLimit(.minutes(1)))
     func aStatementInFlightWhenTheConnectionClosesFailsOrIsGivenUp() async throws {
         let db = try await TestDatabase.create()
@@ -94,6 +134,7 @@ struct StatementWatchTests {
             #expect(n == [Int32(i)])
         }
         #expect(watch.watchedConnections == 1)
+        #expect(watch.watchedStatements == 0)
         await #expect {
             _ = try await watch.run(on: connection) { try await $0.query("SELECT pg_sleep(4)", logger: logger).all() }
         } throws: { error in
@@ -101,6 +142,67 @@ struct StatementWatchTests {
         }
         // Closed, so nothing queued behind the given-up statement waits on it.
         #expect(try await eventually(.seconds(10)) { connection.isClosed })
+    }
+
+    /// A statement through the pool (whose connection the caller does not see) that is never answered is given up
+    /// on at the pool's deadline; not as a lost connection (the pool may only be saturated), and an API request
+    /// that meets it answers 503.
+    @Test(.timeLimit(.minutes(1)))
+    func aQueryThroughThePoolNeverAnsweredIsGivenUpAtItsDeadline() async throws {
+        let db = try await TestDatabase.create()
+        let closed = try await closedConnection(db)
+        let started = ContinuousClock.now
+        await #expect {
+            _ = try await StatementWatch.answered(within: .seconds(1)) { try await closed.query("SELECT 1", logger: logger) }
+        } throws: { error in
+            error is QueryUnanswered && !DatabaseHealth.isConnectionLoss(error)
+        }
+        #expect(ContinuousClock.now - started < .seconds(30))
+        // An answer in time passes through.
+        try await db.withClient { pool in
+            let n = try await StatementWatch.answered(within: .seconds(10)) {
+                try await pool.query("SELECT 7::int4", logger: logger).decode(Int32.self).all()
+            }
+            #expect(n == [7])
+        }
+        // The hub's pool has the deadline when PostgreSQL has a statement timeout.
+        let timed = try DatabaseClient(url: db.url, maxConnections: 1, statementTimeout: .seconds(30), logger: logger)
+        #expect(timed.answerDeadline == .seconds(45))
+        #expect(try DatabaseClient(url: db.url, maxConnections: 1, statementTimeout: .zero, logger: logger).answerDeadline == nil)
+        let answer = APIErrors<BasicRequestContext>.publicError(QueryUnanswered(after: .seconds(45)), reference: "r1")
+        #expect(answer.status == .serviceUnavailable && answer.body?.contains("did not answer in time") == true)
+    }
+
+    /// A caller cancelled (a client gone, the hub shutting down) cancels the statement it waits for.
+    @Test(.timeLimit(.minutes(1)))
+    func cancellingTheCallerCancelsTheStatement() async throws {
+        let db = try await TestDatabase.create()
+        let (connection, _) = try await connect(db)
+        defer { Task { try? await connection.close() } }
+        let watch = StatementWatch(deadline: .seconds(60))
+        let ran = Count()
+        let onConnection = Task {
+            try await watch.run(on: connection) { _ in
+                ran.add()
+                try await Task.sleep(for: .seconds(30))
+                return 1
+            }
+        }
+        let throughPool = Task {
+            try await StatementWatch.answered(within: .seconds(60)) {
+                ran.add()
+                try await Task.sleep(for: .seconds(30))
+                return 1
+            }
+        }
+        #expect(try await eventually(.seconds(10)) { ran.value == 2 })
+        onConnection.cancel()
+        throughPool.cancel()
+        let started = ContinuousClock.now
+        for task in [onConnection, throughPool] {
+            await #expect(throws: CancellationError.self) { _ = try await task.value }
+        }
+        #expect(ContinuousClock.now - started < .seconds(10))
     }
 
     /// A pool that lends `closed` (a connection the server closed) for the next `count` leases, as PostgresNIO's
