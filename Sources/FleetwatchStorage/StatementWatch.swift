@@ -16,7 +16,8 @@ import Synchronization
 /// Giving up throws `StatementAbandoned`, which counts as a lost connection (`DatabaseHealth.isConnectionLoss`): a
 /// batch is not acknowledged and is sent again (its ledger row tells whether it was stored). The connection is
 /// closed, so the pool does not lend it out again with the given-up statement ahead in its queue. The abandoned statement's
-/// task is left behind; it keeps what it captured until it ends, if ever — one statement's data per such event.
+/// task is cancelled and left behind: one PostgresNIO never answers does not end, and keeps what it captured — one
+/// statement's data per such event. `answered(within:)` is the deadline alone, for statements through the pool.
 final class StatementWatch: Sendable {
     let grace: Duration
     let deadline: Duration?
