@@ -31,16 +31,45 @@ struct StatementWatchTests {
         return (connection, pid)
     }
 
-    /// Whether `body` ended (either way) within `limit`; it is left running otherwise.
-    func ends(within limit: Duration, _ body: @escaping @Sendable () async throws -> Void) async -> Bool {
-        let ended = Mutex(false)
-        Task { _ = try? await body(); ended.withLock { $0 = true } }
+    final class Outcome<T: Sendable>: Sendable {
+        let result = Mutex<Result<T, any Error>?>(nil)
+    }
+
+    /// How `body` ended, or nil if it has not within `limit` (it is left running): a watch that fails shows as a
+    /// failed test, not as a test process that never ends.
+    func ended<T: Sendable>(within limit: Duration, _ body: @escaping @Sendable () async throws -> T) async -> Result<T, any Error>? {
+        let outcome = Outcome<T>()
+        Task {
+            let result: Result<T, any Error>
+            do { result = .success(try await body()) } catch { result = .failure(error) }
+            outcome.result.withLock { $0 = result }
+        }
         let deadline = ContinuousClock.now + limit
         while ContinuousClock.now < deadline {
-            if ended.withLock({ $0 }) { return true }
+            if let result = outcome.result.withLock({ $0 }) { return result }
             try? await Task.sleep(for: .milliseconds(20))
         }
-        return ended.withLock { $0 }
+        return outcome.result.withLock { $0 }
+    }
+
+    /// Whether `body` ended (either way) within `limit`.
+    func ends(within limit: Duration, _ body: @escaping @Sendable () async throws -> Void) async -> Bool {
+        await ended(within: limit, body) != nil
+    }
+
+    /// The error `body` threw within `limit`; nil, with an issue recorded, if it succeeded or did not end.
+    func thrown<T: Sendable>(within limit: Duration, _ body: @escaping @Sendable () async throws -> T,
+                             sourceLocation: SourceLocation = #_sourceLocation) async -> (any Error)? {
+        switch await ended(within: limit, body) {
+        case nil:
+            Issue.record("did not end within \(limit): nothing gave up on the statement", sourceLocation: sourceLocation)
+            return nil
+        case .success(let value):
+            Issue.record("succeeded (\(value)) where it should have been given up on", sourceLocation: sourceLocation)
+            return nil
+        case .failure(let error):
+            return error
+        }
     }
 
     @Test(.timeLimit(.minutes(1)))
@@ -58,13 +87,11 @@ struct StatementWatchTests {
                 "PostgresNIO now answers a statement on a closed connection: StatementWatch's close case may be obsolete")
 
         let watch = StatementWatch(grace: .milliseconds(200))
-        let started = ContinuousClock.now
-        await #expect {
-            _ = try await watch.run(on: connection) { try await $0.query("SELECT 1", logger: logger).all() }
-        } throws: { error in
-            (error as? StatementAbandoned)?.reason == .connectionClosed && DatabaseHealth.isConnectionLoss(error)
+        let error = await thrown(within: .seconds(30)) {
+            try await watch.run(on: connection) { try await $0.query("SELECT 1", logger: logger).all().count }
         }
-        #expect(ContinuousClock.now - started < .seconds(30))
+        #expect((error as? StatementAbandoned)?.reason == .connectionClosed && error.map(DatabaseHealth.isConnectionLoss) == true,
+                "\(String(describing: error))")
         #expect(watch.watchedConnections == 0)
     }
 
@@ -151,13 +178,10 @@ struct StatementWatchTests {
     func aQueryThroughThePoolNeverAnsweredIsGivenUpAtItsDeadline() async throws {
         let db = try await TestDatabase.create()
         let closed = try await closedConnection(db)
-        let started = ContinuousClock.now
-        await #expect {
-            _ = try await StatementWatch.answered(within: .seconds(1)) { try await closed.query("SELECT 1", logger: logger) }
-        } throws: { error in
-            error is QueryUnanswered && !DatabaseHealth.isConnectionLoss(error)
+        let error = await thrown(within: .seconds(30)) {
+            try await StatementWatch.answered(within: .seconds(1)) { try await closed.query("SELECT 1", logger: logger).all().count }
         }
-        #expect(ContinuousClock.now - started < .seconds(30))
+        #expect(error is QueryUnanswered && error.map(DatabaseHealth.isConnectionLoss) == false, "\(String(describing: error))")
         // An answer in time passes through.
         try await db.withClient { pool in
             let n = try await StatementWatch.answered(within: .seconds(10)) {
@@ -262,18 +286,23 @@ struct StatementWatchTests {
                                        series: [Series(name: "daily_pnl", kind: .gauge, timestamps: [now], values: [1])],
                                        refusedSamples: 0, firstTimestampMs: now)
             client.remaining.withLock { $0 = 2 }
-            let failures = try await withThrowingTaskGroup(of: (any Error)?.self) { group in
-                for s in sessions {
-                    group.addTask { do { _ = try await store.store(batch, session: s); return nil } catch { return error } }
+            let lent = sessions
+            let stores = await ended(within: .seconds(30)) {
+                try await withThrowingTaskGroup(of: (any Error)?.self) { group in
+                    for s in lent {
+                        group.addTask { do { _ = try await store.store(batch, session: s); return nil } catch { return error } }
+                    }
+                    return try await group.reduce(into: [(any Error)?]()) { $0.append($1) }
                 }
-                return try await group.reduce(into: [(any Error)?]()) { $0.append($1) }
             }
-            #expect(failures.allSatisfy { ($0 as? StatementAbandoned)?.reason == .connectionClosed }, "\(failures)")
+            let failures = try #require(try stores?.get(), "the stores on a closed connection did not end within 30 s")
+            #expect(failures.count == 2 && failures.allSatisfy { ($0 as? StatementAbandoned)?.reason == .connectionClosed }, "\(failures)")
             for s in sessions { #expect(try await store.store(batch, session: s) == .stored) }
 
             client.remaining.withLock { $0 = 1 }
             let upkeep = ReviewMaintainer(client: client, settings: RetentionSettings(), logger: logger)
-            await #expect(throws: StatementAbandoned.self) { try await upkeep.pass(hourly: false) }
+            let error = await thrown(within: .seconds(30)) { try await upkeep.pass(hourly: false) }
+            #expect(error is StatementAbandoned, "\(String(describing: error))")
             #expect(try await upkeep.pass(hourly: false))
         }
     }
@@ -297,7 +326,7 @@ struct StatementWatchTests {
                 sessions.append(s)
             }
             let now = Int64(Date().timeIntervalSince1970 * 1000)
-            func batch(_ seq: UInt64) -> ValidatedBatch {
+            let batch: @Sendable (UInt64) -> ValidatedBatch = { seq in
                 ValidatedBatch(epoch: 7, sequence: seq, sentSamples: 2,
                                series: [Series(name: "daily_pnl", kind: .gauge, timestamps: [now, now + 1], values: [1, 2])],
                                refusedSamples: 0, firstTimestampMs: now)
@@ -306,14 +335,18 @@ struct StatementWatchTests {
             let (blocker, _) = try await connect(db)
             _ = try await blocker.query("BEGIN", logger: logger)
             _ = try await blocker.query("LOCK TABLE ingest_streams IN ACCESS EXCLUSIVE MODE", logger: logger)
-            let outcomes = try await withThrowingTaskGroup(of: (any Error)?.self) { group in
-                for s in sessions {
-                    group.addTask {
-                        do { _ = try await store.store(batch(1), session: s); return nil } catch { return error }
+            let waiting = sessions
+            let stores = await ended(within: .seconds(60)) {
+                try await withThrowingTaskGroup(of: (any Error)?.self) { group in
+                    for s in waiting {
+                        group.addTask {
+                            do { _ = try await store.store(batch(1), session: s); return nil } catch { return error }
+                        }
                     }
+                    return try await group.reduce(into: [(any Error)?]()) { $0.append($1) }
                 }
-                return try await group.reduce(into: [(any Error)?]()) { $0.append($1) }
             }
+            let outcomes = try #require(try stores?.get(), "the stores behind a lock did not end within 60 s")
             // Two slots: the third store waited behind the first two and was given up on in its own turn.
             #expect(outcomes.count == 3)
             #expect(outcomes.allSatisfy { ($0 as? StatementAbandoned)?.reason == .noAnswer }, "\(outcomes)")
