@@ -63,7 +63,7 @@ public struct HubApplication: Sendable {
         let store = PostgresIngestStore(client: client, logger: logger, autoRegister: configuration.autoRegister,
                                         maxNamesPerBot: configuration.ingest.maxMetricNamesPerBot,
                                         maxNames: configuration.ingest.maxMetricNames, hubID: configuration.ingest.hubID,
-                                        statementDeadline: configuration.batchStatementDeadline)
+                                        statementDeadline: client.answerDeadline)
         let health = DatabaseHealth(url: database.url, client: client, logger: logger)
         let ingestStore = OutageIngestStore(inner: store, health: health, credentialMaxAge: configuration.outageCredentialMaxAge)
         let metrics = HubMetrics()

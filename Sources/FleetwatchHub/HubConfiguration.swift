@@ -36,12 +36,6 @@ public struct HubConfiguration: Sendable {
     /// PostgreSQL cancels any statement of the running hub that takes longer (`hub.statement_timeout`; 0: never);
     /// an API request whose query is cancelled gets 503. Migrations are not limited.
     public var databaseStatementTimeout: Duration = .seconds(30)
-    /// How long a batch statement may go unanswered before the hub gives up on it (the batch is not acknowledged
-    /// and is sent again): past `hub.statement_timeout` PostgreSQL would have cancelled it, so its connection is
-    /// dead. None without a statement timeout.
-    public var batchStatementDeadline: Duration? {
-        databaseStatementTimeout > .zero ? databaseStatementTimeout + .seconds(15) : nil
-    }
     /// How PostgreSQL compresses large batches as they arrive (`hub.toast_compression`): lz4 where the server has
     /// it; merged minutes are pglz whatever this says.
     public var toastCompression = ToastCompression.auto

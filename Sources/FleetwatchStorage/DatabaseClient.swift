@@ -93,8 +93,8 @@ public final class DatabaseClient: PostgresQuerying {
 
     /// How long a statement through `query` may go unanswered (`statementTimeout` and a margin; none without it):
     /// PostgresNIO never answers one its pool sent to a connection the server had just closed, and a service loop
-    /// waiting for it (command delivery, alert evaluation) would stop for good.
-    var answerDeadline: Duration? {
+    /// waiting for it (command delivery, alert evaluation) would stop for good. The batch writer's deadline too.
+    public var answerDeadline: Duration? {
         guard let statementTimeout, statementTimeout > .zero else { return nil }
         return statementTimeout + .seconds(15)
     }
