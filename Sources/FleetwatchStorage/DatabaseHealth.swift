@@ -64,25 +64,19 @@ public final class DatabaseHealth: Service, Sendable {
     /// Runs `body` unless the database is known to be down, and gives up on it (`DatabaseUnavailable`) the moment
     /// the database is noticed down, without waiting for it: a pool wait or a query on a connection to a dead
     /// server may take a minute to fail. Whatever `body` still does is left to finish or fail by itself, so it
-    /// must be safe to abandon (a batch not acknowledged is sent again and deduplicated).
+    /// must be safe to abandon (a batch not acknowledged is sent again and deduplicated). Cancelling the caller
+    /// cancels `body`.
     public func failFast<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
         guard case .up = current else { throw DatabaseUnavailable(state: current) }
         let id = waiters.withLock { w -> Int in
             w.next += 1
             return w.next
         }
-        let once = ResumeOnce<T>()
-        return try await withCheckedThrowingContinuation { continuation in
-            once.set(continuation)
-            let registered = whenDown(id: id) { [weak self] in once.resume(.failure(DatabaseUnavailable(state: self?.current ?? .up))) }
-            guard registered else { return once.resume(.failure(DatabaseUnavailable(state: current))) }
-            Task {
-                let result: Result<T, any Error>
-                do { result = .success(try await body()) } catch { result = .failure(error) }
-                _ = self.waiters.withLock { $0.callbacks.removeValue(forKey: id) }
-                once.resume(result)
-            }
-        }
+        return try await raceGiveUp(cancelOnGiveUp: false, arm: { giveUp in
+            let registered = whenDown(id: id) { [weak self] in giveUp(DatabaseUnavailable(state: self?.current ?? .up), nil) }
+            if !registered { giveUp(DatabaseUnavailable(state: current), nil) }
+            return { _ = self.waiters.withLock { $0.callbacks.removeValue(forKey: id) } }
+        }, body)
     }
 
     /// Registers `callback` for the next change to down; false (not registered) if the database is down now.
@@ -287,25 +281,5 @@ public struct DatabaseUnavailable: Error, CustomStringConvertible, Sendable {
     public var description: String {
         if case .down(_, let reason) = state { return "PostgreSQL is unreachable: \(reason)" }
         return "PostgreSQL is unreachable"
-    }
-}
-
-/// A continuation resumed by whichever of several racers finishes first.
-final class ResumeOnce<T: Sendable>: Sendable {
-    private let continuation = Mutex<CheckedContinuation<T, any Error>?>(nil)
-    func set(_ c: CheckedContinuation<T, any Error>) { continuation.withLock { $0 = c } }
-    /// The continuation, taken from the other racers (nil if one resumed it): the taker resumes it.
-    func take() -> CheckedContinuation<T, any Error>? {
-        continuation.withLock { c in
-            defer { c = nil }
-            return c
-        }
-    }
-
-    func resume(_ result: Result<T, any Error>) {
-        continuation.withLock { c in
-            c?.resume(with: result)
-            c = nil
-        }
     }
 }

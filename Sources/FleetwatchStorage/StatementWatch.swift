@@ -37,47 +37,25 @@ final class StatementWatch: Sendable {
     /// `grace`, or `deadline` after it started. Cancelling the caller cancels `body`.
     func run<T: Sendable>(on connection: PostgresConnection,
                           _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        let running = RunningTask()
-        return try await withTaskCancellationHandler {
-            try await start(on: connection, running: running, body)
-        } onCancel: {
-            running.cancel()
-        }
-    }
-
-    private func start<T: Sendable>(on connection: PostgresConnection, running: RunningTask,
-                                    _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
-        let once = ResumeOnce<T>()
         let key = ObjectIdentifier(connection)
         let loop = connection.eventLoop
-        return try await withCheckedThrowingContinuation { continuation in
-            once.set(continuation)
-            let giveUp: @Sendable (StatementAbandoned) -> Void = { error in
-                guard let waiting = once.take() else { return }
-                running.cancel()   // nobody waits for it any more
-                // Closed before the caller goes on (and gives the connection back to the pool), so the pool does not
-                // lend it again with the given-up statement still ahead in its queue.
-                Task {
-                    try? await connection.close()
-                    waiting.resume(throwing: error)
-                }
-            }
+        return try await raceGiveUp(cancelOnGiveUp: true, arm: { giveUp in
+            // Closed before the caller goes on (and gives the connection back to the pool), so the pool does not
+            // lend it again with the given-up statement still ahead in its queue.
+            let abandon: @Sendable (StatementAbandoned) -> Void = { error in giveUp(error, { try? await connection.close() }) }
             let id = register(connection, key: key) { [grace] in
-                loop.scheduleTask(in: TimeAmount(grace)) { giveUp(StatementAbandoned(reason: .connectionClosed, after: grace)) }
+                loop.scheduleTask(in: TimeAmount(grace)) { abandon(StatementAbandoned(reason: .connectionClosed, after: grace)) }
             }
             // An event-loop timer, removed when the statement ends (a cancelled `Task.sleep` keeps its wake-up
             // scheduled until the full deadline: tens of thousands of them at a busy hub's statement rate).
             let timer = deadline.map { deadline in
-                loop.scheduleTask(in: TimeAmount(deadline)) { giveUp(StatementAbandoned(reason: .noAnswer, after: deadline)) }
+                loop.scheduleTask(in: TimeAmount(deadline)) { abandon(StatementAbandoned(reason: .noAnswer, after: deadline)) }
             }
-            running.set(Task {
-                let result: Result<T, any Error>
-                do { result = .success(try await body(connection)) } catch { result = .failure(error) }
+            return {
                 timer?.cancel()
                 if let id { self.unregister(key: key, id: id) }
-                once.resume(result)
-            }, cancelled: Task.isCancelled)
-        }
+            }
+        }, { try await body(connection) })
     }
 
     /// `body` (a statement through the pool, whose connection the caller does not see), or `QueryUnanswered` if it has
@@ -85,45 +63,10 @@ final class StatementWatch: Sendable {
     /// pool's queue). Cancelling the caller cancels `body`.
     static func answered<T: Sendable>(within deadline: Duration, on loop: any EventLoop = NIOSingletons.posixEventLoopGroup.any(),
                                       _ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        let running = RunningTask()
-        return try await withTaskCancellationHandler {
-            let once = ResumeOnce<T>()
-            return try await withCheckedThrowingContinuation { continuation in
-                once.set(continuation)
-                let timer = loop.scheduleTask(in: TimeAmount(deadline)) {
-                    guard let waiting = once.take() else { return }
-                    running.cancel()
-                    waiting.resume(throwing: QueryUnanswered(after: deadline))
-                }
-                running.set(Task {
-                    let result: Result<T, any Error>
-                    do { result = .success(try await body()) } catch { result = .failure(error) }
-                    timer.cancel()
-                    once.resume(result)
-                }, cancelled: Task.isCancelled)
-            }
-        } onCancel: {
-            running.cancel()
-        }
-    }
-
-    /// The task running a statement, for the caller's cancellation.
-    private final class RunningTask: Sendable {
-        private let state = Mutex<(task: Task<Void, Never>?, cancelled: Bool)>((nil, false))
-        func set(_ task: Task<Void, Never>, cancelled: Bool) {
-            let cancelNow = state.withLock { s -> Bool in
-                s.task = task
-                return s.cancelled || cancelled
-            }
-            if cancelNow { task.cancel() }
-        }
-        func cancel() {
-            let task = state.withLock { s -> Task<Void, Never>? in
-                s.cancelled = true
-                return s.task
-            }
-            task?.cancel()
-        }
+        try await raceGiveUp(cancelOnGiveUp: true, arm: { giveUp in
+            let timer = loop.scheduleTask(in: TimeAmount(deadline)) { giveUp(QueryUnanswered(after: deadline), nil) }
+            return { timer.cancel() }
+        }, body)
     }
 
     /// Registers `callback` for the close of `connection`: nil (and the callback is called) if it is closed already.
