@@ -55,6 +55,13 @@ public struct HubApplication: Sendable {
                                         endpoint: database.endpoint, logger: logger)
         let clientTask = Task { await client.run() }
         defer { clientTask.cancel() }
+        // The operators' pool: the API, the dashboard and stop requests wait only behind each other. Sharing the pool
+        // above, a token check waited seconds behind a reconnect storm of 5,000 agents (`fleetwatch-bench load`).
+        let operators = try DatabaseClient(url: database.url, maxConnections: configuration.operatorDatabaseConnections,
+                                           statementTimeout: configuration.databaseStatementTimeout,
+                                           endpoint: database.endpoint, logger: logger)
+        let operatorsTask = Task { await operators.run() }
+        defer { operatorsTask.cancel() }
         await HubDatabase.warnIfPrivileged(client, logger: logger)
         let partitions = PartitionMaintainer(client: client, logger: logger)
         try await partitions.ensureWindow()
@@ -64,7 +71,7 @@ public struct HubApplication: Sendable {
                                         maxNamesPerBot: configuration.ingest.maxMetricNamesPerBot,
                                         maxNames: configuration.ingest.maxMetricNames, hubID: configuration.ingest.hubID,
                                         statementDeadline: client.answerDeadline)
-        let health = DatabaseHealth(url: database.url, client: client, logger: logger)
+        let health = DatabaseHealth(url: database.url, client: client, followers: [operators], logger: logger)
         let ingestStore = OutageIngestStore(inner: store, health: health, credentialMaxAge: configuration.outageCredentialMaxAge)
         let metrics = HubMetrics()
         counters.observeStoreDurations { metrics.batchStored(in: $0) }
@@ -78,7 +85,7 @@ public struct HubApplication: Sendable {
         let publisher = LivePublisher(client: client, interval: .milliseconds(200), logger: logger, local: live)
         let viewers = ViewerRegistry()
         if configuration.dashboardEnabled { try await createFirstAdmin(client: client) }
-        let audit = AuditLog(client: client, logger: logger)
+        let audit = AuditLog(client: operators, logger: logger)
         let refusals = RefusalAudit(audit: audit)
         let journal = try BreakGlassJournal(directory: Self.outageDirectory(configuration), logger: logger)
         // What a previous run of this replica kept through an outage reaches the tables before any agent is let in.
@@ -90,7 +97,7 @@ public struct HubApplication: Sendable {
         let reads = try await openReads(primary: client)
         defer { reads.1?.cancel() }
         let ticker = ConnectionTicker(heartbeatInterval: configuration.ingest.heartbeatInterval)
-        let app = try makeApplication(client: client, store: ingestStore, breakGlass: breakGlass, reads: reads.0, alerting: alerting, ledger: ledger, connections: connections,
+        let app = try makeApplication(client: operators, store: ingestStore, breakGlass: breakGlass, reads: reads.0, alerting: alerting, ledger: ledger, connections: connections,
                                       ticker: ticker, metrics: metrics, live: live, publisher: publisher, viewers: viewers, audit: audit,
                                       refusals: refusals, health: health, onListening: onListening)
         // Every notification channel on one LISTEN connection.
@@ -250,7 +257,8 @@ public struct HubApplication: Sendable {
         let metricsRoutes = MetricsRoutes(client: client, fleet: fleet, logger: logger, reads: reads)
         metricsRoutes.register(on: router)
         BotExposition(client: client, fleet: fleet, snapshot: { try await metricsRoutes.snapshot(bot: nil) }, logger: logger).register(on: router)
-        CommandRoutes(ledger: ledger, audit: audit, refusals: refusals, alerts: alerting.emergencyAlerts,
+        // Stop requests on the router's pool (the operators'), delivery to the bots on the ledger's.
+        CommandRoutes(ledger: CommandLedger(client: client, logger: logger), audit: audit, refusals: refusals, alerts: alerting.emergencyAlerts,
                       limiter: RequestLimiter(perMinute: configuration.emergency.requestsPerMinute), logger: logger,
                       breakGlass: breakGlass).register(on: router)
         let commands = LedgerCommandChannel(ledger: ledger, alerts: alerting.emergencyAlerts, hubID: configuration.ingest.hubID,

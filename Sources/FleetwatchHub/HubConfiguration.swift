@@ -20,8 +20,11 @@ public struct HubConfiguration: Sendable {
     public var readDatabaseURL: String?
     /// Where the embedded cluster lives.
     public var dataDirectory = "./fleetwatch-data"
-    /// Connections in the PostgreSQL pool.
+    /// Connections in the PostgreSQL pool of ingest, alerting, commands to bots and upkeep.
     public var databaseConnections = 16
+    /// Connections in the operators' pool: the API, the dashboard and emergency-stop requests wait only behind each
+    /// other, never behind a fleet's ingest (a reconnect storm, a backlog of batches).
+    public var operatorDatabaseConnections = 4
     /// The password for a database URL without one (`FLEETWATCH_DATABASE_PASSWORD` or its `_FILE`), so the URL
     /// itself need not be secret.
     public var databasePassword: String?

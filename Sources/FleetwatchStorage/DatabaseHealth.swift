@@ -25,11 +25,14 @@ public final class DatabaseHealth: Service, Sendable {
 
     /// The pool to move when the host in use is gone or no longer fits `target_session_attrs` (several hosts).
     let client: DatabaseClient?
+    /// Other pools to the same server, moved with it (the operators' pool).
+    let followers: [DatabaseClient]
 
-    public init(url: DatabaseURL, client: DatabaseClient? = nil, interval: Duration = .seconds(1), deadline: Duration = .seconds(2),
-                logger: Logger) {
+    public init(url: DatabaseURL, client: DatabaseClient? = nil, followers: [DatabaseClient] = [], interval: Duration = .seconds(1),
+                deadline: Duration = .seconds(2), logger: Logger) {
         self.url = url
         self.client = client
+        self.followers = followers
         self.interval = interval
         self.deadline = deadline
         self.logger = logger
@@ -165,6 +168,7 @@ public final class DatabaseHealth: Service, Sendable {
                     self.set(.down(since: Date(), reason: "moving from \(url.endpoints[target].display) to \(url.endpoints[other].display)"))
                     do {
                         try client.switchTo(endpoint: other)
+                        for follower in followers { try follower.switchTo(endpoint: other) }
                         logger.notice("PostgreSQL: \(url.endpoints[target].display) is gone or no longer fits target_session_attrs=\(url.targetSessionAttrs.rawValue) (\(Self.describe(error, url: url))); moved to \(url.endpoints[other].display)")
                         continue
                     } catch {
