@@ -9,7 +9,7 @@ struct Bench: AsyncParsableCommand {
         commandName: "fleetwatch-bench",
         abstract: "Benchmarks for fleetwatch's hot paths (run release builds).",
         version: FleetwatchVersion.current,
-        subcommands: [RecordBench.self, WireBench.self, IngestBench.self, DiskBench.self, MemoryBench.self, MemoryChild.self, StopLatencyBench.self, ReviewBench.self, UpkeepBench.self, FleetAPIBench.self, LoadBench.self, LiveLatencyBench.self,
+        subcommands: [RecordBench.self, APIProbe.self, WireBench.self, IngestBench.self, DiskBench.self, MemoryBench.self, MemoryChild.self, StopLatencyBench.self, ReviewBench.self, UpkeepBench.self, FleetAPIBench.self, LoadBench.self, LiveLatencyBench.self,
                       AlertLatencyBench.self, IsolationBench.self])
 }
 

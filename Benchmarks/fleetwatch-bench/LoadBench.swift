@@ -23,6 +23,7 @@ struct LoadBench: AsyncParsableCommand {
     @Option(help: "Metrics recorded per agent per second.") var metrics = 15
     @Option(help: "Seconds of load.") var seconds = 600.0
     @Option(help: "Seconds after the start that the memory baseline is taken (warm-up).") var warmup = 60.0
+    @Option(help: "Seconds between rounds of the dashboard's API requests (/api/bots and /api/status).") var apiInterval = 1.0
     @Option(help: "The hub's log level (its log: fleetwatch-load-hub.log in the temporary directory).") var hubLogLevel = "warning"
 
     final class Ledger: @unchecked Sendable {
@@ -119,31 +120,18 @@ struct LoadBench: AsyncParsableCommand {
             }
             return out
         }
-        // The dashboard's API every second.
-        let api = Task { () -> (bots: [Double], status: [Double], errors: Int) in
-            var bots: [Double] = [], status: [Double] = [], errors = 0
-            while ContinuousClock.now < end {
-                for path in ["/api/bots", "/api/status"] {
-                    var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
-                    request.headers.add(name: "Authorization", value: "Bearer \(token)")
-                    let t0 = ContinuousClock.now
-                    do {
-                        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(10))
-                        _ = try await response.body.collect(upTo: 64 << 20)
-                        let ms = (ContinuousClock.now - t0).inSeconds * 1000
-                        if response.status == .ok { if path == "/api/bots" { bots.append(ms) } else { status.append(ms) } } else { errors += 1 }
-                    } catch { errors += 1 }
-                }
-                try? await Task.sleep(for: .seconds(1))
-            }
-            return (bots, status, errors)
-        }
+        // The dashboard's API every `apiInterval`, from a process of its own (as an operator's browser would be): in
+        // this process its requests would wait behind the agents' thousands of tasks, and the figure would be
+        // this process's queue as much as the hub's answer.
+        let probe = try APIProbe.Child(hub: "http://127.0.0.1:\(port)", token: token, seconds: seconds, interval: apiInterval)
+        defer { kill(probe.process.pid, SIGKILL) }
         _ = await recorder.value
         let loadEnded = ContinuousClock.now
         let cpuAtEnd = CPUReading(hub: hub.pid, ledger: ledger)
         let sealedDuringLoad = ledger.samples
         let rss = await memory.value
-        let latencies = await api.value
+        let latencies = try await probe.result()
+        let hubSide = try? await Self.hubLatency(port: port, route: "/api/bots")
 
         // Drain. The agents go on flushing their gauges every second and, while a batch awaits its ack, a flush's
         // samples wait for the next batch (`maxCoalesceDelay`), so an agent of a busy hub is never idle. Instead:
@@ -233,7 +221,9 @@ struct LoadBench: AsyncParsableCommand {
         print(String(format: "GET /api/bots during load: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d requests)",
                      pct(latencies.bots, 0.5), pct(latencies.bots, 0.99), latencies.bots.max() ?? .nan, latencies.bots.count))
         print(String(format: "GET /api/status during load: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d requests); API errors: %d",
-                     pct(latencies.status, 0.5), pct(latencies.status, 0.99), latencies.status.max() ?? .nan, latencies.status.count, latencies.errors))
+                     pct(latencies.status, 0.5), pct(latencies.status, 0.99), latencies.status.max() ?? .nan, latencies.status.count, latencies.errors.count))
+        if !latencies.errors.isEmpty { print("API errors (no 200 within 10 s): \(latencies.errors.prefix(10))") }
+        if let hubSide { print("GET /api/bots as the hub timed it (its fleetwatch_http_request_duration_seconds, bucket bounds): \(hubSide)") }
         print(String(format: "throughput: %.0f samples/s sealed during the load (%d agents × %d metrics/s recorded); every agent's batches acknowledged %.1f s after it; %.0f samples/s, %.0f batches/s over %.0f s in all",
                      Double(sealedDuringLoad) / seconds, agents, metrics, drained.inSeconds, Double(sealedSamples) / elapsed,
                      Double(sealedBatches) / elapsed, elapsed))
@@ -243,7 +233,7 @@ struct LoadBench: AsyncParsableCommand {
         print(String(format: "hub CPU from the warm-up to the end of the load: %.1f s in %.0f s (%.0f %% of one core); %.0f µs per batch sealed, %.2f CPU s per million samples sealed (%d batches, %d samples)",
                      cpuSeconds, cpuWindow, cpuSeconds / max(cpuWindow, 1e-9) * 100, cpuSeconds / Double(max(cpuBatches, 1)) * 1e6,
                      cpuSeconds / Double(max(cpuSamples, 1)) * 1e6, cpuBatches, cpuSamples))
-        let failed = lost > 0 || duplicated > 0 || mismatched > 0 || pending > 0 || dropped > 0 || latencies.errors > 0
+        let failed = lost > 0 || duplicated > 0 || mismatched > 0 || pending > 0 || dropped > 0 || !latencies.errors.isEmpty
             || !ingest.closes.isEmpty || ingest.refused > 0
         print(failed ? "RESULT: FAILED" : "RESULT: ok (0 lost, 0 duplicated, 0 errors)")
         if failed { throw ExitCode(1) }
@@ -253,6 +243,27 @@ struct LoadBench: AsyncParsableCommand {
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
               let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return nil }
         return Int(line.split(separator: " ").dropFirst().first ?? "")
+    }
+
+    /// The hub's own timing of `route` (its request-duration histogram on /metrics): the bucket bounds that
+    /// hold the median and the 99th percentile, and the count.
+    static func hubLatency(port: Int, route: String) async throws -> String {
+        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/metrics"), timeout: .seconds(10))
+        let text = String(buffer: try await response.body.collect(upTo: 8 << 20))
+        var buckets: [(le: Double, count: Double)] = []
+        for line in text.split(separator: "\n") where line.hasPrefix("fleetwatch_http_request_duration_seconds_bucket{")
+            && line.contains("route=\"\(route)\"") && line.contains("method=\"GET\"") {
+            guard let le = line.split(separator: "le=\"").last?.split(separator: "\"").first,
+                  let count = Double(line.split(separator: " ").last ?? "") else { continue }
+            buckets.append((le == "+Inf" ? .infinity : Double(le) ?? .nan, count))
+        }
+        buckets.sort { $0.le < $1.le }
+        guard let total = buckets.last?.count, total > 0 else { return "no requests recorded" }
+        func bound(_ q: Double) -> String {
+            let le = buckets.first { $0.count >= q * total }?.le ?? .infinity
+            return le.isInfinite ? "> \(buckets.dropLast().last.map { "\($0.le)" } ?? "?") s" : "≤ \(le) s"
+        }
+        return "p50 \(bound(0.5)), p99 \(bound(0.99)) (\(Int(total)) requests)"
     }
 
     static func ingestCounters(port: Int, token: String) async throws -> (closes: [String: Int], refused: Int) {
