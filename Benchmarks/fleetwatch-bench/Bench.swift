@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import ArgumentParser
 import FleetwatchProtocol
 import Foundation
@@ -16,6 +17,12 @@ struct Bench: AsyncParsableCommand {
 /// Prints a result line in a stable `name: value unit` form for docs/benchmarks.md.
 func report(_ name: String, _ value: Double, _ unit: String, digits: Int = 2) {
     print("\(name): \(String(format: "%.\(digits)f", value)) \(unit)")
+}
+
+/// The hub's Prometheus exposition (`GET /metrics` on loopback, no token: the hub's default).
+func hubMetricsText(port: Int) async throws -> String {
+    let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/metrics"), timeout: .seconds(10))
+    return String(buffer: try await response.body.collect(upTo: 8 << 20))
 }
 
 /// A progress line of a long benchmark, on standard error (standard output keeps only the figures).

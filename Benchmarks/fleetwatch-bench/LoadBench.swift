@@ -248,8 +248,7 @@ struct LoadBench: AsyncParsableCommand {
     /// The hub's own timing of `route` (its request-duration histogram on /metrics): the bucket bounds that
     /// hold the median and the 99th percentile, and the count.
     static func hubLatency(port: Int, route: String) async throws -> String {
-        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/metrics"), timeout: .seconds(10))
-        let text = String(buffer: try await response.body.collect(upTo: 8 << 20))
+        let text = try await hubMetricsText(port: port)
         var buckets: [(le: Double, count: Double)] = []
         for line in text.split(separator: "\n") where line.hasPrefix("fleetwatch_http_request_duration_seconds_bucket{")
             && line.contains("route=\"\(route)\"") && line.contains("method=\"GET\"") {

@@ -57,9 +57,7 @@ struct MemoryBench: AsyncParsableCommand {
 
     /// `fleetwatch_samples_stored_total` from the hub's /metrics.
     static func samplesStored(port: Int) async throws -> Double {
-        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://127.0.0.1:\(port)/metrics"), timeout: .seconds(10))
-        let text = String(buffer: try await response.body.collect(upTo: 8 << 20))
-        return text.split(separator: "\n").first { $0.hasPrefix("fleetwatch_samples_stored_total ") }
+        try await hubMetricsText(port: port).split(separator: "\n").first { $0.hasPrefix("fleetwatch_samples_stored_total ") }
             .flatMap { Double($0.split(separator: " ").last ?? "") } ?? 0
     }
 }

@@ -36,11 +36,7 @@ struct OperatorPoolTests {
         // A connection dropped unclosed stops the test process: closed on every way out.
         do {
             for name in names {
-                var c = AgentConfiguration(hubURL: hub.agentURL, botID: name, token: "secret")
-                c.processCollector = false
-                var agentLogger = Logger(label: "agent")
-                agentLogger.logLevel = .error
-                let agent = try MonitorAgent(configuration: c, logger: agentLogger)
+                let agent = try await EmergencyStopTests.agent(name, hub: hub.agentURL, handler: nil)
                 agents.append(Task { try await agent.run() })
             }
 
