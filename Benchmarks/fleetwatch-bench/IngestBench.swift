@@ -203,7 +203,8 @@ func runAgent(bot: String, epoch: UInt64, port: Int, template: BatchFrame, paylo
         try await outbound.write(.binary(hello))
         var iterator = inbound.messages(maxSize: 1 << 20).makeAsyncIterator()
         guard case .binary? = try await iterator.next() else { return }   // welcome
-        var seq: UInt64 = 0, inFlight = 0
+        // An ack covers every batch up to its sequence (the hub acknowledges batches that waited together at once).
+        var seq: UInt64 = 0, acknowledged: UInt64 = 0, inFlight = 0
         func send() async throws {
             seq += 1
             if !deltas.isEmpty {
@@ -218,10 +219,11 @@ func runAgent(bot: String, epoch: UInt64, port: Int, template: BatchFrame, paylo
         }
         while inFlight < window { try await send() }
         while inFlight > 0, let message = try await iterator.next() {
-            guard case .binary(let bytes) = message, case .ack = try Frame.decode(bytes) else { continue }
-            inFlight -= 1
-            acked.add(1)
-            if ContinuousClock.now < deadline { try await send() }
+            guard case .binary(let bytes) = message, case .ack(let ack) = try Frame.decode(bytes), ack.sequence > acknowledged else { continue }
+            inFlight -= Int(ack.sequence - acknowledged)
+            acked.add(Int64(ack.sequence - acknowledged))
+            acknowledged = ack.sequence
+            while inFlight < window, ContinuousClock.now < deadline { try await send() }
         }
         try await outbound.close(.normalClosure, reason: nil)
     }

@@ -6,7 +6,8 @@ import NIOCore
 import NIOWebSocket
 
 /// Bridges one WebSocket to an `IngestSession`: messages and heartbeat ticks are handled in one task,
-/// in order, so batches of one connection are stored and acknowledged in sequence. Ticks come from the hub's
+/// in order, so batches of one connection are stored and acknowledged in sequence. Messages that arrived while
+/// the task was busy are handled together: their batches are stored in one statement and acknowledged at once. Ticks come from the hub's
 /// `ConnectionTicker`, and only when the connection has something to judge.
 struct AgentWebSocketHandler: Sendable {
     let configuration: IngestConfiguration
@@ -25,7 +26,8 @@ struct AgentWebSocketHandler: Sendable {
     var databaseUp: @Sendable () -> Bool = { true }
 
     enum Event: Sendable {
-        case message(ByteBuffer)
+        /// `ReceivedMessages` has messages.
+        case messages
         case push(Frame)
         case close(CloseCode, String)
         case text
@@ -42,6 +44,7 @@ struct AgentWebSocketHandler: Sendable {
         let session = IngestSession(configuration: configuration, store: store, remote: remote, logger: logger,
                                     counters: counters, commands: commands, onStored: onStored)
         let (events, continuation) = AsyncStream.makeStream(of: Event.self)
+        let received = ReceivedMessages()
         let maxMessage = configuration.maxFrameBytes * 2
         let heartbeatMs = configuration.heartbeatInterval.wholeMilliseconds
         // Bounded backlog: at most `maxPendingBytes` (and one message) wait here, and at most the hub-wide
@@ -88,7 +91,7 @@ struct AgentWebSocketHandler: Sendable {
                     guard frame.fin, let whole = message else { continue }
                     message = nil
                     await activity.received(bytes: whole.readableBytes, cost: ConnectionActivity.cost(of: whole))
-                    continuation.yield(.message(whole))
+                    if received.append(whole) { continuation.yield(.messages) }
                     if first {
                         first = false
                         await activity.awaitHello()
@@ -118,12 +121,14 @@ struct AgentWebSocketHandler: Sendable {
         loop: for await event in events {
             let outputs: [IngestOutput]
             switch event {
-            case .message(let bytes):
+            case .messages:
+                let messages = received.takeAll()
+                guard !messages.isEmpty else { continue }
                 let checkedAt = ContinuousClock.now
                 activity.begin()
-                outputs = await session.handle(bytes)
+                outputs = await session.handle(messages)
                 // Deferred batches, or a provisional session: every tick checks whether the database is back.
-                activity.handled(bytes: bytes.readableBytes,
+                activity.handled(bytes: messages.reduce(0) { $0 + $1.readableBytes },
                                  wantsTicks: session.deferredBatches > 0 || session.session?.provisional == true)
                 activity.helloDone()
                 if registered == nil, let s = session.session {

@@ -7,6 +7,8 @@ import NIOCore
 public enum IngestOutput: Sendable, Equatable {
     case send(Frame)
     case close(CloseCode, String)
+
+    var isClose: Bool { if case .close = self { true } else { false } }
 }
 
 /// Drives one agent connection: decodes messages, authenticates, validates and stores batches, acks.
@@ -54,16 +56,62 @@ public final class IngestSession {
 
     /// Handles one binary message from the agent.
     public func handle(_ message: ByteBuffer) async -> [IngestOutput] {
-        let decision: IngestSessionMachine.Decision
-        do {
-            let frame = try Frame.decode(message, maxFrameBytes: configuration.maxFrameBytes)
-            decision = machine.received(frame, nowMs: clock.nowMs)
-        } catch let error as WireError {
-            decision = machine.undecodable(error)
-        } catch {
-            decision = machine.undecodable(WireError(.truncated, "\(error)"))
+        await handle([message])
+    }
+
+    /// Most batches stored as one run.
+    public static let maxRun = 64
+    /// Most samples a run holds: runs are for the small batches of the one-second cadence. A larger batch is a run
+    /// of its own, and a connection never holds more than this many decoded samples waiting for a store besides
+    /// the batch in hand.
+    public static let maxRunSamples = 2_000
+
+    /// Handles binary messages that waited on the connection together, in order. Batches of one epoch in
+    /// increasing sequence order are stored as one run (one statement) and acknowledged with one cumulative ack;
+    /// anything else (a command result, a declaration, a close) first finishes the batches before it.
+    public func handle(_ messages: [ByteBuffer]) async -> [IngestOutput] {
+        var outputs: [IngestOutput] = []
+        var run: [ValidatedBatch] = []
+        var runSamples = 0
+        for message in messages {
+            let decision: IngestSessionMachine.Decision
+            do {
+                let frame = try Frame.decode(message, maxFrameBytes: configuration.maxFrameBytes)
+                decision = machine.received(frame, nowMs: clock.nowMs)
+            } catch let error as WireError {
+                decision = machine.undecodable(error)
+            } catch {
+                decision = machine.undecodable(WireError(.truncated, "\(error)"))
+            }
+            let prepared: Prepared?
+            switch decision {
+            case .store(let frame): prepared = await prepare(frame)
+            case .storeDelta(let frame): prepared = await prepare(frame)
+            default: prepared = nil
+            }
+            if case .batch(let batch) = prepared, let last = run.last, last.epoch == batch.epoch, last.sequence < batch.sequence,
+               run.count < Self.maxRun, runSamples + batch.sentSamples <= Self.maxRunSamples {
+                run.append(batch)
+                runSamples += batch.sentSamples
+                continue
+            }
+            if !run.isEmpty {
+                let done = await store(run)
+                outputs += done
+                run = []
+                if done.contains(where: \.isClose) { return outputs }
+            }
+            let done: [IngestOutput]
+            switch prepared {
+            case .batch(let batch): run = [batch]; runSamples = batch.sentSamples; continue
+            case .outputs(let o): done = o
+            case nil: done = await perform(decision)
+            }
+            outputs += done
+            if done.contains(where: \.isClose) { return outputs }
         }
-        return await perform(decision)
+        if !run.isEmpty { outputs += await store(run) }
+        return outputs
     }
 
     /// A text message or other non-binary input.
@@ -104,10 +152,8 @@ public final class IngestSession {
             return closeOutput(decision)
         case .authenticate(let hello):
             return await authenticate(hello)
-        case .store(let batch):
-            return await store(batch)
-        case .storeDelta(let batch):
-            return await store(batch)
+        case .store, .storeDelta:
+            return []   // `handle` prepares and stores batches itself
         }
     }
 
@@ -178,28 +224,35 @@ public final class IngestSession {
         }
     }
 
-    private func store(_ frame: BatchFrame) async -> [IngestOutput] {
-        guard session != nil else { return [] }
+    /// A batch message, prepared: the batch to store, or what to do instead (nothing before the hello, or a
+    /// close for a batch that cannot be stored).
+    enum Prepared {
+        case batch(ValidatedBatch)
+        case outputs([IngestOutput])
+    }
+
+    private func prepare(_ frame: BatchFrame) async -> Prepared {
+        guard session != nil else { return .outputs([]) }
         guard frame.sequence <= UInt64(Int64.max), frame.bootEpoch <= UInt64(Int64.max) else {
-            return closeOutput(machine.undecodable(WireError(.invalidField, "sequence or epoch above 2^63")))
+            return .outputs(closeOutput(machine.undecodable(WireError(.invalidField, "sequence or epoch above 2^63"))))
         }
         do {
-            return await store(epoch: frame.bootEpoch, sequence: frame.sequence, payload: try frame.inflate(limits: configuration.limits))
+            return await prepare(epoch: frame.bootEpoch, sequence: frame.sequence, payload: try frame.inflate(limits: configuration.limits))
         } catch {
-            return refuseBatch(error)
+            return .outputs(refuseBatch(error))
         }
     }
 
-    private func store(_ frame: DeltaBatchFrame) async -> [IngestOutput] {
-        guard session != nil else { return [] }
+    private func prepare(_ frame: DeltaBatchFrame) async -> Prepared {
+        guard session != nil else { return .outputs([]) }
         guard protocolVersion >= WireProtocol.deltaBatchVersion else {
-            return closeOutput(machine.undecodable(WireError(.invalidField, "delta batches need protocol 3; this connection speaks \(protocolVersion)")))
+            return .outputs(closeOutput(machine.undecodable(WireError(.invalidField, "delta batches need protocol 3; this connection speaks \(protocolVersion)"))))
         }
         do {
             let batch = try deltaDecoder.decode(frame, limits: configuration.limits)
-            return await store(epoch: batch.bootEpoch, sequence: batch.sequence, payload: batch.payload)
+            return await prepare(epoch: batch.bootEpoch, sequence: batch.sequence, payload: batch.payload)
         } catch {
-            return refuseBatch(error)
+            return .outputs(refuseBatch(error))
         }
     }
 
@@ -213,35 +266,72 @@ public final class IngestSession {
         return closeOutput(machine.undecodable(code))
     }
 
-    private func store(epoch: UInt64, sequence: UInt64, payload: BatchPayload) async -> [IngestOutput] {
-        guard let session else { return [] }
+    /// Validates a batch and admits its names.
+    private func prepare(epoch: UInt64, sequence: UInt64, payload: BatchPayload) async -> Prepared {
+        guard let session else { return .outputs([]) }
         let checked = configuration.validator.validate(epoch: epoch, sequence: sequence, payload: payload, nowMs: clock.nowMs)
         if checked.refusedSamples > 0 {
             logger.warning("bot \(session.botName) batch \(epoch)/\(sequence): refused \(checked.refusedSamples) samples (non-finite value or timestamp outside the accepted window)")
         }
         do {
-            let started = ContinuousClock.now
             let batch = try await store.admit(checked, session: session)
             if batch.overLimitSamples > 0 {
                 logger.warning("bot \(session.botName) batch \(epoch)/\(sequence): refused \(batch.overLimitSamples) samples of \(batch.overLimitNameCount) metric names over the bot's name limit (\(batch.overLimitNames.prefix(3).joined(separator: ", ")))")
             }
+            return .batch(batch)
+        } catch {
+            return .outputs(storeFailed(error, epoch: epoch, sequence: sequence, session: session))
+        }
+    }
+
+    /// Stores a run of prepared batches (one epoch, increasing sequences) and acknowledges them: one ack for
+    /// the last, acks being cumulative, and one for each batch whose refusals or duplicate outcome the agent
+    /// must hear about.
+    private func store(_ run: [ValidatedBatch]) async -> [IngestOutput] {
+        guard let session else { return [] }
+        let outcomes: [StoreOutcome]
+        do {
+            let started = ContinuousClock.now
             // Acks are cumulative: after one deferred batch, nothing later on this connection may be acknowledged
             // (it would acknowledge the deferred one too). The rest waits for the reconnect as well.
-            let outcome = deferredBatches > 0 ? .deferred : try await store.store(batch, session: session)
+            if deferredBatches > 0 {
+                outcomes = run.map { _ in .deferred }
+            } else if run.count == 1 {
+                outcomes = [try await store.store(run[0], session: session)]
+            } else {
+                outcomes = try await store.store(run: run, session: session)
+            }
             counters?.storeTook(ContinuousClock.now - started)
+        } catch is BatchRefusedByStore where run.count > 1 {
+            // One batch of the run broke the statement: each alone, so the ones before it are stored and acked.
+            var outputs: [IngestOutput] = []
+            for batch in run {
+                let done = await store([batch])
+                outputs += done
+                if done.contains(where: \.isClose) { break }
+            }
+            return outputs
+        } catch let refused as BatchRefusedByStore {
+            // This batch only: the agent drops it; other bots and readiness are unaffected.
+            logger.warning("bot \(session.botName) batch \(run[0].epoch)/\(run[0].sequence) refused: \(refused)")
+            return closeOutput(.close(.badBatch, "batch refused by the database: \(refused)"))
+        } catch {
+            return storeFailed(error, epoch: run[0].epoch, sequence: run[0].sequence, session: session)
+        }
+        var outputs: [IngestOutput] = []
+        for (i, (batch, outcome)) in zip(run, outcomes).enumerated() {
+            let last = i == run.count - 1
             switch outcome {
             case .stored:
                 counters?.stored(batch: batch)
                 onStored?(session, batch)
-                machine.sent(nowMs: clock.nowMs)
-                return [.send(.ack(ack(epoch, sequence, .stored, batch)))]
+                if last || batch.refusedSamples > 0 { outputs.append(.send(.ack(ack(batch.epoch, batch.sequence, .stored, batch)))) }
             case .duplicate:
                 counters?.duplicate()
-                machine.sent(nowMs: clock.nowMs)
-                return [.send(.ack(ack(epoch, sequence, .duplicate, nil)))]
+                outputs.append(.send(.ack(ack(batch.epoch, batch.sequence, .duplicate, nil))))
             case .leaseLost:
                 counters?.storeSucceeded()
-                return closeOutput(.close(.replaced, "another connection took over bot \(session.botName)"))
+                return outputs + closeOutput(.close(.replaced, "another connection took over bot \(session.botName)"))
             case .deferred:
                 // Alerts are evaluated on arrival even now; the agent keeps the batch (no ack) for the resend.
                 counters?.deferred()
@@ -250,17 +340,16 @@ public final class IngestSession {
                 if deferredBatches == 1 {
                     logger.warning("bot \(session.botName): the database is unreachable; batches are evaluated but not acknowledged until it is back")
                 }
-                return []
             }
-        } catch let refused as BatchRefusedByStore {
-            // This batch only: the agent drops it; other bots and readiness are unaffected.
-            logger.warning("bot \(session.botName) batch \(epoch)/\(sequence) refused: \(refused)")
-            return closeOutput(.close(.badBatch, "batch refused by the database: \(refused)"))
-        } catch {
-            counters?.storeFailed()
-            logger.error("bot \(session.botName) batch \(epoch)/\(sequence) not stored: \(String(reflecting: error))")
-            return closeOutput(.close(.storageUnavailable, "storage unavailable; batch not acknowledged"))
         }
+        if !outputs.isEmpty { machine.sent(nowMs: clock.nowMs) }
+        return outputs
+    }
+
+    private func storeFailed(_ error: any Error, epoch: UInt64, sequence: UInt64, session: BotSession) -> [IngestOutput] {
+        counters?.storeFailed()
+        logger.error("bot \(session.botName) batch \(epoch)/\(sequence) not stored: \(String(reflecting: error))")
+        return closeOutput(.close(.storageUnavailable, "storage unavailable; batch not acknowledged"))
     }
 
     /// The ack in this connection's protocol version: v2 says what was refused.

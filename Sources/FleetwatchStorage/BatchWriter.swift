@@ -12,14 +12,18 @@ import PostgresNIO
 /// own groups and never more than one statement at a time, so the small batches of the rest of the fleet
 /// always have a statement of their own and never wait behind a megabyte insert.
 actor BatchWriter {
+    /// One connection's run of batches: one batch, or several consecutive batches of one stream that waited
+    /// on the connection together (stored in one statement, answered with one outcome each).
     struct Item {
-        let rows: SampleRows
-        let batch: ValidatedBatch
+        let rows: [SampleRows]
+        let batches: [ValidatedBatch]
         let session: BotSession
-        let continuation: CheckedContinuation<StoreOutcome, any Error>
-        var stream: StreamKey { StreamKey(bot: session.botID, epoch: batch.epoch) }
-        /// A batch big enough to hold a statement for a while.
-        var isBulk: Bool { rows.count > BatchWriter.bulkSamples || rows.bytes > BatchWriter.bulkBytes }
+        let continuation: CheckedContinuation<[StoreOutcome], any Error>
+        var stream: StreamKey { StreamKey(bot: session.botID, epoch: batches[0].epoch) }
+        /// A run big enough to hold a statement for a while.
+        var isBulk: Bool {
+            rows.reduce(0) { $0 + $1.count } > BatchWriter.bulkSamples || rows.reduce(0) { $0 + $1.bytes } > BatchWriter.bulkBytes
+        }
     }
 
     /// A bot run: its ledger row is updated once per statement.
@@ -62,8 +66,17 @@ actor BatchWriter {
     }
 
     func store(_ rows: SampleRows, batch: ValidatedBatch, session: BotSession) async throws -> StoreOutcome {
-        try await withCheckedThrowingContinuation { continuation in
-            let item = Item(rows: rows, batch: batch, session: session, continuation: continuation)
+        try await store(run: [rows], batches: [batch], session: session)[0]
+    }
+
+    /// Stores a run of batches of one stream (one epoch, increasing sequences) in one statement: one outcome per
+    /// batch, in order. Batches at or below the stream's stored sequence are duplicates; the rest are stored.
+    func store(run rows: [SampleRows], batches: [ValidatedBatch], session: BotSession) async throws -> [StoreOutcome] {
+        precondition(!batches.isEmpty && rows.count == batches.count, "one row set per batch")
+        precondition(zip(batches, batches.dropFirst()).allSatisfy { $0.epoch == $1.epoch && $0.sequence < $1.sequence },
+                     "a run is one epoch in increasing sequence order")
+        return try await withCheckedThrowingContinuation { continuation in
+            let item = Item(rows: rows, batches: batches, session: session, continuation: continuation)
             if item.isBulk { bulk.append(item) } else { small.append(item) }
             startFlushIfIdle()
         }
@@ -129,13 +142,13 @@ actor BatchWriter {
         startFlushIfIdle()
     }
 
-    private func writeCreatingPartitions(_ group: [Item]) async throws -> [StoreOutcome] {
+    private func writeCreatingPartitions(_ group: [Item]) async throws -> [[StoreOutcome]] {
         try await Self.retryingConflicts(logger: logger) {
             do {
                 return try await write(group)
             } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23514" {
                 // A batch for a day without a partition: create the partitions and try once more.
-                for item in group where item.rows.count > 0 { try await partitions.ensure(dayOf: item.rows.start) }
+                for item in group { for rows in item.rows where rows.count > 0 { try await partitions.ensure(dayOf: rows.start) } }
                 return try await write(group)
             }
         }
@@ -176,38 +189,39 @@ actor BatchWriter {
     }
 
     /// One statement: lease check, ledger upsert (only above the stream's high-water mark), sample rows.
-    private func write(_ group: [Item]) async throws -> [StoreOutcome] {
+    private func write(_ group: [Item]) async throws -> [[StoreOutcome]] {
         var w = WriteGroup(hubID: hubID)
-        let total = group.reduce(0) { $0 + $1.rows.metricIDs.count }
+        let total = group.reduce(0) { $0 + $1.rows.reduce(0) { $0 + $1.metricIDs.count } }
         w.ids.reserveCapacity(total)
         w.offsets.reserveCapacity(total)
         w.values.reserveCapacity(total)
         for item in group {
-            let r = item.rows
-            w.botIDs.append(item.session.botID)
-            w.conns.append(item.session.connectionID)
-            w.epochs.append(Int64(item.batch.epoch))
-            w.seqs.append(Int64(item.batch.sequence))
-            w.sent.append(Int32(item.batch.sentSamples))
-            w.kept.append(Int32(r.count))
-            let start = r.count > 0 ? r.start : Date()
-            w.starts.append(start)
-            w.ends.append(r.count > 0 ? r.end : start)
-            w.lo.append(Int32(w.ids.count + 1))
-            w.ids += r.metricIDs; w.offsets += r.offsets; w.values += r.values
-            w.hi.append(Int32(w.ids.count))
-            w.slo.append(Int32(w.sids.count + 1))
-            w.sids += r.stateMetricIDs ?? []; w.soffsets += r.stateOffsets ?? []; w.states += r.states ?? []
-            w.shi.append(Int32(w.sids.count))
+            for (r, batch) in zip(item.rows, item.batches) {
+                w.botIDs.append(item.session.botID)
+                w.conns.append(item.session.connectionID)
+                w.epochs.append(Int64(batch.epoch))
+                w.seqs.append(Int64(batch.sequence))
+                w.sent.append(Int32(batch.sentSamples))
+                w.kept.append(Int32(r.count))
+                let start = r.count > 0 ? r.start : Date()
+                w.starts.append(start)
+                w.ends.append(r.count > 0 ? r.end : start)
+                w.lo.append(Int32(w.ids.count + 1))
+                w.ids += r.metricIDs; w.offsets += r.offsets; w.values += r.values
+                w.hi.append(Int32(w.ids.count))
+                w.slo.append(Int32(w.sids.count + 1))
+                w.sids += r.stateMetricIDs ?? []; w.soffsets += r.stateOffsets ?? []; w.states += r.states ?? []
+                w.shi.append(Int32(w.sids.count))
+            }
         }
         let logger = self.logger
-        let count = group.count
+        let count = w.botIDs.count
         let statement = w
         let watch = self.watch
         // A prepared statement: PostgreSQL parses and plans it once per connection, not once per group (that
         // was a third of its CPU time at one-second batches). Watched: a statement that will never be answered
         // must not hold one of the writer's slots for good (a store waiting behind it would wait forever).
-        return try await client.withLeasedConnection { connection in
+        let outcomes = try await client.withLeasedConnection { connection in
             try await watch.run(on: connection) { connection in
                 var outcomes = [StoreOutcome](repeating: .leaseLost, count: count)
                 for try await (n, owned, stored) in try await connection.execute(statement, logger: logger) {
@@ -216,6 +230,14 @@ actor BatchWriter {
                 return outcomes
             }
         }
+        var out: [[StoreOutcome]] = []
+        out.reserveCapacity(group.count)
+        var next = 0
+        for item in group {
+            out.append(Array(outcomes[next..<next + item.batches.count]))
+            next += item.batches.count
+        }
+        return out
     }
 }
 
@@ -229,37 +251,45 @@ struct WriteGroup: PostgresPreparedStatement {
                                  $19::timestamptz[])
                 WITH ORDINALITY AS u(bot_id, conn, epoch, seq, sent, kept, t_start, lo, hi, slo, shi, t_end, n)
         ), lease AS (
-            UPDATE bots b SET last_seen_at = now() FROM input i
+            UPDATE bots b SET last_seen_at = now() FROM (SELECT DISTINCT bot_id, conn FROM input) i
             WHERE b.id = i.bot_id AND b.connection_id = i.conn RETURNING b.id, b.connection_id
         ), owned AS (
             SELECT i.* FROM input i JOIN lease l ON l.id = i.bot_id AND l.connection_id = i.conn
+        ), fresh AS (
+            -- Above the stream's high-water mark. A run's batches are one stream's, in increasing order, so the
+            -- fresh ones are its tail. (Another connection's statement for the bot cannot slip in between: it
+            -- would need the bot's lease, whose row this statement's lease update holds.)
+            SELECT o.* FROM owned o LEFT JOIN ingest_streams s ON s.bot_id = o.bot_id AND s.epoch = o.epoch
+            WHERE s.stored_through IS NULL OR o.seq > s.stored_through
         ), stored AS (
             INSERT INTO ingest_streams AS s (bot_id, epoch, stored_through, batches, samples_sent, samples_stored,
                                              first_stored_at, last_stored_at, hub)
-            SELECT bot_id, epoch, seq, 1, sent, kept, now(), now(), $12::text FROM owned
+            SELECT bot_id, epoch, max(seq), count(*), sum(sent), sum(kept), now(), now(), $12::text
+            FROM fresh GROUP BY bot_id, epoch
             ON CONFLICT (bot_id, epoch) DO UPDATE SET
-                stored_through = EXCLUDED.stored_through, batches = s.batches + 1,
+                stored_through = EXCLUDED.stored_through, batches = s.batches + EXCLUDED.batches,
                 samples_sent = s.samples_sent + EXCLUDED.samples_sent,
                 samples_stored = s.samples_stored + EXCLUDED.samples_stored,
                 last_stored_at = EXCLUDED.last_stored_at, hub = EXCLUDED.hub
             WHERE s.stored_through < EXCLUDED.stored_through
-            RETURNING bot_id, epoch, stored_through AS seq
+            RETURNING bot_id, epoch
         ), inserted AS (
             INSERT INTO samples (bot_id, t_start, epoch, seq, metric_ids, offsets_ms, vals,
                                  state_metric_ids, state_offsets_ms, states, t_end)
-            SELECT o.bot_id, o.t_start, o.epoch, o.seq,
-                   ($13::int4[])[o.lo:o.hi], ($14::int4[])[o.lo:o.hi], ($15::float8[])[o.lo:o.hi],
-                   CASE WHEN o.shi >= o.slo THEN ($16::int4[])[o.slo:o.shi] END,
-                   CASE WHEN o.shi >= o.slo THEN ($17::int4[])[o.slo:o.shi] END,
-                   CASE WHEN o.shi >= o.slo THEN ($18::text[])[o.slo:o.shi] END,
-                   o.t_end
-            FROM owned o JOIN stored s USING (bot_id, epoch, seq)
-            WHERE o.kept > 0
+            SELECT f.bot_id, f.t_start, f.epoch, f.seq,
+                   ($13::int4[])[f.lo:f.hi], ($14::int4[])[f.lo:f.hi], ($15::float8[])[f.lo:f.hi],
+                   CASE WHEN f.shi >= f.slo THEN ($16::int4[])[f.slo:f.shi] END,
+                   CASE WHEN f.shi >= f.slo THEN ($17::int4[])[f.slo:f.shi] END,
+                   CASE WHEN f.shi >= f.slo THEN ($18::text[])[f.slo:f.shi] END,
+                   f.t_end
+            FROM fresh f JOIN stored s USING (bot_id, epoch)
+            WHERE f.kept > 0
         )
-        SELECT i.n, l.id IS NOT NULL, s.seq IS NOT NULL
+        SELECT i.n, l.id IS NOT NULL, f.n IS NOT NULL AND s.bot_id IS NOT NULL
         FROM input i
         LEFT JOIN lease l ON l.id = i.bot_id AND l.connection_id = i.conn
-        LEFT JOIN stored s ON s.bot_id = i.bot_id AND s.epoch = i.epoch AND s.seq = i.seq
+        LEFT JOIN fresh f ON f.n = i.n
+        LEFT JOIN stored s ON s.bot_id = i.bot_id AND s.epoch = i.epoch
         ORDER BY i.n
         """
     typealias Row = (Int64, Bool, Bool)

@@ -89,22 +89,31 @@ public final class OutageIngestStore: IngestStore {
     }
 
     public func store(_ batch: ValidatedBatch, session: BotSession) async throws -> StoreOutcome {
-        guard !session.provisional else { return .deferred }
-        let outcome: StoreOutcome
+        try await store(run: [batch], session: session)[0]
+    }
+
+    public func store(run batches: [ValidatedBatch], session: BotSession) async throws -> [StoreOutcome] {
+        guard !session.provisional else { return batches.map { _ in .deferred } }
+        let outcomes: [StoreOutcome]
         do {
-            outcome = try await lossNoticed { [inner] in try await inner.store(batch, session: session) }
+            outcomes = try await lossNoticed { [inner] in
+                batches.count == 1 ? [try await inner.store(batches[0], session: session)]
+                                   : try await inner.store(run: batches, session: session)
+            }
         } catch is DatabaseUnavailable {
-            return .deferred
+            return batches.map { _ in .deferred }
         }
-        if outcome == .stored || outcome == .duplicate {
+        // The highest batch acknowledged: acks are cumulative, so everything up to it is certainly stored.
+        if let i = outcomes.lastIndex(where: { $0 == .stored || $0 == .duplicate }) {
+            let last = batches[i]
             known.withLock { k in
                 guard var entry = k[session.botName] else { return }
-                if entry.epoch != batch.epoch { entry.epoch = batch.epoch; entry.acknowledged = 0 }
-                entry.acknowledged = max(entry.acknowledged, batch.sequence)
+                if entry.epoch != last.epoch { entry.epoch = last.epoch; entry.acknowledged = 0 }
+                entry.acknowledged = max(entry.acknowledged, last.sequence)
                 k[session.botName] = entry
             }
         }
-        return outcome
+        return outcomes
     }
 
     /// `failFast`, and a lost connection seen by the step itself (before the probe's next round) is an outage too:

@@ -106,6 +106,19 @@ public final class PostgresIngestStore: IngestStore {
         }
     }
 
+    public func store(run batches: [ValidatedBatch], session: BotSession) async throws -> [StoreOutcome] {
+        guard batches.count > 1 else { return [try await store(batches[0], session: session)] }
+        var admitted: [ValidatedBatch] = []
+        admitted.reserveCapacity(batches.count)
+        for b in batches { admitted.append(b.metricIDs.count == b.series.count ? b : try await admit(b, session: session)) }
+        do {
+            return try await writer.store(run: admitted.map(SampleRows.init(batch:)), batches: admitted, session: session)
+        } catch let error as PSQLError where BatchWriter.isBatchSpecific(error) {
+            // The caller stores the run's batches one by one and so learns which one PostgreSQL refused.
+            throw BatchRefusedByStore("PostgreSQL refused the data of a batch of the run (SQLSTATE \(error.serverInfo?[.sqlState] ?? "?"))")
+        }
+    }
+
     /// Notes that `session`'s bot sent names over its limit (the alert resolves ten minutes after the last
     /// refusal); at most once a minute per bot.
     private func recordRefusal(_ session: BotSession) async {

@@ -63,6 +63,16 @@ public actor InMemoryIngestStore: IngestStore {
         return .stored
     }
 
+    /// The sequences of every run of several batches stored through `store(run:)`, in order.
+    public private(set) var runs: [[UInt64]] = []
+
+    public func store(run batches: [ValidatedBatch], session: BotSession) async throws -> [StoreOutcome] {
+        runs.append(batches.map(\.sequence))
+        var outcomes: [StoreOutcome] = []
+        for batch in batches { outcomes.append(try await store(batch, session: session)) }
+        return outcomes
+    }
+
     public func release(_ session: BotSession) async {
         if leases[session.botName] == session.connectionID { leases[session.botName] = nil }
     }

@@ -89,11 +89,12 @@ final class ProtocolClient: @unchecked Sendable {
         }
     }
 
-    /// Reads until the ack of `sequence` (other frames are collected); nil if the connection ended first.
+    /// Reads until the ack of `sequence` or of a later batch, acks being cumulative (other frames are collected);
+    /// nil if the connection ended first.
     func ack(of sequence: UInt64, until deadline: ContinuousClock.Instant, others: inout [Frame]) async -> Ack? {
         while true {
             switch await next(until: deadline) {
-            case .frame(.ack(let a)) where a.sequence == sequence: return a
+            case .frame(.ack(let a)) where a.sequence >= sequence: return a
             case .frame(.heartbeat(let h)):
                 // As an agent does: a heartbeat back, so a slow store does not make this connection look silent.
                 others.append(.heartbeat(h))
