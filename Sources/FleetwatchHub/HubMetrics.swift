@@ -35,7 +35,7 @@ final class HubMetrics: Sendable {
         duplicates = registry.makeCounter(descriptor: .named("fleetwatch_duplicate_batches_total", "Batches received again and acknowledged without storing"))
         deferred = registry.makeCounter(descriptor: .named("fleetwatch_deferred_batches_total", "Batches received while PostgreSQL was unreachable: evaluated for alerts, not acknowledged, sent again later"))
         agents = registry.makeGauge(descriptor: .named("fleetwatch_agents_connected", "Agent connections held by this replica"))
-        storeDuration = registry.makeDurationHistogram(descriptor: .named("fleetwatch_batch_store_duration_seconds", "Time to store one batch in PostgreSQL"), labels: [], buckets: latencyBuckets)
+        storeDuration = registry.makeDurationHistogram(descriptor: .named("fleetwatch_batch_store_duration_seconds", "Time to store one batch in PostgreSQL, or one run of batches that waited on a connection together"), labels: [], buckets: latencyBuckets)
         pingDuration = registry.makeDurationHistogram(descriptor: .named("fleetwatch_postgres_ping_duration_seconds", "Round trip of SELECT 1 at each scrape"), labels: [], buckets: latencyBuckets)
         pingSeconds = registry.makeGauge(descriptor: .named("fleetwatch_postgres_up", "1 if PostgreSQL answered the last scrape's ping"))
     }
