@@ -90,7 +90,7 @@ struct AgentWebSocketHandler: Sendable {
                     }
                     guard frame.fin, let whole = message else { continue }
                     message = nil
-                    await activity.received(bytes: whole.readableBytes, cost: ConnectionActivity.cost(of: whole))
+                    await activity.received(bytes: ConnectionActivity.pendingCost(of: whole), cost: ConnectionActivity.cost(of: whole))
                     if received.append(whole) { continuation.yield(.messages) }
                     if first {
                         first = false
@@ -128,7 +128,7 @@ struct AgentWebSocketHandler: Sendable {
                 activity.begin()
                 outputs = await session.handle(messages)
                 // Deferred batches, or a provisional session: every tick checks whether the database is back.
-                activity.handled(bytes: messages.reduce(0) { $0 + $1.readableBytes },
+                activity.handled(bytes: messages.reduce(0) { $0 + ConnectionActivity.pendingCost(of: $1) },
                                  wantsTicks: session.deferredBatches > 0 || session.session?.provisional == true)
                 activity.helloDone()
                 if registered == nil, let s = session.session {

@@ -49,7 +49,7 @@ final class ConnectionActivity: Sendable {
     /// `bytesPerSample` for each sample it declares, if larger (a small frame that inflates to megabytes, or
     /// packs thousands of tiny series, costs what handling it costs).
     static func cost(of message: ByteBuffer) -> Int {
-        let size = message.readableBytes
+        let size = pendingCost(of: message)
         if message.getInteger(at: message.readerIndex, as: UInt8.self) == FrameType.deltaBatch.rawValue {
             guard let declared = DeltaBatchFrame.declaredSizes(ofMessage: message) else { return size }
             // Bounded like a self-contained batch's u32 fields.
@@ -61,6 +61,14 @@ final class ConnectionActivity: Sendable {
               let raw = message.getInteger(at: message.readerIndex + 21, endianness: .little, as: UInt32.self) else { return size }
         return max(size, Int(raw), Int(samples) * bytesPerSample)
     }
+
+    /// What a waiting message counts against `maxPendingBytes` and the hub-wide backlog: its size, and at least
+    /// `minimumMessageCost`, so a flood of empty or tiny messages sent while the loop waits for a slow store
+    /// fills the limit too (empty ones counted nothing and queued without bound).
+    static func pendingCost(of message: ByteBuffer) -> Int { max(message.readableBytes, minimumMessageCost) }
+
+    /// What a message costs at least, whatever its size (the WebSocket frame, its buffer and its queue entry).
+    static let minimumMessageCost = 64
 
     /// What one sample of a batch costs at least against the byte rate.
     static let bytesPerSample = 64

@@ -17,8 +17,10 @@ final class ReceivedMessages: Sendable {
     /// Every waiting message, oldest first.
     func takeAll() -> [ByteBuffer] {
         messages.withLock { m in
-            defer { m.removeAll(keepingCapacity: true) }
-            return m
+            // Not keeping the capacity: a burst of many small messages must not leave a large array behind.
+            let all = m
+            m = []
+            return all
         }
     }
 }

@@ -147,8 +147,8 @@ public protocol IngestStore: Sendable {
     func admit(_ batch: ValidatedBatch, session: BotSession) async throws -> ValidatedBatch
     /// Stores an admitted batch and its ledger row in one transaction, exactly once per (bot, epoch, sequence).
     func store(_ batch: ValidatedBatch, session: BotSession) async throws -> StoreOutcome
-    /// Stores a run of admitted batches that waited on one connection together: one epoch, consecutive
-    /// sequences, in order. One outcome per batch, in order; each batch exactly once, as `store` would.
+    /// Stores a run of admitted batches that waited on one connection together: one epoch, increasing
+    /// sequences (gaps allowed), in order. One outcome per batch, in order; each batch exactly once, as `store` would.
     func store(run batches: [ValidatedBatch], session: BotSession) async throws -> [StoreOutcome]
     /// Gives the lease back when the connection ends (if this connection still holds it).
     func release(_ session: BotSession) async

@@ -256,9 +256,11 @@ struct WriteGroup: PostgresPreparedStatement {
         ), owned AS (
             SELECT i.* FROM input i JOIN lease l ON l.id = i.bot_id AND l.connection_id = i.conn
         ), fresh AS (
-            -- Above the stream's high-water mark. A run's batches are one stream's, in increasing order, so the
-            -- fresh ones are its tail. (Another connection's statement for the bot cannot slip in between: it
-            -- would need the bot's lease, whose row this statement's lease update holds.)
+            -- Above the stream's high-water mark, as of this statement's snapshot. A run's batches are one
+            -- stream's, in increasing order, so the fresh ones are its tail. This relies on no two statements that
+            -- pass the lease check for one bot overlapping: a connection stores one run at a time, and another
+            -- connection's statement needs the bot's lease, whose row this statement's lease update holds (a
+            -- takeover waits for it). Were that ever broken, partly overlapping runs would insert a batch twice.
             SELECT o.* FROM owned o LEFT JOIN ingest_streams s ON s.bot_id = o.bot_id AND s.epoch = o.epoch
             WHERE s.stored_through IS NULL OR o.seq > s.stored_through
         ), stored AS (

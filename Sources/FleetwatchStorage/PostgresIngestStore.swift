@@ -32,7 +32,8 @@ public final class PostgresIngestStore: IngestStore {
     ///   - maxNamesPerBot: distinct metric names a bot may use unless it has its own limit.
     ///   - maxNames: distinct metric names in the whole fleet.
     ///   - hubID: this replica's name, recorded with each stored batch.
-    ///   - maxGroup: most batches written by one statement.
+    ///   - maxGroup: most connections' runs written by one statement (a run is one batch, or up to
+    ///     `IngestSession.maxRun` batches that waited on one connection together).
     ///   - statementDeadline: a batch statement unanswered this long is given up on (`StatementWatch`; the batch
     ///     is not acknowledged); nil: only when its connection closes.
     public init(client: any PostgresQuerying, logger: Logger, autoRegister: Bool = false, maxNamesPerBot: Int = 1_000,

@@ -1,5 +1,6 @@
 @testable import FleetwatchHub
 import Foundation
+import NIOCore
 import Synchronization
 import Testing
 
@@ -31,6 +32,23 @@ struct IngestBacklogTests {
         let (task, done) = Self.waitInBackground(activity)
         #expect(await Self.stillWaiting(done))
         activity.handled(bytes: 5000)
+        await task.value
+        #expect(done.isSet)
+    }
+
+    /// Empty and tiny messages count at least `minimumMessageCost` each: a bot flooding them while its loop waits
+    /// for a slow store fills its limit and its reader stops (empty ones used to count nothing and queue without
+    /// bound); the byte rate charges them the same.
+    @Test func emptyMessagesFillTheLimitToo() async {
+        let empty = ByteBuffer()
+        #expect(ConnectionActivity.pendingCost(of: empty) == ConnectionActivity.minimumMessageCost)
+        #expect(ConnectionActivity.cost(of: empty) == ConnectionActivity.minimumMessageCost)
+        #expect(ConnectionActivity.pendingCost(of: ByteBuffer(repeating: 1, count: 1000)) == 1000)
+        let activity = ConnectionActivity(maxPendingBytes: 10 * ConnectionActivity.minimumMessageCost)
+        for _ in 0...10 { await activity.received(bytes: ConnectionActivity.pendingCost(of: empty)) }
+        let (task, done) = Self.waitInBackground(activity)
+        #expect(await Self.stillWaiting(done), "eleven empty messages did not fill a limit of ten")
+        activity.handled(bytes: 11 * ConnectionActivity.pendingCost(of: empty))
         await task.value
         #expect(done.isSet)
     }
