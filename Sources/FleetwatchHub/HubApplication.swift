@@ -57,9 +57,7 @@ public struct HubApplication: Sendable {
         defer { clientTask.cancel() }
         // The operators' pool: the API, the dashboard and stop requests wait only behind each other. Sharing the pool
         // above, a token check waited seconds behind a reconnect storm of 5,000 agents (`fleetwatch-bench load`).
-        let operators = try DatabaseClient(url: database.url, maxConnections: configuration.operatorDatabaseConnections,
-                                           statementTimeout: configuration.databaseStatementTimeout,
-                                           endpoint: database.endpoint, logger: logger)
+        let operators = try client.beside(maxConnections: configuration.operatorDatabaseConnections)
         let operatorsTask = Task { await operators.run() }
         defer { operatorsTask.cancel() }
         await HubDatabase.warnIfPrivileged(client, logger: logger)

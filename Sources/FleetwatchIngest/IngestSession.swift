@@ -294,13 +294,7 @@ public final class IngestSession {
             let started = ContinuousClock.now
             // Acks are cumulative: after one deferred batch, nothing later on this connection may be acknowledged
             // (it would acknowledge the deferred one too). The rest waits for the reconnect as well.
-            if deferredBatches > 0 {
-                outcomes = run.map { _ in .deferred }
-            } else if run.count == 1 {
-                outcomes = [try await store.store(run[0], session: session)]
-            } else {
-                outcomes = try await store.store(run: run, session: session)
-            }
+            outcomes = deferredBatches > 0 ? run.map { _ in .deferred } : try await store.store(run: run, session: session)
             counters?.storeTook(ContinuousClock.now - started)
         } catch is BatchRefusedByStore where run.count > 1 {
             // One batch of the run broke the statement: each alone, so the ones before it are stored and acked.

@@ -65,10 +65,6 @@ actor BatchWriter {
         self.maxConcurrent = maxConcurrent
     }
 
-    func store(_ rows: SampleRows, batch: ValidatedBatch, session: BotSession) async throws -> StoreOutcome {
-        try await store(run: [rows], batches: [batch], session: session)[0]
-    }
-
     /// Stores a run of batches of one stream (one epoch, increasing sequences) in one statement: one outcome per
     /// batch, in order. Batches at or below the stream's stored sequence are duplicates; the rest are stored.
     func store(run rows: [SampleRows], batches: [ValidatedBatch], session: BotSession) async throws -> [StoreOutcome] {

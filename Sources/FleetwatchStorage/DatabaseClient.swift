@@ -40,6 +40,13 @@ public final class DatabaseClient: PostgresQuerying {
         current = Mutex(Current(client: client, endpoint: endpoint, task: nil))
     }
 
+    /// Another pool of `maxConnections` to the host this one uses now, with the same statement timeout (not its
+    /// session settings): connections of their own for other work, moved along by `DatabaseHealth` as a follower.
+    public func beside(maxConnections: Int) throws -> DatabaseClient {
+        try DatabaseClient(url: url, maxConnections: maxConnections, statementTimeout: statementTimeout,
+                           endpoint: current.withLock { $0.endpoint }, logger: logger)
+    }
+
     /// A PostgresNIO pool for one host of `url`; with `statementTimeout`, PostgreSQL cancels any statement that
     /// runs longer. `sessionSettings` travel in each connection's start-up message: a value the server refuses
     /// fails every connection, so check it first.

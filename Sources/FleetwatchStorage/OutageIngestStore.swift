@@ -96,10 +96,7 @@ public final class OutageIngestStore: IngestStore {
         guard !session.provisional else { return batches.map { _ in .deferred } }
         let outcomes: [StoreOutcome]
         do {
-            outcomes = try await lossNoticed { [inner] in
-                batches.count == 1 ? [try await inner.store(batches[0], session: session)]
-                                   : try await inner.store(run: batches, session: session)
-            }
+            outcomes = try await lossNoticed { [inner] in try await inner.store(run: batches, session: session) }
         } catch is DatabaseUnavailable {
             return batches.map { _ in .deferred }
         }

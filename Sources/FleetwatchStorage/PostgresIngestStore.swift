@@ -98,25 +98,19 @@ public final class PostgresIngestStore: IngestStore {
     }
 
     public func store(_ batch: ValidatedBatch, session: BotSession) async throws -> StoreOutcome {
-        // A batch not admitted yet (a caller other than the ingest session) is admitted here.
-        let admitted = batch.metricIDs.count == batch.series.count ? batch : try await admit(batch, session: session)
-        do {
-            return try await writer.store(SampleRows(batch: admitted), batch: admitted, session: session)
-        } catch let error as PSQLError where BatchWriter.isBatchSpecific(error) {
-            throw BatchRefusedByStore("PostgreSQL refused the batch's data (SQLSTATE \(error.serverInfo?[.sqlState] ?? "?"))")
-        }
+        try await store(run: [batch], session: session)[0]
     }
 
     public func store(run batches: [ValidatedBatch], session: BotSession) async throws -> [StoreOutcome] {
-        guard batches.count > 1 else { return [try await store(batches[0], session: session)] }
+        // Batches not admitted yet (a caller other than the ingest session) are admitted here.
         var admitted: [ValidatedBatch] = []
         admitted.reserveCapacity(batches.count)
         for b in batches { admitted.append(b.metricIDs.count == b.series.count ? b : try await admit(b, session: session)) }
         do {
             return try await writer.store(run: admitted.map(SampleRows.init(batch:)), batches: admitted, session: session)
         } catch let error as PSQLError where BatchWriter.isBatchSpecific(error) {
-            // The caller stores the run's batches one by one and so learns which one PostgreSQL refused.
-            throw BatchRefusedByStore("PostgreSQL refused the data of a batch of the run (SQLSTATE \(error.serverInfo?[.sqlState] ?? "?"))")
+            // For a run, the caller stores its batches one by one and so learns which one PostgreSQL refused.
+            throw BatchRefusedByStore("PostgreSQL refused the batch's data (SQLSTATE \(error.serverInfo?[.sqlState] ?? "?"))")
         }
     }
 

@@ -67,7 +67,7 @@ public actor InMemoryIngestStore: IngestStore {
     public private(set) var runs: [[UInt64]] = []
 
     public func store(run batches: [ValidatedBatch], session: BotSession) async throws -> [StoreOutcome] {
-        runs.append(batches.map(\.sequence))
+        if batches.count > 1 { runs.append(batches.map(\.sequence)) }
         var outcomes: [StoreOutcome] = []
         for batch in batches { outcomes.append(try await store(batch, session: session)) }
         return outcomes
