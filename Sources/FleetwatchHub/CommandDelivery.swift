@@ -41,7 +41,9 @@ struct LedgerCommandChannel: CommandChannel {
         let now = clock.unsignedMs
         var journalled: [CommandFrame] = []
         if let b = breakGlass { journalled = await b.journal.unfinished(bot: session.botName).map { b.frame($0) } }
-        if session.provisional { return journalled }
+        // Provisional: the ledger is out of reach. No commands waiting: the store saw none as it let the bot in (a
+        // command written since then is sent by the dispatcher, as one written after this read would be).
+        if session.provisional || !session.commandsWaiting { return journalled }
         do {
             let ids = Set(journalled.map { (frame: CommandFrame) in frame.commandID })
             let fromLedger = try await ledgerCall { [ledger, hubID] in try await ledger.takeOnConnect(botID: session.botID, hub: hubID) }

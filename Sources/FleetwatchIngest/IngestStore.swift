@@ -17,15 +17,19 @@ public struct BotSession: Sendable, Equatable {
     /// lease, nothing it sends is stored (its batches are evaluated and deferred), and it is asked to reconnect
     /// once the database is back.
     public var provisional: Bool
+    /// Whether the bot may have commands to be sent on connect (open, or its latched emergency stop); false when
+    /// the store saw none as it let the bot in, so the command ledger is not read for it.
+    public var commandsWaiting: Bool
 
     public init(botID: Int32, botName: String, connectionID: UUID, epoch: UInt64, storedSequence: UInt64,
-                provisional: Bool = false) {
+                provisional: Bool = false, commandsWaiting: Bool = true) {
         self.botID = botID
         self.botName = botName
         self.connectionID = connectionID
         self.epoch = epoch
         self.storedSequence = storedSequence
         self.provisional = provisional
+        self.commandsWaiting = commandsWaiting
     }
 }
 

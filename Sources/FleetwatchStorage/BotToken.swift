@@ -19,14 +19,4 @@ public enum BotToken {
     public static func hash(_ token: String) -> ByteBuffer {
         ByteBuffer(bytes: Array(SHA256.hash(data: Data(token.utf8))))
     }
-
-    /// Compares a presented token with a stored hash in constant time.
-    public static func matches(_ token: String, hash storedBuffer: ByteBuffer) -> Bool {
-        let presented = Array(SHA256.hash(data: Data(token.utf8)))
-        let stored = Array(storedBuffer.readableBytesView)
-        guard presented.count == stored.count else { return false }
-        var diff: UInt8 = 0
-        for i in 0..<presented.count { diff |= presented[i] ^ stored[i] }
-        return diff == 0
-    }
 }

@@ -1,3 +1,4 @@
+import FleetwatchControl
 import FleetwatchIngest
 import FleetwatchProtocol
 import Foundation
@@ -49,43 +50,76 @@ public final class PostgresIngestStore: IngestStore {
     }
 
     public func authenticate(_ hello: Hello, connectionID: UUID, hub: String) async throws -> AuthOutcome {
-        var row = try await client.query("SELECT id, token_hash FROM bots WHERE name = \(hello.botID)", logger: logger)
-            .decode((Int32, ByteBuffer?).self).first { _ in true }
-        if row == nil, autoRegister {
-            let hash = BotToken.hash(hello.token)
+        let hash = BotToken.hash(hello.token)
+        let epoch = Int64(hello.bootEpoch)
+        var found = try await takeLease(hello, hash: hash, epoch: epoch, connectionID: connectionID, hub: hub)
+        if found == nil, autoRegister {
             try await client.query("""
                 INSERT INTO bots (name, token_hash, token_issued_at) VALUES (\(hello.botID), \(hash), now())
                 ON CONFLICT (name) DO NOTHING
                 """, logger: logger)
             logger.notice("auto-registered bot \(hello.botID)")
-            row = try await client.query("SELECT id, token_hash FROM bots WHERE name = \(hello.botID)", logger: logger)
-                .decode((Int32, ByteBuffer?).self).first { _ in true }
+            found = try await takeLease(hello, hash: hash, epoch: epoch, connectionID: connectionID, hub: hub)
         }
-        guard let (botID, storedHash) = row else { return .refused("unknown bot id") }
-        guard let storedHash else { return .refused("no token issued or token revoked") }
-        guard BotToken.matches(hello.token, hash: storedHash) else { return .refused("wrong token") }
+        guard let lease = found else { return .refused("unknown bot id") }
+        guard lease.hasToken else { return .refused("no token issued or token revoked") }
+        guard lease.taken else { return .refused("wrong token") }
+        if let oldConnection = lease.oldConnection {
+            logger.notice("bot \(hello.botID): new connection \(connectionID) replaces \(oldConnection) held by \(lease.oldHub ?? "?")")
+        }
+        return .accepted(BotSession(botID: lease.botID, botName: hello.botID, connectionID: connectionID,
+                                    epoch: hello.bootEpoch, storedSequence: UInt64(lease.stored), commandsWaiting: lease.commandsWaiting))
+    }
 
-        let epoch = Int64(hello.bootEpoch)
-        // Every replica hears the lease move (at commit) and closes the bot's older connections it holds.
-        let previous = try await client.query("""
-            WITH old AS (SELECT connection_id, connected_hub FROM bots WHERE id = \(botID) FOR UPDATE),
+    /// What `takeLease` found: nil if no bot has the name.
+    private struct Lease {
+        var botID: Int32
+        var hasToken: Bool
+        /// The token matched: the lease is this connection's now.
+        var taken: Bool
+        var oldConnection: UUID?
+        var oldHub: String?
+        var stored: Int64
+        var commandsWaiting: Bool
+    }
+
+    /// One statement (one round trip, one commit) per hello: the token check, the lease move and what the
+    /// connection starts from — the epoch's stored sequence and whether the bot has commands to be sent on
+    /// connect (without any, the ledger is not read: a restarted hub's whole fleet connects at once).
+    ///
+    /// The token is checked by comparing SHA-256 digests in SQL. A wrong token locks and changes nothing. Every replica
+    /// hears the lease move (at commit) and closes the bot's older connections it holds.
+    ///
+    /// The stored sequence is read in the statement's snapshot: a batch an older connection commits while this
+    /// statement waits for the bot's row may be missing from it. The agent then sends that batch again, and it is
+    /// answered as a duplicate (the ledger's high-water mark), so the lower figure costs a resend, never a copy.
+    private func takeLease(_ hello: Hello, hash: ByteBuffer, epoch: Int64, connectionID: UUID, hub: String) async throws -> Lease? {
+        let open = CommandState.open.map(\.rawValue)
+        return try await client.query("""
+            WITH b AS (SELECT id, token_hash FROM bots WHERE name = \(hello.botID)),
+            old AS (
+                SELECT bots.id, bots.connection_id, bots.connected_hub FROM bots JOIN b ON b.id = bots.id
+                WHERE b.token_hash = \(hash) FOR UPDATE OF bots),
             moved AS (
                 UPDATE bots SET connection_id = \(connectionID), connected_hub = \(hub), connected_at = now(),
                        last_seen_at = now(), first_seen_at = COALESCE(first_seen_at, now()),
                        agent_version = \(hello.agentVersion), current_epoch = \(epoch)
-                WHERE id = \(botID)
-                RETURNING name)
-            SELECT (SELECT connection_id FROM old), (SELECT connected_hub FROM old),
-                   (SELECT count(pg_notify(\(Self.leaseChannel), \(connectionID.uuidString) || chr(9) || name || chr(9) || \(hub))) FROM moved)
-            """, logger: logger).decode((UUID?, String?, Int64).self).first { _ in true }.map { ($0.0, $0.1) }
-        if let (oldConnection, oldHub) = previous, let oldConnection {
-            logger.notice("bot \(hello.botID): new connection \(connectionID) replaces \(oldConnection) held by \(oldHub ?? "?")")
-        }
-        let stored = try await client.query("""
-            SELECT COALESCE(max(stored_through), 0) FROM ingest_streams WHERE bot_id = \(botID) AND epoch = \(epoch)
-            """, logger: logger).decode(Int64.self).first { _ in true } ?? 0
-        return .accepted(BotSession(botID: botID, botName: hello.botID, connectionID: connectionID,
-                                    epoch: hello.bootEpoch, storedSequence: UInt64(stored)))
+                FROM old WHERE bots.id = old.id
+                RETURNING bots.name, bots.emergency_command_id)
+            SELECT b.id, b.token_hash IS NOT NULL, EXISTS (SELECT 1 FROM old),
+                   (SELECT connection_id FROM old), (SELECT connected_hub FROM old),
+                   (SELECT count(pg_notify(\(Self.leaseChannel), \(connectionID.uuidString) || chr(9) || name || chr(9) || \(hub))) FROM moved),
+                   CASE WHEN EXISTS (SELECT 1 FROM old) THEN
+                       (SELECT COALESCE(max(stored_through), 0) FROM ingest_streams WHERE bot_id = b.id AND epoch = \(epoch))
+                   ELSE 0 END,
+                   EXISTS (SELECT 1 FROM moved WHERE emergency_command_id IS NOT NULL)
+                       OR (EXISTS (SELECT 1 FROM old)
+                           AND EXISTS (SELECT 1 FROM commands c WHERE c.bot_id = b.id AND c.state = ANY(\(open)::text[])))
+            FROM b
+            """, logger: logger)
+            .decode((Int32, Bool, Bool, UUID?, String?, Int64, Int64, Bool).self)
+            .first { _ in true }
+            .map { Lease(botID: $0.0, hasToken: $0.1, taken: $0.2, oldConnection: $0.3, oldHub: $0.4, stored: $0.6, commandsWaiting: $0.7) }
     }
 
     public func admit(_ batch: ValidatedBatch, session: BotSession) async throws -> ValidatedBatch {

@@ -98,4 +98,47 @@ struct CommandIDColumnTests {
             #expect(list == 2)
         }
     }
+
+    /// The hello's one statement says whether the bot has commands to be sent on connect, and agrees with the ledger's
+    /// own read through a command's life: none, pending, refused (still open), completed and latched, unlatched.
+    /// Without any, the ledger is not read at all when the bot connects.
+    @Test(.timeLimit(.minutes(2)))
+    func aHelloSaysWhetherCommandsWait() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["waiting-bot", "other-bot"], token: "secret", in: db)
+        try await db.withClient { client in
+            let logger = Logger(label: "test")
+            let store = PostgresIngestStore(client: client, logger: logger)
+            let ledger = CommandLedger(client: client, logger: logger)
+            func connect(_ bot: String = "waiting-bot") async throws -> BotSession? {
+                guard case .accepted(let s) = try await store.authenticate(
+                    Hello(botID: bot, token: "secret", agentVersion: "t", bootEpoch: 1, lastAckedSequence: 0), connectionID: UUID(), hub: "h")
+                else { return nil }
+                return s
+            }
+            func check(_ expected: Bool, _ what: Comment) async throws {
+                let session = try #require(try await connect())
+                #expect(session.commandsWaiting == expected, what)
+                // The ledger agrees (its read marks nothing new here: the command was delivered before).
+                #expect(try await !ledger.takeOnConnect(botID: session.botID, hub: "h").isEmpty == expected, what)
+            }
+            try await check(false, "no command")
+            guard case .created(let stop) = try await ledger.requestStop(
+                bot: "waiting-bot", actor: Actor(name: "t", kind: .operator), origin: .operator, reason: "r", liquidate: false)
+            else { Issue.record("no command"); return }
+            try await check(true, "pending")
+            // Another bot's command is not this bot's.
+            #expect(try await connect("other-bot")?.commandsWaiting == false)
+            let botID = try #require(try await connect()).botID
+            let refused = CommandResultFrame(commandID: stop.id, step: 0, status: .refused, atMs: 1, detail: "command expired")
+            #expect(try await ledger.record(refused, botID: botID, connectionID: nil) == "delivered")
+            try await check(true, "refused, still open")
+            for (step, status) in [(UInt8(0), CommandResultFrame.Status.received), (1, .succeeded), (2, .succeeded), (8, .succeeded), (0, .completed)] {
+                try await ledger.record(CommandResultFrame(commandID: stop.id, step: step, status: status, atMs: 2, detail: ""), botID: botID, connectionID: nil)
+            }
+            try await check(true, "completed and latched")
+            try await client.query("UPDATE bots SET emergency_command_id = NULL WHERE id = \(botID)", logger: logger)
+            try await check(false, "unlatched, nothing open")
+        }
+    }
 }

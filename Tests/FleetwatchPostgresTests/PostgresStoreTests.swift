@@ -124,7 +124,15 @@ struct PostgresStoreTests {
                 try await store.authenticate(Hello(botID: bot, token: token, agentVersion: "t", bootEpoch: 1, lastAckedSequence: 0),
                                              connectionID: UUID(), hub: "h")
             }
+            // A wrong token moves nothing: the lease stays with the connection that presented the right one.
+            let holder = UUID()
+            guard case .accepted = try await store.authenticate(Hello(botID: "bot-1", token: "secret", agentVersion: "t", bootEpoch: 1,
+                                                                       lastAckedSequence: 0), connectionID: holder, hub: "h") else {
+                Issue.record("right token refused"); return
+            }
             #expect(try await auth("bot-1", "nope") == .refused("wrong token"))
+            #expect(try await client.query("SELECT connection_id FROM bots WHERE name = 'bot-1'", logger: logger)
+                .decode(UUID?.self).first { _ in true } == .some(holder))
             #expect(try await auth("ghost", "secret") == .refused("unknown bot id"))
             try await client.query("UPDATE bots SET token_hash = NULL WHERE name = 'bot-1'", logger: logger)
             #expect(try await auth("bot-1", "secret") == .refused("no token issued or token revoked"))
