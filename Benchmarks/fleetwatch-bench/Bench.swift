@@ -11,7 +11,7 @@ struct Bench: AsyncParsableCommand {
         abstract: "Benchmarks for fleetwatch's hot paths (run release builds).",
         version: FleetwatchVersion.current,
         subcommands: [RecordBench.self, APIProbe.self, WireBench.self, IngestBench.self, DiskBench.self, MemoryBench.self, MemoryChild.self, StopLatencyBench.self, ReviewBench.self, UpkeepBench.self, FleetAPIBench.self, LoadBench.self, LiveLatencyBench.self,
-                      AlertLatencyBench.self, IsolationBench.self])
+                      AlertLatencyBench.self, IsolationBench.self, HelloBench.self])
 }
 
 /// Prints a result line in a stable `name: value unit` form for docs/benchmarks.md.

@@ -1,4 +1,3 @@
-import FleetwatchControl
 import FleetwatchIngest
 import FleetwatchProtocol
 import Foundation
@@ -26,6 +25,7 @@ public final class PostgresIngestStore: IngestStore {
     let metrics: MetricAdmission
     let partitions: PartitionMaintainer
     let writer: BatchWriter
+    let leases: LeaseTaker
 
     /// - Parameters:
     ///   - autoRegister: let an unknown bot register itself with the token it presents (trust on first use,
@@ -37,14 +37,17 @@ public final class PostgresIngestStore: IngestStore {
     ///     `IngestSession.maxRun` batches that waited on one connection together).
     ///   - statementDeadline: a batch statement unanswered this long is given up on (`StatementWatch`; the batch
     ///     is not acknowledged); nil: only when its connection closes.
+    ///   - hellos: most hellos let in by one statement, and most such statements at a time (`LeaseTaker`).
     public init(client: any PostgresQuerying, logger: Logger, autoRegister: Bool = false, maxNamesPerBot: Int = 1_000,
-                maxNames: Int = 50_000, hubID: String = "hub", maxGroup: Int = 64, statementDeadline: Duration? = nil) {
+                maxNames: Int = 50_000, hubID: String = "hub", maxGroup: Int = 64, statementDeadline: Duration? = nil,
+                hellos: (group: Int, concurrent: Int) = (LeaseTaker.defaultGroup, LeaseTaker.defaultConcurrent)) {
         self.client = client
         self.logger = logger
         self.autoRegister = autoRegister
         metrics = MetricAdmission(client: client, logger: logger,
                                   limits: .init(perBot: maxNamesPerBot, fleet: maxNames))
         partitions = PartitionMaintainer(client: client, logger: logger)
+        leases = LeaseTaker(client: client, logger: logger, maxGroup: hellos.group, maxConcurrent: hellos.concurrent)
         writer = BatchWriter(client: client, logger: logger, hubID: hubID, partitions: partitions, maxGroup: maxGroup,
                              watch: StatementWatch(deadline: statementDeadline))
     }
@@ -71,55 +74,13 @@ public final class PostgresIngestStore: IngestStore {
                                     epoch: hello.bootEpoch, storedSequence: UInt64(lease.stored), commandsWaiting: lease.commandsWaiting))
     }
 
-    /// What `takeLease` found: nil if no bot has the name.
-    private struct Lease {
-        var botID: Int32
-        var hasToken: Bool
-        /// The token matched: the lease is this connection's now.
-        var taken: Bool
-        var oldConnection: UUID?
-        var oldHub: String?
-        var stored: Int64
-        var commandsWaiting: Bool
-    }
-
-    /// One statement (one round trip, one commit) per hello: the token check, the lease move and what the
-    /// connection starts from — the epoch's stored sequence and whether the bot has commands to be sent on
-    /// connect (without any, the ledger is not read: a restarted hub's whole fleet connects at once).
-    ///
-    /// The token is checked by comparing SHA-256 digests in SQL. A wrong token locks and changes nothing. Every replica
-    /// hears the lease move (at commit) and closes the bot's older connections it holds.
-    ///
-    /// The stored sequence is read in the statement's snapshot: a batch an older connection commits while this
-    /// statement waits for the bot's row may be missing from it. The agent then sends that batch again, and it is
-    /// answered as a duplicate (the ledger's high-water mark), so the lower figure costs a resend, never a copy.
-    private func takeLease(_ hello: Hello, hash: ByteBuffer, epoch: Int64, connectionID: UUID, hub: String) async throws -> Lease? {
-        let open = CommandState.open.map(\.rawValue)
-        return try await client.query("""
-            WITH b AS (SELECT id, token_hash FROM bots WHERE name = \(hello.botID)),
-            old AS (
-                SELECT bots.id, bots.connection_id, bots.connected_hub FROM bots JOIN b ON b.id = bots.id
-                WHERE b.token_hash = \(hash) FOR UPDATE OF bots),
-            moved AS (
-                UPDATE bots SET connection_id = \(connectionID), connected_hub = \(hub), connected_at = now(),
-                       last_seen_at = now(), first_seen_at = COALESCE(first_seen_at, now()),
-                       agent_version = \(hello.agentVersion), current_epoch = \(epoch)
-                FROM old WHERE bots.id = old.id
-                RETURNING bots.name, bots.emergency_command_id)
-            SELECT b.id, b.token_hash IS NOT NULL, EXISTS (SELECT 1 FROM old),
-                   (SELECT connection_id FROM old), (SELECT connected_hub FROM old),
-                   (SELECT count(pg_notify(\(Self.leaseChannel), \(connectionID.uuidString) || chr(9) || name || chr(9) || \(hub))) FROM moved),
-                   CASE WHEN EXISTS (SELECT 1 FROM old) THEN
-                       (SELECT COALESCE(max(stored_through), 0) FROM ingest_streams WHERE bot_id = b.id AND epoch = \(epoch))
-                   ELSE 0 END,
-                   EXISTS (SELECT 1 FROM moved WHERE emergency_command_id IS NOT NULL)
-                       OR (EXISTS (SELECT 1 FROM old)
-                           AND EXISTS (SELECT 1 FROM commands c WHERE c.bot_id = b.id AND c.state = ANY(\(open)::text[])))
-            FROM b
-            """, logger: logger)
-            .decode((Int32, Bool, Bool, UUID?, String?, Int64, Int64, Bool).self)
-            .first { _ in true }
-            .map { Lease(botID: $0.0, hasToken: $0.1, taken: $0.2, oldConnection: $0.3, oldHub: $0.4, stored: $0.6, commandsWaiting: $0.7) }
+    /// One statement (one round trip, one commit) per hello, or per group of hellos waiting together
+    /// (`LeaseTaker`): the token check, the lease move and what the connection starts from — the epoch's stored
+    /// sequence and whether the bot has commands to be sent on connect (without any, the command ledger is not read:
+    /// a restarted hub's whole fleet connects at once).
+    private func takeLease(_ hello: Hello, hash: ByteBuffer, epoch: Int64, connectionID: UUID, hub: String) async throws -> LeaseTaker.Lease? {
+        try await leases.take(.init(bot: hello.botID, tokenHash: Array(hash.readableBytesView), connectionID: connectionID,
+                                    epoch: epoch, agentVersion: hello.agentVersion, hub: hub))
     }
 
     public func admit(_ batch: ValidatedBatch, session: BotSession) async throws -> ValidatedBatch {

@@ -35,6 +35,7 @@ struct BenchmarkSmokeTests {
             ("load", ["load", "--database-url", db, "--agents", "5", "--seconds", "5", "--warmup", "1", "--hub-log-level", "info"],
              "hub CPU from the warm-up to the end of the load"),   // exit status 0 already says 0 lost, 0 duplicated
             ("isolation", ["isolation", "--database-url", db, "--batches", "20", "--stops", "3"], "stop p99 under attack / idle"),
+            ("hellos", ["hellos", "--database-url", db, "--bots", "20"], "hellos let in per second (every bot again (takeovers))"),
         ]
     }
 
