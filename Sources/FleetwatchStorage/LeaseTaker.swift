@@ -10,8 +10,8 @@ import PostgresNIO
 /// seconds, a statement per hello queued on that lock for longer than the agents wait for an answer (10 s), and
 /// they reconnected in waves. A group holds the lock once, and its notifications keep the commit order.
 ///
-/// An idle hub lets a hello in at once; while a statement runs, new hellos queue and form the next group. A bot
-/// named twice waits for the next group (its second hello must see the first one's lease). A group PostgreSQL
+/// An idle hub lets a hello in at once; while a statement runs, new hellos queue and form the next group. A bot's
+/// hellos go one at a time, in order (its second hello must see the first one's lease). A group PostgreSQL
 /// refuses for one hello's data is tried again one hello at a time, so one bot's hello never fails another's.
 public actor LeaseTaker {
     /// Most hellos one statement lets in.
@@ -56,10 +56,18 @@ public actor LeaseTaker {
     private let logger: Logger
     private let maxGroup: Int
     private let maxConcurrent: Int
+    /// Hellos for the next statements, at most one per bot.
     private var waiting = CircularBuffer<Item>()
+    /// A bot's further hellos, each let into `waiting` when the one before has been answered: a bot that opens
+    /// connections by the thousand goes one hello per statement and never holds up the others' hellos.
+    private var later: [String: CircularBuffer<Item>] = [:]
+    /// Bots with a hello waiting or in a running statement.
+    private var busy = Set<String>()
     private var running = 0
     /// Statements run (for tests: hellos that waited together share one).
     private(set) var statements = 0
+    /// Hellos waiting for a statement (for tests).
+    var queued: Int { waiting.count + later.values.reduce(0) { $0 + $1.count } }
 
     init(client: any PostgresQuerying, logger: Logger, maxGroup: Int = defaultGroup, maxConcurrent: Int = defaultConcurrent) {
         self.client = client
@@ -70,7 +78,8 @@ public actor LeaseTaker {
 
     func take(_ request: Request) async throws -> Lease? {
         try await withCheckedThrowingContinuation { continuation in
-            waiting.append(Item(request: request, continuation: continuation))
+            let item = Item(request: request, continuation: continuation)
+            if busy.insert(request.bot).inserted { waiting.append(item) } else { later[request.bot, default: []].append(item) }
             startIfIdle()
         }
     }
@@ -83,19 +92,25 @@ public actor LeaseTaker {
         }
     }
 
-    /// The oldest waiting hellos, one per bot; a bot's later hellos keep their place for the next group.
+    /// The oldest waiting hellos (one per bot by construction).
     private func takeGroup() -> [Item] {
-        var bots = Set<String>()
         var group: [Item] = []
-        var later: [Item] = []
-        var scanned = 0
-        while group.count < maxGroup, scanned < maxGroup * 4, !waiting.isEmpty {
-            let item = waiting.removeFirst()
-            scanned += 1
-            if bots.insert(item.request.bot).inserted { group.append(item) } else { later.append(item) }
-        }
-        for item in later.reversed() { waiting.prepend(item) }
+        group.reserveCapacity(min(maxGroup, waiting.count))
+        while group.count < maxGroup, let item = waiting.popFirst() { group.append(item) }
         return group
+    }
+
+    /// Each answered bot's next hello, if any, joins the waiting ones.
+    private func answered(_ group: [Item]) {
+        for item in group {
+            let bot = item.request.bot
+            if var next = later[bot], let item = next.popFirst() {
+                waiting.append(item)
+                later[bot] = next.isEmpty ? nil : next
+            } else {
+                busy.remove(bot)
+            }
+        }
     }
 
     private func run(_ group: [Item]) async {
@@ -112,6 +127,7 @@ public actor LeaseTaker {
         } catch {
             for item in group { item.continuation.resume(throwing: error) }
         }
+        answered(group)
         running -= 1
         startIfIdle()
     }

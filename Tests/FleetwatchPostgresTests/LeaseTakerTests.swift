@@ -18,8 +18,8 @@ struct LeaseTakerTests {
     }
 
     /// Holds the row of `bot` locked while `body` runs, so the taker's first statement (a hello of `bot`) waits and
-    /// every hello sent meanwhile queues for the next one.
-    func whileBlocked<T: Sendable>(_ db: TestDatabase, bot: String, taker: LeaseTaker,
+    /// every hello sent meanwhile queues for the next ones; lets go once `queued` hellos wait.
+    func whileBlocked<T: Sendable>(_ db: TestDatabase, bot: String, taker: LeaseTaker, until queued: Int,
                                    _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         try await db.withClient { (client: PostgresClient) async throws -> T in
             try await client.withConnection { conn in
@@ -30,7 +30,7 @@ struct LeaseTakerTests {
                 while await taker.statements == 0 { try await Task.sleep(for: .milliseconds(10)) }
                 try await Task.sleep(for: .milliseconds(100))
                 async let result = body()
-                try await Task.sleep(for: .milliseconds(300))
+                while await taker.queued < queued { try await Task.sleep(for: .milliseconds(10)) }
                 try await conn.query("COMMIT", logger: logger)
                 #expect(try await blocked?.taken == true)
                 return try await result
@@ -46,7 +46,7 @@ struct LeaseTakerTests {
         try await db.withClient { client in
             let taker = LeaseTaker(client: client, logger: logger, maxConcurrent: 1)
             let requests = names.map { request($0, token: $0 == "bot-7" ? "wrong" : "secret") } + [request("ghost")]
-            let leases = try await whileBlocked(db, bot: "blocker", taker: taker) {
+            let leases = try await whileBlocked(db, bot: "blocker", taker: taker, until: requests.count) {
                 try await withThrowingTaskGroup(of: (Int, LeaseTaker.Lease?).self) { group in
                     for (i, r) in requests.enumerated() { group.addTask { (i, try await taker.take(r)) } }
                     return try await group.reduce(into: [Int: LeaseTaker.Lease?]()) { $0[$1.0] = $1.1 }
@@ -82,7 +82,7 @@ struct LeaseTakerTests {
         try await db.withClient { client in
             let taker = LeaseTaker(client: client, logger: logger, maxConcurrent: 1)
             let first = request("twice"), second = request("twice"), other = request("other")
-            let (a, b, c) = try await whileBlocked(db, bot: "blocker", taker: taker) {
+            let (a, b, c) = try await whileBlocked(db, bot: "blocker", taker: taker, until: 3) {
                 async let a = taker.take(first)
                 async let b = taker.take(second)
                 async let c = taker.take(other)
@@ -107,7 +107,7 @@ struct LeaseTakerTests {
         try await registerBots(["blocker", "bad"] + names, token: "secret", in: db)
         try await db.withClient { client in
             let taker = LeaseTaker(client: client, logger: logger, maxConcurrent: 1)
-            let outcomes = try await whileBlocked(db, bot: "blocker", taker: taker) {
+            let outcomes = try await whileBlocked(db, bot: "blocker", taker: taker, until: names.count + 1) {
                 await withTaskGroup(of: (String, Bool).self) { group in
                     for name in names { group.addTask { (name, (try? await taker.take(request(name)))??.taken == true) } }
                     group.addTask { (("bad"), (try? await taker.take(request("bad", version: "v\u{0}1"))) != nil) }
@@ -118,6 +118,66 @@ struct LeaseTakerTests {
             #expect(names.allSatisfy { outcomes[$0] == true }, "\(outcomes)")
             let statements = await taker.statements
             #expect(statements == 2 + 11, "the blocked one, the group, then each alone: \(statements)")
+        }
+    }
+
+    struct Answer: Sendable {
+        var request: LeaseTaker.Request
+        var lease: LeaseTaker.Lease?
+    }
+
+    /// Many hellos of one bot (a bot with a valid token opening connections in a loop; here many more than a group
+    /// holds) go one per statement, in turn, each taking over from the one before; the other bots' hellos that came
+    /// after them are let in by the first statement, not behind the flood.
+    @Test(.timeLimit(.minutes(2)))
+    func aFloodOfOneBotsHellosHoldsUpNoOther() async throws {
+        let db = try await TestDatabase.create()
+        let others = (0..<7).map { "calm-\($0)" }
+        let floodCount = 60
+        try await registerBots(["blocker", "flood"] + others, token: "secret", in: db)
+        let flood = (0..<floodCount).map { _ in request("flood") }
+        let calm = others.map { request($0) }
+        try await db.withClient { client in
+            // Groups of 8: the flood's first hello and the 7 others.
+            let taker = LeaseTaker(client: client, logger: logger, maxGroup: 8, maxConcurrent: 1)
+            let answers: [Answer] = try await whileBlocked(db, bot: "blocker", taker: taker, until: floodCount + others.count) {
+                try await withThrowingTaskGroup(of: Answer.self) { group in
+                    // The flood first, all queued, then the others behind it.
+                    for r in flood { group.addTask { Answer(request: r, lease: try await taker.take(r)) } }
+                    while await taker.queued < floodCount { try await Task.sleep(for: .milliseconds(10)) }
+                    for r in calm { group.addTask { Answer(request: r, lease: try await taker.take(r)) } }
+                    var all: [Answer] = []
+                    for try await a in group { all.append(a) }
+                    return all
+                }
+            }
+            #expect(await taker.statements == 2 + floodCount - 1, "the blocked one, one with every bot, then the flood's others one by one")
+            #expect(answers.count == floodCount + calm.count)
+            #expect(answers.allSatisfy { $0.lease?.taken == true })
+            // The calm bots were let in by one transaction, and every later hello of the flood by one of its own after
+            // it: transaction ids grow by one per statement.
+            let calmTransactions = try await client.query(
+                "SELECT count(DISTINCT xmin::text), min(xmin::text::int8) FROM bots WHERE name LIKE 'calm-%'", logger: logger)
+                .decode((Int64, Int64).self).first { _ in true }
+            let floodTransaction = try await client.query("SELECT xmin::text::int8 FROM bots WHERE name = 'flood'", logger: logger)
+                .decode(Int64.self).first { _ in true }
+            #expect(calmTransactions?.0 == 1)
+            if let calmXID = calmTransactions?.1, let floodXID = floodTransaction {
+                #expect(floodXID - calmXID >= Int64(floodCount - 1), "calm in \(calmXID), the flood's last in \(floodXID)")
+            }
+            // The flood's hellos went one at a time: each took over from exactly one other, one chain through all.
+            var next: [UUID: UUID] = [:]
+            var starts: [UUID] = []
+            for a in answers where a.request.bot == "flood" {
+                if let old = a.lease?.oldConnection { next[old] = a.request.connectionID } else { starts.append(a.request.connectionID) }
+            }
+            #expect(starts.count == 1)
+            var chain = Array(starts.prefix(1))
+            while let last = chain.last, let after = next[last], chain.count <= floodCount { chain.append(after) }
+            #expect(chain.count == floodCount && Set(chain).count == floodCount)
+            let holder = try await client.query("SELECT connection_id FROM bots WHERE name = 'flood'", logger: logger)
+                .decode(UUID?.self).first { _ in true }
+            #expect(holder == .some(chain.last))
         }
     }
 }
