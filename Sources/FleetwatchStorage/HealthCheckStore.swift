@@ -27,15 +27,34 @@ public struct HealthCheckStore: Sendable {
         return false
     }
 
-    /// Records each bot's result of this check.
-    public func record(_ results: [(bot: String, status: String, message: String)]) async throws {
-        guard !results.isEmpty else { return }
-        try await client.query("""
-            UPDATE bots b SET health_status = r.status, health_message = r.message, health_checked_at = now()
-            FROM unnest(\(results.map(\.bot))::text[], \(results.map(\.status))::text[], \(results.map(\.message))::text[])
-                 AS r(bot, status, message)
-            WHERE b.name = r.bot
-            """, logger: logger)
+    /// Records each bot's result of this check. A bot's row that a batch statement holds locked is skipped, not
+    /// waited for, and tried again up to `passes` times in all; one still held after that keeps its last result until
+    /// the next check. Waiting instead would lock thousands of rows in one transaction, in another order than the batch
+    /// statements do, and a deadlock had failed a batch statement and closed its connections (4010).
+    /// - Returns: the bots whose result was not recorded.
+    @discardableResult
+    public func record(_ results: [(bot: String, status: String, message: String)], passes: Int = 3) async throws -> [String] {
+        var left = results
+        for pass in 0..<passes where !left.isEmpty {
+            if pass > 0 { try await Task.sleep(for: .milliseconds(100)) }
+            var recorded = Set<String>()
+            for try await name in try await client.query("""
+                WITH r AS (
+                    SELECT * FROM unnest(\(left.map(\.bot))::text[], \(left.map(\.status))::text[], \(left.map(\.message))::text[])
+                        AS r(bot, status, message)
+                ), free AS (
+                    SELECT b.id, r.status, r.message FROM bots b JOIN r ON b.name = r.bot
+                    ORDER BY b.id FOR UPDATE OF b SKIP LOCKED
+                )
+                UPDATE bots b SET health_status = f.status, health_message = f.message, health_checked_at = now()
+                FROM free f WHERE b.id = f.id
+                RETURNING b.name
+                """, logger: logger).decode(String.self) {
+                recorded.insert(name)
+            }
+            left.removeAll { recorded.contains($0.bot) }
+        }
+        return left.map(\.bot)
     }
 
     /// When the fleet was last checked and by which replica.

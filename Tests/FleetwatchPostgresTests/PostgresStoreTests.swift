@@ -115,6 +115,34 @@ struct PostgresStoreTests {
         }
     }
 
+    /// The health check never waits for a bot's row that a batch statement holds: it records the others, and the held
+    /// one when it is free again (waiting had deadlocked with batch statements at 5,000 bots).
+    @Test(.timeLimit(.minutes(1)))
+    func theHealthCheckSkipsARowHeldByAnother() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["held", "free"], token: "secret", in: db)
+        try await db.withClient { (client: PostgresClient) async throws -> Void in
+            let store = HealthCheckStore(client: client, logger: logger)
+            let results = [(bot: "held", status: "healthy", message: "m1"), (bot: "free", status: "warning", message: "m2")]
+            let left = try await client.withConnection { conn in
+                try await conn.query("BEGIN", logger: logger)
+                try await conn.query("SELECT 1 FROM bots WHERE name = 'held' FOR UPDATE", logger: logger)
+                let left = try await store.record(results, passes: 2)
+                try await conn.query("COMMIT", logger: logger)
+                return left
+            }
+            #expect(left == ["held"])
+            func status(_ bot: String) async throws -> String? {
+                try await client.query("SELECT health_status FROM bots WHERE name = \(bot)", logger: logger)
+                    .decode(String?.self).first { _ in true } ?? nil
+            }
+            #expect(try await status("free") == "warning")
+            #expect(try await status("held") == nil)
+            #expect(try await store.record(results).isEmpty)
+            #expect(try await status("held") == "healthy")
+        }
+    }
+
     @Test func authenticationRefusals() async throws {
         let db = try await TestDatabase.create()
         try await registerBots(["bot-1"], token: "secret", in: db)
