@@ -137,8 +137,9 @@ struct AgentWebSocketHandler: Sendable {
                                           push: { continuation.yield(.push($0)) }, close: { continuation.yield(.close($0, $1)) })
                 }
             case .push(let frame): outputs = [.send(frame)]
-            case .close(let code, let reason):
-                // Every message before this one was handled: its batch stored and acknowledged.
+            case .close(let unsafeCode, let unsafeReason):
+                // Every message before this one was handled: its batch stored and acknowledged, or deferred.
+                let (code, reason) = session.closeKeepingDeferred(unsafeCode, unsafeReason)
                 logger.notice("closing bot \(registered?.botName ?? "?") from \(remote): \(code): \(reason)")
                 counters.count(code)
                 try? await outbound.close(.unknown(code.rawValue), reason: reason)

@@ -70,6 +70,25 @@ public final class IngestSession {
     /// increasing sequence order are stored as one run (one statement) and acknowledged with one cumulative ack;
     /// anything else (a command result, a declaration, a close) first finishes the batches before it.
     public func handle(_ messages: [ByteBuffer]) async -> [IngestOutput] {
+        await handleInOrder(messages).map { output in
+            guard case .close(let code, let reason) = output else { return output }
+            let (safe, why) = closeKeepingDeferred(code, reason)
+            return .close(safe, why)
+        }
+    }
+
+    /// 4003, 4004, 4005 and 1009 make the agent drop its oldest unacknowledged batch: the offending one, since the
+    /// hub acknowledges every batch before it. After a deferral (the database was unreachable) that is not so: the
+    /// oldest is a good batch that is not stored yet, and nothing after it was acknowledged. Such a connection closes
+    /// with 4010 instead: the agent keeps every batch and sends them again, and once the database is back the
+    /// deferred ones are stored and acknowledged, and the bad one, now the oldest, is refused again and dropped.
+    public func closeKeepingDeferred(_ code: CloseCode, _ reason: String) -> (CloseCode, String) {
+        guard code.dropsOffendingBatch, deferredBatches > 0 else { return (code, reason) }
+        logger.warning("bot \(session?.botName ?? "?"): \(code) (\(reason)) after \(deferredBatches) batch(es) not stored yet: closing with \(CloseCode.storageUnavailable) so that the agent keeps them")
+        return (.storageUnavailable, "\(deferredBatches) batches not stored yet; send them again (then: \(code): \(reason))")
+    }
+
+    private func handleInOrder(_ messages: [ByteBuffer]) async -> [IngestOutput] {
         var outputs: [IngestOutput] = []
         var run: [ValidatedBatch] = []
         var runSamples = 0

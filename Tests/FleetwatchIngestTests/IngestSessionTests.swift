@@ -173,6 +173,46 @@ import Testing
         #expect(evaluated.withLock { $0 } == [1, 2, 3])                     // alerts saw every batch on arrival
     }
 
+    /// The agent drops its oldest unacknowledged batch on 4003/4004/4005. After a deferral that is a good batch, so
+    /// the connection closes with 4010 instead (the agent keeps everything); once the database is back, the good
+    /// batches are stored and acknowledged first and the bad one, then the oldest, is refused with 4005.
+    @Test func aBadBatchAfterADeferredOneClosesSoThatTheAgentKeepsBoth() async throws {
+        var raw = ByteBuffer()
+        raw.writeRepeatingByte(0, count: 8 << 20)
+        let bomb = { (seq: UInt64) in Frame.batch(BatchFrame(bootEpoch: Self.epoch, sequence: seq, sampleCount: 1, rawLength: 1000,
+                                                             compressed: try Zlib.compress(raw))).encoded() }
+        let garbage = { (seq: UInt64) in Frame.batch(BatchFrame(bootEpoch: Self.epoch, sequence: seq, sampleCount: 1, rawLength: 10,
+                                                                compressed: ByteBuffer(bytes: [1, 2, 3, 4]))).encoded() }
+        for (bad, refusal) in [(garbage, CloseCode.badBatch), (bomb, .payloadTooLarge)] {
+            for together in [false, true] {
+                let store = InMemoryIngestStore(tokens: ["bot-1": "secret"])
+                let s = Self.session(store)
+                _ = await s.handle(Self.hello())
+                await store.setDeferring(true)
+                let out = together ? await s.handle([try Self.batch(1), try bad(2)])
+                                   : (await s.handle(try Self.batch(1))) + (await s.handle(try bad(2)))
+                #expect(Self.closeCode(out) == .storageUnavailable, "\(refusal), together: \(together): \(out)")
+                #expect(s.deferredBatches == 1)
+
+                // The database is back; the agent connects again and sends both.
+                await store.setDeferring(false)
+                let again = Self.session(store)
+                _ = await again.handle(Self.hello())
+                let resent = await again.handle([try Self.batch(1), try bad(2)])
+                guard case .send(.ack(let ack))? = resent.first else { Issue.record("no ack: \(resent)"); continue }
+                #expect(ack.sequence == 1 && ack.outcome == .stored, "\(resent)")
+                #expect(Self.closeCode(resent) == refusal, "\(resent)")
+                #expect(await store.stored.map(\.batch.sequence) == [1])
+            }
+        }
+        // Without a deferral the refusal is the agent's to act on at once.
+        let store = InMemoryIngestStore(tokens: ["bot-1": "secret"])
+        let s = Self.session(store)
+        _ = await s.handle(Self.hello())
+        #expect(Self.closeCode(await s.handle([try Self.batch(1), try garbage(2)])) == .badBatch)
+        #expect(s.closeKeepingDeferred(.messageTooBig, "x").0 == .messageTooBig)
+    }
+
     @Test func aNewerConnectionReplacesTheOlder() async throws {
         let store = InMemoryIngestStore(tokens: ["bot-1": "secret"])
         let old = Self.session(store), new = Self.session(store)
