@@ -144,7 +144,9 @@ actor BatchWriter {
                 return try await write(group)
             } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23514" {
                 // A batch for a day without a partition: create the partitions and try once more.
-                for item in group { for rows in item.rows where rows.count > 0 { try await partitions.ensure(dayOf: rows.start) } }
+                var days: [Date] = []
+                for item in group { for rows in item.rows { rows.forEachPart { days.append($0.start) } } }
+                for day in days { try await partitions.ensure(dayOf: day) }
                 return try await write(group)
             }
         }
@@ -199,15 +201,19 @@ actor BatchWriter {
                 w.seqs.append(Int64(batch.sequence))
                 w.sent.append(Int32(batch.sentSamples))
                 w.kept.append(Int32(r.count))
-                let start = r.count > 0 ? r.start : Date()
-                w.starts.append(start)
-                w.ends.append(r.count > 0 ? r.end : start)
-                w.lo.append(Int32(w.ids.count + 1))
+                // The batch's rows (usually one): slices of the arrays, 1-based and inclusive for PostgreSQL.
+                let (base, sbase) = (Int32(w.ids.count), Int32(w.sids.count))
+                r.forEachPart { part in
+                    w.partOf.append(Int32(w.botIDs.count))
+                    w.starts.append(part.start)
+                    w.ends.append(part.end)
+                    w.lo.append(base + Int32(part.numbers.lowerBound) + 1)
+                    w.hi.append(base + Int32(part.numbers.upperBound))
+                    w.slo.append(sbase + Int32(part.states.lowerBound) + 1)
+                    w.shi.append(sbase + Int32(part.states.upperBound))
+                }
                 w.ids += r.metricIDs; w.offsets += r.offsets; w.values += r.values
-                w.hi.append(Int32(w.ids.count))
-                w.slo.append(Int32(w.sids.count + 1))
                 w.sids += r.stateMetricIDs ?? []; w.soffsets += r.stateOffsets ?? []; w.states += r.states ?? []
-                w.shi.append(Int32(w.sids.count))
             }
         }
         let logger = self.logger
@@ -242,10 +248,12 @@ actor BatchWriter {
 struct WriteGroup: PostgresPreparedStatement {
     static let sql = """
         WITH input AS (
-            SELECT * FROM unnest($1::int4[], $2::uuid[], $3::int8[], $4::int8[], $5::int4[],
-                                 $6::int4[], $7::timestamptz[], $8::int4[], $9::int4[], $10::int4[], $11::int4[],
-                                 $19::timestamptz[])
-                WITH ORDINALITY AS u(bot_id, conn, epoch, seq, sent, kept, t_start, lo, hi, slo, shi, t_end, n)
+            SELECT * FROM unnest($1::int4[], $2::uuid[], $3::int8[], $4::int8[], $5::int4[], $6::int4[])
+                WITH ORDINALITY AS u(bot_id, conn, epoch, seq, sent, kept, n)
+        ), parts AS (
+            -- Each batch's rows (usually one; see SampleRows): the batch's place in the input, and slices of the arrays.
+            SELECT * FROM unnest($20::int4[], $7::timestamptz[], $8::int4[], $9::int4[], $10::int4[], $11::int4[],
+                                 $19::timestamptz[]) AS p(n, t_start, lo, hi, slo, shi, t_end)
         ), lease AS (
             UPDATE bots b SET last_seen_at = now() FROM (SELECT DISTINCT bot_id, conn FROM input) i
             WHERE b.id = i.bot_id AND b.connection_id = i.conn RETURNING b.id, b.connection_id
@@ -274,13 +282,13 @@ struct WriteGroup: PostgresPreparedStatement {
         ), inserted AS (
             INSERT INTO samples (bot_id, t_start, epoch, seq, metric_ids, offsets_ms, vals,
                                  state_metric_ids, state_offsets_ms, states, t_end)
-            SELECT f.bot_id, f.t_start, f.epoch, f.seq,
-                   ($13::int4[])[f.lo:f.hi], ($14::int4[])[f.lo:f.hi], ($15::float8[])[f.lo:f.hi],
-                   CASE WHEN f.shi >= f.slo THEN ($16::int4[])[f.slo:f.shi] END,
-                   CASE WHEN f.shi >= f.slo THEN ($17::int4[])[f.slo:f.shi] END,
-                   CASE WHEN f.shi >= f.slo THEN ($18::text[])[f.slo:f.shi] END,
-                   f.t_end
-            FROM fresh f JOIN stored s USING (bot_id, epoch)
+            SELECT f.bot_id, p.t_start, f.epoch, f.seq,
+                   ($13::int4[])[p.lo:p.hi], ($14::int4[])[p.lo:p.hi], ($15::float8[])[p.lo:p.hi],
+                   CASE WHEN p.shi >= p.slo THEN ($16::int4[])[p.slo:p.shi] END,
+                   CASE WHEN p.shi >= p.slo THEN ($17::int4[])[p.slo:p.shi] END,
+                   CASE WHEN p.shi >= p.slo THEN ($18::text[])[p.slo:p.shi] END,
+                   p.t_end
+            FROM fresh f JOIN stored s USING (bot_id, epoch) JOIN parts p ON p.n = f.n
             WHERE f.kept > 0
         )
         SELECT i.n, l.id IS NOT NULL, f.n IS NOT NULL AND s.bot_id IS NOT NULL
@@ -298,17 +306,20 @@ struct WriteGroup: PostgresPreparedStatement {
     var lo: [Int32] = [], hi: [Int32] = [], slo: [Int32] = [], shi: [Int32] = []
     var ids: [Int32] = [], offsets: [Int32] = [], values: [Double] = []
     var sids: [Int32] = [], soffsets: [Int32] = [], states: [String] = []
+    /// Per row: the place of its batch in the input (1-based); `starts`, `ends`, `lo`…`shi` are per row too.
+    var partOf: [Int32] = []
 
     init(hubID: String) { self.hubID = hubID }
 
     func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 19)
+        var b = PostgresBindings(capacity: 20)
         b.append(botIDs); b.append(conns); b.append(epochs); b.append(seqs); b.append(sent)
         b.append(kept); b.append(starts); b.append(lo); b.append(hi); b.append(slo); b.append(shi)
         b.append(hubID)
         b.append(BinaryArray(ids)); b.append(BinaryArray(offsets)); b.append(BinaryArray(values))
         b.append(sids); b.append(soffsets); b.append(states)
         b.append(ends)
+        b.append(partOf)
         return b
     }
 

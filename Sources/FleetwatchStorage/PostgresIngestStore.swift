@@ -102,7 +102,7 @@ public final class PostgresIngestStore: IngestStore {
         admitted.reserveCapacity(batches.count)
         for b in batches { admitted.append(b.metricIDs.count == b.series.count ? b : try await admit(b, session: session)) }
         do {
-            return try await writer.store(run: admitted.map(SampleRows.init(batch:)), batches: admitted, session: session)
+            return try await writer.store(run: admitted.map { SampleRows(batch: $0) }, batches: admitted, session: session)
         } catch let error as PSQLError where BatchWriter.isBatchSpecific(error) {
             // For a run, the caller stores its batches one by one and so learns which one PostgreSQL refused.
             throw BatchRefusedByStore("PostgreSQL refused the batch's data (SQLSTATE \(error.serverInfo?[.sqlState] ?? "?"))")
@@ -160,7 +160,27 @@ public final class PostgresIngestStore: IngestStore {
 }
 
 /// A batch flattened into the column arrays of one `samples` row.
+/// A batch's samples as `samples` rows: flat arrays (ids, offsets, values; states apart) and the parts they are
+/// cut into, one row each.
+///
+/// A batch is one row unless its samples span more than a minute. Such a batch is cut into a row per minute for
+/// the samples of the last `recentMs` (late data the rollups still reach) and ahead of now, and a row per UTC day
+/// for older ones. A row longer than a minute is read by every rollup pass while it reaches into the pass's window:
+/// a bot sending batches from a week ago to five minutes ahead (both allowed) made every pass of the fleet re-read
+/// all of them. Cut, an old day's row ends before any pass of the newest minutes, and a recent minute's row is
+/// read only by the passes over that minute. A batch makes at most about 140 rows (120 minutes, 6 ahead, 8 days).
 struct SampleRows {
+    /// One row: when its first and last samples are, and its slices of the flat arrays.
+    struct Part: Equatable {
+        var start: Date
+        var end: Date
+        var numbers: Range<Int>
+        var states: Range<Int>
+    }
+
+    /// Samples younger than this are cut by minute, older ones by day.
+    static let recentMs: Int64 = 2 * 3_600_000
+
     var start: Date
     var metricIDs: [Int32] = []
     var offsets: [Int32] = []
@@ -169,16 +189,30 @@ struct SampleRows {
     var stateOffsets: [Int32]?
     var states: [String]?
     var count = 0
-    /// Milliseconds from `start` to the row's last sample (its `t_end`).
+    /// Milliseconds from `start` to the batch's last sample.
     var endOffset: Int32 = 0
     /// Bytes of the row's arrays, roughly (8 per number, plus each state string).
     var bytes = 0
+    /// The rows of a batch cut by `cut` (each part's offsets from its own start); nil for one row, the usual case,
+    /// which then costs no array.
+    private var cutParts: [Part]?
 
-    /// When the row's last sample is.
+    /// The rows to write: none for a batch with no samples left.
+    func forEachPart(_ body: (Part) throws -> Void) rethrows {
+        if let cutParts {
+            for part in cutParts { try body(part) }
+        } else if count > 0 {
+            try body(Part(start: start, end: end, numbers: 0..<metricIDs.count, states: 0..<(stateMetricIDs?.count ?? 0)))
+        }
+    }
+
+    /// When the batch's last sample is.
     var end: Date { start.addingTimeInterval(Double(endOffset) / 1000) }
 
-    /// - Parameter batch: an admitted batch (`metricIDs` set, one per series).
-    init(batch: ValidatedBatch) {
+    /// - Parameters:
+    ///   - batch: an admitted batch (`metricIDs` set, one per series).
+    ///   - nowMs: the hub's clock, for which samples are recent.
+    init(batch: ValidatedBatch, nowMs: Int64 = SystemClock.wall.nowMs) {
         let t0 = batch.firstTimestampMs ?? 0
         start = Date(timeIntervalSince1970: Double(t0) / 1000)
         let n = batch.storedSamples
@@ -190,6 +224,7 @@ struct SampleRows {
             let id = batch.metricIDs[i]
             Self.append(batch.series[i], id: id, t0: t0, to: &self)
         }
+        if count > 0, endOffset > 60_000 { cut(t0: t0, nowMs: nowMs) }
     }
 
     private static func append(_ s: Series, id: Int32, t0: Int64, to rows: inout SampleRows) {
@@ -214,5 +249,51 @@ struct SampleRows {
             rows.bytes += 16 * s.count
         }
         rows.count += s.count
+    }
+
+    /// Which row a sample at `ms` goes to: its minute if recent or ahead, else its UTC day.
+    private struct Key: Hashable {
+        var unit: Int64
+        var byDay: Bool
+    }
+
+    /// Regroups the samples into parts, in time order, each part's samples contiguous and in their batch order.
+    private mutating func cut(t0: Int64, nowMs: Int64) {
+        let recentFrom = nowMs - Self.recentMs
+        func key(_ ms: Int64) -> Key {
+            ms >= recentFrom ? Key(unit: ms / 60_000, byDay: false) : Key(unit: ms / 86_400_000, byDay: true)
+        }
+        var numbersOf: [Key: [Int]] = [:], statesOf: [Key: [Int]] = [:], first: [Key: Int64] = [:], last: [Key: Int64] = [:]
+        func note(_ k: Key, _ ms: Int64) {
+            first[k] = min(first[k] ?? ms, ms)
+            last[k] = max(last[k] ?? ms, ms)
+        }
+        for i in offsets.indices {
+            let ms = t0 + Int64(offsets[i]); let k = key(ms)
+            numbersOf[k, default: []].append(i); note(k, ms)
+        }
+        for i in (stateOffsets ?? []).indices {
+            let ms = t0 + Int64(stateOffsets![i]); let k = key(ms)
+            statesOf[k, default: []].append(i); note(k, ms)
+        }
+        var ids: [Int32] = [], offs: [Int32] = [], vals: [Double] = []
+        var sids: [Int32] = [], soffs: [Int32] = [], strs: [String] = []
+        ids.reserveCapacity(metricIDs.count); offs.reserveCapacity(metricIDs.count); vals.reserveCapacity(metricIDs.count)
+        var parts: [Part] = []
+        for k in first.keys.sorted(by: { first[$0]! < first[$1]! }) {
+            let from = first[k]!
+            let (n0, s0) = (ids.count, sids.count)
+            for i in numbersOf[k] ?? [] {
+                ids.append(metricIDs[i]); offs.append(Int32(truncatingIfNeeded: t0 + Int64(offsets[i]) - from)); vals.append(values[i])
+            }
+            for i in statesOf[k] ?? [] {
+                sids.append(stateMetricIDs![i]); soffs.append(Int32(truncatingIfNeeded: t0 + Int64(stateOffsets![i]) - from)); strs.append(states![i])
+            }
+            parts.append(Part(start: Date(timeIntervalSince1970: Double(from) / 1000), end: Date(timeIntervalSince1970: Double(last[k]!) / 1000),
+                              numbers: n0..<ids.count, states: s0..<sids.count))
+        }
+        cutParts = parts
+        metricIDs = ids; offsets = offs; values = vals
+        if states != nil { stateMetricIDs = sids; stateOffsets = soffs; states = strs }
     }
 }

@@ -82,10 +82,18 @@ struct PostgresStoreTests {
                                            firstTimestampMs: series.flatMap(\.timestamps).min())
                 #expect(try await store.store(batch, session: session) == .stored)
             }
+            // A batch spanning more than a minute is cut into a row per minute (SampleRows): each row ends at its
+            // own last sample, none is longer than a minute, and each batch's last row ends at its last sample.
             let ends = try await client.query("""
-                SELECT (extract(epoch FROM t_end) * 1000)::int8 - \(t0) FROM samples ORDER BY seq
+                SELECT (extract(epoch FROM max(t_end)) * 1000)::int8 - \(t0) FROM samples GROUP BY seq ORDER BY seq
                 """, logger: logger).decode(Int64.self).all()
             #expect(ends == [150_250, 200_125])
+            let wrongEnds = try await client.query("""
+                SELECT count(*) FROM samples s
+                WHERE s.t_end - s.t_start > interval '1 minute'
+                   OR s.t_end <> s.t_start + (SELECT max(o) FROM unnest(s.offsets_ms || COALESCE(s.state_offsets_ms, '{}')) o) * interval '1 millisecond'
+                """, logger: logger).decode(Int64.self).all()
+            #expect(wrongEnds == [0])
             // Long after the migration (rollups read a minute back and long rows by their t_end), the minute of the
             // first batch's last sample, two minutes after its start, rolls up from the hub's own rows.
             try await client.query("UPDATE samples_t_end_since SET since = now() - interval '7 days'", logger: logger)
