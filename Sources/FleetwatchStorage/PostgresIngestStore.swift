@@ -159,7 +159,6 @@ public final class PostgresIngestStore: IngestStore {
     }
 }
 
-/// A batch flattened into the column arrays of one `samples` row.
 /// A batch's samples as `samples` rows: flat arrays (ids, offsets, values; states apart) and the parts they are
 /// cut into, one row each.
 ///
