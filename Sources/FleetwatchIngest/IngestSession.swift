@@ -70,7 +70,9 @@ public final class IngestSession {
     /// increasing sequence order are stored as one run (one statement) and acknowledged with one cumulative ack;
     /// anything else (a command result, a declaration, a close) first finishes the batches before it.
     public func handle(_ messages: [ByteBuffer]) async -> [IngestOutput] {
-        await handleInOrder(messages).map { output in
+        let outputs = await handleInOrder(messages)
+        guard deferredBatches > 0 else { return outputs }   // the usual case: nothing to change, no copy
+        return outputs.map { output in
             guard case .close(let code, let reason) = output else { return output }
             let (safe, why) = closeKeepingDeferred(code, reason)
             return .close(safe, why)

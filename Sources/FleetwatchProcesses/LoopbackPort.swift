@@ -24,6 +24,16 @@ public enum LoopbackPort {
 
     /// Whether something accepts TCP connections on `port`.
     public static func accepts(_ port: Int) -> Bool {
+        withSocket(port) { fd, addr, len in connect(fd, addr, len) == 0 }
+    }
+
+    /// Whether 127.0.0.1:`port` can be bound now (bound and closed at once).
+    public static func canBind(_ port: Int) -> Bool {
+        withSocket(port) { fd, addr, len in bind(fd, addr, len) == 0 }
+    }
+
+    /// `body` with a new TCP socket and the address 127.0.0.1:`port`; the socket is closed after.
+    private static func withSocket(_ port: Int, _ body: (Int32, UnsafePointer<sockaddr>, socklen_t) -> Bool) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
@@ -32,7 +42,7 @@ public enum LoopbackPort {
         addr.sin_port = in_port_t(UInt16(port).bigEndian)
         addr.sin_addr.s_addr = inet_addr("127.0.0.1")
         return withUnsafePointer(to: &addr) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
     }
 }

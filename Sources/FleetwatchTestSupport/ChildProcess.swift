@@ -129,7 +129,7 @@ private let handedOutPorts = Mutex<Set<Int>>([])
 public func freeTCPPort() throws -> Int {
     for _ in 0..<500 {
         let port = Int.random(in: 20_000..<32_000)
-        if handedOutPorts.withLock({ $0.contains(port) }) || !canBind(port) { continue }
+        if handedOutPorts.withLock({ $0.contains(port) }) || !LoopbackPort.canBind(port) { continue }
         if handedOutPorts.withLock({ $0.insert(port).inserted }) { return port }
     }
     // Almost everything below the range taken: a port the kernel picks, as before.
@@ -138,18 +138,4 @@ public func freeTCPPort() throws -> Int {
         if handedOutPorts.withLock({ $0.insert(port).inserted }) { return port }
     }
     throw TestSupportError("no unused port found")
-}
-
-/// Whether 127.0.0.1:`port` can be bound now (bound and closed at once).
-private func canBind(_ port: Int) -> Bool {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { return false }
-    defer { close(fd) }
-    var addr = sockaddr_in()
-    addr.sin_family = sa_family_t(AF_INET)
-    addr.sin_port = in_port_t(UInt16(port).bigEndian)
-    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-    return withUnsafePointer(to: &addr) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
-    }
 }
