@@ -19,6 +19,8 @@ public struct RuleEvaluator: Sendable {
     /// Counters the rate and ratio rules read, and every metric any rule reads (computed once per profile).
     private var counterNames: Set<String> = []
     private var ruleMetrics: Set<String> = []
+    /// The last batch's names and where the rules' series were in it (nil: rules changed since).
+    private var layout: Layout?
 
     public init(profile: ThresholdProfile) {
         self.profile = profile
@@ -42,6 +44,7 @@ public struct RuleEvaluator: Sendable {
         }
         counterNames = counters
         ruleMetrics = metrics.union(counters)
+        layout = nil
     }
 
     /// Reads `series` (one batch) and returns an observation for each rule with data in it.
@@ -49,46 +52,87 @@ public struct RuleEvaluator: Sendable {
     /// The series are read in place, never copied: a batch's arrays are shared with the threads that store it
     /// and publish its live values, and copying a series costs an atomic retain of each of its arrays.
     public mutating func evaluate(_ series: [Series]) -> [Observation] {
-        var byName: [String: Int] = [:]
-        for i in series.indices where ruleMetrics.contains(series[i].name) {
-            byName[series[i].name] = i
-            guard series[i].kind == .counter, counterNames.contains(series[i].name) else { continue }
+        // A bot sends the same names in the same order batch after batch: where the rules' metrics are is worked
+        // out when the names change, not looked up by name in every batch.
+        if layout?.matches(series) != true { layout = Layout(series, rules: profile.rules, metrics: ruleMetrics, counters: counterNames) }
+        let known = layout!
+        for i in known.counterCandidates where series[i].kind == .counter {
             let name = series[i].name
             if counters[name] == nil { counters[name] = CounterWindow(keepMs: longestWindowMs(for: name)) }
             counters[name]?.add(series[i])
         }
         var out: [Observation] = []
-        for rule in profile.rules {
-            if let o = observe(rule, series, byName) { out.append(o) }
+        for (r, rule) in profile.rules.enumerated() {
+            if let o = observe(rule, series, known.slots[r]) { out.append(o) }
         }
         return out
     }
 
-    private func observe(_ rule: Rule, _ series: [Series], _ byName: [String: Int]) -> Observation? {
+    /// Where a batch's series are for the rules, for batches with the same names in the same order.
+    struct Layout {
+        /// Each rule's series: its metric (or the ratio's numerator) and the ratio's denominator, the last series
+        /// of the name when a batch repeats one (as a lookup by name gave).
+        struct Slot {
+            var first: Int?
+            var second: Int?
+        }
+
+        var names: [String]
+        var slots: [Slot]
+        /// Series whose name a rate or ratio rule reads: their counter readings are kept.
+        var counterCandidates: [Int]
+
+        init(_ series: [Series], rules: [Rule], metrics: Set<String>, counters: Set<String>) {
+            names = series.map(\.name)
+            var byName: [String: Int] = [:]
+            counterCandidates = []
+            for i in series.indices where metrics.contains(series[i].name) {
+                byName[series[i].name] = i
+                if counters.contains(series[i].name) { counterCandidates.append(i) }
+            }
+            slots = rules.map { rule in
+                switch rule.kind {
+                case .above(let m), .below(let m), .stateNot(let m, _), .stateIn(let m, _): Slot(first: byName[m])
+                case .rateAbove(let c, _, _), .rateBelow(let c, _, _): Slot(first: byName[c])
+                case .ratioAbove(let n, let d, _): Slot(first: byName[n], second: byName[d])
+                }
+            }
+        }
+
+        /// Whether `series` has these names in this order (names shared with the previous batch compare by their
+        /// storage, without reading the characters).
+        func matches(_ series: [Series]) -> Bool {
+            guard series.count == names.count else { return false }
+            for i in series.indices where series[i].name != names[i] { return false }
+            return true
+        }
+    }
+
+    private func observe(_ rule: Rule, _ series: [Series], _ slot: Layout.Slot) -> Observation? {
         switch rule.kind {
-        case .above(let m):
-            guard let i = byName[m] else { return nil }
+        case .above:
+            guard let i = slot.first else { return nil }
             return Self.extreme(rule.id, series[i], greatest: true)
-        case .below(let m):
-            guard let i = byName[m] else { return nil }
+        case .below:
+            guard let i = slot.first else { return nil }
             return Self.extreme(rule.id, series[i], greatest: false)
-        case .stateNot(let m, let healthy):
-            guard let i = byName[m], let last = series[i].states.last, let t = series[i].timestamps.last else { return nil }
+        case .stateNot(_, let healthy):
+            guard let i = slot.first, let last = series[i].states.last, let t = series[i].timestamps.last else { return nil }
             return Observation(ruleID: rule.id, value: healthy.contains(last) ? 0 : 1, state: last, atMs: t)
-        case .stateIn(let m, let values):
-            guard let i = byName[m], let last = series[i].states.last, let t = series[i].timestamps.last else { return nil }
+        case .stateIn(_, let values):
+            guard let i = slot.first, let last = series[i].states.last, let t = series[i].timestamps.last else { return nil }
             return Observation(ruleID: rule.id, value: values.contains(last) ? 1 : 0, state: last, atMs: t)
         case .rateAbove(let c, let window, let per):
-            guard let i = byName[c], let t = series[i].timestamps.max(),
+            guard let i = slot.first, let t = series[i].timestamps.max(),
                   let inc = counters[c]?.increase(windowMs: Int64(window) * 1000, nowMs: t) else { return nil }
             return Observation(ruleID: rule.id, value: inc.amount * Double(per) / Double(window), atMs: t)
         case .rateBelow(let c, let window, let per):
-            guard let i = byName[c], let t = series[i].timestamps.max(),
+            guard let i = slot.first, let t = series[i].timestamps.max(),
                   let inc = counters[c]?.increase(windowMs: Int64(window) * 1000, nowMs: t),
                   inc.spanMs >= Int64(window) * 900 else { return nil }   // judge a full window only
             return Observation(ruleID: rule.id, value: inc.amount * Double(per) * 1000 / Double(inc.spanMs), atMs: t)
         case .ratioAbove(let n, let d, let window):
-            guard let t = byName[d].flatMap({ series[$0].timestamps.max() }) ?? byName[n].flatMap({ series[$0].timestamps.max() }),
+            guard let t = slot.second.flatMap({ series[$0].timestamps.max() }) ?? slot.first.flatMap({ series[$0].timestamps.max() }),
                   let den = counters[d]?.increase(windowMs: Int64(window) * 1000, nowMs: t), den.amount > 0 else { return nil }
             let num = counters[n]?.increase(windowMs: Int64(window) * 1000, nowMs: t)?.amount ?? 0
             return Observation(ruleID: rule.id, value: num / den.amount * 100, atMs: t)

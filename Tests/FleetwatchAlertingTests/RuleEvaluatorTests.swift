@@ -89,6 +89,47 @@ import Testing
         #expect(AlertTracker.breached(ThresholdProfile.standard.rule("api_error_rate_percent")!, value: 0.15, firing: false))
     }
 
+    /// Where the rules' series are is worked out once per set of names: batches whose names change order, lose a
+    /// metric, repeat one (the last counts) or gain one are read as a fresh evaluator reads them, and counter
+    /// readings follow their series wherever it moves. New rules on the same names are seen at the next batch.
+    @Test func batchesWhoseNamesChangeAreReadAsIfEachWereTheFirst() throws {
+        let memory = "memory_usage_mb", pnl = "daily_pnl", ws = "websocket_status"
+        func batch(_ t: Int64, _ names: [String]) -> [Series] {
+            names.enumerated().map { k, name in
+                name == ws ? Series(name: ws, kind: .state, timestamps: [t], states: [k % 2 == 0 ? "connected" : "reconnecting"])
+                           : Self.gauge(name, [Double(t / 1000) + Double(k * 100)], at: t)
+            }
+        }
+        let batches = [batch(1_000, [memory, pnl, ws]), batch(2_000, [memory, pnl, ws]), batch(3_000, [ws, memory, pnl]),
+                       batch(4_000, [pnl, ws]), batch(5_000, [memory, pnl, memory, ws]), batch(6_000, [memory, pnl, memory, ws, "extra"]),
+                       batch(7_000, []), batch(8_000, [memory, pnl, ws])]
+        var kept = RuleEvaluator(profile: .standard)
+        for b in batches {
+            var fresh = RuleEvaluator(profile: .standard)
+            #expect(kept.evaluate(b) == fresh.evaluate(b))
+        }
+        #expect(kept.evaluate(batches[0]).first { $0.ruleID == "memory_usage_mb" }?.value == 1)
+        #expect(kept.evaluate(batches[4]).first { $0.ruleID == "memory_usage_mb" }?.value == 205)   // the last of two
+
+        // A counter's readings are kept wherever its series is in the batch.
+        var moving = RuleEvaluator(profile: .standard), still = RuleEvaluator(profile: .standard)
+        for k in 0..<6 {
+            let t = Int64(10_000_000 + k * 60_000)
+            let c = Self.counter("websocket_reconnects", Double(k * 3), at: t)
+            let g = Self.gauge(memory, [1], at: t)
+            #expect(moving.evaluate(k % 2 == 0 ? [c, g] : [g, c]) == still.evaluate([c, g]))
+        }
+        #expect(still.evaluate([Self.counter("websocket_reconnects", 30, at: 10_400_000)])
+                    .first { $0.ruleID == "websocket_reconnects_per_hour" }?.value == 30)
+
+        // Rules changed, same names: the new rule's metric is found.
+        let rule = Rule(id: "extra_high", kind: .above(metric: "extra"), limit: 1, level: .warning, summary: "extra")
+        var e = RuleEvaluator(profile: .standard)
+        #expect(e.evaluate(batches[5]).first { $0.ruleID == "extra_high" } == nil)
+        e.update(profile: ThresholdProfile(name: "x", rules: ThresholdProfile.standard.rules + [rule], enableEmergencyShutdown: false))
+        #expect(e.evaluate(batches[5]).first { $0.ruleID == "extra_high" }?.value == 406)
+    }
+
     @Test func profilesCarryTheReferenceValues() {
         #expect(ThresholdProfile.production.rule("memory_usage_mb")?.limit == 400)
         #expect(ThresholdProfile.production.rule("trading_success_rate_percent")?.limit == 90)

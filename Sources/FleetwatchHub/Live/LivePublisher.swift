@@ -17,7 +17,7 @@ final class LivePublisher: Service, Sendable {
     static let channel = "fleetwatch_live"
     static let payloadLimit = 7600
 
-    private let pending = Mutex<[String: LiveUpdate]>([:])
+    private let pending = Mutex<[String: PendingLive]>([:])
     let client: any PostgresQuerying
     let interval: Duration
     let logger: Logger
@@ -33,21 +33,13 @@ final class LivePublisher: Service, Sendable {
         self.local = local
     }
 
-    /// Merges a stored batch's newest values (last value of counters and gauges, mean of durations,
-    /// last state) into the next flush.
+    /// Keeps a stored batch for the next flush, which publishes its newest values (last value of counters and
+    /// gauges, mean of durations, last state) merged with the bot's other batches since the last flush. On the
+    /// ingest path this is one lookup and an append under the lock; the values are worked out at the flush, once
+    /// per bot, however many batches it sent meanwhile.
     func record(bot: String, series: [Series]) {
-        guard let update = Self.update(bot: bot, series: series) else { return }
-        pending.withLock { p in
-            // Taken out of the dictionary, the pending update is merged in place rather than copied.
-            guard var existing = p.removeValue(forKey: bot) else {
-                p[bot] = update
-                return
-            }
-            existing.numbers.merge(update.numbers) { _, new in new }
-            existing.states.merge(update.states) { _, new in new }
-            existing.at = max(existing.at, update.at)
-            p[bot] = existing
-        }
+        guard !series.isEmpty else { return }
+        pending.withLock { p in p[bot, default: PendingLive()].add(series, bot: bot) }
     }
 
     static func update(bot: String, series: [Series]) -> LiveUpdate? {
@@ -76,10 +68,11 @@ final class LivePublisher: Service, Sendable {
     }
 
     func flush() async {
-        let updates = pending.withLock { p -> [LiveUpdate] in
+        let waiting = pending.withLock { p -> [String: PendingLive] in
             defer { p.removeAll(keepingCapacity: true) }
-            return Array(p.values)
+            return p
         }
+        let updates = waiting.compactMap { bot, entry in entry.update(bot: bot) }
         guard !updates.isEmpty else { return }
         await local?.apply(updates)
         for payload in Self.pack(updates, origin: origin) {
@@ -150,5 +143,66 @@ final class LivePublisher: Service, Sendable {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .millisecondsSince1970
         return (try? decoder.decode([LiveUpdate].self, from: Data(json.utf8))) ?? []
+    }
+}
+
+/// One bot's stored batches since the last flush, oldest first, and what was folded of older ones.
+struct PendingLive {
+    /// Batches kept before they are folded into `folded`: a bot sending many batches a second holds at most this
+    /// many between flushes.
+    static let maxBatches = 8
+
+    var folded: LiveUpdate?
+    var batches: [[Series]] = []
+
+    mutating func add(_ series: [Series], bot: String) {
+        batches.append(series)
+        if batches.count >= Self.maxBatches {
+            folded = update(bot: bot)
+            batches.removeAll(keepingCapacity: true)
+        }
+    }
+
+    /// The newest value of each metric over `folded` and `batches`, as if each batch's values had been merged
+    /// into the last in turn (a later batch wins, and within a batch a later series of the same name). A batch with
+    /// the same names in the same order as a newer one whose every series has samples adds nothing but its time,
+    /// and costs no lookup.
+    func update(bot: String) -> LiveUpdate? {
+        var result: LiveUpdate?
+        var reference: [Series]?
+        for series in batches.reversed() {
+            if let reference, Self.sameNames(series, reference) {
+                if let newest = Self.newest(series), var r = result {
+                    r.at = max(r.at, newest)
+                    result = r
+                }
+                continue
+            }
+            guard let older = LivePublisher.update(bot: bot, series: series) else { continue }
+            result = Self.merge(newer: result, older: older)
+            if reference == nil, series.allSatisfy({ $0.count > 0 }) { reference = series }
+        }
+        if let folded { result = Self.merge(newer: result, older: folded) }
+        return result
+    }
+
+    private static func merge(newer: LiveUpdate?, older: LiveUpdate) -> LiveUpdate {
+        guard var r = newer else { return older }
+        r.numbers.merge(older.numbers) { current, _ in current }
+        r.states.merge(older.states) { current, _ in current }
+        r.at = max(r.at, older.at)
+        return r
+    }
+
+    private static func sameNames(_ a: [Series], _ b: [Series]) -> Bool {
+        guard a.count == b.count else { return false }
+        for i in a.indices where a[i].name != b[i].name || a[i].kind != b[i].kind { return false }
+        return true
+    }
+
+    private static func newest(_ series: [Series]) -> Date? {
+        var newest: Int64 = .min
+        for i in series.indices { newest = max(newest, series[i].timestamps.max() ?? .min) }
+        return newest == .min ? nil : Date(timeIntervalSince1970: Double(newest) / 1000)
     }
 }
