@@ -149,6 +149,9 @@ public protocol IngestStore: Sendable {
     /// Leaves out the series whose metric names are over the bot's or the fleet's name limit (counted in the
     /// batch's refusals) and sets the ids of the rest. Limits are the store's, the same for every replica.
     func admit(_ batch: ValidatedBatch, session: BotSession) async throws -> ValidatedBatch
+    /// `admit`'s answer when the store has it at hand (a bot's usual batch: the names of its last one, all admitted),
+    /// without a task, an await or a round trip; nil when `admit` must be asked.
+    func admitWithoutWaiting(_ batch: ValidatedBatch, session: BotSession) -> ValidatedBatch?
     /// Stores an admitted batch and its ledger row in one transaction, exactly once per (bot, epoch, sequence).
     func store(_ batch: ValidatedBatch, session: BotSession) async throws -> StoreOutcome
     /// Stores a run of admitted batches that waited on one connection together: one epoch, increasing
@@ -159,6 +162,9 @@ public protocol IngestStore: Sendable {
 }
 
 extension IngestStore {
+    /// Nothing at hand: `admit` is always asked.
+    public func admitWithoutWaiting(_ batch: ValidatedBatch, session: BotSession) -> ValidatedBatch? { nil }
+
     /// One batch at a time (stores that have nothing to gain from runs).
     public func store(run batches: [ValidatedBatch], session: BotSession) async throws -> [StoreOutcome] {
         var outcomes: [StoreOutcome] = []

@@ -88,6 +88,12 @@ public final class OutageIngestStore: IngestStore {
         }
     }
 
+    /// No database step, so no race with the health probe: a provisional session's batch as it is (as `admit`
+    /// answers), otherwise what the store has at hand.
+    public func admitWithoutWaiting(_ batch: ValidatedBatch, session: BotSession) -> ValidatedBatch? {
+        session.provisional ? batch : inner.admitWithoutWaiting(batch, session: session)
+    }
+
     public func store(_ batch: ValidatedBatch, session: BotSession) async throws -> StoreOutcome {
         try await store(run: [batch], session: session)[0]
     }

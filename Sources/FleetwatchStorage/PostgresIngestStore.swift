@@ -92,6 +92,10 @@ public final class PostgresIngestStore: IngestStore {
         return admitted
     }
 
+    public func admitWithoutWaiting(_ batch: ValidatedBatch, session: BotSession) -> ValidatedBatch? {
+        metrics.recentIDs(for: batch.series, botID: session.botID).map { batch.admittingEvery(ids: $0) }
+    }
+
     public func store(_ batch: ValidatedBatch, session: BotSession) async throws -> StoreOutcome {
         try await store(run: [batch], session: session)[0]
     }
