@@ -139,7 +139,9 @@ import Testing
     static func sent(_ core: AgentCore, _ decoder: inout DeltaDecoder) async throws -> [DecodedDeltaBatch] {
         var out: [DecodedDeltaBatch] = []
         for bytes in await core.nextWork().frames {
-            guard case .deltaBatch(let d) = try Frame.decode(bytes) else { throw WireError(.invalidField, "not a delta batch") }
+            let frame = try Frame.decode(bytes)
+            if case .heartbeat = frame { continue }   // due now and then on a slow machine; not what these tests count
+            guard case .deltaBatch(let d) = frame else { throw WireError(.invalidField, "not a delta batch") }
             out.append(try decoder.decode(d, limits: BatchLimits()))
         }
         return out
