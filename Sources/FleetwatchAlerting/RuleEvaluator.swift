@@ -54,7 +54,7 @@ public struct RuleEvaluator: Sendable {
     public mutating func evaluate(_ series: [Series]) -> [Observation] {
         // A bot sends the same names in the same order batch after batch: where the rules' metrics are is worked
         // out when the names change, not looked up by name in every batch.
-        if layout?.matches(series) != true { layout = Layout(series, rules: profile.rules, metrics: ruleMetrics, counters: counterNames) }
+        if layout.map({ series.hasNames($0.names) }) != true { layout = Layout(series, rules: profile.rules, metrics: ruleMetrics, counters: counterNames) }
         let known = layout!
         for i in known.counterCandidates where series[i].kind == .counter {
             let name = series[i].name
@@ -97,14 +97,6 @@ public struct RuleEvaluator: Sendable {
                 case .ratioAbove(let n, let d, _): Slot(first: byName[n], second: byName[d])
                 }
             }
-        }
-
-        /// Whether `series` has these names in this order (names shared with the previous batch compare by their
-        /// storage, without reading the characters).
-        func matches(_ series: [Series]) -> Bool {
-            guard series.count == names.count else { return false }
-            for i in series.indices where series[i].name != names[i] { return false }
-            return true
         }
     }
 

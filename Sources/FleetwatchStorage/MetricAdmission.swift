@@ -95,7 +95,7 @@ actor MetricAdmission {
     /// All ids from the cache, or nil if a name is not admitted for the bot here.
     private func cached(_ series: [Series], botID: Int32) -> [Int32]? {
         guard let bot = bots[botID] else { return nil }
-        if bot.lastNames.count == series.count, series.indices.allSatisfy({ bot.lastNames[$0] == series[$0].name }) { return bot.lastIDs }
+        if series.hasNames(bot.lastNames) { return bot.lastIDs }
         var out: [Int32] = []
         out.reserveCapacity(series.count)
         for i in series.indices {
@@ -113,8 +113,7 @@ actor MetricAdmission {
     /// a bot's usual batch, answered without a hop into the actor. Nil otherwise (`ids` answers).
     nonisolated func recentIDs(for series: [Series], botID: Int32) -> [Int32]? {
         recent.withLock { r -> [Int32]? in
-            guard let last = r[botID], last.names.count == series.count else { return nil }
-            for i in series.indices where last.names[i] != series[i].name { return nil }
+            guard let last = r[botID], series.hasNames(last.names) else { return nil }
             return last.ids
         }
     }

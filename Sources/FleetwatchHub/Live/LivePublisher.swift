@@ -171,7 +171,7 @@ struct PendingLive {
         var result: LiveUpdate?
         var reference: [Series]?
         for series in batches.reversed() {
-            if let reference, Self.sameNames(series, reference) {
+            if let reference, series.hasSameNamesAndKinds(as: reference) {
                 if let newest = Self.newest(series), var r = result {
                     r.at = max(r.at, newest)
                     result = r
@@ -192,12 +192,6 @@ struct PendingLive {
         r.states.merge(older.states) { current, _ in current }
         r.at = max(r.at, older.at)
         return r
-    }
-
-    private static func sameNames(_ a: [Series], _ b: [Series]) -> Bool {
-        guard a.count == b.count else { return false }
-        for i in a.indices where a[i].name != b[i].name || a[i].kind != b[i].kind { return false }
-        return true
     }
 
     private static func newest(_ series: [Series]) -> Date? {
