@@ -295,10 +295,8 @@ public final class IngestSession {
             logger.warning("bot \(session.botName) batch \(epoch)/\(sequence): refused \(checked.refusedSamples) samples (non-finite value or timestamp outside the accepted window)")
         }
         do {
-            // A bot's usual batch is answered at once; new names go to the store.
-            let batch = if let known = store.admitWithoutWaiting(checked, session: session) { known } else {
-                try await store.admit(checked, session: session)
-            }
+            // A bot's usual batch is answered at once, without suspending (the store's `admitWithoutWaiting`).
+            let batch = try await store.admit(checked, session: session)
             if batch.overLimitSamples > 0 {
                 logger.warning("bot \(session.botName) batch \(epoch)/\(sequence): refused \(batch.overLimitSamples) samples of \(batch.overLimitNameCount) metric names over the bot's name limit (\(batch.overLimitNames.prefix(3).joined(separator: ", ")))")
             }

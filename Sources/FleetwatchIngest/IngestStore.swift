@@ -150,7 +150,8 @@ public protocol IngestStore: Sendable {
     /// batch's refusals) and sets the ids of the rest. Limits are the store's, the same for every replica.
     func admit(_ batch: ValidatedBatch, session: BotSession) async throws -> ValidatedBatch
     /// `admit`'s answer when the store has it at hand (a bot's usual batch: the names of its last one, all admitted),
-    /// without a task, an await or a round trip; nil when `admit` must be asked.
+    /// without a task, an await or a round trip; nil when `admit` must be asked. `admit` tries this first, so the two
+    /// cannot disagree; stores that wrap another ask the inner one here without their own database steps.
     func admitWithoutWaiting(_ batch: ValidatedBatch, session: BotSession) -> ValidatedBatch?
     /// Stores an admitted batch and its ledger row in one transaction, exactly once per (bot, epoch, sequence).
     func store(_ batch: ValidatedBatch, session: BotSession) async throws -> StoreOutcome

@@ -79,8 +79,10 @@ public final class OutageIngestStore: IngestStore {
                                     storedSequence: entry.epoch == hello.bootEpoch ? entry.acknowledged : 0, provisional: true))
     }
 
+    /// A batch the store has at hand (`admitWithoutWaiting`) needs no database step, so it does not race the health
+    /// probe (no task) and is answered the same whether the database is up or down.
     public func admit(_ batch: ValidatedBatch, session: BotSession) async throws -> ValidatedBatch {
-        guard !session.provisional else { return batch }
+        if let known = admitWithoutWaiting(batch, session: session) { return known }
         do {
             return try await lossNoticed { [inner] in try await inner.admit(batch, session: session) }
         } catch is DatabaseUnavailable {

@@ -84,6 +84,7 @@ public final class PostgresIngestStore: IngestStore {
     }
 
     public func admit(_ batch: ValidatedBatch, session: BotSession) async throws -> ValidatedBatch {
+        if let known = admitWithoutWaiting(batch, session: session) { return known }
         let admitted = switch try await metrics.ids(for: batch.series, botID: session.botID) {
         case .every(let ids): batch.admittingEvery(ids: ids)
         case .some(let ids): batch.admitting(ids: ids)

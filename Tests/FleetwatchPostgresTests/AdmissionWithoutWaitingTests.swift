@@ -7,8 +7,8 @@ import Logging
 import PostgresNIO
 import Testing
 
-/// A bot's usual batch (the names of its last one, all admitted) is admitted without a task, an await or a round trip
-/// (`IngestStore.admitWithoutWaiting`); anything else — new names, another order, names over the bot's limit, a
+/// A bot's usual batch (the names of its last one, all admitted) is admitted without a task, a suspension or a round
+/// trip (`IngestStore.admitWithoutWaiting`, which `admit` tries first); anything else — new names, another order, names over the bot's limit, a
 /// bot whose limit changed — still goes to PostgreSQL, which enforces the limits.
 @Suite(.enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
 struct AdmissionWithoutWaitingTests {
@@ -70,6 +70,14 @@ struct AdmissionWithoutWaitingTests {
             provisional.provisional = true
             #expect(outage.admitWithoutWaiting(usual, session: provisional) == usual)
             #expect(outage.admitWithoutWaiting(usual, session: session) == store.admitWithoutWaiting(usual, session: session))
+
+            // With the database noticed down, a usual batch is still admitted from memory (no race with the probe);
+            // a batch with other names is taken as it is, unadmitted, and its store will be deferred.
+            let known = try #require(store.admitWithoutWaiting(usual, session: session))
+            health.observed(failure: "test: the database is down")
+            #expect(try await outage.admit(usual, session: session) == known)
+            let reordered = Self.batch(["b", "a"])
+            #expect(try await outage.admit(reordered, session: session) == reordered)
         }
     }
 }
