@@ -20,7 +20,8 @@ struct AdmissionWithoutWaitingTests {
                        refusedSamples: 0, firstTimestampMs: 1_000)
     }
 
-    @Test(.timeLimit(.minutes(1)))
+    /// The limit catches a hang; it also covers making and migrating the database (up to 50 s in the main phase).
+    @Test(.timeLimit(.minutes(3)))
     func onlyABotsUsualBatchIsAnsweredAtOnce() async throws {
         let db = try await TestDatabase.create()
         try await registerBots(["bot-1"], token: "secret", in: db)
