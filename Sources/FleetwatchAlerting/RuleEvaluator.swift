@@ -62,6 +62,7 @@ public struct RuleEvaluator: Sendable {
             counters[name]?.add(series[i])
         }
         var out: [Observation] = []
+        out.reserveCapacity(profile.rules.count)   // one allocation, not one per doubling
         for (r, rule) in profile.rules.enumerated() {
             if let o = observe(rule, series, known.slots[r]) { out.append(o) }
         }

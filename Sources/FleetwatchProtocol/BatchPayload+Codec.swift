@@ -71,13 +71,13 @@ extension BatchPayload {
     }
 
     /// The smallest scale 0…9 at which every value is an exact integer below 2^53, or nil.
-    static func decimalScale(of values: [Double]) -> UInt8? {
+    static func decimalScale(of values: Samples<Double>) -> UInt8? {
         for k in decimalPowers.indices where isExact(values, scale: k) { return UInt8(k) }
         return nil
     }
 
     /// Whether every value is an exact integer below 2^53 after scaling by 10^scale (and none is −0).
-    static func isExact(_ values: [Double], scale: Int) -> Bool {
+    static func isExact(_ values: Samples<Double>, scale: Int) -> Bool {
         let power = decimalPowers[scale]
         for v in values {
             let scaled = (v * power).rounded()

@@ -25,13 +25,18 @@ public struct Series: Equatable, Sendable {
     public var name: String
     public var kind: MetricKind
     /// Unix milliseconds, one per sample.
-    public var timestamps: [Int64]
+    public var timestamps: Samples<Int64>
     /// One per sample for numeric kinds; empty for `.state`.
-    public var values: [Double]
+    public var values: Samples<Double>
     /// One per sample for `.state`; empty otherwise.
     public var states: [String]
 
     public init(name: String, kind: MetricKind, timestamps: [Int64], values: [Double] = [], states: [String] = []) {
+        self.init(name: name, kind: kind, timestamps: Samples(timestamps), values: Samples(values), states: states)
+    }
+
+    /// A series whose samples may be parts of buffers shared with the other series of its batch (a decoded batch).
+    public init(name: String, kind: MetricKind, timestamps: Samples<Int64>, values: Samples<Double>, states: [String] = []) {
         self.name = name
         self.kind = kind
         self.timestamps = timestamps

@@ -60,38 +60,56 @@ extension WireReader {
     mutating func timestamps(_ count: Int, base: Int64, of name: String) throws -> [Int64] {
         var timestamps = [Int64]()
         timestamps.reserveCapacity(count)
+        try self.timestamps(count, base: base, of: name, into: &timestamps)
+        return timestamps
+    }
+
+    /// `timestamps(_:base:of:)`, appended to `out` (a buffer shared by a batch's series; the caller reserves its
+    /// capacity once for the whole batch).
+    mutating func timestamps(_ count: Int, base: Int64, of name: String, into out: inout [Int64]) throws {
         var t = base
         for _ in 0..<count {
             let (next, overflow) = t.addingReportingOverflow(Zigzag.decode(try varint("timestamp")))
             guard !overflow, next >= 0 else { throw WireError(.invalidField, "timestamp of \(name) out of range") }
             t = next
-            timestamps.append(t)
+            out.append(t)
         }
-        return timestamps
     }
 
     /// `count` decimal values as zigzag mantissa changes from `last`; returns them and the last mantissa.
     mutating func decimals(_ count: Int, power: Double, from last: Int64) throws -> (values: [Double], last: Int64) {
         var values = [Double]()
         values.reserveCapacity(count)
+        let m = try decimals(count, power: power, from: last, into: &values)
+        return (values, m)
+    }
+
+    /// `decimals(_:power:from:)`, appended to `out`; returns the last mantissa.
+    mutating func decimals(_ count: Int, power: Double, from last: Int64, into out: inout [Double]) throws -> Int64 {
         var m = last
         for _ in 0..<count {
             m = m &+ Zigzag.decode(try varint("value"))
-            values.append(Double(m) / power)
+            out.append(Double(m) / power)
         }
-        return (values, m)
+        return m
     }
 
     /// `count` float values as bit patterns XOR the previous one, from `last`; returns them and the last pattern.
     mutating func floats(_ count: Int, from last: UInt64, of name: String) throws -> (values: [Double], last: UInt64) {
-        guard remaining >= count * 8 else { throw WireError(.truncated, "payload ends inside values of \(name)") }
         var values = [Double]()
         values.reserveCapacity(count)
+        let bits = try floats(count, from: last, of: name, into: &values)
+        return (values, bits)
+    }
+
+    /// `floats(_:from:of:)`, appended to `out`; returns the last pattern.
+    mutating func floats(_ count: Int, from last: UInt64, of name: String, into out: inout [Double]) throws -> UInt64 {
+        guard remaining >= count * 8 else { throw WireError(.truncated, "payload ends inside values of \(name)") }
         var bits = last
         for _ in 0..<count {
             bits ^= try uint64LE("value")
-            values.append(Double(bitPattern: bits))
+            out.append(Double(bitPattern: bits))
         }
-        return (values, bits)
+        return bits
     }
 }

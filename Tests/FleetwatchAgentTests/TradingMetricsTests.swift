@@ -12,7 +12,7 @@ import Testing
     }
 
     static func values(_ agent: MonitorAgent) -> [String: [Double]] {
-        Dictionary(uniqueKeysWithValues: agent.registry.snapshot(nowMs: 1000).series.map { ($0.name, $0.values) })
+        Dictionary(uniqueKeysWithValues: agent.registry.snapshot(nowMs: 1000).series.map { ($0.name, $0.values.array) })
     }
 
     @Test func tradesAPICallsNoncesAndReconnects() throws {

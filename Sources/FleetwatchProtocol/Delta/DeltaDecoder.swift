@@ -99,12 +99,27 @@ public struct DeltaDecoder: Sendable {
             }
         }
         try readChanges(&r, list: list)
+        // Every series' timestamps go into one buffer and every numeric series' values into another; each series
+        // is then given its part of them (two allocations per batch, not two per metric).
         var series: [Series] = []
         series.reserveCapacity(list.count)
+        var timestamps: [Int64] = [], values: [Double] = []
+        timestamps.reserveCapacity(sampleCount)
+        values.reserveCapacity(sampleCount)
         for (position, id) in list.enumerated() {
-            series.append(try readSeries(&r, id: id, count: counts[position], base: base))
+            series.append(try readSeries(&r, id: id, count: counts[position], base: base, timestamps: &timestamps, values: &values))
         }
         if r.remaining > 0 { throw WireError(.trailingBytes, "\(r.remaining) bytes after the last series") }
+        var t = 0, v = 0
+        for i in series.indices {
+            let n = counts[i]
+            series[i].timestamps = Samples(shared: timestamps, range: t..<t + n)
+            t += n
+            if series[i].states.isEmpty {   // a numeric encoding (a state series has n ≥ 1 states)
+                series[i].values = Samples(shared: values, range: v..<v + n)
+                v += n
+            }
+        }
         context.base = base
         context.previousList = list
         context.hasPrevious = true
@@ -182,21 +197,23 @@ public struct DeltaDecoder: Sendable {
         }
     }
 
-    private mutating func readSeries(_ r: inout WireReader, id: Int, count: Int, base: Int64) throws -> Series {
+    /// One series' samples: its timestamps appended to `timestamps`, numeric values to `values`; the series returned
+    /// has its states, and its timestamps and values are set by the caller from the shared buffers.
+    private mutating func readSeries(_ r: inout WireReader, id: Int, count: Int, base: Int64,
+                                     timestamps: inout [Int64], values: inout [Double]) throws -> Series {
         let entry = context.entries[id]
         guard let encoding = entry.encoding else {
             throw WireError(.invalidField, "series \(entry.name) has no value encoding yet")
         }
-        let timestamps = try r.timestamps(count, base: base, of: entry.name)
+        try r.timestamps(count, base: base, of: entry.name, into: &timestamps)
         switch encoding {
         case .decimal:
-            let (values, last) = try r.decimals(count, power: decimalPowers[Int(entry.scale)], from: entry.lastMantissa)
-            context.entries[id].lastMantissa = last
-            return Series(name: entry.name, kind: entry.kind, timestamps: timestamps, values: values)
+            context.entries[id].lastMantissa = try r.decimals(count, power: decimalPowers[Int(entry.scale)], from: entry.lastMantissa,
+                                                              into: &values)
+            return Series(name: entry.name, kind: entry.kind, timestamps: Samples(), values: Samples())
         case .floatXor:
-            let (values, last) = try r.floats(count, from: entry.lastBits, of: entry.name)
-            context.entries[id].lastBits = last
-            return Series(name: entry.name, kind: entry.kind, timestamps: timestamps, values: values)
+            context.entries[id].lastBits = try r.floats(count, from: entry.lastBits, of: entry.name, into: &values)
+            return Series(name: entry.name, kind: entry.kind, timestamps: Samples(), values: Samples())
         case .stateDictionary:
             var states = [String]()
             states.reserveCapacity(count)
@@ -213,7 +230,7 @@ public struct DeltaDecoder: Sendable {
                     states.append(context.entries[id].states[Int(index - 1)])
                 }
             }
-            return Series(name: entry.name, kind: entry.kind, timestamps: timestamps, states: states)
+            return Series(name: entry.name, kind: entry.kind, timestamps: Samples(), values: Samples(), states: states)
         }
     }
 }
