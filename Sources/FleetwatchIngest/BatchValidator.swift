@@ -29,10 +29,17 @@ public struct BatchValidator: Sendable {
         func isClean(_ s: Series) -> Bool { s.timestamps.indices.allSatisfy { accepts(s, $0) } }
         var first = Int64.max
         // The series before the first one with a sample to refuse are kept as they are: in the normal batch,
-        // all of them, with no copy.
-        var firstDirty = payload.series.startIndex
-        while firstDirty < payload.series.endIndex, isClean(payload.series[firstDirty]) {
-            if let m = payload.series[firstDirty].timestamps.min() { first = min(first, m) }
+        // all of them, with no copy. They are read in place, by index (passing a series on would retain each of
+        // its arrays and its name, for every series of every batch).
+        let all = payload.series
+        var firstDirty = all.startIndex
+        clean: while firstDirty < all.endIndex {
+            let numeric = all[firstDirty].kind != .state
+            for i in 0..<all[firstDirty].timestamps.count {
+                let t = all[firstDirty].timestamps[i]
+                guard t >= low, t <= high, !numeric || all[firstDirty].values[i].isFinite else { break clean }
+                first = min(first, t)
+            }
             firstDirty += 1
         }
         if firstDirty == payload.series.endIndex {

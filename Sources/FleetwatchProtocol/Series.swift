@@ -55,5 +55,9 @@ public struct BatchPayload: Equatable, Sendable {
     public init(series: [Series]) { self.series = series }
 
     /// Samples over all series.
-    public var sampleCount: Int { series.reduce(0) { $0 + $1.count } }
+    public var sampleCount: Int {
+        var n = 0
+        for i in series.indices { n += series[i].timestamps.count }   // in place: no copy of each series
+        return n
+    }
 }

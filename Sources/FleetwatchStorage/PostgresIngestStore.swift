@@ -225,34 +225,35 @@ struct SampleRows {
         values.reserveCapacity(n)
         // The series are read in place, not copied (see `RuleEvaluator.evaluate`).
         for i in batch.series.indices where i < batch.metricIDs.count {
-            let id = batch.metricIDs[i]
-            Self.append(batch.series[i], id: id, t0: t0, to: &self)
+            Self.append(batch.series, i, id: batch.metricIDs[i], t0: t0, to: &self)
         }
         if count > 0, endOffset > 60_000 { cut(t0: t0, nowMs: nowMs) }
     }
 
-    private static func append(_ s: Series, id: Int32, t0: Int64, to rows: inout SampleRows) {
-        if s.kind == .state {
+    /// Appends `all[i]`, read in place (passing the series on would retain its name and each of its arrays).
+    private static func append(_ all: [Series], _ i: Int, id: Int32, t0: Int64, to rows: inout SampleRows) {
+        let n = all[i].timestamps.count
+        if all[i].kind == .state {
             if rows.states == nil { rows.states = []; rows.stateMetricIDs = []; rows.stateOffsets = [] }
-            for j in s.timestamps.indices where j < s.states.count {
+            for j in 0..<min(n, all[i].states.count) {
                 rows.stateMetricIDs!.append(id)
-                let offset = Int32(truncatingIfNeeded: s.timestamps[j] - t0)
+                let offset = Int32(truncatingIfNeeded: all[i].timestamps[j] - t0)
                 rows.stateOffsets!.append(offset)
                 if offset > rows.endOffset { rows.endOffset = offset }
-                rows.states!.append(s.states[j])
-                rows.bytes += 8 + s.states[j].utf8.count
+                rows.states!.append(all[i].states[j])
+                rows.bytes += 8 + all[i].states[j].utf8.count
             }
         } else {
-            for j in s.timestamps.indices where j < s.values.count {
+            for j in 0..<min(n, all[i].values.count) {
                 rows.metricIDs.append(id)
-                let offset = Int32(truncatingIfNeeded: s.timestamps[j] - t0)
+                let offset = Int32(truncatingIfNeeded: all[i].timestamps[j] - t0)
                 rows.offsets.append(offset)
                 if offset > rows.endOffset { rows.endOffset = offset }
-                rows.values.append(s.values[j])
+                rows.values.append(all[i].values[j])
             }
-            rows.bytes += 16 * s.count
+            rows.bytes += 16 * n
         }
-        rows.count += s.count
+        rows.count += n
     }
 
     /// Which row a sample at `ms` goes to: its minute if recent or ahead, else its UTC day.

@@ -201,19 +201,20 @@ public struct DeltaDecoder: Sendable {
     /// has its states, and its timestamps and values are set by the caller from the shared buffers.
     private mutating func readSeries(_ r: inout WireReader, id: Int, count: Int, base: Int64,
                                      timestamps: inout [Int64], values: inout [Double]) throws -> Series {
-        let entry = context.entries[id]
-        guard let encoding = entry.encoding else {
-            throw WireError(.invalidField, "series \(entry.name) has no value encoding yet")
+        // The entry's fields are read one by one: a copy of the whole entry would retain its list of states too.
+        let name = context.entries[id].name, kind = context.entries[id].kind
+        guard let encoding = context.entries[id].encoding else {
+            throw WireError(.invalidField, "series \(name) has no value encoding yet")
         }
-        try r.timestamps(count, base: base, of: entry.name, into: &timestamps)
+        try r.timestamps(count, base: base, of: name, into: &timestamps)
         switch encoding {
         case .decimal:
-            context.entries[id].lastMantissa = try r.decimals(count, power: decimalPowers[Int(entry.scale)], from: entry.lastMantissa,
-                                                              into: &values)
-            return Series(name: entry.name, kind: entry.kind, timestamps: Samples(), values: Samples())
+            context.entries[id].lastMantissa = try r.decimals(count, power: decimalPowers[Int(context.entries[id].scale)],
+                                                              from: context.entries[id].lastMantissa, into: &values)
+            return Series(name: name, kind: kind, timestamps: Samples(), values: Samples())
         case .floatXor:
-            context.entries[id].lastBits = try r.floats(count, from: entry.lastBits, of: entry.name, into: &values)
-            return Series(name: entry.name, kind: entry.kind, timestamps: Samples(), values: Samples())
+            context.entries[id].lastBits = try r.floats(count, from: context.entries[id].lastBits, of: name, into: &values)
+            return Series(name: name, kind: kind, timestamps: Samples(), values: Samples())
         case .stateDictionary:
             var states = [String]()
             states.reserveCapacity(count)
@@ -225,12 +226,12 @@ public struct DeltaDecoder: Sendable {
                     context.remember(state, for: id)
                 } else {
                     guard index <= UInt64(context.entries[id].states.count) else {
-                        throw WireError(.invalidField, "state index \(index) of \(entry.name) was never sent")
+                        throw WireError(.invalidField, "state index \(index) of \(name) was never sent")
                     }
                     states.append(context.entries[id].states[Int(index - 1)])
                 }
             }
-            return Series(name: entry.name, kind: entry.kind, timestamps: Samples(), values: Samples(), states: states)
+            return Series(name: name, kind: kind, timestamps: Samples(), values: Samples(), states: states)
         }
     }
 }
