@@ -51,6 +51,20 @@ public struct Samples<Element>: RandomAccessCollection, MutableCollection, Range
         count = storage.count
     }
 
+    /// Appends with the array's own growth (doubling): the default would reserve exactly what each append needs,
+    /// reallocating the samples at nearly every append (the agent appends a flush's samples to a pending series).
+    public mutating func append(_ element: Element) {
+        makeOwn()
+        storage.append(element)
+        count += 1
+    }
+
+    public mutating func append<S: Sequence>(contentsOf elements: S) where S.Element == Element {
+        makeOwn()
+        storage.append(contentsOf: elements)
+        count = storage.count
+    }
+
     public mutating func reserveCapacity(_ n: Int) {
         makeOwn()
         storage.reserveCapacity(n)

@@ -19,6 +19,15 @@ import Testing
         #expect(b == [30, 4, 5, 6, 7] && b.count == 5)
         #expect(a == [1, 2] && buffer == [1, 2, 3, 4, 5])
         #expect(Samples(shared: buffer, range: 1..<1).isEmpty)
+
+        // Appending, as the agent does to a pending series: its own samples grow, a shared part is copied first.
+        var own: Samples<Double> = []
+        for i in 0..<1_000 { own += [Double(i)] }
+        own.append(1_000)
+        #expect(own.count == 1_001 && own.elementsEqual((0...1_000).map(Double.init)))
+        var part = Samples(shared: buffer, range: 1..<3)
+        part.append(contentsOf: [9, 9])
+        #expect(part == [2, 3, 9, 9] && buffer == [1, 2, 3, 4, 5] && a == [1, 2])
     }
 
     @Test func equalityAndHashingFollowTheSamplesNotTheBuffer() {

@@ -105,7 +105,9 @@ public struct DeltaDecoder: Sendable {
         series.reserveCapacity(list.count)
         var timestamps: [Int64] = [], values: [Double] = []
         timestamps.reserveCapacity(sampleCount)
-        values.reserveCapacity(sampleCount)
+        var numericSamples = 0
+        for (position, id) in list.enumerated() where context.entries[id].kind != .state { numericSamples += counts[position] }
+        values.reserveCapacity(numericSamples)
         for (position, id) in list.enumerated() {
             series.append(try readSeries(&r, id: id, count: counts[position], base: base, timestamps: &timestamps, values: &values))
         }
@@ -115,7 +117,7 @@ public struct DeltaDecoder: Sendable {
             let n = counts[i]
             series[i].timestamps = Samples(shared: timestamps, range: t..<t + n)
             t += n
-            if series[i].states.isEmpty {   // a numeric encoding (a state series has n ≥ 1 states)
+            if series[i].kind != .state {   // numeric: `readChanges` lets only state metrics use the state dictionary
                 series[i].values = Samples(shared: values, range: v..<v + n)
                 v += n
             }
