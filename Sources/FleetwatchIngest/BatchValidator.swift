@@ -22,45 +22,47 @@ public struct BatchValidator: Sendable {
 
     public func validate(epoch: UInt64, sequence: UInt64, payload: BatchPayload, nowMs: Int64) -> ValidatedBatch {
         let low = nowMs - maxAgeMs, high = nowMs + maxFutureMs
-        func accepts(_ s: Series, _ i: Int) -> Bool {
-            let t = s.timestamps[i]
-            return t >= low && t <= high && (s.kind == .state || s.values[i].isFinite)
-        }
-        func isClean(_ s: Series) -> Bool { s.timestamps.indices.allSatisfy { accepts(s, $0) } }
-        var first = Int64.max
-        // The series before the first one with a sample to refuse are kept as they are: in the normal batch,
-        // all of them, with no copy. They are read in place, by index (passing a series on would retain each of
-        // its arrays and its name, for every series of every batch).
+        // Series are read in place, by index: passing a series on would retain each of its arrays and its name, for
+        // every series of every batch.
         let all = payload.series
-        var firstDirty = all.startIndex
-        clean: while firstDirty < all.endIndex {
-            let numeric = all[firstDirty].kind != .state
-            for i in 0..<all[firstDirty].timestamps.count {
-                let t = all[firstDirty].timestamps[i]
-                guard t >= low, t <= high, !numeric || all[firstDirty].values[i].isFinite else { break clean }
-                first = min(first, t)
-            }
-            firstDirty += 1
+        /// Whether sample `i` of series `s` is kept.
+        func accepts(_ s: Int, _ i: Int) -> Bool {
+            let t = all[s].timestamps[i]
+            return t >= low && t <= high && (all[s].kind == .state || all[s].values[i].isFinite)
         }
-        if firstDirty == payload.series.endIndex {
-            return ValidatedBatch(epoch: epoch, sequence: sequence, sentSamples: payload.sampleCount, series: payload.series,
+        /// Whether every sample of series `s` is kept; if so, `first` is lowered to its earliest timestamp.
+        func isClean(_ s: Int, first: inout Int64) -> Bool {
+            var earliest = first
+            for i in 0..<all[s].timestamps.count {
+                guard accepts(s, i) else { return false }
+                earliest = min(earliest, all[s].timestamps[i])
+            }
+            first = earliest
+            return true
+        }
+        var first = Int64.max
+        // The series before the first one with a sample to refuse are kept as they are: in the normal batch, all of
+        // them, with no copy.
+        var firstDirty = 0
+        while firstDirty < all.count, isClean(firstDirty, first: &first) { firstDirty += 1 }
+        if firstDirty == all.count {
+            return ValidatedBatch(epoch: epoch, sequence: sequence, sentSamples: payload.sampleCount, series: all,
                                   refusedSamples: 0, firstTimestampMs: first == .max ? nil : first)
         }
-        var kept = Array(payload.series[..<firstDirty])
-        kept.reserveCapacity(payload.series.count)
+        var kept = Array(all[..<firstDirty])
+        kept.reserveCapacity(all.count)
         var refused = 0
-        for (index, s) in payload.series.enumerated().dropFirst(firstDirty) {
-            if index > firstDirty, isClean(s) {
-                if let m = s.timestamps.min() { first = min(first, m) }
-                kept.append(s)
+        for s in firstDirty..<all.count {
+            if s > firstDirty, isClean(s, first: &first) {
+                kept.append(all[s])
                 continue
             }
-            var out = Series(name: s.name, kind: s.kind, timestamps: [])
-            for i in s.timestamps.indices {
+            var out = Series(name: all[s].name, kind: all[s].kind, timestamps: [])
+            for i in 0..<all[s].timestamps.count {
                 guard accepts(s, i) else { refused += 1; continue }
-                out.timestamps.append(s.timestamps[i])
-                if s.kind == .state { out.states.append(s.states[i]) } else { out.values.append(s.values[i]) }
-                first = min(first, s.timestamps[i])
+                out.timestamps.append(all[s].timestamps[i])
+                if all[s].kind == .state { out.states.append(all[s].states[i]) } else { out.values.append(all[s].values[i]) }
+                first = min(first, all[s].timestamps[i])
             }
             if out.count > 0 { kept.append(out) }
         }
