@@ -99,19 +99,31 @@ extension BatchPayload {
                 throw WireError(.limitExceeded, "batch has \(seriesCount) series, the limit is \(limits.maxSeries)")
             }
             var remaining = limits.maxSamples
-            var series: [Series] = []
-            series.reserveCapacity(Int(seriesCount))
+            // Every series' samples go into two shared buffers (BatchSampleBuffers). The payload does not declare its
+            // sample count: they start with room for one sample per series (a one-second batch) and grow as arrays do.
+            // Each series takes at least one byte, so a short payload cannot make the hub reserve much.
+            let reserved = Int(min(seriesCount, UInt64(r.remaining)))
+            var buffers = BatchSampleBuffers(samples: reserved, numericSamples: reserved)
+            var series: [Series] = [], counts: [Int] = []
+            series.reserveCapacity(reserved)
+            counts.reserveCapacity(reserved)
             for _ in 0..<seriesCount {
-                series.append(try decodeSeries(&r, base: Int64(base), remaining: &remaining))
+                let (s, count) = try decodeSeries(&r, base: Int64(base), remaining: &remaining, into: &buffers)
+                series.append(s)
+                counts.append(count)
             }
             if r.remaining > 0 {
                 throw WireError(.trailingBytes, "\(r.remaining) bytes after the last series")
             }
+            buffers.share(with: &series, counts: counts)
             return BatchPayload(series: series)
         }
     }
 
-    private static func decodeSeries(_ r: inout WireReader, base: Int64, remaining: inout Int) throws -> Series {
+    /// One series: its timestamps and numeric values appended to `buffers` (the caller gives the series its part of
+    /// them), and its sample count.
+    private static func decodeSeries(_ r: inout WireReader, base: Int64, remaining: inout Int,
+                                     into buffers: inout BatchSampleBuffers) throws -> (Series, Int) {
         let name = try r.string(maxBytes: WireProtocol.maxMetricNameBytes, "metric name")
         guard WireProtocol.isValidName(name, maxBytes: WireProtocol.maxMetricNameBytes) else {
             throw WireError(.invalidField, "metric name must be 1–128 characters of A–Z a–z 0–9 _ . : - /")
@@ -126,7 +138,7 @@ extension BatchPayload {
         }
         let count = Int(count64)
         remaining -= count
-        let timestamps = try r.timestamps(count, base: base, of: name)
+        try r.timestamps(count, base: base, of: name, into: &buffers.timestamps)
         let rawEncoding = try r.byte("value encoding")
         guard let encoding = ValueEncoding(rawValue: rawEncoding),
               (encoding == .stateDictionary) == (kind == .state)
@@ -135,16 +147,15 @@ extension BatchPayload {
         }
         switch encoding {
         case .stateDictionary:
-            return Series(name: name, kind: kind, timestamps: timestamps, states: try decodeStates(&r, count: count))
+            return (Series(name: name, kind: kind, timestamps: Samples(), values: Samples(), states: try decodeStates(&r, count: count)), count)
         case .decimal:
             let scale = try r.byte("decimal scale")
             guard Int(scale) < decimalPowers.count else { throw WireError(.invalidField, "decimal scale \(scale) > 9") }
-            let values = try r.decimals(count, power: decimalPowers[Int(scale)], from: 0).values
-            return Series(name: name, kind: kind, timestamps: timestamps, values: values)
+            _ = try r.decimals(count, power: decimalPowers[Int(scale)], from: 0, into: &buffers.values)
         case .floatXor:
-            let values = try r.floats(count, from: 0, of: name).values
-            return Series(name: name, kind: kind, timestamps: timestamps, values: values)
+            _ = try r.floats(count, from: 0, of: name, into: &buffers.values)
         }
+        return (Series(name: name, kind: kind, timestamps: Samples(), values: Samples()), count)
     }
 
     private static func decodeStates(_ r: inout WireReader, count: Int) throws -> [String] {

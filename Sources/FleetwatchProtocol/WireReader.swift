@@ -56,16 +56,8 @@ struct WireReader {
 
 /// The sample runs both batch decoders read (self-contained, §4; delta, §11): one implementation of each.
 extension WireReader {
-    /// `count` zigzag timestamp deltas, the first against `base`; every timestamp must be ≥ 0.
-    mutating func timestamps(_ count: Int, base: Int64, of name: String) throws -> [Int64] {
-        var timestamps = [Int64]()
-        timestamps.reserveCapacity(count)
-        try self.timestamps(count, base: base, of: name, into: &timestamps)
-        return timestamps
-    }
-
-    /// `timestamps(_:base:of:)`, appended to `out` (a buffer shared by a batch's series; the caller reserves its
-    /// capacity once for the whole batch).
+    /// `count` zigzag timestamp deltas, the first against `base`, appended to `out` (a buffer a batch's series
+    /// share: BatchSampleBuffers); every timestamp must be ≥ 0.
     mutating func timestamps(_ count: Int, base: Int64, of name: String, into out: inout [Int64]) throws {
         var t = base
         for _ in 0..<count {
@@ -76,15 +68,7 @@ extension WireReader {
         }
     }
 
-    /// `count` decimal values as zigzag mantissa changes from `last`; returns them and the last mantissa.
-    mutating func decimals(_ count: Int, power: Double, from last: Int64) throws -> (values: [Double], last: Int64) {
-        var values = [Double]()
-        values.reserveCapacity(count)
-        let m = try decimals(count, power: power, from: last, into: &values)
-        return (values, m)
-    }
-
-    /// `decimals(_:power:from:)`, appended to `out`; returns the last mantissa.
+    /// `count` decimal values as zigzag mantissa changes from `last`, appended to `out`; returns the last mantissa.
     mutating func decimals(_ count: Int, power: Double, from last: Int64, into out: inout [Double]) throws -> Int64 {
         var m = last
         for _ in 0..<count {
@@ -94,15 +78,8 @@ extension WireReader {
         return m
     }
 
-    /// `count` float values as bit patterns XOR the previous one, from `last`; returns them and the last pattern.
-    mutating func floats(_ count: Int, from last: UInt64, of name: String) throws -> (values: [Double], last: UInt64) {
-        var values = [Double]()
-        values.reserveCapacity(count)
-        let bits = try floats(count, from: last, of: name, into: &values)
-        return (values, bits)
-    }
-
-    /// `floats(_:from:of:)`, appended to `out`; returns the last pattern.
+    /// `count` float values as bit patterns XOR the previous one, from `last`, appended to `out`; returns the last
+    /// pattern.
     mutating func floats(_ count: Int, from last: UInt64, of name: String, into out: inout [Double]) throws -> UInt64 {
         guard remaining >= count * 8 else { throw WireError(.truncated, "payload ends inside values of \(name)") }
         var bits = last

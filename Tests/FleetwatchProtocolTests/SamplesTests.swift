@@ -37,11 +37,16 @@ import Testing
         #expect(shared != [1, 2, 3] && shared.description == "[1, 2]")
     }
 
-    @Test func aDecodedBatchSharesOneBufferOfTimestampsAndOneOfValues() throws {
+    /// Six numeric series of two samples each, and a state series among them.
+    static func mixedBatch() -> BatchPayload {
         let payload = RealisticBatches.stream(metrics: 6, seconds: 2, ticksPerBatch: 2, startMs: 1_700_000_000_000)[0]
-        var states = payload.series
-        states.insert(Series(name: "ws", kind: .state, timestamps: [1_700_000_000_000, 1_700_000_000_500], states: ["up", "down"]), at: 2)
-        let sent = BatchPayload(series: states)
+        var series = payload.series
+        series.insert(Series(name: "ws", kind: .state, timestamps: [1_700_000_000_000, 1_700_000_000_500], states: ["up", "down"]), at: 2)
+        return BatchPayload(series: series)
+    }
+
+    @Test func aDecodedDeltaBatchSharesOneBufferOfTimestampsAndOneOfValues() throws {
+        let sent = Self.mixedBatch()
         var encoder = DeltaEncoder()
         var decoder = DeltaDecoder()
         let encoded = encoder.encode(epoch: 1, sequence: 1, payload: sent)
@@ -49,8 +54,25 @@ import Testing
         guard case .deltaBatch(let frame) = try Frame.decode(bytes) else { Issue.record("not a delta batch frame"); return }
         let back = try decoder.decode(frame, limits: BatchLimits()).payload
         #expect(back == sent)
+        Self.expectOneBufferEach(back)
+    }
+
+    /// Protocols 1 and 2 send self-contained batches: decoded the same way.
+    @Test func aDecodedSelfContainedBatchSharesOneBufferOfTimestampsAndOneOfValues() throws {
+        let sent = Self.mixedBatch()
+        var bytes = ByteBuffer()
+        sent.encode(into: &bytes)
+        let back = try BatchPayload.decode(bytes, limits: BatchLimits())
+        #expect(back == sent)
+        Self.expectOneBufferEach(back)
+    }
+
+    /// Each series' timestamps follow the previous series' in one buffer, and each numeric series' values the
+    /// previous numeric series' in another.
+    static func expectOneBufferEach(_ back: BatchPayload) {
         func base<T>(_ s: Samples<T>) -> UnsafeRawPointer? { s.withUnsafeBufferPointer { UnsafeRawPointer($0.baseAddress) } }
         let numeric = back.series.filter { $0.kind != .state }
+        #expect(numeric.count == 6 && back.series.count == 7)
         for (earlier, later) in zip(back.series, back.series.dropFirst()) {
             #expect(base(later.timestamps) == base(earlier.timestamps)! + earlier.count * MemoryLayout<Int64>.stride)
         }

@@ -101,27 +101,17 @@ public struct DeltaDecoder: Sendable {
         try readChanges(&r, list: list)
         // Every series' timestamps go into one buffer and every numeric series' values into another; each series
         // is then given its part of them (two allocations per batch, not two per metric).
-        var series: [Series] = []
-        series.reserveCapacity(list.count)
-        var timestamps: [Int64] = [], values: [Double] = []
-        timestamps.reserveCapacity(sampleCount)
         var numericSamples = 0
         for (position, id) in list.enumerated() where context.entries[id].kind != .state { numericSamples += counts[position] }
-        values.reserveCapacity(numericSamples)
+        var buffers = BatchSampleBuffers(samples: sampleCount, numericSamples: numericSamples)
+        var series: [Series] = []
+        series.reserveCapacity(list.count)
         for (position, id) in list.enumerated() {
-            series.append(try readSeries(&r, id: id, count: counts[position], base: base, timestamps: &timestamps, values: &values))
+            series.append(try readSeries(&r, id: id, count: counts[position], base: base, into: &buffers))
         }
         if r.remaining > 0 { throw WireError(.trailingBytes, "\(r.remaining) bytes after the last series") }
-        var t = 0, v = 0
-        for i in series.indices {
-            let n = counts[i]
-            series[i].timestamps = Samples(shared: timestamps, range: t..<t + n)
-            t += n
-            if series[i].kind != .state {   // numeric: `readChanges` lets only state metrics use the state dictionary
-                series[i].values = Samples(shared: values, range: v..<v + n)
-                v += n
-            }
-        }
+        // Numeric series get values: `readChanges` lets only state metrics use the state dictionary.
+        buffers.share(with: &series, counts: counts)
         context.base = base
         context.previousList = list
         context.hasPrevious = true
@@ -199,23 +189,23 @@ public struct DeltaDecoder: Sendable {
         }
     }
 
-    /// One series' samples: its timestamps appended to `timestamps`, numeric values to `values`; the series returned
-    /// has its states, and its timestamps and values are set by the caller from the shared buffers.
+    /// One series' samples: its timestamps and numeric values appended to `buffers`; the series returned has its
+    /// states, and its timestamps and values are set by the caller from the shared buffers.
     private mutating func readSeries(_ r: inout WireReader, id: Int, count: Int, base: Int64,
-                                     timestamps: inout [Int64], values: inout [Double]) throws -> Series {
+                                     into buffers: inout BatchSampleBuffers) throws -> Series {
         // The entry's fields are read one by one: a copy of the whole entry would retain its list of states too.
         let name = context.entries[id].name, kind = context.entries[id].kind
         guard let encoding = context.entries[id].encoding else {
             throw WireError(.invalidField, "series \(name) has no value encoding yet")
         }
-        try r.timestamps(count, base: base, of: name, into: &timestamps)
+        try r.timestamps(count, base: base, of: name, into: &buffers.timestamps)
         switch encoding {
         case .decimal:
             context.entries[id].lastMantissa = try r.decimals(count, power: decimalPowers[Int(context.entries[id].scale)],
-                                                              from: context.entries[id].lastMantissa, into: &values)
+                                                              from: context.entries[id].lastMantissa, into: &buffers.values)
             return Series(name: name, kind: kind, timestamps: Samples(), values: Samples())
         case .floatXor:
-            context.entries[id].lastBits = try r.floats(count, from: context.entries[id].lastBits, of: name, into: &values)
+            context.entries[id].lastBits = try r.floats(count, from: context.entries[id].lastBits, of: name, into: &buffers.values)
             return Series(name: name, kind: kind, timestamps: Samples(), values: Samples())
         case .stateDictionary:
             var states = [String]()
