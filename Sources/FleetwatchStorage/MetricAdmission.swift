@@ -22,10 +22,6 @@ actor MetricAdmission {
     private struct BotNames {
         var admitted: Set<Int32> = []
         var fullSince: ContinuousClock.Instant?
-        /// The names of the bot's last batch answered from the cache, and their ids: a bot sends the same names
-        /// batch after batch, and comparing them costs less than looking each one up.
-        var lastNames: [String] = []
-        var lastIDs: [Int32] = []
     }
 
     /// The ids of a batch's metric names.
@@ -37,7 +33,9 @@ actor MetricAdmission {
     }
 
     private var ids: [String: Int32] = [:]
-    /// Each bot's `lastNames` and `lastIDs`, readable without entering the actor (`recentIDs`).
+    /// The names of each bot's last batch answered from the cache, and their ids: a bot sends the same names batch
+    /// after batch, and comparing them costs less than looking each one up. Readable without entering the actor
+    /// (`recentIDs`); the one copy of them.
     private nonisolated let recent = Mutex<[Int32: (names: [String], ids: [Int32])]>([:])
     private var bots: [Int32: BotNames] = [:]
     private let client: any PostgresQuerying
@@ -50,7 +48,8 @@ actor MetricAdmission {
         self.limits = limits
     }
 
-    /// The id of each series' name, nil where the name is over the bot's or the fleet's limit.
+    /// The id of each series' name, nil where the name is over the bot's or the fleet's limit. The caller tries
+    /// `recentIDs` first (a bot's usual batch); this looks each name up.
     func ids(for series: [Series], botID: Int32) async throws -> Admitted {
         if let known = cached(series, botID: botID) { return .every(known) }
         var missing: [String] = [], kinds: [String] = []
@@ -95,7 +94,6 @@ actor MetricAdmission {
     /// All ids from the cache, or nil if a name is not admitted for the bot here.
     private func cached(_ series: [Series], botID: Int32) -> [Int32]? {
         guard let bot = bots[botID] else { return nil }
-        if series.hasNames(bot.lastNames) { return bot.lastIDs }
         var out: [Int32] = []
         out.reserveCapacity(series.count)
         for i in series.indices {
@@ -103,8 +101,6 @@ actor MetricAdmission {
             out.append(id)
         }
         let names = series.map(\.name)
-        bots[botID]?.lastNames = names
-        bots[botID]?.lastIDs = out
         recent.withLock { $0[botID] = (names, out) }
         return out
     }
