@@ -150,10 +150,10 @@ struct LoadBench: AsyncParsableCommand {
         try await Task.sleep(for: AgentConfiguration.defaultMaxCoalesceDelay + .seconds(2))
         var sealed: [String: [(UInt64, UInt64, Int)]] = [:]
         var targets: [Int: Int64] = [:]
-        var disconnected = 0
+        var disconnected: [Int] = []
         for (i, a) in agentsList.enumerated() {
             let batches = ledger.batches(of: names[i])
-            guard await a.status.connected else { disconnected += 1; continue }
+            guard await a.status.connected else { disconnected.append(i); continue }
             sealed[names[i]] = batches
             targets[i] = Int64(batches.count)
         }
@@ -162,7 +162,13 @@ struct LoadBench: AsyncParsableCommand {
             for (i, target) in targets where await agentsList[i].status.ackedBatches >= target { targets[i] = nil }
             if !targets.isEmpty { try await Task.sleep(for: .milliseconds(200)) }
         }
-        let pending = targets.count + disconnected
+        let pending = targets.count + disconnected.count
+        // What each agent that did not drain (at most five) says of itself, taken now, before the agents stop.
+        var undrained: [String] = []
+        for i in (disconnected + targets.keys.sorted()).prefix(5) {
+            let s = await agentsList[i].status
+            undrained.append("\(names[i]): connected \(s.connected), acknowledged \(s.ackedBatches) of \(targets[i].map(String.init) ?? "?") batches, \(s.unackedBatches) unacknowledged, \(s.bufferedSamples) samples buffered, last close \(s.lastCloseCode.map(String.init) ?? "none"), last error \(s.lastError ?? "none")")
+        }
         let drained = ContinuousClock.now - loadEnded
         var dropped: Int64 = 0, reconnectCloses = 0, lastCloses: [String: Int] = [:], lastErrors: [String: Int] = [:]
         for a in agentsList {
@@ -207,6 +213,11 @@ struct LoadBench: AsyncParsableCommand {
         let peak = rss.map(\.1).max() ?? 0
         print("batches sealed by the agents: \(sealedBatches) (\(sealedSamples) samples); stored rows checked one by one")
         print("lost: \(lost), duplicated: \(duplicated), wrong sample count: \(mismatched), agents not drained: \(pending), dropped samples: \(dropped)")
+        for line in undrained {
+            let bot = String(line.prefix { $0 != ":" })
+            let sealedTo = sealed[bot]?.map(\.1).max() ?? ledger.batches(of: bot).map(\.1).max() ?? 0
+            print("  not drained: \(line); sealed up to sequence \(sealedTo), stored up to \(stored[bot]?.keys.max() ?? 0)")
+        }
         print("hub closes by code: \(ingest.closes) (during the load: \(closesDuringLoad.map { "\($0)" } ?? "unknown")), samples refused: \(ingest.refused); agents that saw a close: \(reconnectCloses) (last close by code: \(lastCloses))")
         if !lastErrors.isEmpty { print("agents' last connection errors: \(lastErrors.sorted { $0.value > $1.value }.prefix(5).map { "\($0.value)× \($0.key)" })") }
         print(String(format: "hub RSS: %.1f MB after %d s warm-up, %.1f MB at the end, peak %.1f MB: drift %+.1f %%",
