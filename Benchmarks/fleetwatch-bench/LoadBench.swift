@@ -128,12 +128,12 @@ struct LoadBench: AsyncParsableCommand {
         _ = await recorder.value
         let loadEnded = ContinuousClock.now
         let cpuAtEnd = CPUReading(hub: hub.pid, ledger: ledger)
+        // Closes during the load apart from those of the drain (the agents then catch up, windows full).
+        let closesDuringLoad = (try? await Self.ingestCounters(port: port, token: token))?.closes
         let sealedDuringLoad = ledger.samples
         let rss = await memory.value
         let latencies = try await probe.result()
         let hubSide = try? await Self.hubLatency(port: port, route: "/api/bots")
-        // Closes during the load apart from those of the drain (the agents then catch up, windows full).
-        let closesDuringLoad = (try? await Self.ingestCounters(port: port, token: token))?.closes
 
         // Drain. The agents go on flushing their gauges every second and, while a batch awaits its ack, a flush's
         // samples wait for the next batch (`maxCoalesceDelay`), so an agent of a busy hub is never idle. Instead:
@@ -164,10 +164,10 @@ struct LoadBench: AsyncParsableCommand {
         }
         let pending = targets.count + disconnected.count
         // What each agent that did not drain (at most five) says of itself, taken now, before the agents stop.
-        var undrained: [String] = []
+        var undrained: [(bot: String, status: String)] = []
         for i in (disconnected + targets.keys.sorted()).prefix(5) {
             let s = await agentsList[i].status
-            undrained.append("\(names[i]): connected \(s.connected), acknowledged \(s.ackedBatches) of \(targets[i].map(String.init) ?? "?") batches, \(s.unackedBatches) unacknowledged, \(s.bufferedSamples) samples buffered, last close \(s.lastCloseCode.map(String.init) ?? "none"), last error \(s.lastError ?? "none")")
+            undrained.append((names[i], "connected \(s.connected), acknowledged \(s.ackedBatches) of \(targets[i].map(String.init) ?? "?") batches, \(s.unackedBatches) unacknowledged, \(s.bufferedSamples) samples buffered, last close \(s.lastCloseCode.map(String.init) ?? "none"), last error \(s.lastError ?? "none")"))
         }
         let drained = ContinuousClock.now - loadEnded
         var dropped: Int64 = 0, reconnectCloses = 0, lastCloses: [String: Int] = [:], lastErrors: [String: Int] = [:]
@@ -213,12 +213,11 @@ struct LoadBench: AsyncParsableCommand {
         let peak = rss.map(\.1).max() ?? 0
         print("batches sealed by the agents: \(sealedBatches) (\(sealedSamples) samples); stored rows checked one by one")
         print("lost: \(lost), duplicated: \(duplicated), wrong sample count: \(mismatched), agents not drained: \(pending), dropped samples: \(dropped)")
-        for line in undrained {
-            let bot = String(line.prefix { $0 != ":" })
+        for (bot, status) in undrained {
             let sealedTo = sealed[bot]?.map(\.1).max() ?? ledger.batches(of: bot).map(\.1).max() ?? 0
-            print("  not drained: \(line); sealed up to sequence \(sealedTo), stored up to \(stored[bot]?.keys.max() ?? 0)")
+            print("  not drained: \(bot): \(status); sealed up to sequence \(sealedTo), stored up to \(stored[bot]?.keys.max() ?? 0)")
         }
-        print("hub closes by code: \(ingest.closes) (during the load: \(closesDuringLoad.map { "\($0)" } ?? "unknown")), samples refused: \(ingest.refused); agents that saw a close: \(reconnectCloses) (last close by code: \(lastCloses))")
+        print("hub closes by code: \(ingest.closes) (of which during the load: \(closesDuringLoad.map { "\($0)" } ?? "unknown")), samples refused: \(ingest.refused); agents that saw a close: \(reconnectCloses) (last close by code: \(lastCloses))")
         if !lastErrors.isEmpty { print("agents' last connection errors: \(lastErrors.sorted { $0.value > $1.value }.prefix(5).map { "\($0.value)× \($0.key)" })") }
         print(String(format: "hub RSS: %.1f MB after %d s warm-up, %.1f MB at the end, peak %.1f MB: drift %+.1f %%",
                      Double(baseline) / 1024, Int(warmup), Double(last) / 1024, Double(peak) / 1024,

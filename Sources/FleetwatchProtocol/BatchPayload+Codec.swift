@@ -100,8 +100,9 @@ extension BatchPayload {
             }
             var remaining = limits.maxSamples
             // Every series' samples go into two shared buffers (BatchSampleBuffers). The payload does not declare its
-            // sample count: they start with room for one sample per series (a one-second batch) and grow as arrays do.
-            // Each series takes at least one byte, so a short payload cannot make the hub reserve much.
+            // sample count: they start with room for one sample per series (a one-second batch) and grow as arrays do
+            // (a batch of several samples a series may keep up to twice the room it needs, while its series live).
+            // Each series takes several bytes, so a short payload cannot make the hub reserve much.
             let reserved = Int(min(seriesCount, UInt64(r.remaining)))
             var buffers = BatchSampleBuffers(samples: reserved, numericSamples: reserved)
             var series: [Series] = [], counts: [Int] = []

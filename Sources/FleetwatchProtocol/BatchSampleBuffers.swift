@@ -25,5 +25,6 @@ struct BatchSampleBuffers {
                 v += n
             }
         }
+        assert(t == timestamps.count && v == values.count, "the series' counts do not use up the shared buffers")
     }
 }

@@ -146,6 +146,20 @@ import Testing
         #expect(e.code == .limitExceeded)
     }
 
+    /// A payload of a few bytes that declares the most series a batch may hold is refused as truncated once its
+    /// bytes run out (the decoder reserves room by the bytes it has, not by the claim).
+    @Test func aShortPayloadClaimingManySeriesIsTruncated() throws {
+        var raw = ByteBuffer()
+        raw.writeVarint(0)                                   // base
+        raw.writeVarint(UInt64(BatchLimits().maxSeries))     // claims 2,000 series
+        raw.writeWireString("m")
+        raw.writeInteger(MetricKind.gauge.rawValue)
+        raw.writeVarint(1); raw.writeZigzag(0)
+        raw.writeInteger(UInt8(0)); raw.writeInteger(UInt64(0), endianness: .little)   // one float sample, then nothing
+        let e = try #require(throws: WireError.self) { try BatchPayload.decode(raw, limits: BatchLimits()) }
+        #expect(e.code == .truncated)
+    }
+
     @Test func stateEncodingOnlyForStateSeries() throws {
         var raw = ByteBuffer()
         raw.writeVarint(0); raw.writeVarint(1); raw.writeWireString("m")
