@@ -60,6 +60,8 @@ public struct HubApplication: Sendable {
         let operators = try client.beside(maxConnections: configuration.operatorDatabaseConnections)
         let operatorsTask = Task { await operators.run() }
         defer { operatorsTask.cancel() }
+        await client.started()
+        await operators.started()
         await HubDatabase.warnIfPrivileged(client, logger: logger)
         let partitions = PartitionMaintainer(client: client, logger: logger)
         try await partitions.ensureWindow()
@@ -202,6 +204,7 @@ public struct HubApplication: Sendable {
         }
         let client = try DatabaseClient(url: url, maxConnections: 8, statementTimeout: configuration.databaseStatementTimeout, logger: logger)
         let task = Task { await client.run() }
+        await client.started()
         return (ReadDatabase(client: client, isReplica: true, logger: logger), task)
     }
 

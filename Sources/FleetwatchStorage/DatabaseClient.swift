@@ -24,7 +24,8 @@ public final class DatabaseClient: PostgresQuerying {
         var task: Task<Void, Never>?
     }
     private let current: Mutex<Current>
-    private let running = Mutex(false)
+    /// Opened when the first pool's `run()` is called: `started()` waits for it.
+    private let running = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
     /// How long an abandoned pool is kept for the statements still using it.
     static let retireAfter: Duration = .seconds(5)
 
@@ -66,18 +67,42 @@ public final class DatabaseClient: PostgresQuerying {
 
     /// Runs the pool (and any it is moved to) until the task is cancelled.
     public func run() async {
-        let first = current.withLock { c -> PostgresClient in
+        current.withLock { c in
             let client = c.client
-            c.task = Task { await client.run() }
-            return client
+            c.task = Task { [self] in
+                // Opened right before the pool's `run()`, which marks the pool running before it first suspends.
+                openStartGate()
+                await client.run()
+            }
         }
-        _ = first
-        running.withLock { $0 = true }
         await withTaskCancellationHandler {
             while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
         } onCancel: {
             current.withLock { $0.task?.cancel() }
         }
+    }
+
+    /// Returns once `run()` has started the pool. A statement sent before that waits for the pool all the same,
+    /// but PostgresNIO logs a warning for it ("`PostgresClient.run()` hasn't been called yet"), which operators
+    /// saw on every hub start: the hub awaits this before its first statement.
+    public func started() async {
+        await withCheckedContinuation { continuation in
+            let now = running.withLock { r -> Bool in
+                if r.open { return true }
+                r.waiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    private func openStartGate() {
+        let waiters = running.withLock { r -> [CheckedContinuation<Void, Never>] in
+            r.open = true
+            defer { r.waiters = [] }
+            return r.waiters
+        }
+        waiters.forEach { $0.resume() }
     }
 
     /// Moves the pool to host `endpoint` (a new pool; the old one is shut down after `retireAfter`).
