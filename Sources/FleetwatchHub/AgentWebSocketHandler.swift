@@ -110,6 +110,7 @@ struct AgentWebSocketHandler: Sendable {
                 Task { try? await outbound.write(.binary(Frame.heartbeat(Heartbeat(sentAtMs: UInt64(IngestSession.nowMs()))).encoded())) }
             }
             if activity.tickDue(intervalMs: heartbeatMs) { continuation.yield(.tick) }
+            if let stall = activity.stall(afterMs: Self.stallWarning.wholeMilliseconds) { warn(stall, remote: remote) }
         }
         defer {
             reader.cancel()
@@ -133,6 +134,7 @@ struct AgentWebSocketHandler: Sendable {
                 activity.helloDone()
                 if registered == nil, let s = session.session {
                     registered = s
+                    activity.identify(bot: s.botName)
                     await connections.add(bot: s.botName, botID: s.botID, connectionID: s.connectionID, checkedAt: checkedAt,
                                           push: { continuation.yield(.push($0)) }, close: { continuation.yield(.close($0, $1)) })
                 }
@@ -161,6 +163,7 @@ struct AgentWebSocketHandler: Sendable {
             for output in outputs {
                 switch output {
                 case .send(let frame):
+                    activity.writing()
                     try await outbound.write(.binary(frame.encoded()))
                     activity.sent()
                 case .close(let code, let reason):
@@ -175,5 +178,27 @@ struct AgentWebSocketHandler: Sendable {
         continuation.finish()
         if let s = registered { await connections.remove(bot: s.botName, connectionID: s.connectionID) }
         await session.finish()
+    }
+
+    /// How long a connection may stay inside one message, one write or one wait for room before the hub warns.
+    static let stallWarning: Duration = .seconds(60)
+
+    /// The warning for a connection stuck in one place (`ConnectionActivity.stall`): which bot, where, how long.
+    func warn(_ stall: ConnectionActivity.Stall, remote: String) {
+        let bot = "bot \(stall.bot ?? "(before its hello)") from \(remote)"
+        switch stall.kind {
+        case .handling:
+            logger.warning("\(bot): one of its messages has been handled for \(stall.seconds) s (its batches admitted and stored in PostgreSQL: is the database answering? see /api/status); the agent keeps its batches meanwhile")
+        case .writing:
+            logger.warning("\(bot): writing to the agent has taken \(stall.seconds) s: the agent does not read what the hub sends; its batches wait unacknowledged")
+        case .heldBack:
+            let (bytes, _, parked) = backlog.figures
+            logger.warning("""
+                \(bot): reading its messages has been held back for \(stall.seconds) s \(stall.loopBusy ? "while one is handled" : "with its connection idle"): \
+                \(stall.pendingBytes) bytes of it wait (hub.max_pending_bytes \(configuration.maxPendingBytes)); hub-wide \(bytes) bytes wait \
+                (hub.max_pending_bytes_total \(backlog.limit)), \(backlog.unevaluated) batches wait for evaluation \
+                (hub.max_unevaluated_batches \(backlog.maxUnevaluated)), \(parked) readers held back
+                """)
+        }
     }
 }

@@ -25,6 +25,40 @@ final class ConnectionActivity: Sendable {
         var bucket: TokenBucket
         /// The loop asked to be woken at every tick (`handled(bytes:wantsTicks:)`).
         var wantsTicks = false
+        /// For `stall(afterMs:)`: what the loop does since when (monotonic), since when the reader has been held
+        /// back in `awaitRoom`, and whether each was reported.
+        var stage = Stall.Kind.handling
+        var stageSinceMs: Int64? = nil
+        var stageReported = false
+        var heldSinceMs: Int64? = nil
+        var heldReported = false
+        /// The bot, once its hello was accepted (for the stall warning).
+        var bot: String?
+
+        mutating func enter(_ stage: Stall.Kind, at nowMs: Int64) {
+            self.stage = stage
+            stageSinceMs = nowMs
+            stageReported = false
+        }
+    }
+
+    /// A connection stuck in one place for longer than it should ever take (`stall(afterMs:)`).
+    struct Stall: Sendable, Equatable {
+        enum Kind: Sendable, Equatable {
+            /// The loop is inside one message (its batches being admitted and stored).
+            case handling
+            /// The loop is writing to the agent (an ack, a heartbeat, a command).
+            case writing
+            /// The reader waits for room (the connection's or the hub-wide backlog).
+            case heldBack
+        }
+        let kind: Kind
+        let bot: String?
+        let seconds: Int64
+        /// The connection's received bytes not yet handled.
+        let pendingBytes: Int
+        /// Whether the loop was inside a message or a write at the time (for `heldBack`).
+        let loopBusy: Bool
     }
     private let state: Mutex<State>
     let maxPendingBytes: Int
@@ -103,9 +137,11 @@ final class ConnectionActivity: Sendable {
             }
             if finished { break }
             if !local, backlog?.isOver != true { break }
+            let heldAt = rateClock.nowMs
             await withCheckedContinuation { continuation in
                 let resumeNow = state.withLock { s -> Bool in
                     if s.finished { return true }
+                    if s.heldSinceMs == nil { s.heldSinceMs = heldAt }
                     if s.pendingBytes > maxPendingBytes {
                         s.waiter = continuation
                         return false
@@ -122,7 +158,12 @@ final class ConnectionActivity: Sendable {
             }
             backlog?.unpark(owner)
         }
-        state.withLock { s in s.waiting = false; s.lastReceivedMs = clock.nowMs }
+        state.withLock { s in
+            s.waiting = false
+            s.lastReceivedMs = clock.nowMs
+            s.heldSinceMs = nil
+            s.heldReported = false
+        }
     }
 
     /// Resumes the waiting reader (it checks again what it waits for).
@@ -164,7 +205,45 @@ final class ConnectionActivity: Sendable {
     }
 
     /// The loop starts handling a message.
-    func begin() { state.withLock { $0.busy = true } }
+    func begin() {
+        let now = rateClock.nowMs
+        state.withLock { s in
+            s.busy = true
+            s.enter(.handling, at: now)
+        }
+    }
+
+    /// The loop starts writing to the agent; `sent()` ends the write.
+    func writing() {
+        let now = rateClock.nowMs
+        state.withLock { $0.enter(.writing, at: now) }
+    }
+
+    /// The bot of this connection, once its hello was accepted.
+    func identify(bot: String) {
+        state.withLock { $0.bot = bot }
+    }
+
+    /// The first time (per message, write or wait) the loop has been inside one message or one write, or the
+    /// reader held back, for longer than `afterMs`: for a warning naming the bot. Nil otherwise (and at every
+    /// later tick of the same stall). A store is bounded by the database's statement deadline and a wait for
+    /// room by the loop's work, so either lasting minutes says where a connection is stuck.
+    func stall(afterMs: Int64) -> Stall? {
+        let now = rateClock.nowMs
+        return state.withLock { s -> Stall? in
+            guard !s.finished else { return nil }
+            let loopBusy = s.stageSinceMs != nil
+            if let since = s.stageSinceMs, !s.stageReported, now - since > afterMs {
+                s.stageReported = true
+                return Stall(kind: s.stage, bot: s.bot, seconds: (now - since) / 1000, pendingBytes: s.pendingBytes, loopBusy: true)
+            }
+            if let since = s.heldSinceMs, !s.heldReported, now - since > afterMs {
+                s.heldReported = true
+                return Stall(kind: .heldBack, bot: s.bot, seconds: (now - since) / 1000, pendingBytes: s.pendingBytes, loopBusy: loopBusy)
+            }
+            return nil
+        }
+    }
 
     /// The loop finished a message of `bytes`; wakes the reader if the backlog fell below the limit. `wantsTicks`:
     /// the loop must now be woken at every tick whatever the clocks say (it holds batches deferred during an outage,
@@ -172,6 +251,7 @@ final class ConnectionActivity: Sendable {
     func handled(bytes: Int, wantsTicks: Bool = false) {
         let (waiter, counted) = state.withLock { s -> (CheckedContinuation<Void, Never>?, Bool) in
             s.busy = false
+            s.stageSinceMs = nil
             s.wantsTicks = wantsTicks
             guard !s.finished else { return (nil, false) }
             s.pendingBytes -= bytes
@@ -200,7 +280,10 @@ final class ConnectionActivity: Sendable {
     /// Something was written to the agent.
     func sent() {
         let now = clock.nowMs
-        state.withLock { $0.lastSentMs = now }
+        state.withLock { s in
+            s.lastSentMs = now
+            if s.stage == .writing { s.stageSinceMs = nil }
+        }
     }
 
     /// When the agent was last heard: now while the reader is held back by the hub (rate, backlog).
@@ -208,6 +291,9 @@ final class ConnectionActivity: Sendable {
         let now = clock.nowMs
         return state.withLock { $0.waiting ? now : $0.lastReceivedMs }
     }
+
+    /// Since when (monotonic) the reader has waited for room in `awaitRoom`, nil while it does not (tests).
+    var heldBackSinceMs: Int64? { state.withLock { $0.heldSinceMs } }
 
     /// Whether the reader is held back by the hub now (byte rate, backlog).
     var isHeldBack: Bool { state.withLock { $0.waiting } }

@@ -115,5 +115,55 @@ struct ConnectionClockTests {
         activity.finish()
         await held.value
     }
-}
 
+    /// A connection stuck in one place is reported once, after the threshold, with where it is stuck: inside a
+    /// message, inside a write to the agent, or with its reader waiting for room; a new message or write starts
+    /// the count again, and an idle connection is never reported.
+    @Test func aStuckConnectionIsReportedOnceWithWhereItIsStuck() async throws {
+        let monotonic = ManualClock()
+        let activity = ConnectionActivity(maxPendingBytes: 1_000, clock: ManualClock(), rateClock: monotonic)
+        monotonic.advance(ms: 600_000)
+        #expect(activity.stall(afterMs: 60_000) == nil)       // idle for ten minutes: nothing to report
+
+        activity.identify(bot: "alpha")
+        activity.begin()
+        monotonic.advance(ms: 60_000)
+        #expect(activity.stall(afterMs: 60_000) == nil)       // not longer than the threshold yet
+        monotonic.advance(ms: 1_500)
+        #expect(activity.stall(afterMs: 60_000) == .init(kind: .handling, bot: "alpha", seconds: 61, pendingBytes: 0, loopBusy: true))
+        monotonic.advance(ms: 60_000)
+        #expect(activity.stall(afterMs: 60_000) == nil)       // once per message
+        activity.handled(bytes: 0)
+        monotonic.advance(ms: 120_000)
+        #expect(activity.stall(afterMs: 60_000) == nil)       // handled: idle again
+
+        activity.writing()
+        monotonic.advance(ms: 70_000)
+        #expect(activity.stall(afterMs: 60_000)?.kind == .writing)
+        activity.sent()
+        activity.writing()
+        activity.sent()
+        monotonic.advance(ms: 70_000)
+        #expect(activity.stall(afterMs: 60_000) == nil)       // writes that finished
+
+        // The reader waits for room: 2,000 bytes wait against a limit of 1,000, and the loop has not begun them.
+        await activity.received(bytes: 2_000)
+        let reader = Task { await activity.awaitRoom() }
+        for _ in 0..<1_000 where activity.heldBackSinceMs == nil { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(activity.heldBackSinceMs != nil)
+        monotonic.advance(ms: 90_000)
+        #expect(activity.stall(afterMs: 60_000) == .init(kind: .heldBack, bot: "alpha", seconds: 90, pendingBytes: 2_000, loopBusy: false))
+        #expect(activity.stall(afterMs: 60_000) == nil)
+        activity.begin()
+        activity.handled(bytes: 2_000)
+        await reader.value
+        #expect(activity.heldBackSinceMs == nil)
+        monotonic.advance(ms: 90_000)
+        #expect(activity.stall(afterMs: 60_000) == nil)       // room again: the wait is over
+
+        activity.finish()
+        activity.begin()
+        monotonic.advance(ms: 90_000)
+        #expect(activity.stall(afterMs: 60_000) == nil)       // an ended connection is not reported
+    }
+}
