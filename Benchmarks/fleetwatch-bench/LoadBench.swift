@@ -93,6 +93,9 @@ struct LoadBench: AsyncParsableCommand {
 
         let start = ContinuousClock.now
         let end = start + .milliseconds(Int64(seconds * 1000))
+        let lag = SchedulerLag()
+        lag.start()
+        defer { lag.stop() }
         // Recording: every agent sets each of its metrics once a second (a changed value each time).
         let recorder = Task {
             var tick = 0.0
@@ -169,7 +172,8 @@ struct LoadBench: AsyncParsableCommand {
             let s = await agentsList[i].status
             undrained.append((names[i], "connected \(s.connected), acknowledged \(s.ackedBatches) of \(targets[i].map(String.init) ?? "?") batches, \(s.unackedBatches) unacknowledged, \(s.bufferedSamples) samples buffered, last close \(s.lastCloseCode.map(String.init) ?? "none"), last error \(s.lastError ?? "none")"))
         }
-        let drained = ContinuousClock.now - loadEnded
+        let drainEnded = ContinuousClock.now
+        let drained = drainEnded - loadEnded
         var dropped: Int64 = 0, reconnectCloses = 0, lastCloses: [String: Int] = [:], lastErrors: [String: Int] = [:]
         for a in agentsList {
             let s = await a.status
@@ -218,6 +222,11 @@ struct LoadBench: AsyncParsableCommand {
             print("  not drained: \(bot): \(status); sealed up to sequence \(sealedTo), stored up to \(stored[bot]?.keys.max() ?? 0)")
         }
         print("hub closes by code: \(ingest.closes) (of which during the load: \(closesDuringLoad.map { "\($0)" } ?? "unknown")), samples refused: \(ingest.refused); agents that saw a close: \(reconnectCloses) (last close by code: \(lastCloses))")
+        let warmedUp = start + .milliseconds(Int64(min(warmup, seconds / 2) * 1000))
+        let lagLine = [("during the load", lag.lateness(from: warmedUp, to: loadEnded)), ("during the drain", lag.lateness(from: loadEnded, to: drainEnded))]
+            .compactMap { phase, l in l.map { String(format: "%@ max %.0f ms, p99 %.0f ms", phase, $0.max, $0.p99) } }
+        print("this process's tasks (the agents') ran late by: " + lagLine.joined(separator: "; ")
+              + " (a 100 ms sleep's overrun; an agent late by 10 s sends no heartbeat and is closed 4008)")
         if !lastErrors.isEmpty { print("agents' last connection errors: \(lastErrors.sorted { $0.value > $1.value }.prefix(5).map { "\($0.value)× \($0.key)" })") }
         print(String(format: "hub RSS: %.1f MB after %d s warm-up, %.1f MB at the end, peak %.1f MB: drift %+.1f %%",
                      Double(baseline) / 1024, Int(warmup), Double(last) / 1024, Double(peak) / 1024,
