@@ -19,6 +19,8 @@ struct AgentWebSocketHandler: Sendable {
     let connections: LiveConnections
     /// Received messages waiting over all connections (`hub.max_pending_bytes_total`).
     let backlog: IngestBacklog
+    /// Stuck connections found in a tick, logged after it (`logStalls()`).
+    let stalls = StallReports()
     /// The hub's one timer: heartbeats, silence and hello deadlines of every connection.
     let ticker: ConnectionTicker
     /// Whether PostgreSQL answers now: a connection that had batches deferred during an outage (or was let in
@@ -47,6 +49,7 @@ struct AgentWebSocketHandler: Sendable {
         let received = ReceivedMessages()
         let maxMessage = configuration.maxFrameBytes * 2
         let heartbeatMs = configuration.heartbeatInterval.wholeMilliseconds
+        let stallMs = Self.stallWarning.wholeMilliseconds
         // Bounded backlog: at most `maxPendingBytes` (and one message) wait here, and at most the hub-wide
         // limit over all connections; beyond either the reader stops reading, and the WebSocket layer stops
         // reading the socket.
@@ -110,7 +113,7 @@ struct AgentWebSocketHandler: Sendable {
                 Task { try? await outbound.write(.binary(Frame.heartbeat(Heartbeat(sentAtMs: UInt64(IngestSession.nowMs()))).encoded())) }
             }
             if activity.tickDue(intervalMs: heartbeatMs) { continuation.yield(.tick) }
-            if let stall = activity.stall(afterMs: Self.stallWarning.wholeMilliseconds) { warn(stall, remote: remote) }
+            if let stall = activity.stall(afterMs: stallMs) { stalls.add { describe(stall, remote: remote) } }
         }
         defer {
             reader.cancel()
@@ -176,6 +179,11 @@ struct AgentWebSocketHandler: Sendable {
             logger.info("agent connection from \(remote) failed: \(error)")
         }
         continuation.finish()
+        // Ended, before the awaits below (a slow database): the reader stops (it would read on without limit
+        // once the activity is finished), the ticker forgets the connection, and no stall is reported for it.
+        reader.cancel()
+        ticker.unregister(ticks)
+        activity.finish()
         if let s = registered { await connections.remove(bot: s.botName, connectionID: s.connectionID) }
         await session.finish()
     }
@@ -183,22 +191,25 @@ struct AgentWebSocketHandler: Sendable {
     /// How long a connection may stay inside one message, one write or one wait for room before the hub warns.
     static let stallWarning: Duration = .seconds(60)
 
+    /// Logs the stuck connections the last tick found: a few by name, the rest counted (`StallReports`).
+    func logStalls() {
+        for line in stalls.take() { logger.warning("\(line)") }
+    }
+
     /// The warning for a connection stuck in one place (`ConnectionActivity.stall`): which bot, where, how long.
-    func warn(_ stall: ConnectionActivity.Stall, remote: String) {
+    func describe(_ stall: ConnectionActivity.Stall, remote: String) -> String {
         let bot = "bot \(stall.bot ?? "(before its hello)") from \(remote)"
         switch stall.kind {
         case .handling:
-            logger.warning("\(bot): one of its messages has been handled for \(stall.seconds) s (its batches admitted and stored in PostgreSQL: is the database answering? see /api/status); the agent keeps its batches meanwhile")
+            return "\(bot): one of its messages has been handled for \(stall.seconds) s (its batches admitted and stored in PostgreSQL: is the database answering? see /api/status); the agent keeps its batches meanwhile"
         case .writing:
-            logger.warning("\(bot): writing to the agent has taken \(stall.seconds) s: the agent does not read what the hub sends; its batches wait unacknowledged")
+            return "\(bot): writing to the agent has taken \(stall.seconds) s: the agent does not read what the hub sends; its batches wait unacknowledged"
         case .heldBack:
             let (bytes, _, parked) = backlog.figures
-            logger.warning("""
-                \(bot): reading its messages has been held back for \(stall.seconds) s \(stall.loopBusy ? "while one is handled" : "with its connection idle"): \
-                \(stall.pendingBytes) bytes of it wait (hub.max_pending_bytes \(configuration.maxPendingBytes)); hub-wide \(bytes) bytes wait \
-                (hub.max_pending_bytes_total \(backlog.limit)), \(backlog.unevaluated) batches wait for evaluation \
-                (hub.max_unevaluated_batches \(backlog.maxUnevaluated)), \(parked) readers held back
-                """)
+            return "\(bot): reading its messages has been held back for \(stall.seconds) s \(stall.loopBusy ? "while its loop is busy" : "with its connection idle"): "
+                + "\(stall.pendingBytes) bytes of it wait (hub.max_pending_bytes \(configuration.maxPendingBytes)); hub-wide \(bytes) bytes wait "
+                + "(hub.max_pending_bytes_total \(backlog.limit)), \(backlog.unevaluated) batches wait for evaluation "
+                + "(hub.max_unevaluated_batches \(backlog.maxUnevaluated)), \(parked) readers held back"
         }
     }
 }

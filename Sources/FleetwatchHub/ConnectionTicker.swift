@@ -18,6 +18,7 @@ final class ConnectionTicker: Service, Sendable {
     private struct Registry {
         var next: UInt64 = 0
         var checks: [UInt64: Check] = [:]
+        var afterEach: [@Sendable () -> Void] = []
     }
 
     private let registry = Mutex(Registry())
@@ -46,13 +47,19 @@ final class ConnectionTicker: Service, Sendable {
         _ = registry.withLock { $0.checks.removeValue(forKey: registration.id) }
     }
 
+    /// Runs `body` after every tick's checks (e.g. to log what they found, together).
+    func afterEachTick(_ body: @escaping @Sendable () -> Void) {
+        registry.withLock { $0.afterEach.append(body) }
+    }
+
     /// Connections registered now.
     var count: Int { registry.withLock { $0.checks.count } }
 
     /// Runs every registered check once (the service does this every `interval`).
     func tick() {
-        let checks = registry.withLock { Array($0.checks.values) }
+        let (checks, after) = registry.withLock { (Array($0.checks.values), $0.afterEach) }
         for check in checks { check() }
+        for body in after { body() }
     }
 
     func run() async throws {

@@ -281,6 +281,7 @@ public struct HubApplication: Sendable {
         let handler = AgentWebSocketHandler(configuration: configuration.ingest, store: store, counters: counters,
                                             logger: logger, onStored: onStored, commands: commands, connections: connections,
                                             backlog: backlog, ticker: ticker, databaseUp: { health.isUp })
+        ticker.afterEachTick { handler.logStalls() }
         let ws = WebSocketServerConfiguration(maxFrameSize: configuration.ingest.maxFrameBytes * 2,
                                               autoPing: .enabled(timePeriod: .seconds(30)),
                                               closeTimeout: .seconds(5))

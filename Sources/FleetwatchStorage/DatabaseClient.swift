@@ -84,7 +84,10 @@ public final class DatabaseClient: PostgresQuerying {
 
     /// Returns once `run()` has started the pool. A statement sent before that waits for the pool all the same,
     /// but PostgresNIO logs a warning for it ("`PostgresClient.run()` hasn't been called yet"), which operators
-    /// saw on every hub start: the hub awaits this before its first statement.
+    /// saw on every hub start: the hub awaits this before its first statement. The gate opens a few instructions
+    /// before PostgresNIO marks the pool running (it offers no signal of its own), so a thread preempted in between
+    /// could still let one warning through. Call it only once `run()` has been started: it waits for that.
+    /// A pool moved to another host (`switchTo`) is used at once and may log the warning once.
     public func started() async {
         await withCheckedContinuation { continuation in
             let now = running.withLock { r -> Bool in
