@@ -115,11 +115,6 @@ struct AgentWebSocketHandler: Sendable {
             if activity.tickDue(intervalMs: heartbeatMs) { continuation.yield(.tick) }
             if let stall = activity.stall(afterMs: stallMs) { stalls.add { describe(stall, remote: remote) } }
         }
-        defer {
-            reader.cancel()
-            ticker.unregister(ticks)
-            activity.finish()
-        }
         var registered: BotSession?
         do {
         loop: for await event in events {
@@ -179,8 +174,9 @@ struct AgentWebSocketHandler: Sendable {
             logger.info("agent connection from \(remote) failed: \(error)")
         }
         continuation.finish()
-        // Ended, before the awaits below (a slow database): the reader stops (it would read on without limit
-        // once the activity is finished), the ticker forgets the connection, and no stall is reported for it.
+        // Ended (nothing above returns or throws past here), before the awaits below (a slow database): the reader
+        // stops (it would read on without limit once the activity is finished), the ticker forgets the connection,
+        // and no stall is reported for it.
         reader.cancel()
         ticker.unregister(ticks)
         activity.finish()

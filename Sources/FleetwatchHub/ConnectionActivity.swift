@@ -15,7 +15,6 @@ final class ConnectionActivity: Sendable {
     private struct State {
         var lastReceivedMs: Int64
         var lastSentMs: Int64
-        var busy = false
         var pendingBytes = 0
         var waiter: CheckedContinuation<Void, Never>?
         var waiting = false
@@ -34,6 +33,9 @@ final class ConnectionActivity: Sendable {
         var heldReported = false
         /// The bot, once its hello was accepted (for the stall warning).
         var bot: String?
+
+        /// The loop is inside a message (between `begin` and `handled`).
+        var busy: Bool { stage == .handling && stageSinceMs != nil }
 
         mutating func enter(_ stage: Stall.Kind, at nowMs: Int64) {
             self.stage = stage
@@ -207,10 +209,7 @@ final class ConnectionActivity: Sendable {
     /// The loop starts handling a message.
     func begin() {
         let now = rateClock.nowMs
-        state.withLock { s in
-            s.busy = true
-            s.enter(.handling, at: now)
-        }
+        state.withLock { $0.enter(.handling, at: now) }
     }
 
     /// The loop starts writing to the agent; `sent()` ends the write.
@@ -250,7 +249,6 @@ final class ConnectionActivity: Sendable {
     /// or was let in provisionally, and must learn at once that the database is back; see `tickDue`).
     func handled(bytes: Int, wantsTicks: Bool = false) {
         let (waiter, counted) = state.withLock { s -> (CheckedContinuation<Void, Never>?, Bool) in
-            s.busy = false
             s.stageSinceMs = nil
             s.wantsTicks = wantsTicks
             guard !s.finished else { return (nil, false) }
