@@ -31,13 +31,18 @@ struct IngestBacklogLimitTests {
         try await registerBots(["big"], token: "secret", in: db)
         let hub = try await Self.start(db, #"{"hub": {"max_pending_bytes": 65536}}"#)
         defer { Task { await hub.kill(SIGTERM) } }
+        // Built before connecting: the hub closes (4008) a connection silent for two heartbeat intervals (10 s), and
+        // building these random states takes a debug build a third of a second alone, far longer on a busy machine.
+        let batch = HostileBotTests.megabyteBatch(states: 800)
         let client = try await ProtocolClient.connect(port: hub.port, bot: "big", token: "secret")
         defer { client.close() }
-        let batch = HostileBotTests.megabyteBatch(states: 800)
         var others: [Frame] = []
         let sequence = try await client.sendBatch(batch)
         let ack = await client.ack(of: sequence, until: .now + .seconds(60), others: &others)
-        #expect(ack?.outcome == .stored, "no ack for a batch larger than max_pending_bytes")
+        #expect(ack?.outcome == .stored, """
+            no ack for a batch larger than max_pending_bytes: the connection \(client.ended.map { "ended: \($0)" } ?? "stayed open"); \
+            the hub said: \(hub.log.split(separator: "\n").filter { $0.contains(" big ") || $0.contains("agent connection") }.suffix(5))
+            """)
         #expect(try await BotIsolationTests.count(db, "SELECT count(DISTINCT (bot_id, epoch, seq)) FROM samples") == 1)
     }
 

@@ -15,6 +15,8 @@ final class ProtocolClient: @unchecked Sendable {
     let welcome: Welcome
     let epoch: UInt64
     private var sequence: UInt64 = 0
+    /// How the connection ended, once `ack(of:until:others:)` saw it end (for a test's failure message).
+    private(set) var ended: RawWebSocket.CloseOutcome?
 
     private init(ws: RawWebSocket, welcome: Welcome, epoch: UInt64) {
         self.ws = ws
@@ -100,7 +102,9 @@ final class ProtocolClient: @unchecked Sendable {
                 others.append(.heartbeat(h))
                 _ = await send(.heartbeat(Heartbeat(sentAtMs: UInt64(Date().timeIntervalSince1970 * 1000))))
             case .frame(let f): others.append(f)
-            case .closed: return nil
+            case .closed(let outcome):
+                ended = outcome
+                return nil
             }
         }
     }
