@@ -136,8 +136,11 @@ struct BotIsolationTests {
         try await registerBots(["moving-bot"], token: "secret", in: db)
         let hubA = try HubUnderTest(database: db, name: "hub-a")
         let hubB = try HubUnderTest(database: db, name: "hub-b")
-        try await hubA.start()
-        try await hubB.start()
+        // The connections below stay silent while the test waits on the CLI and the lease check: a long heartbeat
+        // interval, so what closes them is what the test checks, not silence (4008 after two intervals).
+        let quietAgents = #"{"hub": {"heartbeat_interval": 60}}"#
+        try await hubA.start(config: quietAgents)
+        try await hubB.start(config: quietAgents)
         defer {
             Task { await hubA.kill(SIGTERM) }
             Task { await hubB.kill(SIGTERM) }

@@ -10,10 +10,8 @@ import Testing
 @Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
 struct IngestBacklogLimitTests {
     static func start(_ db: TestDatabase, _ json: String) async throws -> HubUnderTest {
-        let config = NSTemporaryDirectory() + "/\(db.url.database)-backlog.json"
-        try json.write(toFile: config, atomically: true, encoding: .utf8)
         let hub = try HubUnderTest(database: db)
-        try await hub.start(extra: ["--config", config])
+        try await hub.start(config: json)
         return hub
     }
 

@@ -40,6 +40,13 @@ final class HubUnderTest: @unchecked Sendable {
         if waitForReady { try await waitReady() }
     }
 
+    /// Starts the hub with `json` as its `--config` file (written beside its log).
+    func start(config json: String, extra: [String] = []) async throws {
+        let path = logPath.replacingOccurrences(of: ".log", with: "-config.json")
+        try json.write(toFile: path, atomically: true, encoding: .utf8)
+        try await start(extra: ["--config", path] + extra)
+    }
+
     func waitReady() async throws {
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
