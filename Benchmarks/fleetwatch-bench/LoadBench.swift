@@ -154,15 +154,21 @@ struct LoadBench: AsyncParsableCommand {
         var sealed: [String: [(UInt64, UInt64, Int)]] = [:]
         var targets: [Int: Int64] = [:]
         var disconnected: [Int] = []
-        for (i, a) in agentsList.enumerated() {
-            let batches = ledger.batches(of: names[i])
-            guard await a.status.connected else { disconnected.append(i); continue }
-            sealed[names[i]] = batches
-            targets[i] = Int64(batches.count)
+        let sealedNow = agentsList.indices.map { ledger.batches(of: names[$0]) }
+        for (i, status) in await Self.statuses(of: agentsList, agentsList.indices) {
+            guard status.connected else { disconnected.append(i); continue }
+            sealed[names[i]] = sealedNow[i]
+            targets[i] = Int64(sealedNow[i].count)
         }
+        disconnected.sort()
+        // Each pass asks every agent still waiting at once: one after another, a pass over 5,000 agents (each a hop
+        // into its actors behind its own work) took longer than the deadline, which was only looked at between
+        // passes (a drain reported 232 s against a 120-s deadline).
         let drainDeadline = ContinuousClock.now + .seconds(120)
         while ContinuousClock.now < drainDeadline, !targets.isEmpty {
-            for (i, target) in targets where await agentsList[i].status.ackedBatches >= target { targets[i] = nil }
+            for (i, status) in await Self.statuses(of: agentsList, Array(targets.keys)) where status.ackedBatches >= targets[i]! {
+                targets[i] = nil
+            }
             if !targets.isEmpty { try await Task.sleep(for: .milliseconds(200)) }
         }
         let pending = targets.count + disconnected.count
@@ -290,6 +296,16 @@ struct LoadBench: AsyncParsableCommand {
             return le.isInfinite ? "> \(buckets.dropLast().last.map { "\($0.le)" } ?? "?") s" : "≤ \(le) s"
         }
         return "p50 \(bound(0.5)), p99 \(bound(0.99)) (\(Int(total)) requests)"
+    }
+
+    /// The statuses of the agents at `indices`, asked all at once.
+    static func statuses(of agents: [MonitorAgent], _ indices: some Collection<Int>) async -> [(Int, AgentStatus)] {
+        await withTaskGroup(of: (Int, AgentStatus).self) { group in
+            for i in indices { group.addTask { (i, await agents[i].status) } }
+            var out: [(Int, AgentStatus)] = []
+            for await entry in group { out.append(entry) }
+            return out
+        }
     }
 
     static func ingestCounters(port: Int, token: String) async throws -> (closes: [String: Int], refused: Int) {
