@@ -109,11 +109,12 @@ struct AgentWebSocketHandler: Sendable {
         let ticks = ticker.register {
             // A store that takes longer than a heartbeat interval must not look like a dead hub: the heartbeat
             // goes out beside the loop, which is inside that store.
-            if activity.heartbeatDue(intervalMs: heartbeatMs) {
+            let due = activity.check(heartbeatMs: heartbeatMs, stallMs: stallMs)
+            if due.heartbeat {
                 Task { try? await outbound.write(.binary(Frame.heartbeat(Heartbeat(sentAtMs: UInt64(IngestSession.nowMs()))).encoded())) }
             }
-            if activity.tickDue(intervalMs: heartbeatMs) { continuation.yield(.tick) }
-            if let stall = activity.stall(afterMs: stallMs) { stalls.add { describe(stall, remote: remote) } }
+            if due.tick { continuation.yield(.tick) }
+            if let stall = due.stall { stalls.add { describe(stall, remote: remote) } }
         }
         var registered: BotSession?
         do {

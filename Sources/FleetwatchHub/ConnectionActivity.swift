@@ -42,6 +42,45 @@ final class ConnectionActivity: Sendable {
             stageSinceMs = nowMs
             stageReported = false
         }
+
+        /// `ConnectionActivity.heartbeatDue`: counts the heartbeat as written when due; never for an ended connection.
+        mutating func heartbeatDue(nowMs: Int64, intervalMs: Int64) -> Bool {
+            guard !finished, busy, nowMs - lastSentMs >= intervalMs else { return false }
+            lastSentMs = nowMs
+            return true
+        }
+
+        /// `ConnectionActivity.tickDue`.
+        func tickDue(nowMs: Int64, intervalMs: Int64) -> Bool {
+            guard !finished else { return false }
+            return !helloHandled || wantsTicks || nowMs - lastSentMs >= intervalMs
+                || (!waiting && nowMs - lastReceivedMs >= intervalMs)
+        }
+
+        /// `ConnectionActivity.stall`: marks what it returns as reported. `nowMs` is monotonic.
+        mutating func stall(nowMs: Int64, afterMs: Int64) -> Stall? {
+            guard !finished else { return nil }
+            let loopBusy = stageSinceMs != nil
+            if let since = stageSinceMs, !stageReported, nowMs - since > afterMs {
+                stageReported = true
+                return Stall(kind: stage, bot: bot, seconds: (nowMs - since) / 1000, pendingBytes: pendingBytes, loopBusy: true)
+            }
+            if let since = heldSinceMs, !heldReported, nowMs - since > afterMs {
+                heldReported = true
+                return Stall(kind: .heldBack, bot: bot, seconds: (nowMs - since) / 1000, pendingBytes: pendingBytes, loopBusy: loopBusy)
+            }
+            return nil
+        }
+    }
+
+    /// What one tick found for this connection (`check(heartbeatMs:stallMs:)`).
+    struct TickCheck: Sendable, Equatable {
+        /// Send a heartbeat beside the loop, which is inside a message (`heartbeatDue`).
+        var heartbeat: Bool
+        /// Wake the loop (`tickDue`).
+        var tick: Bool
+        /// A stall to report (`stall(afterMs:)`).
+        var stall: Stall?
     }
 
     /// A connection stuck in one place for longer than it should ever take (`stall(afterMs:)`).
@@ -229,18 +268,17 @@ final class ConnectionActivity: Sendable {
     /// room by the loop's work, so either lasting minutes says where a connection is stuck.
     func stall(afterMs: Int64) -> Stall? {
         let now = rateClock.nowMs
-        return state.withLock { s -> Stall? in
-            guard !s.finished else { return nil }
-            let loopBusy = s.stageSinceMs != nil
-            if let since = s.stageSinceMs, !s.stageReported, now - since > afterMs {
-                s.stageReported = true
-                return Stall(kind: s.stage, bot: s.bot, seconds: (now - since) / 1000, pendingBytes: s.pendingBytes, loopBusy: true)
-            }
-            if let since = s.heldSinceMs, !s.heldReported, now - since > afterMs {
-                s.heldReported = true
-                return Stall(kind: .heldBack, bot: s.bot, seconds: (now - since) / 1000, pendingBytes: s.pendingBytes, loopBusy: loopBusy)
-            }
-            return nil
+        return state.withLock { $0.stall(nowMs: now, afterMs: afterMs) }
+    }
+
+    /// The ticker's check of this connection, under one lock: `heartbeatDue`, then `tickDue` (a heartbeat counted
+    /// as written makes none due), then `stall`.
+    func check(heartbeatMs: Int64, stallMs: Int64) -> TickCheck {
+        let now = clock.nowMs, monotonic = rateClock.nowMs
+        return state.withLock { s in
+            let heartbeat = s.heartbeatDue(nowMs: now, intervalMs: heartbeatMs)
+            return TickCheck(heartbeat: heartbeat, tick: s.tickDue(nowMs: now, intervalMs: heartbeatMs),
+                             stall: s.stall(nowMs: monotonic, afterMs: stallMs))
         }
     }
 
@@ -302,22 +340,14 @@ final class ConnectionActivity: Sendable {
     /// none of these holds and the connection is not woken.
     func tickDue(intervalMs: Int64) -> Bool {
         let now = clock.nowMs
-        return state.withLock { s in
-            guard !s.finished else { return false }
-            return !s.helloHandled || s.wantsTicks || now - s.lastSentMs >= intervalMs
-                || (!s.waiting && now - s.lastReceivedMs >= intervalMs)
-        }
+        return state.withLock { $0.tickDue(nowMs: now, intervalMs: intervalMs) }
     }
 
     /// Whether the loop is inside a message and nothing was written for `intervalMs`: the ticker then sends
     /// the heartbeat itself, so a slow store never looks like a dead hub to the agent.
     func heartbeatDue(intervalMs: Int64) -> Bool {
         let now = clock.nowMs
-        return state.withLock { s in
-            guard s.busy, now - s.lastSentMs >= intervalMs else { return false }
-            s.lastSentMs = now
-            return true
-        }
+        return state.withLock { $0.heartbeatDue(nowMs: now, intervalMs: intervalMs) }
     }
 }
 

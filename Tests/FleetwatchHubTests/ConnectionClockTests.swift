@@ -166,4 +166,32 @@ struct ConnectionClockTests {
         monotonic.advance(ms: 90_000)
         #expect(activity.stall(afterMs: 60_000) == nil)       // an ended connection is not reported
     }
+
+    /// The ticker's one check per connection gives what the three separate checks give, in their order: a slow
+    /// message past the heartbeat interval and the stall threshold asks for a heartbeat beside the loop (which then
+    /// counts as written, so the loop is not woken for one) and reports the stall once; a finished connection asks
+    /// for nothing.
+    @Test func oneCheckPerTickGivesWhatTheSeparateChecksGive() {
+        let wall = ManualClock(), monotonic = ManualClock()
+        let activity = ConnectionActivity(maxPendingBytes: 1_000, clock: wall, rateClock: monotonic)
+        #expect(activity.check(heartbeatMs: 1_000, stallMs: 60_000) == .init(heartbeat: false, tick: true, stall: nil))  // before its hello
+        activity.helloDone()
+        activity.identify(bot: "alpha")
+        #expect(activity.check(heartbeatMs: 1_000, stallMs: 60_000) == .init(heartbeat: false, tick: false, stall: nil))
+
+        activity.begin()
+        activity.heard()
+        wall.advance(ms: 1_000)
+        monotonic.advance(ms: 61_000)
+        let stall = ConnectionActivity.Stall(kind: .handling, bot: "alpha", seconds: 61, pendingBytes: 0, loopBusy: true)
+        #expect(activity.check(heartbeatMs: 1_000, stallMs: 60_000) == .init(heartbeat: true, tick: true, stall: stall))
+        #expect(activity.check(heartbeatMs: 1_000, stallMs: 60_000) == .init(heartbeat: false, tick: true, stall: nil))
+        activity.heard()
+        #expect(activity.check(heartbeatMs: 1_000, stallMs: 60_000) == .init(heartbeat: false, tick: false, stall: nil))
+
+        activity.finish()
+        wall.advance(ms: 10_000)
+        monotonic.advance(ms: 120_000)
+        #expect(activity.check(heartbeatMs: 1_000, stallMs: 60_000) == .init(heartbeat: false, tick: false, stall: nil))
+    }
 }
