@@ -181,8 +181,7 @@ struct LoadBench: AsyncParsableCommand {
         let drainEnded = ContinuousClock.now
         let drained = drainEnded - loadEnded
         var dropped: Int64 = 0, reconnectCloses = 0, lastCloses: [String: Int] = [:], lastErrors: [String: Int] = [:]
-        for a in agentsList {
-            let s = await a.status
+        for (_, s) in await Self.statuses(of: agentsList, agentsList.indices) {
             dropped += s.droppedSamples
             if let code = s.lastCloseCode { reconnectCloses += 1; lastCloses["\(code)", default: 0] += 1 }
             if let error = s.lastError { lastErrors[String(error.prefix(100)), default: 0] += 1 }

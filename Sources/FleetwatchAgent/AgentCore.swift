@@ -149,6 +149,10 @@ actor AgentCore {
         // When the agent closed the connection itself (the hub was silent), the hub answers with 1000: that is
         // not why the connection ended.
         let code = closingForSilence ? .heartbeatTimeout : received
+        // The hub found this agent silent: how long ago a frame was last handed to the connection says whether the
+        // agent sent nothing or its frames did not reach the hub in time.
+        let hubFoundSilence = code == .heartbeatTimeout && !closingForSilence
+        let sentAgo = machine.lastSentMs.map { CoarseClock.preciseNowMs() - $0 }
         closingForSilence = false
         wake?.finish()
         wake = nil
@@ -167,6 +171,8 @@ actor AgentCore {
                 logger.error("hub refused batch \(b.epoch)/\(b.sequence) (\(code)); dropped its \(b.sampleCount) samples")
             } else if code.isConfigurationError {
                 logger.error("hub refused this agent: \(code). Check the bot id, token and agent version.")
+            } else if hubFoundSilence, let sentAgo {
+                logger.warning("hub closed the connection: \(code): this agent last handed it a frame \(sentAgo) ms before")
             } else {
                 logger.info("hub closed the connection: \(code)")
             }

@@ -83,6 +83,11 @@ public struct ConnectionStateMachine: Sendable {
         }
     }
 
+    /// When a frame was last sent to the hub on this connection (nil when not connected).
+    public var lastSentMs: Int64? {
+        if case .connected(_, _, _, let sent) = state { sent } else { nil }
+    }
+
     /// A frame was sent to the hub.
     public mutating func sent(nowMs: Int64) {
         if case .connected(let a, let since, let heard, _) = state {

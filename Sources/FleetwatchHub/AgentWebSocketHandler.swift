@@ -155,6 +155,10 @@ struct AgentWebSocketHandler: Sendable {
                     break loop
                 }
                 outputs = session.tick(heardAtMs: activity.lastReceivedMs)
+                // Where the silence was: an agent that sent nothing, or frames the hub did not read (docs/operations.md).
+                if outputs.contains(where: { if case .close(.heartbeatTimeout, _) = $0 { true } else { false } }) {
+                    logger.notice("bot \(registered?.botName ?? "?") from \(remote), closed for silence: \(activity.silenceReport())")
+                }
             case .ended(let error):
                 if let error { logger.info("agent connection from \(remote) ended: \(error)") }
                 break loop

@@ -14,6 +14,10 @@ import Synchronization
 final class ConnectionActivity: Sendable {
     private struct State {
         var lastReceivedMs: Int64
+        /// When the reader last read a frame, and last came back from waiting for room (wall clock): what a close
+        /// for silence reports, to tell an agent that sent nothing from frames the hub did not read.
+        var lastFrameMs: Int64
+        var lastLetGoMs: Int64? = nil
         var lastSentMs: Int64
         var pendingBytes = 0
         var waiter: CheckedContinuation<Void, Never>?
@@ -116,7 +120,7 @@ final class ConnectionActivity: Sendable {
         self.clock = clock
         self.rateClock = rateClock
         let now = clock.nowMs
-        state = Mutex(State(lastReceivedMs: now, lastSentMs: now,
+        state = Mutex(State(lastReceivedMs: now, lastFrameMs: now, lastSentMs: now,
                             bucket: TokenBucket(bytesPerSecond: Double(bytesPerSecond), burst: Double(burstBytes), nowMs: rateClock.nowMs)))
     }
 
@@ -199,9 +203,11 @@ final class ConnectionActivity: Sendable {
             }
             backlog?.unpark(owner)
         }
+        let now = clock.nowMs
         state.withLock { s in
             s.waiting = false
-            s.lastReceivedMs = clock.nowMs
+            s.lastReceivedMs = now
+            if s.heldSinceMs != nil { s.lastLetGoMs = now }
             s.heldSinceMs = nil
             s.heldReported = false
         }
@@ -242,7 +248,26 @@ final class ConnectionActivity: Sendable {
     /// The reader saw a frame that carries no message (a ping, a fragment): the agent is not silent.
     func heard() {
         let now = clock.nowMs
-        state.withLock { $0.lastReceivedMs = now }
+        state.withLock { s in
+            s.lastReceivedMs = now
+            s.lastFrameMs = now
+        }
+    }
+
+    /// For a close for silence: how long ago the reader last read a frame and last came back from waiting for
+    /// room, whether it waits now, and the bytes read but not yet handled.
+    func silenceReport() -> String {
+        let now = clock.nowMs
+        return state.withLock { s in
+            let reader = if s.waiting {
+                "its reader is held back now"
+            } else if let letGo = s.lastLetGoMs {
+                "its reader last came back from waiting for room \(now - letGo) ms ago"
+            } else {
+                "its reader never waited for room"
+            }
+            return "the hub last read a frame from it \(now - s.lastFrameMs) ms ago; \(reader); \(s.pendingBytes) bytes read wait to be handled"
+        }
     }
 
     /// The loop starts handling a message.

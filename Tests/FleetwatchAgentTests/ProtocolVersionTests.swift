@@ -1,5 +1,6 @@
 @testable import FleetwatchAgent
 import FleetwatchProtocol
+import Foundation
 import Logging
 import NIOCore
 import Testing
@@ -7,12 +8,13 @@ import Testing
 /// Which version the agent offers, and what it sends once a hub answered in it.
 @Suite struct ProtocolVersionTests {
     /// With `maxCoalesceDelay` nil, every `add` seals a batch of its own, acked or not.
-    static func core(offering version: UInt16 = WireProtocol.version, maxCoalesceDelay: Duration? = nil) throws -> AgentCore {
+    static func core(offering version: UInt16 = WireProtocol.version, maxCoalesceDelay: Duration? = nil,
+                     logger: Logger = Logger(label: "t")) throws -> AgentCore {
         var c = AgentConfiguration(hubURL: "ws://127.0.0.1:1/agent/v1", botID: "bot", token: "t")
         c.protocolVersion = version
         c.processCollector = false
         c.maxCoalesceDelay = maxCoalesceDelay
-        return try AgentCore(configuration: c, epoch: 77, logger: Logger(label: "t"), onSeal: nil)
+        return try AgentCore(configuration: c, epoch: 77, logger: logger, onSeal: nil)
     }
 
     static func offered(_ core: AgentCore) async throws -> UInt16 {
@@ -175,5 +177,46 @@ import Testing
         _ = try await Self.offered(core)
         _ = await core.closed(code: .init(rawValue: 1001), error: nil)
         #expect(await core.status.lastCloseCode == 1001)
+    }
+
+    /// When the hub closes a connection for silence, the agent warns with how long ago it last handed the
+    /// connection a frame: seconds say the agent sent nothing; milliseconds say its frames did not reach the hub.
+    @Test func aHubsCloseForSilenceSaysWhenTheAgentLastSent() async throws {
+        let lines = RecordingLog()
+        let core = try Self.core(logger: Logger(label: "t") { _ in lines })
+        _ = await core.start()
+        _ = try await Self.offered(core)
+        _ = await core.received(Self.welcome(3))
+        await core.add(Self.samples(0))
+        #expect(await core.nextWork().frames.isEmpty == false)
+        _ = await core.closed(code: .heartbeatTimeout, error: nil)
+        let warning = try #require(lines.all.first { $0.level == .warning }?.message)
+        #expect(warning.hasPrefix("hub closed the connection: 4008 heartbeat timeout: this agent last handed it a frame "), "\(warning)")
+        #expect(warning.hasSuffix(" ms before"), "\(warning)")
+        // Another close from the hub stays a plain notice.
+        _ = await core.waited()
+        _ = try await Self.offered(core)
+        _ = await core.closed(code: .init(rawValue: 1001), error: nil)
+        #expect(lines.all.filter { $0.level == .warning }.count == 1)
+    }
+}
+
+/// Keeps what is logged through it (level and message), for tests that check what an operator reads.
+final class RecordingLog: LogHandler, @unchecked Sendable {
+    struct Line: Sendable { let level: Logger.Level; let message: String }
+    private let lock = NSLock()
+    private var lines: [Line] = []
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    var all: [Line] { lock.withLock { lines } }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        lock.withLock { lines.append(Line(level: event.level, message: "\(event.message)")) }
     }
 }

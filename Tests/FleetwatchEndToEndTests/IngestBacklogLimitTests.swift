@@ -27,7 +27,7 @@ struct IngestBacklogLimitTests {
     func aBatchLargerThanTheConnectionsBacklogIsStored() async throws {
         let db = try await TestDatabase.create()
         try await registerBots(["big"], token: "secret", in: db)
-        let hub = try await Self.start(db, #"{"hub": {"max_pending_bytes": 65536}}"#)
+        let hub = try await Self.start(db, #"{"hub": {"max_pending_bytes": 65536, "heartbeat_interval": 30}}"#)
         defer { Task { await hub.kill(SIGTERM) } }
         // Built before connecting: the hub closes (4008) a connection silent for two heartbeat intervals (10 s), and
         // building these random states takes a debug build a third of a second alone, far longer on a busy machine.

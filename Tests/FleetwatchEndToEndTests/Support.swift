@@ -42,7 +42,7 @@ final class HubUnderTest: @unchecked Sendable {
 
     /// Starts the hub with `json` as its `--config` file (written beside its log).
     func start(config json: String, extra: [String] = []) async throws {
-        let path = logPath.replacingOccurrences(of: ".log", with: "-config.json")
+        let path = (logPath as NSString).deletingPathExtension + "-config.json"
         try json.write(toFile: path, atomically: true, encoding: .utf8)
         try await start(extra: ["--config", path] + extra)
     }

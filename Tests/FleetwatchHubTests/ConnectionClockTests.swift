@@ -180,18 +180,40 @@ struct ConnectionClockTests {
         #expect(activity.check(heartbeatMs: 1_000, stallMs: 60_000) == .init(heartbeat: false, tick: false, stall: nil))
 
         activity.begin()
-        activity.heard()
         wall.advance(ms: 1_000)
         monotonic.advance(ms: 61_000)
-        let stall = ConnectionActivity.Stall(kind: .handling, bot: "alpha", seconds: 61, pendingBytes: 0, loopBusy: true)
-        #expect(activity.check(heartbeatMs: 1_000, stallMs: 60_000) == .init(heartbeat: true, tick: true, stall: stall))
-        #expect(activity.check(heartbeatMs: 1_000, stallMs: 60_000) == .init(heartbeat: false, tick: true, stall: nil))
         activity.heard()
+        let stall = ConnectionActivity.Stall(kind: .handling, bot: "alpha", seconds: 61, pendingBytes: 0, loopBusy: true)
+        // Nothing written for the interval: the heartbeat goes out beside the loop, so the loop is not woken for one.
+        #expect(activity.check(heartbeatMs: 1_000, stallMs: 60_000) == .init(heartbeat: true, tick: false, stall: stall))
         #expect(activity.check(heartbeatMs: 1_000, stallMs: 60_000) == .init(heartbeat: false, tick: false, stall: nil))
+        wall.advance(ms: 1_000)
+        activity.sent()
+        #expect(activity.check(heartbeatMs: 1_000, stallMs: 60_000) == .init(heartbeat: false, tick: true, stall: nil))  // silent for the interval
 
         activity.finish()
         wall.advance(ms: 10_000)
         monotonic.advance(ms: 120_000)
         #expect(activity.check(heartbeatMs: 1_000, stallMs: 60_000) == .init(heartbeat: false, tick: false, stall: nil))
+    }
+
+    /// A close for silence says how long ago the hub last read a frame and whether the reader waited for room: an
+    /// agent that sent nothing reads differently from frames the hub did not read.
+    @Test func aSilenceReportSaysWhenTheHubLastReadAndWaited() async throws {
+        let wall = ManualClock()
+        let activity = ConnectionActivity(maxPendingBytes: 1_000, clock: wall, rateClock: ManualClock())
+        activity.heard()
+        wall.advance(ms: 2_500)
+        #expect(activity.silenceReport() == "the hub last read a frame from it 2500 ms ago; its reader never waited for room; 0 bytes read wait to be handled")
+
+        await activity.received(bytes: 2_000)
+        let reader = Task { await activity.awaitRoom() }
+        for _ in 0..<1_000 where activity.heldBackSinceMs == nil { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(activity.silenceReport().contains("its reader is held back now; 2000 bytes read wait"))
+        activity.begin()
+        activity.handled(bytes: 2_000)
+        await reader.value
+        wall.advance(ms: 10_400)
+        #expect(activity.silenceReport() == "the hub last read a frame from it 12900 ms ago; its reader last came back from waiting for room 10400 ms ago; 0 bytes read wait to be handled")
     }
 }
