@@ -151,7 +151,7 @@ actor AgentCore {
         let code = closingForSilence ? .heartbeatTimeout : received
         // The hub found this agent silent: how long ago a frame was last handed to the connection says whether the
         // agent sent nothing or its frames did not reach the hub in time.
-        let hubFoundSilence = code == .heartbeatTimeout && !closingForSilence
+        let hubFoundSilence = !closingForSilence && received == .heartbeatTimeout
         let sentAgo = machine.lastSentMs.map { CoarseClock.preciseNowMs() - $0 }
         closingForSilence = false
         wake?.finish()

@@ -1,6 +1,5 @@
 @testable import FleetwatchAgent
 import FleetwatchProtocol
-import Foundation
 import Logging
 import NIOCore
 import Testing
@@ -198,25 +197,5 @@ import Testing
         _ = try await Self.offered(core)
         _ = await core.closed(code: .init(rawValue: 1001), error: nil)
         #expect(lines.all.filter { $0.level == .warning }.count == 1)
-    }
-}
-
-/// Keeps what is logged through it (level and message), for tests that check what an operator reads.
-final class RecordingLog: LogHandler, @unchecked Sendable {
-    struct Line: Sendable { let level: Logger.Level; let message: String }
-    private let lock = NSLock()
-    private var lines: [Line] = []
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    var all: [Line] { lock.withLock { lines } }
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        lock.withLock { lines.append(Line(level: event.level, message: "\(event.message)")) }
     }
 }

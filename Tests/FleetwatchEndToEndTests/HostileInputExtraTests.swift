@@ -93,8 +93,9 @@ struct HostileInputExtraTests {
         #expect(try await DashboardAPITests.count(env.db, "SELECT count(*) FROM samples s JOIN bots b ON b.id = s.bot_id WHERE b.name = 'victim'") == 0)
         // The hub says where the silence was: it last read a frame (the unfinished one) two intervals or more before.
         let report = env.hub.log.split(separator: "\n").first { $0.contains("bot victim from") && $0.contains("closed for silence") }
-        let readAgo = report.flatMap { $0.firstRange(of: "last read a frame from it ").map { line in line.upperBound } }
-            .flatMap { start in Int(report![start...].prefix { $0.isNumber }) }
+        let readAgo = report.flatMap { line in
+            line.firstRange(of: "last read a frame from it ").flatMap { Int(line[$0.upperBound...].prefix(while: \.isNumber)) }
+        }
         #expect((readAgo ?? 0) >= 2_000, "\(report ?? "no silence report in the hub's log")")
         try await env.finish(expectUninterrupted: false)
     }

@@ -196,13 +196,11 @@ struct ReferenceConfigTests {
         let db = try await TestDatabase.create()
         try await registerBots(["ok-bot", "hot-bot", "late-bot"], token: "secret", in: db)
         let logFile = NSTemporaryDirectory() + "/\(db.url.database)-alerts.jsonl"
-        let config = NSTemporaryDirectory() + "/\(db.url.database)-status.json"
-        try #"""
+        let hub = try HubUnderTest(database: db)
+        try await hub.start(config: #"""
             {"monitoring": {"health_check_interval": 1}, "hub": {"heartbeat_interval": 3},
              "alerts": {"log_file": "\#(logFile)", "log_file_max_bytes": 4096, "log_file_keep": 2}}
-            """#.write(toFile: config, atomically: true, encoding: .utf8)
-        let hub = try HubUnderTest(database: db)
-        try await hub.start(extra: ["--config", config])
+            """#)
         defer { Task { await hub.kill(SIGTERM) } }
 
         try await Self.send(hub.port, "ok-bot", ["memory_usage_mb": 100, "api_errors": 0, "total_pnl": 12.5])
