@@ -128,12 +128,14 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
+        // glibc's allocator figures (`mallinfo2`, in <malloc.h>, which Swift's Glibc module leaves out).
+        .target(name: "CAllocatorFigures"),
         // App wiring: configuration, HTTP server, services.
         .target(
             name: "FleetwatchHub",
             dependencies: [
                 "FleetwatchProtocol", "FleetwatchIngest", "FleetwatchStorage", "FleetwatchProcesses", "FleetwatchSchema",
-                "FleetwatchAlerting", "FleetwatchNotify", "FleetwatchControl",
+                "FleetwatchAlerting", "FleetwatchNotify", "FleetwatchControl", "CAllocatorFigures",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),

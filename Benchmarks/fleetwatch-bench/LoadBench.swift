@@ -112,14 +112,19 @@ struct LoadBench: AsyncParsableCommand {
             try? await Task.sleep(until: start + .milliseconds(Int64(min(warmup, seconds / 2) * 1000)), clock: .continuous)
             return CPUReading(hub: hub.pid, ledger: ledger)
         }
-        // Hub memory every 10 s.
+        // Hub memory every 10 s: its resident memory, and what its allocator holds in blocks in use (from /metrics),
+        // which tells growth of what the hub keeps from memory the allocator keeps free.
+        let heapInUse = Mutex<[(Double, Int)]>([])
         let memory = Task { () -> [(Double, Int)] in
             var out: [(Double, Int)] = []
             while ContinuousClock.now < end {
                 if let kb = Self.rssKB(pid: hub.pid) {
                     let at = (ContinuousClock.now - start).inSeconds
                     out.append((at, kb))
-                    progress(String(format: "load: %.0f of %.0f s, hub RSS %.0f MB", at, seconds, Double(kb) / 1024))
+                    let heap = try? await Self.allocatorInUse(port: port)
+                    if let heap { heapInUse.withLock { $0.append((at, heap)) } }
+                    progress(String(format: "load: %.0f of %.0f s, hub RSS %.0f MB, allocator in use %@", at, seconds, Double(kb) / 1024,
+                                    heap.map { String(format: "%.0f MB", Double($0) / 1_048_576) } ?? "?"))
                 }
                 try? await Task.sleep(for: .seconds(10))
             }
@@ -259,6 +264,17 @@ struct LoadBench: AsyncParsableCommand {
                                                     : "not judged: the load is shorter than the warm-up and two minutes"))
         }
         print("hub RSS every 10 s (MB): " + rss.map { String(format: "%.0f", Double($0.1) / 1024) }.joined(separator: " "))
+        // Reported, not judged: the target is on the resident memory.
+        let heap = heapInUse.withLock { $0 }
+        func heapMean(_ window: ClosedRange<Double>) -> Double? {
+            let v = heap.filter { window.contains($0.0) }.map { Double($0.1) / 1_048_576 }
+            return v.isEmpty ? nil : v.reduce(0, +) / Double(v.count)
+        }
+        if let first = heapMean(warmup...(warmup + 60)), let end = heapMean(max(warmup, seconds - 60)...seconds) {
+            print(String(format: "hub allocator, bytes in use, means of a minute: %.1f MB in the minute after the warm-up, %.1f MB in the last minute: drift %+.1f %%",
+                         first, end, (end - first) / first * 100))
+        }
+        print("hub allocator in use every 10 s (MB): " + heap.map { String(format: "%.0f", Double($0.1) / 1_048_576) }.joined(separator: " "))
         print(String(format: "hub memory per connected agent: %.1f KB (RSS at the end %.1f MB minus %.1f MB before any agent, over %d agents)",
                      Double(last - idleRSS) / Double(agents), Double(last) / 1024, Double(idleRSS) / 1024, agents))
         print(String(format: "GET /api/bots during load: p50 %.1f ms, p99 %.1f ms, max %.1f ms (%d requests)",
@@ -340,6 +356,12 @@ struct LoadBench: AsyncParsableCommand {
         }
         answer.finish()
         return out
+    }
+
+    /// The bytes the hub's allocator holds in use (`fleetwatch_allocator_in_use_bytes` on its /metrics).
+    static func allocatorInUse(port: Int) async throws -> Int? {
+        try await hubMetricsText(port: port).split(separator: "\n").first { $0.hasPrefix("fleetwatch_allocator_in_use_bytes ") }
+            .flatMap { Double($0.split(separator: " ").last ?? "") }.map { Int($0) }
     }
 
     static func ingestCounters(port: Int, token: String) async throws -> (closes: [String: Int], refused: Int) {

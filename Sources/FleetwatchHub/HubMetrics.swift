@@ -67,6 +67,12 @@ final class HubMetrics: Sendable {
             registry.makeGauge(descriptor: .named("fleetwatch_allocator_arenas", "Arenas of the hub's memory allocator (glibc; 2 unless MALLOC_ARENA_MAX is set)"))
                 .set(to: Double(arenas))
         }
+        if let heap = AllocatorHeap.recent() {
+            registry.makeGauge(descriptor: .named("fleetwatch_allocator_in_use_bytes", "Bytes the hub's allocations hold (glibc mallinfo2: in the arenas and mapped on their own), read at most every 5 s"))
+                .set(to: Double(heap.inUse))
+            registry.makeGauge(descriptor: .named("fleetwatch_allocator_free_bytes", "Bytes free inside the allocator's arenas, kept for reuse (glibc mallinfo2), read at most every 5 s"))
+                .set(to: Double(heap.freeInArenas))
+        }
         agents.set(to: Double(await connections.count))
         let waiting = backlog.figures
         registry.makeGauge(descriptor: .named("fleetwatch_ingest_backlog_bytes", "Received agent messages waiting to be handled, over all connections of this replica")).set(to: Double(waiting.bytes))

@@ -1,0 +1,34 @@
+import CAllocatorFigures
+import Synchronization
+
+/// What the hub's memory allocator holds (glibc's `mallinfo2`): the bytes its allocations use now, and the bytes
+/// free between them in the arenas. The resident memory an operator watches is both and more; when it creeps up
+/// under a steady load, these tell growth of what the hub keeps (a leak, a cache) from memory the allocator keeps
+/// free for reuse (`MemoryTrimmer`, `MallocArenas`).
+public enum AllocatorHeap {
+    public struct Figures: Sendable, Equatable {
+        /// Bytes in allocated blocks: in the arenas and mapped on their own (large blocks).
+        public var inUse: Int
+        /// Bytes free inside the arenas (kept for reuse, not given back).
+        public var freeInArenas: Int
+    }
+
+    /// The figures now; nil with another C library.
+    public static func read() -> Figures? {
+        var inUse = 0, free = 0
+        guard fleetwatch_allocator_figures(&inUse, &free) else { return nil }
+        return Figures(inUse: inUse, freeInArenas: free)
+    }
+
+    /// `read()` as of at most 5 s ago: `mallinfo2` walks every arena's free lists under its lock, which a
+    /// scrape of `/metrics` every second should not do each time.
+    static func recent() -> Figures? {
+        let now = ContinuousClock.now
+        if let (at, value) = cache.withLock({ $0 }), now - at < .seconds(5) { return value }
+        let value = read()
+        cache.withLock { $0 = (now, value) }
+        return value
+    }
+
+    private static let cache = Mutex<(ContinuousClock.Instant, Figures?)?>(nil)
+}

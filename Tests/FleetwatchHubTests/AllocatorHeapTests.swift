@@ -1,0 +1,22 @@
+@testable import FleetwatchHub
+import Testing
+
+/// The allocator's figures follow what this process allocates and frees. (A real hub's, on `/metrics`, are checked
+/// in DeploymentTests.)
+struct AllocatorHeapTests {
+    /// 256 MiB allocated show in the bytes in use, and leave them when freed: far more than the other tests running
+    /// beside this one allocate or free in the moment between two readings.
+    @Test func aLargeAllocationIsCountedInUseUntilFreed() throws {
+        #if os(Linux)
+        let size = 256 << 20
+        let before = try #require(AllocatorHeap.read())
+        let block = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 16)
+        let held = try #require(AllocatorHeap.read())
+        block.deallocate()
+        let after = try #require(AllocatorHeap.read())
+        #expect(held.inUse - before.inUse > size - (32 << 20), "before \(before.inUse), held \(held.inUse)")
+        #expect(held.inUse - after.inUse > size - (32 << 20), "held \(held.inUse), after \(after.inUse)")
+        #expect(before.freeInArenas >= 0 && after.freeInArenas >= 0)
+        #endif
+    }
+}
