@@ -97,6 +97,7 @@ struct LoadBench: AsyncParsableCommand {
         let end = start + .milliseconds(Int64(seconds * 1000))
         let lag = SchedulerLag()
         lag.start()
+        lag.startEventLoops()
         defer { lag.stop() }
         // Recording: every agent sets each of its metrics once a second (a changed value each time).
         let recorder = Task {
@@ -241,6 +242,11 @@ struct LoadBench: AsyncParsableCommand {
             .compactMap { phase, l in l.map { String(format: "%@ max %.0f ms, p99 %.0f ms", phase, $0.max, $0.p99) } }
         print("this process's tasks (the agents') ran late by: " + lagLine.joined(separator: "; ")
               + " (a 100 ms sleep's overrun; an agent late by 10 s sends no heartbeat and is closed 4008)")
+        let loopLine = [("during the load", lag.eventLoopLateness(from: warmedUp, to: loadEnded)),
+                        ("during the final flush and drain", lag.eventLoopLateness(from: loadEnded, to: drainEnded))]
+            .compactMap { phase, l in l.map { String(format: "%@ max %.0f ms, p99 %.0f ms", phase, $0.max, $0.p99) } }
+        print("this process's event loops (the agents' connections: their reads, writes and heartbeats) ran late by: "
+              + loopLine.joined(separator: "; "))
         if !lastErrors.isEmpty { print("agents' last connection errors: \(lastErrors.sorted { $0.value > $1.value }.prefix(5).map { "\($0.value)× \($0.key)" })") }
         print(String(format: "hub RSS: %.1f MB after %d s warm-up, %.1f MB at the end, peak %.1f MB: drift %+.1f %%",
                      Double(baseline) / 1024, Int(warmup), Double(last) / 1024, Double(peak) / 1024,

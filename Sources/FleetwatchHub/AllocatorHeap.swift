@@ -9,15 +9,17 @@ public enum AllocatorHeap {
     public struct Figures: Sendable, Equatable {
         /// Bytes in allocated blocks: in the arenas and mapped on their own (large blocks).
         public var inUse: Int
+        /// Of `inUse`, the blocks mapped on their own (from `MallocMmapThreshold` up).
+        public var mapped: Int
         /// Bytes free inside the arenas (kept for reuse, not given back).
         public var freeInArenas: Int
     }
 
     /// The figures now; nil with another C library.
     public static func read() -> Figures? {
-        var inUse = 0, free = 0
-        guard fleetwatch_allocator_figures(&inUse, &free) else { return nil }
-        return Figures(inUse: inUse, freeInArenas: free)
+        var inUse = 0, mapped = 0, free = 0
+        guard fleetwatch_allocator_figures(&inUse, &mapped, &free) else { return nil }
+        return Figures(inUse: inUse, mapped: mapped, freeInArenas: free)
     }
 
     /// `read()` as of at most 5 s ago: `mallinfo2` walks every arena's free lists under its lock, which a
