@@ -14,11 +14,10 @@ struct MonitorHub: AsyncParsableCommand {
         subcommands: [Serve.self, Migrate.self, Database.self, Bots.self, Profiles.self, Tokens.self, Users.self, Report.self, Rollup.self, Analysts.self],
         defaultSubcommand: Serve.self)
 
-    /// ArgumentParser's entry, after limiting the allocator's arenas and fixing its mapping threshold on the main
-    /// thread, before any other thread allocates (`MallocArenas`, `MallocMmapThreshold`).
+    /// ArgumentParser's entry, after limiting the allocator's arenas on the main thread, before any other
+    /// thread allocates (`MallocArenas`).
     static func main() async {
         MallocArenas.limit(MallocArenas.hubDefault)
-        MallocMmapThreshold.fix(MallocMmapThreshold.hubDefault)
         await main(nil)
     }
 }

@@ -9,7 +9,7 @@ public enum AllocatorHeap {
     public struct Figures: Sendable, Equatable {
         /// Bytes in allocated blocks: in the arenas and mapped on their own (large blocks).
         public var inUse: Int
-        /// Of `inUse`, the blocks mapped on their own (from `MallocMmapThreshold` up).
+        /// Of `inUse`, the large blocks mapped on their own.
         public var mapped: Int
         /// Bytes free inside the arenas (kept for reuse, not given back).
         public var freeInArenas: Int

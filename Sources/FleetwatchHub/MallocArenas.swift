@@ -21,9 +21,23 @@ public enum MallocArenas {
     /// Limits the arenas to `count` (0: leave glibc's default); whether the limit was set.
     @discardableResult
     public static func limit(_ count: Int, environment: [String: String] = ProcessInfo.processInfo.environment) -> Bool {
-        guard count > 0, environment["MALLOC_ARENA_MAX"] == nil else { return false }
-        return Mallopt.set(Mallopt.arenaMax, Int32(clamping: count))
+        guard count > 0, environment["MALLOC_ARENA_MAX"] == nil, let mallopt else { return false }
+        return mallopt(arenaMax, Int32(clamping: count)) == 1
     }
+
+    /// `M_ARENA_MAX` in `<malloc.h>`.
+    private static let arenaMax: Int32 = -8
+
+    /// glibc's `mallopt` (declared in `<malloc.h>`, which Swift's Glibc module leaves out), looked up once;
+    /// nil with another C library.
+    private static let mallopt: (@convention(c) (Int32, Int32) -> Int32)? = {
+        #if canImport(Glibc)
+        guard let symbol = dlsym(nil, "mallopt") else { return nil }
+        return unsafeBitCast(symbol, to: (@convention(c) (Int32, Int32) -> Int32).self)
+        #else
+        return nil
+        #endif
+    }()
 
     /// `count()` as of at most a minute ago: `malloc_info` walks the free lists of every arena under its lock,
     /// which a scrape of `/metrics` every few seconds should not do each time.
