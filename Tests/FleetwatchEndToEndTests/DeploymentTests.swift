@@ -172,10 +172,11 @@ struct DeploymentTests {
         // The hub itself: its build, its process, and every route's requests by pattern and status.
         #expect(text.contains(#"fleetwatch_build_info{version=""#))
         #expect((value("process_resident_memory_bytes") ?? 0) > 1_000_000)
-        // What the allocator holds: part of the resident memory, never more than all of it plus what was mapped and not touched.
-        let inUse = try #require(value("fleetwatch_allocator_in_use_bytes"))
-        #expect(inUse > 1_000_000)
-        #expect(try #require(value("fleetwatch_allocator_free_bytes")) >= 0)
+        // What the allocator holds (glibc 2.33 and later, as this machine's).
+        if AllocatorHeap.read() != nil {
+            #expect((value("fleetwatch_allocator_in_use_bytes") ?? 0) > 1_000_000)
+            #expect(value("fleetwatch_allocator_free_bytes") != nil)
+        }
         #expect((value("process_open_fds") ?? 0) > 3)
         #expect(text.contains(#"fleetwatch_http_requests_total{route="/api/bots",method="GET",status="401"} 1"#), "\(text)")
         #expect(text.contains(#"fleetwatch_http_request_duration_seconds_count{route="/api/bots",method="GET"} 1"#))
