@@ -268,13 +268,15 @@ struct LoadBench: AsyncParsableCommand {
         // The RSS swings by tens of MB within a minute (freed memory reused, then handed back): single readings
         // say as much about the swing's phase as about growth, so the minute after the warm-up is compared
         // with the load's last minute, each by its mean.
-        func mean(_ window: ClosedRange<Double>) -> Double? {
-            let v = rss.filter { window.contains($0.0) }.map { Double($0.1) / 1024 }
+        /// The mean in MB of the readings (seconds, value in `unit`s) taken within `window`.
+        func mean(_ readings: [(Double, Int)], _ window: ClosedRange<Double>, unit: Double) -> Double? {
+            let v = readings.filter { window.contains($0.0) }.map { Double($0.1) * unit / 1_048_576 }
             return v.isEmpty ? nil : v.reduce(0, +) / Double(v.count)
         }
         // Judged by the minute means (the issue's < 10 %), only when the two minutes are distinct and after the warm-up.
         var driftFailed = false, driftJudged = false
-        if let first = mean(warmup...(warmup + 60)), let end = mean(max(warmup, seconds - 60)...seconds) {
+        let firstMinute = warmup...(warmup + 60), lastMinute = max(warmup, seconds - 60)...seconds
+        if let first = mean(rss, firstMinute, unit: 1024), let end = mean(rss, lastMinute, unit: 1024) {
             let drift = (end - first) / first * 100
             let judged = seconds >= warmup + 120
             driftFailed = judged && !(drift < maxDrift)
@@ -286,11 +288,7 @@ struct LoadBench: AsyncParsableCommand {
         print("hub RSS every 10 s (MB): " + rss.map { String(format: "%.0f", Double($0.1) / 1024) }.joined(separator: " "))
         // Reported, not judged: the target is on the resident memory.
         let heap = heapInUse.withLock { $0 }
-        func heapMean(_ window: ClosedRange<Double>) -> Double? {
-            let v = heap.filter { window.contains($0.0) }.map { Double($0.1) / 1_048_576 }
-            return v.isEmpty ? nil : v.reduce(0, +) / Double(v.count)
-        }
-        if let first = heapMean(warmup...(warmup + 60)), let end = heapMean(max(warmup, seconds - 60)...seconds) {
+        if let first = mean(heap, firstMinute, unit: 1), let end = mean(heap, lastMinute, unit: 1) {
             print(String(format: "hub allocator, bytes in use, means of a minute: %.1f MB in the minute after the warm-up, %.1f MB in the last minute: drift %+.1f %%",
                          first, end, (end - first) / first * 100))
         }

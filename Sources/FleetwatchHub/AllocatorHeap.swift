@@ -1,5 +1,4 @@
 import CAllocatorFigures
-import Synchronization
 
 /// What the hub's memory allocator holds (glibc's `mallinfo2`): the bytes its allocations use now, and the bytes
 /// free between them in the arenas. The resident memory an operator watches is both and more; when it creeps up
@@ -24,13 +23,7 @@ public enum AllocatorHeap {
 
     /// `read()` as of at most 5 s ago: `mallinfo2` walks every arena's free lists under its lock, which a
     /// scrape of `/metrics` every second should not do each time.
-    static func recent() -> Figures? {
-        let now = ContinuousClock.now
-        if let (at, value) = cache.withLock({ $0 }), now - at < .seconds(5) { return value }
-        let value = read()
-        cache.withLock { $0 = (now, value) }
-        return value
-    }
+    static func recent() -> Figures? { cache.value }
 
-    private static let cache = Mutex<(ContinuousClock.Instant, Figures?)?>(nil)
+    private static let cache = RecentReading(maxAge: .seconds(5)) { read() }
 }

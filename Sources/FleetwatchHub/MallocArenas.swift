@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import Foundation
-import Synchronization
 
 /// How many arenas glibc's allocator may use: `monitor-hub` limits them to `hubDefault` first thing.
 ///
@@ -41,15 +40,9 @@ public enum MallocArenas {
 
     /// `count()` as of at most a minute ago: `malloc_info` walks the free lists of every arena under its lock,
     /// which a scrape of `/metrics` every few seconds should not do each time.
-    static func recentCount() -> Int? {
-        let now = ContinuousClock.now
-        if let (at, value) = recent.withLock({ $0 }), now - at < .seconds(60) { return value }
-        let value = count()
-        recent.withLock { $0 = (now, value) }
-        return value
-    }
+    static func recentCount() -> Int? { recent.value }
 
-    private static let recent = Mutex<(ContinuousClock.Instant, Int?)?>(nil)
+    private static let recent = RecentReading(maxAge: .seconds(60)) { count() }
 
     /// The arenas glibc's allocator has now (from `malloc_info`), nil elsewhere (tests, diagnostics).
     static func count() -> Int? {
