@@ -78,6 +78,7 @@ let package = Package(
                 .embedInCode("migrations/V0010__review_fixes.sql"),
                 .embedInCode("migrations/V0011__row_ends.sql"),
                 .embedInCode("migrations/V0012__merge_compression.sql"),
+                .embedInCode("migrations/V0013__lease_order.sql"),
             ]
         ),
         // Storage: PostgreSQL schema migrations and every query, foldered by feature.

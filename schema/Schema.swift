@@ -24,6 +24,7 @@ public enum Schema {
         Migration(version: 10, name: "review_fixes", sql: decode(PackageResources.V0010__review_fixes_sql)),
         Migration(version: 11, name: "row_ends", sql: decode(PackageResources.V0011__row_ends_sql)),
         Migration(version: 12, name: "merge_compression", sql: decode(PackageResources.V0012__merge_compression_sql)),
+        Migration(version: 13, name: "lease_order", sql: decode(PackageResources.V0013__lease_order_sql)),
     ]
 
     /// The latest version this build knows.

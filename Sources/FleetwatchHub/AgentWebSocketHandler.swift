@@ -134,7 +134,8 @@ struct AgentWebSocketHandler: Sendable {
                 if registered == nil, let s = session.session {
                     registered = s
                     activity.identify(bot: s.botName)
-                    await connections.add(bot: s.botName, botID: s.botID, connectionID: s.connectionID, checkedAt: checkedAt,
+                    await connections.add(bot: s.botName, botID: s.botID, connectionID: s.connectionID, leaseOrder: s.leaseOrder,
+                                          checkedAt: checkedAt,
                                           push: { continuation.yield(.push($0)) }, close: { continuation.yield(.close($0, $1)) })
                 }
             case .push(let frame): outputs = [.send(frame)]

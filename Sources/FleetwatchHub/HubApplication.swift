@@ -136,7 +136,9 @@ public struct HubApplication: Sendable {
                     logger.warning("could not read which replicas hold the bots: \(String(reflecting: error))")
                 }
             }) { payload in
-                if let (bot, id, hub) = PostgresIngestStore.leaseMove(payload) { await connections.replaced(bot: bot, by: id, hub: hub) }
+                if let move = PostgresIngestStore.leaseMove(payload) {
+                    await connections.replaced(bot: move.bot, by: move.connectionID, order: move.order, hub: move.hub)
+                }
             },
             // A command was written: the replica holding the bot sends it.
             .init(channel: CommandLedger.channel) { _ in wakeDispatcher.yield() },

@@ -4,11 +4,14 @@ import Foundation
 /// The agent connections this replica holds, by bot: how the command dispatcher reaches a bot's socket, and
 /// how a replaced, revoked or shut-down connection is ended. A bot may briefly have more than one connection
 /// here (a new one authenticated before the old one noticed); the newest is the one that holds the lease,
-/// and the others are closed as soon as the lease moves (`replaced`).
+/// and the others are closed as soon as the lease moves (`replaced`). Lease moves are numbered per bot
+/// (`bots.lease_order`), so a notification delivered late never closes a connection of a later move.
 actor LiveConnections {
     struct Entry {
         let connectionID: UUID
         let botID: Int32
+        /// The number of the lease move that gave it the bot; nil: unnumbered (provisional, in-memory store).
+        let leaseOrder: Int64?
         /// When it registered here (after its lease was taken in PostgreSQL).
         var registeredAt = ContinuousClock.now
         let push: @Sendable (Frame) -> Void
@@ -21,15 +24,21 @@ actor LiveConnections {
     /// checked before then, but that registers after, is closed at once.
     private var revokedAt: [String: ContinuousClock.Instant] = [:]
 
-    /// A connection authenticated as `bot` by a check that started at `checkedAt`; frames given to `push` are
-    /// written to its socket in order. `close` ends the connection after the message being handled.
-    func add(bot: String, botID: Int32, connectionID: UUID, checkedAt: ContinuousClock.Instant,
+    /// A connection authenticated as `bot` by a check that started at `checkedAt`, holding the lease move
+    /// numbered `leaseOrder`; frames given to `push` are written to its socket in order. `close` ends the
+    /// connection after the message being handled. A connection whose lease a later move (already heard of) took is
+    /// closed at once (4007).
+    func add(bot: String, botID: Int32, connectionID: UUID, leaseOrder: Int64? = nil, checkedAt: ContinuousClock.Instant,
              push: @escaping @Sendable (Frame) -> Void, close: @escaping @Sendable (CloseCode, String) -> Void) {
         if let revoked = revokedAt[bot], revoked >= checkedAt {
             close(.authenticationFailed, "token revoked or rotated")
             return
         }
-        byBot[bot, default: []].append(Entry(connectionID: connectionID, botID: botID, push: push, close: close))
+        if let leaseOrder, let newest = newestMove[bot], newest > leaseOrder {
+            close(.replaced, "another connection took over bot \(bot)")
+            return
+        }
+        byBot[bot, default: []].append(Entry(connectionID: connectionID, botID: botID, leaseOrder: leaseOrder, push: push, close: close))
     }
 
     /// Asks every connection to finish the message in hand (store, ack) and close with 1001 (going away).
@@ -54,6 +63,8 @@ actor LiveConnections {
     /// The replica that last took each bot's lease (from the lease notifications), for the break-glass stop's
     /// answer while the database is unreachable.
     private var lastKnownHub: [String: String] = [:]
+    /// The number of each bot's latest lease move heard of (from the notifications).
+    private var newestMove: [String: Int64] = [:]
 
     func lastKnownHolder(of bot: String) -> String? { lastKnownHub[bot] }
 
@@ -68,16 +79,34 @@ actor LiveConnections {
         byBot[bot]?.last.map { ($0.botID, $0.connectionID) }
     }
 
-    /// `bot`'s lease moved to `connectionID` (on this replica or another, `hub`): every other connection of the
-    /// bot here is closed with 4007 and stops counting for the bot.
+    /// `bot`'s lease moved to `connectionID` (on this replica or another, `hub`) by the move numbered `order`:
+    /// every connection of the bot here that an earlier move let in is closed with 4007 and stops counting for the
+    /// bot. Notifications are delivered in commit order, but one can arrive after a later move's connection
+    /// registered here: that connection (a higher number) is kept, and so is the later move's holder. An
+    /// unnumbered move (a replica older than schema 13) or connection counts as earlier than anything numbered.
     @discardableResult
-    func replaced(bot: String, by connectionID: UUID, hub: String? = nil) -> Int {
+    func replaced(bot: String, by connectionID: UUID, order: Int64? = nil, hub: String? = nil) -> Int {
+        if let order {
+            // A later move was heard of already: it closed what this one would have.
+            if let newest = newestMove[bot], newest > order { return 0 }
+            newestMove[bot] = order
+        }
         if let hub { lastKnownHub[bot] = hub }
+        return closeEarlier(bot: bot, than: order, keeping: connectionID)
+    }
+
+    /// Closes `bot`'s connections here, other than `kept`, numbered below `order` (every one when `order` is nil).
+    private func closeEarlier(bot: String, than order: Int64?, keeping kept: UUID?) -> Int {
         guard let entries = byBot[bot] else { return 0 }
-        let stale = entries.filter { $0.connectionID != connectionID }
+        func earlier(_ entry: Entry) -> Bool {
+            guard entry.connectionID != kept else { return false }
+            guard let order, let own = entry.leaseOrder else { return true }
+            return own < order
+        }
+        let stale = entries.filter(earlier)
         stale.forEach { $0.close(.replaced, "another connection took over bot \(bot)") }
-        let kept = entries.filter { $0.connectionID == connectionID }
-        byBot[bot] = kept.isEmpty ? nil : kept
+        let rest = entries.filter { !earlier($0) }
+        byBot[bot] = rest.isEmpty ? nil : rest
         return stale.count
     }
 

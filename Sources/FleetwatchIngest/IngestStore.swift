@@ -20,9 +20,13 @@ public struct BotSession: Sendable, Equatable {
     /// Whether the bot may have commands to be sent on connect (open, or its latched emergency stop); false when
     /// the store saw none as it let the bot in, so the command ledger is not read for it.
     public var commandsWaiting: Bool
+    /// The number of the lease move that gave this connection the bot (`bots.lease_order`); nil when the store
+    /// numbers none (a provisional session, the in-memory store). A notification of a later move closes it; one of
+    /// an earlier move, delivered late, does not.
+    public var leaseOrder: Int64?
 
     public init(botID: Int32, botName: String, connectionID: UUID, epoch: UInt64, storedSequence: UInt64,
-                provisional: Bool = false, commandsWaiting: Bool = true) {
+                provisional: Bool = false, commandsWaiting: Bool = true, leaseOrder: Int64? = nil) {
         self.botID = botID
         self.botName = botName
         self.connectionID = connectionID
@@ -30,6 +34,7 @@ public struct BotSession: Sendable, Equatable {
         self.storedSequence = storedSequence
         self.provisional = provisional
         self.commandsWaiting = commandsWaiting
+        self.leaseOrder = leaseOrder
     }
 }
 

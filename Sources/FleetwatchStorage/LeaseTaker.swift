@@ -45,6 +45,9 @@ public actor LeaseTaker {
         var stored: Int64
         /// Open commands or a latched emergency stop to be sent on connect.
         var commandsWaiting: Bool
+        /// The number of this lease move (`bots.lease_order`, from the sequence `lease_moves`), 0 when not taken:
+        /// a lease-move notification closes only the bot's connections with a lower number.
+        var order: Int64 = 0
     }
 
     private struct Item {
@@ -146,7 +149,7 @@ public actor LeaseTaker {
         let hubs = requests.map(\.hub)
         let open = CommandState.open.map(\.rawValue)
         let rows = try await BatchWriter.retryingConflicts(logger: logger) { [client, logger] in
-            var rows: [(Int64, Int32?, Bool?, Bool, UUID?, String?, Int64, Bool, Int64)] = []
+            var rows: [(Int64, Int32?, Bool?, Bool, UUID?, String?, Int64, Bool, Int64, Int64)] = []
             for try await row in try await client.query("""
                 WITH input AS (
                     SELECT * FROM unnest(\(names)::text[], \(hashes)::text[], \(connections)::text[], \(epochs)::int8[], \(versions)::text[],
@@ -161,12 +164,13 @@ public actor LeaseTaker {
                 ), moved AS (
                     UPDATE bots SET connection_id = i.conn::uuid, connected_hub = i.hub, connected_at = now(),
                            last_seen_at = now(), first_seen_at = COALESCE(bots.first_seen_at, now()),
-                           agent_version = i.version, current_epoch = i.epoch
+                           agent_version = i.version, current_epoch = i.epoch, lease_order = nextval('lease_moves')
                     FROM old JOIN b ON b.id = old.id JOIN input i ON i.n = b.n
                     WHERE bots.id = old.id
-                    RETURNING bots.id, bots.name, bots.emergency_command_id, i.conn, i.hub
+                    RETURNING bots.id, bots.name, bots.emergency_command_id, bots.lease_order, i.conn, i.hub
                 ), notified AS (
-                    SELECT count(pg_notify(\(PostgresIngestStore.leaseChannel), m.conn || chr(9) || m.name || chr(9) || m.hub)) AS sent
+                    SELECT count(pg_notify(\(PostgresIngestStore.leaseChannel),
+                                           m.conn || chr(9) || m.name || chr(9) || m.lease_order || chr(9) || m.hub)) AS sent
                     FROM (SELECT * FROM moved ORDER BY id) m
                 )
                 SELECT i.n, b.id, b.token_hash IS NOT NULL, o.id IS NOT NULL, o.connection_id, o.connected_hub,
@@ -175,11 +179,11 @@ public actor LeaseTaker {
                        ELSE 0 END,
                        COALESCE(m.emergency_command_id IS NOT NULL, false)
                            OR (o.id IS NOT NULL AND EXISTS (SELECT 1 FROM commands c WHERE c.bot_id = b.id AND c.state = ANY(\(open)::text[]))),
-                       (SELECT sent FROM notified)
+                       (SELECT sent FROM notified), COALESCE(m.lease_order, 0)
                 FROM input i LEFT JOIN b ON b.n = i.n LEFT JOIN old o ON o.id = b.id LEFT JOIN moved m ON m.id = b.id
                 ORDER BY i.n
                 """, logger: logger)
-                .decode((Int64, Int32?, Bool?, Bool, UUID?, String?, Int64, Bool, Int64).self) {
+                .decode((Int64, Int32?, Bool?, Bool, UUID?, String?, Int64, Bool, Int64, Int64).self) {
                 rows.append(row)
             }
             return rows
@@ -188,7 +192,7 @@ public actor LeaseTaker {
         for row in rows where row.0 >= 1 && Int(row.0) <= requests.count {
             guard let id = row.1 else { continue }
             leases[Int(row.0) - 1] = Lease(botID: id, hasToken: row.2 ?? false, taken: row.3, oldConnection: row.4,
-                                           oldHub: row.5, stored: row.6, commandsWaiting: row.7)
+                                           oldHub: row.5, stored: row.6, commandsWaiting: row.7, order: row.9)
         }
         return leases
     }

@@ -6,17 +6,33 @@ import PostgresNIO
 
 /// Ingest storage in PostgreSQL: bot authentication and leases, and exactly-once batch storage.
 public final class PostgresIngestStore: IngestStore {
-    /// NOTIFY channel of lease moves; the payload is `CONNECTION-ID<TAB>BOT<TAB>HUB` (see `leaseMove(_:)`).
+    /// NOTIFY channel of lease moves; the payload is `CONNECTION-ID<TAB>BOT<TAB>ORDER<TAB>HUB` (see `leaseMove(_:)`).
     public static let leaseChannel = "fleetwatch_leases"
 
     /// NOTIFY channel of a bot's changed metric-name limit; the payload is the bot's row id.
     public static let metricLimitChannel = "fleetwatch_metric_limits"
 
-    /// The (bot, new connection, replica holding it) of a lease-move notification, nil for anything else.
-    public static func leaseMove(_ payload: String) -> (bot: String, connectionID: UUID, hub: String?)? {
-        let parts = payload.split(separator: "\t", maxSplits: 2, omittingEmptySubsequences: false)
+    /// A lease-move notification: the bot, its new connection, the number of the move (`bots.lease_order`) and
+    /// the replica holding it.
+    public struct LeaseMove: Sendable, Equatable {
+        public var bot: String
+        public var connectionID: UUID
+        /// nil from a replica older than schema 13 (its payload is `CONNECTION-ID<TAB>BOT<TAB>HUB`).
+        public var order: Int64?
+        public var hub: String?
+    }
+
+    /// The lease move a notification on `leaseChannel` tells of, nil for anything else.
+    public static func leaseMove(_ payload: String) -> LeaseMove? {
+        let parts = payload.split(separator: "\t", maxSplits: 3, omittingEmptySubsequences: false)
         guard parts.count >= 2, let id = UUID(uuidString: String(parts[0])) else { return nil }
-        return (String(parts[1]), id, parts.count == 3 ? String(parts[2]) : nil)
+        let bot = String(parts[1])
+        if parts.count == 4, let order = Int64(parts[2]) {
+            return LeaseMove(bot: bot, connectionID: id, order: order, hub: String(parts[3]))
+        }
+        // The payload of an older replica: everything after the bot is the hub's name.
+        let hub = parts.count > 2 ? parts[2...].joined(separator: "\t") : nil
+        return LeaseMove(bot: bot, connectionID: id, order: nil, hub: hub)
     }
 
     let client: any PostgresQuerying
@@ -71,7 +87,8 @@ public final class PostgresIngestStore: IngestStore {
             logger.notice("bot \(hello.botID): new connection \(connectionID) replaces \(oldConnection) held by \(lease.oldHub ?? "?")")
         }
         return .accepted(BotSession(botID: lease.botID, botName: hello.botID, connectionID: connectionID,
-                                    epoch: hello.bootEpoch, storedSequence: UInt64(lease.stored), commandsWaiting: lease.commandsWaiting))
+                                    epoch: hello.bootEpoch, storedSequence: UInt64(lease.stored), commandsWaiting: lease.commandsWaiting,
+                                    leaseOrder: lease.order))
     }
 
     /// One statement (one round trip, one commit) per hello, or per group of hellos waiting together

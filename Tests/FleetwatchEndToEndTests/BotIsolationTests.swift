@@ -165,6 +165,51 @@ struct BotIsolationTests {
         quiet.close()
     }
 
+    /// Lease moves are numbered: a move's notification delivered after a later move's connection registered (here
+    /// the first move's notification, sent again by hand) closes nothing newer. CI met this: a bot reconnecting
+    /// quickly was closed with 4007 by its previous connection's notification.
+    @Test(.timeLimit(.minutes(3)))
+    func aLateLeaseNotificationNeverClosesANewerConnection() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["late-bot", "marker-bot"], token: "secret", in: db)
+        let hub = try HubUnderTest(database: db)
+        try await hub.start(config: #"{"hub": {"heartbeat_interval": 60}}"#)
+        defer { Task { await hub.kill(SIGTERM) } }
+        let first = try await ProtocolClient.connect(port: hub.port, bot: "late-bot", token: "secret")
+        let firstMove = try await Self.lease(of: "late-bot", db)
+        let second = try await ProtocolClient.connect(port: hub.port, bot: "late-bot", token: "secret")
+        #expect(await first.ws.awaitClose(until: .now + .seconds(5)) == .closeFrame(CloseCode.replaced.rawValue))
+        first.close()
+        let secondMove = try await Self.lease(of: "late-bot", db)
+        #expect(secondMove.order > firstMove.order && secondMove.connection != firstMove.connection)
+        // The first move's notification, late; then a move that closes a marker connection. Notifications arrive in
+        // order, so once the marker is closed the late one was handled.
+        let marker = try await ProtocolClient.connect(port: hub.port, bot: "marker-bot", token: "secret")
+        try await Self.notifyLeaseMove("\(firstMove.connection)\tlate-bot\t\(firstMove.order)\thub", db)
+        try await Self.notifyLeaseMove("\(UUID())\tmarker-bot\t\(Int64.max)\telsewhere", db)
+        #expect(await marker.ws.awaitClose(until: .now + .seconds(10)) == .closeFrame(CloseCode.replaced.rawValue))
+        marker.close()
+        // The newer connection is open, and what it sends is stored.
+        var others: [Frame] = []
+        let sequence = try await second.sendBatch(ProtocolClient.names("m", 0..<3))
+        #expect(await second.ack(of: sequence, until: .now + .seconds(10), others: &others) != nil)
+        second.close()
+    }
+
+    static func lease(of bot: String, _ db: TestDatabase) async throws -> (connection: UUID, order: Int64) {
+        try await db.withClient { client in
+            let rows = try await client.query("SELECT connection_id, lease_order FROM bots WHERE name = \(bot)", logger: Logger(label: "test"))
+            for try await (id, order) in rows.decode((UUID, Int64).self) { return (id, order) }
+            throw TestSupportError("no bot \(bot)")
+        }
+    }
+
+    static func notifyLeaseMove(_ payload: String, _ db: TestDatabase) async throws {
+        try await db.withClient { client in
+            try await client.query("SELECT pg_notify(\(PostgresIngestStore.leaseChannel), \(payload))", logger: Logger(label: "test"))
+        }
+    }
+
     /// Readiness turns 503 while batches cannot be stored although the database answers, and back after. A batch
     /// whose own data PostgreSQL refuses fails alone (4005) and leaves readiness alone.
     @Test(.timeLimit(.minutes(3)))
