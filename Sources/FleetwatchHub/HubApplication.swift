@@ -130,6 +130,7 @@ public struct HubApplication: Sendable {
             // Once listening, the replicas holding bots now, for a stop sent here while the database is down (a
             // notification sent before the LISTEN, e.g. while this replica started, is never delivered).
             .init(channel: PostgresIngestStore.leaseChannel, listening: {
+                await connections.forgetMoveNumbers()
                 do {
                     await connections.learnHolders(try await store.connectedHubs())
                 } catch {

@@ -66,6 +66,11 @@ actor LiveConnections {
     /// The number of each bot's latest lease move heard of (from the notifications).
     private var newestMove: [String: Int64] = [:]
 
+    /// Forgets the move numbers heard of: the LISTEN was (re)established, perhaps on another database (a failover
+    /// to a standby that missed the last moves numbers them again from lower down). Numbers kept from the old
+    /// database would close every new connection of those bots at once.
+    func forgetMoveNumbers() { newestMove = [:] }
+
     func lastKnownHolder(of bot: String) -> String? { lastKnownHub[bot] }
 
     /// Replicas holding bots as read from the database (bot → replica); a holder a notification named already

@@ -73,6 +73,19 @@ import Testing
         #expect(await connections.count == 2)
     }
 
+    /// Listening again (perhaps on a promoted standby that numbers moves from lower down) forgets the numbers heard:
+    /// a new connection with a lower number is let in.
+    @Test func listeningAgainForgetsTheNumbersHeard() async {
+        let connections = LiveConnections()
+        let closes = Closes()
+        await connections.replaced(bot: "bot", by: UUID(), order: 500, hub: "hub-b")
+        await connections.forgetMoveNumbers()
+        let afterFailover = await Self.add(connections, closes, order: 480)
+        #expect(closes.of(afterFailover).isEmpty)
+        #expect(await connections.replaced(bot: "bot", by: afterFailover, order: 480) == 0)
+        #expect(await connections.count == 1)
+    }
+
     /// Unnumbered connections (provisional, in-memory store) count as earlier than any numbered move; an
     /// unnumbered move (a replica older than schema 13) closes every other connection, as before numbering.
     @Test func unnumberedMovesAndConnectionsKeepTheOldRule() async {
