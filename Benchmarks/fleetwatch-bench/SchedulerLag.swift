@@ -4,7 +4,8 @@ import NIOPosix
 import Synchronization
 
 /// How late this process's tasks run: a task that sleeps 100 ms over and over records by how much each sleep
-/// overran; and how late its NIO event loops run (`startEventLoops`), where the agents' connections read and write. The load benchmark's 5,000 agents share this process and its two cores with the hub's machine: an
+/// overran; and how late its NIO event loops run (`startEventLoops`), where the agents' connections read and
+/// write. The load benchmark's 5,000 agents share this process and its two cores with the hub's machine: an
 /// agent whose tasks wait seconds to run sends nothing, not even its heartbeat, and the hub rightly closes it as
 /// silent (4008). The lateness says whether a close came from the hub or from this process.
 final class SchedulerLag: Sendable {

@@ -10,7 +10,7 @@ public enum AllocatorHeap {
         public var inUse: Int
         /// Of `inUse`, the large blocks mapped on their own.
         public var mapped: Int
-        /// Bytes free inside the arenas (kept for reuse, not given back).
+        /// Bytes free inside the arenas, resident or not: a trim gives their pages back, but they still count here.
         public var freeInArenas: Int
     }
 

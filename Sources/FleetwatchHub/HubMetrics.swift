@@ -70,7 +70,7 @@ final class HubMetrics: Sendable {
         if let heap = AllocatorHeap.recent() {
             registry.makeGauge(descriptor: .named("fleetwatch_allocator_in_use_bytes", "Bytes the hub's allocations hold (glibc mallinfo2: in the arenas and mapped on their own), read at most every 5 s"))
                 .set(to: Double(heap.inUse))
-            registry.makeGauge(descriptor: .named("fleetwatch_allocator_free_bytes", "Bytes free inside the allocator's arenas, kept for reuse (glibc mallinfo2), read at most every 5 s"))
+            registry.makeGauge(descriptor: .named("fleetwatch_allocator_free_bytes", "Bytes free inside the allocator's arenas, resident or not; pages given back by a trim still count (glibc mallinfo2), read at most every 5 s"))
                 .set(to: Double(heap.freeInArenas))
         }
         agents.set(to: Double(await connections.count))

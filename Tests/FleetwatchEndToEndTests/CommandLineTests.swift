@@ -78,6 +78,14 @@ struct CommandLineTests {
         }
     }
 
+    /// The load benchmark refuses a drift limit that is not a number before it starts anything, and says what to pass.
+    @Test(arguments: ["nan", "inf", "-inf"])
+    func theLoadBenchmarkRefusesADriftLimitThatIsNotANumber(limit: String) async throws {
+        let (status, out) = try await Self.run("fleetwatch-bench", ["load", "--database-url", "postgres://nobody@127.0.0.1:1/none",
+                                                                    "--max-drift=\(limit)"])
+        #expect(status != 0 && out.contains("--max-drift must be a number of per cent, like 10"), "\(status) \(out)")
+    }
+
     /// Every argument of every visible command of every program has help text, and every option whose values
     /// form a closed set says so to the parser (help lists the values, anything else is refused).
     @Test(arguments: ["monitor-hub", "monitor-agent", "fleetwatch-simbot", "fleetwatch-bench", "fleetwatch-faults"])
