@@ -130,7 +130,13 @@ public struct HubApplication: Sendable {
             // Once listening, the replicas holding bots now, for a stop sent here while the database is down (a
             // notification sent before the LISTEN, e.g. while this replica started, is never delivered).
             .init(channel: PostgresIngestStore.leaseChannel, listening: {
-                await connections.forgetMoveNumbers()
+                // Move numbers heard from another database (before a failover) must not judge this one's moves.
+                do {
+                    await connections.rebaseMoveNumbers(latest: try await store.latestLeaseMove())
+                } catch {
+                    await connections.rebaseMoveNumbers(latest: nil)
+                    logger.warning("could not read the latest lease move: \(String(reflecting: error))")
+                }
                 do {
                     await connections.learnHolders(try await store.connectedHubs())
                 } catch {

@@ -11,11 +11,18 @@ actor LiveConnections {
         let connectionID: UUID
         let botID: Int32
         /// The number of the lease move that gave it the bot; nil: unnumbered (provisional, in-memory store).
-        let leaseOrder: Int64?
+        var leaseOrder: Int64?
         /// When it registered here (after its lease was taken in PostgreSQL).
         var registeredAt = ContinuousClock.now
         let push: @Sendable (Frame) -> Void
         let close: @Sendable (CloseCode, String) -> Void
+
+        /// The same connection, counting as earlier than any numbered move.
+        var unnumbered: Entry {
+            var entry = self
+            entry.leaseOrder = nil
+            return entry
+        }
     }
 
     /// Each bot's connections here, oldest first.
@@ -66,10 +73,19 @@ actor LiveConnections {
     /// The number of each bot's latest lease move heard of (from the notifications).
     private var newestMove: [String: Int64] = [:]
 
-    /// Forgets the move numbers heard of: the LISTEN was (re)established, perhaps on another database (a failover
-    /// to a standby that missed the last moves numbers them again from lower down). Numbers kept from the old
-    /// database would close every new connection of those bots at once.
-    func forgetMoveNumbers() { newestMove = [:] }
+    /// The LISTEN was (re)established, perhaps on another database: a standby promoted after missing the last
+    /// moves numbers them again from lower down. Numbers above `latest`, that database's latest move (nil: unknown,
+    /// so all), came from elsewhere: the moves heard with them are forgotten (they would close every new connection
+    /// of those bots at once), and connections holding them count as unnumbered (any later move closes them).
+    func rebaseMoveNumbers(latest: Int64?) {
+        guard let latest else {
+            newestMove = [:]
+            byBot = byBot.mapValues { $0.map(\.unnumbered) }
+            return
+        }
+        newestMove = newestMove.filter { $0.value <= latest }
+        byBot = byBot.mapValues { entries in entries.map { ($0.leaseOrder ?? 0) > latest ? $0.unnumbered : $0 } }
+    }
 
     func lastKnownHolder(of bot: String) -> String? { lastKnownHub[bot] }
 

@@ -164,6 +164,13 @@ public final class PostgresIngestStore: IngestStore {
         return out
     }
 
+    /// The number of the latest lease move this database handed out (sequence `lease_moves`), 0 before the first.
+    public func latestLeaseMove() async throws -> Int64 {
+        for try await (value, called) in try await client.query("SELECT last_value, is_called FROM lease_moves", logger: logger)
+            .decode((Int64, Bool).self) { return called ? value : 0 }
+        return 0
+    }
+
     /// Forgets what this replica cached of `botID`'s admitted names (its limit changed).
     public func forgetMetricNames(botID: Int32) async {
         await metrics.forget(botID: botID)

@@ -41,10 +41,10 @@ final class HubUnderTest: @unchecked Sendable {
     }
 
     /// Starts the hub with `json` as its `--config` file (written beside its log).
-    func start(config json: String, extra: [String] = []) async throws {
+    func start(config json: String, extra: [String] = [], environment: [String: String] = [:]) async throws {
         let path = (logPath as NSString).deletingPathExtension + "-config.json"
         try json.write(toFile: path, atomically: true, encoding: .utf8)
-        try await start(extra: ["--config", path] + extra)
+        try await start(extra: ["--config", path] + extra, environment: environment)
     }
 
     func waitReady() async throws {

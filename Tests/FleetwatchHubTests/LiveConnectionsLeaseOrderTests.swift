@@ -73,17 +73,31 @@ import Testing
         #expect(await connections.count == 2)
     }
 
-    /// Listening again (perhaps on a promoted standby that numbers moves from lower down) forgets the numbers heard:
-    /// a new connection with a lower number is let in.
-    @Test func listeningAgainForgetsTheNumbersHeard() async {
+    /// Listening again on a promoted standby whose latest move is 470: numbers above it came from the old primary.
+    /// A new connection with a lower number is let in, and a connection holding a number from the old primary is
+    /// closed by the standby's next move; numbers at or below 470 still judge.
+    @Test func listeningAgainForgetsNumbersAboveTheDatabasesLatestMove() async {
         let connections = LiveConnections()
         let closes = Closes()
         await connections.replaced(bot: "bot", by: UUID(), order: 500, hub: "hub-b")
-        await connections.forgetMoveNumbers()
+        await connections.replaced(bot: "kept", by: UUID(), order: 400, hub: "hub-b")
+        let oldPrimary = await Self.add(connections, closes, bot: "other", order: 510)
+        let stays = await Self.add(connections, closes, bot: "kept", order: 400)
+        await connections.rebaseMoveNumbers(latest: 470)
         let afterFailover = await Self.add(connections, closes, order: 480)
         #expect(closes.of(afterFailover).isEmpty)
         #expect(await connections.replaced(bot: "bot", by: afterFailover, order: 480) == 0)
-        #expect(await connections.count == 1)
+        #expect(await connections.replaced(bot: "other", by: UUID(), order: 481) == 1)
+        #expect(closes.of(oldPrimary) == [.replaced])
+        let late = await Self.add(connections, closes, bot: "kept", order: 399)
+        #expect(closes.of(late) == [.replaced])
+        #expect(closes.of(stays).isEmpty)
+        // Unknown latest move (the read failed): everything heard is forgotten.
+        await connections.rebaseMoveNumbers(latest: nil)
+        let lower = await Self.add(connections, closes, bot: "kept", order: 10)
+        #expect(closes.of(lower).isEmpty)
+        #expect(await connections.replaced(bot: "kept", by: lower, order: 10) == 1)
+        #expect(closes.of(stays) == [.replaced])
     }
 
     /// Unnumbered connections (provisional, in-memory store) count as earlier than any numbered move; an

@@ -123,6 +123,37 @@ struct PostgresStoreTests {
         }
     }
 
+    /// Lease moves are numbered in commit order: hellos for one bot racing through two replicas' stores each get their
+    /// own number, the connection holding the lease at the end has the highest, and that is the database's latest move.
+    @Test func leaseMovesAreNumberedInCommitOrder() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["raced"], token: "secret", in: db)
+        try await db.withClient { (client: PostgresClient) async throws -> Void in
+            let stores = [PostgresIngestStore(client: client, logger: logger), PostgresIngestStore(client: client, logger: logger)]
+            #expect(try await stores[0].latestLeaseMove() == 0)
+            let hello = Hello(botID: "raced", token: "secret", agentVersion: "t", bootEpoch: 5, lastAckedSequence: 0)
+            let sessions = try await withThrowingTaskGroup(of: BotSession?.self) { group in
+                for n in 0..<12 {
+                    group.addTask {
+                        guard case .accepted(let s) = try await stores[n % 2].authenticate(hello, connectionID: UUID(), hub: "hub-\(n % 2)")
+                        else { return nil }
+                        return s
+                    }
+                }
+                return try await group.reduce(into: [BotSession]()) { if let s = $1 { $0.append(s) } }
+            }
+            #expect(sessions.count == 12)
+            let orders = sessions.compactMap(\.leaseOrder)
+            #expect(orders.count == 12 && Set(orders).count == 12 && orders.allSatisfy { $0 > 0 })
+            let holder = try #require(sessions.max { ($0.leaseOrder ?? 0) < ($1.leaseOrder ?? 0) })
+            var held: (UUID, Int64)?
+            for try await row in try await client.query("SELECT connection_id, lease_order FROM bots WHERE name = 'raced'", logger: logger)
+                .decode((UUID, Int64).self) { held = row }
+            #expect(held?.0 == holder.connectionID && held?.1 == holder.leaseOrder)
+            #expect(try await stores[1].latestLeaseMove() == holder.leaseOrder)
+        }
+    }
+
     /// The health check never waits for a bot's row that a batch statement holds: it records the others, and the held
     /// one when it is free again (waiting had deadlocked with batch statements at 5,000 bots).
     /// Waiting would hang for good (the lock is released only after `record` returns); the limit catches that. It is
