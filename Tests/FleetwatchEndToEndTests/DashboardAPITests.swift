@@ -110,12 +110,11 @@ struct DashboardAPITests {
     func liveUpdatesReachViewersOfEveryReplica() async throws {
         let db = try await TestDatabase.create()
         try await registerBots(["live-bot", "quiet-bot"], token: "secret", in: db)
-        let config = NSTemporaryDirectory() + "/\(db.url.database)-dashboard.json"
-        try #"{"dashboard": {"admin_password": "correct-horse-battery", "ping_interval": 0.5}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let config = #"{"dashboard": {"admin_password": "correct-horse-battery", "ping_interval": 0.5}}"#
         let hubA = try HubUnderTest(database: db, name: "hub-a")
         let hubB = try HubUnderTest(database: db, name: "hub-b")
-        try await hubA.start(extra: ["--config", config])
-        try await hubB.start(extra: ["--config", config])
+        try await hubA.start(config: config)
+        try await hubB.start(config: config)
         defer { Task { await hubA.kill(SIGTERM); await hubB.kill(SIGTERM) } }
         #expect(printedAdminPassword(hubA) == nil && !hubA.log.contains("correct-horse-battery"))
         let session = try #require(try await signIn(port: hubA.port, user: "admin", password: "correct-horse-battery").1)

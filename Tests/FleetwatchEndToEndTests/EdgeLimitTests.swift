@@ -58,10 +58,9 @@ struct EdgeLimitTests {
         // Three attempts a minute (thirty failures a minute for a user): the lock-outs below are reached in a
         // few seconds, well inside the limits' one-minute windows even on a loaded machine.
         let perMinute = 3
-        let config = NSTemporaryDirectory() + "/\(db.url.database)-login.json"
-        try #"{"dashboard": {"login_attempts_per_minute": \#(perMinute)}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let config = #"{"dashboard": {"login_attempts_per_minute": \#(perMinute)}}"#
         let hub = try HubUnderTest(database: db)
-        try await hub.start(extra: ["--config", config], environment: ["FLEETWATCH_ADMIN_PASSWORD": Self.adminPassword])
+        try await hub.start(config: config, environment: ["FLEETWATCH_ADMIN_PASSWORD": Self.adminPassword])
         defer { Task { await hub.kill(SIGTERM) } }
         #expect(try await eventually(.seconds(20)) {
             try await BotIsolationTests.count(db, "SELECT count(*) FROM audit_log WHERE detail = 'ancient'") == 0
@@ -128,10 +127,9 @@ struct EdgeLimitTests {
     func aRevokedTokensWebSocketIsClosed() async throws {
         let db = try await TestDatabase.create()
         try await registerBots([], token: "secret", in: db)
-        let config = NSTemporaryDirectory() + "/\(db.url.database)-ws.json"
-        try #"{"dashboard": {"session_check_interval": 0.5}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let config = #"{"dashboard": {"session_check_interval": 0.5}}"#
         let hub = try HubUnderTest(database: db)
-        try await hub.start(extra: ["--config", config])
+        try await hub.start(config: config)
         defer { Task { await hub.kill(SIGTERM) } }
         let token = try await HostileBotTests.cli(["tokens", "add", "wall-screen", "--role", "viewer"], db)
             .split(separator: "\n").last.map(String.init) ?? ""
@@ -151,11 +149,9 @@ struct EdgeLimitTests {
     func plainHTTPLimits() async throws {
         let db = try await TestDatabase.create()
         try await registerBots([], token: "secret", in: db)
-        let config = NSTemporaryDirectory() + "/\(db.url.database)-http.json"
-        try #"{"hub": {"http_idle_timeout": 2, "http_head_timeout": 2, "max_header_bytes": 4096, "max_connections": 8, "max_connections_per_address": 3}, "dashboard": {"enabled": false}}"#
-            .write(toFile: config, atomically: true, encoding: .utf8)
+        let config = #"{"hub": {"http_idle_timeout": 2, "http_head_timeout": 2, "max_header_bytes": 4096, "max_connections": 8, "max_connections_per_address": 3}, "dashboard": {"enabled": false}}"#
         let hub = try HubUnderTest(database: db)
-        try await hub.start(extra: ["--config", config])
+        try await hub.start(config: config)
         defer { Task { await hub.kill(SIGTERM) } }
         let port = hub.port
 

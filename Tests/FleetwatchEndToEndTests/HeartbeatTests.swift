@@ -14,12 +14,10 @@ struct HeartbeatTests {
     func idleAgentsHearHeartbeatsAndBusyOnesAcks() async throws {
         let db = try await TestDatabase.create()
         try await registerBots(["idle-bot", "busy-bot"], token: "secret", in: db)
-        let path = NSTemporaryDirectory() + "fw-heartbeat-\(UUID().uuidString).json"
-        defer { try? FileManager.default.removeItem(atPath: path) }
         // Two seconds: a test process that the suites beside it hold up for a moment must not look silent (two intervals).
-        try #"{"hub": {"heartbeat_interval": 2}}"#.write(toFile: path, atomically: true, encoding: .utf8)
+        let config = #"{"hub": {"heartbeat_interval": 2}}"#
         let hub = try HubUnderTest(database: db)
-        try await hub.start(extra: ["--config", path])
+        try await hub.start(config: config)
         defer { Task { await hub.kill(SIGTERM) } }
 
         // A batch every 300 ms: every one acknowledged.

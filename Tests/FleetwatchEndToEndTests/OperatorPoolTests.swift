@@ -16,11 +16,10 @@ struct OperatorPoolTests {
         let db = try await TestDatabase.create()
         let names = (1...24).map { "pool-bot-\($0)" }
         try await registerBots(names, token: "secret", in: db)
-        let config = NSTemporaryDirectory() + "fleetwatch-operator-pool-\(getpid()).json"
         // Long enough that PostgreSQL does not cancel the stuck hellos while the test looks.
-        try #"{"hub": {"statement_timeout": 120}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let config = #"{"hub": {"statement_timeout": 120}}"#
         let hub = try HubUnderTest(database: db)
-        try await hub.start(extra: ["--config", config])
+        try await hub.start(config: config)
         defer { Task { await hub.kill(SIGTERM) } }
 
         // The fleet connects; then `bots` is locked and every agent goes away. Each connection's end gives its bot's

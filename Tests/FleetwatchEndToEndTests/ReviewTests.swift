@@ -171,10 +171,9 @@ struct ReviewTests {
     func theHubKeepsRollupsCurrent() async throws {
         let db = try await TestDatabase.create()
         try await registerBots(["live-bot"], token: "secret", in: db)
-        let config = NSTemporaryDirectory() + "fw-review-\(UUID().uuidString).json"
-        try #"{"alerts": {"console_alerts": false}, "retention": {"rollup_interval": 1}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let config = #"{"alerts": {"console_alerts": false}, "retention": {"rollup_interval": 1}}"#
         let hub = try HubUnderTest(database: db)
-        try await hub.start(extra: ["--config", config])
+        try await hub.start(config: config)
         defer { Task { await hub.kill(SIGTERM) } }
         let agent = try AlertEndToEndTests.agent("live-bot", hub: hub.agentURL)
         let task = Task { try await agent.run() }
@@ -196,10 +195,9 @@ struct ReviewTests {
     func statusMetricsAndHistoryEndpoints() async throws {
         let db = try await TestDatabase.create()
         try await registerBots(["api-live-bot", "api-idle-bot"], token: "secret", in: db)
-        let config = NSTemporaryDirectory() + "fw-metrics-api-\(UUID().uuidString).json"
-        try #"{"alerts": {"console_alerts": false}, "retention": {"rollup_interval": 1}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let config = #"{"alerts": {"console_alerts": false}, "retention": {"rollup_interval": 1}}"#
         let hub = try HubUnderTest(database: db)
-        try await hub.start(extra: ["--config", config])
+        try await hub.start(config: config)
         defer { Task { await hub.kill(SIGTERM) } }
         let agent = try AlertEndToEndTests.agent("api-live-bot", hub: hub.agentURL)
         let task = Task { try await agent.run() }

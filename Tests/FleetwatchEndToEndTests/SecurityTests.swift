@@ -37,10 +37,9 @@ struct SecurityTests {
     func stopRequestsAreRateLimitedPerToken() async throws {
         let db = try await TestDatabase.create()
         try await registerBots(["limit-1", "limit-2", "limit-3", "limit-4"], token: "secret", in: db)
-        let config = NSTemporaryDirectory() + "fw-limit-\(UUID().uuidString).json"
-        try #"{"alerts": {"console_alerts": false}, "emergency": {"requests_per_minute": 3}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+        let config = #"{"alerts": {"console_alerts": false}, "emergency": {"requests_per_minute": 3}}"#
         let hub = try HubUnderTest(database: db)
-        try await hub.start(extra: ["--config", config])
+        try await hub.start(config: config)
         defer { Task { await hub.kill(SIGTERM) } }
         var statuses: [Int] = []
         for bot in ["limit-1", "limit-2", "limit-3", "limit-4"] {
