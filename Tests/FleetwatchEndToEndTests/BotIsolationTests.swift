@@ -197,6 +197,32 @@ struct BotIsolationTests {
         #expect(!hub.log.contains("could not read the latest lease move"), "\(hub.log.suffix(2000))")
     }
 
+    /// A connection whose lease move a later one, already heard of, overtook is closed at once as it registers
+    /// (4007), and a connection of another bot is not.
+    @Test(.timeLimit(.minutes(3)))
+    func aConnectionOvertakenBeforeItRegistersIsClosedAtOnce() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["overtaken-bot", "bystander-bot", "marker-bot"], token: "secret", in: db)
+        let hub = try HubUnderTest(database: db)
+        try await hub.start(config: #"{"hub": {"heartbeat_interval": 60}}"#)
+        defer { Task { await hub.kill(SIGTERM) } }
+        // A move of overtaken-bot numbered above anything this database hands out, as if made and heard just before
+        // the hello below committed; the marker's close says the hub has handled it.
+        let marker = try await ProtocolClient.connect(port: hub.port, bot: "marker-bot", token: "secret")
+        try await Self.notifyLeaseMove("\(UUID())\tovertaken-bot\t\(Int64.max - 1)\telsewhere", db)
+        try await Self.notifyLeaseMove("\(UUID())\tmarker-bot\t\(Int64.max)\telsewhere", db)
+        #expect(await marker.ws.awaitClose(until: .now + .seconds(10)) == .closeFrame(CloseCode.replaced.rawValue))
+        marker.close()
+        let overtaken = try await ProtocolClient.connect(port: hub.port, bot: "overtaken-bot", token: "secret")
+        #expect(await overtaken.ws.awaitClose(until: .now + .seconds(10)) == .closeFrame(CloseCode.replaced.rawValue))
+        overtaken.close()
+        let bystander = try await ProtocolClient.connect(port: hub.port, bot: "bystander-bot", token: "secret")
+        var others: [Frame] = []
+        let sequence = try await bystander.sendBatch(ProtocolClient.names("m", 0..<3))
+        #expect(await bystander.ack(of: sequence, until: .now + .seconds(10), others: &others) != nil)
+        bystander.close()
+    }
+
     static func lease(of bot: String, _ db: TestDatabase) async throws -> (connection: UUID, order: Int64) {
         try await db.withClient { client in
             let rows = try await client.query("SELECT connection_id, lease_order FROM bots WHERE name = \(bot)", logger: Logger(label: "test"))
