@@ -170,8 +170,7 @@ struct LoadBench: AsyncParsableCommand {
         var disconnected: [Int] = []
         let sealedNow = agentsList.indices.map { ledger.batches(of: names[$0]) }
         // Bounded like every question to the agents below: an agent that never answers counts as not connected.
-        let answered = Dictionary(await Self.statuses(of: agentsList, agentsList.indices, until: .now + .seconds(30)),
-                                  uniquingKeysWith: { a, _ in a })
+        let answered = await Self.statuses(of: agentsList, agentsList.indices, until: .now + .seconds(30))
         for i in agentsList.indices {
             guard let status = answered[i], status.connected else { disconnected.append(i); continue }
             sealed[names[i]] = sealedNow[i]
@@ -195,7 +194,7 @@ struct LoadBench: AsyncParsableCommand {
         // What each agent that did not drain (at most five) says of itself, taken now, before the agents stop.
         var undrained: [(bot: String, status: String)] = []
         let firstUndrained = Array((disconnected + targets.keys.sorted()).prefix(5))
-        let told = Dictionary(await Self.statuses(of: agentsList, firstUndrained, until: .now + .seconds(10)), uniquingKeysWith: { a, _ in a })
+        let told = await Self.statuses(of: agentsList, firstUndrained, until: .now + .seconds(10))
         for i in firstUndrained {
             guard let s = told[i] else { undrained.append((names[i], "did not answer within 10 s")); continue }
             undrained.append((names[i], "connected \(s.connected), acknowledged \(s.ackedBatches) of \(targets[i].map(String.init) ?? "?") batches, \(s.unackedBatches) unacknowledged, \(s.bufferedSamples) samples buffered, last close \(s.lastCloseCode.map(String.init) ?? "none"), last error \(s.lastError ?? "none")"))
@@ -347,8 +346,8 @@ struct LoadBench: AsyncParsableCommand {
     /// never answers is left out instead of holding the caller (a task group would wait for it), and its question
     /// is left to finish or not on its own.
     static func statuses(of agents: [MonitorAgent], _ indices: some Collection<Int>,
-                         until deadline: ContinuousClock.Instant) async -> [(Int, AgentStatus)] {
-        guard !indices.isEmpty else { return [] }
+                         until deadline: ContinuousClock.Instant) async -> [Int: AgentStatus] {
+        guard !indices.isEmpty else { return [:] }
         let (answers, answer) = AsyncStream.makeStream(of: (Int, AgentStatus)?.self)
         let asks = indices.map { i in Task { answer.yield((i, await agents[i].status)) } }
         let timer = Task {
@@ -356,10 +355,10 @@ struct LoadBench: AsyncParsableCommand {
             answer.yield(nil)
         }
         defer { timer.cancel() }
-        var out: [(Int, AgentStatus)] = []
+        var out: [Int: AgentStatus] = [:]
         for await entry in answers {
-            guard let entry else { break }
-            out.append(entry)
+            guard let (i, status) = entry else { break }
+            out[i] = status
             if out.count == asks.count { break }
         }
         answer.finish()

@@ -4,8 +4,9 @@ import Foundation
 /// The agent connections this replica holds, by bot: how the command dispatcher reaches a bot's socket, and
 /// how a replaced, revoked or shut-down connection is ended. A bot may briefly have more than one connection
 /// here (a new one authenticated before the old one noticed); the newest is the one that holds the lease,
-/// and the others are closed as soon as the lease moves (`replaced`). Lease moves are numbered per bot
-/// (`bots.lease_order`), so a notification delivered late never closes a connection of a later move.
+/// and the others are closed as soon as the lease moves (`replaced`). Lease moves are numbered (sequence
+/// `lease_moves`, `bots.lease_order`), so a notification delivered late does not close the connection of a later
+/// move.
 actor LiveConnections {
     struct Entry {
         let connectionID: UUID
@@ -78,13 +79,9 @@ actor LiveConnections {
     /// so all), came from elsewhere: the moves heard with them are forgotten (they would close every new connection
     /// of those bots at once), and connections holding them count as unnumbered (any later move closes them).
     func rebaseMoveNumbers(latest: Int64?) {
-        guard let latest else {
-            newestMove = [:]
-            byBot = byBot.mapValues { $0.map(\.unnumbered) }
-            return
-        }
+        let latest = latest ?? .min
         newestMove = newestMove.filter { $0.value <= latest }
-        byBot = byBot.mapValues { entries in entries.map { ($0.leaseOrder ?? 0) > latest ? $0.unnumbered : $0 } }
+        byBot = byBot.mapValues { entries in entries.map { ($0.leaseOrder ?? .min) > latest ? $0.unnumbered : $0 } }
     }
 
     func lastKnownHolder(of bot: String) -> String? { lastKnownHub[bot] }
