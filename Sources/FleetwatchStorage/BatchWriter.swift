@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import PostgresNIO
+import Synchronization
 
 /// Stores batches from many connections in groups: one SQL statement (one transaction, one commit) for up
 /// to `maxGroup` batches. While a group is being written, new batches queue up and form the next group,
@@ -18,7 +19,8 @@ actor BatchWriter {
         let rows: [SampleRows]
         let batches: [ValidatedBatch]
         let session: BotSession
-        let continuation: CheckedContinuation<[StoreOutcome], any Error>
+        /// Answered once: by the statement, or by a give-up when the database goes down (`failFast(with:)`).
+        let outcome: ResumeOnce<[StoreOutcome]>
         var stream: StreamKey { StreamKey(bot: session.botID, epoch: batches[0].epoch) }
         /// A run big enough to hold a statement for a while.
         var isBulk: Bool {
@@ -50,6 +52,12 @@ actor BatchWriter {
     private var bulk = CircularBuffer<Item>()
     private var running = 0
     private var runningBulk = 0
+    /// The groups being written, by flush: answered at once, with the queued items, when the database goes down.
+    private var inFlight: [Int: [Item]] = [:]
+    private var flushes = 0
+    /// The database's health, once `failFast(with:)` set it: a store is refused while it is down, and the stores
+    /// waiting are given up on the moment it goes down.
+    private nonisolated let health = Mutex<DatabaseHealth?>(nil)
 
     /// Gives up on a statement whose answer can no longer come (`StatementWatch`).
     let watch: StatementWatch
@@ -72,10 +80,42 @@ actor BatchWriter {
         precondition(zip(batches, batches.dropFirst()).allSatisfy { $0.epoch == $1.epoch && $0.sequence < $1.sequence },
                      "a run is one epoch in increasing sequence order")
         return try await withCheckedThrowingContinuation { continuation in
-            let item = Item(rows: rows, batches: batches, session: session, continuation: continuation)
+            let outcome = ResumeOnce<[StoreOutcome]>()
+            outcome.set(continuation)
+            // Read in the same actor turn as the item is queued: a store that sees the database up is queued before
+            // the give-up of its going down (`giveUpAll`) runs here.
+            if let health = health.withLock({ $0 }), case .down = health.current {
+                return outcome.resume(.failure(DatabaseUnavailable(state: health.current)))
+            }
+            let item = Item(rows: rows, batches: batches, session: session, outcome: outcome)
             if item.isBulk { bulk.append(item) } else { small.append(item) }
             startFlushIfIdle()
         }
+    }
+
+    /// Stores waiting for a statement, and statements being written (for tests).
+    var queued: Int { small.count + bulk.count }
+    var writing: Int { running }
+
+    /// Makes every store give up (`DatabaseUnavailable`) the moment `health` notices the database down, and refuses
+    /// stores while it is down, as `DatabaseHealth.failFast` does for any step, but without a task per store: the
+    /// waiting stores are answered from here. A statement in flight is left to end by itself (its answer is then
+    /// dropped): a batch not acknowledged is sent again and deduplicated.
+    nonisolated func failFast(with health: DatabaseHealth) {
+        self.health.withLock { $0 = health }
+        health.onChange { [weak self] state in
+            guard case .down = state, let self else { return }
+            Task { await self.giveUpAll(DatabaseUnavailable(state: state)) }
+        }
+    }
+
+    /// Answers every queued and in-flight store with `error`; the queued ones are not written.
+    private func giveUpAll(_ error: DatabaseUnavailable) {
+        for item in small { item.outcome.resume(.failure(error)) }
+        for item in bulk { item.outcome.resume(.failure(error)) }
+        small.removeAll()
+        bulk.removeAll()
+        for group in inFlight.values { for item in group { item.outcome.resume(.failure(error)) } }
     }
 
     private func startFlushIfIdle() {
@@ -93,7 +133,10 @@ actor BatchWriter {
             running += 1
             if isBulk { runningBulk += 1 }
             let group = isBulk ? [bulk.removeFirst()] : takeGroup()
-            Task { await self.flush(group, bulk: isBulk) }
+            let id = flushes
+            flushes &+= 1
+            inFlight[id] = group
+            Task { await self.flush(group, id: id, bulk: isBulk) }
         }
     }
 
@@ -119,20 +162,21 @@ actor BatchWriter {
         return group
     }
 
-    private func flush(_ group: [Item], bulk: Bool) async {
+    private func flush(_ group: [Item], id: Int, bulk: Bool) async {
         do {
             let outcomes = try await writeCreatingPartitions(group)
-            for (item, outcome) in zip(group, outcomes) { item.continuation.resume(returning: outcome) }
+            for (item, outcome) in zip(group, outcomes) { item.outcome.resume(.success(outcome)) }
         } catch let error as PSQLError where group.count > 1 && Self.isBatchSpecific(error) {
             // One batch's data broke the statement: write each alone, so only that batch fails.
             for item in group {
-                do { item.continuation.resume(returning: try await writeCreatingPartitions([item])[0]) } catch {
-                    item.continuation.resume(throwing: error)
+                do { item.outcome.resume(.success(try await writeCreatingPartitions([item])[0])) } catch {
+                    item.outcome.resume(.failure(error))
                 }
             }
         } catch {
-            for item in group { item.continuation.resume(throwing: error) }
+            for item in group { item.outcome.resume(.failure(error)) }
         }
+        inFlight[id] = nil
         running -= 1
         if bulk { runningBulk -= 1 }
         startFlushIfIdle()

@@ -16,6 +16,9 @@ public final class OutageIngestStore: IngestStore {
     let health: DatabaseHealth
     let credentialMaxAge: Duration
     let clock: ContinuousClock
+    /// The batch writer of a PostgreSQL store gives up on its waiting stores itself when the database goes down
+    /// (`BatchWriter.failFast(with:)`): a store of admitted batches needs no race with the health probe.
+    let writerFailsFast: Bool
 
     struct Known {
         var botID: Int32
@@ -33,6 +36,12 @@ public final class OutageIngestStore: IngestStore {
         self.health = health
         self.credentialMaxAge = credentialMaxAge
         self.clock = clock
+        if let postgres = inner as? PostgresIngestStore {
+            postgres.writer.failFast(with: health)
+            writerFailsFast = true
+        } else {
+            writerFailsFast = false
+        }
     }
 
     static func digest(_ token: String) -> [UInt8] { Array(SHA256.hash(data: Data(token.utf8))) }
@@ -104,7 +113,10 @@ public final class OutageIngestStore: IngestStore {
         guard !session.provisional else { return batches.map { _ in .deferred } }
         let outcomes: [StoreOutcome]
         do {
-            outcomes = try await lossNoticed { [inner] in try await inner.store(run: batches, session: session) }
+            // Admitted batches go straight to the writer, which answers at once when the database goes down; others
+            // are admitted first, a database step of its own that races the health probe.
+            let race = !writerFailsFast || batches.contains { $0.metricIDs.count != $0.series.count }
+            outcomes = try await lossNoticed(race: race) { [inner] in try await inner.store(run: batches, session: session) }
         } catch is DatabaseUnavailable {
             return batches.map { _ in .deferred }
         }
@@ -121,11 +133,12 @@ public final class OutageIngestStore: IngestStore {
         return outcomes
     }
 
-    /// `failFast`, and a lost connection seen by the step itself (before the probe's next round) is an outage too:
-    /// the health is told at once, and the caller gets `DatabaseUnavailable` (deferral) rather than a close.
-    private func lossNoticed<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    /// `failFast` (unless `race` is false: the step gives up by itself), and a lost connection seen by the step itself
+    /// (before the probe's next round) is an outage too: the health is told at once, and the caller gets
+    /// `DatabaseUnavailable` (deferral) rather than a close.
+    private func lossNoticed<T: Sendable>(race: Bool = true, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         do {
-            return try await health.failFast(body)
+            return race ? try await health.failFast(body) : try await body()
         } catch let error where DatabaseHealth.isConnectionLoss(error) {
             health.observed(failure: "a statement lost its connection: \(String(describing: error).prefix(200))")
             throw DatabaseUnavailable(state: health.current)

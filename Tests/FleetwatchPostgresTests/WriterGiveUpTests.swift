@@ -1,0 +1,87 @@
+import FleetwatchIngest
+import FleetwatchProtocol
+@testable import FleetwatchStorage
+import FleetwatchTestSupport
+import Foundation
+import Logging
+import PostgresNIO
+import Testing
+
+/// While PostgreSQL answers, a store of admitted batches goes straight to the batch writer, without a task raced
+/// against the health probe; the writer itself answers its waiting stores (`DatabaseUnavailable`: the ingest defers
+/// the batches) the moment the database is noticed down, whether their statement is queued or running, and refuses
+/// new ones while it is down, as `DatabaseHealth.failFast` did.
+@Suite(.enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
+struct WriterGiveUpTests {
+    let logger = Logger(label: "test")
+
+    static func batch(_ sequence: UInt64) -> ValidatedBatch {
+        ValidatedBatch(epoch: 5, sequence: sequence, sentSamples: 1,
+                       series: [Series(name: "m", kind: .gauge, timestamps: [1_000 * Int64(sequence)], values: [Double(sequence)])],
+                       refusedSamples: 0, firstTimestampMs: 1_000 * Int64(sequence))
+    }
+
+    /// The limit catches a hang (a store that is never answered); it also covers making the database.
+    @Test(.timeLimit(.minutes(3)))
+    func waitingStoresAreDeferredTheMomentTheDatabaseIsNoticedDown() async throws {
+        let db = try await TestDatabase.create()
+        let bots = ["held-1", "held-2", "queued", "later"]
+        try await registerBots(bots, token: "secret", in: db)
+        try await db.withClient { (client: PostgresClient) async throws -> Void in
+            let store = PostgresIngestStore(client: client, logger: logger)
+            let health = DatabaseHealth(url: try DatabaseURL("postgres://nobody@127.0.0.1:1/none", environment: [:]), logger: logger)   // never run: up until told
+            let outage = OutageIngestStore(inner: store, health: health)
+            var sessions: [String: BotSession] = [:]
+            var admitted: [String: ValidatedBatch] = [:]
+            for bot in bots {
+                let hello = Hello(botID: bot, token: "secret", agentVersion: "t", bootEpoch: 5, lastAckedSequence: 0)
+                guard case .accepted(let session) = try await outage.authenticate(hello, connectionID: UUID(), hub: "h") else {
+                    Issue.record("\(bot) refused"); return
+                }
+                sessions[bot] = session
+                admitted[bot] = try await outage.admit(Self.batch(1), session: session)
+            }
+            let writer = store.writer
+            try await client.withConnection { locker in
+                // The two held bots' rows are locked, so their statements (one per writer slot) wait in PostgreSQL,
+                // and the third bot's store waits in the writer's queue.
+                try await locker.query("BEGIN", logger: logger)
+                try await locker.query("SELECT 1 FROM bots WHERE name IN ('held-1', 'held-2') FOR UPDATE", logger: logger)
+                var waiting: [Task<[StoreOutcome], any Error>] = []
+                for (i, bot) in ["held-1", "held-2", "queued"].enumerated() {
+                    let (batch, session) = (admitted[bot]!, sessions[bot]!)
+                    waiting.append(Task { try await outage.store(run: [batch], session: session) })
+                    while await (writer.writing + writer.queued) < i + 1 { try await Task.sleep(for: .milliseconds(10)) }
+                }
+                #expect(await (writer.writing, writer.queued) == (2, 1))
+                try await waitForLockWaits(2, on: locker)
+
+                health.observed(failure: "test: the database is down")
+                for task in waiting { #expect(try await task.value == [.deferred]) }
+                #expect(await writer.queued == 0, "a store given up on is not written later")
+                // Down: refused without a statement.
+                #expect(try await outage.store(run: [admitted["later"]!], session: sessions["later"]!) == [.deferred])
+                #expect(await (writer.writing, writer.queued) == (2, 0))
+
+                // The statements in flight end by themselves once the rows are let go; their answers are dropped.
+                try await locker.query("COMMIT", logger: logger)
+            }
+            while await writer.writing > 0 { try await Task.sleep(for: .milliseconds(10)) }
+            // What the writer stored: the two batches whose statement ran, not the queued one nor the refused one.
+            let stored = try await client.query("SELECT b.name FROM samples s JOIN bots b ON b.id = s.bot_id ORDER BY 1", logger: logger)
+                .decode(String.self).reduce(into: [String]()) { $0.append($1) }
+            #expect(stored == ["held-1", "held-2"])
+        }
+    }
+
+    /// Waits until `count` backends wait for a lock (the held rows' statements are running in PostgreSQL).
+    func waitForLockWaits(_ count: Int, on conn: PostgresConnection) async throws {
+        while true {
+            let rows = try await conn.query("SELECT count(*)::int8 FROM pg_stat_activity WHERE wait_event_type = 'Lock'", logger: logger)
+            var n: Int64 = 0
+            for try await v in rows.decode(Int64.self) { n = v }
+            if n >= Int64(count) { return }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+}
