@@ -84,8 +84,8 @@ actor BatchWriter {
             outcome.set(continuation)
             // Read in the same actor turn as the item is queued: a store that sees the database up is queued before
             // the give-up of its going down (`giveUpAll`) runs here.
-            if let health = health.withLock({ $0 }), case .down = health.current {
-                return outcome.resume(.failure(DatabaseUnavailable(state: health.current)))
+            if let state = health.withLock({ $0?.current }), case .down = state {
+                return outcome.resume(.failure(DatabaseUnavailable(state: state)))
             }
             let item = Item(rows: rows, batches: batches, session: session, outcome: outcome)
             if item.isBulk { bulk.append(item) } else { small.append(item) }
@@ -109,7 +109,8 @@ actor BatchWriter {
         }
     }
 
-    /// Answers every queued and in-flight store with `error`; the queued ones are not written.
+    /// Answers every queued and in-flight store with `error`; the queued ones are not written. Also when the database
+    /// is back by the time this runs (a short flap): the stores are deferred, and their batches sent again.
     private func giveUpAll(_ error: DatabaseUnavailable) {
         for item in small { item.outcome.resume(.failure(error)) }
         for item in bulk { item.outcome.resume(.failure(error)) }
@@ -168,7 +169,8 @@ actor BatchWriter {
             for (item, outcome) in zip(group, outcomes) { item.outcome.resume(.success(outcome)) }
         } catch let error as PSQLError where group.count > 1 && Self.isBatchSpecific(error) {
             // One batch's data broke the statement: write each alone, so only that batch fails.
-            for item in group {
+            // Not those given up on meanwhile: nobody waits for them.
+            for item in group where item.outcome.isWaiting {
                 do { item.outcome.resume(.success(try await writeCreatingPartitions([item])[0])) } catch {
                     item.outcome.resume(.failure(error))
                 }

@@ -6,9 +6,10 @@ import Synchronization
 
 /// Ingest that keeps going while PostgreSQL is unreachable, without pretending anything was stored.
 ///
-/// Every database step races the health probe (`DatabaseHealth.failFast`): the moment the database is noticed
-/// down, a waiting store returns `.deferred` (no ack; the agent keeps the batch) instead of hanging until the
-/// pool gives up. The connection stays open, so the bot can still be reached by an emergency stop and its
+/// Every database step gives up the moment the database is noticed down: a waiting store returns `.deferred` (no
+/// ack; the agent keeps the batch) instead of hanging until the pool gives up. Steps race the health probe
+/// (`DatabaseHealth.failFast`), except a PostgreSQL store's batch statements, whose writer answers its waiting stores
+/// itself (`BatchWriter.failFast(with:)`). The connection stays open, so the bot can still be reached by an emergency stop and its
 /// batches are still evaluated for alerts. A bot that connects during the outage is let in provisionally if this
 /// replica verified the same token within `credentialMaxAge`; otherwise it is closed with 4010 and retries.
 public final class OutageIngestStore: IngestStore {

@@ -5,6 +5,7 @@ import FleetwatchTestSupport
 import Foundation
 import Logging
 import PostgresNIO
+import Synchronization
 import Testing
 
 /// While PostgreSQL answers, a store of admitted batches goes straight to the batch writer, without a task raced
@@ -47,17 +48,24 @@ struct WriterGiveUpTests {
                 // and the third bot's store waits in the writer's queue.
                 try await locker.query("BEGIN", logger: logger)
                 try await locker.query("SELECT 1 FROM bots WHERE name IN ('held-1', 'held-2') FOR UPDATE", logger: logger)
-                var waiting: [Task<[StoreOutcome], any Error>] = []
+                // Each store's answer, when it comes (a missing give-up fails the test below instead of hanging it).
+                let answers = Answers()
                 for (i, bot) in ["held-1", "held-2", "queued"].enumerated() {
                     let (batch, session) = (admitted[bot]!, sessions[bot]!)
-                    waiting.append(Task { try await outage.store(run: [batch], session: session) })
+                    Task {
+                        do { answers.add(bot, .success(try await outage.store(run: [batch], session: session))) } catch {
+                            answers.add(bot, .failure(error))
+                        }
+                    }
                     while await (writer.writing + writer.queued) < i + 1 { try await Task.sleep(for: .milliseconds(10)) }
                 }
                 #expect(await (writer.writing, writer.queued) == (2, 1))
                 try await waitForLockWaits(2, on: locker)
 
                 health.observed(failure: "test: the database is down")
-                for task in waiting { #expect(try await task.value == [.deferred]) }
+                let all = try await eventually(.seconds(30)) { answers.count == 3 }
+                #expect(all, "every waiting store is answered while the rows are still locked")
+                for (bot, answer) in answers.all { #expect((try? answer.get()) == [.deferred], "\(bot)") }
                 #expect(await writer.queued == 0, "a store given up on is not written later")
                 // Down: refused without a statement.
                 #expect(try await outage.store(run: [admitted["later"]!], session: sessions["later"]!) == [.deferred])
@@ -77,11 +85,21 @@ struct WriterGiveUpTests {
     /// Waits until `count` backends wait for a lock (the held rows' statements are running in PostgreSQL).
     func waitForLockWaits(_ count: Int, on conn: PostgresConnection) async throws {
         while true {
-            let rows = try await conn.query("SELECT count(*)::int8 FROM pg_stat_activity WHERE wait_event_type = 'Lock'", logger: logger)
+            let rows = try await conn.query("""
+                SELECT count(*)::int8 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()
+                """, logger: logger)
             var n: Int64 = 0
             for try await v in rows.decode(Int64.self) { n = v }
             if n >= Int64(count) { return }
             try await Task.sleep(for: .milliseconds(20))
         }
     }
+}
+
+/// Answers collected from the stores' tasks.
+final class Answers: Sendable {
+    private let answers = Mutex<[(String, Result<[StoreOutcome], any Error>)]>([])
+    func add(_ bot: String, _ answer: Result<[StoreOutcome], any Error>) { answers.withLock { $0.append((bot, answer)) } }
+    var count: Int { answers.withLock { $0.count } }
+    var all: [(String, Result<[StoreOutcome], any Error>)] { answers.withLock { $0 } }
 }
