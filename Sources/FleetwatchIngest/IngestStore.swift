@@ -78,6 +78,8 @@ public struct ValidatedBatch: Sendable, Equatable {
     public var overLimitNameCount = 0
     /// The store's id of each series' metric name, in `series` order (set by `IngestStore.admit`).
     public var metricIDs: [Int32] = []
+    /// Whether the store gave every series its id (`IngestStore.admit` ran on it): storing it needs no admission.
+    public var isAdmitted: Bool { metricIDs.count == series.count }
 
     /// Most refused names a batch keeps for messages.
     public static let maxReportedNames = 10

@@ -8,9 +8,9 @@ import Synchronization
 ///
 /// Every database step gives up the moment the database is noticed down: a waiting store returns `.deferred` (no
 /// ack; the agent keeps the batch) instead of hanging until the pool gives up. Steps race the health probe
-/// (`DatabaseHealth.failFast`), except a PostgreSQL store's batch statements, whose writer answers its waiting stores
-/// itself (`BatchWriter.failFast(with:)`). The connection stays open, so the bot can still be reached by an emergency stop and its
-/// batches are still evaluated for alerts. A bot that connects during the outage is let in provisionally if this
+/// (`DatabaseHealth.failFast`), except a PostgreSQL store's batch statements, whose writer answers its waiting
+/// stores itself (`BatchWriter.failFast(with:)`). The connection stays open, so the bot can still be reached by an
+/// emergency stop and its batches are still evaluated for alerts. A bot that connects during the outage is let in provisionally if this
 /// replica verified the same token within `credentialMaxAge`; otherwise it is closed with 4010 and retries.
 public final class OutageIngestStore: IngestStore {
     let inner: any IngestStore
@@ -116,7 +116,7 @@ public final class OutageIngestStore: IngestStore {
         do {
             // Admitted batches go straight to the writer, which answers at once when the database goes down; others
             // are admitted first, a database step of its own that races the health probe.
-            let race = !writerFailsFast || batches.contains { $0.metricIDs.count != $0.series.count }
+            let race = !writerFailsFast || !batches.allSatisfy(\.isAdmitted)
             outcomes = try await lossNoticed(race: race) { [inner] in try await inner.store(run: batches, session: session) }
         } catch is DatabaseUnavailable {
             return batches.map { _ in .deferred }

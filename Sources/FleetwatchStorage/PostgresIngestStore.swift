@@ -122,7 +122,7 @@ public final class PostgresIngestStore: IngestStore {
         // Batches not admitted yet (a caller other than the ingest session) are admitted here.
         var admitted: [ValidatedBatch] = []
         admitted.reserveCapacity(batches.count)
-        for b in batches { admitted.append(b.metricIDs.count == b.series.count ? b : try await admit(b, session: session)) }
+        for b in batches { admitted.append(b.isAdmitted ? b : try await admit(b, session: session)) }
         do {
             return try await writer.store(run: admitted.map { SampleRows(batch: $0) }, batches: admitted, session: session)
         } catch let error as PSQLError where BatchWriter.isBatchSpecific(error) {

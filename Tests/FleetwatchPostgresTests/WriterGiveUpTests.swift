@@ -60,7 +60,7 @@ struct WriterGiveUpTests {
                     while await (writer.writing + writer.queued) < i + 1 { try await Task.sleep(for: .milliseconds(10)) }
                 }
                 #expect(await (writer.writing, writer.queued) == (2, 1))
-                try await waitForLockWaits(2, on: locker)
+                #expect(try await lockWaits(2, on: locker), "the two held statements wait in PostgreSQL")
 
                 health.observed(failure: "test: the database is down")
                 let all = try await eventually(.seconds(30)) { answers.count == 3 }
@@ -82,16 +82,18 @@ struct WriterGiveUpTests {
         }
     }
 
-    /// Waits until `count` backends wait for a lock (the held rows' statements are running in PostgreSQL).
-    func waitForLockWaits(_ count: Int, on conn: PostgresConnection) async throws {
-        while true {
+    /// Whether `count` backends of this database wait for a lock (the held rows' statements are running in
+    /// PostgreSQL) within a minute. `conn` is inside a transaction, where PostgreSQL keeps the first reading of
+    /// `pg_stat_activity` until the transaction ends: each reading clears it first.
+    func lockWaits(_ count: Int, on conn: PostgresConnection) async throws -> Bool {
+        try await eventually(.seconds(60)) {
+            try await conn.query("SELECT pg_stat_clear_snapshot()", logger: logger)
             let rows = try await conn.query("""
                 SELECT count(*)::int8 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()
                 """, logger: logger)
             var n: Int64 = 0
             for try await v in rows.decode(Int64.self) { n = v }
-            if n >= Int64(count) { return }
-            try await Task.sleep(for: .milliseconds(20))
+            return n >= Int64(count)
         }
     }
 }
