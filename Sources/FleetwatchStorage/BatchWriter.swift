@@ -50,7 +50,8 @@ actor BatchWriter {
     /// Waiting batches, small and bulk apart, each in arrival order.
     private var small = CircularBuffer<Item>()
     private var bulk = CircularBuffer<Item>()
-    private var running = 0
+    /// Statements being written.
+    private(set) var running = 0
     private var runningBulk = 0
     /// The groups being written, by flush: answered at once, with the queued items, when the database goes down.
     private var inFlight: [Int: [Item]] = [:]
@@ -93,9 +94,8 @@ actor BatchWriter {
         }
     }
 
-    /// Stores waiting for a statement, and statements being written (for tests).
+    /// Stores waiting for a statement (for tests).
     var queued: Int { small.count + bulk.count }
-    var writing: Int { running }
 
     /// Makes every store give up (`DatabaseUnavailable`) the moment `health` notices the database down, and refuses
     /// stores while it is down, as `DatabaseHealth.failFast` does for any step, but without a task per store: the

@@ -57,9 +57,9 @@ struct WriterGiveUpTests {
                             answers.add(bot, .failure(error))
                         }
                     }
-                    while await (writer.writing + writer.queued) < i + 1 { try await Task.sleep(for: .milliseconds(10)) }
+                    while await (writer.running + writer.queued) < i + 1 { try await Task.sleep(for: .milliseconds(10)) }
                 }
-                #expect(await (writer.writing, writer.queued) == (2, 1))
+                #expect(await (writer.running, writer.queued) == (2, 1))
                 #expect(try await lockWaits(2, on: locker), "the two held statements wait in PostgreSQL")
 
                 health.observed(failure: "test: the database is down")
@@ -69,12 +69,12 @@ struct WriterGiveUpTests {
                 #expect(await writer.queued == 0, "a store given up on is not written later")
                 // Down: refused without a statement.
                 #expect(try await outage.store(run: [admitted["later"]!], session: sessions["later"]!) == [.deferred])
-                #expect(await (writer.writing, writer.queued) == (2, 0))
+                #expect(await (writer.running, writer.queued) == (2, 0))
 
                 // The statements in flight end by themselves once the rows are let go; their answers are dropped.
                 try await locker.query("COMMIT", logger: logger)
             }
-            while await writer.writing > 0 { try await Task.sleep(for: .milliseconds(10)) }
+            while await writer.running > 0 { try await Task.sleep(for: .milliseconds(10)) }
             // What the writer stored: the two batches whose statement ran, not the queued one nor the refused one.
             let stored = try await client.query("SELECT b.name FROM samples s JOIN bots b ON b.id = s.bot_id ORDER BY 1", logger: logger)
                 .decode(String.self).reduce(into: [String]()) { $0.append($1) }
