@@ -8,8 +8,8 @@ import Synchronization
 ///
 /// Every database step gives up the moment the database is noticed down: a waiting store returns `.deferred` (no
 /// ack; the agent keeps the batch) instead of hanging until the pool gives up. Steps race the health probe
-/// (`DatabaseHealth.failFast`), except a PostgreSQL store's batch statements, whose writer answers its waiting
-/// stores itself (`BatchWriter.failFast(with:)`). The connection stays open, so the bot can still be reached by an
+/// (`DatabaseHealth.failFast`), except the batch stores of a store that gives up by itself (`StoreGivingUp`: a
+/// PostgreSQL store, whose writer answers its waiting stores itself). The connection stays open, so the bot can still be reached by an
 /// emergency stop and its batches are still evaluated for alerts. A bot that connects during the outage is let in provisionally if this
 /// replica verified the same token within `credentialMaxAge`; otherwise it is closed with 4010 and retries.
 public final class OutageIngestStore: IngestStore {
@@ -17,9 +17,9 @@ public final class OutageIngestStore: IngestStore {
     let health: DatabaseHealth
     let credentialMaxAge: Duration
     let clock: ContinuousClock
-    /// The batch writer of a PostgreSQL store gives up on its waiting stores itself when the database goes down
-    /// (`BatchWriter.failFast(with:)`): a store of admitted batches needs no race with the health probe.
-    let writerFailsFast: Bool
+    /// The inner store gives up on its waiting batch stores itself when the database goes down (`StoreGivingUp`): a
+    /// store of admitted batches needs no race with the health probe.
+    let innerGivesUp: Bool
 
     struct Known {
         var botID: Int32
@@ -37,11 +37,11 @@ public final class OutageIngestStore: IngestStore {
         self.health = health
         self.credentialMaxAge = credentialMaxAge
         self.clock = clock
-        if let postgres = inner as? PostgresIngestStore {
-            postgres.writer.failFast(with: health)
-            writerFailsFast = true
+        if let givingUp = inner as? any StoreGivingUp {
+            givingUp.giveUp(with: health)
+            innerGivesUp = true
         } else {
-            writerFailsFast = false
+            innerGivesUp = false
         }
     }
 
@@ -114,9 +114,9 @@ public final class OutageIngestStore: IngestStore {
         guard !session.provisional else { return batches.map { _ in .deferred } }
         let outcomes: [StoreOutcome]
         do {
-            // Admitted batches go straight to the writer, which answers at once when the database goes down; others
+            // Admitted batches go straight to a store that gives up by itself when the database goes down; others
             // are admitted first, a database step of its own that races the health probe.
-            let race = !writerFailsFast || !batches.allSatisfy(\.isAdmitted)
+            let race = !innerGivesUp || !batches.allSatisfy(\.isAdmitted)
             outcomes = try await lossNoticed(race: race) { [inner] in try await inner.store(run: batches, session: session) }
         } catch is DatabaseUnavailable {
             return batches.map { _ in .deferred }
