@@ -22,10 +22,10 @@ actor BatchWriter {
         /// Answered once: by the statement, or by a give-up when the database goes down (`failFast(with:)`).
         let outcome: ResumeOnce<[StoreOutcome]>
         var stream: StreamKey { StreamKey(bot: session.botID, epoch: batches[0].epoch) }
+        var samples: Int { rows.reduce(0) { $0 + $1.count } }
+        var bytes: Int { rows.reduce(0) { $0 + $1.bytes } }
         /// A run big enough to hold a statement for a while.
-        var isBulk: Bool {
-            rows.reduce(0) { $0 + $1.count } > BatchWriter.bulkSamples || rows.reduce(0) { $0 + $1.bytes } > BatchWriter.bulkBytes
-        }
+        var isBulk: Bool { samples > BatchWriter.bulkSamples || bytes > BatchWriter.bulkBytes }
     }
 
     /// A bot run: its ledger row is updated once per statement.
@@ -37,6 +37,10 @@ actor BatchWriter {
     /// Past these, a batch is bulk.
     static let bulkSamples = 2_000
     static let bulkBytes = 256 * 1024
+    /// Most samples and bytes of one group of small items: what 64 items just short of bulk come to. The one-second
+    /// batches of 128 bots (the most a group takes) are a small part of it; 128 such items are not.
+    static let groupSamples = 64 * bulkSamples
+    static let groupBytes = 64 * bulkBytes
     /// How far past the head of the queue a group looks for batches of other streams (a bot with many batches
     /// waiting must not make every group scan all of them).
     static let scanFactor = 4
@@ -64,7 +68,7 @@ actor BatchWriter {
     let watch: StatementWatch
 
     init(client: any PostgresQuerying, logger: Logger, hubID: String, partitions: PartitionMaintainer,
-         maxGroup: Int = 64, maxConcurrent: Int = 2, watch: StatementWatch = StatementWatch()) {
+         maxGroup: Int = 128, maxConcurrent: Int = 2, watch: StatementWatch = StatementWatch()) {
         self.watch = watch
         self.client = client
         self.logger = logger
@@ -119,51 +123,86 @@ actor BatchWriter {
         for group in inFlight.values { for item in group { item.outcome.resume(.failure(error)) } }
     }
 
+    /// Starts a statement in every free slot that has a group waiting.
     private func startFlushIfIdle() {
-        while running < maxConcurrent {
-            // At most one bulk statement at a time, started as soon as none runs (so a backfill is never starved);
-            // the other slots are the small batches'.
-            let isBulk: Bool
-            if runningBulk == 0, !bulk.isEmpty {
-                isBulk = true
-            } else if !small.isEmpty {
-                isBulk = false
-            } else {
-                return
-            }
-            running += 1
-            if isBulk { runningBulk += 1 }
-            let group = isBulk ? [bulk.removeFirst()] : takeGroup()
-            let id = flushes
-            flushes &+= 1
-            inFlight[id] = group
-            Task { await self.flush(group, id: id, bulk: isBulk) }
+        while let next = takeNext() {
+            Task { await self.flush(next.group, id: next.id, bulk: next.bulk) }
         }
     }
 
-    /// Up to `maxGroup` small items with distinct (bot, epoch), the oldest ones: the ledger row of a stream is
-    /// updated once per statement. Items of a stream already in the group keep their place for the next one.
+    /// The next group for a free slot, counted as running; nil when every slot is busy or nothing waits.
+    ///
+    /// At most one bulk statement at a time, started as soon as none runs (so a backfill is never starved); the
+    /// other slots are the small batches'.
+    private func takeNext() -> (group: [Item], id: Int, bulk: Bool)? {
+        guard running < maxConcurrent else { return nil }
+        let isBulk: Bool
+        if runningBulk == 0, !bulk.isEmpty {
+            isBulk = true
+        } else if !small.isEmpty {
+            isBulk = false
+        } else {
+            return nil
+        }
+        running += 1
+        if isBulk { runningBulk += 1 }
+        let group = isBulk ? [bulk.removeFirst()] : takeGroup()
+        let id = flushes
+        flushes &+= 1
+        inFlight[id] = group
+        return (group, id, isBulk)
+    }
+
+    /// Up to `maxGroup` small items with distinct (bot, epoch), the oldest ones, within `groupSamples` and `groupBytes`
+    /// (the first always): the ledger row of a stream is updated once per statement. Items of a stream already in the
+    /// group keep their place for the next one.
     ///
     /// The group is in bot order: rows are locked in the order of the statement's input, the same bot order in
     /// every group, so two statements in flight wait for each other instead of deadlocking (as far as the plan
     /// follows it).
-    private func takeGroup() -> [Item] {
+    private func takeGroup() -> [Item] { Self.takeGroup(from: &small, maxGroup: maxGroup) }
+
+    static func takeGroup(from small: inout CircularBuffer<Item>, maxGroup: Int,
+                          maxSamples: Int = groupSamples, maxBytes: Int = groupBytes) -> [Item] {
         var seen = Set<StreamKey>()
         var group: [Item] = []
         var skipped: [Item] = []
         group.reserveCapacity(min(maxGroup, small.count))
         var scanned = 0
-        while group.count < maxGroup, scanned < maxGroup * Self.scanFactor, !small.isEmpty {
-            let item = small.removeFirst()
+        var (samples, bytes) = (0, 0)
+        while group.count < maxGroup, scanned < maxGroup * scanFactor, let item = small.first {
+            if !group.isEmpty, samples + item.samples > maxSamples || bytes + item.bytes > maxBytes { break }
+            small.removeFirst()
             scanned += 1
-            if seen.insert(item.stream).inserted { group.append(item) } else { skipped.append(item) }
+            if seen.insert(item.stream).inserted {
+                group.append(item)
+                samples += item.samples
+                bytes += item.bytes
+            } else {
+                skipped.append(item)
+            }
         }
         for item in skipped.reversed() { small.prepend(item) }
         group.sort { ($0.stream.bot, $0.stream.epoch) < ($1.stream.bot, $1.stream.epoch) }
         return group
     }
 
+    /// Writes `group`, then, in the same task, the next group waiting for the slot it frees: a busy writer starts its
+    /// next statement the moment one ends, not after a new task's turn behind the stores its answers just woke.
     private func flush(_ group: [Item], id: Int, bulk: Bool) async {
+        var (group, id, bulk) = (group, id, bulk)
+        while true {
+            await answer(group, flush: id)
+            running -= 1
+            if bulk { runningBulk -= 1 }
+            guard let next = takeNext() else { break }
+            (group, id, bulk) = next
+        }
+        startFlushIfIdle()
+    }
+
+    /// Writes one group and answers each of its stores.
+    private func answer(_ group: [Item], flush id: Int) async {
         do {
             let outcomes = try await writeCreatingPartitions(group)
             for (item, outcome) in zip(group, outcomes) { item.outcome.resume(.success(outcome)) }
@@ -179,9 +218,6 @@ actor BatchWriter {
             for item in group { item.outcome.resume(.failure(error)) }
         }
         inFlight[id] = nil
-        running -= 1
-        if bulk { runningBulk -= 1 }
-        startFlushIfIdle()
     }
 
     private func writeCreatingPartitions(_ group: [Item]) async throws -> [[StoreOutcome]] {

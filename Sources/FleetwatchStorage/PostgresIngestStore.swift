@@ -55,7 +55,7 @@ public final class PostgresIngestStore: IngestStore {
     ///     is not acknowledged); nil: only when its connection closes.
     ///   - hellos: most hellos let in by one statement, and most such statements at a time (`LeaseTaker`).
     public init(client: any PostgresQuerying, logger: Logger, autoRegister: Bool = false, maxNamesPerBot: Int = 1_000,
-                maxNames: Int = 50_000, hubID: String = "hub", maxGroup: Int = 64, statementDeadline: Duration? = nil,
+                maxNames: Int = 50_000, hubID: String = "hub", maxGroup: Int = 128, statementDeadline: Duration? = nil,
                 hellos: (group: Int, concurrent: Int) = (LeaseTaker.defaultGroup, LeaseTaker.defaultConcurrent)) {
         self.client = client
         self.logger = logger
