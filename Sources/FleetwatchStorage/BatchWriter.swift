@@ -59,6 +59,9 @@ actor BatchWriter {
     private var runningBulk = 0
     /// The groups being written, by flush: answered at once, with the queued items, when the database goes down.
     private var inFlight: [Int: [Item]] = [:]
+    /// The streams of the groups being written: a stream's next run waits for its statement to end (two statements
+    /// of one stream at once could commit out of order; `WriteGroup`).
+    private var busy = Set<StreamKey>()
     private var flushes = 0
     /// The database's health, once `failFast(with:)` set it: a store is refused while it is down, and the stores
     /// waiting are given up on the moment it goes down.
@@ -74,6 +77,7 @@ actor BatchWriter {
         self.logger = logger
         self.hubID = hubID
         self.partitions = partitions
+        precondition(maxGroup > 0 && maxConcurrent > 0, "a group holds a store, and a statement runs")
         self.maxGroup = maxGroup
         self.maxConcurrent = maxConcurrent
     }
@@ -130,23 +134,28 @@ actor BatchWriter {
         }
     }
 
-    /// The next group for a free slot, counted as running; nil when every slot is busy or nothing waits.
+    /// The next group for a free slot, counted as running; nil when every slot is busy, nothing waits, or what waits
+    /// belongs to streams whose statements are running.
     ///
-    /// At most one bulk statement at a time, started as soon as none runs (so a backfill is never starved); the
-    /// other slots are the small batches'.
+    /// At most one bulk statement at a time, started as soon as none runs and its stream has no statement running (so
+    /// a backfill is never starved); the other slots are the small batches'.
     private func takeNext() -> (group: [Item], id: Int, bulk: Bool)? {
         guard running < maxConcurrent else { return nil }
+        let group: [Item]
         let isBulk: Bool
-        if runningBulk == 0, !bulk.isEmpty {
+        if runningBulk == 0, let head = bulk.first, !busy.contains(head.stream) {
             isBulk = true
+            group = [bulk.removeFirst()]
         } else if !small.isEmpty {
             isBulk = false
+            group = Self.takeGroup(from: &small, maxGroup: maxGroup, busy: busy)
+            guard !group.isEmpty else { return nil }   // every waiting stream has a statement running
         } else {
             return nil
         }
         running += 1
         if isBulk { runningBulk += 1 }
-        let group = isBulk ? [bulk.removeFirst()] : takeGroup()
+        for item in group { busy.insert(item.stream) }
         let id = flushes
         flushes &+= 1
         inFlight[id] = group
@@ -155,26 +164,26 @@ actor BatchWriter {
 
     /// Up to `maxGroup` small items with distinct (bot, epoch), the oldest ones, within `groupSamples` and `groupBytes`
     /// (the first always): the ledger row of a stream is updated once per statement. Items of a stream already in the
-    /// group keep their place for the next one.
+    /// group, or in a statement running (`busy`), keep their place for a later one.
     ///
     /// The group is in bot order: rows are locked in the order of the statement's input, the same bot order in
     /// every group, so two statements in flight wait for each other instead of deadlocking (as far as the plan
     /// follows it).
-    private func takeGroup() -> [Item] { Self.takeGroup(from: &small, maxGroup: maxGroup) }
-
-    static func takeGroup(from small: inout CircularBuffer<Item>, maxGroup: Int,
+    static func takeGroup(from small: inout CircularBuffer<Item>, maxGroup: Int, busy: Set<StreamKey> = [],
                           maxSamples: Int = groupSamples, maxBytes: Int = groupBytes) -> [Item] {
-        var seen = Set<StreamKey>()
+        var seen = busy
         var group: [Item] = []
         var skipped: [Item] = []
         group.reserveCapacity(min(maxGroup, small.count))
         var scanned = 0
         var (samples, bytes) = (0, 0)
         while group.count < maxGroup, scanned < maxGroup * scanFactor, let item = small.first {
-            if !group.isEmpty, samples + item.samples > maxSamples || bytes + item.bytes > maxBytes { break }
+            let fresh = !seen.contains(item.stream)
+            if fresh, !group.isEmpty, samples + item.samples > maxSamples || bytes + item.bytes > maxBytes { break }
             small.removeFirst()
             scanned += 1
-            if seen.insert(item.stream).inserted {
+            if fresh {
+                seen.insert(item.stream)
                 group.append(item)
                 samples += item.samples
                 bytes += item.bytes
@@ -197,8 +206,9 @@ actor BatchWriter {
             if bulk { runningBulk -= 1 }
             guard let next = takeNext() else { break }
             (group, id, bulk) = next
+            // The streams this statement held are free: what waited for them may fill another free slot.
+            startFlushIfIdle()
         }
-        startFlushIfIdle()
     }
 
     /// Writes one group and answers each of its stores.
@@ -218,6 +228,7 @@ actor BatchWriter {
             for item in group { item.outcome.resume(.failure(error)) }
         }
         inFlight[id] = nil
+        for item in group { busy.remove(item.stream) }
     }
 
     private func writeCreatingPartitions(_ group: [Item]) async throws -> [[StoreOutcome]] {

@@ -219,7 +219,7 @@ struct SampleRows {
     var count = 0
     /// Milliseconds from `start` to the batch's last sample.
     var endOffset: Int32 = 0
-    /// Bytes of the row's arrays, roughly (8 per number, plus each state string).
+    /// Bytes of the row's arrays, roughly (16 per number: id, offset and value; 8 plus its length per state string).
     var bytes = 0
     /// The rows of a batch cut by `cut` (each part's offsets from its own start); nil for one row, the usual case,
     /// which then costs no array.

@@ -51,3 +51,26 @@ import Testing
         #expect(bytes.count == 7)
     }
 }
+
+extension BatchWriterGroupTests {
+    /// A stream whose statement is running keeps its waiting item for a later group (two statements of one stream at
+    /// once could commit out of order); a group of only such items is empty, and the writer then starts none.
+    @Test func aStreamWithAStatementRunningWaitsForIt() {
+        var waiting = Self.queue([Self.item(bot: 1, sequence: 2), Self.item(bot: 2), Self.item(bot: 3)])
+        let busy: Set<BatchWriter.StreamKey> = [.init(bot: 1, epoch: 1), .init(bot: 3, epoch: 1)]
+        #expect(BatchWriter.takeGroup(from: &waiting, maxGroup: 128, busy: busy).map(\.session.botID) == [2])
+        #expect(waiting.map(\.session.botID) == [1, 3])
+        #expect(BatchWriter.takeGroup(from: &waiting, maxGroup: 128, busy: busy).isEmpty)
+        #expect(waiting.map(\.session.botID) == [1, 3])
+    }
+
+    /// Only an item the group would take counts against its budget: a later run of a stream already in the group,
+    /// however large, does not end the group.
+    @Test func anItemLeftForLaterDoesNotEndTheGroup() {
+        var waiting = Self.queue([Self.item(bot: 1, samples: 10), Self.item(bot: 1, sequence: 2, samples: 100),
+                                  Self.item(bot: 2, samples: 10)])
+        let group = BatchWriter.takeGroup(from: &waiting, maxGroup: 128, maxSamples: 50)
+        #expect(group.map(\.session.botID) == [1, 2])
+        #expect(waiting.map(\.batches[0].sequence) == [2])
+    }
+}
