@@ -63,6 +63,8 @@ struct IngestBench: AsyncParsableCommand {
         let version = protocolVersion
 
         let acked = SharedCounter()
+        let server = await ServerCPU.find(db, logger: logger)
+        let serverCPUBefore = server?.seconds() ?? 0
         let hubCPUBefore = RemoteWriteRun.cpuSeconds(pid: hub.pid)
         let senderCPUBefore = RemoteWriteRun.cpuSeconds(pid: getpid())
         let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
@@ -81,6 +83,7 @@ struct IngestBench: AsyncParsableCommand {
         let elapsed = (ContinuousClock.now - start).inSeconds
         let hubCPU = RemoteWriteRun.cpuSeconds(pid: hub.pid) - hubCPUBefore
         let senderCPU = RemoteWriteRun.cpuSeconds(pid: getpid()) - senderCPUBefore
+        let serverCPU = server.map { $0.seconds() - serverCPUBefore }
         let batches = acked.value
         let samples = Double(batches) * Double(perBatch)
         guard batches > 0 else { throw BenchFailure("no batch was acknowledged: \(hub.log.suffix(1000))") }
@@ -89,6 +92,13 @@ struct IngestBench: AsyncParsableCommand {
         report("hub CPU per million samples", hubCPU / samples * 1e6, "CPU s")
         // The senders share the machine with the receiver: what they take is not the hub's, on either side.
         report("senders' CPU per million samples (this process)", senderCPU / samples * 1e6, "CPU s")
+        if let serverCPU {
+            // The third on fleetwatch's side of the comparison (Prometheus has no database beside it).
+            report("PostgreSQL CPU per million samples (the whole server)", serverCPU / samples * 1e6, "CPU s")
+            report("fleetwatch's side, hub + senders + PostgreSQL, per million samples", (hubCPU + senderCPU + serverCPU) / samples * 1e6, "CPU s")
+        } else {
+            print("PostgreSQL CPU: not measured (the server is not on this machine, or its processes cannot be read)")
+        }
         let size = try await db.sizes(logger: logger)
         report("samples table bytes/sample (with index)", Double(size.samples) / samples, "bytes")
         report("batch ledger bytes/sample", Double(size.ledger) / samples, "bytes")
