@@ -123,11 +123,9 @@ struct RemoteWriteRun {
 
     /// User + system CPU seconds of a process, from /proc.
     static func cpuSeconds(pid: pid_t) -> Double {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return 0 }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
         // After the command: state is field 3, utime field 14, stime field 15 (1-based in proc(5)).
-        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
+        guard let fields = ServerCPU.stat(pid)?.fields, fields.count > 13,
+              let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
         return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 }

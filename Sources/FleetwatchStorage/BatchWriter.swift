@@ -21,9 +21,19 @@ actor BatchWriter {
         let session: BotSession
         /// Answered once: by the statement, or by a give-up when the database goes down (`failFast(with:)`).
         let outcome: ResumeOnce<[StoreOutcome]>
+
+        init(rows: [SampleRows], batches: [ValidatedBatch], session: BotSession, outcome: ResumeOnce<[StoreOutcome]>) {
+            self.rows = rows
+            self.batches = batches
+            self.session = session
+            self.outcome = outcome
+            samples = rows.reduce(0) { $0 + $1.count }
+            bytes = rows.reduce(0) { $0 + $1.bytes }
+        }
         var stream: StreamKey { StreamKey(bot: session.botID, epoch: batches[0].epoch) }
-        var samples: Int { rows.reduce(0) { $0 + $1.count } }
-        var bytes: Int { rows.reduce(0) { $0 + $1.bytes } }
+        /// Counted once: the queue, the group's budget and the bulk test all read them.
+        let samples: Int
+        let bytes: Int
         /// A run big enough to hold a statement for a while.
         var isBulk: Bool { samples > BatchWriter.bulkSamples || bytes > BatchWriter.bulkBytes }
     }

@@ -32,16 +32,9 @@ struct WriterGiveUpTests {
             let store = PostgresIngestStore(client: client, logger: logger)
             let health = DatabaseHealth(url: try DatabaseURL("postgres://nobody@127.0.0.1:1/none", environment: [:]), logger: logger)   // never run: up until told
             let outage = OutageIngestStore(inner: store, health: health)
-            var sessions: [String: BotSession] = [:]
+            let sessions = try await acceptedSessions(bots, on: outage)
             var admitted: [String: ValidatedBatch] = [:]
-            for bot in bots {
-                let hello = Hello(botID: bot, token: "secret", agentVersion: "t", bootEpoch: 5, lastAckedSequence: 0)
-                guard case .accepted(let session) = try await outage.authenticate(hello, connectionID: UUID(), hub: "h") else {
-                    Issue.record("\(bot) refused"); return
-                }
-                sessions[bot] = session
-                admitted[bot] = try await outage.admit(Self.batch(1), session: session)
-            }
+            for bot in bots { admitted[bot] = try await outage.admit(Self.batch(1), session: sessions[bot]!) }
             let writer = store.writer
             try await client.withConnection { locker in
                 // The two held bots' rows are locked, so their statements (one per writer slot) wait in PostgreSQL,
@@ -52,11 +45,7 @@ struct WriterGiveUpTests {
                 let answers = Answers()
                 for (i, bot) in ["held-1", "held-2", "queued"].enumerated() {
                     let (batch, session) = (admitted[bot]!, sessions[bot]!)
-                    Task {
-                        do { answers.add(bot, .success(try await outage.store(run: [batch], session: session))) } catch {
-                            answers.add(bot, .failure(error))
-                        }
-                    }
+                    answers.collect(bot) { try await outage.store(run: [batch], session: session) }
                     while await (writer.running + writer.queued) < i + 1 { try await Task.sleep(for: .milliseconds(10)) }
                 }
                 #expect(await (writer.running, writer.queued) == (2, 1))
@@ -104,4 +93,24 @@ final class Answers: Sendable {
     func add(_ bot: String, _ answer: Result<[StoreOutcome], any Error>) { answers.withLock { $0.append((bot, answer)) } }
     var count: Int { answers.withLock { $0.count } }
     var all: [(String, Result<[StoreOutcome], any Error>)] { answers.withLock { $0 } }
+
+    /// Runs `store` in a task of its own; its answer is added under `name` when it comes.
+    func collect(_ name: String, _ store: @escaping @Sendable () async throws -> [StoreOutcome]) {
+        Task {
+            do { add(name, .success(try await store())) } catch { add(name, .failure(error)) }
+        }
+    }
+}
+
+/// Each bot's session on `store`: a hello with the token "secret" and boot epoch 5 (the bots registered with it).
+func acceptedSessions(_ bots: [String], on store: any IngestStore) async throws -> [String: BotSession] {
+    var sessions: [String: BotSession] = [:]
+    for bot in bots {
+        let hello = Hello(botID: bot, token: "secret", agentVersion: "t", bootEpoch: 5, lastAckedSequence: 0)
+        guard case .accepted(let session) = try await store.authenticate(hello, connectionID: UUID(), hub: "h") else {
+            throw TestSupportError("\(bot) refused")
+        }
+        sessions[bot] = session
+    }
+    return sessions
 }

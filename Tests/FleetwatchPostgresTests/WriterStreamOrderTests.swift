@@ -20,14 +20,7 @@ struct WriterStreamOrderTests {
         try await registerBots(["held", "other"], token: "secret", in: db)
         try await db.withClient { (client: PostgresClient) async throws -> Void in
             let store = PostgresIngestStore(client: client, logger: logger)
-            var sessions: [String: BotSession] = [:]
-            for bot in ["held", "other"] {
-                let hello = Hello(botID: bot, token: "secret", agentVersion: "t", bootEpoch: 5, lastAckedSequence: 0)
-                guard case .accepted(let session) = try await store.authenticate(hello, connectionID: UUID(), hub: "h") else {
-                    Issue.record("\(bot) refused"); return
-                }
-                sessions[bot] = session
-            }
+            let sessions = try await acceptedSessions(["held", "other"], on: store)
             func admitted(_ sequence: UInt64, _ bot: String) async throws -> ValidatedBatch {
                 try await store.admit(WriterGiveUpTests.batch(sequence), session: sessions[bot]!)
             }
@@ -37,14 +30,9 @@ struct WriterStreamOrderTests {
             let (first, second, other) = (try await admitted(2, "held"), try await admitted(3, "held"), try await admitted(2, "other"))
             let writer = store.writer
             let answers = Answers()
-            let known = sessions
             func submit(_ name: String, _ batch: ValidatedBatch, _ bot: String) {
-                let session = known[bot]!
-                Task {
-                    do { answers.add(name, .success(try await store.store(run: [batch], session: session))) } catch {
-                        answers.add(name, .failure(error))
-                    }
-                }
+                let session = sessions[bot]!
+                answers.collect(name) { try await store.store(run: [batch], session: session) }
             }
             try await client.withConnection { locker in
                 try await locker.query("BEGIN", logger: logger)
