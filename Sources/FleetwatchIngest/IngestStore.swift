@@ -54,7 +54,8 @@ public enum StoreOutcome: Sendable, Equatable {
     /// Another connection holds the bot's lease; nothing was written.
     case leaseLost
     /// The database is unreachable: nothing was written and nothing is acknowledged; the agent keeps the batch
-    /// and sends it again when asked to reconnect. The batch was still evaluated for alerts.
+    /// and sends it again when asked to reconnect. The batch was still evaluated for alerts. Also the answer for a
+    /// run handed over behind one of its connection's earlier runs that was not stored (`IngestStore.submit`).
     case deferred
 }
 
@@ -165,6 +166,17 @@ public protocol IngestStore: Sendable {
     /// Stores a run of admitted batches that waited on one connection together: one epoch, increasing
     /// sequences (gaps allowed), in order. One outcome per batch, in order; each batch exactly once, as `store` would.
     func store(run batches: [ValidatedBatch], session: BotSession) async throws -> [StoreOutcome]
+    /// Hands a run to the store and returns once it is queued, so that a connection can hand over its next run
+    /// while this one is written; `answer` is called once, from any thread, with what `store(run:)` would return or
+    /// throw. Runs handed over by one caller are queued in call order.
+    ///
+    /// `after`: the last sequence of the run this connection handed over before, of the same epoch, when its answer
+    /// has not come yet. The run is then stored only if that run was (or had been stored before): otherwise nothing of
+    /// it is written and each of its batches is answered `.deferred`, and the agent sends them again. A run can never be
+    /// stored ahead of an earlier one that failed, which would move the stream's high-water mark past batches not
+    /// stored (they would count as duplicates when sent again).
+    func submit(run batches: [ValidatedBatch], session: BotSession, after: UInt64?,
+                answer: @escaping @Sendable (Result<[StoreOutcome], any Error>) -> Void) async
     /// Gives the lease back when the connection ends (if this connection still holds it).
     func release(_ session: BotSession) async
 }
@@ -172,6 +184,13 @@ public protocol IngestStore: Sendable {
 extension IngestStore {
     /// Nothing at hand: `admit` is always asked.
     public func admitWithoutWaiting(_ batch: ValidatedBatch, session: BotSession) -> ValidatedBatch? { nil }
+
+    /// Stores the run before returning (stores that do not queue): the caller never has two runs handed over at
+    /// once, so `after` always holds.
+    public func submit(run batches: [ValidatedBatch], session: BotSession, after: UInt64?,
+                       answer: @escaping @Sendable (Result<[StoreOutcome], any Error>) -> Void) async {
+        do { answer(.success(try await store(run: batches, session: session))) } catch { answer(.failure(error)) }
+    }
 
     /// One batch at a time (stores that have nothing to gain from runs).
     public func store(run batches: [ValidatedBatch], session: BotSession) async throws -> [StoreOutcome] {

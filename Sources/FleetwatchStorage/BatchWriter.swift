@@ -19,13 +19,18 @@ actor BatchWriter {
         let rows: [SampleRows]
         let batches: [ValidatedBatch]
         let session: BotSession
+        /// The last sequence of the run its connection handed over before and had no answer for yet; -1 for none. The
+        /// run is stored only if that one was (`IngestStore.submit`).
+        let after: Int64
         /// Answered once: by the statement, or by a give-up when the database goes down (`failFast(with:)`).
-        let outcome: ResumeOnce<[StoreOutcome]>
+        let outcome: AnswerOnce<[StoreOutcome]>
 
-        init(rows: [SampleRows], batches: [ValidatedBatch], session: BotSession, outcome: ResumeOnce<[StoreOutcome]>) {
+        init(rows: [SampleRows], batches: [ValidatedBatch], session: BotSession, after: UInt64? = nil,
+             outcome: AnswerOnce<[StoreOutcome]>) {
             self.rows = rows
             self.batches = batches
             self.session = session
+            self.after = after.map { Int64($0) } ?? -1
             self.outcome = outcome
             samples = rows.reduce(0) { $0 + $1.count }
             bytes = rows.reduce(0) { $0 + $1.bytes }
@@ -34,6 +39,8 @@ actor BatchWriter {
         /// Counted once: the queue, the group's budget and the bulk test all read them.
         let samples: Int
         let bytes: Int
+        /// Its place in the order the writer was handed items (both queues): a stream's items are written in it.
+        var arrival = 0
         /// A run big enough to hold a statement for a while.
         var isBulk: Bool { samples > BatchWriter.bulkSamples || bytes > BatchWriter.bulkBytes }
     }
@@ -73,6 +80,7 @@ actor BatchWriter {
     /// of one stream at once could commit out of order; `WriteGroup`).
     private var busy = Set<StreamKey>()
     private var flushes = 0
+    private var arrivals = 0
     /// The database's health, once `failFast(with:)` set it: a store is refused while it is down, and the stores
     /// waiting are given up on the moment it goes down.
     private nonisolated let health = Mutex<DatabaseHealth?>(nil)
@@ -95,21 +103,29 @@ actor BatchWriter {
     /// Stores a run of batches of one stream (one epoch, increasing sequences) in one statement: one outcome per
     /// batch, in order. Batches at or below the stream's stored sequence are duplicates; the rest are stored.
     func store(run rows: [SampleRows], batches: [ValidatedBatch], session: BotSession) async throws -> [StoreOutcome] {
+        try await withCheckedThrowingContinuation { continuation in
+            submit(run: rows, batches: batches, session: session, after: nil) { continuation.resume(with: $0) }
+        }
+    }
+
+    /// Queues a run as `store(run:batches:session:)` does and returns at once; `answer` gets the outcomes. `after`: the
+    /// last sequence of the run the connection handed over before and has no answer for yet; this run is stored only
+    /// if that one was, and answered `.deferred` otherwise (`IngestStore.submit`).
+    func submit(run rows: [SampleRows], batches: [ValidatedBatch], session: BotSession, after: UInt64?,
+                answer: @escaping @Sendable (Result<[StoreOutcome], any Error>) -> Void) {
         precondition(!batches.isEmpty && rows.count == batches.count, "one row set per batch")
         precondition(zip(batches, batches.dropFirst()).allSatisfy { $0.epoch == $1.epoch && $0.sequence < $1.sequence },
                      "a run is one epoch in increasing sequence order")
-        return try await withCheckedThrowingContinuation { continuation in
-            let outcome = ResumeOnce<[StoreOutcome]>()
-            outcome.set(continuation)
-            // Read in the same actor turn as the item is queued: a store that sees the database up is queued before
-            // the give-up of its going down (`giveUpAll`) runs here.
-            if let state = health.withLock({ $0?.current }), case .down = state {
-                return outcome.resume(.failure(DatabaseUnavailable(state: state)))
-            }
-            let item = Item(rows: rows, batches: batches, session: session, outcome: outcome)
-            if item.isBulk { bulk.append(item) } else { small.append(item) }
-            startFlushIfIdle()
+        // Read in the same actor turn as the item is queued: a store that sees the database up is queued before
+        // the give-up of its going down (`giveUpAll`) runs here.
+        if let state = health.withLock({ $0?.current }), case .down = state {
+            return answer(.failure(DatabaseUnavailable(state: state)))
         }
+        var item = Item(rows: rows, batches: batches, session: session, after: after, outcome: AnswerOnce(answer))
+        item.arrival = arrivals
+        arrivals &+= 1
+        if item.isBulk { bulk.append(item) } else { small.append(item) }
+        startFlushIfIdle()
     }
 
     /// Stores waiting for a statement (for tests).
@@ -137,10 +153,12 @@ actor BatchWriter {
         for group in inFlight.values { for item in group { item.outcome.resume(.failure(error)) } }
     }
 
-    /// Starts a statement in every free slot that has a group waiting.
+    /// Starts a statement in every free slot that has a group waiting. The slot's task runs at a high priority: a
+    /// statement's answer is taken, and the next group built and sent, before the work of the connections (whose
+    /// batches wait for it), not behind it; PostgreSQL idled between statements otherwise.
     private func startFlushIfIdle() {
         while let next = takeNext() {
-            Task { await self.flush(next.group, id: next.id, bulk: next.bulk) }
+            Task(priority: .high) { await self.flush(next.group, id: next.id, bulk: next.bulk) }
         }
     }
 
@@ -148,17 +166,19 @@ actor BatchWriter {
     /// belongs to streams whose statements are running.
     ///
     /// At most one bulk statement at a time, started as soon as none runs and its stream has no statement running (so
-    /// a backfill is never starved); the other slots are the small batches'.
+    /// a backfill is never starved); the other slots are the small batches'. A stream's items are written in the order
+    /// they came, across the two queues: one connection may hand over a bulk run and then a small one behind it.
     private func takeNext() -> (group: [Item], id: Int, bulk: Bool)? {
         guard running < maxConcurrent else { return nil }
         let group: [Item]
         let isBulk: Bool
-        if runningBulk == 0, let head = bulk.first, !busy.contains(head.stream) {
+        if runningBulk == 0, let head = bulk.first, !busy.contains(head.stream),
+           !small.contains(where: { $0.stream == head.stream && $0.arrival < head.arrival }) {
             isBulk = true
             group = [bulk.removeFirst()]
         } else if !small.isEmpty {
             isBulk = false
-            group = Self.takeGroup(from: &small, maxGroup: maxGroup, busy: busy)
+            group = Self.takeGroup(from: &small, maxGroup: maxGroup, busy: busy, bulkAhead: bulk.isEmpty ? [:] : Self.firstArrivals(bulk))
             guard !group.isEmpty else { return nil }   // every waiting stream has a statement running
         } else {
             return nil
@@ -172,14 +192,23 @@ actor BatchWriter {
         return (group, id, isBulk)
     }
 
+    /// The arrival of each stream's oldest item in `queue`.
+    static func firstArrivals(_ queue: CircularBuffer<Item>) -> [StreamKey: Int] {
+        var first: [StreamKey: Int] = [:]
+        for item in queue where first[item.stream] == nil { first[item.stream] = item.arrival }
+        return first
+    }
+
     /// Up to `maxGroup` small items with distinct (bot, epoch), the oldest ones, within `groupSamples` and `groupBytes`
     /// (the first always): the ledger row of a stream is updated once per statement. Items of a stream already in the
-    /// group, or in a statement running (`busy`), keep their place for a later one.
+    /// group, in a statement running (`busy`), or behind a bulk item of their stream (`bulkAhead`: the arrival of each
+    /// stream's oldest bulk item) keep their place for a later one.
     ///
     /// The group is in bot order: rows are locked in the order of the statement's input, the same bot order in
     /// every group, so two statements in flight wait for each other instead of deadlocking (as far as the plan
     /// follows it).
     static func takeGroup(from small: inout CircularBuffer<Item>, maxGroup: Int, busy: Set<StreamKey> = [],
+                          bulkAhead: [StreamKey: Int] = [:],
                           maxSamples: Int = groupSamples, maxBytes: Int = groupBytes) -> [Item] {
         var seen = busy
         var group: [Item] = []
@@ -188,7 +217,7 @@ actor BatchWriter {
         var scanned = 0
         var (samples, bytes) = (0, 0)
         while group.count < maxGroup, scanned < maxGroup * scanFactor, let item = small.first {
-            let fresh = !seen.contains(item.stream)
+            let fresh = !seen.contains(item.stream) && (bulkAhead.isEmpty || (bulkAhead[item.stream] ?? .max) > item.arrival)
             if fresh, !group.isEmpty, samples + item.samples > maxSamples || bytes + item.bytes > maxBytes { break }
             small.removeFirst()
             scanned += 1
@@ -303,6 +332,7 @@ actor BatchWriter {
                 w.epochs.append(Int64(batch.epoch))
                 w.seqs.append(Int64(batch.sequence))
                 w.sent.append(Int32(batch.sentSamples))
+                w.afters.append(item.after)
                 w.kept.append(Int32(r.count))
                 // The batch's rows (usually one): slices of the arrays, 1-based and inclusive for PostgreSQL.
                 let (base, sbase) = (Int32(w.ids.count), Int32(w.sids.count))
@@ -329,8 +359,8 @@ actor BatchWriter {
         let outcomes = try await client.withLeasedConnection { connection in
             try await watch.run(on: connection) { connection in
                 var outcomes = [StoreOutcome](repeating: .leaseLost, count: count)
-                for try await (n, owned, stored) in try await connection.execute(statement, logger: logger) {
-                    outcomes[Int(n) - 1] = !owned ? .leaseLost : (stored ? .stored : .duplicate)
+                for try await (n, owned, stored, held) in try await connection.execute(statement, logger: logger) {
+                    outcomes[Int(n) - 1] = !owned ? .leaseLost : stored ? .stored : held ? .deferred : .duplicate
                 }
                 return outcomes
             }
@@ -347,12 +377,13 @@ actor BatchWriter {
 }
 
 /// The statement that writes a group of batches: lease check, ledger upsert (only above each stream's
-/// high-water mark) and sample rows, one result row per batch: (its place in the group, lease held, stored).
+/// high-water mark) and sample rows, one result row per batch: (its place in the group, lease held, stored, held
+/// back because the run its connection handed over before it was not stored).
 struct WriteGroup: PostgresPreparedStatement {
     static let sql = """
         WITH input AS (
-            SELECT * FROM unnest($1::int4[], $2::uuid[], $3::int8[], $4::int8[], $5::int4[], $6::int4[])
-                WITH ORDINALITY AS u(bot_id, conn, epoch, seq, sent, kept, n)
+            SELECT * FROM unnest($1::int4[], $2::uuid[], $3::int8[], $4::int8[], $5::int4[], $6::int4[], $21::int8[])
+                WITH ORDINALITY AS u(bot_id, conn, epoch, seq, sent, kept, after_seq, n)
         ), parts AS (
             -- Each batch's rows (usually one; see SampleRows): the batch's place in the input, and slices of the arrays.
             SELECT * FROM unnest($20::int4[], $7::timestamptz[], $8::int4[], $9::int4[], $10::int4[], $11::int4[],
@@ -362,14 +393,20 @@ struct WriteGroup: PostgresPreparedStatement {
             WHERE b.id = i.bot_id AND b.connection_id = i.conn RETURNING b.id, b.connection_id
         ), owned AS (
             SELECT i.* FROM input i JOIN lease l ON l.id = i.bot_id AND l.connection_id = i.conn
+        ), checked AS (
+            -- Each batch with its stream's high-water mark as of this statement's snapshot, and whether it is held
+            -- back: its run was handed over while the connection's run before it (up to after_seq) had no answer,
+            -- and that run is not stored. Nothing of a held run is written; the agent sends it again.
+            SELECT o.*, s.stored_through AS through,
+                   o.after_seq >= 0 AND (s.stored_through IS NULL OR s.stored_through < o.after_seq) AS held
+            FROM owned o LEFT JOIN ingest_streams s ON s.bot_id = o.bot_id AND s.epoch = o.epoch
         ), fresh AS (
-            -- Above the stream's high-water mark, as of this statement's snapshot. A run's batches are one
-            -- stream's, in increasing order, so the fresh ones are its tail. This relies on no two statements that
-            -- pass the lease check for one bot overlapping: a connection stores one run at a time, and another
+            -- Above the stream's high-water mark. A run's batches are one stream's, in increasing order, so the
+            -- fresh ones are its tail. This relies on no two statements that pass the lease check for one stream
+            -- overlapping: the batch writer never runs two statements of one stream at once, and another
             -- connection's statement needs the bot's lease, whose row this statement's lease update holds (a
             -- takeover waits for it). Were that ever broken, partly overlapping runs would insert a batch twice.
-            SELECT o.* FROM owned o LEFT JOIN ingest_streams s ON s.bot_id = o.bot_id AND s.epoch = o.epoch
-            WHERE s.stored_through IS NULL OR o.seq > s.stored_through
+            SELECT * FROM checked WHERE NOT held AND (through IS NULL OR seq > through)
         ), stored AS (
             INSERT INTO ingest_streams AS s (bot_id, epoch, stored_through, batches, samples_sent, samples_stored,
                                              first_stored_at, last_stored_at, hub)
@@ -394,17 +431,18 @@ struct WriteGroup: PostgresPreparedStatement {
             FROM fresh f JOIN stored s USING (bot_id, epoch) JOIN parts p ON p.n = f.n
             WHERE f.kept > 0
         )
-        SELECT i.n, l.id IS NOT NULL, f.n IS NOT NULL AND s.bot_id IS NOT NULL
+        SELECT i.n, l.id IS NOT NULL, f.n IS NOT NULL AND s.bot_id IS NOT NULL, coalesce(c.held, false)
         FROM input i
         LEFT JOIN lease l ON l.id = i.bot_id AND l.connection_id = i.conn
+        LEFT JOIN checked c ON c.n = i.n
         LEFT JOIN fresh f ON f.n = i.n
         LEFT JOIN stored s ON s.bot_id = i.bot_id AND s.epoch = i.epoch
         ORDER BY i.n
         """
-    typealias Row = (Int64, Bool, Bool)
+    typealias Row = (Int64, Bool, Bool, Bool)
 
     var hubID: String
-    var botIDs: [Int32] = [], conns: [UUID] = [], epochs: [Int64] = [], seqs: [Int64] = []
+    var botIDs: [Int32] = [], conns: [UUID] = [], epochs: [Int64] = [], seqs: [Int64] = [], afters: [Int64] = []
     var sent: [Int32] = [], kept: [Int32] = [], starts: [Date] = [], ends: [Date] = []
     var lo: [Int32] = [], hi: [Int32] = [], slo: [Int32] = [], shi: [Int32] = []
     var ids: [Int32] = [], offsets: [Int32] = [], values: [Double] = []
@@ -415,7 +453,7 @@ struct WriteGroup: PostgresPreparedStatement {
     init(hubID: String) { self.hubID = hubID }
 
     func makeBindings() throws -> PostgresBindings {
-        var b = PostgresBindings(capacity: 20)
+        var b = PostgresBindings(capacity: 21)
         b.append(botIDs); b.append(conns); b.append(epochs); b.append(seqs); b.append(sent)
         b.append(kept); b.append(starts); b.append(lo); b.append(hi); b.append(slo); b.append(shi)
         b.append(hubID)
@@ -423,6 +461,7 @@ struct WriteGroup: PostgresPreparedStatement {
         b.append(sids); b.append(soffsets); b.append(states)
         b.append(ends)
         b.append(partOf)
+        b.append(afters)
         return b
     }
 

@@ -112,14 +112,46 @@ public final class OutageIngestStore: IngestStore {
 
     public func store(run batches: [ValidatedBatch], session: BotSession) async throws -> [StoreOutcome] {
         guard !session.provisional else { return batches.map { _ in .deferred } }
-        let outcomes: [StoreOutcome]
+        // Admitted batches go straight to a store that gives up by itself when the database goes down; others
+        // are admitted first, a database step of its own that races the health probe.
+        let race = !innerGivesUp || !batches.allSatisfy(\.isAdmitted)
+        let result: Result<[StoreOutcome], any Error>
         do {
-            // Admitted batches go straight to a store that gives up by itself when the database goes down; others
-            // are admitted first, a database step of its own that races the health probe.
-            let race = !innerGivesUp || !batches.allSatisfy(\.isAdmitted)
-            outcomes = try await lossNoticed(race: race) { [inner] in try await inner.store(run: batches, session: session) }
-        } catch is DatabaseUnavailable {
+            result = .success(try await race ? health.failFast { [inner] in try await inner.store(run: batches, session: session) }
+                                             : inner.store(run: batches, session: session))
+        } catch {
+            result = .failure(error)
+        }
+        return try settle(result, batches: batches, session: session)
+    }
+
+    /// Queued at once when the inner store gives up by itself and the batches are admitted (the ingest session's usual
+    /// run); otherwise stored before returning, as `store(run:)` does.
+    public func submit(run batches: [ValidatedBatch], session: BotSession, after: UInt64?,
+                       answer: @escaping @Sendable (Result<[StoreOutcome], any Error>) -> Void) async {
+        guard !session.provisional, innerGivesUp, batches.allSatisfy(\.isAdmitted) else {
+            do { answer(.success(try await store(run: batches, session: session))) } catch { answer(.failure(error)) }
+            return
+        }
+        await inner.submit(run: batches, session: session, after: after) { [self] result in
+            answer(Result { try settle(result, batches: batches, session: session) })
+        }
+    }
+
+    /// The inner store's answer as this store gives it: the database noticed down, or a lost connection seen by the
+    /// statement itself (before the probe's next round; the health is told at once), defers every batch rather than
+    /// closing the connection.
+    private func settle(_ result: Result<[StoreOutcome], any Error>, batches: [ValidatedBatch], session: BotSession) throws -> [StoreOutcome] {
+        let outcomes: [StoreOutcome]
+        switch result {
+        case .success(let o): outcomes = o
+        case .failure(let error) where error is DatabaseUnavailable:
             return batches.map { _ in .deferred }
+        case .failure(let error) where DatabaseHealth.isConnectionLoss(error):
+            _ = connectionLost(error)
+            return batches.map { _ in .deferred }
+        case .failure(let error):
+            throw error
         }
         // The highest batch acknowledged: acks are cumulative, so everything up to it is certainly stored.
         if let i = outcomes.lastIndex(where: { $0 == .stored || $0 == .duplicate }) {
@@ -134,16 +166,20 @@ public final class OutageIngestStore: IngestStore {
         return outcomes
     }
 
-    /// `failFast` (unless `race` is false: the step gives up by itself), and a lost connection seen by the step itself
-    /// (before the probe's next round) is an outage too: the health is told at once, and the caller gets
-    /// `DatabaseUnavailable` (deferral) rather than a close.
-    private func lossNoticed<T: Sendable>(race: Bool = true, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    /// `failFast`, and a lost connection seen by the step itself (before the probe's next round) is an outage too: the
+    /// health is told at once, and the caller gets `DatabaseUnavailable` (deferral) rather than a close.
+    private func lossNoticed<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
         do {
-            return race ? try await health.failFast(body) : try await body()
+            return try await health.failFast(body)
         } catch let error where DatabaseHealth.isConnectionLoss(error) {
-            health.observed(failure: "a statement lost its connection: \(String(describing: error).prefix(200))")
-            throw DatabaseUnavailable(state: health.current)
+            throw connectionLost(error)
         }
+    }
+
+    /// Tells the health at once that a statement lost its connection.
+    private func connectionLost(_ error: any Error) -> DatabaseUnavailable {
+        health.observed(failure: "a statement lost its connection: \(String(describing: error).prefix(200))")
+        return DatabaseUnavailable(state: health.current)
     }
 
     public func release(_ session: BotSession) async {

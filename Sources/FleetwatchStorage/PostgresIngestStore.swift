@@ -125,10 +125,28 @@ public final class PostgresIngestStore: IngestStore {
         for b in batches { admitted.append(b.isAdmitted ? b : try await admit(b, session: session)) }
         do {
             return try await writer.store(run: admitted.map { SampleRows(batch: $0) }, batches: admitted, session: session)
-        } catch let error as PSQLError where BatchWriter.isBatchSpecific(error) {
-            // For a run, the caller stores its batches one by one and so learns which one PostgreSQL refused.
-            throw BatchRefusedByStore("PostgreSQL refused the batch's data (SQLSTATE \(error.serverInfo?[.sqlState] ?? "?"))")
+        } catch {
+            throw Self.refusal(error)
         }
+    }
+
+    /// Admitted batches (the ingest session's) are queued at once; others are admitted first, as `store(run:)` does.
+    public func submit(run batches: [ValidatedBatch], session: BotSession, after: UInt64?,
+                       answer: @escaping @Sendable (Result<[StoreOutcome], any Error>) -> Void) async {
+        guard batches.allSatisfy(\.isAdmitted) else {
+            do { answer(.success(try await store(run: batches, session: session))) } catch { answer(.failure(error)) }
+            return
+        }
+        await writer.submit(run: batches.map { SampleRows(batch: $0) }, batches: batches, session: session, after: after) { result in
+            answer(result.mapError(Self.refusal))
+        }
+    }
+
+    /// PostgreSQL refusing a batch's data, as the ingest session knows it: the caller stores a run's batches one by one
+    /// and so learns which one it was.
+    static func refusal(_ error: any Error) -> any Error {
+        guard let error = error as? PSQLError, BatchWriter.isBatchSpecific(error) else { return error }
+        return BatchRefusedByStore("PostgreSQL refused the batch's data (SQLSTATE \(error.serverInfo?[.sqlState] ?? "?"))")
     }
 
     /// Notes that `session`'s bot sent names over its limit (the alert resolves ten minutes after the last

@@ -14,7 +14,7 @@ import Testing
                                    series: (0..<samples).map { Series(name: "m\($0)", kind: .gauge, timestamps: [nowMs], values: [1]) },
                                    refusedSamples: 0, firstTimestampMs: nowMs).admittingEvery(ids: (0..<Int32(samples)).map { $0 })
         let session = BotSession(botID: bot, botName: "b\(bot)", connectionID: UUID(), epoch: epoch, storedSequence: 0)
-        return BatchWriter.Item(rows: [SampleRows(batch: batch, nowMs: nowMs)], batches: [batch], session: session, outcome: ResumeOnce())
+        return BatchWriter.Item(rows: [SampleRows(batch: batch, nowMs: nowMs)], batches: [batch], session: session, outcome: AnswerOnce { _ in })
     }
 
     static func queue(_ items: [BatchWriter.Item]) -> CircularBuffer<BatchWriter.Item> { CircularBuffer(items) }
@@ -62,6 +62,26 @@ extension BatchWriterGroupTests {
         #expect(waiting.map(\.session.botID) == [1, 3])
         #expect(BatchWriter.takeGroup(from: &waiting, maxGroup: 128, busy: busy).isEmpty)
         #expect(waiting.map(\.session.botID) == [1, 3])
+    }
+
+    /// A connection may hand over a bulk run and then a small one behind it: the small one waits for the bulk one (the
+    /// writer keeps a stream's runs in the order they came); a small item older than the bulk one does not.
+    @Test func aSmallItemBehindABulkItemOfItsStreamWaitsForIt() {
+        func item(bot: Int32, sequence: UInt64, arrival: Int) -> BatchWriter.Item {
+            var i = Self.item(bot: bot, sequence: sequence)
+            i.arrival = arrival
+            return i
+        }
+        let bulk = Self.queue([item(bot: 1, sequence: 3, arrival: 5)])
+        var waiting = Self.queue([item(bot: 1, sequence: 2, arrival: 4), item(bot: 2, sequence: 1, arrival: 6),
+                                  item(bot: 1, sequence: 4, arrival: 7)])
+        let ahead = BatchWriter.firstArrivals(bulk)
+        #expect(ahead == [.init(bot: 1, epoch: 1): 5])
+        let group = BatchWriter.takeGroup(from: &waiting, maxGroup: 128, bulkAhead: ahead)
+        #expect(group.map(\.batches[0].sequence) == [2, 1], "bot 1's run 2 came before its bulk run; bot 2's is not behind it")
+        #expect(waiting.map(\.batches[0].sequence) == [4], "bot 1's run 4 waits for its bulk run 3")
+        #expect(BatchWriter.takeGroup(from: &waiting, maxGroup: 128, bulkAhead: ahead).isEmpty)
+        #expect(BatchWriter.takeGroup(from: &waiting, maxGroup: 128).map(\.batches[0].sequence) == [4])
     }
 
     /// Only an item the group would take counts against its budget: a later run of a stream already in the group,
