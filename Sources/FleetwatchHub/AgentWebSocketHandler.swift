@@ -7,8 +7,10 @@ import NIOWebSocket
 
 /// Bridges one WebSocket to an `IngestSession`: messages and heartbeat ticks are handled in one task,
 /// in order, so batches of one connection are stored and acknowledged in sequence. Messages that arrived while
-/// the task was busy are handled together: their batches are stored in one statement and acknowledged at once. Ticks come from the hub's
-/// `ConnectionTicker`, and only when the connection has something to judge.
+/// the task was busy are handled together: their batches are stored in one statement and acknowledged at once.
+/// A run of batches is handed to the store and the next messages are handled while it is written (up to
+/// `IngestSession.maxRunsInFlight` runs); the store's answers wake the task, which sends their acks in order.
+/// Ticks come from the hub's `ConnectionTicker`, and only when the connection has something to judge.
 struct AgentWebSocketHandler: Sendable {
     let configuration: IngestConfiguration
     let store: any IngestStore
@@ -30,6 +32,8 @@ struct AgentWebSocketHandler: Sendable {
     enum Event: Sendable {
         /// `ReceivedMessages` has messages.
         case messages
+        /// The store answered a run handed over.
+        case answered
         case push(Frame)
         case close(CloseCode, String)
         case text
@@ -43,9 +47,10 @@ struct AgentWebSocketHandler: Sendable {
     static let maxFragments = 4096
 
     func handle(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, remote: String) async throws {
-        let session = IngestSession(configuration: configuration, store: store, remote: remote, logger: logger,
-                                    counters: counters, commands: commands, onStored: onStored)
         let (events, continuation) = AsyncStream.makeStream(of: Event.self)
+        let session = IngestSession(configuration: configuration, store: store, remote: remote, logger: logger,
+                                    counters: counters, commands: commands, onStored: onStored,
+                                    onAnswer: { continuation.yield(.answered) })
         let received = ReceivedMessages()
         let maxMessage = configuration.maxFrameBytes * 2
         let heartbeatMs = configuration.heartbeatInterval.wholeMilliseconds
@@ -138,14 +143,17 @@ struct AgentWebSocketHandler: Sendable {
                                           checkedAt: checkedAt,
                                           push: { continuation.yield(.push($0)) }, close: { continuation.yield(.close($0, $1)) })
                 }
+            case .answered:
+                activity.begin()
+                outputs = await session.takeAnswers()
+                activity.handled(bytes: 0, wantsTicks: session.deferredBatches > 0 || session.session?.provisional == true)
             case .push(let frame): outputs = [.send(frame)]
-            case .close(let unsafeCode, let unsafeReason):
-                // Every message before this one was handled: its batch stored and acknowledged, or deferred.
-                let (code, reason) = session.closeKeepingDeferred(unsafeCode, unsafeReason)
-                logger.notice("closing bot \(registered?.botName ?? "?") from \(remote): \(code): \(reason)")
-                counters.count(code)
-                try? await outbound.close(.unknown(code.rawValue), reason: reason)
-                break loop
+            case .close(let code, let reason):
+                // Every message before this one was handled: its batch stored and acknowledged, or deferred. The
+                // session sends the acks of the runs still being written first, then this close.
+                activity.begin()
+                outputs = await session.closing(code, reason)
+                activity.handled(bytes: 0, wantsTicks: session.deferredBatches > 0 || session.session?.provisional == true)
             case .text: outputs = session.handleText()
             case .tick:
                 if session.deferredBatches > 0 || session.session?.provisional == true, databaseUp() {

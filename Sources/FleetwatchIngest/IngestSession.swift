@@ -33,14 +33,34 @@ public final class IngestSession {
     var deltaDecoder = DeltaDecoder()
     /// The wall clock (frames' times, sample validation, heartbeats).
     let clock: any MillisecondClock
+    /// Runs handed to the store whose answers were not taken yet, oldest first (at most `runsInFlight`).
+    private var handedOver: [HandedOver] = []
+    private var runsHandedOver = 0
+    private let answers: RunAnswers
+    /// Most runs handed to the store at once: `maxRunsInFlight` when the transport takes answers as they come
+    /// (`onAnswer`), otherwise one (each run answered before `handle` returns).
+    let runsInFlight: Int
+
+    /// A run handed to the store (`IngestStore.submit`), waiting for its answer.
+    struct HandedOver {
+        let number: Int
+        let run: [ValidatedBatch]
+        let at: ContinuousClock.Instant
+    }
 
     /// - Parameters:
     ///   - onStored: called after each newly stored batch (alert evaluation); must not block.
     ///   - commands: the emergency-command ledger; nil: command frames are ignored.
+    ///   - onAnswer: called (from any thread) when the store answers a run the session is not waiting for; the
+    ///     transport then calls `takeAnswers()`. Given, `handle` returns once its runs are handed over, up to
+    ///     `maxRunsInFlight` at once, and their acks come from `takeAnswers()`; nil: `handle` returns their acks.
     public init(configuration: IngestConfiguration, store: any IngestStore, remote: String, logger: Logger,
                 counters: IngestCounters? = nil, commands: (any CommandChannel)? = nil,
                 onStored: (@Sendable (BotSession, ValidatedBatch) -> Void)? = nil,
+                onAnswer: (@Sendable () -> Void)? = nil,
                 clock: any MillisecondClock = SystemClock.wall) {
+        answers = RunAnswers(wake: onAnswer)
+        runsInFlight = onAnswer == nil ? 1 : Self.maxRunsInFlight
         self.clock = clock
         self.configuration = configuration
         self.store = store
@@ -66,11 +86,35 @@ public final class IngestSession {
     /// the batch in hand.
     public static let maxRunSamples = 2_000
 
+    /// Most runs of one connection handed to the store at once: while one is written, the next waits in the
+    /// store's queue and goes into the statement after it, instead of waiting for the ack and the connection's turn.
+    public static let maxRunsInFlight = 2
+
     /// Handles binary messages that waited on the connection together, in order. Batches of one epoch in
     /// increasing sequence order are stored as one run (one statement) and acknowledged with one cumulative ack;
     /// anything else (a command result, a declaration, a close) first finishes the batches before it.
     public func handle(_ messages: [ByteBuffer]) async -> [IngestOutput] {
-        let outputs = await handleInOrder(messages)
+        keepingDeferred(await handleInOrder(messages))
+    }
+
+    /// The acks (or close) of the runs the store answered since, in order (`onAnswer`).
+    public func takeAnswers() async -> [IngestOutput] {
+        keepingDeferred(await finishRuns(waiting: false))
+    }
+
+    /// The transport closes the connection with `code`: first the answers of every run handed over (their acks go
+    /// out before the close, and the close keeps deferred batches: `closeKeepingDeferred`).
+    public func closing(_ code: CloseCode, _ reason: String) async -> [IngestOutput] {
+        let before = await finishRuns(waiting: true)
+        if before.contains(where: \.isClose) { return keepingDeferred(before) }
+        let (safe, why) = closeKeepingDeferred(code, reason)
+        log(safe, why)
+        counters?.count(safe)
+        return before + [.close(safe, why)]
+    }
+
+    /// `outputs` with any close made safe for deferred batches.
+    private func keepingDeferred(_ outputs: [IngestOutput]) -> [IngestOutput] {
         guard deferredBatches > 0 else { return outputs }   // the usual case: nothing to change, no copy
         return outputs.map { output in
             guard case .close(let code, let reason) = output else { return output }
@@ -91,7 +135,8 @@ public final class IngestSession {
     }
 
     private func handleInOrder(_ messages: [ByteBuffer]) async -> [IngestOutput] {
-        var outputs: [IngestOutput] = []
+        var outputs = await finishRuns(waiting: false)
+        if outputs.contains(where: \.isClose) { return outputs }
         var run: [ValidatedBatch] = []
         var runSamples = 0
         for message in messages {
@@ -117,7 +162,7 @@ public final class IngestSession {
                 continue
             }
             if !run.isEmpty {
-                let done = await store(run)
+                let done = await handOver(run)
                 outputs += done
                 run = []
                 if done.contains(where: \.isClose) { return outputs }
@@ -125,14 +170,29 @@ public final class IngestSession {
             let done: [IngestOutput]
             switch prepared {
             case .batch(let batch): run = [batch]; runSamples = batch.sentSamples; continue
-            case .outputs(let o): done = o
-            case nil: done = await perform(decision)
+            // A close for a bad batch makes the agent drop its oldest unacknowledged batch: the runs before it are
+            // answered (and acknowledged) first.
+            case .outputs(let o): done = o.isEmpty ? o : await afterRuns { o }
+            case nil:
+                if case .ignore = decision { continue }   // a heartbeat: the runs handed over stay in flight
+                done = await afterRuns { await perform(decision) }
             }
             outputs += done
             if done.contains(where: \.isClose) { return outputs }
         }
-        if !run.isEmpty { outputs += await store(run) }
-        return outputs
+        if !run.isEmpty {
+            let done = await handOver(run)
+            outputs += done
+            if done.contains(where: \.isClose) { return outputs }
+        }
+        return outputs + (await finishRuns(waiting: runsInFlight == 1))
+    }
+
+    /// `then`'s outputs after the answers of every run handed over: a command result, a declaration or a close comes
+    /// after the batches before it.
+    private func afterRuns(_ then: () async -> [IngestOutput]) async -> [IngestOutput] {
+        let before = await finishRuns(waiting: true)
+        return before.contains(where: \.isClose) ? before : before + (await then())
     }
 
     /// A text message or other non-binary input.
@@ -306,32 +366,90 @@ public final class IngestSession {
         }
     }
 
-    /// Stores a run of prepared batches (one epoch, increasing sequences) and acknowledges them: one ack for
-    /// the last, acks being cumulative, and one for each batch whose refusals or duplicate outcome the agent
-    /// must hear about.
-    private func store(_ run: [ValidatedBatch]) async -> [IngestOutput] {
+    /// Hands a run of prepared batches (one epoch, increasing sequences) to the store, once there is room: at most
+    /// `runsInFlight` runs at once, and a run of another epoch only after every run before it is answered (the store
+    /// keeps runs in order within one stream). Returns the answers it waited for.
+    private func handOver(_ run: [ValidatedBatch]) async -> [IngestOutput] {
+        guard let session else { return [] }
+        var outputs: [IngestOutput] = []
+        while let last = handedOver.last, handedOver.count >= runsInFlight || last.run[0].epoch != run[0].epoch {
+            outputs += await finishRuns(waiting: true, atMost: 1)
+            if outputs.contains(where: \.isClose) { return outputs }
+        }
+        // Acks are cumulative: after one deferred batch, nothing later on this connection may be acknowledged
+        // (it would acknowledge the deferred one too). The rest waits for the reconnect as well, in order.
+        if deferredBatches > 0 {
+            outputs += await finishRuns(waiting: true)
+            if outputs.contains(where: \.isClose) { return outputs }
+            return outputs + (await settle(run, .success(run.map { _ in .deferred })))
+        }
+        // Stored only if the run before it is (the store answers `.deferred` otherwise): never past a failed run.
+        let after = handedOver.last?.run.last?.sequence
+        let number = runsHandedOver
+        runsHandedOver += 1
+        handedOver.append(HandedOver(number: number, run: run, at: .now))
+        await store.submit(run: run, session: session, after: after) { [answers] in answers.deliver(number, $0) }
+        return outputs
+    }
+
+    /// Takes the answers of the runs handed over, oldest first: those that came (`waiting` false), or each in turn as
+    /// it comes; at most `atMost`. After a close the rest are dropped (their batches were not acknowledged).
+    private func finishRuns(waiting: Bool, atMost: Int = .max) async -> [IngestOutput] {
+        var outputs: [IngestOutput] = []
+        var taken = 0
+        while taken < atMost, let head = handedOver.first {
+            let answer: RunAnswers.Answer
+            if waiting {
+                answer = await answers.wait(for: head.number)
+            } else {
+                guard let ready = answers.take(head.number) else { break }
+                answer = ready
+            }
+            handedOver.removeFirst()
+            taken += 1
+            counters?.storeTook(answer.at - head.at)
+            outputs += await settle(head.run, answer.result)
+            if outputs.contains(where: \.isClose) {
+                handedOver.removeAll()
+                break
+            }
+        }
+        return outputs
+    }
+
+    /// Stores a run before returning and acknowledges it (a run retried batch by batch).
+    private func storeNow(_ run: [ValidatedBatch]) async -> [IngestOutput] {
+        guard let session, deferredBatches == 0 else { return await settle(run, .success(run.map { _ in .deferred })) }
+        let result: Result<[StoreOutcome], any Error>
+        do { result = .success(try await store.store(run: run, session: session)) } catch { result = .failure(error) }
+        return await settle(run, result)
+    }
+
+    /// Acknowledges a run the store answered: one ack for the last, acks being cumulative, and one for each batch
+    /// whose refusals or duplicate outcome the agent must hear about; or the close its failure calls for.
+    private func settle(_ run: [ValidatedBatch], _ result: Result<[StoreOutcome], any Error>) async -> [IngestOutput] {
         guard let session else { return [] }
         let outcomes: [StoreOutcome]
-        do {
-            let started = ContinuousClock.now
-            // Acks are cumulative: after one deferred batch, nothing later on this connection may be acknowledged
-            // (it would acknowledge the deferred one too). The rest waits for the reconnect as well.
-            outcomes = deferredBatches > 0 ? run.map { _ in .deferred } : try await store.store(run: run, session: session)
-            counters?.storeTook(ContinuousClock.now - started)
-        } catch is BatchRefusedByStore where run.count > 1 {
+        switch result {
+        case _ where deferredBatches > 0:
+            // After one deferred batch nothing later is acknowledged, whatever the store did with it.
+            outcomes = run.map { _ in .deferred }
+        case .success(let answered):
+            outcomes = answered
+        case .failure(_ as BatchRefusedByStore) where run.count > 1:
             // One batch of the run broke the statement: each alone, so the ones before it are stored and acked.
             var outputs: [IngestOutput] = []
             for batch in run {
-                let done = await store([batch])
+                let done = await storeNow([batch])
                 outputs += done
                 if done.contains(where: \.isClose) { break }
             }
             return outputs
-        } catch let refused as BatchRefusedByStore {
+        case .failure(let refused as BatchRefusedByStore):
             // This batch only: the agent drops it; other bots and readiness are unaffected.
             logger.warning("bot \(session.botName) batch \(run[0].epoch)/\(run[0].sequence) refused: \(refused)")
             return closeOutput(.close(.badBatch, "batch refused by the database: \(refused)"))
-        } catch {
+        case .failure(let error):
             return storeFailed(error, epoch: run[0].epoch, sequence: run[0].sequence, session: session)
         }
         var outputs: [IngestOutput] = []

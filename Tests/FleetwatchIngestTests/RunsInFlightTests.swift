@@ -1,0 +1,216 @@
+import FleetwatchIngest
+import FleetwatchProtocol
+import FleetwatchTestSupport
+import Foundation
+import Logging
+import NIOCore
+import Synchronization
+import Testing
+
+/// A connection hands its next run to the store while the last one is written (up to `IngestSession.maxRunsInFlight`),
+/// and still acknowledges in order, never past a run that was not stored, and closes only after the acks before it.
+@Suite(.timeLimit(.minutes(1)))
+struct RunsInFlightTests {
+    typealias T = IngestSessionTests
+    static let epoch = IngestSessionTests.epoch
+
+    static func connected(_ store: HeldStore, _ wakes: Wakes) async -> IngestSession {
+        let s = IngestSession(configuration: IngestConfiguration(), store: store, remote: "test", logger: Logger(label: "test"),
+                              onAnswer: { wakes.add() })
+        _ = await s.handle(T.hello())
+        return s
+    }
+
+    static func ack(_ seq: UInt64) -> IngestOutput { BatchRunTests.ack(seq) }
+
+    @Test func twoRunsAreInFlightAndAckedInOrder() async throws {
+        let (store, wakes) = (HeldStore(), Wakes())
+        let s = await Self.connected(store, wakes)
+        #expect(await s.handle(try T.batch(1)) == [])
+        #expect(await s.handle(try T.batch(2)) == [])
+        // The second is stored only if the first is.
+        #expect(await store.afters == [nil, 1])
+        await store.answer(1, .stored)
+        #expect(wakes.count == 1)
+        #expect(await s.takeAnswers() == [], "no ack for the second before the first's answer: acks are cumulative")
+        await store.answer(0, .stored)
+        #expect(await s.takeAnswers() == [Self.ack(1), Self.ack(2)])
+        #expect(Set(await store.inner.stored.map(\.batch.sequence)) == [1, 2])
+    }
+
+    @Test func aThirdRunWaitsForRoom() async throws {
+        let (store, wakes) = (HeldStore(), Wakes())
+        let s = await Self.connected(store, wakes)
+        _ = await s.handle(try T.batch(1))
+        _ = await s.handle(try T.batch(2))
+        let answering = Task {
+            try await Task.sleep(for: .milliseconds(200))
+            let handedOver = await store.count
+            await store.answer(0, .stored)
+            return handedOver
+        }
+        let out = await s.handle(try T.batch(3))
+        #expect(try await answering.value == 2, "the third run waited for the first's answer")
+        #expect(out == [Self.ack(1)])
+        #expect(await store.count == 3)
+        #expect(await store.afters.last == 2)
+    }
+
+    /// After a deferred batch nothing later is acknowledged (the ack would cover the deferred one), even a run the
+    /// store did store, and later runs are not handed over at all.
+    @Test func nothingAfterADeferredRunIsAcknowledged() async throws {
+        let (store, wakes) = (HeldStore(), Wakes())
+        let s = await Self.connected(store, wakes)
+        _ = await s.handle(try T.batch(1))
+        _ = await s.handle(try T.batch(2))
+        await store.answer(0, .deferred)
+        await store.answer(1, .stored)
+        #expect(await s.takeAnswers() == [])
+        #expect(s.deferredBatches == 2)
+        #expect(await s.handle(try T.batch(3)) == [])
+        #expect(await store.count == 2)
+        #expect(s.deferredBatches == 3)
+    }
+
+    @Test func aFailedRunClosesAndTheRunBehindItIsNotAcknowledged() async throws {
+        struct Lost: Error {}
+        let (store, wakes) = (HeldStore(), Wakes())
+        let s = await Self.connected(store, wakes)
+        _ = await s.handle(try T.batch(1))
+        _ = await s.handle(try T.batch(2))
+        await store.fail(0, Lost())
+        await store.answer(1, .stored)
+        let out = await s.takeAnswers()
+        #expect(out.count == 1)
+        #expect(T.closeCode(out) == .storageUnavailable)
+    }
+
+    /// The transport's close (here a message too big, which makes the agent drop its oldest unacknowledged batch)
+    /// goes out after the acks of the runs in flight, so the agent drops the right batch.
+    @Test func theTransportsCloseComesAfterTheAcksOfRunsInFlight() async throws {
+        let (store, wakes) = (HeldStore(), Wakes())
+        let s = await Self.connected(store, wakes)
+        _ = await s.handle(try T.batch(1))
+        _ = await s.handle(try T.batch(2))
+        let answering = Task {
+            await store.answer(0, .stored)
+            await store.answer(1, .stored)
+        }
+        let out = await s.closing(.messageTooBig, "too big")
+        await answering.value
+        #expect(out == [Self.ack(1), Self.ack(2), .close(.messageTooBig, "too big")])
+    }
+
+    /// With a deferred batch in flight the agent must keep every batch: the close becomes 4010.
+    @Test func theTransportsCloseKeepsABatchDeferredInFlight() async throws {
+        let (store, wakes) = (HeldStore(), Wakes())
+        let s = await Self.connected(store, wakes)
+        _ = await s.handle(try T.batch(1))
+        let answering = Task { await store.answer(0, .deferred) }
+        let out = await s.closing(.messageTooBig, "too big")
+        await answering.value
+        #expect(out.count == 1)
+        #expect(T.closeCode(out) == .storageUnavailable)
+    }
+
+    @Test func aBadBatchIsClosedAfterTheAcksOfRunsInFlight() async throws {
+        let (store, wakes) = (HeldStore(), Wakes())
+        let s = await Self.connected(store, wakes)
+        _ = await s.handle(try T.batch(1))
+        _ = await s.handle(try T.batch(2))
+        let bad = Frame.batch(BatchFrame(bootEpoch: Self.epoch, sequence: 3, sampleCount: 1, rawLength: 10,
+                                         compressed: ByteBuffer(bytes: [1, 2, 3, 4]))).encoded()
+        let answering = Task {
+            try await Task.sleep(for: .milliseconds(100))
+            await store.answer(0, .stored)
+            await store.answer(1, .stored)
+        }
+        let out = await s.handle(bad)
+        try await answering.value
+        #expect(Array(out.dropLast()) == [Self.ack(1), Self.ack(2)])
+        #expect(T.closeCode(out) == .badBatch)
+    }
+
+    /// A heartbeat from the agent is not a reason to wait for the store.
+    @Test func aHeartbeatDoesNotWaitForRunsInFlight() async throws {
+        let (store, wakes) = (HeldStore(), Wakes())
+        let s = await Self.connected(store, wakes)
+        _ = await s.handle(try T.batch(1))
+        _ = await s.handle(try T.batch(2))
+        #expect(await s.handle(Frame.heartbeat(Heartbeat(sentAtMs: 0)).encoded()) == [])
+        #expect(await store.count == 2)
+    }
+
+    /// Runs of two epochs are two streams, which the store does not keep in order: the later one waits.
+    @Test func aRunOfAnotherEpochWaitsForTheRunsBeforeIt() async throws {
+        let (store, wakes) = (HeldStore(), Wakes())
+        let s = await Self.connected(store, wakes)
+        _ = await s.handle(try T.batch(1))
+        let payload = BatchPayload(series: [Series(name: "m", kind: .gauge, timestamps: [Int64(Date().timeIntervalSince1970 * 1000)], values: [1])])
+        let next = Frame.batch(try BatchFrame.make(bootEpoch: Self.epoch + 1, sequence: 1, payload: payload)).encoded()
+        let answering = Task {
+            try await Task.sleep(for: .milliseconds(200))
+            let handedOver = await store.count
+            await store.answer(0, .stored)
+            return handedOver
+        }
+        #expect(await s.handle(next) == [Self.ack(1)])
+        #expect(try await answering.value == 1)
+        #expect(await store.afters == [nil, nil])
+    }
+
+    /// Without `onAnswer` nothing changes: `handle` returns the acks of its runs.
+    @Test func withoutOnAnswerHandleReturnsTheAcks() async throws {
+        let store = InMemoryIngestStore(tokens: ["bot-1": "secret"])
+        let s = IngestSession(configuration: IngestConfiguration(), store: store, remote: "test", logger: Logger(label: "test"))
+        _ = await s.handle(T.hello())
+        #expect(await s.handle(try T.batch(1)) == [Self.ack(1)])
+        #expect(await s.handle(try T.batch(2)) == [Self.ack(2)])
+    }
+}
+
+/// Counts `onAnswer` calls.
+final class Wakes: Sendable {
+    private let n = Mutex(0)
+    func add() { n.withLock { $0 += 1 } }
+    var count: Int { n.withLock { $0 } }
+}
+
+/// An `IngestStore` whose handed-over runs wait until the test answers them: `submit` returns once a run is queued.
+actor HeldStore: IngestStore {
+    let inner = InMemoryIngestStore(tokens: ["bot-1": "secret"])
+    private var queued: [(run: [ValidatedBatch], session: BotSession, after: UInt64?,
+                          answer: @Sendable (Result<[StoreOutcome], any Error>) -> Void)] = []
+
+    /// Runs handed over so far.
+    var count: Int { queued.count }
+    /// Each run's `after`, in the order they were handed over.
+    var afters: [UInt64?] { queued.map(\.after) }
+
+    func authenticate(_ hello: Hello, connectionID: UUID, hub: String) async throws -> AuthOutcome {
+        try await inner.authenticate(hello, connectionID: connectionID, hub: hub)
+    }
+    func admit(_ batch: ValidatedBatch, session: BotSession) async throws -> ValidatedBatch {
+        try await inner.admit(batch, session: session)
+    }
+    func store(_ batch: ValidatedBatch, session: BotSession) async throws -> StoreOutcome {
+        try await inner.store(batch, session: session)
+    }
+    func release(_ session: BotSession) async { await inner.release(session) }
+
+    func submit(run batches: [ValidatedBatch], session: BotSession, after: UInt64?,
+                answer: @escaping @Sendable (Result<[StoreOutcome], any Error>) -> Void) async {
+        queued.append((batches, session, after, answer))
+    }
+
+    /// Answers run `i` (in the order handed over) with `outcome` for each batch; `.stored` stores them.
+    func answer(_ i: Int, _ outcome: StoreOutcome) async {
+        let q = queued[i]
+        if outcome == .stored { for b in q.run { _ = try? await inner.store(b, session: q.session) } }
+        q.answer(.success(q.run.map { _ in outcome }))
+    }
+
+    func fail(_ i: Int, _ error: any Error) {
+        queued[i].answer(.failure(error))
+    }
+}
