@@ -149,8 +149,8 @@ struct AgentWebSocketHandler: Sendable {
                 activity.handled(bytes: 0, wantsTicks: session.deferredBatches > 0 || session.session?.provisional == true)
             case .push(let frame): outputs = [.send(frame)]
             case .close(let code, let reason):
-                // Every message before this one was handled: its batch stored and acknowledged, or deferred. The
-                // session sends the acks of the runs still being written first, then this close.
+                // Every message before this one was handled: its batch handed to the store, or deferred. The session
+                // sends the acks of the runs still being written first, then this close.
                 activity.begin()
                 outputs = await session.closing(code, reason)
                 activity.handled(bytes: 0, wantsTicks: session.deferredBatches > 0 || session.session?.provisional == true)

@@ -82,8 +82,8 @@ public final class IngestSession {
     /// Most batches stored as one run.
     public static let maxRun = 64
     /// Most samples a run holds: runs are for the small batches of the one-second cadence. A larger batch is a run
-    /// of its own, and a connection never holds more than this many decoded samples waiting for a store besides
-    /// the batch in hand.
+    /// of its own. A connection holds at most `maxRunsInFlight` runs in the store, one run waiting to be handed over
+    /// and the batch in hand.
     public static let maxRunSamples = 2_000
 
     /// Most runs of one connection handed to the store at once: while one is written, the next waits in the
@@ -92,7 +92,8 @@ public final class IngestSession {
 
     /// Handles binary messages that waited on the connection together, in order. Batches of one epoch in
     /// increasing sequence order are stored as one run (one statement) and acknowledged with one cumulative ack;
-    /// anything else (a command result, a declaration, a close) first finishes the batches before it.
+    /// anything else (a command result, a declaration, a close) first finishes the batches before it. Returns the
+    /// acks of the runs answered by then: all of them without `onAnswer`; with it, the rest come from `takeAnswers()`.
     public func handle(_ messages: [ByteBuffer]) async -> [IngestOutput] {
         keepingDeferred(await handleInOrder(messages))
     }
@@ -367,12 +368,15 @@ public final class IngestSession {
     }
 
     /// Hands a run of prepared batches (one epoch, increasing sequences) to the store, once there is room: at most
-    /// `runsInFlight` runs at once, and a run of another epoch only after every run before it is answered (the store
-    /// keeps runs in order within one stream). Returns the answers it waited for.
+    /// `runsInFlight` runs at once, and a run of another epoch (the store keeps runs in order within one stream) or
+    /// one not admitted only after every run before it is answered. Returns the answers it waited for.
     private func handOver(_ run: [ValidatedBatch]) async -> [IngestOutput] {
         guard let session else { return [] }
         var outputs: [IngestOutput] = []
-        while let last = handedOver.last, handedOver.count >= runsInFlight || last.run[0].epoch != run[0].epoch {
+        // A run not admitted (its names could not be looked up: the database went away) is stored through a path that
+        // does not check `after`, so it is handed over alone.
+        let alone = !run.allSatisfy(\.isAdmitted)
+        while let last = handedOver.last, alone || handedOver.count >= runsInFlight || last.run[0].epoch != run[0].epoch {
             outputs += await finishRuns(waiting: true, atMost: 1)
             if outputs.contains(where: \.isClose) { return outputs }
         }

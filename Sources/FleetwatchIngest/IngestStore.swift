@@ -174,7 +174,8 @@ public protocol IngestStore: Sendable {
     /// has not come yet. The run is then stored only if that run was (or had been stored before): otherwise nothing of
     /// it is written and each of its batches is answered `.deferred`, and the agent sends them again. A run can never be
     /// stored ahead of an earlier one that failed, which would move the stream's high-water mark past batches not
-    /// stored (they would count as duplicates when sent again).
+    /// stored (they would count as duplicates when sent again). A store may ignore `after` for a run whose batches are
+    /// not all admitted: the ingest session hands such a run over only when no other is in flight.
     func submit(run batches: [ValidatedBatch], session: BotSession, after: UInt64?,
                 answer: @escaping @Sendable (Result<[StoreOutcome], any Error>) -> Void) async
     /// Gives the lease back when the connection ends (if this connection still holds it).

@@ -159,6 +159,24 @@ struct RunsInFlightTests {
         #expect(await store.afters == [nil, nil])
     }
 
+    /// A run whose names could not be admitted (the database went away) is stored by a path that does not check
+    /// `after`: it waits for every run before it, and is handed over with nothing in flight.
+    @Test func aRunNotAdmittedWaitsForTheRunsBeforeIt() async throws {
+        let (store, wakes) = (HeldStore(), Wakes())
+        let s = await Self.connected(store, wakes)
+        _ = await s.handle(try T.batch(1))
+        await store.setAdmitting(false)
+        let answering = Task {
+            try await Task.sleep(for: .milliseconds(200))
+            let handedOver = await store.count
+            await store.answer(0, .stored)
+            return handedOver
+        }
+        #expect(await s.handle(try T.batch(2)) == [Self.ack(1)])
+        #expect(try await answering.value == 1)
+        #expect(await store.afters == [nil, nil])
+    }
+
     /// Without `onAnswer` nothing changes: `handle` returns the acks of its runs.
     @Test func withoutOnAnswerHandleReturnsTheAcks() async throws {
         let store = InMemoryIngestStore(tokens: ["bot-1": "secret"])
@@ -190,8 +208,12 @@ actor HeldStore: IngestStore {
     func authenticate(_ hello: Hello, connectionID: UUID, hub: String) async throws -> AuthOutcome {
         try await inner.authenticate(hello, connectionID: connectionID, hub: hub)
     }
+    /// false: `admit` answers the batch as it is (as the outage store does while the database is unreachable).
+    private var admitting = true
+    func setAdmitting(_ value: Bool) { admitting = value }
+
     func admit(_ batch: ValidatedBatch, session: BotSession) async throws -> ValidatedBatch {
-        try await inner.admit(batch, session: session)
+        admitting ? try await inner.admit(batch, session: session) : batch
     }
     func store(_ batch: ValidatedBatch, session: BotSession) async throws -> StoreOutcome {
         try await inner.store(batch, session: session)

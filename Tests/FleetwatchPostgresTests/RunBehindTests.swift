@@ -156,4 +156,35 @@ struct RunBehindTests {
             #expect(try await Self.storedSequences(client, "bot", logger) == [1, 2, 3])
         }
     }
+
+    /// The other order: a small run waits behind its stream's running statement, and a bulk run comes behind it. When
+    /// the statement ends, the bulk slot is free, but the bulk run waits for the older small one.
+    @Test(.timeLimit(.minutes(3)))
+    func aBulkRunBehindASmallRunWaitsForIt() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["bot"], token: "secret", in: db)
+        try await db.withClient { (client: PostgresClient) async throws -> Void in
+            let store = PostgresIngestStore(client: client, logger: logger)
+            let session = try await acceptedSessions(["bot"], on: store)["bot"]!
+            func admitted(_ batch: ValidatedBatch) async throws -> ValidatedBatch { try await store.admit(batch, session: session) }
+            #expect(try await Self.submitted(store, [try await admitted(WriterGiveUpTests.batch(1))], session, after: nil) == [.stored])
+            let (running, small, bulk) = (try await admitted(WriterGiveUpTests.batch(2)), try await admitted(WriterGiveUpTests.batch(3)),
+                                          try await admitted(Self.bulk(4)))
+            let answers = Answers()
+            try await client.withConnection { locker in
+                try await locker.query("BEGIN", logger: logger)
+                try await locker.query("SELECT 1 FROM bots WHERE name = 'bot' FOR UPDATE", logger: logger)
+                await store.submit(run: [running], session: session, after: nil) { answers.add("running", $0) }
+                #expect(try await eventually(.seconds(10)) { await store.writer.running == 1 })
+                await store.submit(run: [small], session: session, after: 2) { answers.add("small", $0) }
+                await store.submit(run: [bulk], session: session, after: 3) { answers.add("bulk", $0) }
+                #expect(await (store.writer.running, store.writer.queued) == (1, 2))
+                try await locker.query("COMMIT", logger: logger)
+            }
+            #expect(try await eventually(.seconds(30)) { answers.count == 3 })
+            for (name, answer) in answers.all { #expect((try? answer.get()) == [.stored], "\(name)") }
+            #expect(answers.all.map(\.0) == ["running", "small", "bulk"])
+            #expect(try await Self.storedSequences(client, "bot", logger) == [1, 2, 3, 4])
+        }
+    }
 }
