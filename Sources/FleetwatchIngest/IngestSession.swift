@@ -217,8 +217,11 @@ public final class IngestSession {
         }
     }
 
-    /// The connection ended: give the bot's lease back.
+    /// The connection ended: give the bot's lease back, once the runs it handed over are answered (written while the
+    /// lease is still this connection's, as if the connection had stored them before it ended; their acks can no longer
+    /// be sent, and the agent sends them again).
     public func finish() async {
+        _ = await finishRuns(waiting: true)
         if let session { await store.release(session) }
     }
 

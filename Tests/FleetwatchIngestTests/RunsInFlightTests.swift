@@ -177,6 +177,23 @@ struct RunsInFlightTests {
         #expect(await store.afters == [nil, nil])
     }
 
+    /// A connection that ends (an agent closing right after its last batches) gives its lease back only after its runs
+    /// in flight are answered: they are written under its lease, not refused as another connection's.
+    @Test func theLeaseIsGivenBackAfterTheRunsInFlight() async throws {
+        let (store, wakes) = (HeldStore(), Wakes())
+        let s = await Self.connected(store, wakes)
+        _ = await s.handle(try T.batch(1))
+        _ = await s.handle(try T.batch(2))
+        let answering = Task {
+            try await Task.sleep(for: .milliseconds(200))
+            await store.answer(0, .stored)
+            await store.answer(1, .stored)
+        }
+        await s.finish()
+        try await answering.value
+        #expect(await store.events == ["answer 0", "answer 1", "release"])
+    }
+
     /// Without `onAnswer` nothing changes: `handle` returns the acks of its runs.
     @Test func withoutOnAnswerHandleReturnsTheAcks() async throws {
         let store = InMemoryIngestStore(tokens: ["bot-1": "secret"])
@@ -218,7 +235,13 @@ actor HeldStore: IngestStore {
     func store(_ batch: ValidatedBatch, session: BotSession) async throws -> StoreOutcome {
         try await inner.store(batch, session: session)
     }
-    func release(_ session: BotSession) async { await inner.release(session) }
+    /// Answers and lease releases, in order.
+    private(set) var events: [String] = []
+
+    func release(_ session: BotSession) async {
+        events.append("release")
+        await inner.release(session)
+    }
 
     func submit(run batches: [ValidatedBatch], session: BotSession, after: UInt64?,
                 answer: @escaping @Sendable (Result<[StoreOutcome], any Error>) -> Void) async {
@@ -228,6 +251,7 @@ actor HeldStore: IngestStore {
     /// Answers run `i` (in the order handed over) with `outcome` for each batch; `.stored` stores them.
     func answer(_ i: Int, _ outcome: StoreOutcome) async {
         let q = queued[i]
+        events.append("answer \(i)")
         if outcome == .stored { for b in q.run { _ = try? await inner.store(b, session: q.session) } }
         q.answer(.success(q.run.map { _ in outcome }))
     }
