@@ -90,7 +90,7 @@ struct RunBehindTests {
                 // The first run's statement waits on the row lock: the server cancels it. (pg_stat_activity is read once
                 // per transaction unless its snapshot is cleared.)
                 var cancelled = false
-                for _ in 0..<100 where !cancelled {
+                for _ in 0..<600 where !cancelled {
                     try await locker.query("SELECT pg_stat_clear_snapshot()", logger: logger)
                     for try await done in try await locker.query("""
                         SELECT coalesce(bool_or(pg_cancel_backend(pid)), false) FROM pg_stat_activity
