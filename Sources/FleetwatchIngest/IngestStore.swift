@@ -190,6 +190,12 @@ extension IngestStore {
     /// once, so `after` always holds.
     public func submit(run batches: [ValidatedBatch], session: BotSession, after: UInt64?,
                        answer: @escaping @Sendable (Result<[StoreOutcome], any Error>) -> Void) async {
+        await storing(run: batches, session: session, answer: answer)
+    }
+
+    /// `store(run:)` before returning, its result handed to `answer`: `submit` for a run a store does not queue.
+    public func storing(run batches: [ValidatedBatch], session: BotSession,
+                        answer: @Sendable (Result<[StoreOutcome], any Error>) -> Void) async {
         do { answer(.success(try await store(run: batches, session: session))) } catch { answer(.failure(error)) }
     }
 

@@ -130,8 +130,7 @@ public final class OutageIngestStore: IngestStore {
     public func submit(run batches: [ValidatedBatch], session: BotSession, after: UInt64?,
                        answer: @escaping @Sendable (Result<[StoreOutcome], any Error>) -> Void) async {
         guard !session.provisional, innerGivesUp, batches.allSatisfy(\.isAdmitted) else {
-            do { answer(.success(try await store(run: batches, session: session))) } catch { answer(.failure(error)) }
-            return
+            return await storing(run: batches, session: session, answer: answer)
         }
         await inner.submit(run: batches, session: session, after: after) { [self] result in
             answer(Result { try settle(result, batches: batches, session: session) })

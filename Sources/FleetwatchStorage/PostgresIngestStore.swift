@@ -134,8 +134,7 @@ public final class PostgresIngestStore: IngestStore {
     public func submit(run batches: [ValidatedBatch], session: BotSession, after: UInt64?,
                        answer: @escaping @Sendable (Result<[StoreOutcome], any Error>) -> Void) async {
         guard batches.allSatisfy(\.isAdmitted) else {
-            do { answer(.success(try await store(run: batches, session: session))) } catch { answer(.failure(error)) }
-            return
+            return await storing(run: batches, session: session, answer: answer)
         }
         await writer.submit(run: batches.map { SampleRows(batch: $0) }, batches: batches, session: session, after: after) { result in
             answer(result.mapError(Self.refusal))

@@ -23,6 +23,24 @@ struct RunsInFlightTests {
 
     static func ack(_ seq: UInt64) -> IngestOutput { BatchRunTests.ack(seq) }
 
+    /// A connected session with batches 1...`runs` handed over, one run each (none answered).
+    static func inFlight(_ runs: UInt64) async throws -> (HeldStore, Wakes, IngestSession) {
+        let (store, wakes) = (HeldStore(), Wakes())
+        let s = await connected(store, wakes)
+        for seq in 1...runs { _ = await s.handle(try T.batch(seq)) }
+        return (store, wakes, s)
+    }
+
+    /// After 200 ms: how many runs were handed over by then, and then run 0 answered `.stored`.
+    static func answerTheFirstLater(_ store: HeldStore) -> Task<Int, any Error> {
+        Task {
+            try await Task.sleep(for: .milliseconds(200))
+            let handedOver = await store.count
+            await store.answer(0, .stored)
+            return handedOver
+        }
+    }
+
     @Test func twoRunsAreInFlightAndAckedInOrder() async throws {
         let (store, wakes) = (HeldStore(), Wakes())
         let s = await Self.connected(store, wakes)
@@ -39,16 +57,8 @@ struct RunsInFlightTests {
     }
 
     @Test func aThirdRunWaitsForRoom() async throws {
-        let (store, wakes) = (HeldStore(), Wakes())
-        let s = await Self.connected(store, wakes)
-        _ = await s.handle(try T.batch(1))
-        _ = await s.handle(try T.batch(2))
-        let answering = Task {
-            try await Task.sleep(for: .milliseconds(200))
-            let handedOver = await store.count
-            await store.answer(0, .stored)
-            return handedOver
-        }
+        let (store, _, s) = try await Self.inFlight(2)
+        let answering = Self.answerTheFirstLater(store)
         let out = await s.handle(try T.batch(3))
         #expect(try await answering.value == 2, "the third run waited for the first's answer")
         #expect(out == [Self.ack(1)])
@@ -59,10 +69,7 @@ struct RunsInFlightTests {
     /// After a deferred batch nothing later is acknowledged (the ack would cover the deferred one), even a run the
     /// store did store, and later runs are not handed over at all.
     @Test func nothingAfterADeferredRunIsAcknowledged() async throws {
-        let (store, wakes) = (HeldStore(), Wakes())
-        let s = await Self.connected(store, wakes)
-        _ = await s.handle(try T.batch(1))
-        _ = await s.handle(try T.batch(2))
+        let (store, _, s) = try await Self.inFlight(2)
         await store.answer(0, .deferred)
         await store.answer(1, .stored)
         #expect(await s.takeAnswers() == [])
@@ -74,10 +81,7 @@ struct RunsInFlightTests {
 
     @Test func aFailedRunClosesAndTheRunBehindItIsNotAcknowledged() async throws {
         struct Lost: Error {}
-        let (store, wakes) = (HeldStore(), Wakes())
-        let s = await Self.connected(store, wakes)
-        _ = await s.handle(try T.batch(1))
-        _ = await s.handle(try T.batch(2))
+        let (store, _, s) = try await Self.inFlight(2)
         await store.fail(0, Lost())
         await store.answer(1, .stored)
         let out = await s.takeAnswers()
@@ -88,10 +92,7 @@ struct RunsInFlightTests {
     /// The transport's close (here a message too big, which makes the agent drop its oldest unacknowledged batch)
     /// goes out after the acks of the runs in flight, so the agent drops the right batch.
     @Test func theTransportsCloseComesAfterTheAcksOfRunsInFlight() async throws {
-        let (store, wakes) = (HeldStore(), Wakes())
-        let s = await Self.connected(store, wakes)
-        _ = await s.handle(try T.batch(1))
-        _ = await s.handle(try T.batch(2))
+        let (store, _, s) = try await Self.inFlight(2)
         let answering = Task {
             await store.answer(0, .stored)
             await store.answer(1, .stored)
@@ -103,9 +104,7 @@ struct RunsInFlightTests {
 
     /// With a deferred batch in flight the agent must keep every batch: the close becomes 4010.
     @Test func theTransportsCloseKeepsABatchDeferredInFlight() async throws {
-        let (store, wakes) = (HeldStore(), Wakes())
-        let s = await Self.connected(store, wakes)
-        _ = await s.handle(try T.batch(1))
+        let (store, _, s) = try await Self.inFlight(1)
         let answering = Task { await store.answer(0, .deferred) }
         let out = await s.closing(.messageTooBig, "too big")
         await answering.value
@@ -114,10 +113,7 @@ struct RunsInFlightTests {
     }
 
     @Test func aBadBatchIsClosedAfterTheAcksOfRunsInFlight() async throws {
-        let (store, wakes) = (HeldStore(), Wakes())
-        let s = await Self.connected(store, wakes)
-        _ = await s.handle(try T.batch(1))
-        _ = await s.handle(try T.batch(2))
+        let (store, _, s) = try await Self.inFlight(2)
         let bad = Frame.batch(BatchFrame(bootEpoch: Self.epoch, sequence: 3, sampleCount: 1, rawLength: 10,
                                          compressed: ByteBuffer(bytes: [1, 2, 3, 4]))).encoded()
         let answering = Task {
@@ -133,27 +129,17 @@ struct RunsInFlightTests {
 
     /// A heartbeat from the agent is not a reason to wait for the store.
     @Test func aHeartbeatDoesNotWaitForRunsInFlight() async throws {
-        let (store, wakes) = (HeldStore(), Wakes())
-        let s = await Self.connected(store, wakes)
-        _ = await s.handle(try T.batch(1))
-        _ = await s.handle(try T.batch(2))
+        let (store, _, s) = try await Self.inFlight(2)
         #expect(await s.handle(Frame.heartbeat(Heartbeat(sentAtMs: 0)).encoded()) == [])
         #expect(await store.count == 2)
     }
 
     /// Runs of two epochs are two streams, which the store does not keep in order: the later one waits.
     @Test func aRunOfAnotherEpochWaitsForTheRunsBeforeIt() async throws {
-        let (store, wakes) = (HeldStore(), Wakes())
-        let s = await Self.connected(store, wakes)
-        _ = await s.handle(try T.batch(1))
+        let (store, _, s) = try await Self.inFlight(1)
         let payload = BatchPayload(series: [Series(name: "m", kind: .gauge, timestamps: [Int64(Date().timeIntervalSince1970 * 1000)], values: [1])])
         let next = Frame.batch(try BatchFrame.make(bootEpoch: Self.epoch + 1, sequence: 1, payload: payload)).encoded()
-        let answering = Task {
-            try await Task.sleep(for: .milliseconds(200))
-            let handedOver = await store.count
-            await store.answer(0, .stored)
-            return handedOver
-        }
+        let answering = Self.answerTheFirstLater(store)
         #expect(await s.handle(next) == [Self.ack(1)])
         #expect(try await answering.value == 1)
         #expect(await store.afters == [nil, nil])
@@ -162,16 +148,9 @@ struct RunsInFlightTests {
     /// A run whose names could not be admitted (the database went away) is stored by a path that does not check
     /// `after`: it waits for every run before it, and is handed over with nothing in flight.
     @Test func aRunNotAdmittedWaitsForTheRunsBeforeIt() async throws {
-        let (store, wakes) = (HeldStore(), Wakes())
-        let s = await Self.connected(store, wakes)
-        _ = await s.handle(try T.batch(1))
+        let (store, _, s) = try await Self.inFlight(1)
         await store.setAdmitting(false)
-        let answering = Task {
-            try await Task.sleep(for: .milliseconds(200))
-            let handedOver = await store.count
-            await store.answer(0, .stored)
-            return handedOver
-        }
+        let answering = Self.answerTheFirstLater(store)
         #expect(await s.handle(try T.batch(2)) == [Self.ack(1)])
         #expect(try await answering.value == 1)
         #expect(await store.afters == [nil, nil])
@@ -180,10 +159,7 @@ struct RunsInFlightTests {
     /// A connection that ends (an agent closing right after its last batches) gives its lease back only after its runs
     /// in flight are answered: they are written under its lease, not refused as another connection's.
     @Test func theLeaseIsGivenBackAfterTheRunsInFlight() async throws {
-        let (store, wakes) = (HeldStore(), Wakes())
-        let s = await Self.connected(store, wakes)
-        _ = await s.handle(try T.batch(1))
-        _ = await s.handle(try T.batch(2))
+        let (store, _, s) = try await Self.inFlight(2)
         let answering = Task {
             try await Task.sleep(for: .milliseconds(200))
             await store.answer(0, .stored)
