@@ -196,12 +196,21 @@ public actor AlertEngine {
         let noData = noDataRule != nil && (state.lastBatchMs == 0 || now - state.lastBatchMs >= noDataMs / 2)
         state.lastBatchMs = now
         var actions: [(rule: Rule, observation: Observation, tracker: AlertTracker, action: AlertTracker.Action)] = []
-        for o in state.evaluator.evaluate(series) {
-            guard let rule = state.evaluator.profile.rule(o.ruleID) else { continue }
-            var tracker = state.trackers[rule.id] ?? AlertTracker()
+        let observations = state.evaluator.evaluate(series)
+        let rules = state.evaluator.profile.rules
+        // The observations come in the rules' order: each rule is found by walking on, not by a search from the start.
+        var next = rules.startIndex
+        for o in observations {
+            guard let r = rules[next...].firstIndex(where: { $0.id == o.ruleID }) ?? rules.firstIndex(where: { $0.id == o.ruleID })
+            else { continue }
+            next = r
+            let rule = rules[r]
+            let known = state.trackers[rule.id]
+            var tracker = known ?? AlertTracker()
             if let action = tracker.observe(rule, value: o.value, nowMs: now, cooldowns: cooldowns) {
                 actions.append((rule, o, tracker, action))
-            } else {
+            } else if known != nil || tracker.isFiring {
+                // A rule without a tracker that stays quiet keeps none: most rules, most batches, no second lookup.
                 state.trackers[rule.id] = tracker.isFiring ? tracker : nil
             }
         }

@@ -79,4 +79,27 @@ import Testing
         #expect(u == Self.mergedOneByOne(batches))
         #expect(u?.numbers == ["x": 999] && u?.states == ["y": "s999"])
     }
+
+    /// The usual bot: the same names every batch, a sample in each. Each batch replaces the one before (it would add
+    /// nothing but its time), so a flush works out one batch's values; a batch missing a sample is kept.
+    @Test func aBatchWithTheNamesOfTheOneBeforeAndEverySampleReplacesIt() {
+        var pending = PendingLive()
+        func batch(_ k: Int64, y: Bool = true) -> [Series] {
+            [Series(name: "x", kind: .gauge, timestamps: [k], values: [Double(k)]),
+             Series(name: "y", kind: .counter, timestamps: y ? [k] : [], values: y ? [Double(k)] : [])]
+        }
+        var batches: [[Series]] = []
+        for k in Int64(1)...5 { batches.append(batch(k)); pending.add(batches.last!, bot: "b") }
+        #expect(pending.batches.count == 1)
+        batches.append(batch(9, y: false)); pending.add(batches.last!, bot: "b")
+        #expect(pending.batches.count == 2)
+        // Older times than the batch before it, which it replaces: that batch's time stays the newest.
+        batches.append(batch(7)); pending.add(batches.last!, bot: "b")
+        #expect(pending.batches.count == 2)
+        batches.append(batch(8)); pending.add(batches.last!, bot: "b")
+        #expect(pending.batches.count == 2)
+        let u = pending.update(bot: "b")
+        #expect(u == Self.mergedOneByOne(batches))
+        #expect(u?.numbers == ["x": 8, "y": 8] && u?.at == Date(timeIntervalSince1970: 0.009))
+    }
 }

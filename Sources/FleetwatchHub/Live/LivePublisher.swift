@@ -154,12 +154,22 @@ struct PendingLive {
 
     var folded: LiveUpdate?
     var batches: [[Series]] = []
+    /// The newest sample time of batches replaced by a newer one with their names (`add`): all they still add.
+    var coveredAt: Date?
 
+    /// Keeps `series` for the flush. A bot sends the same names batch after batch: a batch with the names and kinds
+    /// of the one before it and a sample in every series replaces that one, which would add nothing but its time.
     mutating func add(_ series: [Series], bot: String) {
+        if let last = batches.last, !series.isEmpty, series.hasSameNamesAndKinds(as: last), series.allSatisfy({ $0.count > 0 }) {
+            if let at = Self.newest(last) { coveredAt = max(coveredAt ?? at, at) }
+            batches[batches.count - 1] = series
+            return
+        }
         batches.append(series)
         if batches.count >= Self.maxBatches {
             folded = update(bot: bot)
             batches.removeAll(keepingCapacity: true)
+            coveredAt = nil
         }
     }
 
@@ -181,6 +191,10 @@ struct PendingLive {
             guard let older = LivePublisher.update(bot: bot, series: series) else { continue }
             result = Self.merge(newer: result, older: older)
             if reference == nil, series.allSatisfy({ $0.count > 0 }) { reference = series }
+        }
+        if let coveredAt, var r = result {
+            r.at = max(r.at, coveredAt)
+            result = r
         }
         if let folded { result = Self.merge(newer: result, older: folded) }
         return result
