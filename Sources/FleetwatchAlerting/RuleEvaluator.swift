@@ -56,10 +56,11 @@ public struct RuleEvaluator: Sendable {
         // out when the names change, not looked up by name in every batch.
         if layout.map({ series.hasNames($0.names) }) != true { layout = Layout(series, rules: profile.rules, metrics: ruleMetrics, counters: counterNames) }
         let known = layout!
+        let rules = profile.rules
         for i in known.counterCandidates where series[i].kind == .counter {
             let name = series[i].name
-            if counters[name] == nil { counters[name] = CounterWindow(keepMs: longestWindowMs(for: name)) }
-            counters[name]?.add(series[i])
+            // One lookup: the window is made (its length worked out) only for a counter seen the first time.
+            counters[name, default: CounterWindow(keepMs: Self.longestWindowMs(for: name, rules: rules))].add(series[i])
         }
         var out: [Observation] = []
         out.reserveCapacity(profile.rules.count)   // one allocation, not one per doubling
@@ -140,9 +141,9 @@ public struct RuleEvaluator: Sendable {
         return Observation(ruleID: id, value: s.values[best], atMs: s.timestamps[best])
     }
 
-    private func longestWindowMs(for counter: String) -> Int64 {
+    private static func longestWindowMs(for counter: String, rules: [Rule]) -> Int64 {
         var longest = 60
-        for r in profile.rules {
+        for r in rules {
             switch r.kind {
             case .rateAbove(let c, let w, _) where c == counter, .rateBelow(let c, let w, _) where c == counter:
                 longest = max(longest, w)
