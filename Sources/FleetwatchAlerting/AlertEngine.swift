@@ -199,6 +199,8 @@ public actor AlertEngine {
         let observations = state.evaluator.evaluate(series)
         let rules = state.evaluator.profile.rules
         // The observations come in the rules' order: each rule is found by walking on, not by a search from the start.
+        // Rule ids are unique in every profile the hub builds (the built-in tables, their overrides by id and their
+        // automatic-shutdown copies: `ThresholdProfileTests`), so the walk finds the rule `profile.rule(id)` would.
         var next = rules.startIndex
         for o in observations {
             guard let r = rules[next...].firstIndex(where: { $0.id == o.ruleID }) ?? rules.firstIndex(where: { $0.id == o.ruleID })

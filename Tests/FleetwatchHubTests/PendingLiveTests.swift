@@ -101,5 +101,15 @@ import Testing
         let u = pending.update(bot: "b")
         #expect(u == Self.mergedOneByOne(batches))
         #expect(u?.numbers == ["x": 8, "y": 8] && u?.at == Date(timeIntervalSince1970: 0.009))
+        // Batches with other names, older times, until the pending ones are folded: the replaced batch's time
+        // (9 ms, the newest of all) is still there after the fold.
+        for k in Int64(1)...Int64(PendingLive.maxBatches) {
+            let other = [Series(name: "z\(k % 2)", kind: .gauge, timestamps: [k], values: [Double(k)])]
+            batches.append(other); pending.add(other, bot: "b")
+        }
+        #expect(pending.folded != nil)
+        let folded = pending.update(bot: "b")
+        #expect(folded == Self.mergedOneByOne(batches))
+        #expect(folded?.at == Date(timeIntervalSince1970: 0.009))
     }
 }

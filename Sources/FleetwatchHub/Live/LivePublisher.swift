@@ -35,11 +35,13 @@ final class LivePublisher: Service, Sendable {
 
     /// Keeps a stored batch for the next flush, which publishes its newest values (last value of counters and
     /// gauges, mean of durations, last state) merged with the bot's other batches since the last flush. On the
-    /// ingest path this is one lookup and an append under the lock; the values are worked out at the flush, once
+    /// ingest path this is one lookup, a comparison of names with the bot's last batch and an append or a replacement
+    /// under the lock (what the batch's samples say is read before it); the values are worked out at the flush, once
     /// per bot, however many batches it sent meanwhile.
     func record(bot: String, series: [Series]) {
         guard !series.isEmpty else { return }
-        pending.withLock { p in p[bot, default: PendingLive()].add(series, bot: bot) }
+        let facts = PendingLive.Facts(series)
+        pending.withLock { p in p[bot, default: PendingLive()].add(series, bot: bot, facts: facts) }
     }
 
     static func update(bot: String, series: [Series]) -> LiveUpdate? {
@@ -154,22 +156,43 @@ struct PendingLive {
 
     var folded: LiveUpdate?
     var batches: [[Series]] = []
-    /// The newest sample time of batches replaced by a newer one with their names (`add`): all they still add.
-    var coveredAt: Date?
+    /// The newest sample time (unix ms) of batches replaced by a newer one with their names (`add`): all they still add.
+    var coveredAtMs: Int64?
+    /// The newest sample time of `batches.last`.
+    var lastNewestMs: Int64?
+
+    /// What `add` needs of a batch besides its names, read before the publisher's lock is taken.
+    struct Facts {
+        /// Its newest sample time, unix ms (nil: no sample).
+        var newestMs: Int64?
+        /// Every series has a sample: the batch sets a value for each of its names.
+        var complete: Bool
+
+        init(_ series: [Series]) {
+            var newest: Int64 = .min
+            for i in series.indices { newest = max(newest, series[i].timestamps.max() ?? .min) }
+            newestMs = newest == .min ? nil : newest
+            complete = !series.isEmpty && series.allSatisfy { $0.count > 0 }
+        }
+    }
 
     /// Keeps `series` for the flush. A bot sends the same names batch after batch: a batch with the names and kinds
     /// of the one before it and a sample in every series replaces that one, which would add nothing but its time.
-    mutating func add(_ series: [Series], bot: String) {
-        if let last = batches.last, !series.isEmpty, series.hasSameNamesAndKinds(as: last), series.allSatisfy({ $0.count > 0 }) {
-            if let at = Self.newest(last) { coveredAt = max(coveredAt ?? at, at) }
+    mutating func add(_ series: [Series], bot: String, facts: Facts? = nil) {
+        let facts = facts ?? Facts(series)
+        if let last = batches.last, facts.complete, series.hasSameNamesAndKinds(as: last) {
+            if let ms = lastNewestMs { coveredAtMs = max(coveredAtMs ?? ms, ms) }
             batches[batches.count - 1] = series
+            lastNewestMs = facts.newestMs
             return
         }
         batches.append(series)
+        lastNewestMs = facts.newestMs
         if batches.count >= Self.maxBatches {
             folded = update(bot: bot)
             batches.removeAll(keepingCapacity: true)
-            coveredAt = nil
+            coveredAtMs = nil
+            lastNewestMs = nil
         }
     }
 
@@ -192,8 +215,8 @@ struct PendingLive {
             result = Self.merge(newer: result, older: older)
             if reference == nil, series.allSatisfy({ $0.count > 0 }) { reference = series }
         }
-        if let coveredAt, var r = result {
-            r.at = max(r.at, coveredAt)
+        if let coveredAtMs, var r = result {
+            r.at = max(r.at, Date(timeIntervalSince1970: Double(coveredAtMs) / 1000))
             result = r
         }
         if let folded { result = Self.merge(newer: result, older: folded) }
