@@ -63,7 +63,8 @@ struct IngestBench: AsyncParsableCommand {
         let version = protocolVersion
 
         let acked = SharedCounter()
-        let server = await ServerCPU.find(db, logger: logger)
+        let found = await ServerCPU.find(db, logger: logger)
+        let server = try? found.get()
         let serverCPUBefore = server?.seconds() ?? 0
         let hubCPUBefore = RemoteWriteRun.cpuSeconds(pid: hub.pid)
         let senderCPUBefore = RemoteWriteRun.cpuSeconds(pid: getpid())
@@ -97,7 +98,7 @@ struct IngestBench: AsyncParsableCommand {
             report("PostgreSQL CPU per million samples (the whole server)", serverCPU / samples * 1e6, "CPU s")
             report("fleetwatch's side, hub + senders + PostgreSQL, per million samples", (hubCPU + senderCPU + serverCPU) / samples * 1e6, "CPU s")
         } else {
-            print("PostgreSQL CPU: not measured (the server is not on this machine, or its processes cannot be read)")
+            if case .failure(let why) = found { print("PostgreSQL CPU: not measured: \(why)") }
         }
         let size = try await db.sizes(logger: logger)
         report("samples table bytes/sample (with index)", Double(size.samples) / samples, "bytes")
