@@ -24,8 +24,7 @@ struct HelloBench: AsyncParsableCommand {
         let db = try await BenchDatabase.create(server: databaseURL, bots: names, token: "bench-token", logger: logger)
         print("hellos: \(bots) bots at once, \(group) per statement, \(concurrent) statements at a time, pool of \(connections)")
         let client = PostgresClient(configuration: try db.url.clientConfiguration(maxConnections: connections), backgroundLogger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { await client.run() }
+        try await withRunningClient(client) { client in
             let store = PostgresIngestStore(client: client, logger: logger, hubID: "bench", hellos: (group, concurrent))
             for round in ["fresh start", "every bot again (takeovers)"] {
                 let start = ContinuousClock.now
@@ -51,7 +50,6 @@ struct HelloBench: AsyncParsableCommand {
             let held = try await client.query("SELECT count(*) FROM bots WHERE connected_hub = 'bench'", logger: logger)
                 .decode(Int64.self).first { _ in true } ?? 0
             guard held == bots else { throw BenchFailure("\(held) of \(bots) bots hold a lease after the hellos") }
-            tasks.cancelAll()
         }
     }
 }

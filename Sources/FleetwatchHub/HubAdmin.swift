@@ -21,7 +21,7 @@ public struct HubAdmin: Sendable {
         let database = try await HubDatabase.open(configuration, logger: logger)
         defer { database.close() }
         let logger = self.logger
-        return try await withPostgresClient(try database.makeClient(maxConnections: 2, logger: logger)) { client in
+        return try await withRunningClient(try database.makeClient(maxConnections: 2, logger: logger)) { client in
             try await Migrator(client: client, logger: logger).migrate()
             return try await body(client)
         }
@@ -31,7 +31,7 @@ public struct HubAdmin: Sendable {
         let database = try await HubDatabase.open(configuration, logger: logger)
         defer { database.close() }
         let logger = self.logger
-        return try await withPostgresClient(try database.makeClient(maxConnections: 2, logger: logger)) { client in
+        return try await withRunningClient(try database.makeClient(maxConnections: 2, logger: logger)) { client in
             try await Migrator(client: client, logger: logger).migrate()
         }
     }
@@ -179,7 +179,7 @@ extension HubAdmin {
             var url = try DatabaseURL(read)
             if url.password == nil { url.password = configuration.databasePassword }
             logger.info("weekly report from the read replica \(url)")
-            return try await withPostgresClient(PostgresClient(configuration: try url.clientConfiguration(maxConnections: 2), backgroundLogger: logger)) { client in
+            return try await withRunningClient(PostgresClient(configuration: try url.clientConfiguration(maxConnections: 2), backgroundLogger: logger)) { client in
                 try await WeeklyReview(client: client, logger: logger).report(week: week, bot: bot)
             }
         }
@@ -227,10 +227,10 @@ extension HubAdmin {
                 """)
         }
         admin.database = database.url.database
-        try await withPostgresClient(try database.makeClient(maxConnections: 2, logger: logger)) { client in
+        try await withRunningClient(try database.makeClient(maxConnections: 2, logger: logger)) { client in
             try await Migrator(client: client, logger: logger).migrate()
         }
-        return try await withPostgresClient(PostgresClient(configuration: try admin.clientConfiguration(maxConnections: 1), backgroundLogger: logger)) { client in
+        return try await withRunningClient(PostgresClient(configuration: try admin.clientConfiguration(maxConnections: 1), backgroundLogger: logger)) { client in
             let analysts = Analysts(client: client, logger: logger)
             if given == nil {
                 try await analysts.create(name, password: password)
@@ -258,7 +258,7 @@ extension HubAdmin {
         try await DatabaseProbe.waitUntilReachable(admin, patience: configuration.databaseStartTimeout, logger: logger)
         try await DatabaseBootstrap.ensureHubRole(admin: admin, role: url.username, password: password, database: url.database, logger: logger)
         let logger = self.logger
-        let applied = try await withPostgresClient(PostgresClient(configuration: try url.clientConfiguration(maxConnections: 2), backgroundLogger: logger)) { client in
+        let applied = try await withRunningClient(PostgresClient(configuration: try url.clientConfiguration(maxConnections: 2), backgroundLogger: logger)) { client in
             try await Migrator(client: client, logger: logger).migrate()
         }
         return (url.username, url.database, applied)

@@ -40,7 +40,7 @@ public struct HubApplication: Sendable {
         logger.info("using PostgreSQL at \(database.url)")
         // Migrations on a client of their own, without the statement timeout (a migration may take long).
         let logger = self.logger
-        let (applied, offered) = try await withPostgresClient(try database.makeClient(maxConnections: 1, logger: logger)) { client in
+        let (applied, offered) = try await withRunningClient(try database.makeClient(maxConnections: 1, logger: logger)) { client in
             (try await Migrator(client: client, logger: logger).migrate(),
              try await ServerFacts(client: client, logger: logger).toastCompressions())
         }

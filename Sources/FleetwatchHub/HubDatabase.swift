@@ -65,20 +65,6 @@ public struct HubDatabase: Sendable {
     }
 }
 
-/// Runs `body` with a running client, then shuts the client down.
-public func withPostgresClient<T: Sendable>(_ client: PostgresClient,
-                                            _ body: @Sendable @escaping (PostgresClient) async throws -> T) async throws -> T {
-    try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask { await client.run(); return nil }
-        group.addTask { try await body(client) }
-        defer { group.cancelAll() }
-        while let result = try await group.next() {
-            if let result { return result }
-        }
-        throw CancellationError()
-    }
-}
-
 extension HubConfiguration {
     /// `FLEETWATCH_ADMIN_DATABASE_URL`, with `FLEETWATCH_ADMIN_DATABASE_PASSWORD` when the URL has no password.
     func adminURL() throws -> DatabaseURL? {

@@ -75,10 +75,6 @@ public enum DatabaseBootstrap {
 
     private static func withClient(_ url: DatabaseURL, logger: Logger, _ body: @Sendable @escaping (PostgresClient) async throws -> Void) async throws {
         let client = PostgresClient(configuration: try url.clientConfiguration(maxConnections: 1), backgroundLogger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
-            defer { group.cancelAll() }
-            try await body(client)
-        }
+        try await withRunningClient(client, body)
     }
 }

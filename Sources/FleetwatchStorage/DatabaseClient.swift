@@ -22,10 +22,10 @@ public final class DatabaseClient: PostgresQuerying {
         var client: PostgresClient
         var endpoint: Int
         var task: Task<Void, Never>?
+        /// Opened when this pool's `run()` is called: its statements wait for it.
+        var started: StartGate
     }
     private let current: Mutex<Current>
-    /// Opened when the first pool's `run()` is called: `started()` waits for it.
-    private let running = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
     /// How long an abandoned pool is kept for the statements still using it.
     static let retireAfter: Duration = .seconds(5)
 
@@ -38,7 +38,7 @@ public final class DatabaseClient: PostgresQuerying {
         self.logger = logger
         let client = try Self.makeClient(url, endpoint: endpoint, maxConnections: maxConnections, statementTimeout: statementTimeout,
                                          sessionSettings: sessionSettings, logger: logger)
-        current = Mutex(Current(client: client, endpoint: endpoint, task: nil))
+        current = Mutex(Current(client: client, endpoint: endpoint, task: nil, started: StartGate()))
     }
 
     /// Another pool of `maxConnections` to the host this one uses now, with the same statement timeout (not its
@@ -68,10 +68,10 @@ public final class DatabaseClient: PostgresQuerying {
     /// Runs the pool (and any it is moved to) until the task is cancelled.
     public func run() async {
         current.withLock { c in
-            let client = c.client
-            c.task = Task { [self] in
+            let (client, started) = (c.client, c.started)
+            c.task = Task {
                 // Opened right before the pool's `run()`, which marks the pool running before it first suspends.
-                openStartGate()
+                started.open()
                 await client.run()
             }
         }
@@ -82,39 +82,25 @@ public final class DatabaseClient: PostgresQuerying {
         }
     }
 
-    /// Returns once `run()` has started the pool. A statement sent before that waits for the pool all the same,
-    /// but PostgresNIO logs a warning for it ("`PostgresClient.run()` hasn't been called yet"), which operators
-    /// saw on every hub start: the hub awaits this before its first statement. The gate opens a few instructions
-    /// before PostgresNIO marks the pool running (it offers no signal of its own), so a thread preempted in between
-    /// could still let one warning through. Call it only once `run()` has been started: it waits for that.
-    /// A pool moved to another host (`switchTo`) is used at once and may log the warning once.
+    /// Returns once `run()` has started the pool in use (`StartGate`). Every statement waits for its pool's start
+    /// too, including a pool moved to another host (`switchTo`), so PostgresNIO never warns that a pool was used
+    /// before it ran; the hub also awaits this before its first statement. Call it only once `run()` has been
+    /// started: it waits for that.
     public func started() async {
-        await withCheckedContinuation { continuation in
-            let now = running.withLock { r -> Bool in
-                if r.open { return true }
-                r.waiters.append(continuation)
-                return false
-            }
-            if now { continuation.resume() }
-        }
-    }
-
-    private func openStartGate() {
-        let waiters = running.withLock { r -> [CheckedContinuation<Void, Never>] in
-            r.open = true
-            defer { r.waiters = [] }
-            return r.waiters
-        }
-        waiters.forEach { $0.resume() }
+        await current.withLock { $0.started }.wait()
     }
 
     /// Moves the pool to host `endpoint` (a new pool; the old one is shut down after `retireAfter`).
     public func switchTo(endpoint: Int) throws {
         let client = try Self.makeClient(url, endpoint: endpoint, maxConnections: maxConnections, statementTimeout: statementTimeout,
                                          sessionSettings: sessionSettings, logger: logger)
-        let task = Task { await client.run() }
+        let started = StartGate()
+        let task = Task {
+            started.open()
+            await client.run()
+        }
         let old = current.withLock { c -> Task<Void, Never>? in
-            defer { c = Current(client: client, endpoint: endpoint, task: task) }
+            defer { c = Current(client: client, endpoint: endpoint, task: task, started: started) }
             return c.task
         }
         logger.notice("PostgreSQL: now using \(url.endpoints[endpoint].display)")
@@ -136,7 +122,8 @@ public final class DatabaseClient: PostgresQuerying {
 
     @discardableResult
     public func query(_ query: PostgresQuery, logger: Logger?, file: String, line: Int) async throws -> PostgresRowSequence {
-        let client = current.withLock { $0.client }
+        let (client, started) = current.withLock { ($0.client, $0.started) }
+        await started.wait()
         guard let deadline = answerDeadline else { return try await client.query(query, logger: logger, file: file, line: line) }
         return try await StatementWatch.answered(within: deadline) {
             try await client.query(query, logger: logger, file: file, line: line)
@@ -144,6 +131,8 @@ public final class DatabaseClient: PostgresQuerying {
     }
 
     public func withLeasedConnection<Result>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
-        try await current.withLock { $0.client }.withConnection(body)
+        let (client, started) = current.withLock { ($0.client, $0.started) }
+        await started.wait()
+        return try await client.withConnection(body)
     }
 }

@@ -36,13 +36,7 @@ public struct TestDatabase: Sendable {
     public func withClient<T: Sendable>(logger: Logger = Logger(label: "test.db"),
                                         _ body: @Sendable @escaping (PostgresClient) async throws -> T) async throws -> T {
         let client = PostgresClient(configuration: try url.clientConfiguration(maxConnections: 4), backgroundLogger: logger)
-        return try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { await client.run(); return nil }
-            group.addTask { try await body(client) }
-            defer { group.cancelAll() }
-            while let r = try await group.next() { if let r { return r } }
-            throw CancellationError()
-        }
+        return try await withRunningClient(client, body)
     }
 }
 

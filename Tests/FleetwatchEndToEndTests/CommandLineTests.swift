@@ -38,6 +38,19 @@ struct CommandLineTests {
         #expect(profiles.contains { $0["profile"] as? String == "default" && (($0["rules"] as? [Any])?.count ?? 0) > 5 }, "\(profiles)")
     }
 
+    /// What an operator reads after a command at the default log level: its answer, not PostgresNIO's warning that
+    /// the command's pool was used before it ran (every command opens one for itself: `withRunningClient`).
+    @Test(.enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
+    func commandsLogNoConnectionPoolWarning() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["quiet-bot"], token: "secret", in: db)
+        for what in ["bots", "tokens", "users", "profiles", "bots", "tokens"] {
+            let (status, out) = try await Self.run("monitor-hub", [what, "list", "--database-url", db.url.urlString])
+            #expect(status == 0, "\(what) list: \(out)")
+            #expect(!out.contains("[PostgresNIO]"), "\(what) list: \(out)")
+        }
+    }
+
     /// A long command says how far it is: `rollup` prints a progress line per day, then its result.
     @Test(.enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
     func rollupReportsProgressPerDay() async throws {

@@ -1,0 +1,58 @@
+import PostgresNIO
+import Synchronization
+
+/// Opened once a PostgresNIO pool is about to run. A statement sent to a pool before its `run()` started waits for
+/// it all the same, but PostgresNIO logs a warning for it ("Trying to lease connection from `PostgresClient`, but
+/// `PostgresClient.run()` hasn't been called yet"), which operators saw at a hub's first start, after a failover and
+/// from `monitor-hub` commands. Whoever starts the pool opens the gate right before calling `run()` (PostgresNIO
+/// marks the pool running before it first suspends and offers no signal of its own), and whoever uses it waits.
+public final class StartGate: Sendable {
+    private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    public init() {}
+
+    public func open() {
+        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.open = true
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        waiters.forEach { $0.resume() }
+    }
+
+    /// Returns once `open()` was called (at once after that).
+    public func wait() async {
+        if state.withLock({ $0.open }) { return }
+        await withCheckedContinuation { continuation in
+            let now = state.withLock { s -> Bool in
+                if s.open { return true }
+                s.waiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+}
+
+/// Runs `client` while `body` uses it, and stops it when `body` returns or throws. `body` starts once the pool runs
+/// (`StartGate`), so PostgresNIO does not warn that it was used before.
+public func withRunningClient<T: Sendable>(_ client: PostgresClient,
+                                           _ body: @Sendable @escaping (PostgresClient) async throws -> T) async throws -> T {
+    let gate = StartGate()
+    return try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask {
+            gate.open()
+            await client.run()
+            return nil
+        }
+        group.addTask {
+            await gate.wait()
+            return try await body(client)
+        }
+        defer { group.cancelAll() }
+        while let result = try await group.next() {
+            if let result { return result }
+        }
+        throw CancellationError()
+    }
+}
