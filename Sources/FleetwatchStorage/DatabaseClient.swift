@@ -83,9 +83,9 @@ public final class DatabaseClient: PostgresQuerying {
     }
 
     /// Returns once `run()` has started the pool in use (`StartGate`). Every statement waits for its pool's start
-    /// too, including a pool moved to another host (`switchTo`), so PostgresNIO never warns that a pool was used
-    /// before it ran; the hub also awaits this before its first statement. Call it only once `run()` has been
-    /// started: it waits for that.
+    /// too, including a pool moved to another host (`switchTo`), so PostgresNIO does not warn that a pool was used
+    /// before it ran (but for the gate's preemption window); the hub also awaits this before its first statement.
+    /// Call it only once `run()` has been started: it waits for that.
     public func started() async {
         await current.withLock { $0.started }.wait()
     }

@@ -6,6 +6,8 @@ import Synchronization
 /// `PostgresClient.run()` hasn't been called yet"), which operators saw at a hub's first start, after a failover and
 /// from `monitor-hub` commands. Whoever starts the pool opens the gate right before calling `run()` (PostgresNIO
 /// marks the pool running before it first suspends and offers no signal of its own), and whoever uses it waits.
+/// The gate opens a few instructions before PostgresNIO sets its flag, so a thread preempted in between could still
+/// let one warning through: rare, not impossible.
 public final class StartGate: Sendable {
     private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
