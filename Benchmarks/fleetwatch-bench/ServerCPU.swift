@@ -8,28 +8,31 @@ import PostgresNIO
 struct ServerCPU {
     let postmaster: pid_t
 
-    /// The server behind `db`: the parent of the backend that answers a query; or why it was not found.
+    /// The server behind `db`: the parent of the backend that answers a query; or why it was not found. The
+    /// backend's process is read while its connection is open (a closed connection's backend exits at once).
     static func find(_ db: BenchDatabase, logger: Logger) async -> Result<ServerCPU, BenchFailure> {
-        var backend: Int32?
+        var last = BenchFailure("the server named no backend process")
         // Asked up to three times: the one query of the run that must not fail on a passing hiccup.
         for attempt in 1...3 {
             do {
-                backend = try await db.withClient(logger: logger, { client in
-                    try await client.query("SELECT pg_backend_pid()", logger: logger).decode(Int32.self).all().first
-                })
-                break
-            } catch where attempt < 3 {
-                try? await Task.sleep(for: .milliseconds(200))
+                let found = try await db.withClient(logger: logger) { client -> Result<ServerCPU, BenchFailure> in
+                    guard let backend = try await client.query("SELECT pg_backend_pid()", logger: logger).decode(Int32.self).all().first else {
+                        return .failure(BenchFailure("the server named no backend process"))
+                    }
+                    guard let stat = Self.stat(pid_t(backend)), stat.command == "postgres", let parent = pid_t(stat.fields[1]),
+                          Self.stat(parent)?.command == "postgres" else {
+                        return .failure(BenchFailure("backend process \(backend) is not a local postgres process (the server is on another machine?)"))
+                    }
+                    return .success(ServerCPU(postmaster: parent))
+                }
+                if case .success = found { return found }
+                if case .failure(let why) = found { last = why }
             } catch {
-                return .failure(BenchFailure("asking the server for its backend's process failed: \(String(reflecting: error))"))
+                last = BenchFailure("asking the server for its backend's process failed: \(String(reflecting: error))")
             }
+            if attempt < 3 { try? await Task.sleep(for: .milliseconds(200)) }
         }
-        guard let backend else { return .failure(BenchFailure("the server named no backend process")) }
-        guard let stat = Self.stat(pid_t(backend)), stat.command == "postgres", let parent = pid_t(stat.fields[1]),
-              Self.stat(parent)?.command == "postgres" else {
-            return .failure(BenchFailure("backend process \(backend) is not a local postgres process (the server is on another machine?)"))
-        }
-        return .success(ServerCPU(postmaster: parent))
+        return .failure(last)
     }
 
     /// CPU seconds used so far by the server and its processes.

@@ -70,8 +70,8 @@ public final class DatabaseClient: PostgresQuerying {
         current.withLock { c in
             let (client, started) = (c.client, c.started)
             c.task = Task {
-                // Opened right before the pool's `run()`, which marks the pool running before it first suspends.
-                started.open()
+                // Opened shortly after the pool's `run()` starts, which marks the pool running before it first suspends.
+                started.openShortly()
                 await client.run()
             }
         }
@@ -84,7 +84,7 @@ public final class DatabaseClient: PostgresQuerying {
 
     /// Returns once `run()` has started the pool in use (`StartGate`). Every statement waits for its pool's start
     /// too, including a pool moved to another host (`switchTo`), so PostgresNIO does not warn that a pool was used
-    /// before it ran (but for the gate's preemption window); the hub also awaits this before its first statement.
+    /// before it ran (`StartGate.openShortly`); the hub also awaits this before its first statement.
     /// Call it only once `run()` has been started: it waits for that.
     public func started() async {
         await current.withLock { $0.started }.wait()
@@ -96,7 +96,7 @@ public final class DatabaseClient: PostgresQuerying {
                                          sessionSettings: sessionSettings, logger: logger)
         let started = StartGate()
         let task = Task {
-            started.open()
+            started.openShortly()
             await client.run()
         }
         let old = current.withLock { c -> Task<Void, Never>? in

@@ -4,14 +4,26 @@ import Synchronization
 /// Opened once a PostgresNIO pool is about to run. A statement sent to a pool before its `run()` started waits for
 /// it all the same, but PostgresNIO logs a warning for it ("Trying to lease connection from `PostgresClient`, but
 /// `PostgresClient.run()` hasn't been called yet"), which operators saw at a hub's first start, after a failover and
-/// from `monitor-hub` commands. Whoever starts the pool opens the gate right before calling `run()` (PostgresNIO
-/// marks the pool running before it first suspends and offers no signal of its own), and whoever uses it waits.
-/// The gate opens a few instructions before PostgresNIO sets its flag, so a thread preempted in between could still
-/// let one warning through: rare, not impossible.
+/// from `monitor-hub` commands. PostgresNIO marks the pool running a few instructions into `run()`, before it first
+/// suspends, and offers no signal of its own; so whoever starts the pool calls `openShortly()` right before calling
+/// `run()`, and whoever uses it waits. Opened right away, a waiter woken on the other core could still beat the flag
+/// now and then (once in a few hundred starts in CI); opened `settle` later, only a thread kept off its core that
+/// long between the two calls could.
 public final class StartGate: Sendable {
     private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
     public init() {}
+
+    /// How long after `openShortly()` the gate opens.
+    public static let settle: Duration = .milliseconds(10)
+
+    /// Opens the gate `settle` from now, from a task of its own: call it right before the pool's `run()`.
+    public func openShortly() {
+        Task {
+            try? await Task.sleep(for: Self.settle)
+            self.open()
+        }
+    }
 
     public func open() {
         let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
@@ -43,7 +55,7 @@ public func withRunningClient<T: Sendable>(_ client: PostgresClient,
     let gate = StartGate()
     return try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask {
-            gate.open()
+            gate.openShortly()
             await client.run()
             return nil
         }
