@@ -69,11 +69,7 @@ public final class DatabaseClient: PostgresQuerying {
     public func run() async {
         current.withLock { c in
             let (client, started) = (c.client, c.started)
-            c.task = Task {
-                // Opened shortly after the pool's `run()` starts, which marks the pool running before it first suspends.
-                started.openShortly()
-                await client.run()
-            }
+            c.task = Task { await client.run(opening: started) }
         }
         await withTaskCancellationHandler {
             while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
@@ -95,10 +91,7 @@ public final class DatabaseClient: PostgresQuerying {
         let client = try Self.makeClient(url, endpoint: endpoint, maxConnections: maxConnections, statementTimeout: statementTimeout,
                                          sessionSettings: sessionSettings, logger: logger)
         let started = StartGate()
-        let task = Task {
-            started.openShortly()
-            await client.run()
-        }
+        let task = Task { await client.run(opening: started) }
         let old = current.withLock { c -> Task<Void, Never>? in
             defer { c = Current(client: client, endpoint: endpoint, task: task, started: started) }
             return c.task

@@ -48,6 +48,14 @@ public final class StartGate: Sendable {
     }
 }
 
+extension PostgresClient {
+    /// `run()`, with `gate` opened shortly after it starts (`StartGate.openShortly`).
+    public func run(opening gate: StartGate) async {
+        gate.openShortly()
+        await run()
+    }
+}
+
 /// Runs `client` while `body` uses it, and stops it when `body` returns or throws. `body` starts once the pool runs
 /// (`StartGate`), so PostgresNIO does not warn that it was used before.
 public func withRunningClient<T: Sendable>(_ client: PostgresClient,
@@ -55,8 +63,7 @@ public func withRunningClient<T: Sendable>(_ client: PostgresClient,
     let gate = StartGate()
     return try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask {
-            gate.openShortly()
-            await client.run()
+            await client.run(opening: gate)
             return nil
         }
         group.addTask {
