@@ -440,6 +440,8 @@ struct WriteGroup: PostgresPreparedStatement {
         ORDER BY i.n
         """
     typealias Row = (Int64, Bool, Bool, Bool)
+    /// Named once: postgres-nio's default name is `String(reflecting:)` of the type, worked out at every execution.
+    static let name = "FleetwatchStorage.WriteGroup"
 
     var hubID: String
     var botIDs: [Int32] = [], conns: [UUID] = [], epochs: [Int64] = [], seqs: [Int64] = [], afters: [Int64] = []
@@ -453,15 +455,18 @@ struct WriteGroup: PostgresPreparedStatement {
     init(hubID: String) { self.hubID = hubID }
 
     func makeBindings() throws -> PostgresBindings {
+        // The fixed-width arrays in one pass each (`BinaryArray`): postgres-nio's generic array encoding costs
+        // several calls per element.
         var b = PostgresBindings(capacity: 21)
-        b.append(botIDs); b.append(conns); b.append(epochs); b.append(seqs); b.append(sent)
-        b.append(kept); b.append(starts); b.append(lo); b.append(hi); b.append(slo); b.append(shi)
+        b.append(BinaryArray(botIDs)); b.append(conns); b.append(BinaryArray(epochs)); b.append(BinaryArray(seqs))
+        b.append(BinaryArray(sent)); b.append(BinaryArray(kept)); b.append(BinaryArray(starts))
+        b.append(BinaryArray(lo)); b.append(BinaryArray(hi)); b.append(BinaryArray(slo)); b.append(BinaryArray(shi))
         b.append(hubID)
         b.append(BinaryArray(ids)); b.append(BinaryArray(offsets)); b.append(BinaryArray(values))
-        b.append(sids); b.append(soffsets); b.append(states)
-        b.append(ends)
-        b.append(partOf)
-        b.append(afters)
+        b.append(BinaryArray(sids)); b.append(BinaryArray(soffsets)); b.append(states)
+        b.append(BinaryArray(ends))
+        b.append(BinaryArray(partOf))
+        b.append(BinaryArray(afters))
         return b
     }
 
