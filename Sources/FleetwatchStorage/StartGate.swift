@@ -11,6 +11,8 @@ import Synchronization
 /// long between the two calls could.
 public final class StartGate: Sendable {
     private let state = Mutex<(open: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    /// Set once the gate is open: every statement of a pool waits on its gate, so an open gate costs one load, not a lock.
+    private let isOpen = Atomic<Bool>(false)
 
     public init() {}
 
@@ -31,12 +33,13 @@ public final class StartGate: Sendable {
             defer { s.waiters = [] }
             return s.waiters
         }
+        isOpen.store(true, ordering: .releasing)
         waiters.forEach { $0.resume() }
     }
 
     /// Returns once `open()` was called (at once after that).
     public func wait() async {
-        if state.withLock({ $0.open }) { return }
+        if isOpen.load(ordering: .acquiring) { return }
         await withCheckedContinuation { continuation in
             let now = state.withLock { s -> Bool in
                 if s.open { return true }
