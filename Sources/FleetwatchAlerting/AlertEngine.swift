@@ -110,7 +110,7 @@ public actor AlertEngine {
         // queue behind it.
         if !running.contains(bot), let state = cachedState(bot) {
             let seen = invalidations
-            let step = prepare(bot: bot, state: state, series: series)
+            let step = prepare(bot: bot, state: consume state, series: series)
             if step.actions.isEmpty && !step.noData {
                 bots[bot] = step.state
                 finished()
@@ -184,9 +184,10 @@ public actor AlertEngine {
     }
 
     /// Evaluates a batch against the bot's state: no store, no waiting. Takes up rules read in the background,
-    /// and starts a reading when the cached ones are old.
-    private func prepare(bot: String, state: BotState, series: [Series]) -> Step {
-        var state = state
+    /// and starts a reading when the cached ones are old. The state is handed over (taken out of `bots`), so its
+    /// counter windows and trackers are changed in place: a copy kept by the caller would make every change to
+    /// them copy the whole dictionary.
+    private func prepare(bot: String, state: consuming BotState, series: [Series]) -> Step {
         let now = nowMs()
         if !refreshed.isEmpty, let p = refreshed.removeValue(forKey: bot) { state.evaluator.update(profile: p) }
         if now - state.loadedAtMs >= profileTTLMs {
@@ -198,25 +199,20 @@ public actor AlertEngine {
         var actions: [(rule: Rule, observation: Observation, tracker: AlertTracker, action: AlertTracker.Action)] = []
         let observations = state.evaluator.evaluate(series)
         let rules = state.evaluator.profile.rules
-        // The observations come in the rules' order: each rule is found by walking on, not by a search from the start.
-        // Rule ids are unique in every profile the hub builds (the built-in tables, their overrides by id and their
-        // automatic-shutdown copies: `ThresholdProfileTests`), so the walk finds the rule `profile.rule(id)` would.
-        var next = rules.startIndex
         for o in observations {
-            guard let r = rules[next...].firstIndex(where: { $0.id == o.ruleID }) ?? rules.firstIndex(where: { $0.id == o.ruleID })
-            else { continue }
-            next = r
-            let rule = rules[r]
-            let known = state.trackers[rule.id]
+            // The observation names its rule's place among the evaluator's rules (these rules).
+            let r = o.ruleIndex
+            // Most bots have no alert firing and no tracker at all: no lookup then.
+            let known = state.trackers.isEmpty ? nil : state.trackers[o.ruleID]
             var tracker = known ?? AlertTracker()
-            if let action = tracker.observe(rule, value: o.value, nowMs: now, cooldowns: cooldowns) {
-                actions.append((rule, o, tracker, action))
+            if let action = tracker.observe(rules[r], value: o.value, nowMs: now, cooldowns: cooldowns) {
+                actions.append((rules[r], o, tracker, action))
             } else if known != nil || tracker.isFiring {
                 // A rule without a tracker that stays quiet keeps none: most rules, most batches, no second lookup.
-                state.trackers[rule.id] = tracker.isFiring ? tracker : nil
+                state.trackers[o.ruleID] = tracker.isFiring ? tracker : nil
             }
         }
-        return Step(state: state, nowMs: now, noData: noData, actions: actions)
+        return Step(state: consume state, nowMs: now, noData: noData, actions: actions)
     }
 
     /// Asks the store what `step` needs, delivers the events, and puts the bot's state back.
@@ -266,7 +262,7 @@ public actor AlertEngine {
             bots[bot] = nil
             return
         }
-        await complete(bot, prepare(bot: bot, state: state, series: series), seen: seen)
+        await complete(bot, prepare(bot: bot, state: consume state, series: series), seen: seen)
     }
 
     /// The bot's cached state, taken out of the registry, if its rules need not be read first.

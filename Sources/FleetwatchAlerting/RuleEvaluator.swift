@@ -9,6 +9,8 @@ public struct Observation: Sendable, Equatable {
     public var state: String?
     /// When the observation was made (the newest sample it used), unix ms.
     public var atMs: Int64
+    /// The rule's place in the evaluator's profile (`profile.rules`): the rule itself, without a search by id.
+    public internal(set) var ruleIndex: Int = 0
 }
 
 /// Turns a bot's batches into observations, one per rule that has data. Keeps the counter history the
@@ -65,7 +67,10 @@ public struct RuleEvaluator: Sendable {
         var out: [Observation] = []
         out.reserveCapacity(profile.rules.count)   // one allocation, not one per doubling
         for (r, rule) in profile.rules.enumerated() {
-            if let o = observe(rule, series, known.slots[r]) { out.append(o) }
+            if var o = observe(rule, series, known.slots[r]) {
+                o.ruleIndex = r
+                out.append(o)
+            }
         }
         return out
     }

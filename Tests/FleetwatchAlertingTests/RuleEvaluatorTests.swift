@@ -130,6 +130,24 @@ import Testing
         #expect(e.evaluate(batches[5]).first { $0.ruleID == "extra_high" }?.value == 406)
     }
 
+    /// The alert engine takes an observation's rule by `ruleIndex`, not by a search for its id: the index must be
+    /// the rule's place in the evaluator's profile, also when two rules share an id (a hand-written profile).
+    @Test func eachObservationNamesItsRulesPlace() throws {
+        let low = Rule(id: "twice", kind: .above(metric: "extra"), limit: 1, level: .warning, summary: "low")
+        let high = Rule(id: "twice", kind: .below(metric: "extra"), limit: 1_000, level: .critical, summary: "high")
+        let profile = ThresholdProfile(name: "x", rules: ThresholdProfile.standard.rules + [low, high], enableEmergencyShutdown: false)
+        var e = RuleEvaluator(profile: profile)
+        let batch = [Self.gauge("memory_usage_mb", [510]), Self.gauge("extra", [406, 2]), Self.counter("websocket_reconnects", 3, at: 1_000_000)]
+        let observations = e.evaluate(batch)
+        #expect(observations.count >= 3)   // memory_usage_mb and the two "twice" rules at least
+        for o in observations {
+            #expect(profile.rules[o.ruleIndex].id == o.ruleID)
+        }
+        let twice = observations.filter { $0.ruleID == "twice" }
+        #expect(twice.map(\.ruleIndex) == [profile.rules.count - 2, profile.rules.count - 1])
+        #expect(twice.map(\.value) == [406, 2])   // the greatest for `above`, the least for `below`
+    }
+
     @Test func profilesCarryTheReferenceValues() {
         #expect(ThresholdProfile.production.rule("memory_usage_mb")?.limit == 400)
         #expect(ThresholdProfile.production.rule("trading_success_rate_percent")?.limit == 90)

@@ -2,8 +2,8 @@ import FleetwatchAlerting
 import Testing
 
 @Suite struct ThresholdProfileTests {
-    /// The alert engine finds an observation's rule by its place among the rules, not by a search from the start
-    /// (`AlertEngine.prepare`): that finds the rule a lookup by id finds only while no two rules share an id.
+    /// A rule id names one rule: an alert, its tracker and `rule(_:)` are keyed by it, so no built-in profile (with
+    /// its overrides and automatic-shutdown rules) may hold two rules with one id.
     @Test(arguments: ThresholdProfile.builtIn.keys.sorted())
     func everyBuiltInProfileHasOneRulePerID(name: String) throws {
         let base = try #require(ThresholdProfile.builtIn[name])
