@@ -154,12 +154,16 @@ struct PendingLive {
     /// many between flushes.
     static let maxBatches = 8
 
+    /// A kept batch and its newest sample time (unix ms; nil: no sample), worked out once.
+    struct Kept {
+        var series: [Series]
+        var newestMs: Int64?
+    }
+
     var folded: LiveUpdate?
-    var batches: [[Series]] = []
+    var batches: [Kept] = []
     /// The newest sample time (unix ms) of batches replaced by a newer one with their names (`add`): all they still add.
     var coveredAtMs: Int64?
-    /// The newest sample time of `batches.last`.
-    var lastNewestMs: Int64?
 
     /// What `add` needs of a batch besides its names, read before the publisher's lock is taken.
     struct Facts {
@@ -180,19 +184,17 @@ struct PendingLive {
     /// of the one before it and a sample in every series replaces that one, which would add nothing but its time.
     mutating func add(_ series: [Series], bot: String, facts: Facts? = nil) {
         let facts = facts ?? Facts(series)
-        if let last = batches.last, facts.complete, series.hasSameNamesAndKinds(as: last) {
-            if let ms = lastNewestMs { coveredAtMs = max(coveredAtMs ?? ms, ms) }
-            batches[batches.count - 1] = series
-            lastNewestMs = facts.newestMs
+        let kept = Kept(series: series, newestMs: facts.newestMs)
+        if let last = batches.last, facts.complete, series.hasSameNamesAndKinds(as: last.series) {
+            if let ms = last.newestMs { coveredAtMs = max(coveredAtMs ?? ms, ms) }
+            batches[batches.count - 1] = kept
             return
         }
-        batches.append(series)
-        lastNewestMs = facts.newestMs
+        batches.append(kept)
         if batches.count >= Self.maxBatches {
             folded = update(bot: bot)
             batches.removeAll(keepingCapacity: true)
             coveredAtMs = nil
-            lastNewestMs = nil
         }
     }
 
@@ -203,9 +205,10 @@ struct PendingLive {
     func update(bot: String) -> LiveUpdate? {
         var result: LiveUpdate?
         var reference: [Series]?
-        for series in batches.reversed() {
+        for kept in batches.reversed() {
+            let series = kept.series
             if let reference, series.hasSameNamesAndKinds(as: reference) {
-                if let newest = Self.newest(series), var r = result {
+                if let newest = kept.newestMs.map(Self.date), var r = result {
                     r.at = max(r.at, newest)
                     result = r
                 }
@@ -216,7 +219,7 @@ struct PendingLive {
             if reference == nil, series.allSatisfy({ $0.count > 0 }) { reference = series }
         }
         if let coveredAtMs, var r = result {
-            r.at = max(r.at, Date(timeIntervalSince1970: Double(coveredAtMs) / 1000))
+            r.at = max(r.at, Self.date(coveredAtMs))
             result = r
         }
         if let folded { result = Self.merge(newer: result, older: folded) }
@@ -231,9 +234,5 @@ struct PendingLive {
         return r
     }
 
-    private static func newest(_ series: [Series]) -> Date? {
-        var newest: Int64 = .min
-        for i in series.indices { newest = max(newest, series[i].timestamps.max() ?? .min) }
-        return newest == .min ? nil : Date(timeIntervalSince1970: Double(newest) / 1000)
-    }
+    private static func date(_ ms: Int64) -> Date { Date(timeIntervalSince1970: Double(ms) / 1000) }
 }
