@@ -256,18 +256,36 @@ actor BatchWriter {
             let outcomes = try await writeCreatingPartitions(group)
             for (item, outcome) in zip(group, outcomes) { item.outcome.resume(.success(outcome)) }
         } catch let error as PSQLError where group.count > 1 && Self.isBatchSpecific(error) {
-            // One batch's data broke the statement: write each alone, so only that batch fails.
-            // Not those given up on meanwhile: nobody waits for them.
-            for item in group where item.outcome.isWaiting {
-                do { item.outcome.resume(.success(try await writeCreatingPartitions([item])[0])) } catch {
-                    item.outcome.resume(.failure(error))
-                }
-            }
+            // One batch's data broke the statement: write the group in halves, so only that batch fails.
+            for half in Self.halves(group) { await writeSplitting(half) }
         } catch {
             for item in group { item.outcome.resume(.failure(error)) }
         }
         inFlight[id] = nil
         for item in group { busy.remove(item.stream) }
+    }
+
+    /// Writes `group` after PostgreSQL refused a group holding it for one batch's data, and halves again whatever it
+    /// refuses: only the refused runs fail, and a bad run in a group of n costs about 2·log2(n) statements, not the n
+    /// that writing each alone would (a bot able to break a statement every second would otherwise turn the groups
+    /// of the whole fleet into single statements). Not those given up on meanwhile: nobody waits for them.
+    private func writeSplitting(_ group: [Item]) async {
+        let waiting = group.filter { $0.outcome.isWaiting }
+        guard !waiting.isEmpty else { return }
+        do {
+            let outcomes = try await writeCreatingPartitions(waiting)
+            for (item, outcome) in zip(waiting, outcomes) { item.outcome.resume(.success(outcome)) }
+        } catch let error as PSQLError where waiting.count > 1 && Self.isBatchSpecific(error) {
+            for half in Self.halves(waiting) { await writeSplitting(half) }
+        } catch {
+            for item in waiting { item.outcome.resume(.failure(error)) }
+        }
+    }
+
+    /// The two halves of a group, each in the group's (bot) order.
+    static func halves(_ group: [Item]) -> [[Item]] {
+        let mid = group.count / 2
+        return [Array(group[..<mid]), Array(group[mid...])]
     }
 
     private func writeCreatingPartitions(_ group: [Item]) async throws -> [[StoreOutcome]] {

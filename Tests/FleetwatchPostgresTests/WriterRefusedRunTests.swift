@@ -1,0 +1,96 @@
+import FleetwatchIngest
+import FleetwatchProtocol
+@testable import FleetwatchStorage
+import FleetwatchTestSupport
+import Foundation
+import Logging
+import PostgresNIO
+import Synchronization
+import Testing
+
+/// A run whose data PostgreSQL refuses fails alone: the other runs of its statement are stored, and finding it costs
+/// a few statements (the group written in halves), not one statement per run of the group. Here the refused run holds
+/// a state with a NUL character, which no PostgreSQL text takes (the hub's validation never lets one through; the
+/// writer must not rely on that).
+@Suite(.enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
+struct WriterRefusedRunTests {
+    let logger = Logger(label: "test")
+
+    /// Counts the statements the writer sends (each leases a connection once).
+    final class CountingClient: PostgresQuerying {
+        let base: PostgresClient
+        private let leases = Mutex(0)
+        init(_ base: PostgresClient) { self.base = base }
+        var statements: Int { leases.withLock { $0 } }
+
+        func query(_ query: PostgresQuery, logger: Logger?, file: String, line: Int) async throws -> PostgresRowSequence {
+            try await base.query(query, logger: logger ?? Logger(label: "test"), file: file, line: line)
+        }
+
+        func withLeasedConnection<Result>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
+            leases.withLock { $0 += 1 }
+            return try await base.withConnection(body)
+        }
+    }
+
+    static func batch(_ sequence: UInt64, state: String? = nil) -> ValidatedBatch {
+        let t = 1_000 * Int64(sequence)
+        var series = [Series(name: "m", kind: .gauge, timestamps: [t], values: [Double(sequence)])]
+        if let state { series.append(Series(name: "s", kind: .state, timestamps: [t], states: [state])) }
+        return ValidatedBatch(epoch: 5, sequence: sequence, sentSamples: series.count, series: series, refusedSamples: 0, firstTimestampMs: t)
+    }
+
+    @Test(.timeLimit(.minutes(3)))
+    func aRefusedRunFailsAloneInAFewStatements() async throws {
+        let db = try await TestDatabase.create()
+        let fleet = (0..<32).map { "r\($0)" }
+        try await registerBots(fleet + ["held"], token: "secret", in: db)
+        try await db.withClient { (client: PostgresClient) async throws -> Void in
+            let store = PostgresIngestStore(client: client, logger: logger)
+            let sessions = try await acceptedSessions(fleet + ["held"], on: store)
+            // The day's partition exists before the statements counted below (a missing one costs a statement more).
+            let first = try await store.admit(Self.batch(1), session: sessions["held"]!)
+            #expect(try await store.store(run: [first], session: sessions["held"]!) == [.stored])
+
+            let counting = CountingClient(client)
+            let writer = BatchWriter(client: counting, logger: logger, hubID: "hub",
+                                     partitions: PartitionMaintainer(client: client, logger: logger), maxConcurrent: 1)
+            let bad = "r13"
+            var runs: [(String, ValidatedBatch)] = []
+            for bot in fleet { runs.append((bot, try await store.admit(Self.batch(1, state: bot == bad ? "a\u{0}b" : "ok"), session: sessions[bot]!))) }
+            let held = try await store.admit(Self.batch(2), session: sessions["held"]!)
+            let answers = Answers()
+            func submit(_ bot: String, _ batch: ValidatedBatch) {
+                let session = sessions[bot]!
+                answers.collect(bot) { try await writer.store(run: [SampleRows(batch: batch)], batches: [batch], session: session) }
+            }
+            try await client.withConnection { locker in
+                // The one slot waits on the held bot's row while the fleet's runs queue up behind it: one group.
+                try await locker.query("BEGIN", logger: logger)
+                try await locker.query("SELECT 1 FROM bots WHERE name = 'held' FOR UPDATE", logger: logger)
+                submit("held", held)
+                #expect(try await eventually(.seconds(10)) { await writer.running == 1 })
+                for (bot, batch) in runs { submit(bot, batch) }
+                #expect(try await eventually(.seconds(10)) { await writer.queued == fleet.count })
+                try await locker.query("COMMIT", logger: logger)
+            }
+            #expect(try await eventually(.seconds(60)) { answers.count == fleet.count + 1 })
+
+            for (bot, answer) in answers.all {
+                if bot == bad {
+                    guard case .failure(let error) = answer else { Issue.record("the refused run was answered \(answer)"); continue }
+                    #expect((error as? PSQLError).map(BatchWriter.isBatchSpecific) == true, "\(String(reflecting: error))")
+                } else {
+                    #expect((try? answer.get()) == [.stored], "\(bot)")
+                }
+            }
+            // The held run's statement, the group's, then halves down to the refused run: 1 + 1 + 2·log2(32).
+            // Writing each run alone after the group's refusal took 1 + 1 + 32.
+            #expect(counting.statements <= 12, "\(counting.statements) statements")
+            let stored = try await client.query("""
+                SELECT b.name FROM samples s JOIN bots b ON b.id = s.bot_id ORDER BY 1
+                """, logger: logger).decode(String.self).reduce(into: [String]()) { $0.append($1) }
+            #expect(stored == (fleet.filter { $0 != bad } + ["held", "held"]).sorted())
+        }
+    }
+}
