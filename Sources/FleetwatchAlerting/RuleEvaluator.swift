@@ -10,7 +10,7 @@ public struct Observation: Sendable, Equatable {
     /// When the observation was made (the newest sample it used), unix ms.
     public var atMs: Int64
     /// The rule's place in the evaluator's profile (`profile.rules`): the rule itself, without a search by id.
-    public internal(set) var ruleIndex: Int = 0
+    public internal(set) var ruleIndex: Int
 }
 
 /// Turns a bot's batches into observations, one per rule that has data. Keeps the counter history the
@@ -67,10 +67,7 @@ public struct RuleEvaluator: Sendable {
         var out: [Observation] = []
         out.reserveCapacity(profile.rules.count)   // one allocation, not one per doubling
         for (r, rule) in profile.rules.enumerated() {
-            if var o = observe(rule, series, known.slots[r]) {
-                o.ruleIndex = r
-                out.append(o)
-            }
+            if let o = observe(rule, at: r, series, known.slots[r]) { out.append(o) }
         }
         return out
     }
@@ -107,43 +104,43 @@ public struct RuleEvaluator: Sendable {
         }
     }
 
-    private func observe(_ rule: Rule, _ series: [Series], _ slot: Layout.Slot) -> Observation? {
+    private func observe(_ rule: Rule, at r: Int, _ series: [Series], _ slot: Layout.Slot) -> Observation? {
         switch rule.kind {
         case .above:
             guard let i = slot.first else { return nil }
-            return Self.extreme(rule.id, series[i], greatest: true)
+            return Self.extreme(rule.id, r, series[i], greatest: true)
         case .below:
             guard let i = slot.first else { return nil }
-            return Self.extreme(rule.id, series[i], greatest: false)
+            return Self.extreme(rule.id, r, series[i], greatest: false)
         case .stateNot(_, let healthy):
             guard let i = slot.first, let last = series[i].states.last, let t = series[i].timestamps.last else { return nil }
-            return Observation(ruleID: rule.id, value: healthy.contains(last) ? 0 : 1, state: last, atMs: t)
+            return Observation(ruleID: rule.id, value: healthy.contains(last) ? 0 : 1, state: last, atMs: t, ruleIndex: r)
         case .stateIn(_, let values):
             guard let i = slot.first, let last = series[i].states.last, let t = series[i].timestamps.last else { return nil }
-            return Observation(ruleID: rule.id, value: values.contains(last) ? 1 : 0, state: last, atMs: t)
+            return Observation(ruleID: rule.id, value: values.contains(last) ? 1 : 0, state: last, atMs: t, ruleIndex: r)
         case .rateAbove(let c, let window, let per):
             guard let i = slot.first, let t = series[i].timestamps.max(),
                   let inc = counters[c]?.increase(windowMs: Int64(window) * 1000, nowMs: t) else { return nil }
-            return Observation(ruleID: rule.id, value: inc.amount * Double(per) / Double(window), atMs: t)
+            return Observation(ruleID: rule.id, value: inc.amount * Double(per) / Double(window), atMs: t, ruleIndex: r)
         case .rateBelow(let c, let window, let per):
             guard let i = slot.first, let t = series[i].timestamps.max(),
                   let inc = counters[c]?.increase(windowMs: Int64(window) * 1000, nowMs: t),
                   inc.spanMs >= Int64(window) * 900 else { return nil }   // judge a full window only
-            return Observation(ruleID: rule.id, value: inc.amount * Double(per) * 1000 / Double(inc.spanMs), atMs: t)
+            return Observation(ruleID: rule.id, value: inc.amount * Double(per) * 1000 / Double(inc.spanMs), atMs: t, ruleIndex: r)
         case .ratioAbove(let n, let d, let window):
             guard let t = slot.second.flatMap({ series[$0].timestamps.max() }) ?? slot.first.flatMap({ series[$0].timestamps.max() }),
                   let den = counters[d]?.increase(windowMs: Int64(window) * 1000, nowMs: t), den.amount > 0 else { return nil }
             let num = counters[n]?.increase(windowMs: Int64(window) * 1000, nowMs: t)?.amount ?? 0
-            return Observation(ruleID: rule.id, value: num / den.amount * 100, atMs: t)
+            return Observation(ruleID: rule.id, value: num / den.amount * 100, atMs: t, ruleIndex: r)
         }
     }
 
     /// The observation of the greatest (or least) value of `s`, at the first sample holding it.
-    private static func extreme(_ id: String, _ s: Series, greatest: Bool) -> Observation? {
+    private static func extreme(_ id: String, _ r: Int, _ s: Series, greatest: Bool) -> Observation? {
         guard !s.values.isEmpty else { return nil }
         var best = 0
         for j in 1..<s.values.count where greatest ? s.values[best] < s.values[j] : s.values[j] < s.values[best] { best = j }
-        return Observation(ruleID: id, value: s.values[best], atMs: s.timestamps[best])
+        return Observation(ruleID: id, value: s.values[best], atMs: s.timestamps[best], ruleIndex: r)
     }
 
     private static func longestWindowMs(for counter: String, rules: [Rule]) -> Int64 {

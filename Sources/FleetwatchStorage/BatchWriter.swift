@@ -256,8 +256,8 @@ actor BatchWriter {
             let outcomes = try await writeCreatingPartitions(group)
             for (item, outcome) in zip(group, outcomes) { item.outcome.resume(.success(outcome)) }
         } catch let error as PSQLError where group.count > 1 && Self.isBatchSpecific(error) {
-            // One batch's data broke the statement: write the group in halves, so only that batch fails.
-            for half in Self.halves(group) { await writeSplitting(half) }
+            // One batch's data broke the statement: find it, so only that batch fails.
+            await writeRefused(group)
         } catch {
             for item in group { item.outcome.resume(.failure(error)) }
         }
@@ -265,21 +265,44 @@ actor BatchWriter {
         for item in group { busy.remove(item.stream) }
     }
 
-    /// Writes `group` after PostgreSQL refused a group holding it for one batch's data, and halves again whatever it
-    /// refuses: only the refused runs fail, and a bad run in a group of n costs about 2·log2(n) statements, not the n
-    /// that writing each alone would (a bot able to break a statement every second would otherwise turn the groups
-    /// of the whole fleet into single statements). Not those given up on meanwhile: nobody waits for them.
-    private func writeSplitting(_ group: [Item]) async {
+    /// Finds the runs of `group` whose data PostgreSQL refuses, after it refused the group whole: halves are written
+    /// while the refusal stays in one of them, so only the refused run fails, and a bad run in a group of n costs about
+    /// 2·log2(n) statements, not the n that writing each run alone takes (a bot able to break a statement every second
+    /// would otherwise turn the groups of the whole fleet into single statements). When both halves are refused the
+    /// refusal is not one run's: each run is then written alone, as before. Runs given up on meanwhile are not
+    /// written: nobody waits for them.
+    private func writeRefused(_ group: [Item]) async {
         let waiting = group.filter { $0.outcome.isWaiting }
-        guard !waiting.isEmpty else { return }
+        guard waiting.count > 1 else {
+            for item in waiting { _ = await writeOrRefuse([item]) }
+            return
+        }
+        let halves = Self.halves(waiting)
+        if await writeOrRefuse(halves[0]) {
+            if await writeOrRefuse(halves[1]) {
+                for item in waiting { _ = await writeOrRefuse([item]) }
+            } else {
+                await writeRefused(halves[0])
+            }
+        } else {
+            await writeRefused(halves[1])   // the refusal is in the second half
+        }
+    }
+
+    /// Writes `group` and answers its runs; true, with none answered, when PostgreSQL refused the group (of more than
+    /// one run) for a run's data.
+    private func writeOrRefuse(_ group: [Item]) async -> Bool {
+        let waiting = group.filter { $0.outcome.isWaiting }
+        guard !waiting.isEmpty else { return false }
         do {
             let outcomes = try await writeCreatingPartitions(waiting)
             for (item, outcome) in zip(waiting, outcomes) { item.outcome.resume(.success(outcome)) }
         } catch let error as PSQLError where waiting.count > 1 && Self.isBatchSpecific(error) {
-            for half in Self.halves(waiting) { await writeSplitting(half) }
+            return true
         } catch {
             for item in waiting { item.outcome.resume(.failure(error)) }
         }
+        return false
     }
 
     /// The two halves of a group, each in the group's (bot) order.

@@ -27,7 +27,7 @@ import Testing
     @Test func timesEncodeToTheSameMicrosecondAsPostgresNIO() throws {
         // Millisecond times as the hub makes them (`Double(ms) / 1000` since 1970), where the floating-point
         // conversion rounds: the microseconds must come out as postgres-nio's `Date` encoding truncates them.
-        var rng = SystemRandomNumberGenerator()
+        var rng = PendingLiveTests.SplitMix(state: 0xF1EE7)   // seeded: a failing case comes back on every run
         let times = (0..<2_000).map { _ in Date(timeIntervalSince1970: Double(Int64.random(in: 0...4_102_444_800_000, using: &rng)) / 1000) }
             + [Date(timeIntervalSince1970: 0), Date(timeIntervalSince1970: 946_684_800), Date(timeIntervalSince1970: -1.5)]
         #expect(try Self.bytes(BinaryArray(times)) == Self.bytes(times))
