@@ -154,7 +154,10 @@ struct AgentWebSocketHandler: Sendable {
                 activity.begin()
                 outputs = await session.closing(code, reason)
                 activity.handled(bytes: 0, wantsTicks: session.deferredBatches > 0 || session.session?.provisional == true)
-            case .text: outputs = session.handleText()
+            case .text:
+                activity.begin()
+                outputs = await session.handleText()
+                activity.handled(bytes: 0, wantsTicks: false)
             case .tick:
                 if session.deferredBatches > 0 || session.session?.provisional == true, databaseUp() {
                     let reason = "the database is back: connect again and send the unacknowledged batches"
@@ -163,7 +166,9 @@ struct AgentWebSocketHandler: Sendable {
                     try? await outbound.close(.unknown(CloseCode.storageUnavailable.rawValue), reason: reason)
                     break loop
                 }
-                outputs = session.tick(heardAtMs: activity.lastReceivedMs)
+                activity.begin()
+                outputs = await session.tick(heardAtMs: activity.lastReceivedMs)
+                activity.handled(bytes: 0, wantsTicks: session.deferredBatches > 0 || session.session?.provisional == true)
                 // Where the silence was: an agent that sent nothing, or frames the hub did not read (docs/operations.md).
                 if outputs.contains(where: { if case .close(.heartbeatTimeout, _) = $0 { true } else { false } }) {
                     logger.notice("bot \(registered?.botName ?? "?") from \(remote), closed for silence: \(activity.silenceReport())")

@@ -197,13 +197,16 @@ public final class IngestSession {
     }
 
     /// A text message or other non-binary input.
-    public func handleText() -> [IngestOutput] {
-        closeOutput(machine.undecodable(WireError(.unknownFrameType, "text frames are not part of the protocol")))
+    public func handleText() async -> [IngestOutput] {
+        guard case .close(let code, let reason) = machine.undecodable(WireError(.unknownFrameType, "text frames are not part of the protocol"))
+        else { return [] }
+        // As every close: the acks of the runs still being written go out first (the agent need not send them again).
+        return await closing(code, reason)
     }
 
     /// Periodic: heartbeats and timeouts. `heardAtMs`: when the transport last read anything from the agent
     /// (messages may wait behind a slow store; that wait is the hub's, not the agent's silence).
-    public func tick(heardAtMs: Int64? = nil) -> [IngestOutput] {
+    public func tick(heardAtMs: Int64? = nil) async -> [IngestOutput] {
         if let heardAtMs { machine.heard(atMs: heardAtMs) }
         switch machine.tick(nowMs: clock.nowMs) {
         case .none: return []
@@ -211,9 +214,8 @@ public final class IngestSession {
             machine.sent(nowMs: clock.nowMs)
             return [.send(.heartbeat(Heartbeat(sentAtMs: UInt64(clock.nowMs))))]
         case .close(let code, let reason):
-            log(code, reason)
-            counters?.count(code)
-            return [.close(code, reason)]
+            // As every close: the acks of the runs still being written go out first.
+            return await closing(code, reason)
         }
     }
 

@@ -222,8 +222,8 @@ import Testing
         #expect(Self.closeCode(await new.handle(try Self.batch(1))) == nil)
     }
 
-    @Test func textFramesAreRefused() {
-        #expect(Self.closeCode(Self.session(InMemoryIngestStore(tokens: [:])).handleText()) == .protocolError)
+    @Test func textFramesAreRefused() async {
+        #expect(Self.closeCode(await Self.session(InMemoryIngestStore(tokens: [:])).handleText()) == .protocolError)
     }
 }
 

@@ -112,6 +112,39 @@ struct RunsInFlightTests {
         #expect(T.closeCode(out) == .storageUnavailable)
     }
 
+    /// A text frame (not part of the protocol) closes like any other close: after the acks of the runs in flight, so
+    /// the agent need not send them again.
+    @Test func aTextFramesCloseComesAfterTheAcksOfRunsInFlight() async throws {
+        let (store, _, s) = try await Self.inFlight(2)
+        let answering = Task {
+            await store.answer(0, .stored)
+            await store.answer(1, .stored)
+        }
+        let out = await s.handleText()
+        await answering.value
+        #expect(Array(out.dropLast()) == [Self.ack(1), Self.ack(2)])
+        #expect(T.closeCode(out) == .protocolError)
+    }
+
+    /// Closed for silence (4008) by the periodic tick: the acks of the runs the store answers meanwhile go out first.
+    @Test func aCloseForSilenceComesAfterTheAcksOfRunsInFlight() async throws {
+        let (store, wakes, clock) = (HeldStore(), Wakes(), ManualClock(startMs: SystemClock.wall.nowMs))
+        let s = IngestSession(configuration: IngestConfiguration(), store: store, remote: "test", logger: Logger(label: "test"),
+                              onAnswer: { wakes.add() }, clock: clock)
+        _ = await s.handle(T.hello())
+        for seq in UInt64(1)...2 { _ = await s.handle(try T.batch(seq)) }
+        #expect(await s.tick() == [], "not silent yet")
+        clock.advance(ms: 3 * IngestConfiguration().heartbeatInterval.wholeMilliseconds)
+        let answering = Task {
+            await store.answer(0, .stored)
+            await store.answer(1, .stored)
+        }
+        let out = await s.tick()
+        await answering.value
+        #expect(Array(out.dropLast()) == [Self.ack(1), Self.ack(2)])
+        #expect(T.closeCode(out) == .heartbeatTimeout)
+    }
+
     @Test func aBadBatchIsClosedAfterTheAcksOfRunsInFlight() async throws {
         let (store, _, s) = try await Self.inFlight(2)
         let bad = Frame.batch(BatchFrame(bootEpoch: Self.epoch, sequence: 3, sampleCount: 1, rawLength: 10,
