@@ -117,11 +117,12 @@ struct RunsInFlightTests {
     @Test func aTextFramesCloseComesAfterTheAcksOfRunsInFlight() async throws {
         let (store, _, s) = try await Self.inFlight(2)
         let answering = Task {
+            try await Task.sleep(for: .milliseconds(100))   // answered after the close began: it waits for them
             await store.answer(0, .stored)
             await store.answer(1, .stored)
         }
         let out = await s.handleText()
-        await answering.value
+        try await answering.value
         #expect(Array(out.dropLast()) == [Self.ack(1), Self.ack(2)])
         #expect(T.closeCode(out) == .protocolError)
     }
@@ -136,11 +137,12 @@ struct RunsInFlightTests {
         #expect(await s.tick() == [], "not silent yet")
         clock.advance(ms: 3 * IngestConfiguration().heartbeatInterval.wholeMilliseconds)
         let answering = Task {
+            try await Task.sleep(for: .milliseconds(100))   // answered after the close began: it waits for them
             await store.answer(0, .stored)
             await store.answer(1, .stored)
         }
         let out = await s.tick()
-        await answering.value
+        try await answering.value
         #expect(Array(out.dropLast()) == [Self.ack(1), Self.ack(2)])
         #expect(T.closeCode(out) == .heartbeatTimeout)
     }
