@@ -15,7 +15,9 @@ struct BatchRunEndToEndTests {
         let db = try await TestDatabase.create()
         try await registerBots(["runner"], token: "secret", in: db)
         let hub = try HubUnderTest(database: db)
-        try await hub.start()
+        // This client sends no heartbeats, and on a busy machine the wait for the lock below can outlast two default
+        // intervals (10 s): the hub would then rightly close it for silence before its batches are sent.
+        try await hub.start(config: #"{"hub": {"heartbeat_interval": 60}}"#)
         defer { Task { await hub.kill(SIGTERM) } }
         let client = try await ProtocolClient.connect(port: hub.port, bot: "runner", token: "secret")
         defer { client.close() }
