@@ -41,6 +41,15 @@ struct RunsInFlightTests {
         }
     }
 
+    /// After 100 ms, runs 0 and 1 answered `.stored`: a close that returns their acks waited for them.
+    static func answerBothAfterTheCloseBegan(_ store: HeldStore) -> Task<Void, any Error> {
+        Task {
+            try await Task.sleep(for: .milliseconds(100))
+            await store.answer(0, .stored)
+            await store.answer(1, .stored)
+        }
+    }
+
     @Test func twoRunsAreInFlightAndAckedInOrder() async throws {
         let (store, wakes) = (HeldStore(), Wakes())
         let s = await Self.connected(store, wakes)
@@ -116,11 +125,7 @@ struct RunsInFlightTests {
     /// the agent need not send them again.
     @Test func aTextFramesCloseComesAfterTheAcksOfRunsInFlight() async throws {
         let (store, _, s) = try await Self.inFlight(2)
-        let answering = Task {
-            try await Task.sleep(for: .milliseconds(100))   // answered after the close began: it waits for them
-            await store.answer(0, .stored)
-            await store.answer(1, .stored)
-        }
+        let answering = Self.answerBothAfterTheCloseBegan(store)
         let out = await s.handleText()
         try await answering.value
         #expect(Array(out.dropLast()) == [Self.ack(1), Self.ack(2)])
@@ -136,11 +141,7 @@ struct RunsInFlightTests {
         for seq in UInt64(1)...2 { _ = await s.handle(try T.batch(seq)) }
         #expect(await s.tick() == [], "not silent yet")
         clock.advance(ms: 3 * IngestConfiguration().heartbeatInterval.wholeMilliseconds)
-        let answering = Task {
-            try await Task.sleep(for: .milliseconds(100))   // answered after the close began: it waits for them
-            await store.answer(0, .stored)
-            await store.answer(1, .stored)
-        }
+        let answering = Self.answerBothAfterTheCloseBegan(store)
         let out = await s.tick()
         try await answering.value
         #expect(Array(out.dropLast()) == [Self.ack(1), Self.ack(2)])
