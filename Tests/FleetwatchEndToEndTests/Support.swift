@@ -14,7 +14,10 @@ import Testing
 /// A hub process on its own port and database.
 final class HubUnderTest: @unchecked Sendable {
     let database: TestDatabase
-    let port: Int
+    /// The hub's HTTP port. When the harness chose it and another process took it before the hub bound it,
+    /// `start` moves the hub to a new port: read it after `start`.
+    private(set) var port: Int
+    private let choosesPort: Bool
     let name: String
     var process: ChildProcess?
     let logPath: String
@@ -24,6 +27,7 @@ final class HubUnderTest: @unchecked Sendable {
     init(database: TestDatabase, port: Int? = nil, name: String = "hub-a") throws {
         self.database = database
         self.port = try port ?? freeTCPPort()
+        choosesPort = port == nil
         self.name = name
         let dir = ProcessInfo.processInfo.environment["FLEETWATCH_TEST_ARTIFACTS"] ?? NSTemporaryDirectory()
         logPath = "\(dir)/\(database.url.database)-\(name).log"
@@ -33,11 +37,29 @@ final class HubUnderTest: @unchecked Sendable {
     var agentURL: String { "ws://127.0.0.1:\(port)/agent/v1" }
 
     func start(extra: [String] = [], environment: [String: String] = [:], waitForReady: Bool = true) async throws {
-        process = try ChildProcess(builtExecutable("monitor-hub"),
-                                   ["serve", "--database-url", database.url.urlString, "--port", "\(port)",
-                                    "--hub-id", name, "--log-level", "info", "--data-dir", dataDirectory] + extra,
-                                   logPath: logPath, environment: environment)
-        if waitForReady { try await waitReady() }
+        for attempt in 1... {
+            let logStart = (try? FileManager.default.attributesOfItem(atPath: logPath)[.size] as? Int) ?? 0
+            process = try ChildProcess(builtExecutable("monitor-hub"),
+                                       ["serve", "--database-url", database.url.urlString, "--port", "\(port)",
+                                        "--hub-id", name, "--log-level", "info", "--data-dir", dataDirectory] + extra,
+                                       logPath: logPath, environment: environment)
+            guard waitForReady else { return }
+            do {
+                return try await waitReady()
+            } catch where attempt < 4 && choosesPort && lostItsPort(logFrom: logStart) {
+                // A free port is only free until bound: another process of the parallel suite took this one
+                // between `freeTCPPort()` and the hub's bind (seen in CI). Start again on another.
+                port = try freeTCPPort()
+            }
+        }
+    }
+
+    /// Whether the hub has ended, its log since `offset` saying that its port was taken.
+    private func lostItsPort(logFrom offset: Int) -> Bool {
+        guard process?.isRunning == false else { return false }
+        let log = process?.log.utf8 ?? "".utf8
+        let tail = String(decoding: log.dropFirst(offset), as: UTF8.self)
+        return tail.contains("Address already in use")
     }
 
     /// Starts the hub with `json` as its `--config` file (written beside its log).
@@ -77,6 +99,9 @@ final class HubUnderTest: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
         }
         guard connected else { return nil }
+        // Something else may hold the port and never answer: wait at most 5 s for the status line.
+        var timeout = timeval(tv_sec: 5, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
         let request = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
         _ = request.withCString { send(fd, $0, strlen($0), 0) }
         var buf = [UInt8](repeating: 0, count: 64)
