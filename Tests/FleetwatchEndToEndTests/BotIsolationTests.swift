@@ -244,7 +244,9 @@ struct BotIsolationTests {
         let db = try await TestDatabase.create()
         try await registerBots(["ready-bot"], token: "secret", in: db)
         let hub = try HubUnderTest(database: db)
-        try await hub.start()
+        // The raw clients below send no heartbeats, and one waits unread while the test waits on the other: a long
+        // interval, so that a slow machine cannot have them closed for silence (4008) before their answers.
+        try await hub.start(config: #"{"hub": {"heartbeat_interval": 60}}"#)
         defer { Task { await hub.kill(SIGTERM) } }
         // Every insert into samples now fails as on a full disk (SQLSTATE 53100, not the batch's fault).
         try await db.withClient { client in

@@ -24,7 +24,9 @@ struct HostileBotTests {
     @Test(.timeLimit(.minutes(8)))
     func aHostileBotReachesNothingBeyondItself() async throws {
         let handler = EmergencyStopTests.RecordingHandler()
-        let env = try await HostileHub.start(config: #"{"hub": {"max_metric_names_per_bot": 1000}}"#, handler: handler)
+        // The raw clients below stay silent while the test waits on the CLI, the API and other connections: a long
+        // heartbeat interval, so that a slow machine cannot close them for silence (4008) before what each step checks.
+        let env = try await HostileHub.start(config: #"{"hub": {"max_metric_names_per_bot": 1000, "heartbeat_interval": 60}}"#, handler: handler)
         defer { env.stopAll() }
         try await registerBots(["hostile"], token: Self.hostileToken, in: env.db)
         let port = env.hub.port
