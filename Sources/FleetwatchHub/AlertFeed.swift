@@ -106,21 +106,21 @@ struct NotificationListener: Service {
     }
 }
 
-/// Every delivery attempt, in the `notifications` table.
+/// Every delivery attempt, in the `notifications` table, written in groups (`NotificationLedgerWriter`).
 struct PostgresNotificationLedger: NotificationLedger {
-    let client: any PostgresQuerying
-    let hubID: String
-    let logger: Logger
+    let writer: NotificationLedgerWriter
     let metrics: HubMetrics?
+
+    init(client: any PostgresQuerying, hubID: String, health: DatabaseHealth? = nil, logger: Logger, metrics: HubMetrics?) {
+        writer = NotificationLedgerWriter(history: AlertHistory(client: client, logger: logger), hubID: hubID, health: health, logger: logger)
+        self.metrics = metrics
+    }
 
     func record(_ event: AlertEvent, channel: String, attempt: Int, outcome: String, error: String?, durationMs: Double) async {
         metrics?.notificationAttempt(channel: channel, outcome: outcome)
-        do {
-            try await AlertHistory(client: client, logger: logger).recordDelivery(
-                alertID: event.alertID, event: event.kind.rawValue, channel: channel, attempt: attempt, outcome: outcome,
-                error: error, hub: hubID, durationMs: durationMs)
-        } catch {
-            logger.error("notification ledger: cannot record \(channel) attempt \(attempt) of alert \(event.alertID): \(String(reflecting: error))")
-        }
+        await writer.add(AlertHistory.Delivery(alertID: event.alertID, event: event.kind.rawValue, channel: channel, attempt: attempt,
+                                               outcome: outcome, error: error, at: Date(), durationMs: durationMs))
     }
+
+    func flush() async { await writer.written() }
 }

@@ -84,7 +84,7 @@ extension HubApplication {
         notifiers += alertHandlers
         let dispatcher = Dispatcher(notifiers: notifiers,
                                     ledger: FailFastNotificationLedger(inner: PostgresNotificationLedger(client: client, hubID: configuration.ingest.hubID,
-                                                                                                         logger: logger, metrics: metrics),
+                                                                                                         health: health, logger: logger, metrics: metrics),
                                                                        health: health),
                                     logger: logger)
         let tableStore = PostgresAlertStore(client: client, logger: logger)

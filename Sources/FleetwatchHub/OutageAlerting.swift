@@ -4,19 +4,18 @@ import FleetwatchStorage
 import Synchronization
 
 /// The notification ledger without waiting on a dead database: while PostgreSQL is unreachable an attempt is
-/// not recorded (the alert was still sent; the log says so), and retries are never held up by the ledger.
+/// not recorded (the alert was still sent), and retries are never held up by the ledger. The ledger's writer gives
+/// up on a statement the moment the database goes down (`NotificationLedgerWriter`).
 struct FailFastNotificationLedger: NotificationLedger {
     let inner: any NotificationLedger
     let health: DatabaseHealth?
 
     func record(_ event: AlertEvent, channel: String, attempt: Int, outcome: String, error: String?, durationMs: Double) async {
-        guard let health else {
-            return await inner.record(event, channel: channel, attempt: attempt, outcome: outcome, error: error, durationMs: durationMs)
-        }
-        _ = try? await health.failFast { [inner] in
-            await inner.record(event, channel: channel, attempt: attempt, outcome: outcome, error: error, durationMs: durationMs)
-        }
+        if let health, case .down = health.current { return }
+        await inner.record(event, channel: channel, attempt: attempt, outcome: outcome, error: error, durationMs: durationMs)
     }
+
+    func flush() async { await inner.flush() }
 }
 
 /// Each bot's thresholds, and while PostgreSQL is unreachable the last ones read for it (the rules do not

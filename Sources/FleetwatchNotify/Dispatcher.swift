@@ -40,13 +40,15 @@ public final class Dispatcher: AlertSink {
         }
     }
 
-    /// Sends what `deliver` hands over, each send a child task, until `finish` and every send under way is done.
+    /// Sends what `deliver` hands over, each send a child task, until `finish` and every send under way is done; then
+    /// waits for the ledger to have written their attempts.
     public func run() async {
         await withDiscardingTaskGroup { group in
             for await (event, notifier) in jobs {
                 group.addTask { await self.send(event, to: notifier) }
             }
         }
+        await ledger?.flush()
     }
 
     /// No new events; sends under way end after their current attempt.

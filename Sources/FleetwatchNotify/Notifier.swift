@@ -28,6 +28,12 @@ extension Notifier {
 /// Where every delivery attempt is recorded (PostgreSQL's `notifications` table in the hub).
 public protocol NotificationLedger: Sendable {
     func record(_ event: AlertEvent, channel: String, attempt: Int, outcome: String, error: String?, durationMs: Double) async
+    /// Returns once the attempts recorded so far are written (a ledger that writes later: the dispatcher's last step).
+    func flush() async
+}
+
+extension NotificationLedger {
+    public func flush() async {}
 }
 
 /// A notifier made from a closure: the hook for code that embeds the hub (the reference system's

@@ -354,10 +354,7 @@ actor BatchWriter {
 
     /// Whether PostgreSQL refused the statement for the data of a batch (a data exception, class 22, or an
     /// integrity violation, class 23), not for the database's state.
-    static func isBatchSpecific(_ error: PSQLError) -> Bool {
-        guard let state = error.serverInfo?[.sqlState] else { return false }
-        return state.hasPrefix("22") || state.hasPrefix("23")
-    }
+    static func isBatchSpecific(_ error: PSQLError) -> Bool { error.refusesTheData }
 
     /// One statement: lease check, ledger upsert (only above the stream's high-water mark), sample rows.
     private func write(_ group: [Item]) async throws -> [[StoreOutcome]] {
@@ -512,4 +509,13 @@ struct WriteGroup: PostgresPreparedStatement {
     }
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
+}
+
+extension PSQLError {
+    /// Whether PostgreSQL refused the statement for its data (a data exception, class 22, or an integrity violation,
+    /// class 23), not for the database's state.
+    public var refusesTheData: Bool {
+        guard let state = serverInfo?[.sqlState] else { return false }
+        return state.hasPrefix("22") || state.hasPrefix("23")
+    }
 }

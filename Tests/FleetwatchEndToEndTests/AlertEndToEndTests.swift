@@ -128,10 +128,15 @@ struct AlertEndToEndTests {
         let mac = HMAC<SHA256>.authenticationCode(for: Data("\(timestamp).".utf8) + fired.body, using: SymmetricKey(data: Data(Self.secret.utf8)))
         #expect(fields["v1"] == mac.map { String(format: "%02x", $0) }.joined())
 
-        let ledger = try await db.withClient { client in
-            try await client.query("""
-                SELECT event, attempt, outcome FROM notifications WHERE channel = 'webhook' ORDER BY id
-                """, logger: Logger(label: "t")).decode((String, Int, String).self).all().map { "\($0.0)/\($0.1)/\($0.2)" }
+        // The ledger is written a moment after each attempt (in groups).
+        var ledger: [String] = []
+        _ = try await eventually(.seconds(10)) {
+            ledger = try await db.withClient { client in
+                try await client.query("""
+                    SELECT event, attempt, outcome FROM notifications WHERE channel = 'webhook' ORDER BY id
+                    """, logger: Logger(label: "t")).decode((String, Int, String).self).all().map { "\($0.0)/\($0.1)/\($0.2)" }
+            }
+            return ledger.count >= 3
         }
         #expect(ledger == ["fired/1/retrying", "fired/2/delivered", "resolved/1/delivered"])
         let states = try await db.withClient { client in

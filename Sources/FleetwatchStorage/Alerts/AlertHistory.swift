@@ -140,12 +140,46 @@ public struct AlertHistory: Sendable {
         return out
     }
 
-    /// Records one delivery attempt of an alert event in the notification ledger.
-    public func recordDelivery(alertID: Int64, event: String, channel: String, attempt: Int, outcome: String, error: String?,
-                               hub: String, durationMs: Double) async throws {
+    /// One delivery attempt of an alert event, for the notification ledger.
+    public struct Delivery: Sendable, Equatable {
+        public var alertID: Int64
+        public var event: String
+        public var channel: String
+        public var attempt: Int
+        public var outcome: String
+        public var error: String?
+        /// When the attempt ended (the ledger row's `at`).
+        public var at: Date
+        public var durationMs: Double
+
+        public init(alertID: Int64, event: String, channel: String, attempt: Int, outcome: String, error: String?, at: Date,
+                    durationMs: Double) {
+            self.alertID = alertID
+            self.event = event
+            self.channel = channel
+            self.attempt = attempt
+            self.outcome = outcome
+            // PostgreSQL refuses a NUL character in text; a receiver's reply quoted in an error may hold one.
+            self.error = error.map { $0.contains("\u{0}") ? $0.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}") : $0 }
+            self.at = at
+            self.durationMs = durationMs
+        }
+    }
+
+    /// Records delivery attempts in the notification ledger, in their order, in one statement.
+    public func recordDeliveries(_ deliveries: [Delivery], hub: String) async throws {
+        guard !deliveries.isEmpty else { return }
+        let ids = deliveries.map(\.alertID), events = deliveries.map(\.event), channels = deliveries.map(\.channel)
+        let attempts = deliveries.map { Int32(clamping: $0.attempt) }, outcomes = deliveries.map(\.outcome)
+        let errors = deliveries.map { $0.error ?? "" }, hasError = deliveries.map { $0.error != nil }
+        let ats = deliveries.map(\.at), durations = deliveries.map(\.durationMs)
         try await client.query("""
-            INSERT INTO notifications (alert_id, event, channel, attempt, outcome, error, hub, duration_ms)
-            VALUES (\(alertID), \(event), \(channel), \(attempt), \(outcome), \(error), \(hub), \(durationMs))
+            INSERT INTO notifications (alert_id, event, channel, attempt, outcome, error, hub, at, duration_ms)
+            SELECT a, e, c, n, o, CASE WHEN he THEN err END, \(hub), t, d
+            FROM unnest(\(ids)::int8[], \(events)::text[], \(channels)::text[], \(attempts)::int4[], \(outcomes)::text[],
+                        \(errors)::text[], \(hasError)::bool[], \(ats)::timestamptz[], \(durations)::float8[])
+                 WITH ORDINALITY AS u(a, e, c, n, o, err, he, t, d, i)
+            ORDER BY i
             """, logger: logger)
     }
 }

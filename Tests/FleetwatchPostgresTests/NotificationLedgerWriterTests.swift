@@ -1,0 +1,85 @@
+@testable import FleetwatchHub
+import FleetwatchStorage
+import FleetwatchTestSupport
+import Foundation
+import Logging
+import PostgresNIO
+import Testing
+
+/// The notification ledger written in groups, against real PostgreSQL: an alert storm's delivery attempts are all
+/// recorded, once each, in order and with their own times, in a few statements; an attempt PostgreSQL refuses fails
+/// alone.
+@Suite(.enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
+struct NotificationLedgerWriterTests {
+    let logger = Logger(label: "test")
+    static let start = Date(timeIntervalSince1970: 1_796_000_000)
+
+    static func delivery(_ n: Int, outcome: String = "delivered", error: String? = nil) -> AlertHistory.Delivery {
+        AlertHistory.Delivery(alertID: Int64(n), event: n % 2 == 0 ? "fired" : "resolved", channel: ["console", "log", "webhook"][n % 3],
+                              attempt: 1 + n % 2, outcome: outcome, error: error, at: start.addingTimeInterval(Double(n) / 1000),
+                              durationMs: Double(n) / 10)
+    }
+
+    typealias Row = (Int64, String, String, Int, String, String?, String, Date, Double)
+    static func ledger(_ client: PostgresClient, _ logger: Logger) async throws -> [Row] {
+        try await client.query("""
+            SELECT alert_id, event, channel, attempt, outcome, error, hub, at, duration_ms FROM notifications ORDER BY id
+            """, logger: logger).decode(Row.self).all()
+    }
+
+    /// Runs `body` while another transaction holds the ledger table: the writer's first statement waits for it.
+    func whileLocked(_ client: PostgresClient, _ body: () async throws -> Void) async throws {
+        try await client.withConnection { locker in
+            try await locker.query("BEGIN", logger: logger)
+            try await locker.query("LOCK TABLE notifications IN EXCLUSIVE MODE", logger: logger)
+            try await body()
+            try await locker.query("COMMIT", logger: logger)
+        }
+    }
+
+    /// 2,000 attempts while the table is locked: the first one's statement waits, the other 1,999 queue behind it and
+    /// go in two groups (at most 1,000 each). Every attempt is recorded once, in order, with its fields, its error or
+    /// none, and the time it was made, not the time it was written.
+    @Test(.timeLimit(.minutes(2)))
+    func aStormIsRecordedWholeInAFewStatements() async throws {
+        let db = try await TestDatabase.create()
+        try await db.withClient { client in
+            try await Migrator(client: client, logger: logger).migrate()
+            let writer = NotificationLedgerWriter(history: AlertHistory(client: client, logger: logger), hubID: "hub-a", logger: logger)
+            let all = (0..<2_000).map { Self.delivery($0, error: $0 % 7 == 3 ? "timeout after \($0) ms" : nil) }
+            try await whileLocked(client) {
+                for d in all { await writer.add(d) }
+            }
+            await writer.written()
+            #expect(await writer.statements == 3)
+            let rows = try await Self.ledger(client, logger)
+            #expect(rows.map(\.0) == (0..<2_000).map(Int64.init), "each attempt once, in order")
+            for (row, d) in zip(rows, all) {
+                #expect(row.1 == d.event && row.2 == d.channel && row.3 == d.attempt && row.4 == d.outcome && row.5 == d.error
+                        && row.6 == "hub-a" && abs(row.7.timeIntervalSince(d.at)) < 0.001 && row.8 == d.durationMs, "\(row)")
+            }
+        }
+    }
+
+    /// An attempt PostgreSQL refuses (an outcome its check does not allow): the group is written again attempt by
+    /// attempt, and only that one is missing. A NUL character in an error (a receiver's reply) is replaced, not refused.
+    @Test(.timeLimit(.minutes(2)))
+    func anAttemptPostgreSQLRefusesFailsAlone() async throws {
+        let db = try await TestDatabase.create()
+        try await db.withClient { client in
+            try await Migrator(client: client, logger: logger).migrate()
+            let writer = NotificationLedgerWriter(history: AlertHistory(client: client, logger: logger), hubID: "hub-a", logger: logger)
+            try await whileLocked(client) {
+                await writer.add(Self.delivery(1))
+                await writer.add(Self.delivery(2, error: "550 bad\u{0}reply"))
+                await writer.add(Self.delivery(3, outcome: "lost"))
+                await writer.add(Self.delivery(4))
+            }
+            await writer.written()
+            let rows = try await Self.ledger(client, logger)
+            #expect(rows.map(\.0) == [1, 2, 4])
+            #expect(rows.map(\.5) == [nil, "550 bad\u{FFFD}reply", nil])
+            #expect(await writer.statements == 1 + 1 + 3, "the first, the refused group, then its three alone")
+        }
+    }
+}
