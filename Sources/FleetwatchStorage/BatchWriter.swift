@@ -510,12 +510,3 @@ struct WriteGroup: PostgresPreparedStatement {
 
     func decodeRow(_ row: PostgresRow) throws -> Row { try row.decode(Row.self) }
 }
-
-extension PSQLError {
-    /// Whether PostgreSQL refused the statement for its data (a data exception, class 22, or an integrity violation,
-    /// class 23), not for the database's state.
-    public var refusesTheData: Bool {
-        guard let state = serverInfo?[.sqlState] else { return false }
-        return state.hasPrefix("22") || state.hasPrefix("23")
-    }
-}

@@ -287,3 +287,12 @@ public struct DatabaseUnavailable: Error, CustomStringConvertible, Sendable {
         return "PostgreSQL is unreachable"
     }
 }
+
+extension PSQLError {
+    /// Whether PostgreSQL refused the statement for its data (a data exception, class 22, or an integrity violation,
+    /// class 23), not for the database's state.
+    public var refusesTheData: Bool {
+        guard let state = serverInfo?[.sqlState] else { return false }
+        return state.hasPrefix("22") || state.hasPrefix("23")
+    }
+}
