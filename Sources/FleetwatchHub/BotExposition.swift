@@ -39,7 +39,7 @@ struct BotExposition: Sendable {
         for r in rows {
             text.add("fleetwatch_bot_up", "gauge", "1 when the bot's agent is connected to a hub replica", bot: r.name, value: r.connected ? 1 : 0)
             if let last = r.last {
-                text.add("fleetwatch_bot_last_seen_timestamp_seconds", "gauge", "When the bot's agent last sent anything (Unix seconds)",
+                text.add("fleetwatch_bot_last_seen_timestamp_seconds", "gauge", "When the bot's agent last connected or had a batch stored (Unix seconds, to within a second)",
                          bot: r.name, value: last.timeIntervalSince1970)
             }
             text.add("fleetwatch_bot_emergency", "gauge", "1 while the bot's emergency mode is latched", bot: r.name,
