@@ -1,5 +1,6 @@
 @testable import FleetwatchAgent
 import FleetwatchProtocol
+import FleetwatchTestSupport
 import Logging
 import NIOCore
 import Testing

@@ -82,4 +82,51 @@ struct NotificationLedgerWriterTests {
             #expect(await writer.statements == 1 + 1 + 3, "the first, the refused group, then its three alone")
         }
     }
+
+    /// The database stops while a storm's attempts wait (the first group's statement waiting on a lock, the rest
+    /// queued behind it): the hub's health check notices, the statement under way is given up on, and every attempt
+    /// is logged as not recorded — none hangs, none is written later or twice. Once the database is back, new
+    /// attempts are recorded again.
+    @Test(.timeLimit(.minutes(3)))
+    func attemptsWaitingWhenTheDatabaseStopsAreLoggedAndNeverWrittenTwice() async throws {
+        let artifacts = ProcessInfo.processInfo.environment["FLEETWATCH_TEST_ARTIFACTS"] ?? NSTemporaryDirectory()
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let dir = "\(artifacts)/fw-ledger-stop-\(UUID().uuidString.prefix(8))"
+        let pg = PrivatePostgres(script: repo + "/scripts/pg-private", directory: dir, logDir: artifacts)
+        defer { Task { await pg.remove() } }
+        let server = try await pg.start()
+        let db = try await TestDatabase.create(on: server, prefix: "fw_ledger_stop_", logger: logger)
+        let lines = RecordingLog()
+        let recorded = Logger(label: "ledger") { _ in lines }
+        try await db.withClient { client in
+            try await Migrator(client: client, logger: logger).migrate()
+            let health = DatabaseHealth(url: db.url, interval: .milliseconds(200), deadline: .seconds(1), logger: logger)
+            let probing = Task { try await health.run() }
+            defer { probing.cancel() }
+            #expect(try await eventually(.seconds(20)) { health.isUp })
+            let writer = NotificationLedgerWriter(history: AlertHistory(client: client, logger: logger), hubID: "hub-a",
+                                                  health: health, logger: recorded)
+            try await client.withConnection { locker in
+                try await locker.query("BEGIN", logger: logger)
+                try await locker.query("LOCK TABLE notifications IN EXCLUSIVE MODE", logger: logger)
+                for n in 0..<1_500 { await writer.add(Self.delivery(n)) }
+                #expect(try await eventually(.seconds(20)) { await writer.statements == 1 })
+                try await pg.stop()
+            }
+            await writer.written()
+            let notRecorded = lines.all.compactMap { line -> Int? in
+                guard line.level == .error, line.message.hasPrefix("notification ledger: "),
+                      let n = line.message.dropFirst("notification ledger: ".count).split(separator: " ").first else { return nil }
+                return line.message.contains("not recorded") ? Int(n) : nil
+            }
+            #expect(notRecorded.reduce(0, +) == 1_500, "every attempt logged once as not recorded: \(lines.all.map(\.message))")
+
+            _ = try await pg.start()
+            #expect(try await eventually(.seconds(60)) { health.isUp })
+            for n in 2_000..<2_010 { await writer.add(Self.delivery(n)) }
+            await writer.written()
+            let rows = try await Self.ledger(client, logger)
+            #expect(rows.map(\.0) == (2_000..<2_010).map(Int64.init), "only the attempts made after the restart, once each")
+        }
+    }
 }
