@@ -26,6 +26,12 @@ public struct HubApplication: Sendable {
         self.logger = logger
     }
 
+    /// A connected bot is stale after three heartbeat intervals without a stored batch, and a second more: its row's
+    /// `last_seen_at` is written at most once a second by the batches (`WriteGroup`).
+    static func staleAfter(_ configuration: HubConfiguration) -> Duration {
+        configuration.ingest.heartbeatInterval * 3 + .seconds(1)
+    }
+
     /// Registers a custom alert handler (the reference system's `register_dashboard_callback`).
     public mutating func registerAlertHandler(name: String, minimumLevel: AlertLevel = .info,
                                               _ handler: @escaping @Sendable (AlertEvent) async throws -> Void) {
@@ -169,7 +175,7 @@ public struct HubApplication: Sendable {
         ]
         if let watcher = alerting.watcher { services.append(.init(service: watcher)) }
         // The periodic health check (monitoring.health_check_interval), one replica per interval.
-        let fleetView = FleetView(client: client, live: live, staleAfter: configuration.ingest.heartbeatInterval * 3, logger: logger)
+        let fleetView = FleetView(client: client, live: live, staleAfter: Self.staleAfter(configuration), logger: logger)
         services.append(.init(service: HealthChecker(fleet: fleetView, store: HealthCheckStore(client: client, logger: logger),
                                                      alertStore: alerting.alertStore, sink: alerting.alertStore == nil ? nil : alerting.dispatcher,
                                                      interval: .milliseconds(Int64(configuration.monitoring.healthCheckInterval * 1000)),
@@ -233,7 +239,7 @@ public struct HubApplication: Sendable {
         router.add(middleware: AuthMiddleware(tokens: tokens, sessions: sessions, refusals: refusals, logger: logger,
                                               health: health, recent: VerifiedCredentials(maxAge: configuration.outageCredentialMaxAge),
                                               guardsMetrics: configuration.metricsAuth == .token))
-        let fleet = FleetView(client: client, live: live, staleAfter: configuration.ingest.heartbeatInterval * 3, logger: logger)
+        let fleet = FleetView(client: client, live: live, staleAfter: Self.staleAfter(configuration), logger: logger)
         HubRoutes(client: client, counters: counters, fleet: fleet, health: health, logger: logger).register(on: router)
         let gate = ViewerGate(tokens: tokens, sessions: sessions, allowedOrigins: configuration.dashboard.allowedOrigins)
         let viewerSocket = ViewerSocket(live: live, feed: alerting.feed, status: FleetStatusCache(view: fleet), sessions: sessions, tokens: tokens,

@@ -226,9 +226,10 @@ struct ReferenceConfigTests {
         #expect(entry?["timestamp"] is Double && (entry?["metrics"] as? [String: Double])?["total_pnl"] == 12.5, "\(historyBody.prefix(300))")
         #expect(try await api("GET", port: hub.port, path: "/api/metrics/history?range=1h").0 == 400)
 
-        // A bot connected but sending only heartbeats is late (no data for three heartbeat intervals, 9 s here; the
-        // interval is not shorter because a client silent for two intervals is closed, and this busy test process
-        // can pause that long): the health check (every second here) records it and raises the INFO alert bot_stale.
+        // A bot connected but sending only heartbeats is late (no data for three heartbeat intervals and a second,
+        // 10 s here; the interval is not shorter because a client silent for two intervals is closed, and this busy
+        // test process can pause that long): the health check (every second here) records it and raises the INFO
+        // alert bot_stale.
         let late = try await ProtocolClient.connect(port: hub.port, bot: "late-bot", token: "secret")
         defer { late.close() }
         let heartbeats = Task {

@@ -14,12 +14,13 @@ struct LeaseRowTests {
     let logger = Logger(label: "test")
     let t = PostgresStoreTests()
 
-    /// The bot's row: its version (`xmin` changes only when the row is written) and its `last_seen_at` in seconds ago.
-    func row(_ client: PostgresClient) async throws -> (version: String, secondsAgo: Double) {
+    /// The bot's row: its version (`xmin` changes only when the row is written), its `last_seen_at` in seconds ago,
+    /// and `last_seen_at` itself.
+    func row(_ client: PostgresClient) async throws -> (version: String, secondsAgo: Double, lastSeen: Date) {
         let rows = try await client.query("""
-            SELECT xmin::text, EXTRACT(EPOCH FROM now() - last_seen_at)::float8 FROM bots WHERE name = 'bot-1'
-            """, logger: logger).decode((String, Double).self).all()
-        return (rows[0].0, rows[0].1)
+            SELECT xmin::text, EXTRACT(EPOCH FROM now() - last_seen_at)::float8, last_seen_at FROM bots WHERE name = 'bot-1'
+            """, logger: logger).decode((String, Double, Date).self).all()
+        return (rows[0].0, rows[0].1, rows[0].2)
     }
 
     func setLastSeen(_ client: PostgresClient, _ expression: String) async throws {
@@ -51,15 +52,16 @@ struct LeaseRowTests {
             #expect(try await store.store(t.batch(5), session: session) == .stored)
             let new = try await row(client)
             #expect(new.version != old.version)
-            #expect(new.secondsAgo < old.secondsAgo)
+            #expect(new.lastSeen > old.lastSeen)
             let stored = try await client.query("SELECT seq FROM samples ORDER BY seq", logger: logger).decode(Int64.self).all()
             #expect(stored == [1, 2, 3, 4, 5])
         }
     }
 
     /// A batch statement that waits for another transaction's change to the bot's row reads the row again once that
-    /// commits: a takeover (another connection's id) makes its batches lease-lost, writing nothing; any other change
-    /// (the health check's) leaves them stored.
+    /// commits: a takeover (another connection's id) makes its batches lease-lost, writing nothing, not even the row's
+    /// `last_seen_at`; any other change (the health check's) leaves them stored, and `last_seen_at`, which that change
+    /// made an hour old, is written from the row as changed.
     /// Runs `store` while another transaction that ran `changes` (the bot's row among them) is open, and commits it
     /// once the batch statement waits for the row.
     func whileRowChanges(_ client: PostgresClient, _ changes: [String],
@@ -108,20 +110,24 @@ struct LeaseRowTests {
         try await db.withClient { (client: PostgresClient) async throws -> Void in
             let (store, _, session) = try await t.acceptedSession(client)
             #expect(try await store.store(t.batch(1), session: session) == .stored)
-            let change = takeover ? "connection_id = gen_random_uuid()" : "health_status = 'warning', health_checked_at = now()"
+            let change = (takeover ? "connection_id = gen_random_uuid()" : "health_status = 'warning', health_checked_at = now()")
+                + ", last_seen_at = now() - interval '1 hour'"
             let outcome = try await whileRowChanges(client, ["UPDATE bots SET \(change) WHERE name = 'bot-1'"]) {
                 try await store.store(run: [t.batch(2), t.batch(3)], session: session)
             }
             let stored = try await client.query("SELECT seq FROM samples ORDER BY seq", logger: logger).decode(Int64.self).all()
             let through = try await client.query("SELECT stored_through FROM ingest_streams", logger: logger).decode(Int64.self).all()
+            let seen = try await row(client).secondsAgo
             if takeover {
                 #expect(outcome == [.leaseLost, .leaseLost])
                 #expect(stored == [1])
                 #expect(through == [1])
+                #expect(seen > 3_000)
             } else {
                 #expect(outcome == [.stored, .stored])
                 #expect(stored == [1, 2, 3])
                 #expect(through == [3])
+                #expect(seen < 60)
             }
         }
     }

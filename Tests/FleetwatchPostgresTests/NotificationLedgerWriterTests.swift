@@ -93,7 +93,16 @@ struct NotificationLedgerWriterTests {
         let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
         let dir = "\(artifacts)/fw-ledger-stop-\(UUID().uuidString.prefix(8))"
         let pg = PrivatePostgres(script: repo + "/scripts/pg-private", directory: dir, logDir: artifacts)
-        defer { Task { await pg.remove() } }
+        do {
+            try await stopUnderAStorm(pg)
+        } catch {
+            await pg.remove()
+            throw error
+        }
+        await pg.remove()   // awaited: a cluster removed by a task after the test would outlive a short test process
+    }
+
+    func stopUnderAStorm(_ pg: PrivatePostgres) async throws {
         let server = try await pg.start()
         let db = try await TestDatabase.create(on: server, prefix: "fw_ledger_stop_", logger: logger)
         let lines = RecordingLog()
@@ -127,6 +136,33 @@ struct NotificationLedgerWriterTests {
             await writer.written()
             let rows = try await Self.ledger(client, logger)
             #expect(rows.map(\.0) == (2_000..<2_010).map(Int64.init), "only the attempts made after the restart, once each")
+        }
+    }
+
+    /// The same give-up made certain: a group waiting for a pooled connection (the pool's one connection held here)
+    /// when the database is noticed down is not written once a connection is free again — the log says it was not.
+    @Test(.timeLimit(.minutes(2)))
+    func aGroupGivenUpOnWhileWaitingForAConnectionIsNotWrittenLater() async throws {
+        let db = try await TestDatabase.create()
+        try await db.withClient { client in try await Migrator(client: client, logger: logger).migrate() }
+        let lines = RecordingLog()
+        let one = PostgresClient(configuration: try db.url.clientConfiguration(maxConnections: 1), backgroundLogger: logger)
+        try await withRunningClient(one) { one in
+            // Not probing: the database stays "up" until the test says it is down.
+            let health = DatabaseHealth(url: db.url, logger: logger)
+            let writer = NotificationLedgerWriter(history: AlertHistory(client: one, logger: logger), hubID: "hub-a",
+                                                  health: health, logger: Logger(label: "ledger") { _ in lines })
+            try await one.withConnection { _ in
+                await writer.add(Self.delivery(1))
+                #expect(try await eventually(.seconds(20)) { await writer.statements == 1 })
+                try await Task.sleep(for: .milliseconds(200))
+                health.observed(failure: "test: the database is down")
+                await writer.written()
+            }
+            #expect(lines.all.contains { $0.level == .error && $0.message.hasPrefix("notification ledger: 1 delivery attempt(s) not recorded") })
+            // The connection is free again: nothing comes.
+            try await Task.sleep(for: .seconds(2))
+            #expect(try await Self.ledger(one, logger).isEmpty)
         }
     }
 }
