@@ -68,6 +68,28 @@ public struct PrivatePostgres: Sendable {
         try text.write(toFile: directory + "/pg_hba.conf", atomically: false, encoding: .utf8)
     }
 
+    /// A cluster in the test artifacts folder (`FLEETWATCH_TEST_ARTIFACTS`), named `prefix` and a random suffix.
+    public static func forTest(_ prefix: String) -> PrivatePostgres {
+        let artifacts = ProcessInfo.processInfo.environment["FLEETWATCH_TEST_ARTIFACTS"] ?? NSTemporaryDirectory()
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
+        return PrivatePostgres(script: repo + "/scripts/pg-private", directory: "\(artifacts)/\(prefix)-\(UUID().uuidString.prefix(8))",
+                               logDir: artifacts)
+    }
+
+    /// Starts the cluster, runs `body` with its URL, and removes the cluster before returning or throwing (awaited:
+    /// a removal left to a task can outlive a short test process and leave the cluster running).
+    public func whileRunning<T: Sendable>(_ body: (DatabaseURL) async throws -> T) async throws -> T {
+        do {
+            let result = try await body(try await start())
+            await remove()
+            return result
+        } catch {
+            await remove()
+            throw error
+        }
+    }
+
     public func remove() async {
         try? await stop()
         try? FileManager.default.removeItem(atPath: directory)

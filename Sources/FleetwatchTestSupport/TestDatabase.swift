@@ -33,9 +33,9 @@ public struct TestDatabase: Sendable {
     }
 
     /// Runs `body` with a running client on this database.
-    public func withClient<T: Sendable>(logger: Logger = Logger(label: "test.db"),
+    public func withClient<T: Sendable>(logger: Logger = Logger(label: "test.db"), maxConnections: Int = 4,
                                         _ body: @Sendable @escaping (PostgresClient) async throws -> T) async throws -> T {
-        let client = PostgresClient(configuration: try url.clientConfiguration(maxConnections: 4), backgroundLogger: logger)
+        let client = PostgresClient(configuration: try url.clientConfiguration(maxConnections: maxConnections), backgroundLogger: logger)
         return try await withRunningClient(client, body)
     }
 }

@@ -23,16 +23,28 @@ struct LeaseRowTests {
         return (rows[0].0, rows[0].1, rows[0].2)
     }
 
+    /// The batches' sequences in `samples`.
+    func storedSequences(_ client: PostgresClient) async throws -> [Int64] {
+        try await client.query("SELECT seq FROM samples ORDER BY seq", logger: logger).decode(Int64.self).all()
+    }
+
+    /// bot-1 registered and accepted on a new connection, then `body` with the client, the store and the session.
+    func withAcceptedBot(_ body: @escaping @Sendable (PostgresClient, PostgresIngestStore, BotSession) async throws -> Void) async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["bot-1"], token: "secret", in: db)
+        try await db.withClient { (client: PostgresClient) async throws -> Void in
+            let (store, _, session) = try await t.acceptedSession(client)
+            try await body(client, store, session)
+        }
+    }
+
     func setLastSeen(_ client: PostgresClient, _ expression: String) async throws {
         try await client.query(PostgresQuery(unsafeSQL: "UPDATE bots SET last_seen_at = \(expression) WHERE name = 'bot-1'"), logger: logger)
     }
 
     @Test(.timeLimit(.minutes(2)))
     func aStoredBatchMarksTheBotSeenAtMostOnceASecond() async throws {
-        let db = try await TestDatabase.create()
-        try await registerBots(["bot-1"], token: "secret", in: db)
-        try await db.withClient { (client: PostgresClient) async throws -> Void in
-            let (store, _, session) = try await t.acceptedSession(client)
+        try await withAcceptedBot { client, store, session in
             // Seen an hour ago: a stored batch marks it seen now.
             try await setLastSeen(client, "now() - interval '1 hour'")
             #expect(try await store.store(t.batch(1), session: session) == .stored)
@@ -53,15 +65,10 @@ struct LeaseRowTests {
             let new = try await row(client)
             #expect(new.version != old.version)
             #expect(new.lastSeen > old.lastSeen)
-            let stored = try await client.query("SELECT seq FROM samples ORDER BY seq", logger: logger).decode(Int64.self).all()
-            #expect(stored == [1, 2, 3, 4, 5])
+            #expect(try await storedSequences(client) == [1, 2, 3, 4, 5])
         }
     }
 
-    /// A batch statement that waits for another transaction's change to the bot's row reads the row again once that
-    /// commits: a takeover (another connection's id) makes its batches lease-lost, writing nothing, not even the row's
-    /// `last_seen_at`; any other change (the health check's) leaves them stored, and `last_seen_at`, which that change
-    /// made an hour old, is written from the row as changed.
     /// Runs `store` while another transaction that ran `changes` (the bot's row among them) is open, and commits it
     /// once the batch statement waits for the row.
     func whileRowChanges(_ client: PostgresClient, _ changes: [String],
@@ -85,37 +92,34 @@ struct LeaseRowTests {
     /// bot's row) gets no sample rows: the ledger row is not lowered, and the run is answered as duplicates.
     @Test(.timeLimit(.minutes(2)))
     func aStreamRaisedUnderTheStatementGetsNoRows() async throws {
-        let db = try await TestDatabase.create()
-        try await registerBots(["bot-1"], token: "secret", in: db)
-        try await db.withClient { (client: PostgresClient) async throws -> Void in
-            let (store, _, session) = try await t.acceptedSession(client)
+        try await withAcceptedBot { client, store, session in
             #expect(try await store.store(t.batch(1), session: session) == .stored)
             let outcome = try await whileRowChanges(client, [
                 "UPDATE bots SET health_checked_at = now() WHERE name = 'bot-1'",
                 "UPDATE ingest_streams SET stored_through = 10 WHERE epoch = 5",
             ]) { try await store.store(run: [t.batch(2), t.batch(3)], session: session) }
             #expect(outcome == [.duplicate, .duplicate])
-            let stored = try await client.query("SELECT seq FROM samples ORDER BY seq", logger: logger).decode(Int64.self).all()
-            #expect(stored == [1])
+            #expect(try await storedSequences(client) == [1])
             let ledger = try await client.query("SELECT stored_through, batches FROM ingest_streams", logger: logger)
                 .decode((Int64, Int64).self).all()
             #expect(ledger.count == 1 && ledger[0] == (10, 1))
         }
     }
 
+    /// A batch statement that waits for another transaction's change to the bot's row reads the row again once that
+    /// commits: a takeover (another connection's id) makes its batches lease-lost, writing nothing, not even the row's
+    /// `last_seen_at`; any other change (the health check's) leaves them stored, and `last_seen_at`, which that change
+    /// made an hour old, is written from the row as changed.
     @Test(.timeLimit(.minutes(2)), arguments: [true, false])
     func aStatementThatWaitedForTheRowReadsItAgain(takeover: Bool) async throws {
-        let db = try await TestDatabase.create()
-        try await registerBots(["bot-1"], token: "secret", in: db)
-        try await db.withClient { (client: PostgresClient) async throws -> Void in
-            let (store, _, session) = try await t.acceptedSession(client)
+        try await withAcceptedBot { client, store, session in
             #expect(try await store.store(t.batch(1), session: session) == .stored)
             let change = (takeover ? "connection_id = gen_random_uuid()" : "health_status = 'warning', health_checked_at = now()")
                 + ", last_seen_at = now() - interval '1 hour'"
             let outcome = try await whileRowChanges(client, ["UPDATE bots SET \(change) WHERE name = 'bot-1'"]) {
                 try await store.store(run: [t.batch(2), t.batch(3)], session: session)
             }
-            let stored = try await client.query("SELECT seq FROM samples ORDER BY seq", logger: logger).decode(Int64.self).all()
+            let stored = try await storedSequences(client)
             let through = try await client.query("SELECT stored_through FROM ingest_streams", logger: logger).decode(Int64.self).all()
             let seen = try await row(client).secondsAgo
             if takeover {

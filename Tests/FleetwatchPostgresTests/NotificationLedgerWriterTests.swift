@@ -89,21 +89,11 @@ struct NotificationLedgerWriterTests {
     /// attempts are recorded again.
     @Test(.timeLimit(.minutes(3)))
     func attemptsWaitingWhenTheDatabaseStopsAreLoggedAndNeverWrittenTwice() async throws {
-        let artifacts = ProcessInfo.processInfo.environment["FLEETWATCH_TEST_ARTIFACTS"] ?? NSTemporaryDirectory()
-        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-        let dir = "\(artifacts)/fw-ledger-stop-\(UUID().uuidString.prefix(8))"
-        let pg = PrivatePostgres(script: repo + "/scripts/pg-private", directory: dir, logDir: artifacts)
-        do {
-            try await stopUnderAStorm(pg)
-        } catch {
-            await pg.remove()
-            throw error
-        }
-        await pg.remove()   // awaited: a cluster removed by a task after the test would outlive a short test process
+        let pg = PrivatePostgres.forTest("fw-ledger-stop")
+        try await pg.whileRunning { server in try await stopUnderAStorm(pg, server) }
     }
 
-    func stopUnderAStorm(_ pg: PrivatePostgres) async throws {
-        let server = try await pg.start()
+    func stopUnderAStorm(_ pg: PrivatePostgres, _ server: DatabaseURL) async throws {
         let db = try await TestDatabase.create(on: server, prefix: "fw_ledger_stop_", logger: logger)
         let lines = RecordingLog()
         let recorded = Logger(label: "ledger") { _ in lines }
@@ -146,8 +136,7 @@ struct NotificationLedgerWriterTests {
         let db = try await TestDatabase.create()
         try await db.withClient { client in try await Migrator(client: client, logger: logger).migrate() }
         let lines = RecordingLog()
-        let one = PostgresClient(configuration: try db.url.clientConfiguration(maxConnections: 1), backgroundLogger: logger)
-        try await withRunningClient(one) { one in
+        try await db.withClient(maxConnections: 1) { one in
             // Not probing: the database stays "up" until the test says it is down.
             let health = DatabaseHealth(url: db.url, logger: logger)
             let writer = NotificationLedgerWriter(history: AlertHistory(client: one, logger: logger), hubID: "hub-a",

@@ -21,8 +21,7 @@ struct OutageAlertStoreTests {
     func aFireGivenUpOnWhileWaitingForAConnectionLeavesTheTableToReconcile() async throws {
         let db = try await TestDatabase.create()
         try await registerBots(["bot-1"], token: "secret", in: db)
-        let one = PostgresClient(configuration: try db.url.clientConfiguration(maxConnections: 1), backgroundLogger: logger)
-        try await withRunningClient(one) { one in
+        try await db.withClient(maxConnections: 1) { one in
             let health = DatabaseHealth(url: db.url, interval: .milliseconds(200), deadline: .seconds(1), logger: logger)
             let store = OutageAlertStore(inner: PostgresAlertStore(client: one, logger: logger), health: health, logger: logger)
             let (fired, resolved) = try await one.withConnection { _ in
