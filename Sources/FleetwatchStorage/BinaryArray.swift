@@ -42,10 +42,12 @@ extension Date: BinaryArrayElement {
     static var elementOID: UInt32 { 1184 }
     static var arrayType: PostgresDataType { .timestamptzArray }
     static var byteWidth: Int { 8 }
-    /// Microseconds since 2000-01-01, worked out exactly as postgres-nio's own `Date` encoding does, so a time is
-    /// stored to the same microsecond either way.
+    /// Microseconds since 2000-01-01, to the nearest: a millisecond time (`Double(ms) / 1000`, as the hub makes
+    /// sample times) is stored exactly. postgres-nio's own `Date` encoding truncates, which stored about a quarter of
+    /// millisecond times a microsecond early: `…:00.000` as `…:59.999999`, a sample on a minute's or a day's first
+    /// millisecond counted in the one before by `date_trunc` and by a review's `ts >= day`.
     func storeBigEndian(to p: UnsafeMutableRawPointer) {
-        let micros = Int64(timeIntervalSince(Self.postgresEpoch) * 1_000_000)
+        let micros = Int64((timeIntervalSince(Self.postgresEpoch) * 1_000_000).rounded())
         p.storeBytes(of: micros.bigEndian, as: Int64.self)
     }
     private static let postgresEpoch = Date(timeIntervalSince1970: 946_684_800)

@@ -106,6 +106,42 @@ struct PostgresStoreTests {
         }
     }
 
+    /// A sample's time is stored to its millisecond, before and after its minute is merged into one row. The hub
+    /// once bound row times as postgres-nio encodes a `Date` (truncated to the microsecond), which stored about a
+    /// quarter of millisecond times a microsecond early (`.761` as `.760999`) until re-chunking put them right:
+    /// a merged minute then read differently from the rows it came from.
+    @Test func sampleTimesAreStoredToTheirMillisecondBeforeAndAfterRechunking() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["bot-1"], token: "secret", in: db)
+        try await db.withClient { (client: PostgresClient) async throws -> Void in
+            let (store, _, session) = try await acceptedSession(client)
+            // A minute of one-second batches ten minutes ago, each sample on another millisecond of its second.
+            let minuteMs = (Int64(Date().timeIntervalSince1970 * 1000) / 60_000 - 10) * 60_000
+            let times = (0..<60).map { minuteMs + Int64($0) * 1000 + Int64($0 * 37 % 1000) }
+            let truncated = times.filter { Int64(Date(timeIntervalSince1970: Double($0) / 1000)
+                .timeIntervalSince(Date(timeIntervalSince1970: 946_684_800)) * 1_000_000) != ($0 - 946_684_800_000) * 1000 }
+            #expect(!truncated.isEmpty, "some of these times are ones a truncating encoding gets wrong")
+            for (i, ms) in times.enumerated() {
+                let series = [Series(name: "daily_pnl", kind: .gauge, timestamps: [ms], values: [Double(i)])]
+                let batch = ValidatedBatch(epoch: 5, sequence: UInt64(i + 1), sentSamples: 1, series: series, refusedSamples: 0,
+                                           firstTimestampMs: ms)
+                #expect(try await store.store(batch, session: session) == .stored)
+            }
+            func stored() async throws -> [Int64] {
+                try await client.query("""
+                    SELECT (extract(epoch FROM ts) * 1000000)::int8 FROM sample_points WHERE bot = 'bot-1' ORDER BY ts
+                    """, logger: logger).decode(Int64.self).all()
+            }
+            let exact = times.map { $0 * 1000 }
+            #expect(try await stored() == exact)
+            let from = Date(timeIntervalSince1970: Double(minuteMs) / 1000)
+            let merged = try await client.query("SELECT fleetwatch_rechunk(\(from), \(from.addingTimeInterval(60)))", logger: logger)
+                .decode(Int.self).first { _ in true }
+            #expect(merged == 1)
+            #expect(try await stored() == exact)
+        }
+    }
+
     /// What a replica reads, once it listens for lease moves, to know which replica holds each bot.
     @Test func connectedHubsNameTheReplicaHoldingEachBot() async throws {
         let db = try await TestDatabase.create()
