@@ -34,7 +34,7 @@ struct LedgerCommandChannel: CommandChannel {
 
     private func ledgerCall<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
         guard let breakGlass else { return try await body() }
-        return try await breakGlass.health.failFast(body)
+        return try await breakGlass.ledgerCall(body)
     }
 
     func commandsOnConnect(_ session: BotSession) async throws -> [CommandFrame] {

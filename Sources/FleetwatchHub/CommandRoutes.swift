@@ -109,7 +109,7 @@ public struct CommandRoutes: Sendable {
         if let breakGlass {
             do {
                 guard !breakGlass.databaseDown else { throw DatabaseUnavailable(state: breakGlass.health.current) }
-                outcome = try await breakGlass.health.failFast { [ledger, actor = context.actor] in
+                outcome = try await breakGlass.ledgerCall { [ledger, actor = context.actor] in
                     try await ledger.requestStop(bot: bot, actor: actor, origin: .operator, reason: reason,
                                                  liquidate: body.liquidate ?? false, idempotencyKey: key)
                 }

@@ -223,8 +223,10 @@ public struct HubApplication: Sendable {
         return (ReadDatabase(client: client, isReplica: true, logger: logger), task)
     }
 
+    /// - Parameter requests: the ledger of operators' stop and resume requests; by default on `client`, the operators'
+    ///   pool (tests give it a pool of its own to exhaust).
     func makeApplication(client: any PostgresQuerying, store: any IngestStore, breakGlass: BreakGlass? = nil, reads: ReadDatabase? = nil,
-                         alerting: Alerting, ledger: CommandLedger,
+                         alerting: Alerting, ledger: CommandLedger, requests: CommandLedger? = nil,
                          connections: LiveConnections, ticker: ConnectionTicker, metrics: HubMetrics, live: LiveFleet, publisher: LivePublisher,
                          viewers: ViewerRegistry, audit: AuditLog, refusals: RefusalAudit, health: DatabaseHealth,
                          onListening: @escaping @Sendable (Int) async -> Void) throws -> some ApplicationProtocol {
@@ -274,7 +276,7 @@ public struct HubApplication: Sendable {
         metricsRoutes.register(on: router)
         BotExposition(client: client, fleet: fleet, snapshot: { try await metricsRoutes.snapshot(bot: nil) }, logger: logger).register(on: router)
         // Stop requests on the router's pool (the operators'), delivery to the bots on the ledger's.
-        CommandRoutes(ledger: CommandLedger(client: client, logger: logger), audit: audit, refusals: refusals, alerts: alerting.emergencyAlerts,
+        CommandRoutes(ledger: requests ?? CommandLedger(client: client, logger: logger), audit: audit, refusals: refusals, alerts: alerting.emergencyAlerts,
                       limiter: RequestLimiter(perMinute: configuration.emergency.requestsPerMinute), logger: logger,
                       breakGlass: breakGlass).register(on: router)
         let commands = LedgerCommandChannel(ledger: ledger, alerts: alerting.emergencyAlerts, hubID: configuration.ingest.hubID,

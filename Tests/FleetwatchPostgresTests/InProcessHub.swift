@@ -15,6 +15,8 @@ import PostgresNIO
 /// calls `health.observed(failure:)`).
 struct InProcessHub: Sendable {
     let client: PostgresClient
+    /// The command ledger's client: `client`, or a pool of its own (`ledgerConnections`) a test can exhaust.
+    let ledgerClient: PostgresClient
     let health: DatabaseHealth
     let logger: Logger
     let dataDirectory: String
@@ -25,7 +27,11 @@ struct InProcessHub: Sendable {
         return [.authorization: "Bearer \(secret)"]
     }
 
-    static func run<T: Sendable>(migrations: [Migration] = Schema.migrations,
+    /// - Parameters:
+    ///   - ledgerConnections: gives the command ledger (delivery and operators' requests) a pool of its own of this
+    ///     many connections.
+    ///   - breakGlass: stops while the database is down go through break glass, as in `HubApplication.run`.
+    static func run<T: Sendable>(migrations: [Migration] = Schema.migrations, ledgerConnections: Int? = nil, breakGlass: Bool = false,
                                  configure: (inout HubConfiguration) -> Void = { _ in },
                                  _ body: @escaping @Sendable (InProcessHub, any TestClientProtocol) async throws -> T) async throws -> T {
         let db = try await TestDatabase.create()
@@ -36,7 +42,7 @@ struct InProcessHub: Sendable {
         configuration.alerts.console = false            // no alert lines on the test's stdout
         configure(&configuration)
         let config = configuration
-        return try await db.withClient { client in
+        @Sendable func start(_ client: PostgresClient, ledgerClient: PostgresClient) async throws -> T {
             var logger = Logger(label: "test.hub")
             logger.logLevel = .warning
             try await Migrator(client: client, logger: logger, migrations: migrations).migrate()
@@ -49,17 +55,32 @@ struct InProcessHub: Sendable {
                                             maxNamesPerBot: config.ingest.maxMetricNamesPerBot,
                                             maxNames: config.ingest.maxMetricNames, hubID: config.ingest.hubID)
             let audit = AuditLog(client: client, logger: logger)
+            let connections = LiveConnections()
+            var glass: BreakGlass?
+            if breakGlass {
+                let journal = try BreakGlassJournal(directory: HubApplication.outageDirectory(config), logger: logger)
+                glass = BreakGlass(journal: journal, connections: connections, health: health, hubID: config.ingest.hubID,
+                                   frameTTL: config.emergency.frameTTL, logger: logger)
+                alerting.breakGlass.set(glass!)
+            }
+            let ledger = CommandLedger(client: ledgerClient, logger: logger)
             let app = try hub.makeApplication(
                 client: client,
                 store: OutageIngestStore(inner: store, health: health, credentialMaxAge: config.outageCredentialMaxAge),
-                reads: ReadDatabase(client: client, isReplica: false, logger: logger),
-                alerting: alerting, ledger: CommandLedger(client: client, logger: logger), connections: LiveConnections(),
+                breakGlass: glass, reads: ReadDatabase(client: client, isReplica: false, logger: logger),
+                alerting: alerting, ledger: ledger, requests: ledger, connections: connections,
                 ticker: ConnectionTicker(heartbeatInterval: config.ingest.heartbeatInterval), metrics: metrics, live: LiveFleet(),
                 publisher: LivePublisher(client: client, interval: .milliseconds(200), logger: logger),
                 viewers: ViewerRegistry(), audit: audit, refusals: RefusalAudit(audit: audit), health: health,
                 onListening: { _ in })
-            let env = InProcessHub(client: client, health: health, logger: logger, dataDirectory: dataDirectory)
+            let env = InProcessHub(client: client, ledgerClient: ledgerClient, health: health, logger: logger,
+                                   dataDirectory: dataDirectory)
             return try await app.test(.router) { http in try await body(env, http) }
+        }
+
+        return try await db.withClient { client in
+            guard let ledgerConnections else { return try await start(client, ledgerClient: client) }
+            return try await db.withClient(maxConnections: ledgerConnections) { try await start(client, ledgerClient: $0) }
         }
     }
 }
