@@ -105,30 +105,12 @@ extension HubApplication {
         let logger = self.logger
         let hubID = configuration.ingest.hubID
         let breakGlass = BreakGlassBox()
-        // Automatic emergency shutdown: a rule with `emergencyStop` fired on this replica (exactly one replica
-        // opens an alert), so this replica writes the stop into the ledger, with the rule as the issuer.
-        let autoStop: @Sendable (String, Rule, Double) async -> Void = { bot, rule, value in
-            let reason = "\(rule.summary) (value \(AlertEvent.format(value)), limit \(AlertEvent.format(rule.limit)))"
-            let actor = Actor(name: rule.id, kind: .rule, remote: hubID)
-            do {
-                let outcome: CommandRequestOutcome
-                if let glass = breakGlass.current, !glass.health.isUp {
-                    // The database is unreachable: the same break-glass path as an operator's stop.
-                    outcome = try await glass.stop(bot: bot, actor: actor, origin: .rule, reason: reason, liquidate: false, idempotencyKey: nil)
-                } else {
-                    outcome = try await ledger.requestStop(bot: bot, actor: actor, origin: .rule, reason: reason, liquidate: false)
-                }
-                if case .created(let record) = outcome {
-                    logger.critical("automatic emergency shutdown of \(bot): \(reason) (command \(record.id))")
-                    await emergencyAlerts.latched(record)
-                }
-            } catch {
-                logger.critical("automatic emergency shutdown of \(bot) could not be recorded: \(String(reflecting: error))")
-            }
-        }
+        let autoStop = AutomaticStop(ledger: ledger, breakGlass: breakGlass, emergencyAlerts: emergencyAlerts, hubID: hubID,
+                                     logger: logger)
         let engine = a.enabled
             ? AlertEngine(store: store, sink: dispatcher, profiles: { try await profiles.profile($0) }, cooldowns: cooldowns,
-                          noDataRule: SilentBotWatcher.rule, noDataMs: noDataMs, logger: logger, emergency: autoStop,
+                          noDataRule: SilentBotWatcher.rule, noDataMs: noDataMs, logger: logger,
+                          emergency: { await autoStop(bot: $0, rule: $1, value: $2) },
                           evaluated: { backlog.evaluated() })
             : nil
         let watcher = a.enabled

@@ -3,6 +3,10 @@ import FleetwatchProtocol
 import FleetwatchStorage
 import FleetwatchTestSupport
 import Foundation
+import FleetwatchAlerting
+import FleetwatchControl
+import Logging
+import Synchronization
 import HTTPTypes
 import HummingbirdTesting
 import NIOCore
@@ -45,6 +49,55 @@ struct StopGivenUpTests {
                 SELECT emergency_command_id IS NOT NULL FROM bots WHERE name = 'glass'
                 """, logger: hub.logger).decode(Bool.self).all()
             #expect(latched == [false])
+        }
+    }
+
+    /// A rule's automatic stop that is waiting for a database connection when the outage is noticed goes out by
+    /// break glass at once, and is not written later. Before, it waited for the pool to fail (the runaway bot trading
+    /// on), and then wrote the stop when the connection came free, with nothing sent during the outage.
+    @Test(.timeLimit(.minutes(2)))
+    func anAutomaticStopWaitingWhenTheDatabaseGoesDownTakesTheBreakGlassPath() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["runaway"], token: "secret", in: db)
+        let logger = Logger(label: "test")
+        let directory = NSTemporaryDirectory() + "fw-autostop-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await db.withClient(maxConnections: 1) { one in
+            let botID = try await one.query("SELECT id FROM bots WHERE name = 'runaway'", logger: logger).decode(Int32.self).all()[0]
+            let health = DatabaseHealth(url: db.url, logger: logger)       // not probing: up until the test says
+            let connections = LiveConnections()
+            let sent = Mutex<[Frame]>([])
+            await connections.add(bot: "runaway", botID: botID, connectionID: UUID(), checkedAt: .now,
+                                  push: { frame in sent.withLock { $0.append(frame) } }, close: { _, _ in })
+            let journal = try BreakGlassJournal(directory: directory, logger: logger)
+            let box = HubApplication.BreakGlassBox()
+            box.set(BreakGlass(journal: journal, connections: connections, health: health, hubID: "hub-a",
+                               frameTTL: .seconds(60), logger: logger))
+            let stop = AutomaticStop(ledger: CommandLedger(client: one, logger: logger), breakGlass: box,
+                                     emergencyAlerts: EmergencyAlerts(store: nil, sink: nil, logger: logger), hubID: "hub-a",
+                                     logger: logger)
+            let rule = Rule(id: "drawdown", kind: .above(metric: "drawdown_percent"), limit: 10, level: .critical,
+                            summary: "Drawdown too deep")
+            let outcome = Task { await stop(bot: "runaway", rule: rule, value: 25) }
+            let sentDuringOutage = try await one.withConnection { _ in
+                try await Task.sleep(for: .milliseconds(500))      // the stop waits for the ledger's connection
+                health.observed(failure: "test: the database is down")
+                return try await eventually(.seconds(10)) { sent.withLock { $0.count } == 1 }
+            }
+            #expect(sentDuringOutage, "the stop reached the bot while the database was down")
+            guard case .created(let record)? = await outcome.value else {
+                Issue.record("no stop was made"); return
+            }
+            #expect(record.issuedBy == "drawdown" && record.origin == CommandOrigin.rule.rawValue)
+            #expect(await journal.unfinished(bot: "runaway").map(\.record.id) == [record.id])
+            if case .command(let frame)? = sent.withLock({ $0.first }) {
+                #expect(frame.commandID == record.id && !frame.actions.contains(.liquidate))
+            } else {
+                Issue.record("the bot got no command frame")
+            }
+            // The connection is free again: the ledger gets the stop only from the journal (reconcile), not twice.
+            try await Task.sleep(for: .seconds(2))
+            #expect(try await one.query("SELECT count(*) FROM commands", logger: logger).decode(Int64.self).all() == [0])
         }
     }
 }
