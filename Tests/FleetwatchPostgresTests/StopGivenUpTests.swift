@@ -1,16 +1,17 @@
 @testable import FleetwatchHub
+import FleetwatchAlerting
+import FleetwatchControl
+import FleetwatchIngest
 import FleetwatchProtocol
 import FleetwatchStorage
 import FleetwatchTestSupport
 import Foundation
-import FleetwatchAlerting
-import FleetwatchControl
-import Logging
-import Synchronization
 import HTTPTypes
 import HummingbirdTesting
+import Logging
 import NIOCore
 import PostgresNIO
+import Synchronization
 import Testing
 
 /// An operator's stop is answered once: a stop whose ledger call is given up on when the database is noticed down
@@ -100,4 +101,44 @@ struct StopGivenUpTests {
             #expect(try await one.query("SELECT count(*) FROM commands", logger: logger).decode(Int64.self).all() == [0])
         }
     }
+
+    /// The commands taken for a connecting bot, when that ledger call is given up on, stay pending for the
+    /// dispatcher to send. Before, the call went on once a connection came free and marked them delivered, though
+    /// nothing had been sent: the stop waited for the bot's next reconnect.
+    @Test(.timeLimit(.minutes(2)))
+    func commandsForAConnectingBotGivenUpOnStayPending() async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots(["late-take"], token: "secret", in: db)
+        let logger = Logger(label: "test")
+        let directory = NSTemporaryDirectory() + "fw-late-take-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let botID = try await db.withClient { client in
+            let outcome = try await CommandLedger(client: client, logger: logger)
+                .requestStop(bot: "late-take", actor: Actor(name: "ci-operator", kind: .operator), origin: .operator,
+                             reason: "runaway", liquidate: false)
+            guard case .created = outcome else { throw WireError(.invalidField, "no stop: \(outcome)") }
+            return try await client.query("SELECT id FROM bots WHERE name = 'late-take'", logger: logger).decode(Int32.self).all()[0]
+        }
+        try await db.withClient(maxConnections: 1) { one in
+            let health = DatabaseHealth(url: db.url, logger: logger)       // not probing: up until the test says
+            let glass = BreakGlass(journal: try BreakGlassJournal(directory: directory, logger: logger), connections: LiveConnections(),
+                                   health: health, hubID: "hub-a", frameTTL: .seconds(60), logger: logger)
+            let channel = LedgerCommandChannel(ledger: CommandLedger(client: one, logger: logger),
+                                               alerts: EmergencyAlerts(store: nil, sink: nil, logger: logger), hubID: "hub-a",
+                                               frameTTL: .seconds(60), breakGlass: glass)
+            let session = BotSession(botID: botID, botName: "late-take", connectionID: UUID(), epoch: 1, storedSequence: 0)
+            let taken = Task { try await channel.commandsOnConnect(session) }
+            try await one.withConnection { _ in
+                try await Task.sleep(for: .milliseconds(500))      // the call waits for the ledger's connection
+                health.observed(failure: "test: the database is down")
+                guard case .failure(let error) = await taken.result else { Issue.record("commands were taken"); return }
+                #expect(error is DatabaseUnavailable, "\(error)")
+            }
+            // The connection is free again: nothing comes.
+            try await Task.sleep(for: .seconds(2))
+            let states = try await one.query("SELECT state FROM commands", logger: logger).decode(String.self).all()
+            #expect(states == ["pending"])
+        }
+    }
 }
+
