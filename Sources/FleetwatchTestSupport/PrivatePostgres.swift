@@ -80,8 +80,14 @@ public struct PrivatePostgres: Sendable {
     /// Starts the cluster, runs `body` with its URL, and removes the cluster before returning or throwing (awaited:
     /// a removal left to a task can outlive a short test process and leave the cluster running).
     public func whileRunning<T: Sendable>(_ body: (DatabaseURL) async throws -> T) async throws -> T {
+        try await removing { try await body(try await start()) }
+    }
+
+    /// Runs `body` (the cluster already started, or started by it), then removes the cluster before returning or
+    /// throwing, awaited.
+    public func removing<T: Sendable>(_ body: () async throws -> T) async throws -> T {
         do {
-            let result = try await body(try await start())
+            let result = try await body()
             await remove()
             return result
         } catch {

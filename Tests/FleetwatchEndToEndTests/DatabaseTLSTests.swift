@@ -55,57 +55,58 @@ struct DatabaseTLSTests {
         let artifacts = ProcessInfo.processInfo.environment["FLEETWATCH_TEST_ARTIFACTS"] ?? NSTemporaryDirectory()
         let dir = "\(artifacts)/pg-tls-\(UUID().uuidString.prefix(8))"
         let pg = PrivatePostgres(script: Self.repo + "/scripts/pg-private", directory: dir, logDir: artifacts)
-        defer { Task { await pg.remove() } }
-        try await pg.start()
-        try await pg.stop()
-        try await Self.certificates(in: dir)
-        try pg.configure("ssl = on\nssl_cert_file = '\(dir)/server.pem'\nssl_key_file = '\(dir)/server.key'")
-        let plain = try await pg.start()
-        let port = plain.port
-        func url(_ host: String, _ query: String) throws -> DatabaseURL {
-            try DatabaseURL("postgres://fleetwatch@\(host):\(port)/postgres?\(query)", environment: [:], home: dir)
-        }
+        try await pg.removing {
+            try await pg.start()
+            try await pg.stop()
+            try await Self.certificates(in: dir)
+            try pg.configure("ssl = on\nssl_cert_file = '\(dir)/server.pem'\nssl_key_file = '\(dir)/server.key'")
+            let plain = try await pg.start()
+            let port = plain.port
+            func url(_ host: String, _ query: String) throws -> DatabaseURL {
+                try DatabaseURL("postgres://fleetwatch@\(host):\(port)/postgres?\(query)", environment: [:], home: dir)
+            }
 
-        // verify-full: the right CA and the certificate's host name.
-        #expect(try await Self.connect(url("localhost", "sslmode=verify-full&sslrootcert=\(dir)/ca.pem")).get() == true)
-        // A host name the certificate was not issued for, or another CA: refused, saying why.
-        guard case .failure(let wrongName) = await Self.connect(try url("127.0.0.1", "sslmode=verify-full&sslrootcert=\(dir)/ca.pem")) else {
-            Issue.record("verify-full accepted a certificate for another host name"); return
-        }
-        #expect(wrongName.description.contains("TLS with 127.0.0.1:\(port) failed") && !wrongName.retryable, "\(wrongName)")
-        guard case .failure(let wrongCA) = await Self.connect(try url("localhost", "sslmode=verify-full&sslrootcert=\(dir)/other-ca.pem")) else {
-            Issue.record("verify-full accepted a certificate from another CA"); return
-        }
-        #expect(wrongCA.description.contains("signed by sslrootcert"), "\(wrongCA)")
-        // verify-ca checks the CA but not the name.
-        #expect(try await Self.connect(url("127.0.0.1", "sslmode=verify-ca&sslrootcert=\(dir)/ca.pem")).get() == true)
-        guard case .failure = await Self.connect(try url("127.0.0.1", "sslmode=verify-ca&sslrootcert=\(dir)/other-ca.pem")) else {
-            Issue.record("verify-ca accepted a certificate from another CA"); return
-        }
-        // require: encrypted without a CA; with a CA file it is checked as verify-ca (libpq's rule).
-        #expect(try await Self.connect(url("127.0.0.1", "sslmode=require")).get() == true)
-        guard case .failure = await Self.connect(try url("127.0.0.1", "sslmode=require&sslrootcert=\(dir)/other-ca.pem")) else {
-            Issue.record("require with sslrootcert did not check the CA"); return
-        }
-        // prefer encrypts when offered; disable never does.
-        #expect(try await Self.connect(url("127.0.0.1", "sslmode=prefer")).get() == true)
-        #expect(try await Self.connect(url("127.0.0.1", "sslmode=disable")).get() == false)
+            // verify-full: the right CA and the certificate's host name.
+            #expect(try await Self.connect(url("localhost", "sslmode=verify-full&sslrootcert=\(dir)/ca.pem")).get() == true)
+            // A host name the certificate was not issued for, or another CA: refused, saying why.
+            guard case .failure(let wrongName) = await Self.connect(try url("127.0.0.1", "sslmode=verify-full&sslrootcert=\(dir)/ca.pem")) else {
+                Issue.record("verify-full accepted a certificate for another host name"); return
+            }
+            #expect(wrongName.description.contains("TLS with 127.0.0.1:\(port) failed") && !wrongName.retryable, "\(wrongName)")
+            guard case .failure(let wrongCA) = await Self.connect(try url("localhost", "sslmode=verify-full&sslrootcert=\(dir)/other-ca.pem")) else {
+                Issue.record("verify-full accepted a certificate from another CA"); return
+            }
+            #expect(wrongCA.description.contains("signed by sslrootcert"), "\(wrongCA)")
+            // verify-ca checks the CA but not the name.
+            #expect(try await Self.connect(url("127.0.0.1", "sslmode=verify-ca&sslrootcert=\(dir)/ca.pem")).get() == true)
+            guard case .failure = await Self.connect(try url("127.0.0.1", "sslmode=verify-ca&sslrootcert=\(dir)/other-ca.pem")) else {
+                Issue.record("verify-ca accepted a certificate from another CA"); return
+            }
+            // require: encrypted without a CA; with a CA file it is checked as verify-ca (libpq's rule).
+            #expect(try await Self.connect(url("127.0.0.1", "sslmode=require")).get() == true)
+            guard case .failure = await Self.connect(try url("127.0.0.1", "sslmode=require&sslrootcert=\(dir)/other-ca.pem")) else {
+                Issue.record("require with sslrootcert did not check the CA"); return
+            }
+            // prefer encrypts when offered; disable never does.
+            #expect(try await Self.connect(url("127.0.0.1", "sslmode=prefer")).get() == true)
+            #expect(try await Self.connect(url("127.0.0.1", "sslmode=disable")).get() == false)
 
-        // The shared test server has no TLS: prefer connects in plaintext, require says what is wrong at once.
-        var noTLS = try #require(TestDatabase.serverURL)
-        noTLS.sslMode = .prefer
-        #expect(try await Self.connect(noTLS).get() == false)
-        noTLS.sslMode = .require
-        guard case .failure(let unsupported) = await Self.connect(noTLS) else { Issue.record("require connected without TLS"); return }
-        #expect(unsupported.description.contains("does not offer TLS") && !unsupported.retryable, "\(unsupported)")
+            // The shared test server has no TLS: prefer connects in plaintext, require says what is wrong at once.
+            var noTLS = try #require(TestDatabase.serverURL)
+            noTLS.sslMode = .prefer
+            #expect(try await Self.connect(noTLS).get() == false)
+            noTLS.sslMode = .require
+            guard case .failure(let unsupported) = await Self.connect(noTLS) else { Issue.record("require connected without TLS"); return }
+            #expect(unsupported.description.contains("does not offer TLS") && !unsupported.retryable, "\(unsupported)")
 
-        // A hub with verify-full connects and serves.
-        var tlsDB = TestDatabase(url: try url("localhost", "sslmode=verify-full&sslrootcert=\(dir)/ca.pem"))
-        tlsDB = try await TestDatabase.create(on: tlsDB.url, prefix: "fw_tls_", logger: Self.logger)
-        let hub = try HubUnderTest(database: tlsDB)
-        try await hub.start()
-        #expect(hub.log.contains("sslmode=verify-full"))
-        await hub.kill(SIGTERM)
+            // A hub with verify-full connects and serves.
+            var tlsDB = TestDatabase(url: try url("localhost", "sslmode=verify-full&sslrootcert=\(dir)/ca.pem"))
+            tlsDB = try await TestDatabase.create(on: tlsDB.url, prefix: "fw_tls_", logger: Self.logger)
+            let hub = try HubUnderTest(database: tlsDB)
+            try await hub.start()
+            #expect(hub.log.contains("sslmode=verify-full"))
+            await hub.kill(SIGTERM)
+        }
     }
 
     /// A hub whose database setting cannot work exits at once with a message naming it, instead of hanging.

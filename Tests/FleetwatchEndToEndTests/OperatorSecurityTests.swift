@@ -304,40 +304,40 @@ struct OperatorSecurityTests {
     func outagesAndSlowQueriesLeakNothing() async throws {
         let dir = "\(Self.artifacts)/fw-leak-\(UUID().uuidString.prefix(8))"
         let pg = PrivatePostgres(script: DatabaseTLSTests.repo + "/scripts/pg-private", directory: dir, logDir: Self.artifacts)
-        defer { Task { await pg.remove() } }
-        let server = try await pg.start()
-        let db = try await TestDatabase.create(on: server, prefix: "fw_leak_", logger: Logger(label: "t"))
-        try await registerBots(["leak-bot"], token: "secret", in: db)
-        let config = "\(dir)-hub.json"
-        try #"{"hub": {"statement_timeout": 2}}"#.write(toFile: config, atomically: true, encoding: .utf8)
-        let hub = try HubUnderTest(database: db)
-        try await hub.start(extra: ["--config", config])
-        defer { Task { await hub.kill(SIGTERM) } }
-        func leaks(_ body: String) -> [String] {
-            ["postgres://", "SELECT", "FROM bots", "PSQLError", "fleetwatch@", "\(server.port)", "sqlState", "Connection"].filter { body.contains($0) }
-        }
-
-        // A query held behind a lock: cancelled at the deadline, 503 with a reference.
-        let (status, body) = try await db.withClient { client in
-            try await client.withConnection { connection in
-                _ = try await connection.query("BEGIN", logger: Logger(label: "t"))
-                _ = try await connection.query("LOCK TABLE bots IN ACCESS EXCLUSIVE MODE", logger: Logger(label: "t"))
-                defer { Task { _ = try? await connection.query("ROLLBACK", logger: Logger(label: "t")) } }
-                return try await api("GET", port: hub.port, path: "/api/bots")
+        try await pg.whileRunning { server in
+            let db = try await TestDatabase.create(on: server, prefix: "fw_leak_", logger: Logger(label: "t"))
+            try await registerBots(["leak-bot"], token: "secret", in: db)
+            let config = "\(dir)-hub.json"
+            try #"{"hub": {"statement_timeout": 2}}"#.write(toFile: config, atomically: true, encoding: .utf8)
+            let hub = try HubUnderTest(database: db)
+            try await hub.start(extra: ["--config", config])
+            defer { Task { await hub.kill(SIGTERM) } }
+            func leaks(_ body: String) -> [String] {
+                ["postgres://", "SELECT", "FROM bots", "PSQLError", "fleetwatch@", "\(server.port)", "sqlState", "Connection"].filter { body.contains($0) }
             }
-        }
-        #expect(status == 503 && body.contains("did not answer in time") && body.contains("ref "), "\(body)")
-        #expect(leaks(body).isEmpty, "\(leaks(body)): \(body)")
-        #expect(hub.log.contains("canceling statement due to statement timeout"), "\(hub.log.suffix(2000))")
-        #expect(try await api("GET", port: hub.port, path: "/api/bots").0 == 200)   // the lock is gone: served again
 
-        // The database stopped: reads and a stop answer 503, naming the problem only.
-        try await pg.stop()
-        for (method, path, payload) in [("GET", "/api/bots", nil), ("GET", "/api/alerts", nil),
-                                        ("POST", "/api/bots/leak-bot/emergency-stop", #"{"reason": "db down"}"#)] {
-            let (code, text) = try await api(method, port: hub.port, path: path, body: payload)
-            #expect(code == 503, "\(method) \(path): \(code) \(text)")
-            #expect(text.contains("database") && leaks(text).isEmpty, "\(method) \(path): \(text)")
+            // A query held behind a lock: cancelled at the deadline, 503 with a reference.
+            let (status, body) = try await db.withClient { client in
+                try await client.withConnection { connection in
+                    _ = try await connection.query("BEGIN", logger: Logger(label: "t"))
+                    _ = try await connection.query("LOCK TABLE bots IN ACCESS EXCLUSIVE MODE", logger: Logger(label: "t"))
+                    defer { Task { _ = try? await connection.query("ROLLBACK", logger: Logger(label: "t")) } }
+                    return try await api("GET", port: hub.port, path: "/api/bots")
+                }
+            }
+            #expect(status == 503 && body.contains("did not answer in time") && body.contains("ref "), "\(body)")
+            #expect(leaks(body).isEmpty, "\(leaks(body)): \(body)")
+            #expect(hub.log.contains("canceling statement due to statement timeout"), "\(hub.log.suffix(2000))")
+            #expect(try await api("GET", port: hub.port, path: "/api/bots").0 == 200)   // the lock is gone: served again
+
+            // The database stopped: reads and a stop answer 503, naming the problem only.
+            try await pg.stop()
+            for (method, path, payload) in [("GET", "/api/bots", nil), ("GET", "/api/alerts", nil),
+                                            ("POST", "/api/bots/leak-bot/emergency-stop", #"{"reason": "db down"}"#)] {
+                let (code, text) = try await api(method, port: hub.port, path: path, body: payload)
+                #expect(code == 503, "\(method) \(path): \(code) \(text)")
+                #expect(text.contains("database") && leaks(text).isEmpty, "\(method) \(path): \(text)")
+            }
         }
     }
 }
