@@ -30,8 +30,9 @@ struct BreakGlass: Sendable {
         try await health.failFast(cancelling: true, body)
     }
 
+    /// - Parameter id: the command's id; the one its ledger call was given, when that call was given up on.
     func stop(bot: String, actor: Actor, origin: CommandOrigin, reason: String, liquidate: Bool,
-              idempotencyKey: String?) async throws -> CommandRequestOutcome {
+              idempotencyKey: String?, id: CommandID = .random()) async throws -> CommandRequestOutcome {
         if let idempotencyKey, let earlier = await journal.entry(issuedBy: actor.name, idempotencyKey: idempotencyKey) {
             return earlier.record.bot == bot && earlier.record.reason == reason ? .existing(earlier.record) : .idempotencyConflict
         }
@@ -45,7 +46,7 @@ struct BreakGlass: Sendable {
                                 + (holder.map { " (last known: \($0))" } ?? " (none known here)"))
         }
         let now = clock.date
-        let record = CommandRecord.breakGlass(bot: bot, origin: origin, issuedBy: actor.name, reason: reason, hub: hubID, at: now)
+        let record = CommandRecord.breakGlass(bot: bot, origin: origin, issuedBy: actor.name, reason: reason, hub: hubID, at: now, id: id)
         let entry = BreakGlassJournal.Entry(record: record, botID: botID, actorKind: actor.kind.rawValue, remote: actor.remote,
                                             idempotencyKey: idempotencyKey, actions: CommandFrame.Actions.emergencyStop.rawValue)
         do {

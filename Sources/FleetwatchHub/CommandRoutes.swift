@@ -107,16 +107,18 @@ public struct CommandRoutes: Sendable {
         let key = try idempotencyKey(request)
         let outcome: CommandRequestOutcome
         if let breakGlass {
+            let id = CommandID.random()
             do {
                 guard !breakGlass.databaseDown else { throw DatabaseUnavailable(state: breakGlass.health.current) }
                 outcome = try await breakGlass.ledgerCall { [ledger, actor = context.actor] in
                     try await ledger.requestStop(bot: bot, actor: actor, origin: .operator, reason: reason,
-                                                 liquidate: body.liquidate ?? false, idempotencyKey: key)
+                                                 liquidate: body.liquidate ?? false, idempotencyKey: key, id: id)
                 }
             } catch is DatabaseUnavailable {
-                // Break glass: this replica journals the stop and sends it to the bot itself.
+                // Break glass: this replica journals the stop and sends it to the bot itself, under the id the ledger
+                // call had (should its statement still commit, the two are one command).
                 outcome = try await breakGlass.stop(bot: bot, actor: context.actor, origin: .operator, reason: reason,
-                                                    liquidate: body.liquidate ?? false, idempotencyKey: key)
+                                                    liquidate: body.liquidate ?? false, idempotencyKey: key, id: id)
                 return try await respond(outcome, bot: bot, action: "emergency_stop", context: context)
             }
         } else {

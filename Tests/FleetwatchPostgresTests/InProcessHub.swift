@@ -15,9 +15,13 @@ import PostgresNIO
 /// calls `health.observed(failure:)`).
 struct InProcessHub: Sendable {
     let client: PostgresClient
-    /// The command ledger's client: `client`, or a pool of its own (`ledgerConnections`) a test can exhaust.
-    let ledgerClient: PostgresClient
+    /// The command ledger's client: `client`, or a pool of its own (`ledgerConnections`) a test can exhaust, counting
+    /// the calls the ledger asks of it.
+    let ledgerClient: CountingClient
     let health: DatabaseHealth
+    /// The agents' connections the hub knows (none unless a test adds them), and break glass if the test asked for it.
+    let connections: LiveConnections
+    let breakGlass: BreakGlass?
     let logger: Logger
     let dataDirectory: String
 
@@ -63,7 +67,8 @@ struct InProcessHub: Sendable {
                                    frameTTL: config.emergency.frameTTL, logger: logger)
                 alerting.breakGlass.set(glass!)
             }
-            let ledger = CommandLedger(client: ledgerClient, logger: logger)
+            let counting = CountingClient(ledgerClient)
+            let ledger = CommandLedger(client: counting, logger: logger)
             let app = try hub.makeApplication(
                 client: client,
                 store: OutageIngestStore(inner: store, health: health, credentialMaxAge: config.outageCredentialMaxAge),
@@ -73,7 +78,8 @@ struct InProcessHub: Sendable {
                 publisher: LivePublisher(client: client, interval: .milliseconds(200), logger: logger),
                 viewers: ViewerRegistry(), audit: audit, refusals: RefusalAudit(audit: audit), health: health,
                 onListening: { _ in })
-            let env = InProcessHub(client: client, ledgerClient: ledgerClient, health: health, logger: logger,
+            let env = InProcessHub(client: client, ledgerClient: counting, health: health, connections: connections, breakGlass: glass,
+                                   logger: logger,
                                    dataDirectory: dataDirectory)
             return try await app.test(.router) { http in try await body(env, http) }
         }

@@ -14,13 +14,70 @@ import PostgresNIO
 import Synchronization
 import Testing
 
-/// An operator's stop is answered once: a stop whose ledger call is given up on when the database is noticed down
-/// (break glass answers it instead) is never written later.
+/// What a ledger call given up on when the database is noticed down leaves behind: nothing written later, when a
+/// pooled connection frees up, and the break-glass path taken where there is one.
 @Suite(.enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
 struct StopGivenUpTests {
-    /// The ledger's only connection is held, so the stop waits for it. The database is noticed down: break glass
-    /// refuses the stop, since a stop during an outage never liquidates. Then the connection is free again. Before,
-    /// the waiting ledger call went on and wrote the stop with its liquidation, latching the bot: a stop the operator
+    static let logger = Logger(label: "test")
+
+    /// Holds `ledger`'s only connection, runs `call` until it waits for that connection, then marks the database
+    /// down and returns `call`'s answer (still holding the connection: nothing `call` did went through the ledger).
+    static func downWhileWaiting<T: Sendable>(_ ledger: CountingClient, _ health: DatabaseHealth,
+                                              _ call: @escaping @Sendable () async throws -> T) async throws -> T {
+        let before = ledger.calls
+        return try await ledger.inner.withConnection { _ in
+            let running = Task { try await call() }
+            #expect(try await eventually(.seconds(30)) { ledger.calls > before }, "the call reached the pool")
+            try await Task.sleep(for: .milliseconds(100))       // from asking the pool to waiting in it
+            health.observed(failure: "test: the database is down")
+            return try await running.value
+        }
+    }
+
+    /// A bot on a fresh database, the ledger on a pool of one connection, a health that stays up (nothing probes
+    /// it) until the test says, and break glass journalling in a directory of its own.
+    struct Outage: Sendable {
+        let ledger: CountingClient
+        let health: DatabaseHealth
+        let connections: LiveConnections
+        let glass: BreakGlass
+        let botID: Int32
+    }
+
+    static func withOutage(bot: String, _ body: @escaping @Sendable (Outage) async throws -> Void) async throws {
+        let db = try await TestDatabase.create()
+        try await registerBots([bot], token: "secret", in: db)
+        let directory = NSTemporaryDirectory() + "fw-given-up-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await db.withClient(maxConnections: 1) { one in
+            let botID = try await one.query("SELECT id FROM bots WHERE name = \(bot)", logger: logger).decode(Int32.self).all()[0]
+            let health = DatabaseHealth(url: db.url, logger: logger)
+            let connections = LiveConnections()
+            let glass = BreakGlass(journal: try BreakGlassJournal(directory: directory, logger: logger), connections: connections,
+                                   health: health, hubID: "hub-a", frameTTL: .seconds(60), logger: logger)
+            try await body(Outage(ledger: CountingClient(one), health: health, connections: connections, glass: glass, botID: botID))
+        }
+    }
+
+    static let drawdown = Rule(id: "drawdown", kind: .above(metric: "drawdown_percent"), limit: 10, level: .critical,
+                               summary: "Drawdown too deep")
+
+    static func automaticStop(_ o: Outage) -> AutomaticStop {
+        let box = HubApplication.BreakGlassBox()
+        box.set(o.glass)
+        var stop = AutomaticStop(ledger: CommandLedger(client: o.ledger, logger: logger), breakGlass: box,
+                                 emergencyAlerts: EmergencyAlerts(store: nil, sink: nil, logger: logger), hubID: "hub-a", logger: logger)
+        stop.retryInterval = .milliseconds(100)
+        return stop
+    }
+
+    static func commands(_ ledger: CountingClient) async throws -> [String] {
+        try await ledger.inner.query("SELECT state FROM commands", logger: logger).decode(String.self).all()
+    }
+
+    /// The stop route's ledger call waits for the ledger's only connection; the database is noticed down and break
+    /// glass refuses the stop, since a stop during an outage never liquidates. Then the connection is free again.
+    /// Before, the waiting call went on and wrote the stop with its liquidation, latching the bot: a stop the operator
     /// was told was refused, delivered as soon as a replica saw it.
     @Test(.timeLimit(.minutes(2)))
     func aStopGivenUpOnWhileWaitingForAConnectionIsNotWrittenLater() async throws {
@@ -33,23 +90,71 @@ struct StopGivenUpTests {
             #expect(try await http.execute(uri: "/api/bots", method: .get, headers: op).status == .ok)
             op[.contentType] = "application/json"
             let headers = op
-            let answer = try await hub.ledgerClient.withConnection { _ in
-                async let response = http.execute(uri: "/api/bots/glass/emergency-stop", method: .post, headers: headers,
-                                                  body: ByteBuffer(string: #"{"reason": "runaway", "liquidate": true}"#))
-                try await Task.sleep(for: .seconds(1))     // the stop waits for the ledger's connection
-                hub.health.observed(failure: "test: the database is down")
-                return try await response
+            let answer = try await Self.downWhileWaiting(hub.ledgerClient, hub.health) {
+                try await http.execute(uri: "/api/bots/glass/emergency-stop", method: .post, headers: headers,
+                                       body: ByteBuffer(string: #"{"reason": "runaway", "liquidate": true}"#))
             }
             #expect(answer.status == .conflict)
             #expect(try json(APIError.self, answer).error.message.contains("never liquidates"))
             // The connection is free again: nothing comes.
             try await Task.sleep(for: .seconds(2))
-            let written = try await hub.client.query("SELECT count(*) FROM commands", logger: hub.logger).decode(Int64.self).all()
-            #expect(written == [0])
+            #expect(try await Self.commands(hub.ledgerClient) == [])
             let latched = try await hub.client.query("""
                 SELECT emergency_command_id IS NOT NULL FROM bots WHERE name = 'glass'
                 """, logger: hub.logger).decode(Bool.self).all()
             #expect(latched == [false])
+        }
+    }
+
+    /// An operator's stop whose statement is already in PostgreSQL (waiting for the bot's row, which another
+    /// transaction holds) when the outage is noticed goes out by break glass, and the statement commits afterwards:
+    /// both carry one id, so they are one command in the ledger, also after the journal is imported. Before, the
+    /// ledger held two stops of the bot, and the second was delivered again.
+    @Test(.timeLimit(.minutes(2)))
+    func aStopWhoseStatementCommitsAfterItWasGivenUpOnIsOneCommand() async throws {
+        try await InProcessHub.run(ledgerConnections: 2, breakGlass: true) { hub, http in
+            var op = try await hub.token("ci-operator", .operator)
+            let botID = try await hub.client.query("""
+                INSERT INTO bots (name, token_hash) VALUES ('held', \(BotToken.hash("secret"))) RETURNING id
+                """, logger: hub.logger).decode(Int32.self).all()[0]
+            let sent = Mutex<[Frame]>([])
+            await hub.connections.add(bot: "held", botID: botID, connectionID: UUID(), checkedAt: .now,
+                                      push: { frame in sent.withLock { $0.append(frame) } }, close: { _, _ in })
+            #expect(try await http.execute(uri: "/api/bots", method: .get, headers: op).status == .ok)
+            op[.contentType] = "application/json"
+            let headers = op
+            let answer = try await hub.client.withConnection { lock in
+                try await lock.query("BEGIN", logger: hub.logger)
+                try await lock.query("SELECT 1 FROM bots WHERE name = 'held' FOR UPDATE", logger: hub.logger)
+                let response = Task {
+                    try await http.execute(uri: "/api/bots/held/emergency-stop", method: .post, headers: headers,
+                                           body: ByteBuffer(string: #"{"reason": "runaway"}"#))
+                }
+                #expect(try await eventually(.seconds(30)) {
+                    try await hub.client.query("""
+                        SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO commands%'
+                        """, logger: hub.logger).decode(Int64.self).all() == [1]
+                }, "the stop's statement waits for the bot's row")
+                hub.health.observed(failure: "test: the database is down")
+                let answer = try await response.value
+                try await lock.query("COMMIT", logger: hub.logger)
+                return answer
+            }
+            #expect(answer.status == .accepted)
+            let fields = try JSONSerialization.jsonObject(with: Data(String(buffer: answer.body).utf8)) as? [String: Any]
+            let id = try #require(CommandID(fields?["id"] as? String ?? ""), "\(String(buffer: answer.body))")
+            let sentIDs = sent.withLock { $0 }.compactMap { frame -> CommandID? in
+                if case .command(let f) = frame { return f.commandID }
+                return nil
+            }
+            #expect(sentIDs == [id], "break glass sent the stop under the ledger call's id")
+            // The statement commits; then the database answers and the journal is imported.
+            #expect(try await eventually(.seconds(30)) { try await Self.commands(hub.ledgerClient).count == 1 })
+            guard let glass = hub.breakGlass else { Issue.record("no break glass"); return }
+            _ = await glass.journal.reconcile(into: CommandLedger(client: hub.client, logger: hub.logger), hub: "hub-a")
+            let ids = try await hub.client.query("SELECT id FROM commands", logger: hub.logger).decode(UUID.self).all()
+            #expect(ids.map { CommandID($0.uuidString.lowercased()) } == [id])
+            #expect(await glass.journal.unfinished(bot: "held").isEmpty)
         }
     }
 
@@ -58,39 +163,18 @@ struct StopGivenUpTests {
     /// on), and then wrote the stop when the connection came free, with nothing sent during the outage.
     @Test(.timeLimit(.minutes(2)))
     func anAutomaticStopWaitingWhenTheDatabaseGoesDownTakesTheBreakGlassPath() async throws {
-        let db = try await TestDatabase.create()
-        try await registerBots(["runaway"], token: "secret", in: db)
-        let logger = Logger(label: "test")
-        let directory = NSTemporaryDirectory() + "fw-autostop-" + UUID().uuidString
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        try await db.withClient(maxConnections: 1) { one in
-            let botID = try await one.query("SELECT id FROM bots WHERE name = 'runaway'", logger: logger).decode(Int32.self).all()[0]
-            let health = DatabaseHealth(url: db.url, logger: logger)       // not probing: up until the test says
-            let connections = LiveConnections()
+        try await Self.withOutage(bot: "runaway") { o in
             let sent = Mutex<[Frame]>([])
-            await connections.add(bot: "runaway", botID: botID, connectionID: UUID(), checkedAt: .now,
-                                  push: { frame in sent.withLock { $0.append(frame) } }, close: { _, _ in })
-            let journal = try BreakGlassJournal(directory: directory, logger: logger)
-            let box = HubApplication.BreakGlassBox()
-            box.set(BreakGlass(journal: journal, connections: connections, health: health, hubID: "hub-a",
-                               frameTTL: .seconds(60), logger: logger))
-            let stop = AutomaticStop(ledger: CommandLedger(client: one, logger: logger), breakGlass: box,
-                                     emergencyAlerts: EmergencyAlerts(store: nil, sink: nil, logger: logger), hubID: "hub-a",
-                                     logger: logger)
-            let rule = Rule(id: "drawdown", kind: .above(metric: "drawdown_percent"), limit: 10, level: .critical,
-                            summary: "Drawdown too deep")
-            let outcome = Task { await stop(bot: "runaway", rule: rule, value: 25) }
-            let sentDuringOutage = try await one.withConnection { _ in
-                try await Task.sleep(for: .milliseconds(500))      // the stop waits for the ledger's connection
-                health.observed(failure: "test: the database is down")
-                return try await eventually(.seconds(10)) { sent.withLock { $0.count } == 1 }
-            }
-            #expect(sentDuringOutage, "the stop reached the bot while the database was down")
-            guard case .created(let record)? = await outcome.value else {
+            await o.connections.add(bot: "runaway", botID: o.botID, connectionID: UUID(), checkedAt: .now,
+                                    push: { frame in sent.withLock { $0.append(frame) } }, close: { _, _ in })
+            let stop = Self.automaticStop(o)
+            let outcome = try await Self.downWhileWaiting(o.ledger, o.health) { await stop(bot: "runaway", rule: Self.drawdown, value: 25) }
+            guard case .created(let record)? = outcome else {
                 Issue.record("no stop was made"); return
             }
+            #expect(sent.withLock { $0.count } == 1, "the stop reached the bot while the database was down")
             #expect(record.issuedBy == "drawdown" && record.origin == CommandOrigin.rule.rawValue)
-            #expect(await journal.unfinished(bot: "runaway").map(\.record.id) == [record.id])
+            #expect(await o.glass.journal.unfinished(bot: "runaway").map(\.record.id) == [record.id])
             if case .command(let frame)? = sent.withLock({ $0.first }) {
                 #expect(frame.commandID == record.id && !frame.actions.contains(.liquidate))
             } else {
@@ -98,7 +182,28 @@ struct StopGivenUpTests {
             }
             // The connection is free again: the ledger gets the stop only from the journal (reconcile), not twice.
             try await Task.sleep(for: .seconds(2))
-            #expect(try await one.query("SELECT count(*) FROM commands", logger: logger).decode(Int64.self).all() == [0])
+            #expect(try await Self.commands(o.ledger) == [])
+        }
+    }
+
+    /// An automatic stop for a bot not connected to this replica cannot go out by break glass: when its ledger call
+    /// is given up on, it is written to the ledger once the database answers, once, for the bot's replica to send.
+    /// Before, it was only logged as not recorded.
+    @Test(.timeLimit(.minutes(2)))
+    func anAutomaticStopBreakGlassCannotSendIsWrittenOnceTheDatabaseAnswers() async throws {
+        try await Self.withOutage(bot: "elsewhere") { o in
+            let stop = Self.automaticStop(o)
+            let outcome = try await Self.downWhileWaiting(o.ledger, o.health) { await stop(bot: "elsewhere", rule: Self.drawdown, value: 25) }
+            #expect(outcome.map { "\($0)" } == nil, "nothing sent or written yet")
+            #expect(await o.glass.journal.unfinished(bot: "elsewhere").isEmpty)
+            // The database answers again, as the health probe sees: the stop is written, once.
+            let probe = Task { try await o.health.run() }
+            defer { probe.cancel() }
+            #expect(try await eventually(.seconds(30)) { try await Self.commands(o.ledger) == ["pending"] })
+            try await Task.sleep(for: .seconds(1))
+            #expect(try await Self.commands(o.ledger) == ["pending"])
+            let issuer = try await o.ledger.inner.query("SELECT issued_by FROM commands", logger: Self.logger).decode(String.self).all()
+            #expect(issuer == ["drawdown"])
         }
     }
 
@@ -107,38 +212,22 @@ struct StopGivenUpTests {
     /// nothing had been sent: the stop waited for the bot's next reconnect.
     @Test(.timeLimit(.minutes(2)))
     func commandsForAConnectingBotGivenUpOnStayPending() async throws {
-        let db = try await TestDatabase.create()
-        try await registerBots(["late-take"], token: "secret", in: db)
-        let logger = Logger(label: "test")
-        let directory = NSTemporaryDirectory() + "fw-late-take-" + UUID().uuidString
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let botID = try await db.withClient { client in
-            let outcome = try await CommandLedger(client: client, logger: logger)
-                .requestStop(bot: "late-take", actor: Actor(name: "ci-operator", kind: .operator), origin: .operator,
-                             reason: "runaway", liquidate: false)
-            guard case .created = outcome else { throw WireError(.invalidField, "no stop: \(outcome)") }
-            return try await client.query("SELECT id FROM bots WHERE name = 'late-take'", logger: logger).decode(Int32.self).all()[0]
-        }
-        try await db.withClient(maxConnections: 1) { one in
-            let health = DatabaseHealth(url: db.url, logger: logger)       // not probing: up until the test says
-            let glass = BreakGlass(journal: try BreakGlassJournal(directory: directory, logger: logger), connections: LiveConnections(),
-                                   health: health, hubID: "hub-a", frameTTL: .seconds(60), logger: logger)
-            let channel = LedgerCommandChannel(ledger: CommandLedger(client: one, logger: logger),
-                                               alerts: EmergencyAlerts(store: nil, sink: nil, logger: logger), hubID: "hub-a",
-                                               frameTTL: .seconds(60), breakGlass: glass)
-            let session = BotSession(botID: botID, botName: "late-take", connectionID: UUID(), epoch: 1, storedSequence: 0)
-            let taken = Task { try await channel.commandsOnConnect(session) }
-            try await one.withConnection { _ in
-                try await Task.sleep(for: .milliseconds(500))      // the call waits for the ledger's connection
-                health.observed(failure: "test: the database is down")
-                guard case .failure(let error) = await taken.result else { Issue.record("commands were taken"); return }
-                #expect(error is DatabaseUnavailable, "\(error)")
+        try await Self.withOutage(bot: "late-take") { o in
+            let ledger = CommandLedger(client: o.ledger, logger: Self.logger)
+            let outcome = try await ledger.requestStop(bot: "late-take", actor: Actor(name: "ci-operator", kind: .operator),
+                                                       origin: .operator, reason: "runaway", liquidate: false)
+            guard case .created = outcome else { Issue.record("no stop: \(outcome)"); return }
+            let channel = LedgerCommandChannel(ledger: ledger, alerts: EmergencyAlerts(store: nil, sink: nil, logger: Self.logger),
+                                               hubID: "hub-a", frameTTL: .seconds(60), breakGlass: o.glass)
+            let session = BotSession(botID: o.botID, botName: "late-take", connectionID: UUID(), epoch: 1, storedSequence: 0)
+            let result = try await Self.downWhileWaiting(o.ledger, o.health) { () async -> Result<[CommandFrame], any Error> in
+                do { return .success(try await channel.commandsOnConnect(session)) } catch { return .failure(error) }
             }
+            guard case .failure(let error) = result else { Issue.record("commands were taken"); return }
+            #expect(error is DatabaseUnavailable, "\(error)")
             // The connection is free again: nothing comes.
             try await Task.sleep(for: .seconds(2))
-            let states = try await one.query("SELECT state FROM commands", logger: logger).decode(String.self).all()
-            #expect(states == ["pending"])
+            #expect(try await Self.commands(o.ledger) == ["pending"])
         }
     }
 }
-

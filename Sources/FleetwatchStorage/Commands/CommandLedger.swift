@@ -26,9 +26,11 @@ public struct CommandLedger: Sendable {
     /// Requests an emergency stop of `bot`: stop trading, cancel open orders, liquidate (if asked and allowed
     /// for the bot), latch emergency mode. The bot is latched in emergency mode from this moment.
     /// An operator asking for a liquidation the bot does not allow is refused (`liquidationNotAllowed`); a rule
-    /// that asks gets the stop without it, the refusal recorded in the command and the audit log.
+    /// that asks gets the stop without it, the refusal recorded in the command and the audit log. `id` names the
+    /// command: a caller that may fall back to break glass gives both the same id, so that a stop whose statement
+    /// commits after it was given up on and its break-glass twin are one command in the ledger.
     public func requestStop(bot: String, actor: Actor, origin: CommandOrigin, reason: String, liquidate: Bool,
-                            idempotencyKey: String? = nil) async throws -> CommandRequestOutcome {
+                            idempotencyKey: String? = nil, id: CommandID = .random()) async throws -> CommandRequestOutcome {
         guard let (_, allowLiquidation, latched) = try await botRow(bot) else { return .unknownBot }
         if origin == .rule, latched { return .alreadyInEmergency }
         if liquidate, !allowLiquidation, origin == .operator { return .liquidationNotAllowed }
@@ -37,7 +39,7 @@ public struct CommandLedger: Sendable {
         if granted { actions.insert(.liquidate) }
         return try await insert(bot: bot, kind: .emergencyStop, origin: origin, actor: actor, reason: reason,
                                 actions: actions, liquidate: granted, liquidationRequested: liquidate,
-                                idempotencyKey: idempotencyKey, latch: true, onlyIfLatched: false)
+                                idempotencyKey: idempotencyKey, latch: true, onlyIfLatched: false, id: id)
     }
 
     /// Clears `bot`'s emergency mode and sends it a resume command. Only when it is in emergency mode.
@@ -113,9 +115,8 @@ public struct CommandLedger: Sendable {
 
     private func insert(bot: String, kind: CommandKind, origin: CommandOrigin, actor: Actor, reason: String, actions: CommandFrame.Actions,
                         liquidate: Bool, liquidationRequested: Bool, idempotencyKey: String?, latch: Bool,
-                        onlyIfLatched: Bool) async throws -> CommandRequestOutcome {
+                        onlyIfLatched: Bool, id: CommandID = .random()) async throws -> CommandRequestOutcome {
         let refused: String? = liquidationRequested && !liquidate ? Self.liquidationNotAllowedReason : nil
-        let id = CommandID.random()
         let hash = Self.requestHash(bot: bot, kind: kind, reason: reason, liquidate: liquidate)
         let rawActions = Int16(actions.rawValue)
         let rows = try await client.query("""

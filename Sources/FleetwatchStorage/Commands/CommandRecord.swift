@@ -62,8 +62,9 @@ public struct CommandRecord: Sendable, Equatable, Codable {
 
     /// A command taken by a replica while the database was unreachable (`BreakGlassJournal`): an emergency stop
     /// without liquidation, sent by `hub` at `at`.
-    public static func breakGlass(bot: String, origin: CommandOrigin, issuedBy: String, reason: String, hub: String, at: Date) -> CommandRecord {
-        CommandRecord(id: CommandID.random(), bot: bot, kind: CommandKind.emergencyStop.rawValue, origin: origin.rawValue, issuedBy: issuedBy, reason: reason,
+    public static func breakGlass(bot: String, origin: CommandOrigin, issuedBy: String, reason: String, hub: String, at: Date,
+                                  id: CommandID = .random()) -> CommandRecord {
+        CommandRecord(id: id, bot: bot, kind: CommandKind.emergencyStop.rawValue, origin: origin.rawValue, issuedBy: issuedBy, reason: reason,
                       liquidate: false, liquidationRequested: false, liquidationRefused: nil, state: CommandState.delivered.rawValue, detail: nil,
                       createdAt: at, deliveredAt: at, acknowledgedAt: nil, completedAt: nil, failedAt: nil, deliveries: 1,
                       deliveredBy: hub, steps: [])
