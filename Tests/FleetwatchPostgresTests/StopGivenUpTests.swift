@@ -132,7 +132,8 @@ struct StopGivenUpTests {
                 }
                 #expect(try await eventually(.seconds(30)) {
                     try await hub.client.query("""
-                        SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%INSERT INTO commands%'
+                        SELECT count(*) FROM pg_stat_activity
+                        WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO commands%'
                         """, logger: hub.logger).decode(Int64.self).all() == [1]
                 }, "the stop's statement waits for the bot's row")
                 hub.health.observed(failure: "test: the database is down")
