@@ -14,19 +14,31 @@ public struct PrivatePostgres: Sendable {
         self.logDir = logDir
     }
 
-    /// Starts the cluster (on the same port as before when restarted) and returns its URL.
+    /// Starts the cluster (on the same port as before when restarted) and returns its URL. A cluster that does not
+    /// start is tried once more (a new one made again, on another port), the server log's reason printed; a failure
+    /// says why, from the server log, which goes with the cluster's directory.
     @discardableResult
     public func start() async throws -> DatabaseURL {
-        let out = "\(logDir)/pg-private-\(UUID().uuidString).out"
-        // A port this process handed out (freeTCPPort), so a hub started by the same tests cannot take it; the
-        // script keeps a cluster's first port on restarts.
-        let p = try ChildProcess("/bin/bash", [script, "start", directory, "\(try freeTCPPort())"], logPath: out)
-        let status = await p.stop(signal: 0, timeout: .seconds(120))
-        let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
-        guard status == 0, let line = text.split(separator: "\n").last(where: { $0.hasPrefix("postgres://") }) else {
-            throw TestSupportError("cannot start PostgreSQL in \(directory): \(text)")
+        var reasons: [String] = []
+        for _ in 0..<2 {
+            let fresh = !FileManager.default.fileExists(atPath: directory + "/PG_VERSION")
+            let out = "\(logDir)/pg-private-\(UUID().uuidString).out"
+            // A port this process handed out (freeTCPPort), so a hub started by the same tests cannot take it; the
+            // script keeps a cluster's first port on restarts.
+            let p = try ChildProcess("/bin/bash", [script, "start", directory, "\(try freeTCPPort())"], logPath: out)
+            let status = await p.stop(signal: 0, timeout: .seconds(120))
+            let text = (try? String(contentsOfFile: out, encoding: .utf8)) ?? ""
+            if status == 0, let line = text.split(separator: "\n").last(where: { $0.hasPrefix("postgres://") }) {
+                return try DatabaseURL(String(line), environment: [:])
+            }
+            let log = (try? String(contentsOfFile: directory + "/server.log", encoding: .utf8)) ?? "(no server log)"
+            reasons.append(text + "server log:\n" + log.split(separator: "\n").suffix(15).joined(separator: "\n"))
+            guard reasons.count == 1 else { break }
+            FileHandle.standardError.write(Data("PostgreSQL did not start in \(directory); trying again: \(reasons[0])\n".utf8))
+            try? await stop()
+            if fresh { try? FileManager.default.removeItem(atPath: directory) } else { try await Task.sleep(for: .seconds(1)) }
         }
-        return try DatabaseURL(String(line), environment: [:])
+        throw TestSupportError("cannot start PostgreSQL in \(directory): " + reasons.joined(separator: "\n-- then:\n"))
     }
 
     /// A streaming standby of this (running) cluster in `directory` (with `synchronous`, every commit on this
