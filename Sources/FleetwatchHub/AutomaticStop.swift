@@ -2,15 +2,17 @@ import FleetwatchAlerting
 import FleetwatchControl
 import FleetwatchProtocol
 import FleetwatchStorage
+import Foundation
 import Logging
 
 /// Automatic emergency shutdown: a rule with `emergencyStop` fired on this replica (exactly one replica opens an
 /// alert), so this replica writes the stop into the ledger, with the rule as the issuer. While the database is
 /// unreachable the stop takes the break-glass path, as an operator's does, also when the outage is noticed while the
-/// stop is waiting for a database connection: it is then abandoned (never written later) and sent by break glass,
-/// instead of waiting for the pool to fail and leaving a runaway bot trading. A stop break glass cannot send (the bot
-/// is not connected to this replica) is written to the ledger as soon as the database answers, for the replica
-/// holding the bot to send.
+/// stop is waiting for a database connection, or when the stop's own statement loses its connection: it is then
+/// abandoned (never written later) and sent by break glass, instead of waiting for the pool to fail and leaving a
+/// runaway bot trading. A stop break glass cannot send (the bot is not connected to this replica) is written to the
+/// ledger as soon as the database answers, for the replica holding the bot to send, unless the bot has had a stop or
+/// resume since the rule fired.
 struct AutomaticStop: Sendable {
     let ledger: CommandLedger
     let breakGlass: HubApplication.BreakGlassBox
@@ -25,14 +27,12 @@ struct AutomaticStop: Sendable {
     /// recorded (logged).
     @discardableResult
     func callAsFunction(bot: String, rule: Rule, value: Double) async -> CommandRequestOutcome? {
-        let reason = "\(rule.summary) (value \(AlertEvent.format(value)), limit \(AlertEvent.format(rule.limit)))"
-        let actor = Actor(name: rule.id, kind: .rule, remote: hubID)
-        // One id for the ledger call and its break-glass fallback: should the call's statement commit after it was
-        // given up on, the two are one command.
-        let id = CommandID.random()
+        let stop = Pending(bot: bot, actor: Actor(name: rule.id, kind: .rule, remote: hubID),
+                           reason: "\(rule.summary) (value \(AlertEvent.format(value)), limit \(AlertEvent.format(rule.limit)))",
+                           firedAt: Date())
         guard let glass = breakGlass.current else {
             do {
-                return await done(try await request(bot, actor, reason, id), bot: bot, reason: reason)
+                return await done(try await request(stop), stop)
             } catch {
                 logger.critical("automatic emergency shutdown of \(bot) could not be recorded: \(String(reflecting: error))")
                 return nil
@@ -40,14 +40,17 @@ struct AutomaticStop: Sendable {
         }
         do {
             guard !glass.databaseDown else { throw DatabaseUnavailable(state: glass.health.current) }
-            return await done(try await glass.ledgerCall { try await request(bot, actor, reason, id) }, bot: bot, reason: reason)
-        } catch is DatabaseUnavailable {
+            return await done(try await glass.ledgerCall { try await request(stop) }, stop)
+        } catch let error where error is DatabaseUnavailable || DatabaseHealth.isConnectionLoss(error) {
+            if !(error is DatabaseUnavailable) {
+                glass.health.observed(failure: "the automatic stop's statement lost its connection: \(String(describing: error).prefix(200))")
+            }
             do {
-                return await done(try await glass.stop(bot: bot, actor: actor, origin: .rule, reason: reason, liquidate: false,
-                                                       idempotencyKey: nil, id: id), bot: bot, reason: reason)
+                return await done(try await glass.stop(bot: bot, actor: stop.actor, origin: .rule, reason: stop.reason, liquidate: false,
+                                                       idempotencyKey: nil, id: stop.id), stop)
             } catch {
                 logger.critical("automatic emergency shutdown of \(bot) cannot be sent by this replica while the database is unreachable (\(String(describing: error))): it is written to the ledger as soon as the database answers, for the replica holding the bot to send")
-                Task { await writeWhenUp(glass, bot: bot, actor: actor, reason: reason, id: id) }
+                Task { await writeWhenUp(glass, stop) }
                 return nil
             }
         } catch {
@@ -56,35 +59,55 @@ struct AutomaticStop: Sendable {
         }
     }
 
-    /// Writes the stop to the ledger whenever the database is up, until it is there or `retryFor` has passed. A
-    /// rule's stop is never written twice: once the bot is latched, another is `alreadyInEmergency`.
+    /// A stop decided by a rule: one id for its ledger call and its break-glass fallback, so that a statement that
+    /// commits after it was given up on and its twin are one command.
+    struct Pending: Sendable {
+        var bot: String
+        var actor: Actor
+        var reason: String
+        var firedAt: Date
+        var id = CommandID.random()
+    }
+
+    /// Writes the stop to the ledger whenever the database is up, until it is there or `retryFor` has passed. Found
+    /// there already (a statement given up on that committed after all): that is the stop. Not written when the bot
+    /// has had another stop or a resume since the rule fired: an operator's decision since then stands.
     @discardableResult
-    func writeWhenUp(_ glass: BreakGlass, bot: String, actor: Actor, reason: String, id: CommandID) async -> CommandRequestOutcome? {
+    func writeWhenUp(_ glass: BreakGlass, _ stop: Pending) async -> CommandRequestOutcome? {
         let deadline = ContinuousClock.now + retryFor
         var failures = 0
         while !Task.isCancelled, ContinuousClock.now < deadline {
             if !glass.databaseDown {
                 do {
-                    return await done(try await glass.ledgerCall { try await request(bot, actor, reason, id) }, bot: bot, reason: reason)
+                    if let record = try await glass.ledgerCall({ try await ledger.command(id: stop.id) }) {
+                        return await done(.created(record), stop)
+                    }
+                    if try await glass.ledgerCall({ try await ledger.commandCount(bot: stop.bot, since: stop.firedAt) }) > 0 {
+                        logger.warning("automatic emergency shutdown of \(stop.bot) not written: the bot has had a stop or a resume since the rule fired")
+                        return nil
+                    }
+                    return await done(try await glass.ledgerCall { try await request(stop) }, stop)
                 } catch is DatabaseUnavailable {
                 } catch {
                     failures += 1
-                    if failures == 1 { logger.error("automatic emergency shutdown of \(bot) not written yet, trying again: \(String(reflecting: error))") }
+                    if failures == 1 { logger.error("automatic emergency shutdown of \(stop.bot) not written yet, trying again: \(String(reflecting: error))") }
                 }
             }
             try? await Task.sleep(for: retryInterval)
         }
-        logger.critical("automatic emergency shutdown of \(bot) could not be recorded within \(retryFor): stop it by hand")
+        if !Task.isCancelled {
+            logger.critical("automatic emergency shutdown of \(stop.bot) could not be recorded within \(retryFor): stop it by hand")
+        }
         return nil
     }
 
-    private func request(_ bot: String, _ actor: Actor, _ reason: String, _ id: CommandID) async throws -> CommandRequestOutcome {
-        try await ledger.requestStop(bot: bot, actor: actor, origin: .rule, reason: reason, liquidate: false, id: id)
+    private func request(_ stop: Pending) async throws -> CommandRequestOutcome {
+        try await ledger.requestStop(bot: stop.bot, actor: stop.actor, origin: .rule, reason: stop.reason, liquidate: false, id: stop.id)
     }
 
-    private func done(_ outcome: CommandRequestOutcome, bot: String, reason: String) async -> CommandRequestOutcome {
+    private func done(_ outcome: CommandRequestOutcome, _ stop: Pending) async -> CommandRequestOutcome {
         if case .created(let record) = outcome {
-            logger.critical("automatic emergency shutdown of \(bot): \(reason) (command \(record.id))")
+            logger.critical("automatic emergency shutdown of \(stop.bot): \(stop.reason) (command \(record.id))")
             await emergencyAlerts.latched(record)
         }
         return outcome

@@ -4,6 +4,7 @@ import FleetwatchStorage
 import Foundation
 import Hummingbird
 import Logging
+import Synchronization
 
 /// The emergency-stop API (docs/api.md): stop, resume, command state and step results, the audit log.
 /// Public only for its request bodies and their checks (the parsers' fuzz target, `Fuzz/parsers`).
@@ -108,17 +109,25 @@ public struct CommandRoutes: Sendable {
         let outcome: CommandRequestOutcome
         if let breakGlass {
             let id = CommandID.random()
+            let writing = Mutex(false)
             do {
                 guard !breakGlass.databaseDown else { throw DatabaseUnavailable(state: breakGlass.health.current) }
                 outcome = try await breakGlass.ledgerCall { [ledger, actor = context.actor] in
                     try await ledger.requestStop(bot: bot, actor: actor, origin: .operator, reason: reason,
-                                                 liquidate: body.liquidate ?? false, idempotencyKey: key, id: id)
+                                                 liquidate: body.liquidate ?? false, idempotencyKey: key, id: id,
+                                                 writing: { writing.withLock { $0 = true } })
                 }
             } catch is DatabaseUnavailable {
                 // Break glass: this replica journals the stop and sends it to the bot itself, under the id the ledger
                 // call had (should its statement still commit, the two are one command).
-                outcome = try await breakGlass.stop(bot: bot, actor: context.actor, origin: .operator, reason: reason,
-                                                    liquidate: body.liquidate ?? false, idempotencyKey: key, id: id)
+                do {
+                    outcome = try await breakGlass.stop(bot: bot, actor: context.actor, origin: .operator, reason: reason,
+                                                        liquidate: body.liquidate ?? false, idempotencyKey: key, id: id)
+                } catch var refused as HTTPError where writing.withLock({ $0 }) {
+                    // Given up on while its statement was under way: it may be in the ledger all the same.
+                    refused.body = (refused.body ?? "") + Self.mayBeRecorded(id)
+                    throw refused
+                }
                 return try await respond(outcome, bot: bot, action: "emergency_stop", context: context)
             }
         } else {
@@ -127,6 +136,12 @@ public struct CommandRoutes: Sendable {
         }
         if case .created(let record) = outcome { await alerts.latched(record) }
         return try await respond(outcome, bot: bot, action: "emergency_stop", context: context)
+    }
+
+    /// What a stop refused by break glass adds when its ledger call was given up on while writing it.
+    static func mayBeRecorded(_ id: CommandID) -> String {
+        ". The database stopped answering while this stop was being written, so it may be recorded all the same: once "
+            + "the database answers, GET /api/commands/\(id) says (404: it was not)"
     }
 
     /// Stops and resumes are limited per API token (`emergency.requests_per_minute`); the excess gets 429 and

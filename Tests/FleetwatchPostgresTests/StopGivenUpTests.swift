@@ -34,6 +34,55 @@ struct StopGivenUpTests {
         }
     }
 
+    /// Sends a stop of `bot` while another transaction holds the bot's row, marks the database down once the stop's
+    /// insert waits for that row (its statement is in PostgreSQL), and lets the insert go on after the answer.
+    static func stopWhileItsInsertWaits(_ hub: InProcessHub, _ http: any TestClientProtocol, bot: String, headers: HTTPFields,
+                                        body: String) async throws -> TestResponse {
+        try await hub.client.withConnection { lock in
+            try await lock.query("BEGIN", logger: hub.logger)
+            try await lock.query("SELECT 1 FROM bots WHERE name = \(bot) FOR UPDATE", logger: hub.logger)
+            let response = Task {
+                try await http.execute(uri: "/api/bots/\(bot)/emergency-stop", method: .post, headers: headers,
+                                       body: ByteBuffer(string: body))
+            }
+            #expect(try await eventually(.seconds(30)) {
+                try await hub.client.query("""
+                    SELECT count(*) FROM pg_stat_activity
+                    WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO commands%'
+                    """, logger: hub.logger).decode(Int64.self).all() == [1]
+            }, "the stop's statement waits for the bot's row")
+            hub.health.observed(failure: "test: the database is down")
+            let answer = try await response.value
+            try await lock.query("COMMIT", logger: hub.logger)
+            return answer
+        }
+    }
+
+    /// A stop refused by break glass (it never liquidates) while its insert was already in PostgreSQL says that it
+    /// may be recorded all the same, and where to look: here it is, the one case this stop leaves (postgres-nio sends
+    /// no cancel for a statement under way). A refusal given up on before the insert (the first test) does not say so.
+    @Test(.timeLimit(.minutes(2)))
+    func aRefusalWhoseStatementWasUnderWaySaysTheStopMayBeRecorded() async throws {
+        try await InProcessHub.run(breakGlass: true) { hub, http in
+            var op = try await hub.token("ci-operator", .operator)
+            try await hub.client.query("""
+                INSERT INTO bots (name, token_hash, allow_liquidation) VALUES ('under-way', \(BotToken.hash("secret")), true)
+                """, logger: hub.logger)
+            #expect(try await http.execute(uri: "/api/bots", method: .get, headers: op).status == .ok)
+            op[.contentType] = "application/json"
+            let answer = try await Self.stopWhileItsInsertWaits(hub, http, bot: "under-way", headers: op,
+                                                                body: #"{"reason": "runaway", "liquidate": true}"#)
+            #expect(answer.status == .conflict)
+            let message = try json(APIError.self, answer).error.message
+            #expect(message.contains("never liquidates") && message.contains("may be recorded all the same"), "\(message)")
+            // The insert went on: the command named in the answer is there.
+            let named = try #require(message.split(separator: "/api/commands/").last?.split(separator: " ").first.map(String.init))
+            #expect(try await eventually(.seconds(30)) {
+                try await hub.client.query("SELECT id::text FROM commands", logger: hub.logger).decode(String.self).all() == [named]
+            })
+        }
+    }
+
     /// A bot on a fresh database, the ledger on a pool of one connection, a health that stays up (nothing probes
     /// it) until the test says, and break glass journalling in a directory of its own.
     struct Outage: Sendable {
@@ -95,7 +144,8 @@ struct StopGivenUpTests {
                                        body: ByteBuffer(string: #"{"reason": "runaway", "liquidate": true}"#))
             }
             #expect(answer.status == .conflict)
-            #expect(try json(APIError.self, answer).error.message.contains("never liquidates"))
+            let message = try json(APIError.self, answer).error.message
+            #expect(message.contains("never liquidates") && !message.contains("may be recorded"), "\(message)")
             // The connection is free again: nothing comes.
             try await Task.sleep(for: .seconds(2))
             #expect(try await Self.commands(hub.ledgerClient) == [])
@@ -123,24 +173,7 @@ struct StopGivenUpTests {
             #expect(try await http.execute(uri: "/api/bots", method: .get, headers: op).status == .ok)
             op[.contentType] = "application/json"
             let headers = op
-            let answer = try await hub.client.withConnection { lock in
-                try await lock.query("BEGIN", logger: hub.logger)
-                try await lock.query("SELECT 1 FROM bots WHERE name = 'held' FOR UPDATE", logger: hub.logger)
-                let response = Task {
-                    try await http.execute(uri: "/api/bots/held/emergency-stop", method: .post, headers: headers,
-                                           body: ByteBuffer(string: #"{"reason": "runaway"}"#))
-                }
-                #expect(try await eventually(.seconds(30)) {
-                    try await hub.client.query("""
-                        SELECT count(*) FROM pg_stat_activity
-                        WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%INSERT INTO commands%'
-                        """, logger: hub.logger).decode(Int64.self).all() == [1]
-                }, "the stop's statement waits for the bot's row")
-                hub.health.observed(failure: "test: the database is down")
-                let answer = try await response.value
-                try await lock.query("COMMIT", logger: hub.logger)
-                return answer
-            }
+            let answer = try await Self.stopWhileItsInsertWaits(hub, http, bot: "held", headers: headers, body: #"{"reason": "runaway"}"#)
             #expect(answer.status == .accepted)
             let fields = try JSONSerialization.jsonObject(with: Data(String(buffer: answer.body).utf8)) as? [String: Any]
             let id = try #require(CommandID(fields?["id"] as? String ?? ""), "\(String(buffer: answer.body))")
@@ -150,11 +183,24 @@ struct StopGivenUpTests {
             }
             #expect(sentIDs == [id], "break glass sent the stop under the ledger call's id")
             // The statement commits; then the database answers and the journal is imported.
-            #expect(try await eventually(.seconds(30)) { try await Self.commands(hub.ledgerClient).count == 1 })
-            guard let glass = hub.breakGlass else { Issue.record("no break glass"); return }
-            _ = await glass.journal.reconcile(into: CommandLedger(client: hub.client, logger: hub.logger), hub: "hub-a")
-            let ids = try await hub.client.query("SELECT id FROM commands", logger: hub.logger).decode(UUID.self).all()
-            #expect(ids.map { CommandID($0.uuidString.lowercased()) } == [id])
+            #expect(try await eventually(.seconds(30)) { try await Self.commands(hub.ledgerClient) == ["pending"] })
+            guard let glass = hub.breakGlass, let entry = await glass.journal.unfinished(bot: "held").first else {
+                Issue.record("no break-glass entry"); return
+            }
+            // Imported twice, as by a replica killed after the import and before it deleted the file, then as usual.
+            let ledger = CommandLedger(client: hub.client, logger: hub.logger)
+            try await ledger.importBreakGlass(entry, hub: "hub-a")
+            try await ledger.importBreakGlass(entry, hub: "hub-a")
+            _ = await glass.journal.reconcile(into: ledger, hub: "hub-a")
+            let rows = try await hub.client.query("SELECT id, state, delivered_by FROM commands", logger: hub.logger)
+                .decode((UUID, String, String?).self).all()
+            #expect(rows.map { CommandID($0.0.uuidString) } == [id])
+            #expect(rows.first?.1 == "delivered" && rows.first?.2 == "hub-a", "break glass sent it: \(rows)")
+            let delivered = try await hub.client.query("""
+                SELECT count(*) FROM audit_log WHERE command_id = \(UUID(uuidString: id.description)) AND action = 'command.delivered'
+                   AND detail LIKE '%break glass%'
+                """, logger: hub.logger).decode(Int64.self).all()
+            #expect(delivered == [1], "the audit log says once that break glass sent it")
             #expect(await glass.journal.unfinished(bot: "held").isEmpty)
         }
     }
@@ -197,6 +243,8 @@ struct StopGivenUpTests {
             let outcome = try await Self.downWhileWaiting(o.ledger, o.health) { await stop(bot: "elsewhere", rule: Self.drawdown, value: 25) }
             #expect(outcome.map { "\($0)" } == nil, "nothing sent or written yet")
             #expect(await o.glass.journal.unfinished(bot: "elsewhere").isEmpty)
+            try await Task.sleep(for: .seconds(1))
+            #expect(try await Self.commands(o.ledger) == [], "nothing is written while the database is down")
             // The database answers again, as the health probe sees: the stop is written, once.
             let probe = Task { try await o.health.run() }
             defer { probe.cancel() }
@@ -205,6 +253,28 @@ struct StopGivenUpTests {
             #expect(try await Self.commands(o.ledger) == ["pending"])
             let issuer = try await o.ledger.inner.query("SELECT issued_by FROM commands", logger: Self.logger).decode(String.self).all()
             #expect(issuer == ["drawdown"])
+        }
+    }
+
+    /// An automatic stop waiting for the database to answer is not written if an operator stopped and resumed the bot
+    /// in the meantime (through another replica): the later decision stands.
+    @Test(.timeLimit(.minutes(2)))
+    func anAutomaticStopWaitingForTheDatabaseYieldsToAnOperatorsLaterResume() async throws {
+        try await Self.withOutage(bot: "resumed") { o in
+            let stop = Self.automaticStop(o)
+            let outcome = try await Self.downWhileWaiting(o.ledger, o.health) { await stop(bot: "resumed", rule: Self.drawdown, value: 25) }
+            #expect(outcome.map { "\($0)" } == nil)
+            let operatorLedger = CommandLedger(client: o.ledger.inner, logger: Self.logger)
+            let op = Actor(name: "ci-operator", kind: .operator)
+            _ = try await operatorLedger.requestStop(bot: "resumed", actor: op, origin: .operator, reason: "looking", liquidate: false)
+            _ = try await operatorLedger.requestResume(bot: "resumed", actor: op, reason: "all good")
+            let probe = Task { try await o.health.run() }
+            defer { probe.cancel() }
+            #expect(try await eventually(.seconds(30)) { o.health.isUp })
+            try await Task.sleep(for: .seconds(2))
+            let kinds = try await o.ledger.inner.query("SELECT kind FROM commands ORDER BY created_at", logger: Self.logger)
+                .decode(String.self).all()
+            #expect(kinds == ["emergency_stop", "resume"], "the operator's stop and resume, and no later stop")
         }
     }
 

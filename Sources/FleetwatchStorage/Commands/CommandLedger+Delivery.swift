@@ -175,6 +175,7 @@ extension CommandLedger {
         let r = entry.record
         let hash = Self.requestHash(bot: r.bot, kind: CommandKind(rawValue: r.kind) ?? .emergencyStop, reason: r.reason, liquidate: r.liquidate)
         let note = "taken by \(hub) while the database was unreachable (break glass); written to the ledger when it answered again"
+        let sentAt = r.deliveredAt ?? r.createdAt
         try await client.query("""
             WITH b AS (SELECT id FROM bots WHERE name = \(r.bot) FOR UPDATE),
             ins AS (
@@ -187,13 +188,25 @@ extension CommandLedger {
                 FROM b
                 ON CONFLICT DO NOTHING
                 RETURNING id, bot_id),
+            -- The same command written by its own ledger call, whose statement committed after the call was given up
+            -- on (both carry one id): break glass sent it, so it is delivered, and the audit log says how, once.
+            held AS (UPDATE commands c SET state = CASE WHEN c.state = 'pending' THEN 'delivered' ELSE c.state END,
+                                           delivered_at = LEAST(COALESCE(c.delivered_at, \(sentAt)), \(sentAt)),
+                                           last_delivered_at = GREATEST(COALESCE(c.last_delivered_at, \(sentAt)), \(sentAt)),
+                                           delivered_by = COALESCE(c.delivered_by, \(hub))
+                     FROM b WHERE c.id = \(r.id) AND c.bot_id = b.id AND NOT EXISTS (SELECT 1 FROM ins)
+                     RETURNING c.id),
             latch AS (UPDATE bots SET emergency_command_id = ins.id, emergency_since = COALESCE(emergency_since, \(r.createdAt))
                       FROM ins WHERE bots.id = ins.bot_id AND \(r.kind) = 'emergency_stop' RETURNING 1),
             audit AS (INSERT INTO audit_log (at, actor, actor_kind, action, outcome, bot, command_id, remote, detail)
                       SELECT \(r.createdAt), \(r.issuedBy), \(entry.actorKind), \(r.kind + ".requested"), 'ok', \(r.bot), ins.id, \(entry.remote),
                              \(r.reason) FROM ins
                       UNION ALL
-                      SELECT \(r.deliveredAt ?? r.createdAt), \(hub), 'hub', 'command.delivered', 'ok', \(r.bot), ins.id, NULL, \(note) FROM ins
+                      SELECT \(sentAt), \(hub), 'hub', 'command.delivered', 'ok', \(r.bot), ins.id, NULL, \(note) FROM ins
+                      UNION ALL
+                      SELECT \(sentAt), \(hub), 'hub', 'command.delivered', 'ok', \(r.bot), held.id, NULL, \(note) FROM held
+                      WHERE NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.command_id = held.id AND a.action = 'command.delivered'
+                                                                    AND a.detail = \(note))
                       RETURNING 1)
             SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM latch), (SELECT count(*) FROM audit)
             """, logger: logger)

@@ -14,6 +14,14 @@ extension CommandLedger {
         try await commands(where: nil, bot: bot, limit: limit)
     }
 
+    /// How many commands (stops and resumes, by anyone, break glass included once imported) `bot` has had since
+    /// `since`: a stop decided before then and written only now must not override them.
+    public func commandCount(bot: String, since: Date) async throws -> Int {
+        try await client.query("""
+            SELECT count(*)::int8 FROM commands c JOIN bots b ON b.id = c.bot_id WHERE b.name = \(bot) AND c.created_at >= \(since)
+            """, logger: logger).decode(Int64.self).first(where: { _ in true }).map(Int.init) ?? 0
+    }
+
     /// Whether `bot` is latched in emergency mode, and by which command.
     public func emergency(bot: String) async throws -> (commandID: CommandID, since: Date)? {
         let row = try await client.query("""

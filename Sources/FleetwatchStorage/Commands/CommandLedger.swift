@@ -28,15 +28,19 @@ public struct CommandLedger: Sendable {
     /// An operator asking for a liquidation the bot does not allow is refused (`liquidationNotAllowed`); a rule
     /// that asks gets the stop without it, the refusal recorded in the command and the audit log. `id` names the
     /// command: a caller that may fall back to break glass gives both the same id, so that a stop whose statement
-    /// commits after it was given up on and its break-glass twin are one command in the ledger.
+    /// commits after it was given up on and its break-glass twin are one command in the ledger. `writing` is called
+    /// just before the statement that writes the stop is asked for: a caller that gives up after it cannot know
+    /// whether the stop was written.
     public func requestStop(bot: String, actor: Actor, origin: CommandOrigin, reason: String, liquidate: Bool,
-                            idempotencyKey: String? = nil, id: CommandID = .random()) async throws -> CommandRequestOutcome {
+                            idempotencyKey: String? = nil, id: CommandID = .random(),
+                            writing: (@Sendable () -> Void)? = nil) async throws -> CommandRequestOutcome {
         guard let (_, allowLiquidation, latched) = try await botRow(bot) else { return .unknownBot }
         if origin == .rule, latched { return .alreadyInEmergency }
         if liquidate, !allowLiquidation, origin == .operator { return .liquidationNotAllowed }
         let granted = liquidate && allowLiquidation
         var actions: CommandFrame.Actions = .emergencyStop
         if granted { actions.insert(.liquidate) }
+        writing?()
         return try await insert(bot: bot, kind: .emergencyStop, origin: origin, actor: actor, reason: reason,
                                 actions: actions, liquidate: granted, liquidationRequested: liquidate,
                                 idempotencyKey: idempotencyKey, latch: true, onlyIfLatched: false, id: id)
