@@ -3,7 +3,7 @@ import FleetwatchAlerting
 import FleetwatchControl
 import FleetwatchIngest
 import FleetwatchProtocol
-import FleetwatchStorage
+@testable import FleetwatchStorage
 import FleetwatchTestSupport
 import Foundation
 import HTTPTypes
@@ -253,6 +253,38 @@ struct StopGivenUpTests {
             #expect(try await Self.commands(o.ledger) == ["pending"])
             let issuer = try await o.ledger.inner.query("SELECT issued_by FROM commands", logger: Self.logger).decode(String.self).all()
             #expect(issuer == ["drawdown"])
+        }
+    }
+
+    /// A client whose every statement loses its connection, as to a server that has just gone.
+    struct LostConnections: PostgresQuerying {
+        func query(_ query: PostgresQuery, logger: Logger?, file: String, line: Int) async throws -> PostgresRowSequence {
+            throw StatementAbandoned(reason: .connectionClosed, after: .seconds(2))
+        }
+        func withLeasedConnection<Result>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
+            throw StatementAbandoned(reason: .connectionClosed, after: .seconds(2))
+        }
+    }
+
+    /// A rule's stop whose own statement loses its connection before the health probe notices tells the health at
+    /// once and goes out by break glass. Before, it was only logged as not recorded, and the runaway bot traded on.
+    @Test(.timeLimit(.minutes(2)))
+    func anAutomaticStopWhoseStatementLosesItsConnectionTakesTheBreakGlassPath() async throws {
+        try await Self.withOutage(bot: "lost") { o in
+            let sent = Mutex<[Frame]>([])
+            await o.connections.add(bot: "lost", botID: o.botID, connectionID: UUID(), checkedAt: .now,
+                                    push: { frame in sent.withLock { $0.append(frame) } }, close: { _, _ in })
+            let box = HubApplication.BreakGlassBox()
+            box.set(o.glass)
+            let stop = AutomaticStop(ledger: CommandLedger(client: LostConnections(), logger: Self.logger), breakGlass: box,
+                                     emergencyAlerts: EmergencyAlerts(store: nil, sink: nil, logger: Self.logger), hubID: "hub-a",
+                                     logger: Self.logger)
+            guard case .created(let record)? = await stop(bot: "lost", rule: Self.drawdown, value: 25) else {
+                Issue.record("no stop was made"); return
+            }
+            #expect(!o.health.isUp, "the health was told")
+            #expect(await o.glass.journal.unfinished(bot: "lost").map(\.record.id) == [record.id])
+            #expect(sent.withLock { $0.count } == 1, "the bot got the stop")
         }
     }
 
