@@ -111,13 +111,28 @@ struct StopGivenUpTests {
     static let drawdown = Rule(id: "drawdown", kind: .above(metric: "drawdown_percent"), limit: 10, level: .critical,
                                summary: "Drawdown too deep")
 
-    static func automaticStop(_ o: Outage) -> AutomaticStop {
+    static func automaticStop(_ o: Outage, client: (any PostgresQuerying)? = nil) -> AutomaticStop {
         let box = HubApplication.BreakGlassBox()
         box.set(o.glass)
-        var stop = AutomaticStop(ledger: CommandLedger(client: o.ledger, logger: logger), breakGlass: box,
+        var stop = AutomaticStop(ledger: CommandLedger(client: client ?? o.ledger, logger: logger), breakGlass: box,
                                  emergencyAlerts: EmergencyAlerts(store: nil, sink: nil, logger: logger), hubID: "hub-a", logger: logger)
         stop.retryInterval = .milliseconds(100)
         return stop
+    }
+
+    /// The frames sent to a bot's connection.
+    final class SentFrames: Sendable {
+        private let frames = Mutex<[Frame]>([])
+        func append(_ frame: Frame) { frames.withLock { $0.append(frame) } }
+        var all: [Frame] { frames.withLock { $0 } }
+    }
+
+    /// Connects `o`'s bot to this replica: the frames break glass sends it.
+    static func connect(_ o: Outage, _ bot: String) async -> SentFrames {
+        let sent = SentFrames()
+        await o.connections.add(bot: bot, botID: o.botID, connectionID: UUID(), checkedAt: .now,
+                                push: { frame in sent.append(frame) }, close: { _, _ in })
+        return sent
     }
 
     static func commands(_ ledger: CountingClient) async throws -> [String] {
@@ -211,18 +226,16 @@ struct StopGivenUpTests {
     @Test(.timeLimit(.minutes(2)))
     func anAutomaticStopWaitingWhenTheDatabaseGoesDownTakesTheBreakGlassPath() async throws {
         try await Self.withOutage(bot: "runaway") { o in
-            let sent = Mutex<[Frame]>([])
-            await o.connections.add(bot: "runaway", botID: o.botID, connectionID: UUID(), checkedAt: .now,
-                                    push: { frame in sent.withLock { $0.append(frame) } }, close: { _, _ in })
+            let sent = await Self.connect(o, "runaway")
             let stop = Self.automaticStop(o)
             let outcome = try await Self.downWhileWaiting(o.ledger, o.health) { await stop(bot: "runaway", rule: Self.drawdown, value: 25) }
             guard case .created(let record)? = outcome else {
                 Issue.record("no stop was made"); return
             }
-            #expect(sent.withLock { $0.count } == 1, "the stop reached the bot while the database was down")
+            #expect(sent.all.count == 1, "the stop reached the bot while the database was down")
             #expect(record.issuedBy == "drawdown" && record.origin == CommandOrigin.rule.rawValue)
             #expect(await o.glass.journal.unfinished(bot: "runaway").map(\.record.id) == [record.id])
-            if case .command(let frame)? = sent.withLock({ $0.first }) {
+            if case .command(let frame)? = sent.all.first {
                 #expect(frame.commandID == record.id && !frame.actions.contains(.liquidate))
             } else {
                 Issue.record("the bot got no command frame")
@@ -271,20 +284,14 @@ struct StopGivenUpTests {
     @Test(.timeLimit(.minutes(2)))
     func anAutomaticStopWhoseStatementLosesItsConnectionTakesTheBreakGlassPath() async throws {
         try await Self.withOutage(bot: "lost") { o in
-            let sent = Mutex<[Frame]>([])
-            await o.connections.add(bot: "lost", botID: o.botID, connectionID: UUID(), checkedAt: .now,
-                                    push: { frame in sent.withLock { $0.append(frame) } }, close: { _, _ in })
-            let box = HubApplication.BreakGlassBox()
-            box.set(o.glass)
-            let stop = AutomaticStop(ledger: CommandLedger(client: LostConnections(), logger: Self.logger), breakGlass: box,
-                                     emergencyAlerts: EmergencyAlerts(store: nil, sink: nil, logger: Self.logger), hubID: "hub-a",
-                                     logger: Self.logger)
+            let sent = await Self.connect(o, "lost")
+            let stop = Self.automaticStop(o, client: LostConnections())
             guard case .created(let record)? = await stop(bot: "lost", rule: Self.drawdown, value: 25) else {
                 Issue.record("no stop was made"); return
             }
             #expect(!o.health.isUp, "the health was told")
             #expect(await o.glass.journal.unfinished(bot: "lost").map(\.record.id) == [record.id])
-            #expect(sent.withLock { $0.count } == 1, "the bot got the stop")
+            #expect(sent.all.count == 1, "the bot got the stop")
         }
     }
 
