@@ -219,7 +219,7 @@ actor EventLog: AlertSink {
         await engine.drainForTests()
         #expect(await log.events == ["b/mem/fired"], "evaluated with the cached limit of 500 while the reading waits")
         #expect(engine.backlog == 0)
-        for _ in 0..<200 where await source.calls < 2 { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(try await eventually(.seconds(30)) { await source.calls >= 2 })
         #expect(await source.calls == 2)
         await source.release()
         var t: Int64 = 3
@@ -254,8 +254,7 @@ actor EventLog: AlertSink {
         clock.advance(ms: 6_000)                                      // the whole lifetime: every bot's rules
         for bot in bots { engine.submit(bot: bot, series: Self.memory(100, 3)) }
         await engine.drainForTests()
-        for _ in 0..<100 where calls.withLock({ $0.values.contains(1) }) { try await Task.sleep(for: .milliseconds(10)) }
-        #expect(calls.withLock { $0.values.allSatisfy { $0 >= 2 } })
+        #expect(try await eventually(.seconds(30)) { calls.withLock { $0.values.allSatisfy { $0 >= 2 } } })
     }
 
     /// The backlog counts batches submitted and not yet evaluated: those waiting behind a store that holds the
