@@ -33,8 +33,8 @@ struct BreakGlass: Sendable {
     /// - Parameter id: the command's id; the one its ledger call was given, when that call was given up on.
     func stop(bot: String, actor: Actor, origin: CommandOrigin, reason: String, liquidate: Bool,
               idempotencyKey: String?, id: CommandID = .random()) async throws -> CommandRequestOutcome {
-        if let idempotencyKey, let earlier = await journal.entry(issuedBy: actor.name, idempotencyKey: idempotencyKey) {
-            return earlier.record.bot == bot && earlier.record.reason == reason ? .existing(earlier.record) : .idempotencyConflict
+        if let idempotencyKey, let earlier = await journalled(bot: bot, issuedBy: actor.name, reason: reason, idempotencyKey: idempotencyKey) {
+            return earlier
         }
         guard !liquidate else {
             throw HTTPError(.conflict, message: "the database is unreachable: whether \(bot) may liquidate is not known here, so a stop during the outage never liquidates; send it without \"liquidate\"")
@@ -58,6 +58,13 @@ struct BreakGlass: Sendable {
         let sent = await connections.send(.command(frame(entry)), to: bot, connection: connectionID)
         logger.critical("BREAK GLASS: emergency stop of \(bot) by \(actor.kind.rawValue) \(actor.name) while the database is unreachable (command \(record.id), \(sent ? "sent" : "connection gone: sent when it reconnects")): \(reason)")
         return .created(record)
+    }
+
+    /// The stop this replica took by break glass under `idempotencyKey`, while it is in the journal (until the journal
+    /// is written to the ledger): the same request again is that stop, another one with the key a conflict.
+    func journalled(bot: String, issuedBy: String, reason: String, idempotencyKey: String) async -> CommandRequestOutcome? {
+        guard let earlier = await journal.entry(issuedBy: issuedBy, idempotencyKey: idempotencyKey) else { return nil }
+        return earlier.record.bot == bot && earlier.record.reason == reason ? .existing(earlier.record) : .idempotencyConflict
     }
 
     func frame(_ entry: BreakGlassJournal.Entry) -> CommandFrame {

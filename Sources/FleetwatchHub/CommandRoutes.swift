@@ -108,6 +108,12 @@ public struct CommandRoutes: Sendable {
         let key = try idempotencyKey(request)
         let outcome: CommandRequestOutcome
         if let breakGlass {
+            // Taken by break glass during an outage and not yet written to the ledger (that happens once the database
+            // answers): the same request again is that stop, not a second one under another id.
+            if let key, let earlier = await breakGlass.journalled(bot: bot, issuedBy: context.actor.name, reason: reason,
+                                                                  idempotencyKey: key) {
+                return try await respond(earlier, bot: bot, action: "emergency_stop", context: context)
+            }
             let id = CommandID.random()
             let writing = Mutex(false)
             do {

@@ -220,6 +220,41 @@ struct StopGivenUpTests {
         }
     }
 
+    /// A stop repeated with its Idempotency-Key once the database is back, before this replica's journal is written to
+    /// the ledger, is the stop break glass took, not a second one. Before, the ledger took it as new: the bot got a
+    /// second stop under another id, and the journal's import then conflicted on the key and wrote nothing.
+    @Test(.timeLimit(.minutes(2)))
+    func aStopRepeatedWithItsKeyBeforeTheJournalIsImportedIsTheSameStop() async throws {
+        try await InProcessHub.run(breakGlass: true) { hub, http in
+            var op = try await hub.token("ci-operator", .operator)
+            let botID = try await hub.client.query("""
+                INSERT INTO bots (name, token_hash) VALUES ('keyed', \(BotToken.hash("secret"))) RETURNING id
+                """, logger: hub.logger).decode(Int32.self).all()[0]
+            let sent = SentFrames()
+            await hub.connections.add(bot: "keyed", botID: botID, connectionID: UUID(), checkedAt: .now,
+                                      push: { frame in sent.append(frame) }, close: { _, _ in })
+            #expect(try await http.execute(uri: "/api/bots", method: .get, headers: op).status == .ok)
+            op[.contentType] = "application/json"
+            op[HTTPField.Name("Idempotency-Key")!] = "stop-keyed-1"
+            func stop() async throws -> (HTTPResponse.Status, String?) {
+                let answer = try await http.execute(uri: "/api/bots/keyed/emergency-stop", method: .post, headers: op,
+                                                    body: ByteBuffer(string: #"{"reason": "runaway"}"#))
+                let fields = try? JSONSerialization.jsonObject(with: Data(String(buffer: answer.body).utf8)) as? [String: Any]
+                return (answer.status, fields?["id"] as? String)
+            }
+            hub.health.observed(failure: "test: the database is down")
+            let first = try await stop()
+            #expect(first.0 == .accepted && first.1 != nil, "taken by break glass")
+            let probe = Task { try await hub.health.run() }
+            defer { probe.cancel() }
+            #expect(try await eventually(.seconds(30)) { hub.health.isUp })
+            let again = try await stop()
+            #expect(again.0 == .ok && again.1 == first.1, "the same stop: \(again)")
+            #expect(try await Self.commands(hub.ledgerClient) == [], "nothing new in the ledger (the journal's import writes the stop)")
+            #expect(sent.all.count == 1)
+        }
+    }
+
     /// A rule's automatic stop that is waiting for a database connection when the outage is noticed goes out by
     /// break glass at once, and is not written later. Before, it waited for the pool to fail (the runaway bot trading
     /// on), and then wrote the stop when the connection came free, with nothing sent during the outage.
