@@ -5,7 +5,6 @@ import FleetwatchTestSupport
 import Foundation
 import Logging
 import PostgresNIO
-import Synchronization
 import Testing
 
 /// A run whose data PostgreSQL refuses fails alone: the other runs of its statement are stored, and finding it costs
@@ -15,23 +14,6 @@ import Testing
 @Suite(.enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
 struct WriterRefusedRunTests {
     let logger = Logger(label: "test")
-
-    /// Counts the statements the writer sends (each leases a connection once).
-    final class CountingClient: PostgresQuerying {
-        let base: PostgresClient
-        private let leases = Mutex(0)
-        init(_ base: PostgresClient) { self.base = base }
-        var statements: Int { leases.withLock { $0 } }
-
-        func query(_ query: PostgresQuery, logger: Logger?, file: String, line: Int) async throws -> PostgresRowSequence {
-            try await base.query(query, logger: logger ?? Logger(label: "test"), file: file, line: line)
-        }
-
-        func withLeasedConnection<Result>(_ body: (PostgresConnection) async throws -> Result) async throws -> Result {
-            leases.withLock { $0 += 1 }
-            return try await base.withConnection(body)
-        }
-    }
 
     static func batch(_ sequence: UInt64, state: String? = nil) -> ValidatedBatch {
         let t = 1_000 * Int64(sequence)
@@ -79,7 +61,7 @@ struct WriterRefusedRunTests {
             let stored = try await client.query("""
                 SELECT b.name FROM samples s JOIN bots b ON b.id = s.bot_id WHERE b.name <> 'held' ORDER BY 1
                 """, logger: logger).decode(String.self).reduce(into: [String]()) { $0.append($1) }
-            return (answers.all.filter { $0.0 != "held" }, counting.statements, stored)
+            return (answers.all.filter { $0.0 != "held" }, counting.leases, stored)
         }
     }
 
