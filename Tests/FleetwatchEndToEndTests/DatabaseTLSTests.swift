@@ -52,9 +52,8 @@ struct DatabaseTLSTests {
 
     @Test(.timeLimit(.minutes(4)))
     func sslModesFollowLibpq() async throws {
-        let artifacts = ProcessInfo.processInfo.environment["FLEETWATCH_TEST_ARTIFACTS"] ?? NSTemporaryDirectory()
-        let dir = "\(artifacts)/pg-tls-\(UUID().uuidString.prefix(8))"
-        let pg = PrivatePostgres(script: Self.repo + "/scripts/pg-private", directory: dir, logDir: artifacts)
+        let pg = PrivatePostgres.forTest("pg-tls")
+        let dir = pg.directory
         try await pg.removing {
             try await pg.start()
             try await pg.stop()

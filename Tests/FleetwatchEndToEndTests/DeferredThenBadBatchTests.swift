@@ -12,8 +12,6 @@ import Testing
 /// one refused.
 @Suite(.serialized, .enabled(if: hasDatabase, "needs FLEETWATCH_TEST_DATABASE_URL (run scripts/test)"))
 struct DeferredThenBadBatchTests {
-    static let artifacts = ProcessInfo.processInfo.environment["FLEETWATCH_TEST_ARTIFACTS"] ?? NSTemporaryDirectory()
-
     /// Reads until the hub closes (answering pings and heartbeats as an agent does): the close's code and reason,
     /// and the acks before it.
     static func closing(_ client: ProtocolClient, until deadline: ContinuousClock.Instant) async -> (code: UInt16?, reason: String, acks: [Ack]) {
@@ -39,8 +37,7 @@ struct DeferredThenBadBatchTests {
 
     @Test(.timeLimit(.minutes(3)))
     func aBadBatchAfterADeferredOneLosesNeither() async throws {
-        let dir = "\(Self.artifacts)/fw-defer-bad-\(UUID().uuidString.prefix(8))"
-        let pg = PrivatePostgres(script: DatabaseTLSTests.repo + "/scripts/pg-private", directory: dir, logDir: Self.artifacts)
+        let pg = PrivatePostgres.forTest("fw-defer-bad")
         try await pg.whileRunning { server in
             let db = try await TestDatabase.create(on: server, prefix: "fw_defer_bad_", logger: Logger(label: "t"))
             try await registerBots(["keep-bot"], token: "secret", in: db)

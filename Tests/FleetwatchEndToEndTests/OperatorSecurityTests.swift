@@ -302,8 +302,8 @@ struct OperatorSecurityTests {
     /// never SQL, a connection string or internal types.
     @Test(.timeLimit(.minutes(3)))
     func outagesAndSlowQueriesLeakNothing() async throws {
-        let dir = "\(Self.artifacts)/fw-leak-\(UUID().uuidString.prefix(8))"
-        let pg = PrivatePostgres(script: DatabaseTLSTests.repo + "/scripts/pg-private", directory: dir, logDir: Self.artifacts)
+        let pg = PrivatePostgres.forTest("fw-leak")
+        let dir = pg.directory
         try await pg.whileRunning { server in
             let db = try await TestDatabase.create(on: server, prefix: "fw_leak_", logger: Logger(label: "t"))
             try await registerBots(["leak-bot"], token: "secret", in: db)

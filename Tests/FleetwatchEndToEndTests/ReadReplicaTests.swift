@@ -19,8 +19,8 @@ struct ReadReplicaTests {
 
     @Test(.timeLimit(.minutes(4)))
     func historyComesFromTheReplicaAndSaysHowOld() async throws {
-        let dir = "\(Self.artifacts)/fw-replica-\(UUID().uuidString.prefix(8))"
-        let primary = PrivatePostgres(script: DatabaseTLSTests.repo + "/scripts/pg-private", directory: dir, logDir: Self.artifacts)
+        let primary = PrivatePostgres.forTest("fw-replica")
+        let dir = primary.directory
         try await primary.whileRunning { server in
             let db = try await TestDatabase.create(on: server, prefix: "fw_replica_", logger: Logger(label: "t"))
             try await registerBots(["rr-bot"], token: "secret", in: db)
