@@ -64,12 +64,7 @@ struct StopGivenUpTests {
     @Test(.timeLimit(.minutes(2)))
     func aRefusalWhoseStatementWasUnderWaySaysTheStopMayBeRecorded() async throws {
         try await InProcessHub.run(breakGlass: true) { hub, http in
-            var op = try await hub.token("ci-operator", .operator)
-            try await hub.client.query("""
-                INSERT INTO bots (name, token_hash, allow_liquidation) VALUES ('under-way', \(BotToken.hash("secret")), true)
-                """, logger: hub.logger)
-            #expect(try await http.execute(uri: "/api/bots", method: .get, headers: op).status == .ok)
-            op[.contentType] = "application/json"
+            let (op, _) = try await Self.operatorAndBot(hub, http, bot: "under-way", allowLiquidation: true)
             let answer = try await Self.stopWhileItsInsertWaits(hub, http, bot: "under-way", headers: op,
                                                                 body: #"{"reason": "runaway", "liquidate": true}"#)
             #expect(answer.status == .conflict)
@@ -127,12 +122,27 @@ struct StopGivenUpTests {
         var all: [Frame] { frames.withLock { $0 } }
     }
 
-    /// Connects `o`'s bot to this replica: the frames break glass sends it.
-    static func connect(_ o: Outage, _ bot: String) async -> SentFrames {
+    /// Connects `bot` to this replica: the frames break glass sends it.
+    static func connect(_ connections: LiveConnections, _ bot: String, _ botID: Int32) async -> SentFrames {
         let sent = SentFrames()
-        await o.connections.add(bot: bot, botID: o.botID, connectionID: UUID(), checkedAt: .now,
-                                push: { frame in sent.append(frame) }, close: { _, _ in })
+        await connections.add(bot: bot, botID: botID, connectionID: UUID(), checkedAt: .now,
+                              push: { frame in sent.append(frame) }, close: { _, _ in })
         return sent
+    }
+
+    /// `bot` registered (allowing liquidation if asked), connected to the hub if asked, and an operator's token
+    /// verified once while the database is up (so the replica accepts it during the outage): the operator's headers
+    /// for a JSON request, and the frames the bot's connection gets.
+    static func operatorAndBot(_ hub: InProcessHub, _ http: any TestClientProtocol, bot: String, allowLiquidation: Bool = false,
+                               connected: Bool = false) async throws -> (HTTPFields, SentFrames) {
+        var op = try await hub.token("ci-operator", .operator)
+        let botID = try await hub.client.query("""
+            INSERT INTO bots (name, token_hash, allow_liquidation) VALUES (\(bot), \(BotToken.hash("secret")), \(allowLiquidation)) RETURNING id
+            """, logger: hub.logger).decode(Int32.self).all()[0]
+        let sent = connected ? await connect(hub.connections, bot, botID) : SentFrames()
+        #expect(try await http.execute(uri: "/api/bots", method: .get, headers: op).status == .ok)
+        op[.contentType] = "application/json"
+        return (op, sent)
     }
 
     static func commands(_ ledger: CountingClient) async throws -> [String] {
@@ -146,14 +156,7 @@ struct StopGivenUpTests {
     @Test(.timeLimit(.minutes(2)))
     func aStopGivenUpOnWhileWaitingForAConnectionIsNotWrittenLater() async throws {
         try await InProcessHub.run(ledgerConnections: 1, breakGlass: true) { hub, http in
-            var op = try await hub.token("ci-operator", .operator)
-            try await hub.client.query("""
-                INSERT INTO bots (name, token_hash, allow_liquidation) VALUES ('glass', \(BotToken.hash("secret")), true)
-                """, logger: hub.logger)
-            // Verified once while the database is up, so the replica accepts the token during the outage.
-            #expect(try await http.execute(uri: "/api/bots", method: .get, headers: op).status == .ok)
-            op[.contentType] = "application/json"
-            let headers = op
+            let (headers, _) = try await Self.operatorAndBot(hub, http, bot: "glass", allowLiquidation: true)
             let answer = try await Self.downWhileWaiting(hub.ledgerClient, hub.health) {
                 try await http.execute(uri: "/api/bots/glass/emergency-stop", method: .post, headers: headers,
                                        body: ByteBuffer(string: #"{"reason": "runaway", "liquidate": true}"#))
@@ -178,21 +181,12 @@ struct StopGivenUpTests {
     @Test(.timeLimit(.minutes(2)))
     func aStopWhoseStatementCommitsAfterItWasGivenUpOnIsOneCommand() async throws {
         try await InProcessHub.run(ledgerConnections: 2, breakGlass: true) { hub, http in
-            var op = try await hub.token("ci-operator", .operator)
-            let botID = try await hub.client.query("""
-                INSERT INTO bots (name, token_hash) VALUES ('held', \(BotToken.hash("secret"))) RETURNING id
-                """, logger: hub.logger).decode(Int32.self).all()[0]
-            let sent = Mutex<[Frame]>([])
-            await hub.connections.add(bot: "held", botID: botID, connectionID: UUID(), checkedAt: .now,
-                                      push: { frame in sent.withLock { $0.append(frame) } }, close: { _, _ in })
-            #expect(try await http.execute(uri: "/api/bots", method: .get, headers: op).status == .ok)
-            op[.contentType] = "application/json"
-            let headers = op
+            let (headers, sent) = try await Self.operatorAndBot(hub, http, bot: "held", connected: true)
             let answer = try await Self.stopWhileItsInsertWaits(hub, http, bot: "held", headers: headers, body: #"{"reason": "runaway"}"#)
             #expect(answer.status == .accepted)
             let fields = try JSONSerialization.jsonObject(with: Data(String(buffer: answer.body).utf8)) as? [String: Any]
             let id = try #require(CommandID(fields?["id"] as? String ?? ""), "\(String(buffer: answer.body))")
-            let sentIDs = sent.withLock { $0 }.compactMap { frame -> CommandID? in
+            let sentIDs = sent.all.compactMap { frame -> CommandID? in
                 if case .command(let f) = frame { return f.commandID }
                 return nil
             }
@@ -226,15 +220,8 @@ struct StopGivenUpTests {
     @Test(.timeLimit(.minutes(2)))
     func aStopRepeatedWithItsKeyBeforeTheJournalIsImportedIsTheSameStop() async throws {
         try await InProcessHub.run(breakGlass: true) { hub, http in
-            var op = try await hub.token("ci-operator", .operator)
-            let botID = try await hub.client.query("""
-                INSERT INTO bots (name, token_hash) VALUES ('keyed', \(BotToken.hash("secret"))) RETURNING id
-                """, logger: hub.logger).decode(Int32.self).all()[0]
-            let sent = SentFrames()
-            await hub.connections.add(bot: "keyed", botID: botID, connectionID: UUID(), checkedAt: .now,
-                                      push: { frame in sent.append(frame) }, close: { _, _ in })
-            #expect(try await http.execute(uri: "/api/bots", method: .get, headers: op).status == .ok)
-            op[.contentType] = "application/json"
+            let (headers, sent) = try await Self.operatorAndBot(hub, http, bot: "keyed", connected: true)
+            var op = headers
             op[HTTPField.Name("Idempotency-Key")!] = "stop-keyed-1"
             func stop() async throws -> (HTTPResponse.Status, String?) {
                 let answer = try await http.execute(uri: "/api/bots/keyed/emergency-stop", method: .post, headers: op,
@@ -261,7 +248,7 @@ struct StopGivenUpTests {
     @Test(.timeLimit(.minutes(2)))
     func anAutomaticStopWaitingWhenTheDatabaseGoesDownTakesTheBreakGlassPath() async throws {
         try await Self.withOutage(bot: "runaway") { o in
-            let sent = await Self.connect(o, "runaway")
+            let sent = await Self.connect(o.connections, "runaway", o.botID)
             let stop = Self.automaticStop(o)
             let outcome = try await Self.downWhileWaiting(o.ledger, o.health) { await stop(bot: "runaway", rule: Self.drawdown, value: 25) }
             guard case .created(let record)? = outcome else {
@@ -319,7 +306,7 @@ struct StopGivenUpTests {
     @Test(.timeLimit(.minutes(2)))
     func anAutomaticStopWhoseStatementLosesItsConnectionTakesTheBreakGlassPath() async throws {
         try await Self.withOutage(bot: "lost") { o in
-            let sent = await Self.connect(o, "lost")
+            let sent = await Self.connect(o.connections, "lost", o.botID)
             let stop = Self.automaticStop(o, client: LostConnections())
             guard case .created(let record)? = await stop(bot: "lost", rule: Self.drawdown, value: 25) else {
                 Issue.record("no stop was made"); return
