@@ -21,9 +21,8 @@ struct AckLostScenario {
         defer { proxy.refuse() }
         let ledger = Ledger()
         let agents = try bots.map { try h.agent($0, port: proxyPort, ledger: ledger) }
-        let runs = agents.map { a in Task { try await a.run() } }
-        let recorder = recordLoop(agents)
-        defer { runs.forEach { $0.cancel() }; recorder.cancel() }
+        let streaming = Streaming(agents)
+        defer { streaming.stop() }
         try await Task.sleep(for: .seconds(1))
         let drops = full ? 100 : 20
         for i in 1...drops {
@@ -33,7 +32,7 @@ struct AckLostScenario {
             try await Task.sleep(for: .milliseconds(150))
         }
         try await Task.sleep(for: .seconds(1))
-        recorder.cancel()
+        streaming.recorder.cancel()
         let drained = try await h.drain(agents, ledger: ledger)
         let count = try await h.compare(drained, db)
         let duplicates = try await Self.duplicates(port: hubPort)

@@ -169,6 +169,23 @@ struct Count: CustomStringConvertible {
     }
 }
 
+/// Agents streaming as bots do: each runs, and `recordLoop` records into them, until `stop`.
+struct Streaming {
+    let runs: [Task<Void, any Error>]
+    /// Cancel it to stop recording (the agents go on sending what they hold).
+    let recorder: Task<Void, Never>
+
+    init(_ agents: [MonitorAgent]) {
+        runs = agents.map { a in Task { try await a.run() } }
+        recorder = recordLoop(agents)
+    }
+
+    func stop() {
+        runs.forEach { $0.cancel() }
+        recorder.cancel()
+    }
+}
+
 /// Records a few reference metrics on a set of agents every `interval` until cancelled.
 func recordLoop(_ agents: [MonitorAgent], interval: Duration = .milliseconds(50)) -> Task<Void, Never> {
     Task {

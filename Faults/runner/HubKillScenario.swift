@@ -16,9 +16,8 @@ struct HubKillScenario {
         try await h.waitReady(port: port)
         let ledger = Ledger()
         let agents = try bots.map { try h.agent($0, port: port, ledger: ledger) }
-        let runs = agents.map { a in Task { try await a.run() } }
-        let recorder = recordLoop(agents)
-        defer { runs.forEach { $0.cancel() }; recorder.cancel() }
+        let streaming = Streaming(agents)
+        defer { streaming.stop() }
         let kills = full ? 10 : 3
         var downtime = 0.0
         for _ in 1...kills {
@@ -31,7 +30,7 @@ struct HubKillScenario {
             downtime += (ContinuousClock.now - down).inSeconds
         }
         try await Task.sleep(for: .seconds(3))
-        recorder.cancel()
+        streaming.recorder.cancel()
         let drained = try await h.drain(agents, ledger: ledger)
         let count = try await h.compare(drained, db)
         _ = await hub.stop(signal: SIGTERM)

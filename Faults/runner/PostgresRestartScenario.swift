@@ -23,9 +23,8 @@ struct PostgresRestartScenario {
             try await h.waitReady(port: port)
             let ledger = Ledger()
             let agents = try bots.map { try h.agent($0, port: port, ledger: ledger) }
-            let runs = agents.map { a in Task { try await a.run() } }
-            let recorder = recordLoop(agents)
-            defer { runs.forEach { $0.cancel() }; recorder.cancel() }
+            let streaming = Streaming(agents)
+            defer { streaming.stop() }
             func acked() async -> Int64 { var n: Int64 = 0; for a in agents { n += await a.status.ackedBatches }; return n }
             try await Task.sleep(for: .seconds(3))
 
@@ -70,7 +69,7 @@ struct PostgresRestartScenario {
                 quick.append(back)
             }
             try await Task.sleep(for: .seconds(2))
-            recorder.cancel()
+            streaming.recorder.cancel()
             let drained = try await h.drain(agents, ledger: ledger)
             let count = try await h.compare(drained, db)
             let hubAlive = hub.isRunning

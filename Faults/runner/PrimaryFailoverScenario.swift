@@ -34,9 +34,8 @@ struct PrimaryFailoverScenario {
                 for p in ports { try await h.waitReady(port: p) }
                 let ledger = Ledger()
                 let agents = try bots.enumerated().map { try h.agent($1, port: ports[$0 % 2], ledger: ledger) }
-                let runs = agents.map { a in Task { try await a.run() } }
-                let recorder = recordLoop(agents)
-                defer { runs.forEach { $0.cancel() }; recorder.cancel() }
+                let streaming = Streaming(agents)
+                defer { streaming.stop() }
                 func acked() async -> Int64 { var n: Int64 = 0; for a in agents { n += await a.status.ackedBatches }; return n }
 
                 // A stop for a bot that is offline: it waits in the ledger (replicated).
@@ -65,7 +64,7 @@ struct PrimaryFailoverScenario {
                 let cmdRun = Task { try await cmdAgent.run() }
                 defer { cmdRun.cancel() }
                 try await Task.sleep(for: .seconds(2))
-                recorder.cancel()
+                streaming.recorder.cancel()
                 let drained = try await h.drain(agents, ledger: ledger)
                 let count = try await h.compare(drained, newPrimary)
                 var state = ""

@@ -19,9 +19,8 @@ struct RechunkKillScenario {
         try await h.waitReady(port: port)
         let ledger = Ledger()
         let agents = try bots.map { try h.agent($0, port: port, ledger: ledger) }
-        let runs = agents.map { a in Task { try await a.run() } }
-        let recorder = recordLoop(agents)
-        defer { runs.forEach { $0.cancel() }; recorder.cancel() }
+        let streaming = Streaming(agents)
+        defer { streaming.stop() }
         // Until the first minute closes and is merged (at most 70 s); then kills while the upkeep merges each second.
         var mergedBeforeKills = 0
         for _ in 0..<140 where mergedBeforeKills == 0 {
@@ -37,7 +36,7 @@ struct RechunkKillScenario {
             try await h.waitReady(port: port)
         }
         try await Task.sleep(for: .seconds(4))
-        recorder.cancel()
+        streaming.recorder.cancel()
         let drained = try await h.drain(agents, ledger: ledger)
         let count = try await h.compare(drained, db)
         let merged = try await mergedRows(db)

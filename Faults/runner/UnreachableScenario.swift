@@ -27,9 +27,8 @@ struct UnreachableScenario {
         let roomyAgents = try roomy.map { try h.agent($0, port: proxyPort, ledger: ledger) }
         let tightAgents = try tight.map { try h.agent($0, port: proxyPort, ledger: ledger, capacity: capacity) }
         let all = roomyAgents + tightAgents
-        let runs = all.map { a in Task { try await a.run() } }
-        let recorder = recordLoop(all)
-        defer { runs.forEach { $0.cancel() }; recorder.cancel() }
+        let streaming = Streaming(all)
+        defer { streaming.stop() }
         try await Task.sleep(for: .seconds(2))
 
         // 1. Connection refused for the outage.
@@ -57,7 +56,7 @@ struct UnreachableScenario {
         proxy.cutAll()   // the half-open connections: agents already left them; close the proxy's ends
 
         try await Task.sleep(for: .seconds(2))
-        recorder.cancel()
+        streaming.recorder.cancel()
         let sealed = try await h.drain(all, ledger: ledger)
         let stored = try await h.stored(db)
         func samples(_ bot: String, _ map: [BatchKey: Int]) -> Int { map.filter { $0.key.bot == bot }.values.reduce(0, +) }
