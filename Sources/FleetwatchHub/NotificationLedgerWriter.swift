@@ -89,9 +89,9 @@ actor NotificationLedgerWriter {
     private func write(_ group: [AlertHistory.Delivery]) async throws {
         statements += 1
         if let health {
-            // Cancelled when given up on: a group still waiting for a connection is then not written after all once
-            // the database is back, as the log would say it was not.
-            try await health.failFast(cancelling: true) { [history, hubID] in try await history.recordDeliveries(group, hub: hubID) }
+            // Cancelled when given up on (`failFast`): a group still waiting for a connection is then not written after
+            // all once the database is back, as the log would say it was not.
+            try await health.failFast { [history, hubID] in try await history.recordDeliveries(group, hub: hubID) }
         } else {
             try await history.recordDeliveries(group, hub: hubID)
         }

@@ -66,17 +66,19 @@ public final class DatabaseHealth: Service, Sendable {
 
     /// Runs `body` unless the database is known to be down, and gives up on it (`DatabaseUnavailable`) the moment
     /// the database is noticed down, without waiting for it: a pool wait or a query on a connection to a dead
-    /// server may take a minute to fail. Whatever `body` still does is left to finish or fail by itself, so it
-    /// must be safe to abandon (a batch not acknowledged is sent again and deduplicated). Cancelling the caller
-    /// cancels `body`. With `cancelling`, a `body` given up on is also cancelled, so that one still waiting for a
-    /// pooled connection gives up instead of writing once the database is back (what the caller was told failed).
-    public func failFast<T: Sendable>(cancelling: Bool = false, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    /// server may take a minute to fail. A `body` given up on is cancelled: one still waiting for a pooled
+    /// connection gives up instead of writing once the database is back, after its caller was told it failed (an
+    /// operator's stop answered by break glass, an alert notified without its row, a batch left unacknowledged). A
+    /// statement already in PostgreSQL may still commit (postgres-nio sends no cancel request), so `body` must be
+    /// safe to have happened after all: deduplicated (batches, leases), a read, or found again by its id (stops).
+    /// Cancelling the caller cancels `body` too.
+    public func failFast<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
         guard case .up = current else { throw DatabaseUnavailable(state: current) }
         let id = waiters.withLock { w -> Int in
             w.next += 1
             return w.next
         }
-        return try await raceGiveUp(cancelOnGiveUp: cancelling, arm: { giveUp in
+        return try await raceGiveUp(cancelOnGiveUp: true, arm: { giveUp in
             let registered = whenDown(id: id) { [weak self] in giveUp(DatabaseUnavailable(state: self?.current ?? .up), nil) }
             if !registered { giveUp(DatabaseUnavailable(state: current), nil) }
             return { _ = self.waiters.withLock { $0.callbacks.removeValue(forKey: id) } }

@@ -10,7 +10,7 @@ import Synchronization
 /// Repeats wait for the database. A bot this replica had not evaluated before the outage starts with no firing
 /// alerts known, so an alert already firing in the table may be notified once more for it.
 ///
-/// A transition given up on while it waits for a pooled connection is cancelled: left to go on, it would write the
+/// A transition given up on while it waits for a pooled connection is cancelled (`DatabaseHealth.failFast`): left to go on, it would write the
 /// table once the database is back, out of order with `reconcile` (a fire landing after the outage's resolve would
 /// leave the alert firing for good).
 public final class OutageAlertStore: AlertStore {
@@ -92,14 +92,9 @@ public final class OutageAlertStore: AlertStore {
                           limit: rule.limit, summary: rule.summary, firedAt: now, at: now, state: state)
     }
 
-    /// A transition written to the table: given up on (and cancelled) the moment the database is noticed down.
-    private func writing<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await health.failFast(cancelling: true, body)
-    }
-
     public func fire(bot: String, rule: Rule, value: Double, state: String?) async throws -> AlertEvent? {
         do {
-            return try await writing { [inner] in try await inner.fire(bot: bot, rule: rule, value: value, state: state) }
+            return try await health.failFast { [inner] in try await inner.fire(bot: bot, rule: rule, value: value, state: state) }
         } catch is DatabaseUnavailable {
             return provisional(.fired, bot: bot, rule: rule, value: value, state: state)
         }
@@ -107,7 +102,7 @@ public final class OutageAlertStore: AlertStore {
 
     public func repeatIfDue(bot: String, rule: Rule, value: Double, state: String?, cooldownMs: Int64) async throws -> AlertEvent? {
         do {
-            return try await writing { [inner] in
+            return try await health.failFast { [inner] in
                 try await inner.repeatIfDue(bot: bot, rule: rule, value: value, state: state, cooldownMs: cooldownMs)
             }
         } catch is DatabaseUnavailable {
@@ -117,7 +112,7 @@ public final class OutageAlertStore: AlertStore {
 
     public func resolve(bot: String, rule: Rule, value: Double, state: String?) async throws -> AlertEvent? {
         do {
-            return try await writing { [inner] in try await inner.resolve(bot: bot, rule: rule, value: value, state: state) }
+            return try await health.failFast { [inner] in try await inner.resolve(bot: bot, rule: rule, value: value, state: state) }
         } catch is DatabaseUnavailable {
             // Only what this replica fired during the outage, or knew firing: the engine asks for a rule it holds firing.
             return provisional(.resolved, bot: bot, rule: rule, value: value, state: state)
@@ -154,8 +149,8 @@ public final class OutageAlertStore: AlertStore {
         while health.isUp, let next = pending.withLock({ $0.first }) {
             do {
                 switch next.kind {
-                case .fired: _ = try await writing { [inner] in try await inner.fire(bot: next.bot, rule: next.rule, value: next.value, state: next.state) }
-                case .resolved: _ = try await writing { [inner] in try await inner.resolve(bot: next.bot, rule: next.rule, value: next.value, state: next.state) }
+                case .fired: _ = try await health.failFast { [inner] in try await inner.fire(bot: next.bot, rule: next.rule, value: next.value, state: next.state) }
+                case .resolved: _ = try await health.failFast { [inner] in try await inner.resolve(bot: next.bot, rule: next.rule, value: next.value, state: next.state) }
                 case .repeated: break
                 }
                 save(pending.withLock { p -> [Pending] in

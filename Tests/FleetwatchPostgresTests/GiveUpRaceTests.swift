@@ -103,7 +103,8 @@ import Testing
         #expect(try await call.value == 1)
     }
 
-    /// A database known down: failFast refuses without running the body, and one going down gives up on it.
+    /// A database known down: failFast refuses without running the body, and one going down gives up on it and
+    /// cancels it (a body waiting for a pooled connection must not write later what its caller was told failed).
     @Test func failFastGivesUpWhenTheDatabaseGoesDown() async throws {
         let health = DatabaseHealth(url: try DatabaseURL("postgres://nobody@127.0.0.1:1/none", environment: [:]), logger: Logger(label: "t"))
         let seen = Seen()
@@ -111,6 +112,8 @@ import Testing
         #expect(try await eventually(.seconds(10)) { seen.value.started })
         health.observed(failure: "test: down")
         await #expect(throws: DatabaseUnavailable.self) { try await call.value }
+        #expect(try await eventually(.seconds(10)) { seen.value.ended }, "the body given up on is cancelled, not left to run")
+        #expect(seen.value.cancelled)
         let other = Seen()
         await #expect(throws: DatabaseUnavailable.self) { try await health.failFast(Self.waitsForCancellation(other)) }
         #expect(!other.value.started)
