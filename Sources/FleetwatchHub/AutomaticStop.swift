@@ -12,13 +12,15 @@ import Logging
 /// abandoned (never written later) and sent by break glass, instead of waiting for the pool to fail and leaving a
 /// runaway bot trading. A stop break glass cannot send (the bot is not connected to this replica) is written to the
 /// ledger as soon as the database answers, for the replica holding the bot to send, unless the bot has had a stop or
-/// resume since the rule fired.
+/// resume since the rule fired; a hub that stops before then says which stops were never recorded (`WaitingStops`).
 struct AutomaticStop: Sendable {
     let ledger: CommandLedger
     let breakGlass: HubApplication.BreakGlassBox
     let emergencyAlerts: EmergencyAlerts
     let hubID: String
     let logger: Logger
+    /// The stops waiting for the database (`writeWhenUp`).
+    let waiting: WaitingStops
     /// How often a stop waiting for the database tries again, and for how long.
     var retryInterval: Duration = .seconds(1)
     var retryFor: Duration = .seconds(3600)
@@ -50,7 +52,7 @@ struct AutomaticStop: Sendable {
                                                        idempotencyKey: nil, id: stop.id), stop)
             } catch {
                 logger.critical("automatic emergency shutdown of \(bot) cannot be sent by this replica while the database is unreachable (\(String(describing: error))): it is written to the ledger as soon as the database answers, for the replica holding the bot to send")
-                Task { await writeWhenUp(glass, stop) }
+                waiting.start(id: stop.id, bot: bot, reason: stop.reason) { await writeWhenUp(glass, stop) }
                 return nil
             }
         } catch {

@@ -28,6 +28,8 @@ extension HubApplication {
         /// Received messages and unevaluated batches of every connection: the engine gives each batch back here
         /// once evaluated, and the agent connections' readers wait on it.
         var ingestBacklog: IngestBacklog
+        /// Automatic stops waiting for the database, abandoned (and named in the log) when the hub stops.
+        var waitingStops: WaitingStops
     }
 
     /// The break-glass stop, known after alerting is built.
@@ -105,8 +107,9 @@ extension HubApplication {
         let logger = self.logger
         let hubID = configuration.ingest.hubID
         let breakGlass = BreakGlassBox()
+        let waitingStops = WaitingStops(logger: logger)
         let autoStop = AutomaticStop(ledger: ledger, breakGlass: breakGlass, emergencyAlerts: emergencyAlerts, hubID: hubID,
-                                     logger: logger)
+                                     logger: logger, waiting: waitingStops)
         let engine = a.enabled
             ? AlertEngine(store: store, sink: dispatcher, profiles: { try await profiles.profile($0) }, cooldowns: cooldowns,
                           noDataRule: SilentBotWatcher.rule, noDataMs: noDataMs, logger: logger,
@@ -122,7 +125,7 @@ extension HubApplication {
                         nameLimits: NameLimitAlerts(store: a.enabled ? store : nil, sink: a.enabled ? dispatcher : nil,
                                                     limit: configuration.ingest.maxMetricNamesPerBot, logger: logger),
                         alertStore: a.enabled ? store : nil, outage: outage, breakGlass: breakGlass, alertmanager: alertmanager,
-                        ingestBacklog: backlog)
+                        ingestBacklog: backlog, waitingStops: waitingStops)
     }
 }
 

@@ -181,6 +181,8 @@ public struct HubApplication: Sendable {
                                                      interval: .milliseconds(Int64(configuration.monitoring.healthCheckInterval * 1000)),
                                                      hubID: configuration.ingest.hubID, logger: logger)))
         services.append(.init(service: NameLimitWatcher(client: client, alerts: alerting.nameLimits, interval: .seconds(60), logger: logger)))
+        // Before the engine, so it stops after it: a stop the engine fires while it drains is named too.
+        services.append(.init(service: WaitingStopsService(stops: alerting.waitingStops)))
         if let engine { services.append(.init(service: AlertEngineService(engine: engine))) }
         if let notifier = alerting.alertmanager { services.append(.init(service: AlertmanagerResender(notifier: notifier))) }
         if configuration.memoryTrimInterval > .zero {

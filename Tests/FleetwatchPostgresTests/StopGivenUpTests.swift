@@ -12,6 +12,7 @@ import Logging
 import NIOCore
 import PostgresNIO
 import Synchronization
+import ServiceLifecycle
 import Testing
 
 /// What a ledger call given up on when the database is noticed down leaves behind: nothing written later, when a
@@ -106,11 +107,13 @@ struct StopGivenUpTests {
     static let drawdown = Rule(id: "drawdown", kind: .above(metric: "drawdown_percent"), limit: 10, level: .critical,
                                summary: "Drawdown too deep")
 
-    static func automaticStop(_ o: Outage, client: (any PostgresQuerying)? = nil) -> AutomaticStop {
+    static func automaticStop(_ o: Outage, client: (any PostgresQuerying)? = nil,
+                              waiting: WaitingStops = WaitingStops(logger: logger)) -> AutomaticStop {
         let box = HubApplication.BreakGlassBox()
         box.set(o.glass)
         var stop = AutomaticStop(ledger: CommandLedger(client: client ?? o.ledger, logger: logger), breakGlass: box,
-                                 emergencyAlerts: EmergencyAlerts(store: nil, sink: nil, logger: logger), hubID: "hub-a", logger: logger)
+                                 emergencyAlerts: EmergencyAlerts(store: nil, sink: nil, logger: logger), hubID: "hub-a", logger: logger,
+                                 waiting: waiting)
         stop.retryInterval = .milliseconds(100)
         return stop
     }
@@ -288,6 +291,35 @@ struct StopGivenUpTests {
             #expect(try await Self.commands(o.ledger) == ["pending"])
             let issuer = try await o.ledger.inner.query("SELECT issued_by FROM commands", logger: Self.logger).decode(String.self).all()
             #expect(issuer == ["drawdown"])
+        }
+    }
+
+    /// An automatic stop still waiting for the database when the hub stops is cancelled by the hub's graceful shutdown
+    /// and named in the log as never recorded, so that an operator stops the bot by hand. Before, it was dropped
+    /// without a word when the process ended.
+    @Test(.timeLimit(.minutes(2)))
+    func anAutomaticStopStillWaitingWhenTheHubStopsIsNamedAndNotWrittenLater() async throws {
+        try await Self.withOutage(bot: "elsewhere") { o in
+            let log = RecordingLog()
+            let waiting = WaitingStops(logger: Logger(label: "test") { _ in log })
+            let stop = Self.automaticStop(o, waiting: waiting)
+            o.health.observed(failure: "test: the database is down")
+            let outcome = await stop(bot: "elsewhere", rule: Self.drawdown, value: 25)
+            #expect(outcome.map { "\($0)" } == nil, "not connected here: nothing sent or written yet")
+            #expect(waiting.bots == ["elsewhere"])
+            let group = ServiceGroup(services: [WaitingStopsService(stops: waiting)], logger: Self.logger)
+            let running = Task { try await group.run() }
+            await group.triggerGracefulShutdown()
+            try await running.value
+            #expect(waiting.bots.isEmpty)
+            #expect(log.all.contains { $0.level == .critical && $0.message.contains("elsewhere") && $0.message.contains("never recorded") },
+                    "the operator reads which bot to stop by hand")
+            // The database answers again: the abandoned stop is not written by a hub on its way out.
+            let probe = Task { try await o.health.run() }
+            defer { probe.cancel() }
+            #expect(try await eventually(.seconds(30)) { o.health.isUp })
+            try await Task.sleep(for: .seconds(1))   // ten retry intervals
+            #expect(try await Self.commands(o.ledger) == [])
         }
     }
 
