@@ -245,6 +245,71 @@ struct StopGivenUpTests {
         }
     }
 
+    /// The same stop repeated with its Idempotency-Key through another replica once the database is back, before this
+    /// replica's journal is imported, is a command of its own there (that replica has no journal entry of it), and the
+    /// bot is sent both. The import still writes what break glass sent, without the key, and the audit log names the
+    /// command that repeated it. Before, the import conflicted on the key, wrote nothing, and logged that it had.
+    @Test(.timeLimit(.minutes(2)))
+    func aStopRepeatedThroughAnotherReplicaBeforeTheImportLeavesBothInTheLedger() async throws {
+        try await InProcessHub.run(breakGlass: true) { hub, http in
+            let (headers, _) = try await Self.operatorAndBot(hub, http, bot: "twice", connected: true)
+            var op = headers
+            op[HTTPField.Name("Idempotency-Key")!] = "stop-twice-1"
+            hub.health.observed(failure: "test: the database is down")
+            let answer = try await http.execute(uri: "/api/bots/twice/emergency-stop", method: .post, headers: op,
+                                                body: ByteBuffer(string: #"{"reason": "runaway"}"#))
+            #expect(answer.status == .accepted, "taken by break glass")
+            guard let glass = hub.breakGlass, let entry = await glass.journal.unfinished(bot: "twice").first else {
+                Issue.record("no break-glass entry"); return
+            }
+            // Another replica, the database answering there: the same operator, request and key reach the ledger.
+            let ledger = CommandLedger(client: hub.client, logger: hub.logger)
+            let other = try await ledger.requestStop(bot: "twice", actor: Actor(name: entry.record.issuedBy, kind: .operator, remote: "10.0.0.2"),
+                                                     origin: .operator, reason: "runaway", liquidate: false, idempotencyKey: "stop-twice-1")
+            guard case .created(let repeated) = other else { Issue.record("the other replica made no stop: \(other)"); return }
+            #expect(repeated.id != entry.record.id)
+            // This replica imports its journal (twice, as after a kill before the file was deleted), then as usual.
+            #expect(try await ledger.importBreakGlass(entry, hub: "hub-a") == .writtenBeside(repeated.id.description))
+            #expect(try await ledger.importBreakGlass(entry, hub: "hub-a") == .alreadyThere)
+            _ = await glass.journal.reconcile(into: ledger, hub: "hub-a")
+            let rows = try await hub.client.query("SELECT id, state, idempotency_key FROM commands ORDER BY created_at", logger: hub.logger)
+                .decode((UUID, String, String?).self).all()
+            #expect(rows.map { CommandID($0.0.uuidString) } == [entry.record.id, repeated.id])
+            #expect(rows.map(\.1) == ["delivered", "pending"], "break glass sent the first; the second waits for its replica to send it")
+            #expect(rows.map(\.2) == [nil, "stop-twice-1"], "the key stays with the command the ledger gave it to")
+            let notes = try await hub.client.query("""
+                SELECT action, detail FROM audit_log WHERE command_id = \(UUID(uuidString: entry.record.id.description)) ORDER BY id
+                """, logger: hub.logger).decode((String, String?).self).all()
+            #expect(notes.map(\.0).sorted() == ["command.delivered", "command.repeated", "emergency_stop.requested"], "\(notes)")
+            #expect(notes.contains { $0.0 == "command.repeated" && ($0.1 ?? "").contains(repeated.id.description) })
+            #expect(await glass.journal.unfinished(bot: "twice").isEmpty)
+        }
+    }
+
+    /// A journalled stop of a bot that is no longer in the ledger is not reported as written: its file stays on disk
+    /// for an operator, and the rest of the journal goes on. Before, the import wrote nothing and said it had, and the
+    /// file was removed.
+    @Test(.timeLimit(.minutes(2)))
+    func aJournalledStopOfABotNotInTheLedgerStaysOnDisk() async throws {
+        try await Self.withOutage(bot: "kept") { o in
+            let gone = BreakGlassJournal.Entry(record: .breakGlass(bot: "gone", origin: .operator, issuedBy: "ops", reason: "runaway", hub: "hub-a", at: Date()),
+                                               botID: 999, actorKind: "operator", remote: nil, idempotencyKey: nil,
+                                               actions: CommandFrame.Actions.emergencyStop.rawValue)
+            let kept = BreakGlassJournal.Entry(record: .breakGlass(bot: "kept", origin: .operator, issuedBy: "ops", reason: "runaway", hub: "hub-a", at: Date()),
+                                               botID: o.botID, actorKind: "operator", remote: nil, idempotencyKey: nil,
+                                               actions: CommandFrame.Actions.emergencyStop.rawValue)
+            try await o.glass.journal.add(gone)
+            try await o.glass.journal.add(kept)
+            let ledger = CommandLedger(client: o.ledger, logger: Self.logger)
+            #expect(try await ledger.importBreakGlass(gone, hub: "hub-a") == .botUnknown)
+            #expect(await o.glass.journal.reconcile(into: ledger, hub: "hub-a") == 1, "the other entry is written")
+            #expect(try await Self.commands(o.ledger) == ["delivered"])
+            let files = try FileManager.default.contentsOfDirectory(atPath: await o.glass.journal.directory)
+            #expect(files == ["\(gone.record.id).json"], "left for an operator: \(files)")
+            #expect(await o.glass.journal.unfinished(bot: "gone").isEmpty, "not tried again by this process")
+        }
+    }
+
     /// A rule's automatic stop that is waiting for a database connection when the outage is noticed goes out by
     /// break glass at once, and is not written later. Before, it waited for the pool to fail (the runaway bot trading
     /// on), and then wrote the stop when the connection came free, with nothing sent during the outage.

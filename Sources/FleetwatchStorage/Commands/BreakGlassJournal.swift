@@ -107,7 +107,12 @@ public actor BreakGlassJournal {
             var written = 0
             do {
                 guard let first = entries[id] else { continue }
-                try await ledger.importBreakGlass(first, hub: hub)
+                if try await ledger.importBreakGlass(first, hub: hub) == .botUnknown {
+                    // Nothing to attach it to: kept on disk for an operator, not tried again by this process.
+                    entries[id] = nil
+                    logger.error("break-glass journal: emergency stop \(id) of \(first.record.bot) not written: the bot is not in the ledger; its entry stays in \(path(id)) for an operator")
+                    continue
+                }
                 while let entry = entries[id], written < entry.results.count {
                     for r in entry.results[written...] {
                         guard let status = CommandResultFrame.Status(rawValue: r.status) else { continue }

@@ -171,12 +171,17 @@ extension CommandLedger {
     /// Writes a command taken during a database outage (`BreakGlassJournal`) to the ledger: the command as sent
     /// (state delivered, its steps follow through `record`), the bot latched in emergency mode, and the audit rows
     /// of the request and the delivery. Idempotent by the command's id: a second call writes nothing.
-    public func importBreakGlass(_ entry: BreakGlassJournal.Entry, hub: String) async throws {
+    ///
+    /// The same request repeated with its Idempotency-Key through another replica before this import (that replica
+    /// has no journal entry of it) is a command of its own there, and the bot is sent both. This one is written all
+    /// the same, without the key, with an audit row naming the other: what break glass sent stays in the ledger.
+    @discardableResult
+    public func importBreakGlass(_ entry: BreakGlassJournal.Entry, hub: String) async throws -> BreakGlassImport {
         let r = entry.record
         let hash = Self.requestHash(bot: r.bot, kind: CommandKind(rawValue: r.kind) ?? .emergencyStop, reason: r.reason, liquidate: r.liquidate)
         let note = "taken by \(hub) while the database was unreachable (break glass); written to the ledger when it answered again"
         let sentAt = r.deliveredAt ?? r.createdAt
-        try await client.query("""
+        let rows = try await client.query("""
             WITH b AS (SELECT id FROM bots WHERE name = \(r.bot) FOR UPDATE),
             ins AS (
                 INSERT INTO commands (id, bot_id, kind, origin, issued_by, reason, actions, liquidate, liquidation_requested,
@@ -184,10 +189,26 @@ extension CommandLedger {
                                       delivered_at, last_delivered_at, delivered_by, deliveries)
                 SELECT \(r.id), b.id, \(r.kind), \(r.origin), \(r.issuedBy), \(r.reason), \(Int16(entry.actions)), \(r.liquidate),
                        \(r.liquidationRequested), \(r.liquidationRefused), \(entry.idempotencyKey), \(hash), \(entry.remote),
-                       'delivered', \(r.createdAt), \(r.deliveredAt ?? r.createdAt), \(r.deliveredAt ?? r.createdAt), \(hub), \(Int32(max(r.deliveries, 1)))
+                       'delivered', \(r.createdAt), \(sentAt), \(sentAt), \(hub), \(Int32(max(r.deliveries, 1)))
                 FROM b
                 ON CONFLICT DO NOTHING
                 RETURNING id, bot_id),
+            -- The same request repeated with its key through another replica, written there first as a command of its own.
+            repeated AS (SELECT c.id FROM commands c
+                         WHERE c.issued_by = \(r.issuedBy) AND c.idempotency_key = \(entry.idempotencyKey) AND c.id <> \(r.id)),
+            twin AS (
+                INSERT INTO commands (id, bot_id, kind, origin, issued_by, reason, actions, liquidate, liquidation_requested,
+                                      liquidation_refused, idempotency_key, request_hash, remote, state, created_at,
+                                      delivered_at, last_delivered_at, delivered_by, deliveries)
+                SELECT \(r.id), b.id, \(r.kind), \(r.origin), \(r.issuedBy), \(r.reason), \(Int16(entry.actions)), \(r.liquidate),
+                       \(r.liquidationRequested), \(r.liquidationRefused), NULL, \(hash), \(entry.remote),
+                       'delivered', \(r.createdAt), \(sentAt), \(sentAt), \(hub), \(Int32(max(r.deliveries, 1)))
+                FROM b
+                WHERE NOT EXISTS (SELECT 1 FROM ins) AND EXISTS (SELECT 1 FROM repeated)
+                  AND NOT EXISTS (SELECT 1 FROM commands WHERE id = \(r.id))
+                ON CONFLICT DO NOTHING
+                RETURNING id, bot_id),
+            written AS (SELECT id, bot_id FROM ins UNION ALL SELECT id, bot_id FROM twin),
             -- The same command written by its own ledger call, whose statement committed after the call was given up
             -- on (both carry one id): break glass sent it, so it is delivered, and the audit log says how, once.
             held AS (UPDATE commands c SET state = CASE WHEN c.state = 'pending' THEN 'delivered' ELSE c.state END,
@@ -196,20 +217,61 @@ extension CommandLedger {
                                            delivered_by = COALESCE(c.delivered_by, \(hub))
                      FROM b WHERE c.id = \(r.id) AND c.bot_id = b.id AND NOT EXISTS (SELECT 1 FROM ins)
                      RETURNING c.id),
-            latch AS (UPDATE bots SET emergency_command_id = ins.id, emergency_since = COALESCE(emergency_since, \(r.createdAt))
-                      FROM ins WHERE bots.id = ins.bot_id AND \(r.kind) = 'emergency_stop' RETURNING 1),
+            -- A twin leaves the latch to the repeated command, which took it.
+            latch AS (UPDATE bots SET emergency_command_id = CASE WHEN EXISTS (SELECT 1 FROM twin) AND bots.emergency_command_id IS NOT NULL
+                                                                  THEN bots.emergency_command_id ELSE written.id END,
+                                      emergency_since = COALESCE(emergency_since, \(r.createdAt))
+                      FROM written WHERE bots.id = written.bot_id AND \(r.kind) = 'emergency_stop' RETURNING 1),
             audit AS (INSERT INTO audit_log (at, actor, actor_kind, action, outcome, bot, command_id, remote, detail)
-                      SELECT \(r.createdAt), \(r.issuedBy), \(entry.actorKind), \(r.kind + ".requested"), 'ok', \(r.bot), ins.id, \(entry.remote),
-                             \(r.reason) FROM ins
+                      SELECT \(r.createdAt), \(r.issuedBy), \(entry.actorKind), \(r.kind + ".requested"), 'ok', \(r.bot), written.id, \(entry.remote),
+                             \(r.reason) FROM written
                       UNION ALL
-                      SELECT \(sentAt), \(hub), 'hub', 'command.delivered', 'ok', \(r.bot), ins.id, NULL, \(note) FROM ins
+                      SELECT \(sentAt), \(hub), 'hub', 'command.delivered', 'ok', \(r.bot), written.id, NULL, \(note) FROM written
+                      UNION ALL
+                      SELECT now(), \(hub), 'hub', 'command.repeated', 'ok', \(r.bot), twin.id, NULL,
+                             'the same request (Idempotency-Key) reached the ledger through another replica as command '
+                             || (SELECT string_agg(id::text, ', ') FROM repeated)
+                             || ' before this break-glass journal was imported: the bot was sent both; this one is kept without the key'
+                      FROM twin
                       UNION ALL
                       SELECT \(sentAt), \(hub), 'hub', 'command.delivered', 'ok', \(r.bot), held.id, NULL, \(note) FROM held
                       WHERE NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.command_id = held.id AND a.action = 'command.delivered'
                                                                     AND a.detail = \(note))
                       RETURNING 1)
-            SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM latch), (SELECT count(*) FROM audit)
+            SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM twin), (SELECT count(*) FROM held),
+                   (SELECT string_agg(id::text, ', ') FROM repeated), (SELECT count(*) FROM audit)
             """, logger: logger)
-        logger.notice("break-glass command \(r.id) of \(r.bot) written to the ledger")
+        var outcome = BreakGlassImport.alreadyThere
+        for try await (inserted, twins, held, repeated, _) in rows.decode((Int64, Int64, Int64, String?, Int64).self) {
+            if inserted > 0 {
+                outcome = .written
+            } else if twins > 0 {
+                outcome = .writtenBeside(repeated ?? "?")
+            } else if held > 0 {
+                outcome = .alreadyThere
+            } else if try await command(id: r.id) == nil {
+                outcome = .botUnknown
+            }
+        }
+        switch outcome {
+        case .written: logger.notice("break-glass command \(r.id) of \(r.bot) written to the ledger")
+        case .writtenBeside(let other):
+            logger.warning("break-glass command \(r.id) of \(r.bot) written to the ledger beside command \(other): the same request was repeated with its Idempotency-Key through another replica before this journal was imported, and the bot was sent both")
+        case .alreadyThere: logger.notice("break-glass command \(r.id) of \(r.bot) was in the ledger already")
+        case .botUnknown: logger.error("break-glass command \(r.id) not written: bot \(r.bot) is not in the ledger (removed during the outage?)")
+        }
+        return outcome
     }
+}
+
+/// What `CommandLedger.importBreakGlass` did with a journal entry.
+public enum BreakGlassImport: Sendable, Equatable {
+    /// The command is now in the ledger as break glass sent it.
+    case written
+    /// Written without its Idempotency-Key, beside the command(s) named, which the same request became through another replica.
+    case writtenBeside(String)
+    /// In the ledger already (imported before, or written by its own ledger call that committed after it was given up on).
+    case alreadyThere
+    /// The bot is not in the ledger: nothing written.
+    case botUnknown
 }
