@@ -52,7 +52,7 @@ struct AutomaticStop: Sendable {
                                                        idempotencyKey: nil, id: stop.id), stop)
             } catch {
                 logger.critical("automatic emergency shutdown of \(bot) cannot be sent by this replica while the database is unreachable (\(String(describing: error))): it is written to the ledger as soon as the database answers, for the replica holding the bot to send")
-                waiting.start(id: stop.id, bot: bot, reason: stop.reason) { await writeWhenUp(glass, stop) }
+                waiting.start(id: stop.id, bot: bot, reason: stop.reason) { settled in await writeWhenUp(glass, stop, settled: settled) }
                 return nil
             }
         } catch {
@@ -73,22 +73,27 @@ struct AutomaticStop: Sendable {
 
     /// Writes the stop to the ledger whenever the database is up, until it is there or `retryFor` has passed. Found
     /// there already (a statement given up on that committed after all): that is the stop. Not written when the bot
-    /// has had another stop or a resume since the rule fired: an operator's decision since then stands.
+    /// has had another stop or a resume since the rule fired: an operator's decision since then stands. `settled` is
+    /// called as soon as the ledger answered one of these, before the rest (the alert) is done.
     @discardableResult
-    func writeWhenUp(_ glass: BreakGlass, _ stop: Pending) async -> CommandRequestOutcome? {
+    func writeWhenUp(_ glass: BreakGlass, _ stop: Pending, settled: @Sendable () -> Void = {}) async -> CommandRequestOutcome? {
         let deadline = ContinuousClock.now + retryFor
         var failures = 0
         while !Task.isCancelled, ContinuousClock.now < deadline {
             if !glass.databaseDown {
                 do {
                     if let record = try await glass.ledgerCall({ try await ledger.command(id: stop.id) }) {
+                        settled()
                         return await done(.created(record), stop)
                     }
                     if try await glass.ledgerCall({ try await ledger.commandCount(bot: stop.bot, since: stop.firedAt) }) > 0 {
+                        settled()
                         logger.warning("automatic emergency shutdown of \(stop.bot) not written: the bot has had a stop or a resume since the rule fired")
                         return nil
                     }
-                    return await done(try await glass.ledgerCall { try await request(stop) }, stop)
+                    let outcome = try await glass.ledgerCall { try await request(stop) }
+                    settled()
+                    return await done(outcome, stop)
                 } catch is DatabaseUnavailable {
                 } catch {
                     failures += 1

@@ -71,14 +71,15 @@ public final class DatabaseHealth: Service, Sendable {
     /// operator's stop answered by break glass, an alert notified without its row, a batch left unacknowledged). A
     /// statement already in PostgreSQL may still commit (postgres-nio sends no cancel request), so `body` must be
     /// safe to have happened after all: deduplicated (batches, leases), a read, or found again by its id (stops).
-    /// Cancelling the caller cancels `body` too.
-    public func failFast<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+    /// Cancelling the caller cancels `body` too. `cancelling: false` leaves a `body` given up on to finish by itself:
+    /// for a step whose late effect is wanted (a lease given back).
+    public func failFast<T: Sendable>(cancelling: Bool = true, _ body: @escaping @Sendable () async throws -> T) async throws -> T {
         guard case .up = current else { throw DatabaseUnavailable(state: current) }
         let id = waiters.withLock { w -> Int in
             w.next += 1
             return w.next
         }
-        return try await raceGiveUp(cancelOnGiveUp: true, arm: { giveUp in
+        return try await raceGiveUp(cancelOnGiveUp: cancelling, arm: { giveUp in
             let registered = whenDown(id: id) { [weak self] in giveUp(DatabaseUnavailable(state: self?.current ?? .up), nil) }
             if !registered { giveUp(DatabaseUnavailable(state: current), nil) }
             return { _ = self.waiters.withLock { $0.callbacks.removeValue(forKey: id) } }

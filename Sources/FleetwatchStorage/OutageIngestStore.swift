@@ -183,7 +183,9 @@ public final class OutageIngestStore: IngestStore {
 
     public func release(_ session: BotSession) async {
         guard !session.provisional, health.isUp else { return }
-        _ = try? await health.failFast { [inner] in await inner.release(session) }
+        // Left to finish when given up on: a lease given back late (guarded by this connection's id) is still wanted,
+        // or the bot looks connected here until it reconnects.
+        _ = try? await health.failFast(cancelling: false) { [inner] in await inner.release(session) }
     }
 
     /// Forgets `bot`'s verified token (revoked or rotated).

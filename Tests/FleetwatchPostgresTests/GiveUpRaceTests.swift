@@ -118,4 +118,16 @@ import Testing
         await #expect(throws: DatabaseUnavailable.self) { try await health.failFast(Self.waitsForCancellation(other)) }
         #expect(!other.value.started)
     }
+
+    /// `cancelling: false` (the lease given back when a connection ends) leaves the body given up on to finish.
+    @Test func failFastCanLeaveTheBodyToFinish() async throws {
+        let health = DatabaseHealth(url: try DatabaseURL("postgres://nobody@127.0.0.1:1/none", environment: [:]), logger: Logger(label: "t"))
+        let seen = Seen()
+        let call = Task { try await health.failFast(cancelling: false, Self.waitsForCancellation(seen)) }
+        #expect(try await eventually(.seconds(10)) { seen.value.started })
+        health.observed(failure: "test: down")
+        await #expect(throws: DatabaseUnavailable.self) { try await call.value }
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(!seen.value.ended, "left to run")
+    }
 }

@@ -248,7 +248,8 @@ struct StopGivenUpTests {
     /// The same stop repeated with its Idempotency-Key through another replica once the database is back, before this
     /// replica's journal is imported, is a command of its own there (that replica has no journal entry of it), and the
     /// bot is sent both. The import still writes what break glass sent, without the key, and the audit log names the
-    /// command that repeated it. Before, the import conflicted on the key, wrote nothing, and logged that it had.
+    /// command that repeated it; an operator's resume since then stands (the import does not latch the bot again).
+    /// Before, the import conflicted on the key, wrote nothing, and logged that it had.
     @Test(.timeLimit(.minutes(2)))
     func aStopRepeatedThroughAnotherReplicaBeforeTheImportLeavesBothInTheLedger() async throws {
         try await InProcessHub.run(breakGlass: true) { hub, http in
@@ -268,15 +269,23 @@ struct StopGivenUpTests {
                                                      origin: .operator, reason: "runaway", liquidate: false, idempotencyKey: "stop-twice-1")
             guard case .created(let repeated) = other else { Issue.record("the other replica made no stop: \(other)"); return }
             #expect(repeated.id != entry.record.id)
+            let operatorActor = Actor(name: entry.record.issuedBy, kind: .operator, remote: "10.0.0.2")
+            guard case .created = try await ledger.requestResume(bot: "twice", actor: operatorActor, reason: "checked, carry on") else {
+                Issue.record("no resume"); return
+            }
             // This replica imports its journal (twice, as after a kill before the file was deleted), then as usual.
-            #expect(try await ledger.importBreakGlass(entry, hub: "hub-a") == .writtenBeside(repeated.id.description))
+            #expect(try await ledger.importBreakGlass(entry, hub: "hub-a") == .writtenBeside(repeated.id.description, sameRequest: true))
             #expect(try await ledger.importBreakGlass(entry, hub: "hub-a") == .alreadyThere)
             _ = await glass.journal.reconcile(into: ledger, hub: "hub-a")
-            let rows = try await hub.client.query("SELECT id, state, idempotency_key FROM commands ORDER BY created_at", logger: hub.logger)
-                .decode((UUID, String, String?).self).all()
+            let rows = try await hub.client.query("""
+                SELECT id, state, idempotency_key FROM commands WHERE kind = 'emergency_stop' ORDER BY created_at
+                """, logger: hub.logger).decode((UUID, String, String?).self).all()
             #expect(rows.map { CommandID($0.0.uuidString) } == [entry.record.id, repeated.id])
-            #expect(rows.map(\.1) == ["delivered", "pending"], "break glass sent the first; the second waits for its replica to send it")
+            #expect(rows.first?.1 == "delivered", "break glass sent it")
             #expect(rows.map(\.2) == [nil, "stop-twice-1"], "the key stays with the command the ledger gave it to")
+            let latched = try await hub.client.query("SELECT emergency_command_id IS NOT NULL FROM bots WHERE name = 'twice'",
+                                                     logger: hub.logger).decode(Bool.self).all()
+            #expect(latched == [false], "the operator's resume stands")
             let notes = try await hub.client.query("""
                 SELECT action, detail FROM audit_log WHERE command_id = \(UUID(uuidString: entry.record.id.description)) ORDER BY id
                 """, logger: hub.logger).decode((String, String?).self).all()
@@ -360,13 +369,13 @@ struct StopGivenUpTests {
     }
 
     /// An automatic stop still waiting for the database when the hub stops is cancelled by the hub's graceful shutdown
-    /// and named in the log as never recorded, so that an operator stops the bot by hand. Before, it was dropped
-    /// without a word when the process ended.
+    /// (after a short grace) and named in the log as never recorded, so that an operator stops the bot by hand.
+    /// Before, it was dropped without a word when the process ended.
     @Test(.timeLimit(.minutes(2)))
     func anAutomaticStopStillWaitingWhenTheHubStopsIsNamedAndNotWrittenLater() async throws {
         try await Self.withOutage(bot: "elsewhere") { o in
             let log = RecordingLog()
-            let waiting = WaitingStops(logger: Logger(label: "test") { _ in log })
+            let waiting = WaitingStops(logger: Logger(label: "test") { _ in log }, grace: .milliseconds(300))
             let stop = Self.automaticStop(o, waiting: waiting)
             o.health.observed(failure: "test: the database is down")
             let outcome = await stop(bot: "elsewhere", rule: Self.drawdown, value: 25)
@@ -383,8 +392,28 @@ struct StopGivenUpTests {
             let probe = Task { try await o.health.run() }
             defer { probe.cancel() }
             #expect(try await eventually(.seconds(30)) { o.health.isUp })
-            try await Task.sleep(for: .seconds(1))   // ten retry intervals
+            try await Task.sleep(for: .seconds(3))   // thirty retry intervals
             #expect(try await Self.commands(o.ledger) == [])
+        }
+    }
+
+    /// A hub asked to stop just as the database answers again lets a waiting automatic stop finish: it is written, and
+    /// not named as lost.
+    @Test(.timeLimit(.minutes(2)))
+    func anAutomaticStopWaitingWhenTheHubStopsIsWrittenIfTheDatabaseAnswersInTime() async throws {
+        try await Self.withOutage(bot: "elsewhere") { o in
+            let log = RecordingLog()
+            let waiting = WaitingStops(logger: Logger(label: "test") { _ in log }, grace: .seconds(30))
+            let stop = Self.automaticStop(o, waiting: waiting)
+            o.health.observed(failure: "test: the database is down")
+            _ = await stop(bot: "elsewhere", rule: Self.drawdown, value: 25)
+            #expect(waiting.bots == ["elsewhere"])
+            let probe = Task { try await o.health.run() }
+            defer { probe.cancel() }
+            #expect(await waiting.abandonAll() == [], "written within the grace")
+            let commands = try await Self.commands(o.ledger)
+            #expect(commands == ["pending"])
+            #expect(!log.all.contains { $0.level == .critical }, "\(log.all.map(\.message))")
         }
     }
 

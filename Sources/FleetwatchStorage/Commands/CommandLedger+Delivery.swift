@@ -174,7 +174,10 @@ extension CommandLedger {
     ///
     /// The same request repeated with its Idempotency-Key through another replica before this import (that replica
     /// has no journal entry of it) is a command of its own there, and the bot is sent both. This one is written all
-    /// the same, without the key, with an audit row naming the other: what break glass sent stays in the ledger.
+    /// the same, without the key, with an audit row naming the other: what break glass sent stays in the ledger. It
+    /// leaves the bot's latch to the other (which took it, or was resumed since). A key that went to another request
+    /// meanwhile is handled the same way, and the audit row says so. A command written under the bot's row while
+    /// the import waited for it (unseen by the statement's snapshot) makes it throw: it is tried again.
     @discardableResult
     public func importBreakGlass(_ entry: BreakGlassJournal.Entry, hub: String) async throws -> BreakGlassImport {
         let r = entry.record
@@ -193,8 +196,8 @@ extension CommandLedger {
                 FROM b
                 ON CONFLICT DO NOTHING
                 RETURNING id, bot_id),
-            -- The same request repeated with its key through another replica, written there first as a command of its own.
-            repeated AS (SELECT c.id FROM commands c
+            -- The key written first through another replica: by the same request (same bot and body), or by another.
+            repeated AS (SELECT c.id, c.bot_id = (SELECT id FROM b) AND c.request_hash = \(hash) AS same FROM commands c
                          WHERE c.issued_by = \(r.issuedBy) AND c.idempotency_key = \(entry.idempotencyKey) AND c.id <> \(r.id)),
             twin AS (
                 INSERT INTO commands (id, bot_id, kind, origin, issued_by, reason, actions, liquidate, liquidation_requested,
@@ -217,11 +220,9 @@ extension CommandLedger {
                                            delivered_by = COALESCE(c.delivered_by, \(hub))
                      FROM b WHERE c.id = \(r.id) AND c.bot_id = b.id AND NOT EXISTS (SELECT 1 FROM ins)
                      RETURNING c.id),
-            -- A twin leaves the latch to the repeated command, which took it.
-            latch AS (UPDATE bots SET emergency_command_id = CASE WHEN EXISTS (SELECT 1 FROM twin) AND bots.emergency_command_id IS NOT NULL
-                                                                  THEN bots.emergency_command_id ELSE written.id END,
-                                      emergency_since = COALESCE(emergency_since, \(r.createdAt))
-                      FROM written WHERE bots.id = written.bot_id AND \(r.kind) = 'emergency_stop' RETURNING 1),
+            -- A twin leaves the latch alone: the repeated command took it, and a resume since then stands.
+            latch AS (UPDATE bots SET emergency_command_id = ins.id, emergency_since = COALESCE(emergency_since, \(r.createdAt))
+                      FROM ins WHERE bots.id = ins.bot_id AND \(r.kind) = 'emergency_stop' RETURNING 1),
             audit AS (INSERT INTO audit_log (at, actor, actor_kind, action, outcome, bot, command_id, remote, detail)
                       SELECT \(r.createdAt), \(r.issuedBy), \(entry.actorKind), \(r.kind + ".requested"), 'ok', \(r.bot), written.id, \(entry.remote),
                              \(r.reason) FROM written
@@ -229,36 +230,51 @@ extension CommandLedger {
                       SELECT \(sentAt), \(hub), 'hub', 'command.delivered', 'ok', \(r.bot), written.id, NULL, \(note) FROM written
                       UNION ALL
                       SELECT now(), \(hub), 'hub', 'command.repeated', 'ok', \(r.bot), twin.id, NULL,
-                             'the same request (Idempotency-Key) reached the ledger through another replica as command '
-                             || (SELECT string_agg(id::text, ', ') FROM repeated)
-                             || ' before this break-glass journal was imported: the bot was sent both; this one is kept without the key'
+                             CASE WHEN (SELECT bool_and(same) FROM repeated)
+                                  THEN 'the same request (Idempotency-Key) reached the ledger through another replica as command '
+                                       || (SELECT string_agg(id::text, ', ') FROM repeated)
+                                       || ' before this break-glass journal was imported: the bot was sent both; this one is kept without the key'
+                                  ELSE 'its Idempotency-Key went to another request (command '
+                                       || (SELECT string_agg(id::text, ', ') FROM repeated)
+                                       || ') before this break-glass journal was imported; this one is kept without the key' END
                       FROM twin
                       UNION ALL
                       SELECT \(sentAt), \(hub), 'hub', 'command.delivered', 'ok', \(r.bot), held.id, NULL, \(note) FROM held
                       WHERE NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.command_id = held.id AND a.action = 'command.delivered'
                                                                     AND a.detail = \(note))
                       RETURNING 1)
-            SELECT (SELECT count(*) FROM ins), (SELECT count(*) FROM twin), (SELECT count(*) FROM held),
-                   (SELECT string_agg(id::text, ', ') FROM repeated), (SELECT count(*) FROM audit)
+            SELECT (SELECT count(*) FROM b), (SELECT count(*) FROM ins), (SELECT count(*) FROM twin), (SELECT count(*) FROM held),
+                   (SELECT string_agg(id::text, ', ') FROM repeated), (SELECT COALESCE(bool_and(same), false) FROM repeated),
+                   (SELECT count(*) FROM audit)
             """, logger: logger)
-        var outcome = BreakGlassImport.alreadyThere
-        for try await (inserted, twins, held, repeated, _) in rows.decode((Int64, Int64, Int64, String?, Int64).self) {
-            if inserted > 0 {
-                outcome = .written
-            } else if twins > 0 {
-                outcome = .writtenBeside(repeated ?? "?")
-            } else if held > 0 {
-                outcome = .alreadyThere
-            } else if try await command(id: r.id) == nil {
-                outcome = .botUnknown
-            }
+        var counts: (bots: Int64, inserted: Int64, twins: Int64, held: Int64, repeated: String?, same: Bool)?
+        for try await (bots, inserted, twins, held, repeated, same, _) in rows.decode((Int64, Int64, Int64, Int64, String?, Bool, Int64).self) {
+            counts = (bots, inserted, twins, held, repeated, same)
+        }
+        guard let c = counts, c.bots > 0 else {
+            logger.error("break-glass command \(r.id) not written: bot \(r.bot) is not in the ledger (removed since?)")
+            return .botUnknown
+        }
+        let outcome: BreakGlassImport
+        if c.inserted > 0 {
+            outcome = .written
+        } else if c.twins > 0 {
+            outcome = .writtenBeside(c.repeated ?? "?", sameRequest: c.same)
+        } else if c.held > 0 {
+            outcome = .alreadyThere
+        } else {
+            // Its key (or id) went to a command this statement's snapshot did not see: written under the bot's row while
+            // the import waited for it. The next try sees it.
+            throw BreakGlassImportRaced(id: r.id, bot: r.bot)
         }
         switch outcome {
         case .written: logger.notice("break-glass command \(r.id) of \(r.bot) written to the ledger")
-        case .writtenBeside(let other):
+        case .writtenBeside(let other, true):
             logger.warning("break-glass command \(r.id) of \(r.bot) written to the ledger beside command \(other): the same request was repeated with its Idempotency-Key through another replica before this journal was imported, and the bot was sent both")
+        case .writtenBeside(let other, false):
+            logger.warning("break-glass command \(r.id) of \(r.bot) written to the ledger without its Idempotency-Key: the key went to another request (command \(other)) before this journal was imported")
         case .alreadyThere: logger.notice("break-glass command \(r.id) of \(r.bot) was in the ledger already")
-        case .botUnknown: logger.error("break-glass command \(r.id) not written: bot \(r.bot) is not in the ledger (removed during the outage?)")
+        case .botUnknown: break
         }
         return outcome
     }
@@ -268,10 +284,21 @@ extension CommandLedger {
 public enum BreakGlassImport: Sendable, Equatable {
     /// The command is now in the ledger as break glass sent it.
     case written
-    /// Written without its Idempotency-Key, beside the command(s) named, which the same request became through another replica.
-    case writtenBeside(String)
+    /// Written without its Idempotency-Key, beside the command(s) named, which took the key first through another
+    /// replica: the same request repeated (`sameRequest`), or another.
+    case writtenBeside(String, sameRequest: Bool)
     /// In the ledger already (imported before, or written by its own ledger call that committed after it was given up on).
     case alreadyThere
     /// The bot is not in the ledger: nothing written.
     case botUnknown
+}
+
+/// A break-glass import that found its command's key or id taken by a command written while it waited for the bot's
+/// row: nothing was written, and the next try (the journal keeps the entry) sees that command.
+public struct BreakGlassImportRaced: Error, CustomStringConvertible {
+    public let id: CommandID
+    public let bot: String
+    public var description: String {
+        "break-glass command \(id) of \(bot): a command written meanwhile took its key or id; trying again"
+    }
 }
