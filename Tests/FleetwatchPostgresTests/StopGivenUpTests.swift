@@ -295,6 +295,49 @@ struct StopGivenUpTests {
         }
     }
 
+    /// The repeated request committed while the import waits for the bot's row: the import's snapshot does not see it,
+    /// but its key is taken. The import writes nothing and throws (the journal keeps the entry); the next try writes
+    /// the stop beside it. Before this was seen, the import said the bot was not in the ledger.
+    @Test(.timeLimit(.minutes(2)))
+    func anImportRacedByTheRepeatedRequestIsTriedAgain() async throws {
+        try await InProcessHub.run(breakGlass: true) { hub, http in
+            _ = try await Self.operatorAndBot(hub, http, bot: "raced")
+            let botID = try await hub.client.query("SELECT id FROM bots WHERE name = 'raced'", logger: hub.logger).decode(Int32.self).all()[0]
+            let entry = BreakGlassJournal.Entry(record: .breakGlass(bot: "raced", origin: .operator, issuedBy: "ops", reason: "runaway", hub: "hub-a", at: Date()),
+                                                botID: botID, actorKind: "operator", remote: nil, idempotencyKey: "stop-raced-1",
+                                                actions: CommandFrame.Actions.emergencyStop.rawValue)
+            let ledger = CommandLedger(client: hub.client, logger: hub.logger)
+            let other = CommandID.random()
+            let first: Result<BreakGlassImport, any Error> = try await hub.client.withConnection { lock in
+                try await lock.query("BEGIN", logger: hub.logger)
+                try await lock.query("SELECT 1 FROM bots WHERE id = \(botID) FOR UPDATE", logger: hub.logger)
+                let importing = Task { () -> Result<BreakGlassImport, any Error> in
+                    do { return .success(try await ledger.importBreakGlass(entry, hub: "hub-a")) } catch { return .failure(error) }
+                }
+                #expect(try await eventually(.seconds(30)) {
+                    try await hub.client.query("""
+                        SELECT count(*) FROM pg_stat_activity
+                        WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%repeated AS%'
+                        """, logger: hub.logger).decode(Int64.self).all() == [1]
+                }, "the import waits for the bot's row")
+                // The other replica's command with the same request and key, committed while the import waits.
+                let hash = CommandLedger.requestHash(bot: "raced", kind: .emergencyStop, reason: "runaway", liquidate: false)
+                try await lock.query("""
+                    INSERT INTO commands (id, bot_id, kind, origin, issued_by, reason, actions, liquidate, liquidation_requested,
+                                          idempotency_key, request_hash)
+                    VALUES (\(UUID(uuidString: other.description)), \(botID), 'emergency_stop', 'operator', 'ops', 'runaway',
+                            \(Int16(CommandFrame.Actions.emergencyStop.rawValue)), false, false, 'stop-raced-1', \(hash))
+                    """, logger: hub.logger)
+                try await lock.query("COMMIT", logger: hub.logger)
+                return await importing.value
+            }
+            #expect(throws: BreakGlassImportRaced.self) { try first.get() }
+            #expect(try await ledger.importBreakGlass(entry, hub: "hub-a") == .writtenBeside(other.description, sameRequest: true))
+            let ids = try await hub.client.query("SELECT id FROM commands ORDER BY id", logger: hub.logger).decode(UUID.self).all()
+            #expect(Set(ids.map { CommandID($0.uuidString) }) == [entry.record.id, other])
+        }
+    }
+
     /// A journalled stop of a bot that is no longer in the ledger is not reported as written: its file stays on disk
     /// for an operator, and the rest of the journal goes on. Before, the import wrote nothing and said it had, and the
     /// file was removed.
