@@ -135,9 +135,9 @@ struct StopGivenUpTests {
 
     /// `bot` registered (allowing liquidation if asked), connected to the hub if asked, and an operator's token
     /// verified once while the database is up (so the replica accepts it during the outage): the operator's headers
-    /// for a JSON request, and the frames the bot's connection gets.
+    /// for a JSON request (with `idempotencyKey` if given), and the frames the bot's connection gets.
     static func operatorAndBot(_ hub: InProcessHub, _ http: any TestClientProtocol, bot: String, allowLiquidation: Bool = false,
-                               connected: Bool = false) async throws -> (HTTPFields, SentFrames) {
+                               connected: Bool = false, idempotencyKey: String? = nil) async throws -> (HTTPFields, SentFrames) {
         var op = try await hub.token("ci-operator", .operator)
         let botID = try await hub.client.query("""
             INSERT INTO bots (name, token_hash, allow_liquidation) VALUES (\(bot), \(BotToken.hash("secret")), \(allowLiquidation)) RETURNING id
@@ -145,6 +145,7 @@ struct StopGivenUpTests {
         let sent = connected ? await connect(hub.connections, bot, botID) : SentFrames()
         #expect(try await http.execute(uri: "/api/bots", method: .get, headers: op).status == .ok)
         op[.contentType] = "application/json"
+        if let idempotencyKey { op[HTTPField.Name("Idempotency-Key")!] = idempotencyKey }
         return (op, sent)
     }
 
@@ -223,9 +224,7 @@ struct StopGivenUpTests {
     @Test(.timeLimit(.minutes(2)))
     func aStopRepeatedWithItsKeyBeforeTheJournalIsImportedIsTheSameStop() async throws {
         try await InProcessHub.run(breakGlass: true) { hub, http in
-            let (headers, sent) = try await Self.operatorAndBot(hub, http, bot: "keyed", connected: true)
-            var op = headers
-            op[HTTPField.Name("Idempotency-Key")!] = "stop-keyed-1"
+            let (op, sent) = try await Self.operatorAndBot(hub, http, bot: "keyed", connected: true, idempotencyKey: "stop-keyed-1")
             func stop() async throws -> (HTTPResponse.Status, String?) {
                 let answer = try await http.execute(uri: "/api/bots/keyed/emergency-stop", method: .post, headers: op,
                                                     body: ByteBuffer(string: #"{"reason": "runaway"}"#))
@@ -253,9 +252,7 @@ struct StopGivenUpTests {
     @Test(.timeLimit(.minutes(2)))
     func aStopRepeatedThroughAnotherReplicaBeforeTheImportLeavesBothInTheLedger() async throws {
         try await InProcessHub.run(breakGlass: true) { hub, http in
-            let (headers, _) = try await Self.operatorAndBot(hub, http, bot: "twice", connected: true)
-            var op = headers
-            op[HTTPField.Name("Idempotency-Key")!] = "stop-twice-1"
+            let (op, _) = try await Self.operatorAndBot(hub, http, bot: "twice", connected: true, idempotencyKey: "stop-twice-1")
             hub.health.observed(failure: "test: the database is down")
             let answer = try await http.execute(uri: "/api/bots/twice/emergency-stop", method: .post, headers: op,
                                                 body: ByteBuffer(string: #"{"reason": "runaway"}"#))
@@ -411,19 +408,26 @@ struct StopGivenUpTests {
         }
     }
 
+    /// A rule's stop of `elsewhere` (not connected here) while the database is down: left waiting for it, in the
+    /// `WaitingStops` returned, which logs to the `RecordingLog` returned.
+    static func stopLeftWaiting(_ o: Outage, grace: Duration) async -> (WaitingStops, RecordingLog) {
+        let log = RecordingLog()
+        let waiting = WaitingStops(logger: Logger(label: "test") { _ in log }, grace: grace)
+        let stop = automaticStop(o, waiting: waiting)
+        o.health.observed(failure: "test: the database is down")
+        let outcome = await stop(bot: "elsewhere", rule: drawdown, value: 25)
+        #expect(outcome.map { "\($0)" } == nil, "not connected here: nothing sent or written yet")
+        #expect(waiting.bots == ["elsewhere"])
+        return (waiting, log)
+    }
+
     /// An automatic stop still waiting for the database when the hub stops is cancelled by the hub's graceful shutdown
     /// (after a short grace) and named in the log as never recorded, so that an operator stops the bot by hand.
     /// Before, it was dropped without a word when the process ended.
     @Test(.timeLimit(.minutes(2)))
     func anAutomaticStopStillWaitingWhenTheHubStopsIsNamedAndNotWrittenLater() async throws {
         try await Self.withOutage(bot: "elsewhere") { o in
-            let log = RecordingLog()
-            let waiting = WaitingStops(logger: Logger(label: "test") { _ in log }, grace: .milliseconds(300))
-            let stop = Self.automaticStop(o, waiting: waiting)
-            o.health.observed(failure: "test: the database is down")
-            let outcome = await stop(bot: "elsewhere", rule: Self.drawdown, value: 25)
-            #expect(outcome.map { "\($0)" } == nil, "not connected here: nothing sent or written yet")
-            #expect(waiting.bots == ["elsewhere"])
+            let (waiting, log) = await Self.stopLeftWaiting(o, grace: .milliseconds(300))
             let group = ServiceGroup(services: [WaitingStopsService(stops: waiting)], logger: Self.logger)
             let running = Task { try await group.run() }
             await group.triggerGracefulShutdown()
@@ -445,12 +449,7 @@ struct StopGivenUpTests {
     @Test(.timeLimit(.minutes(2)))
     func anAutomaticStopWaitingWhenTheHubStopsIsWrittenIfTheDatabaseAnswersInTime() async throws {
         try await Self.withOutage(bot: "elsewhere") { o in
-            let log = RecordingLog()
-            let waiting = WaitingStops(logger: Logger(label: "test") { _ in log }, grace: .seconds(30))
-            let stop = Self.automaticStop(o, waiting: waiting)
-            o.health.observed(failure: "test: the database is down")
-            _ = await stop(bot: "elsewhere", rule: Self.drawdown, value: 25)
-            #expect(waiting.bots == ["elsewhere"])
+            let (waiting, log) = await Self.stopLeftWaiting(o, grace: .seconds(30))
             let probe = Task { try await o.health.run() }
             defer { probe.cancel() }
             #expect(await waiting.abandonAll() == [], "written within the grace")
