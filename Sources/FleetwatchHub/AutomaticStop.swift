@@ -12,7 +12,7 @@ import Logging
 /// abandoned (never written later) and sent by break glass, instead of waiting for the pool to fail and leaving a
 /// runaway bot trading. A stop break glass cannot send (the bot is not connected to this replica) is written to the
 /// ledger as soon as the database answers, for the replica holding the bot to send, unless the bot has had a stop or
-/// resume since the rule fired; a hub that stops before then says which stops were never recorded (`WaitingStops`).
+/// resume since the rule fired; a hub that stops before then says which stops were not recorded (`WaitingStops`).
 struct AutomaticStop: Sendable {
     let ledger: CommandLedger
     let breakGlass: HubApplication.BreakGlassBox
@@ -103,6 +103,7 @@ struct AutomaticStop: Sendable {
             try? await Task.sleep(for: retryInterval)
         }
         if !Task.isCancelled {
+            settled()   // given up on, and said so here
             logger.critical("automatic emergency shutdown of \(stop.bot) could not be recorded within \(retryFor): stop it by hand")
         }
         return nil

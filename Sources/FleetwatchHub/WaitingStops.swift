@@ -5,12 +5,16 @@ import Synchronization
 
 /// Automatic stops waiting for the database to answer (`AutomaticStop.writeWhenUp`), one task each. They live in this
 /// process only: a hub asked to stop lets them finish for a moment (the database may just be back), then cancels the
-/// rest and names each bot whose stop was never settled, so that an operator stops it by hand.
+/// rest and names each bot whose stop was not settled, so that an operator stops it by hand. The names are logged
+/// within `grace` and two seconds, whatever the cancelled tasks still wait for (a statement under way is not
+/// interrupted by postgres-nio).
 final class WaitingStops: Sendable {
     private struct Waiting {
         var bot: String
         var reason: String
         var task: Task<Void, Never>
+        /// The task ended without settling, after `abandonAll` began.
+        var ended = false
     }
 
     private struct State {
@@ -38,7 +42,7 @@ final class WaitingStops: Sendable {
             // Registered before the task can end (its end takes the same lock).
             s.waiting[id] = Waiting(bot: bot, reason: reason, task: Task {
                 await body { _ = self.state.withLock { $0.waiting.removeValue(forKey: id) } }
-                self.state.withLock { s in if !s.closed { s.waiting[id] = nil } }
+                self.state.withLock { s in if !s.closed { s.waiting[id] = nil } else { s.waiting[id]?.ended = true } }
             })
             return true
         }
@@ -48,18 +52,14 @@ final class WaitingStops: Sendable {
     /// The bots whose stops wait.
     var bots: [String] { state.withLock { $0.waiting.values.map(\.bot) }.sorted() }
 
-    /// Lets the waiting stops finish for `grace`, then cancels the rest, waits for them to end, and logs each one that
-    /// never settled. Returns their bots.
+    /// Lets the waiting stops finish for `grace`, then cancels the rest, gives them up to two seconds to end, and logs
+    /// each one still not settled. Returns their bots.
     @discardableResult
     func abandonAll() async -> [String] {
         state.withLock { $0.closed = true }
-        let deadline = ContinuousClock.now + grace
-        while ContinuousClock.now < deadline, !state.withLock({ $0.waiting.isEmpty }) {
-            try? await Task.sleep(for: .milliseconds(50))
-        }
-        let left = state.withLock { $0.waiting }
-        for stop in left.values { stop.task.cancel() }
-        for stop in left.values { await stop.task.value }
+        await wait(for: grace) { $0.values.allSatisfy(\.ended) }
+        for stop in state.withLock({ $0.waiting.values }) { stop.task.cancel() }
+        await wait(for: .seconds(2)) { $0.values.allSatisfy(\.ended) }
         let unsettled = state.withLock { s in
             defer { s.waiting = [:] }
             return s.waiting.values.sorted { $0.bot < $1.bot }
@@ -68,8 +68,16 @@ final class WaitingStops: Sendable {
         return unsettled.map(\.bot)
     }
 
+    /// Until `done` holds for the waiting stops or `limit` passes (at once if the calling task is cancelled).
+    private func wait(for limit: Duration, until done: ([CommandID: Waiting]) -> Bool) async {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline, !state.withLock({ done($0.waiting) }) {
+            do { try await Task.sleep(for: .milliseconds(50)) } catch { return }
+        }
+    }
+
     private func lost(bot: String, reason: String) {
-        logger.critical("automatic emergency shutdown of \(bot) was never recorded: the hub stopped while it waited for the database (\(reason)); stop the bot by hand unless its commands show it")
+        logger.critical("automatic emergency shutdown of \(bot) was not recorded by the time the hub stopped: it waited for the database (\(reason)); stop the bot by hand unless its commands show it")
     }
 }
 

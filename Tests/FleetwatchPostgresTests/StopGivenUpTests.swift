@@ -335,6 +335,49 @@ struct StopGivenUpTests {
         }
     }
 
+    /// A break-glass stop whose Idempotency-Key went to another request before the import (here another bot's stop by
+    /// the same operator) is written without the key and latches its bot: break glass latched the bot's agent, and no
+    /// command of the bot came after it. One whose id the ledger holds for another bot is not written, and its file
+    /// stays for an operator instead of blocking the journal (the import would otherwise be tried every second).
+    @Test(.timeLimit(.minutes(2)))
+    func stopsWhoseKeyOrIdWentElsewhereAreSettled() async throws {
+        try await InProcessHub.run(breakGlass: true) { hub, _ in
+            let ids = try await hub.client.query("""
+                INSERT INTO bots (name, token_hash) VALUES ('first', \(BotToken.hash("s"))), ('second', \(BotToken.hash("s"))) RETURNING id
+                """, logger: hub.logger).decode(Int32.self).all()
+            let ledger = CommandLedger(client: hub.client, logger: hub.logger)
+            guard case .created(let other) = try await ledger.requestStop(bot: "second", actor: Actor(name: "ops", kind: .operator),
+                                                                          origin: .operator, reason: "another", liquidate: false,
+                                                                          idempotencyKey: "k-1") else {
+                Issue.record("no stop of the second bot"); return
+            }
+            func entry(id: CommandID = .random()) -> BreakGlassJournal.Entry {
+                BreakGlassJournal.Entry(record: .breakGlass(bot: "first", origin: .operator, issuedBy: "ops", reason: "runaway", hub: "hub-a",
+                                                            at: Date(), id: id),
+                                        botID: ids[0], actorKind: "operator", remote: nil, idempotencyKey: "k-1",
+                                        actions: CommandFrame.Actions.emergencyStop.rawValue)
+            }
+            let keyed = entry()
+            #expect(try await ledger.importBreakGlass(keyed, hub: "hub-a") == .writtenBeside(other.id.description, sameRequest: false))
+            let latch = try await hub.client.query("SELECT emergency_command_id FROM bots WHERE name = 'first'", logger: hub.logger)
+                .decode(UUID?.self).all()
+            #expect(latch.map { $0.flatMap { CommandID($0.uuidString) } } == [keyed.record.id], "the bot is latched, as its agent is")
+            let note = try await hub.client.query("""
+                SELECT detail FROM audit_log WHERE command_id = \(UUID(uuidString: keyed.record.id.description)) AND action = 'command.repeated'
+                """, logger: hub.logger).decode(String.self).all()
+            #expect(note.count == 1 && note[0].contains("went to another request"), "\(note)")
+
+            let taken = entry(id: other.id)
+            #expect(try await ledger.importBreakGlass(taken, hub: "hub-a") == .idTaken)
+            guard let glass = hub.breakGlass else { Issue.record("no break glass"); return }
+            try await glass.journal.add(taken)
+            #expect(await glass.journal.reconcile(into: ledger, hub: "hub-a") == 0)
+            #expect(await glass.journal.unfinished(bot: "first").isEmpty, "not tried again by this process")
+            let files = try FileManager.default.contentsOfDirectory(atPath: await glass.journal.directory)
+            #expect(files == ["\(taken.record.id).json"], "left for an operator: \(files)")
+        }
+    }
+
     /// A journalled stop of a bot that is no longer in the ledger is not reported as written: its file stays on disk
     /// for an operator, and the rest of the journal goes on. Before, the import wrote nothing and said it had, and the
     /// file was removed.
@@ -422,7 +465,7 @@ struct StopGivenUpTests {
     }
 
     /// An automatic stop still waiting for the database when the hub stops is cancelled by the hub's graceful shutdown
-    /// (after a short grace) and named in the log as never recorded, so that an operator stops the bot by hand.
+    /// (after a short grace) and named in the log as not recorded, so that an operator stops the bot by hand.
     /// Before, it was dropped without a word when the process ended.
     @Test(.timeLimit(.minutes(2)))
     func anAutomaticStopStillWaitingWhenTheHubStopsIsNamedAndNotWrittenLater() async throws {
@@ -433,7 +476,7 @@ struct StopGivenUpTests {
             await group.triggerGracefulShutdown()
             try await running.value
             #expect(waiting.bots.isEmpty)
-            #expect(log.all.contains { $0.level == .critical && $0.message.contains("elsewhere") && $0.message.contains("never recorded") },
+            #expect(log.all.contains { $0.level == .critical && $0.message.contains("elsewhere") && $0.message.contains("not recorded by the time the hub stopped") },
                     "the operator reads which bot to stop by hand")
             // The database answers again: the abandoned stop is not written by a hub on its way out.
             let probe = Task { try await o.health.run() }

@@ -107,11 +107,14 @@ public actor BreakGlassJournal {
             var written = 0
             do {
                 guard let first = entries[id] else { continue }
-                if try await ledger.importBreakGlass(first, hub: hub) == .botUnknown {
+                switch try await ledger.importBreakGlass(first, hub: hub) {
+                case .botUnknown, .idTaken:
                     // Nothing to attach it to: kept on disk for an operator, not tried again by this process.
                     entries[id] = nil
-                    logger.error("break-glass journal: emergency stop \(id) of \(first.record.bot) not written: the bot is not in the ledger; its entry stays in \(path(id)) for an operator")
+                    logger.error("break-glass journal: emergency stop \(id) of \(first.record.bot) not written to the ledger (see the error before); its entry stays in \(path(id)) for an operator")
                     continue
+                case .written, .writtenBeside, .alreadyThere:
+                    break
                 }
                 while let entry = entries[id], written < entry.results.count {
                     for r in entry.results[written...] {

@@ -175,9 +175,10 @@ extension CommandLedger {
     /// The same request repeated with its Idempotency-Key through another replica before this import (that replica
     /// has no journal entry of it) is a command of its own there, and the bot is sent both. This one is written all
     /// the same, without the key, with an audit row naming the other: what break glass sent stays in the ledger. It
-    /// leaves the bot's latch to the other (which took it, or was resumed since). A key that went to another request
-    /// meanwhile is handled the same way, and the audit row says so. A command written under the bot's row while
-    /// the import waited for it (unseen by the statement's snapshot) makes it throw: it is tried again.
+    /// does not latch the bot when a command of the bot came after it (the repeated stop latched it; a resume since
+    /// stands). A key that went to another request meanwhile is handled the same way, and the audit row says so. A
+    /// command committed while the import waited for the bot's row (unseen by the statement's snapshot) makes it
+    /// throw: it is tried again.
     @discardableResult
     public func importBreakGlass(_ entry: BreakGlassJournal.Entry, hub: String) async throws -> BreakGlassImport {
         let r = entry.record
@@ -220,9 +221,13 @@ extension CommandLedger {
                                            delivered_by = COALESCE(c.delivered_by, \(hub))
                      FROM b WHERE c.id = \(r.id) AND c.bot_id = b.id AND NOT EXISTS (SELECT 1 FROM ins)
                      RETURNING c.id),
-            -- A twin leaves the latch alone: the repeated command took it, and a resume since then stands.
-            latch AS (UPDATE bots SET emergency_command_id = ins.id, emergency_since = COALESCE(emergency_since, \(r.createdAt))
-                      FROM ins WHERE bots.id = ins.bot_id AND \(r.kind) = 'emergency_stop' RETURNING 1),
+            -- The bot latched, as break glass latched its agent, unless a command of the bot came after this one: a later
+            -- stop latched it itself (the same request repeated through another replica, too), and a later resume stands.
+            latch AS (UPDATE bots SET emergency_command_id = written.id, emergency_since = COALESCE(emergency_since, \(r.createdAt))
+                      FROM written WHERE bots.id = written.bot_id AND \(r.kind) = 'emergency_stop'
+                        AND NOT EXISTS (SELECT 1 FROM commands c WHERE c.bot_id = written.bot_id AND c.id <> written.id
+                                                                  AND c.created_at > \(r.createdAt))
+                      RETURNING 1),
             audit AS (INSERT INTO audit_log (at, actor, actor_kind, action, outcome, bot, command_id, remote, detail)
                       SELECT \(r.createdAt), \(r.issuedBy), \(entry.actorKind), \(r.kind + ".requested"), 'ok', \(r.bot), written.id, \(entry.remote),
                              \(r.reason) FROM written
@@ -243,17 +248,23 @@ extension CommandLedger {
                       WHERE NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.command_id = held.id AND a.action = 'command.delivered'
                                                                     AND a.detail = \(note))
                       RETURNING 1)
-            SELECT (SELECT count(*) FROM b), (SELECT count(*) FROM ins), (SELECT count(*) FROM twin), (SELECT count(*) FROM held),
+            SELECT (SELECT count(*) FROM b), (SELECT count(*) FROM commands WHERE id = \(r.id) AND bot_id <> (SELECT id FROM b)),
+                   (SELECT count(*) FROM ins), (SELECT count(*) FROM twin), (SELECT count(*) FROM held),
                    (SELECT string_agg(id::text, ', ') FROM repeated), (SELECT COALESCE(bool_and(same), false) FROM repeated),
                    (SELECT count(*) FROM audit)
             """, logger: logger)
-        var counts: (bots: Int64, inserted: Int64, twins: Int64, held: Int64, repeated: String?, same: Bool)?
-        for try await (bots, inserted, twins, held, repeated, same, _) in rows.decode((Int64, Int64, Int64, Int64, String?, Bool, Int64).self) {
-            counts = (bots, inserted, twins, held, repeated, same)
+        var counts: (bots: Int64, idElsewhere: Int64, inserted: Int64, twins: Int64, held: Int64, repeated: String?, same: Bool)?
+        for try await (bots, elsewhere, inserted, twins, held, repeated, same, _)
+            in rows.decode((Int64, Int64, Int64, Int64, Int64, String?, Bool, Int64).self) {
+            counts = (bots, elsewhere, inserted, twins, held, repeated, same)
         }
         guard let c = counts, c.bots > 0 else {
             logger.error("break-glass command \(r.id) not written: bot \(r.bot) is not in the ledger (removed since?)")
             return .botUnknown
+        }
+        if c.idElsewhere > 0 {
+            logger.error("break-glass command \(r.id) of \(r.bot) not written: the ledger has a command of another bot under its id (a journal file copied from elsewhere?)")
+            return .idTaken
         }
         let outcome: BreakGlassImport
         if c.inserted > 0 {
@@ -263,8 +274,8 @@ extension CommandLedger {
         } else if c.held > 0 {
             outcome = .alreadyThere
         } else {
-            // Its key (or id) went to a command this statement's snapshot did not see: written under the bot's row while
-            // the import waited for it. The next try sees it.
+            // Its key (or id) went to a command this statement's snapshot did not see, committed while the import waited
+            // for the bot's row. The next try sees it.
             throw BreakGlassImportRaced(id: r.id, bot: r.bot)
         }
         switch outcome {
@@ -274,7 +285,7 @@ extension CommandLedger {
         case .writtenBeside(let other, false):
             logger.warning("break-glass command \(r.id) of \(r.bot) written to the ledger without its Idempotency-Key: the key went to another request (command \(other)) before this journal was imported")
         case .alreadyThere: logger.notice("break-glass command \(r.id) of \(r.bot) was in the ledger already")
-        case .botUnknown: break
+        case .botUnknown, .idTaken: break
         }
         return outcome
     }
@@ -291,6 +302,8 @@ public enum BreakGlassImport: Sendable, Equatable {
     case alreadyThere
     /// The bot is not in the ledger: nothing written.
     case botUnknown
+    /// A command of another bot has this command's id: nothing written.
+    case idTaken
 }
 
 /// A break-glass import that found its command's key or id taken by a command written while it waited for the bot's
