@@ -86,11 +86,14 @@ struct AutomaticStop: Sendable {
                         settled()
                         return await done(.created(record), stop)
                     }
+                    // Cancelled (the hub stopping named it as not recorded): nothing more is written.
+                    guard !Task.isCancelled else { return nil }
                     if try await glass.ledgerCall({ try await ledger.commandCount(bot: stop.bot, since: stop.firedAt) }) > 0 {
                         settled()
                         logger.warning("automatic emergency shutdown of \(stop.bot) not written: the bot has had a stop or a resume since the rule fired")
                         return nil
                     }
+                    guard !Task.isCancelled else { return nil }
                     let outcome = try await glass.ledgerCall { try await request(stop) }
                     settled()
                     return await done(outcome, stop)

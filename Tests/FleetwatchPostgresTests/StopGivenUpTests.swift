@@ -292,46 +292,53 @@ struct StopGivenUpTests {
         }
     }
 
-    /// The repeated request committed while the import waits for the bot's row: the import's snapshot does not see it,
-    /// but its key is taken. The import writes nothing and throws (the journal keeps the entry); the next try writes
-    /// the stop beside it. Before this was seen, the import said the bot was not in the ledger.
+    /// Commands of the bot committed while the import waits for the bot's row are seen by it: the same request repeated
+    /// through another replica (the stop is written beside it at once), and a resume (the import does not latch the bot
+    /// over it). Before, the statement waited for the row inside, with its snapshot from before the wait: it wrote
+    /// nothing for the first and said the bot was unknown, and latched the bot over the second.
     @Test(.timeLimit(.minutes(2)))
-    func anImportRacedByTheRepeatedRequestIsTriedAgain() async throws {
+    func anImportWaitingForTheBotsRowSeesWhatWasCommittedMeanwhile() async throws {
         try await InProcessHub.run(breakGlass: true) { hub, http in
             _ = try await Self.operatorAndBot(hub, http, bot: "raced")
             let botID = try await hub.client.query("SELECT id FROM bots WHERE name = 'raced'", logger: hub.logger).decode(Int32.self).all()[0]
-            let entry = BreakGlassJournal.Entry(record: .breakGlass(bot: "raced", origin: .operator, issuedBy: "ops", reason: "runaway", hub: "hub-a", at: Date()),
-                                                botID: botID, actorKind: "operator", remote: nil, idempotencyKey: "stop-raced-1",
-                                                actions: CommandFrame.Actions.emergencyStop.rawValue)
             let ledger = CommandLedger(client: hub.client, logger: hub.logger)
-            let other = CommandID.random()
-            let first: Result<BreakGlassImport, any Error> = try await hub.client.withConnection { lock in
-                try await lock.query("BEGIN", logger: hub.logger)
-                try await lock.query("SELECT 1 FROM bots WHERE id = \(botID) FOR UPDATE", logger: hub.logger)
-                let importing = Task { () -> Result<BreakGlassImport, any Error> in
-                    do { return .success(try await ledger.importBreakGlass(entry, hub: "hub-a")) } catch { return .failure(error) }
-                }
-                #expect(try await eventually(.seconds(30)) {
-                    try await hub.client.query("""
-                        SELECT count(*) FROM pg_stat_activity
-                        WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE '%repeated AS%'
-                        """, logger: hub.logger).decode(Int64.self).all() == [1]
-                }, "the import waits for the bot's row")
-                // The other replica's command with the same request and key, committed while the import waits.
-                let hash = CommandLedger.requestHash(bot: "raced", kind: .emergencyStop, reason: "runaway", liquidate: false)
-                try await lock.query("""
-                    INSERT INTO commands (id, bot_id, kind, origin, issued_by, reason, actions, liquidate, liquidation_requested,
-                                          idempotency_key, request_hash)
-                    VALUES (\(UUID(uuidString: other.description)), \(botID), 'emergency_stop', 'operator', 'ops', 'runaway',
-                            \(Int16(CommandFrame.Actions.emergencyStop.rawValue)), false, false, 'stop-raced-1', \(hash))
-                    """, logger: hub.logger)
-                try await lock.query("COMMIT", logger: hub.logger)
-                return await importing.value
+            func entry(key: String?) -> BreakGlassJournal.Entry {
+                BreakGlassJournal.Entry(record: .breakGlass(bot: "raced", origin: .operator, issuedBy: "ops", reason: "runaway", hub: "hub-a", at: Date()),
+                                        botID: botID, actorKind: "operator", remote: nil, idempotencyKey: key,
+                                        actions: CommandFrame.Actions.emergencyStop.rawValue)
             }
-            #expect(throws: BreakGlassImportRaced.self) { try first.get() }
-            #expect(try await ledger.importBreakGlass(entry, hub: "hub-a") == .writtenBeside(other.description, sameRequest: true))
-            let ids = try await hub.client.query("SELECT id FROM commands ORDER BY id", logger: hub.logger).decode(UUID.self).all()
-            #expect(Set(ids.map { CommandID($0.uuidString) }) == [entry.record.id, other])
+            /// Imports `entry` while another transaction holds the bot's row and commits the command `id` (`kind`, `key`).
+            func importWhileTheRowIsHeld(_ entry: BreakGlassJournal.Entry, committing id: CommandID, kind: String, key: String?) async throws -> BreakGlassImport {
+                try await hub.client.withConnection { lock in
+                    try await lock.query("BEGIN", logger: hub.logger)
+                    try await lock.query("SELECT 1 FROM bots WHERE id = \(botID) FOR UPDATE", logger: hub.logger)
+                    let importing = Task { try await ledger.importBreakGlass(entry, hub: "hub-a") }
+                    #expect(try await eventually(.seconds(30)) {
+                        try await hub.client.query("""
+                            SELECT count(*) FROM pg_stat_activity
+                            WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'SELECT 1 FROM bots WHERE name%'
+                            """, logger: hub.logger).decode(Int64.self).all() == [1]
+                    }, "the import waits for the bot's row")
+                    let hash = CommandLedger.requestHash(bot: "raced", kind: CommandKind(rawValue: kind)!, reason: "runaway", liquidate: false)
+                    try await lock.query("""
+                        INSERT INTO commands (id, bot_id, kind, origin, issued_by, reason, actions, idempotency_key, request_hash)
+                        VALUES (\(UUID(uuidString: id.description)), \(botID), \(kind), 'operator', 'ops', 'runaway', 1, \(key), \(hash))
+                        """, logger: hub.logger)
+                    try await lock.query("COMMIT", logger: hub.logger)
+                    return try await importing.value
+                }
+            }
+            // The same request with its key, from another replica.
+            let keyed = entry(key: "stop-raced-1")
+            let other = CommandID.random()
+            #expect(try await importWhileTheRowIsHeld(keyed, committing: other, kind: "emergency_stop", key: "stop-raced-1")
+                    == .writtenBeside(other.description, sameRequest: true))
+            #expect(try await ledger.importBreakGlass(keyed, hub: "hub-a") == .alreadyThere)
+            // A resume by an operator on another replica.
+            #expect(try await importWhileTheRowIsHeld(entry(key: nil), committing: .random(), kind: "resume", key: nil) == .written)
+            let latched = try await hub.client.query("SELECT emergency_command_id IS NOT NULL FROM bots WHERE id = \(botID)",
+                                                     logger: hub.logger).decode(Bool.self).all()
+            #expect(latched == [false], "the later resume stands")
         }
     }
 

@@ -176,87 +176,97 @@ extension CommandLedger {
     /// has no journal entry of it) is a command of its own there, and the bot is sent both. This one is written all
     /// the same, without the key, with an audit row naming the other: what break glass sent stays in the ledger. It
     /// does not latch the bot when a command of the bot came after it (the repeated stop latched it; a resume since
-    /// stands). A key that went to another request meanwhile is handled the same way, and the audit row says so. A
-    /// command committed while the import waited for the bot's row (unseen by the statement's snapshot) makes it
-    /// throw: it is tried again.
+    /// stands). A key that went to another request meanwhile is handled the same way, and the audit row says so. A key
+    /// taken under the statement by another bot's command (which does not wait for this bot's row) makes it throw: it
+    /// is tried again.
     @discardableResult
     public func importBreakGlass(_ entry: BreakGlassJournal.Entry, hub: String) async throws -> BreakGlassImport {
         let r = entry.record
         let hash = Self.requestHash(bot: r.bot, kind: CommandKind(rawValue: r.kind) ?? .emergencyStop, reason: r.reason, liquidate: r.liquidate)
         let note = "taken by \(hub) while the database was unreachable (break glass); written to the ledger when it answered again"
         let sentAt = r.deliveredAt ?? r.createdAt
-        let rows = try await client.query("""
-            WITH b AS (SELECT id FROM bots WHERE name = \(r.bot) FOR UPDATE),
-            ins AS (
-                INSERT INTO commands (id, bot_id, kind, origin, issued_by, reason, actions, liquidate, liquidation_requested,
-                                      liquidation_refused, idempotency_key, request_hash, remote, state, created_at,
-                                      delivered_at, last_delivered_at, delivered_by, deliveries)
-                SELECT \(r.id), b.id, \(r.kind), \(r.origin), \(r.issuedBy), \(r.reason), \(Int16(entry.actions)), \(r.liquidate),
-                       \(r.liquidationRequested), \(r.liquidationRefused), \(entry.idempotencyKey), \(hash), \(entry.remote),
-                       'delivered', \(r.createdAt), \(sentAt), \(sentAt), \(hub), \(Int32(max(r.deliveries, 1)))
-                FROM b
-                ON CONFLICT DO NOTHING
-                RETURNING id, bot_id),
-            -- The key written first through another replica: by the same request (same bot and body), or by another.
-            repeated AS (SELECT c.id, c.bot_id = (SELECT id FROM b) AND c.request_hash = \(hash) AS same FROM commands c
-                         WHERE c.issued_by = \(r.issuedBy) AND c.idempotency_key = \(entry.idempotencyKey) AND c.id <> \(r.id)),
-            twin AS (
-                INSERT INTO commands (id, bot_id, kind, origin, issued_by, reason, actions, liquidate, liquidation_requested,
-                                      liquidation_refused, idempotency_key, request_hash, remote, state, created_at,
-                                      delivered_at, last_delivered_at, delivered_by, deliveries)
-                SELECT \(r.id), b.id, \(r.kind), \(r.origin), \(r.issuedBy), \(r.reason), \(Int16(entry.actions)), \(r.liquidate),
-                       \(r.liquidationRequested), \(r.liquidationRefused), NULL, \(hash), \(entry.remote),
-                       'delivered', \(r.createdAt), \(sentAt), \(sentAt), \(hub), \(Int32(max(r.deliveries, 1)))
-                FROM b
-                WHERE NOT EXISTS (SELECT 1 FROM ins) AND EXISTS (SELECT 1 FROM repeated)
-                  AND NOT EXISTS (SELECT 1 FROM commands WHERE id = \(r.id))
-                ON CONFLICT DO NOTHING
-                RETURNING id, bot_id),
-            written AS (SELECT id, bot_id FROM ins UNION ALL SELECT id, bot_id FROM twin),
-            -- The same command written by its own ledger call, whose statement committed after the call was given up
-            -- on (both carry one id): break glass sent it, so it is delivered, and the audit log says how, once.
-            held AS (UPDATE commands c SET state = CASE WHEN c.state = 'pending' THEN 'delivered' ELSE c.state END,
-                                           delivered_at = LEAST(COALESCE(c.delivered_at, \(sentAt)), \(sentAt)),
-                                           last_delivered_at = GREATEST(COALESCE(c.last_delivered_at, \(sentAt)), \(sentAt)),
-                                           delivered_by = COALESCE(c.delivered_by, \(hub))
-                     FROM b WHERE c.id = \(r.id) AND c.bot_id = b.id AND NOT EXISTS (SELECT 1 FROM ins)
-                     RETURNING c.id),
-            -- The bot latched, as break glass latched its agent, unless a command of the bot came after this one: a later
-            -- stop latched it itself (the same request repeated through another replica, too), and a later resume stands.
-            latch AS (UPDATE bots SET emergency_command_id = written.id, emergency_since = COALESCE(emergency_since, \(r.createdAt))
-                      FROM written WHERE bots.id = written.bot_id AND \(r.kind) = 'emergency_stop'
-                        AND NOT EXISTS (SELECT 1 FROM commands c WHERE c.bot_id = written.bot_id AND c.id <> written.id
-                                                                  AND c.created_at > \(r.createdAt))
-                      RETURNING 1),
-            audit AS (INSERT INTO audit_log (at, actor, actor_kind, action, outcome, bot, command_id, remote, detail)
-                      SELECT \(r.createdAt), \(r.issuedBy), \(entry.actorKind), \(r.kind + ".requested"), 'ok', \(r.bot), written.id, \(entry.remote),
-                             \(r.reason) FROM written
-                      UNION ALL
-                      SELECT \(sentAt), \(hub), 'hub', 'command.delivered', 'ok', \(r.bot), written.id, NULL, \(note) FROM written
-                      UNION ALL
-                      SELECT now(), \(hub), 'hub', 'command.repeated', 'ok', \(r.bot), twin.id, NULL,
-                             CASE WHEN (SELECT bool_and(same) FROM repeated)
-                                  THEN 'the same request (Idempotency-Key) reached the ledger through another replica as command '
-                                       || (SELECT string_agg(id::text, ', ') FROM repeated)
-                                       || ' before this break-glass journal was imported: the bot was sent both; this one is kept without the key'
-                                  ELSE 'its Idempotency-Key went to another request (command '
-                                       || (SELECT string_agg(id::text, ', ') FROM repeated)
-                                       || ') before this break-glass journal was imported; this one is kept without the key' END
-                      FROM twin
-                      UNION ALL
-                      SELECT \(sentAt), \(hub), 'hub', 'command.delivered', 'ok', \(r.bot), held.id, NULL, \(note) FROM held
-                      WHERE NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.command_id = held.id AND a.action = 'command.delivered'
-                                                                    AND a.detail = \(note))
-                      RETURNING 1)
-            SELECT (SELECT count(*) FROM b), (SELECT count(*) FROM commands WHERE id = \(r.id) AND bot_id <> (SELECT id FROM b)),
-                   (SELECT count(*) FROM ins), (SELECT count(*) FROM twin), (SELECT count(*) FROM held),
-                   (SELECT string_agg(id::text, ', ') FROM repeated), (SELECT COALESCE(bool_and(same), false) FROM repeated),
-                   (SELECT count(*) FROM audit)
-            """, logger: logger)
-        var counts: (bots: Int64, idElsewhere: Int64, inserted: Int64, twins: Int64, held: Int64, repeated: String?, same: Bool)?
-        for try await (bots, elsewhere, inserted, twins, held, repeated, same, _)
-            in rows.decode((Int64, Int64, Int64, Int64, Int64, String?, Bool, Int64).self) {
-            counts = (bots, elsewhere, inserted, twins, held, repeated, same)
+        typealias Counts = (bots: Int64, idElsewhere: Int64, inserted: Int64, twins: Int64, held: Int64, repeated: String?, same: Bool)
+        let counts: Counts? = try await client.withLeasedConnection { connection in
+            try await connection.withTransaction(logger: logger) { tx -> Counts? in
+                // The bot's row first: the statement then sees every command of the bot committed before it got the row
+                // (a resume, the same request repeated), where a statement waiting for it inside would keep its snapshot
+                // from before the wait.
+                try await tx.query("SELECT 1 FROM bots WHERE name = \(r.bot) FOR UPDATE", logger: logger)
+                let rows = try await tx.query("""
+                    WITH b AS (SELECT id FROM bots WHERE name = \(r.bot) FOR UPDATE),
+                    ins AS (
+                        INSERT INTO commands (id, bot_id, kind, origin, issued_by, reason, actions, liquidate, liquidation_requested,
+                                              liquidation_refused, idempotency_key, request_hash, remote, state, created_at,
+                                              delivered_at, last_delivered_at, delivered_by, deliveries)
+                        SELECT \(r.id), b.id, \(r.kind), \(r.origin), \(r.issuedBy), \(r.reason), \(Int16(entry.actions)), \(r.liquidate),
+                               \(r.liquidationRequested), \(r.liquidationRefused), \(entry.idempotencyKey), \(hash), \(entry.remote),
+                               'delivered', \(r.createdAt), \(sentAt), \(sentAt), \(hub), \(Int32(max(r.deliveries, 1)))
+                        FROM b
+                        ON CONFLICT DO NOTHING
+                        RETURNING id, bot_id),
+                    -- The key written first through another replica: by the same request (same bot and body), or by another.
+                    repeated AS (SELECT c.id, c.bot_id = (SELECT id FROM b) AND c.request_hash = \(hash) AS same FROM commands c
+                                 WHERE c.issued_by = \(r.issuedBy) AND c.idempotency_key = \(entry.idempotencyKey) AND c.id <> \(r.id)),
+                    twin AS (
+                        INSERT INTO commands (id, bot_id, kind, origin, issued_by, reason, actions, liquidate, liquidation_requested,
+                                              liquidation_refused, idempotency_key, request_hash, remote, state, created_at,
+                                              delivered_at, last_delivered_at, delivered_by, deliveries)
+                        SELECT \(r.id), b.id, \(r.kind), \(r.origin), \(r.issuedBy), \(r.reason), \(Int16(entry.actions)), \(r.liquidate),
+                               \(r.liquidationRequested), \(r.liquidationRefused), NULL, \(hash), \(entry.remote),
+                               'delivered', \(r.createdAt), \(sentAt), \(sentAt), \(hub), \(Int32(max(r.deliveries, 1)))
+                        FROM b
+                        WHERE NOT EXISTS (SELECT 1 FROM ins) AND EXISTS (SELECT 1 FROM repeated)
+                          AND NOT EXISTS (SELECT 1 FROM commands WHERE id = \(r.id))
+                        ON CONFLICT DO NOTHING
+                        RETURNING id, bot_id),
+                    written AS (SELECT id, bot_id FROM ins UNION ALL SELECT id, bot_id FROM twin),
+                    -- The same command written by its own ledger call, whose statement committed after the call was given up
+                    -- on (both carry one id): break glass sent it, so it is delivered, and the audit log says how, once.
+                    held AS (UPDATE commands c SET state = CASE WHEN c.state = 'pending' THEN 'delivered' ELSE c.state END,
+                                                   delivered_at = LEAST(COALESCE(c.delivered_at, \(sentAt)), \(sentAt)),
+                                                   last_delivered_at = GREATEST(COALESCE(c.last_delivered_at, \(sentAt)), \(sentAt)),
+                                                   delivered_by = COALESCE(c.delivered_by, \(hub))
+                             FROM b WHERE c.id = \(r.id) AND c.bot_id = b.id AND NOT EXISTS (SELECT 1 FROM ins)
+                             RETURNING c.id),
+                    -- The bot latched, as break glass latched its agent, unless a command of the bot came after this one: a later
+                    -- stop latched it itself (the same request repeated through another replica, too), and a later resume stands.
+                    latch AS (UPDATE bots SET emergency_command_id = written.id, emergency_since = COALESCE(emergency_since, \(r.createdAt))
+                              FROM written WHERE bots.id = written.bot_id AND \(r.kind) = 'emergency_stop'
+                                AND NOT EXISTS (SELECT 1 FROM commands c WHERE c.bot_id = written.bot_id AND c.id <> written.id
+                                                                          AND c.created_at > \(r.createdAt))
+                              RETURNING 1),
+                    audit AS (INSERT INTO audit_log (at, actor, actor_kind, action, outcome, bot, command_id, remote, detail)
+                              SELECT \(r.createdAt), \(r.issuedBy), \(entry.actorKind), \(r.kind + ".requested"), 'ok', \(r.bot), written.id, \(entry.remote),
+                                     \(r.reason) FROM written
+                              UNION ALL
+                              SELECT \(sentAt), \(hub), 'hub', 'command.delivered', 'ok', \(r.bot), written.id, NULL, \(note) FROM written
+                              UNION ALL
+                              SELECT now(), \(hub), 'hub', 'command.repeated', 'ok', \(r.bot), twin.id, NULL,
+                                     CASE WHEN (SELECT bool_and(same) FROM repeated)
+                                          THEN 'the same request (Idempotency-Key) reached the ledger through another replica as command '
+                                               || (SELECT string_agg(id::text, ', ') FROM repeated)
+                                               || ' before this break-glass journal was imported: the bot was sent both; this one is kept without the key'
+                                          ELSE 'its Idempotency-Key went to another request (command '
+                                               || (SELECT string_agg(id::text, ', ') FROM repeated)
+                                               || ') before this break-glass journal was imported; this one is kept without the key' END
+                              FROM twin
+                              UNION ALL
+                              SELECT \(sentAt), \(hub), 'hub', 'command.delivered', 'ok', \(r.bot), held.id, NULL, \(note) FROM held
+                              WHERE NOT EXISTS (SELECT 1 FROM audit_log a WHERE a.command_id = held.id AND a.action = 'command.delivered'
+                                                                            AND a.detail = \(note))
+                              RETURNING 1)
+                    SELECT (SELECT count(*) FROM b), (SELECT count(*) FROM commands WHERE id = \(r.id) AND bot_id <> (SELECT id FROM b)),
+                           (SELECT count(*) FROM ins), (SELECT count(*) FROM twin), (SELECT count(*) FROM held),
+                           (SELECT string_agg(id::text, ', ') FROM repeated), (SELECT COALESCE(bool_and(same), false) FROM repeated),
+                           (SELECT count(*) FROM audit)
+                    """, logger: logger)
+                var counts: Counts?
+                for try await (bots, elsewhere, inserted, twins, held, repeated, same, _)
+                    in rows.decode((Int64, Int64, Int64, Int64, Int64, String?, Bool, Int64).self) {
+                    counts = (bots, elsewhere, inserted, twins, held, repeated, same)
+                }
+                return counts
+            }
         }
         guard let c = counts, c.bots > 0 else {
             logger.error("break-glass command \(r.id) not written: bot \(r.bot) is not in the ledger (removed since?)")
@@ -274,8 +284,8 @@ extension CommandLedger {
         } else if c.held > 0 {
             outcome = .alreadyThere
         } else {
-            // Its key (or id) went to a command this statement's snapshot did not see, committed while the import waited
-            // for the bot's row. The next try sees it.
+            // Its key went to a command of another bot committed under this statement, unseen by its snapshot. The next
+            // try sees it.
             throw BreakGlassImportRaced(id: r.id, bot: r.bot)
         }
         switch outcome {
