@@ -63,6 +63,7 @@ struct IngestBench: AsyncParsableCommand {
         let version = protocolVersion
 
         let acked = SharedCounter()
+        await WebSocketWarmUp.connect(port: port, logger: logger)
         let found = await ServerCPU.find(db, logger: logger)
         let server = try? found.get()
         let serverCPUBefore = server?.seconds() ?? 0

@@ -86,6 +86,7 @@ struct LoadBench: AsyncParsableCommand {
         try await Task.sleep(for: .seconds(2))
         let idleRSS = Self.rssKB(pid: hub.pid) ?? 0
         let ledger = Ledger()
+        await WebSocketWarmUp.connect(port: port, logger: logger)
         var runners: [(MonitorAgent, Task<Void, any Error>)] = []
         for name in names {
             var c = AgentConfiguration(hubURL: "ws://127.0.0.1:\(port)/agent/v1", botID: name, token: "bench-token")
