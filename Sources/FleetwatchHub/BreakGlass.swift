@@ -23,9 +23,9 @@ struct BreakGlass: Sendable {
     var databaseDown: Bool { !health.isUp }
 
     /// A ledger call that gives up the moment the database is noticed down, and is then cancelled (`failFast`): what
-    /// the caller was told did not happen (a stop answered by break glass, or refused because break glass never liquidates; a
-    /// bot's report not recorded) must not be written later, when a pooled connection frees up. A statement already
-    /// in PostgreSQL may still commit (postgres-nio sends no cancel request).
+    /// the caller was told did not happen (a stop answered by break glass, or refused because break glass never
+    /// liquidates; a bot's report not recorded) must not be written later, when a pooled connection frees up. A
+    /// statement already in PostgreSQL may still commit (postgres-nio sends no cancel request).
     func ledgerCall<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
         try await health.failFast(body)
     }

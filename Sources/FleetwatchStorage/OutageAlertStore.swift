@@ -10,9 +10,9 @@ import Synchronization
 /// Repeats wait for the database. A bot this replica had not evaluated before the outage starts with no firing
 /// alerts known, so an alert already firing in the table may be notified once more for it.
 ///
-/// A transition given up on while it waits for a pooled connection is cancelled (`DatabaseHealth.failFast`): left to go on, it would write the
-/// table once the database is back, out of order with `reconcile` (a fire landing after the outage's resolve would
-/// leave the alert firing for good).
+/// A transition given up on while it waits for a pooled connection is cancelled (`DatabaseHealth.failFast`): left to
+/// go on, it would write the table once the database is back, out of order with `reconcile` (a fire landing after the
+/// outage's resolve would leave the alert firing for good).
 public final class OutageAlertStore: AlertStore {
     struct Pending: Sendable, Codable {
         var kind: AlertEvent.Kind

@@ -193,7 +193,7 @@ extension CommandLedger {
                 // from before the wait.
                 try await tx.query("SELECT 1 FROM bots WHERE name = \(r.bot) FOR UPDATE", logger: logger)
                 let rows = try await tx.query("""
-                    WITH b AS (SELECT id FROM bots WHERE name = \(r.bot) FOR UPDATE),
+                    WITH b AS (SELECT id FROM bots WHERE name = \(r.bot)),   -- locked by the statement before
                     ins AS (
                         INSERT INTO commands (id, bot_id, kind, origin, issued_by, reason, actions, liquidate, liquidation_requested,
                                               liquidation_refused, idempotency_key, request_hash, remote, state, created_at,
@@ -276,28 +276,26 @@ extension CommandLedger {
             logger.error("break-glass command \(r.id) of \(r.bot) not written: the ledger has a command of another bot under its id (a journal file copied from elsewhere?)")
             return .idTaken
         }
-        let outcome: BreakGlassImport
         if c.inserted > 0 {
-            outcome = .written
-        } else if c.twins > 0 {
-            outcome = .writtenBeside(c.repeated ?? "?", sameRequest: c.same)
-        } else if c.held > 0 {
-            outcome = .alreadyThere
-        } else {
-            // Its key went to a command of another bot committed under this statement, unseen by its snapshot. The next
-            // try sees it.
-            throw BreakGlassImportRaced(id: r.id, bot: r.bot)
+            logger.notice("break-glass command \(r.id) of \(r.bot) written to the ledger")
+            return .written
         }
-        switch outcome {
-        case .written: logger.notice("break-glass command \(r.id) of \(r.bot) written to the ledger")
-        case .writtenBeside(let other, true):
-            logger.warning("break-glass command \(r.id) of \(r.bot) written to the ledger beside command \(other): the same request was repeated with its Idempotency-Key through another replica before this journal was imported, and the bot was sent both")
-        case .writtenBeside(let other, false):
-            logger.warning("break-glass command \(r.id) of \(r.bot) written to the ledger without its Idempotency-Key: the key went to another request (command \(other)) before this journal was imported")
-        case .alreadyThere: logger.notice("break-glass command \(r.id) of \(r.bot) was in the ledger already")
-        case .botUnknown, .idTaken: break
+        if c.twins > 0 {
+            let other = c.repeated ?? "?"
+            if c.same {
+                logger.warning("break-glass command \(r.id) of \(r.bot) written to the ledger beside command \(other): the same request was repeated with its Idempotency-Key through another replica before this journal was imported, and the bot was sent both")
+            } else {
+                logger.warning("break-glass command \(r.id) of \(r.bot) written to the ledger without its Idempotency-Key: the key went to another request (command \(other)) before this journal was imported")
+            }
+            return .writtenBeside(other, sameRequest: c.same)
         }
-        return outcome
+        if c.held > 0 {
+            logger.notice("break-glass command \(r.id) of \(r.bot) was in the ledger already")
+            return .alreadyThere
+        }
+        // Its key went to a command of another bot committed under this statement, unseen by its snapshot. The next try
+        // sees it.
+        throw BreakGlassImportRaced(id: r.id, bot: r.bot)
     }
 }
 
