@@ -16,8 +16,10 @@ struct BatchRunEndToEndTests {
         try await registerBots(["runner"], token: "secret", in: db)
         let hub = try HubUnderTest(database: db)
         // This client sends no heartbeats, and on a busy machine the wait for the lock below can outlast two default
-        // intervals (10 s): the hub would then rightly close it for silence before its batches are sent.
-        try await hub.start(config: #"{"hub": {"heartbeat_interval": 60}}"#)
+        // intervals (10 s): the hub would then rightly close it for silence before its batches are sent. Likewise the
+        // statement waiting on the lock must not reach the default statement timeout (30 s; it did once in CI, on a
+        // machine where seeing the wait took that long), or the batch is rightly not stored.
+        try await hub.start(config: #"{"hub": {"heartbeat_interval": 60, "statement_timeout": 600}}"#)
         defer { Task { await hub.kill(SIGTERM) } }
         let client = try await ProtocolClient.connect(port: hub.port, bot: "runner", token: "secret")
         defer { client.close() }
